@@ -1,0 +1,539 @@
+"""Sources -> store: a local folder of images, or a `datasets` dataset (Hub or local).
+
+Every image is copied byte for byte (never re-encoded) into a content-addressed
+folder, `images_dir/<sha256[:2]>/<sha256><ext>`, so a duplicate is stored once
+and a half-written file never carries a final name. Records go to the store in
+batches, one transaction each; a record whose `source_key` is already there is
+skipped before its bytes are read, so re-running an ingest adds only what is new
+and an interrupted one resumes where it stopped.
+
+A file that is not a readable image is listed in the report with the reason and
+skipped; it never stops an ingest.
+
+    store = Store(settings.db_path)
+    report = ingest_folder(store, Path("data/images"), settings.images_dir)
+    print(report.summary())
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import decimal
+import hashlib
+import io
+import json
+import os
+import posixpath
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from annotator.config import ConfigError, Settings, TaskSpec, load_settings, load_task
+from annotator.images import ImageError, describe, extension_for
+from annotator.store import NewRecord, Store
+
+BATCH_SIZE = 1000
+MAX_FILE_BYTES = 100 * 1024 * 1024  # larger files are skipped unread: no annotator image is this big
+METADATA_FILES = ("metadata.jsonl", "metadata.csv")
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff",
+                            ".ico", ".jfif", ".avif", ".heic", ".ppm", ".pgm", ".pbm", ".tga"})
+
+
+class IngestError(ConfigError):
+    """The source cannot be read at all (wrong name, split or column); the message says what to change."""
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did. `skipped` holds (name, reason) for every item left out."""
+    source: str
+    added: int = 0
+    already_present: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        text = (f"{self.source}: {self.added} added, {self.already_present} already present, "
+                f"{len(self.skipped)} skipped in {self.seconds:.1f} s")
+        for warning in self.warnings:
+            text += f"\nwarning: {warning}"
+        return text
+
+
+# --- shared helpers ---------------------------------------------------------
+
+def _extension(fmt: str) -> str:
+    ext = extension_for(fmt)
+    if ext != ".img":
+        return ext
+    from PIL import Image  # formats browsers do not show (TIFF, BMP...): keep a real suffix anyway
+    for suffix, name in Image.registered_extensions().items():
+        if name == fmt.upper():
+            return suffix
+    return ext
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save_image(data: bytes, images_dir: Path) -> tuple[str, str, int, int]:
+    """Check and store image bytes as they are; return (relative path, sha256, width, height).
+
+    Raises ImageError when the bytes are not a complete, readable image.
+    """
+    fmt, width, height = describe(data)
+    sha = hashlib.sha256(data).hexdigest()
+    relative = f"{sha[:2]}/{sha}{_extension(fmt)}"
+    target = images_dir / relative
+    try:
+        present = target.stat().st_size == len(data)
+    except OSError:
+        present = False
+    if not present:
+        _write_atomic(target, data)
+    return relative, sha, width, height
+
+
+def _suggestion(metadata: dict[str, Any], column: str | None) -> str | None:
+    if not column:
+        return None
+    value = metadata.get(column)
+    if isinstance(value, (list, tuple)):
+        value = value[0] if len(value) == 1 else None
+    if value is None or isinstance(value, (dict, bytes)):
+        return None
+    return str(value)
+
+
+class _Batches:
+    """Collects records and hands them to the store BATCH_SIZE at a time."""
+
+    def __init__(self, store: Store, report: IngestReport, batch_size: int) -> None:
+        self.store, self.report, self.batch_size = store, report, max(1, batch_size)
+        self.rows: list[NewRecord] = []
+
+    def add(self, row: NewRecord) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            added = len(self.store.add_records(self.rows))
+            self.report.added += added
+            self.report.already_present += len(self.rows) - added
+            self.rows = []
+
+
+def _progress(items: Iterable[Any], enabled: bool, total: int | None, desc: str) -> Iterable[Any]:
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+    return tqdm(items, total=total, desc=desc, unit="image", file=sys.stderr)
+
+
+# --- local folder -----------------------------------------------------------
+
+def _list_files(folder: Path, exclude: Path | None) -> list[str]:
+    """Every file under `folder` as a relative posix path, sorted; hidden files and folders left out."""
+    found: list[str] = []
+    for root, dirs, files in os.walk(folder):
+        root_path = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and (exclude is None or (root_path / d).resolve() != exclude))
+        rel_root = root_path.relative_to(folder).as_posix()
+        for name in files:
+            if not name.startswith("."):
+                found.append(name if rel_root == "." else f"{rel_root}/{name}")
+    return sorted(found, key=lambda p: p.split("/"))
+
+
+def _inside(rel_dir: str, file_name: object) -> str | None:
+    """`file_name` from a metadata file in `rel_dir`, as a path relative to the root; None if it leaves it."""
+    if not isinstance(file_name, str) or not file_name.strip():
+        return None
+    name = file_name.strip().replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return None
+    joined = posixpath.normpath(posixpath.join(rel_dir, name)) if rel_dir else posixpath.normpath(name)
+    if joined == ".." or joined.startswith("../") or joined == ".":
+        return None
+    return joined
+
+
+def _read_metadata(folder: Path, files: list[str], report: IngestReport) -> dict[str, dict[str, Any]]:
+    """Fields per file from every metadata.jsonl / metadata.csv (its `file_name` is relative to its folder)."""
+    fields: dict[str, dict[str, Any]] = {}
+    for rel in files:
+        name = posixpath.basename(rel)
+        if name not in METADATA_FILES:
+            continue
+        rel_dir = posixpath.dirname(rel)
+        try:
+            text = (folder / rel).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            report.skipped.append((rel, f"cannot read the metadata file ({exc})"))
+            continue
+        entries: list[tuple[int, Any]] = []
+        if name.endswith(".jsonl"):
+            for number, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    entries.append((number, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    report.skipped.append((f"{rel} line {number}", f"not valid JSON ({exc.msg})"))
+        else:
+            reader = csv.DictReader(io.StringIO(text))
+            entries = [(number, dict(row)) for number, row in enumerate(reader, 2)]
+        for number, entry in entries:
+            if not isinstance(entry, dict) or "file_name" not in entry:
+                report.skipped.append((f"{rel} line {number}", "no file_name field"))
+                continue
+            target = _inside(rel_dir, entry["file_name"])
+            if target is None:
+                report.skipped.append((f"{rel} line {number}",
+                                       f"file_name {entry['file_name']!r} is outside the folder"))
+                continue
+            extra = {str(k): v for k, v in entry.items() if k != "file_name" and k is not None}
+            fields.setdefault(target, {}).update(extra)
+    return fields
+
+
+def ingest_folder(store: Store, folder: Path, images_dir: Path, *, suggestion_column: str | None = "label",
+                  progress: bool = False, batch_size: int = BATCH_SIZE) -> IngestReport:
+    """Ingest every image under `folder` (recursively, sorted by path).
+
+    A file in a sub-folder gets the sub-folder's name (the first component under
+    `folder`) as `metadata["label"]`; `metadata.jsonl` / `metadata.csv` files
+    (a `file_name` column, relative to the metadata file) add fields per image.
+    The record's suggestion is `metadata[suggestion_column]` when present.
+    `source_key` is "folder:" + the path relative to `folder`. Hidden files and
+    folders, and `images_dir` itself when it lies inside `folder`, are left out.
+    """
+    started = time.monotonic()
+    folder = Path(folder)
+    images_dir = Path(images_dir)
+    report = IngestReport(source=f"folder {folder}")
+    if not folder.is_dir():
+        raise IngestError(f"{folder} is not a folder; point SOURCE_DIR (or --folder) at a folder of images.")
+    resolved = images_dir.resolve()
+    if resolved == folder.resolve() or resolved in folder.resolve().parents:
+        raise IngestError(f"the source folder {folder} is inside {images_dir}, where ingest keeps its own copies "
+                          f"of the images; move the source images to another folder and point SOURCE_DIR "
+                          f"(or --folder) there.")
+    files = _list_files(folder, resolved)
+    metadata_by_file = _read_metadata(folder, files, report)
+    existing = store.source_keys()
+    batches = _Batches(store, report, batch_size)
+    suggested = 0
+    images = [rel for rel in files if posixpath.basename(rel) not in METADATA_FILES]
+    for rel in _progress(images, progress, len(images), "ingest"):
+        key = "folder:" + rel
+        if key in existing:
+            report.already_present += 1
+            continue
+        path = folder / rel
+        try:
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                report.skipped.append((rel, f"larger than {MAX_FILE_BYTES // 2**20} MB"))
+                continue
+            data = path.read_bytes()
+        except OSError as exc:
+            report.skipped.append((rel, f"cannot read ({exc.strerror or exc})"))
+            continue
+        try:
+            relative, sha, width, height = _save_image(data, images_dir)
+        except ImageError as exc:
+            is_image = Path(rel).suffix.lower() in IMAGE_SUFFIXES
+            report.skipped.append((rel, f"corrupt or unreadable image: {exc}" if is_image else "not an image"))
+            continue
+        metadata: dict[str, Any] = {}
+        if "/" in rel:
+            metadata["label"] = rel.split("/", 1)[0]
+        metadata.update(metadata_by_file.get(rel, {}))
+        suggestion = _suggestion(metadata, suggestion_column)
+        suggested += suggestion is not None
+        batches.add(NewRecord(key, relative, sha, width, height, len(data), metadata, suggestion))
+        existing.add(key)
+    batches.flush()
+    if suggestion_column and report.added and not suggested:
+        report.warnings.append(f"no image has a {suggestion_column!r} field, so none has a suggestion "
+                               f"(put images in class sub-folders or add a metadata.jsonl)")
+    report.seconds = time.monotonic() - started
+    return report
+
+
+# --- datasets ---------------------------------------------------------------
+
+_DROP = object()
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-friendly copy of a dataset value; _DROP for binary payloads."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _DROP
+    if isinstance(value, dict):
+        if "bytes" in value and "path" in value:  # another image/audio column: keep its name only
+            return value.get("path")
+        out = {str(k): _jsonable(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not _DROP}
+    if isinstance(value, (list, tuple)):
+        return [v for v in (_jsonable(v) for v in value) if v is not _DROP]
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return _jsonable(value.tolist())
+    if type(value).__module__.startswith("PIL."):
+        return _DROP
+    return str(value)
+
+
+def _class_names(feature: Any) -> tuple[Any, bool] | None:
+    """(ClassLabel, is_list) when a feature holds class ids, else None."""
+    from datasets import ClassLabel
+    if isinstance(feature, ClassLabel):
+        return feature, False
+    inner = getattr(feature, "feature", None)
+    if isinstance(inner, ClassLabel):
+        return inner, True
+    if isinstance(feature, list) and len(feature) == 1 and isinstance(feature[0], ClassLabel):
+        return feature[0], True
+    return None
+
+
+def _label_name(label: Any, value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < label.num_classes:
+        return label.int2str(value)
+    return None if value == -1 else value
+
+
+def _image_bytes(value: Any, token: str | bool | None) -> bytes:
+    """The stored bytes of one image value, as they are."""
+    path: str | None = None
+    data: bytes | None = None
+    if isinstance(value, dict):
+        data, path = value.get("bytes"), value.get("path")
+    elif isinstance(value, (bytes, bytearray)):
+        data = bytes(value)
+    elif isinstance(value, str):
+        path = value
+    elif value is not None and type(value).__module__.startswith("PIL."):
+        # already decoded (a dataset we could not cast): the one case that has to encode
+        buf = io.BytesIO()
+        value.save(buf, "PNG")
+        data = buf.getvalue()
+    if data is not None:
+        return bytes(data)
+    if not path:
+        raise ImageError("no image (neither bytes nor a path)")
+    from datasets.utils.file_utils import is_local_path, xopen
+    if is_local_path(path):
+        local = Path(path)
+        if local.stat().st_size > MAX_FILE_BYTES:
+            raise ImageError(f"larger than {MAX_FILE_BYTES // 2**20} MB")
+        return local.read_bytes()
+    from datasets import DownloadConfig
+    with xopen(path, "rb", download_config=DownloadConfig(token=token)) as f:
+        return f.read()
+
+
+def _load(dataset: str, config: str | None, split: str, streaming: bool, token: str | bool | None,
+          data_dir: str | None, data_files: Any) -> Any:
+    import datasets
+    kwargs: dict[str, Any] = {"split": split, "streaming": streaming}
+    if token is not None:
+        kwargs["token"] = token
+    if data_dir is not None:
+        kwargs["data_dir"] = data_dir
+    if data_files is not None:
+        kwargs["data_files"] = data_files
+    try:
+        return datasets.load_dataset(dataset, config, **kwargs)
+    except Exception as exc:  # not found, no access, no network, wrong config or split: all end here
+        where = f"SOURCE_DATASET={dataset!r}" + (f", SOURCE_CONFIG={config!r}" if config else "") + \
+                f", SOURCE_SPLIT={split!r}"
+        raise IngestError(f"cannot load the dataset ({where}): {type(exc).__name__}: {exc}. Check the "
+                          f"name, config and split, and that HF_TOKEN can read it.") from exc
+
+
+def ingest_dataset(store: Store, dataset: Any, images_dir: Path, *, config: str | None = None,
+                   split: str = "train", image_column: str = "image", suggestion_column: str | None = None,
+                   streaming: bool = True, progress: bool = False, name: str | None = None,
+                   token: str | bool | None = None, data_dir: str | None = None, data_files: Any = None,
+                   batch_size: int = BATCH_SIZE) -> IngestReport:
+    """Ingest a `datasets` dataset: a Hub/packaged name, or an already loaded Dataset/IterableDataset.
+
+    A name goes through `datasets.load_dataset(dataset, config, split=split,
+    streaming=streaming)`. The image column is cast to `Image(decode=False)`
+    so its bytes are copied as stored (or the file at its `path`). Every other
+    column goes to the record's metadata (class ids as their names, binary
+    payloads left out); the suggestion comes from `suggestion_column`.
+    `source_key` is f"hub:{name}:{config or 'default'}:{split}:{index}", where
+    `name` defaults to the dataset name (or the loaded dataset's builder name).
+    """
+    started = time.monotonic()
+    images_dir = Path(images_dir)
+    if isinstance(dataset, str):
+        name = name or dataset
+        ds = _load(dataset, config, split, streaming, token, data_dir, data_files)
+    else:
+        ds = dataset
+        info = getattr(ds, "info", None)
+        name = name or getattr(info, "dataset_name", None) or getattr(info, "builder_name", None) or "local"
+    report = IngestReport(source=f"dataset {name}" + (f" ({config})" if config else "") + f" [{split}]")
+    features = getattr(ds, "features", None)
+    if features is not None:
+        if image_column not in features:
+            raise IngestError(f"the dataset {name} has no column {image_column!r}; its columns are "
+                              f"{', '.join(features)}. Set SOURCE_IMAGE_COLUMN (or --image-column).")
+        from datasets import Image
+        if isinstance(features[image_column], Image) and features[image_column].decode:
+            ds = ds.cast_column(image_column, Image(decode=False))
+        if suggestion_column and suggestion_column not in features:
+            report.warnings.append(f"the dataset has no column {suggestion_column!r}, so no record has a "
+                                   f"suggestion; its columns are {', '.join(features)}")
+        labels = {col: found for col, feat in features.items() if (found := _class_names(feat)) is not None}
+    else:
+        labels = {}
+    prefix = f"hub:{name}:{config or 'default'}:{split}:"
+    existing = store.source_keys()
+    batches = _Batches(store, report, batch_size)
+    total: int | None = len(ds) if hasattr(ds, "__len__") else None
+    rows: Iterator[dict[str, Any]] = iter(ds)
+    for index, row in enumerate(_progress(rows, progress, total, "ingest")):
+        key = f"{prefix}{index}"
+        if key in existing:
+            report.already_present += 1
+            continue
+        item = f"{split}[{index}]"
+        value = row.get(image_column)
+        origin = value.get("path") if isinstance(value, dict) else value if isinstance(value, str) else None
+        if origin:
+            item += f" ({posixpath.basename(origin.replace(chr(92), '/'))})"
+        try:
+            data = _image_bytes(value, token)
+        except ImageError as exc:
+            report.skipped.append((item, str(exc)))
+            continue
+        except OSError as exc:
+            report.skipped.append((item, f"cannot read the image ({exc.strerror or exc})"))
+            continue
+        try:  # an OSError here is about images_dir (full, read-only): that stops the ingest
+            relative, sha, width, height = _save_image(data, images_dir)
+        except ImageError as exc:
+            report.skipped.append((item, f"corrupt or unreadable image: {exc}"))
+            continue
+        metadata: dict[str, Any] = {}
+        for col, value in row.items():
+            if col == image_column:
+                continue
+            if col in labels:
+                label, is_list = labels[col]
+                value = [_label_name(label, v) for v in value] if is_list and value is not None \
+                    else _label_name(label, value)
+            value = _jsonable(value)
+            if value is not _DROP:
+                metadata[col] = value
+        batches.add(NewRecord(key, relative, sha, width, height, len(data), metadata,
+                              _suggestion(metadata, suggestion_column)))
+        existing.add(key)
+    batches.flush()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+# --- from the settings, and the command line ---------------------------------
+
+def ingest_from_settings(store: Store, settings: Settings, task: TaskSpec, progress: bool = False) -> IngestReport:
+    """Ingest SOURCE_DATASET when set, else SOURCE_DIR, into `settings.images_dir`."""
+    if settings.source_dataset:
+        return ingest_dataset(store, settings.source_dataset, settings.images_dir, config=settings.source_config,
+                              split=settings.source_split, image_column=settings.source_image_column,
+                              suggestion_column=task.suggestion_column, token=settings.hf_token,
+                              progress=progress)
+    if settings.source_dir is None or not settings.source_dir.is_dir():
+        raise IngestError(f"there is nothing to ingest: SOURCE_DIR={str(settings.source_dir or '')!r} is not a "
+                          f"folder and SOURCE_DATASET is not set. Set one of them.")
+    return ingest_folder(store, settings.source_dir, settings.images_dir,
+                         suggestion_column=task.suggestion_column, progress=progress)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.suggestion_column is not None:
+        suggestion = args.suggestion_column.strip() or None
+    else:
+        suggestion = load_task(settings.task_file).suggestion_column
+    progress = not args.no_progress
+    store = Store(settings.db_path)
+    try:
+        if args.folder is not None:
+            report = ingest_folder(store, Path(args.folder).expanduser(), settings.images_dir,
+                                   suggestion_column=suggestion, progress=progress)
+        elif args.dataset or settings.source_dataset:
+            report = ingest_dataset(
+                store, args.dataset or settings.source_dataset, settings.images_dir,
+                config=args.config if args.config is not None else settings.source_config,
+                split=args.split or settings.source_split,
+                image_column=args.image_column or settings.source_image_column,
+                suggestion_column=suggestion, token=settings.hf_token, progress=progress)
+        else:
+            if settings.source_dir is None:
+                raise IngestError("nothing to ingest: give --folder or --dataset, or set SOURCE_DIR or SOURCE_DATASET.")
+            report = ingest_folder(store, settings.source_dir, settings.images_dir,
+                                   suggestion_column=suggestion, progress=progress)
+        total = store.record_count()
+    finally:
+        store.close()
+    print(report.summary())
+    for item, reason in report.skipped:
+        print(f"  skipped {item}: {reason}")
+    print(f"the store now holds {total} records")
+    return 0
+
+
+def add_command(subparsers: Any) -> None:
+    """Add `ingest` to the `python -m annotator` command line."""
+    parser = subparsers.add_parser(
+        "ingest", help="add images from a folder or a dataset to the store",
+        description="Add images to the store. Re-running adds only what is new. Without --folder or "
+                    "--dataset, reads SOURCE_DATASET or SOURCE_DIR. Do not run while the app uses the same "
+                    "DATA_DIR.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--folder", metavar="DIR", help="a folder of images (class sub-folders become labels)")
+    source.add_argument("--dataset", metavar="NAME", help="a Hub dataset id (default: SOURCE_DATASET)")
+    parser.add_argument("--config", metavar="C", default=None, help="dataset config (default: SOURCE_CONFIG)")
+    parser.add_argument("--split", default=None, help="dataset split (default: SOURCE_SPLIT, else train)")
+    parser.add_argument("--image-column", default=None, help="image column (default: SOURCE_IMAGE_COLUMN, else image)")
+    parser.add_argument("--suggestion-column", metavar="COL", default=None,
+                        help="metadata field holding a suggested label (default: the task's suggestion_column; "
+                             "'' for none)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_run)
+
+
+__all__ = ["IngestError", "IngestReport", "add_command", "ingest_dataset", "ingest_folder",
+           "ingest_from_settings"]

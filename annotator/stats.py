@@ -1,0 +1,107 @@
+"""Progress counts: `python -m annotator stats [--json]`, and `summarize()` for the dashboard.
+
+A record is complete when its submitted answers reach the task's overlap plus
+the extra answers an admin asked for on it; partly done when it has at least
+one submitted answer but fewer; untouched when it has none (skips do not count
+as answers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from annotator.config import load_settings, load_task
+from annotator.store import Store
+
+
+def summarize(store: Store, overlap: int) -> dict[str, Any]:
+    """Counts over the whole store, as plain JSON-ready values.
+
+    Keys: records, responses, submitted, skipped, overlap, complete, partial,
+    untouched, answers_needed (sum over records of overlap + extra answers),
+    answers_done (submitted answers counted up to each record's need),
+    percent_done, users ({user: {"submitted": n, "skipped": n}}).
+    """
+    raw = store.stats()
+    records = raw["records"]
+    complete = partial = done = 0
+    for _record_id, extra, submitted in raw["answers_per_record"]:
+        need = overlap + extra
+        done += min(submitted, need)
+        if submitted >= need:
+            complete += 1
+        elif submitted > 0:
+            partial += 1
+    needed = records * overlap + sum(store.extra_answers().values())
+    return {
+        "records": records,
+        "responses": raw["responses"],
+        "submitted": raw["submitted"],
+        "skipped": raw["skipped"],
+        "overlap": overlap,
+        "complete": complete,
+        "partial": partial,
+        "untouched": records - complete - partial,
+        "answers_needed": needed,
+        "answers_done": done,
+        "percent_done": round(100.0 * done / needed, 1) if needed else 100.0,
+        "users": {user: dict(counts) for user, counts in raw["users"].items()},
+    }
+
+
+def format_text(summary: dict[str, Any]) -> str:
+    """The summary as a few aligned lines for a terminal."""
+    lines = [
+        f"records      {summary['records']}",
+        f"responses    {summary['responses']} ({summary['submitted']} submitted, {summary['skipped']} skipped)",
+        f"complete     {summary['complete']} (overlap {summary['overlap']})",
+        f"partly done  {summary['partial']}",
+        f"untouched    {summary['untouched']}",
+        f"progress     {summary['answers_done']} of {summary['answers_needed']} answers "
+        f"({summary['percent_done']:g}%)",
+    ]
+    users = summary["users"]
+    if users:
+        width = max(len(u) for u in users)
+        lines.append(f"users        {len(users)}")
+        for user, counts in sorted(users.items(), key=lambda item: (-item[1]["submitted"], item[0])):
+            lines.append(f"  {user:<{width}}  {counts['submitted']:>6} submitted  {counts['skipped']:>5} skipped")
+    else:
+        lines.append("users        0")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    overlap = args.overlap if args.overlap is not None else load_task(settings.task_file).overlap
+    store = Store(settings.db_path)
+    try:
+        summary = summarize(store, overlap)
+    finally:
+        store.close()
+    print(json.dumps(summary, indent=2, sort_keys=True) if args.json else format_text(summary))
+    return 0
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("the overlap is a whole number >= 1")
+    return value
+
+
+def add_command(subparsers: Any) -> None:
+    """Add `stats` to the `python -m annotator` command line."""
+    parser = subparsers.add_parser(
+        "stats", help="print progress counts",
+        description="Print records, responses, complete / partly done / untouched records and per-user "
+                    "counts. Do not run while the app uses the same DATA_DIR.")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--overlap", type=_positive, default=None,
+                        help="answers a record needs (default: the task file's overlap)")
+    parser.set_defaults(run=_run)
+
+
+__all__ = ["add_command", "format_text", "summarize"]
