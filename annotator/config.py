@@ -1,0 +1,308 @@
+"""Settings (environment variables) and the task spec (task.toml).
+
+Both are read once at start-up. A wrong value stops start-up with one message
+that names the setting, the value and what is allowed, because the person who
+reads it is an organizer editing a Space's variables, not a developer.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Mapping
+
+QuestionKind = Literal["single_label", "multi_label"]
+AuthMode = Literal["hf", "password", "local"]
+DbMode = Literal["direct", "snapshot"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TASK_FILE = REPO_ROOT / "data" / "task.toml"
+DEFAULT_SOURCE_DIR = REPO_ROOT / "data" / "images"
+
+
+class ConfigError(ValueError):
+    """A setting or task-file value is wrong; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    title: str
+    guidelines: str
+    question: str
+    kind: QuestionKind
+    labels: tuple[Label, ...]
+    comment: bool
+    overlap: int
+    order: Literal["sequential", "shuffle"]
+    seed: int
+    suggestion_column: str | None
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(label.name for label in self.labels)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    task_file: Path
+    auth_mode: AuthMode
+    admins: frozenset[str]
+    allowed_users: frozenset[str]
+    allowed_orgs: frozenset[str]
+    local_user: str
+    password_file: Path
+    source_dir: Path | None
+    source_dataset: str | None
+    source_config: str | None
+    source_split: str
+    source_image_column: str
+    export_repo: str | None
+    export_every: float
+    export_private: bool
+    hf_token: str | None = field(repr=False)
+    lease_ttl: float
+    prefetch_depth: int
+    image_max_side: int
+    image_url_ttl: int
+    cache_dir: Path
+    db_mode: DbMode
+    snapshot_every: float
+    max_comment_chars: int
+    secret_key: str | None = field(repr=False)
+
+    @property
+    def db_path(self) -> Path:
+        """Where the live DuckDB file is: on DATA_DIR, or on fast local disk in snapshot mode."""
+        if self.db_mode == "snapshot":
+            return self.cache_dir / "annotator.duckdb"
+        return self.data_dir / "annotator.duckdb"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    def public_items(self) -> dict[str, str]:
+        """The active settings by their environment name, secrets masked, for the admin view."""
+        def mask(value: str | None) -> str:
+            return "(set, hidden)" if value else "(not set)"
+
+        return {
+            "DATA_DIR": str(self.data_dir),
+            "TASK_FILE": str(self.task_file),
+            "AUTH_MODE": self.auth_mode,
+            "ADMINS": ",".join(sorted(self.admins)),
+            "ALLOWED_USERS": ",".join(sorted(self.allowed_users)),
+            "ALLOWED_ORGS": ",".join(sorted(self.allowed_orgs)),
+            "SOURCE_DIR": str(self.source_dir or ""),
+            "SOURCE_DATASET": self.source_dataset or "",
+            "EXPORT_REPO": self.export_repo or "",
+            "EXPORT_EVERY": f"{self.export_every:g}",
+            "HF_TOKEN": mask(self.hf_token),
+            "SECRET_KEY": mask(self.secret_key),
+            "LEASE_TTL": f"{self.lease_ttl:g}",
+            "PREFETCH_DEPTH": str(self.prefetch_depth),
+            "IMAGE_MAX_SIDE": str(self.image_max_side),
+            "DB_MODE": self.db_mode,
+            "SNAPSHOT_EVERY": f"{self.snapshot_every:g}",
+            "CACHE_DIR": str(self.cache_dir),
+        }
+
+
+def _words(raw: str | None) -> frozenset[str]:
+    return frozenset(w.strip() for w in (raw or "").split(",") if w.strip())
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float,
+            integer: bool = False) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(f"{name}={raw!r} is not {kind}; set it to {kind} >= {minimum:g}.") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} is too small; it must be >= {minimum:g}.")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip() or default
+    if raw not in allowed:
+        raise ConfigError(f"{name}={raw!r} is not allowed; use one of: {', '.join(allowed)}.")
+    return raw
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a yes/no value; use true or false.")
+
+
+def _default_data_dir() -> Path:
+    data = Path("/data")
+    if data.is_dir() and os.access(data, os.W_OK):
+        return data
+    return REPO_ROOT / ".annotator-data"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting from the environment; raise ConfigError on the first bad one."""
+    env = os.environ if env is None else env
+    on_spaces = bool(env.get("SPACE_ID"))
+    data_dir = Path(env.get("DATA_DIR", "").strip() or _default_data_dir()).expanduser()
+    task_file = Path(env.get("TASK_FILE", "").strip() or DEFAULT_TASK_FILE).expanduser()
+    auth_mode = _choice(env, "AUTH_MODE", "hf" if on_spaces else "local", ("hf", "password", "local"))
+    source_dataset = env.get("SOURCE_DATASET", "").strip() or None
+    source_dir_raw = env.get("SOURCE_DIR", "").strip()
+    if source_dir_raw:
+        source_dir: Path | None = Path(source_dir_raw).expanduser()
+        if not source_dir.is_dir():
+            raise ConfigError(f"SOURCE_DIR={source_dir_raw!r} is not a folder; point it at a folder of images.")
+    else:
+        source_dir = None if source_dataset else DEFAULT_SOURCE_DIR
+    export_repo = env.get("EXPORT_REPO", "").strip() or None
+    if export_repo is not None and export_repo.count("/") != 1:
+        raise ConfigError(f"EXPORT_REPO={export_repo!r} is not a dataset id; use the form 'owner/name'.")
+    local_user = env.get("LOCAL_USER", "").strip() or "local"
+    admins = _words(env.get("ADMINS"))
+    if auth_mode == "local" and not admins:
+        admins = frozenset({local_user})
+    db_mode = _choice(env, "DB_MODE", "direct", ("direct", "snapshot"))
+    return Settings(
+        data_dir=data_dir,
+        task_file=task_file,
+        auth_mode=auth_mode,  # type: ignore[arg-type]
+        admins=admins,
+        allowed_users=_words(env.get("ALLOWED_USERS")),
+        allowed_orgs=_words(env.get("ALLOWED_ORGS")),
+        local_user=local_user,
+        password_file=Path(env.get("PASSWORD_FILE", "").strip() or data_dir / "passwords.json"),
+        source_dir=source_dir,
+        source_dataset=source_dataset,
+        source_config=env.get("SOURCE_CONFIG", "").strip() or None,
+        source_split=env.get("SOURCE_SPLIT", "").strip() or "train",
+        source_image_column=env.get("SOURCE_IMAGE_COLUMN", "").strip() or "image",
+        export_repo=export_repo,
+        export_every=_number(env, "EXPORT_EVERY", 10.0, minimum=0.1),
+        export_private=_flag(env, "EXPORT_PRIVATE", True),
+        hf_token=env.get("HF_TOKEN", "").strip() or None,
+        lease_ttl=_number(env, "LEASE_TTL", 300.0, minimum=1.0),
+        prefetch_depth=int(_number(env, "PREFETCH_DEPTH", 4, minimum=0, integer=True)),
+        image_max_side=int(_number(env, "IMAGE_MAX_SIDE", 1280, minimum=64, integer=True)),
+        image_url_ttl=int(_number(env, "IMAGE_URL_TTL", 3600, minimum=60, integer=True)),
+        cache_dir=Path(env.get("CACHE_DIR", "").strip() or "/tmp/annotator-cache").expanduser(),
+        db_mode=db_mode,  # type: ignore[arg-type]
+        snapshot_every=_number(env, "SNAPSHOT_EVERY", 60.0, minimum=1.0),
+        max_comment_chars=int(_number(env, "MAX_COMMENT_CHARS", 2000, minimum=0, integer=True)),
+        secret_key=env.get("SECRET_KEY", "").strip() or None,
+    )
+
+
+_TASK_KEYS = {"title", "guidelines", "question", "kind", "labels", "comment", "overlap", "order",
+              "seed", "suggestion_column"}
+_DEFAULT_KEYS = "123456789"
+
+
+def _task_error(path: Path, key: str, value: object, allowed: str) -> ConfigError:
+    return ConfigError(f"{path}: {key} = {value!r} is not allowed; {allowed}.")
+
+
+def load_task(path: Path) -> TaskSpec:
+    """Read and check the task file; raise ConfigError naming the first wrong key."""
+    if not path.is_file():
+        raise ConfigError(f"TASK_FILE={str(path)!r} does not exist; point TASK_FILE at a task.toml "
+                          f"(see data/task.toml for an example).")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}).") from None
+    unknown = sorted(set(raw) - _TASK_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; allowed keys are {', '.join(sorted(_TASK_KEYS))}.")
+
+    def text(key: str, default: str | None) -> str:
+        value = raw.get(key, default)
+        if not isinstance(value, str) or (default is None and not value.strip()):
+            raise _task_error(path, key, value, "it must be a non-empty string")
+        return value
+
+    kind = raw.get("kind", "single_label")
+    if kind not in ("single_label", "multi_label"):
+        raise _task_error(path, "kind", kind, "use 'single_label' or 'multi_label'")
+    order = raw.get("order", "sequential")
+    if order not in ("sequential", "shuffle"):
+        raise _task_error(path, "order", order, "use 'sequential' or 'shuffle'")
+    overlap = raw.get("overlap", 1)
+    if not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 1:
+        raise _task_error(path, "overlap", overlap, "it is the number of annotators per record, a whole number >= 1")
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise _task_error(path, "seed", seed, "it must be a whole number")
+    comment = raw.get("comment", False)
+    if not isinstance(comment, bool):
+        raise _task_error(path, "comment", comment, "use true or false")
+    suggestion = raw.get("suggestion_column")
+    if suggestion is not None and (not isinstance(suggestion, str) or not suggestion.strip()):
+        raise _task_error(path, "suggestion_column", suggestion, "it must name a metadata column, or be left out")
+    labels = _labels(path, raw.get("labels"))
+    return TaskSpec(
+        title=text("title", None),
+        guidelines=text("guidelines", ""),
+        question=text("question", "Choose a label"),
+        kind=kind,
+        labels=labels,
+        comment=comment,
+        overlap=overlap,
+        order=order,
+        seed=seed,
+        suggestion_column=suggestion,
+    )
+
+
+_RESERVED_KEYS = {"enter", "s", "backspace", "?"}
+
+
+def _labels(path: Path, raw: object) -> tuple[Label, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise _task_error(path, "labels", raw, "give at least one [[labels]] table with a name")
+    labels: list[Label] = []
+    for i, item in enumerate(raw):
+        where = f"labels[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict):
+            raise _task_error(path, where, item, "each label is a table with a name and an optional key")
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise _task_error(path, f"{where}.name", name, "each label needs a non-empty name")
+        default_key = _DEFAULT_KEYS[i] if i < len(_DEFAULT_KEYS) else ""
+        key = item.get("key", default_key)
+        if not isinstance(key, str) or len(key) != 1 or key.lower() in _RESERVED_KEYS:
+            raise _task_error(path, f"{where}.key", key,
+                              "a shortcut is one character and not s or ? (those skip and show help)")
+        labels.append(Label(name=name.strip(), key=key.lower()))
+    names = [label.name for label in labels]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise _task_error(path, "labels", dup, "label names must be unique")
+    keys = [label.key for label in labels if label.key]
+    dup_key = next((k for k in keys if keys.count(k) > 1), None)
+    if dup_key is not None:
+        raise _task_error(path, "labels.key", dup_key, "shortcut keys must be unique")
+    return tuple(labels)

@@ -1,0 +1,117 @@
+"""Per-user buffers of leased records whose images are already rendered.
+
+The click path pops from a buffer (memory only); a background pool refills
+it: soft leases from the backend, record rows from the store, images from
+the cache. A record in a buffer is held as a soft lease, so the scheduler can
+hand it to someone with nothing else to do (I5); `pop` notices that when it
+tries to promote the lease and moves on to the next slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+from annotator.backend import WorkBackend
+from annotator.images import ImageCache, ImageError
+from annotator.store import Record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A record ready to show: its row and the URL its image is served at."""
+    record: Record
+    image_url: str
+
+
+class PrefetchBuffers:
+    """Lifecycle: used by the service; `close()` stops the refill pool."""
+
+    def __init__(self, backend: WorkBackend, images: ImageCache, depth: int,
+                 image_url: Callable[[int, str], str], workers: int = 2) -> None:
+        self._backend = backend
+        self._images = images
+        self._depth = depth
+        self._image_url = image_url
+        self._buffers: dict[str, deque[Slot]] = {}
+        self._refilling: set[str] = set()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch")
+        self._closed = False
+
+    def pop(self, user: str) -> Slot | None:
+        """The first buffered record this user still holds, promoted to the screen."""
+        while True:
+            with self._lock:
+                buffer = self._buffers.get(user)
+                if not buffer:
+                    return None
+                slot = buffer.popleft()
+            if self._backend.promote(user, slot.record.id):
+                return slot
+
+    def peek(self, user: str, n: int) -> list[Slot]:
+        with self._lock:
+            return list(self._buffers.get(user, ()))[:n]
+
+    def drop(self, user: str) -> None:
+        """Forget a user's buffer (their soft leases are released by the backend)."""
+        with self._lock:
+            self._buffers.pop(user, None)
+
+    def slot_for(self, user: str, record: Record) -> Slot:
+        """A slot for a record leased outside the buffer (first call, takeover, going back)."""
+        return Slot(record, self._image_url(record.id, user))
+
+    def refill(self, user: str) -> None:
+        """Top up a user's buffer in the background; at most one refill per user at a time."""
+        if self._depth <= 0 or self._closed:
+            return
+        with self._lock:
+            if user in self._refilling or len(self._buffers.get(user, ())) >= self._depth:
+                return
+            self._refilling.add(user)
+        try:
+            self._pool.submit(self._refill, user)
+        except RuntimeError:  # pool shut down
+            with self._lock:
+                self._refilling.discard(user)
+
+    def _refill(self, user: str) -> None:
+        try:
+            with self._lock:
+                need = self._depth - len(self._buffers.get(user, ()))
+            if need <= 0:
+                return
+            ids = self._backend.lease_soft(user, need)
+            if not ids:
+                return
+            rows = self._backend.records(ids)
+            slots = []
+            for rid in ids:
+                record = rows.get(rid)
+                if record is None:
+                    self._backend.release(user, rid)
+                    continue
+                try:
+                    self._images.prepare(record.id, record.image_path)
+                except ImageError as exc:  # still shown: the page says the image is broken, skip works
+                    log.warning("record %s: %s", rid, exc)
+                slots.append(self.slot_for(user, record))
+            with self._lock:
+                self._buffers.setdefault(user, deque()).extend(slots)
+        except Exception:
+            log.exception("refilling the buffer of %s failed", user)
+        finally:
+            with self._lock:
+                self._refilling.discard(user)
+
+    def close(self) -> None:
+        self._closed = True
+        self._pool.shutdown(wait=True, cancel_futures=True)

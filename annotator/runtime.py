@@ -1,0 +1,97 @@
+"""Builds the long-lived parts in order and takes them down in reverse.
+
+settings -> store -> scheduler/writer (backend) -> images, tickets, prefetch
+-> service. `app.py`, the tests and the benchmarks all start the app through
+`Runtime.open`, so they run the same composition.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from annotator.auth import Access
+from annotator.backend import LocalBackend
+from annotator.config import ConfigError, Settings, TaskSpec, load_settings, load_task
+from annotator.images import ImageCache
+from annotator.prefetch import PrefetchBuffers
+from annotator.service import AnnotationService
+from annotator.store import Store
+from annotator.tickets import Signer, load_secret
+
+log = logging.getLogger(__name__)
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """Refuse to start on a DATA_DIR that cannot be written, before anything is created in it."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-test-") as probe:
+            probe.write(b"x" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise ConfigError(
+            f"DATA_DIR={str(data_dir)!r} cannot be written ({exc.strerror or exc}). Set DATA_DIR to a "
+            f"writable folder with free space, or attach a Storage Bucket at /data on the Space.") from None
+
+
+def record_order(ids: list[int], task: TaskSpec) -> list[int]:
+    if task.order == "shuffle":
+        ids = list(ids)
+        random.Random(task.seed).shuffle(ids)
+    return ids
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    task: TaskSpec
+    store: Store
+    backend: LocalBackend
+    images: ImageCache
+    signer: Signer
+    prefetch: PrefetchBuffers
+    service: AnnotationService
+    access: Access
+    _closed: bool = field(default=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, *, ingest: bool = True) -> "Runtime":
+        settings = settings or load_settings()
+        task = load_task(settings.task_file)
+        check_data_dir(settings.data_dir)
+        store = Store(settings.db_path)
+        try:
+            if ingest and store.record_count() == 0:
+                from annotator.ingest import ingest_from_settings
+                report = ingest_from_settings(store, settings, task)
+                log.info("ingest: %s", report.summary())
+            backend = LocalBackend(store, record_order(store.record_ids(), task), task.overlap, settings.lease_ttl)
+        except BaseException:
+            store.close()
+            raise
+        images = ImageCache(settings.images_dir, settings.cache_dir, settings.image_max_side)
+        signer = Signer(load_secret(settings.secret_key, settings.data_dir))
+        ttl = settings.image_url_ttl
+        prefetch = PrefetchBuffers(backend, images, settings.prefetch_depth,
+                                   lambda rid, user: signer.image_url(rid, user, ttl))
+        service = AnnotationService(task, backend, prefetch, signer, max_comment_chars=settings.max_comment_chars)
+        service.start()
+        return cls(settings, task, store, backend, images, signer, prefetch, service, Access(settings))
+
+    def close(self) -> None:
+        """Stop taking work, write everything queued, close the database. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.service.close()
+        self.backend.close()
+        log.info("closed: every acknowledged answer is committed")

@@ -1,0 +1,419 @@
+"""The operations people perform: next, submit, skip, back, release, progress.
+
+Every method here is on the click path and touches memory only: the
+scheduler decides, the writer queues, the prefetch buffer has the next
+record ready. The rules (what a valid answer is, which record a person may
+answer, what counts as a repeat) live here, not in the UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal, Sequence
+
+from annotator.auth import Access, Identity
+from annotator.backend import WorkBackend
+from annotator.config import TaskSpec
+from annotator.metrics import LatencyWindow
+from annotator.prefetch import PrefetchBuffers, Slot
+from annotator.store import Record, ResponseWrite, utcnow
+from annotator.tickets import Signer, TicketError
+
+log = logging.getLogger(__name__)
+
+_REMEMBERED_TICKETS = 512
+
+
+class InputError(ValueError):
+    """The request is wrong; the message tells the person what to do instead."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    mine_today: int
+    mine_total: int
+    team_complete: int
+    team_total: int
+    team_answers: int
+    remaining_for_me: int
+
+
+@dataclass(frozen=True)
+class SaveStatus:
+    """How many of this person's answers are still waiting for a commit."""
+    pending: int
+    retrying: bool
+    error: str | None
+
+    @property
+    def text(self) -> str:
+        if self.retrying:
+            return "Not saved yet: storage is failing, your answers are kept and retried"
+        if self.pending:
+            return "Saving…"
+        return "All answers saved"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A record on screen: what the page needs to show it and to answer it."""
+    ticket: str
+    record_id: int
+    image_url: str
+    width: int
+    height: int
+    suggestion: str | None
+    metadata: dict[str, Any]
+    answer: tuple[str, ...] = ()
+    comment: str = ""
+    editing: bool = False
+    previous_status: str | None = None
+
+
+@dataclass(frozen=True)
+class View:
+    state: Literal["ready", "waiting", "done"]
+    progress: Progress
+    saved: SaveStatus
+    record: Shown | None = None
+    preload: tuple[str, ...] = ()
+    held_by_others: int = 0
+    frees_at: float | None = None
+    message: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The programmatic API's answer: plain JSON types only."""
+        record = None
+        if self.record is not None:
+            r = self.record
+            record = {"record": r.ticket, "record_id": r.record_id, "image_url": r.image_url,
+                      "width": r.width, "height": r.height, "suggestion": r.suggestion,
+                      "metadata": r.metadata, "answer": list(r.answer), "comment": r.comment,
+                      "editing": r.editing}
+        return {"state": self.state, "item": record, "preload": list(self.preload),
+                "held_by_others": self.held_by_others, "frees_at": self.frees_at,
+                "message": self.message, "saved": self.saved.text, "pending": self.saved.pending,
+                "progress": vars(self.progress)}
+
+
+@dataclass
+class _Person:
+    """What the service remembers of one annotator while the process runs."""
+    answers: dict[int, tuple[str, tuple[str, ...], str]]  # record -> (status, answer, comment)
+    order: list[int]  # records in the order first answered
+    today: int
+    today_date: str
+    pending: dict[int, Future[None]] = field(default_factory=dict)
+    shown_at: dict[int, float] = field(default_factory=dict)  # record -> when last shown
+    used_tickets: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class AnnotationService:
+    """Lifecycle: `start()` runs the lease sweeper; `close()` stops it and the prefetch pool."""
+
+    def __init__(self, task: TaskSpec, backend: WorkBackend, prefetch: PrefetchBuffers, signer: Signer,
+                 *, max_comment_chars: int = 2000, sweep_every: float = 5.0) -> None:
+        self.task = task
+        self.backend = backend
+        self.prefetch = prefetch
+        self.signer = signer
+        self.max_comment_chars = max_comment_chars
+        self.click_latency = LatencyWindow()
+        self._labels = set(task.label_names)
+        self._people: dict[str, _Person] = {}
+        self._people_lock = threading.Lock()
+        self._screens: dict[str, Slot] = {}  # the record each person has on screen
+        self._stop = threading.Event()
+        self._sweep_every = sweep_every
+        self._sweeper = threading.Thread(target=self._sweep, name="lease-sweeper", daemon=True)
+
+    # --- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._sweeper.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._sweeper.is_alive():
+            self._sweeper.join(5)
+        self.prefetch.close()
+
+    def _sweep(self) -> None:
+        while not self._stop.wait(self._sweep_every):
+            try:
+                self.backend.expire()
+            except Exception:
+                log.exception("lease sweep failed")
+
+    # --- the operations ----------------------------------------------------
+
+    def next(self, who: Identity) -> View:
+        """The record on screen for this person, or the next one, or why there is none."""
+        started = time.perf_counter()
+        person = self._person(who.name)
+        self.backend.touch(who.name)
+        view = self._advance(who.name, person)
+        self.click_latency.add(time.perf_counter() - started)
+        return view
+
+    def submit(self, who: Identity, ticket: object, answer: object, comment: object = None,
+               time_spent_ms: object = None) -> View:
+        """Record an answer and return the next record at once; the commit follows in the background."""
+        started = time.perf_counter()
+        record_id, nonce = self._verify(ticket, who)
+        labels = self._check_answer(answer)
+        text = self._check_comment(comment)
+        spent = self._check_time(time_spent_ms)
+        view = self._answer(who.name, record_id, nonce, "submitted", labels, text, spent)
+        self.click_latency.add(time.perf_counter() - started)
+        return view
+
+    def skip(self, who: Identity, ticket: object) -> View:
+        started = time.perf_counter()
+        record_id, nonce = self._verify(ticket, who)
+        view = self._answer(who.name, record_id, nonce, "skipped", (), "", None)
+        self.click_latency.add(time.perf_counter() - started)
+        return view
+
+    def back(self, who: Identity, ticket: object = None) -> View:
+        """Reopen the answer before the one on screen (or the latest), to look at or change it."""
+        person = self._person(who.name)
+        self.backend.touch(who.name)
+        shown = None
+        if ticket not in (None, ""):
+            shown, _ = self._verify(ticket, who)
+        with person.lock:
+            order = list(person.order)
+        if shown in order:
+            index = order.index(shown) - 1
+        else:
+            index = len(order) - 1
+        if index < 0:
+            if shown in order:
+                return _with_message(self._show_answered(who.name, person, shown),
+                                     "This is your first answer; there is none before it.")
+            return _with_message(self._advance(who.name, person), "You have not answered anything yet.")
+        return self._show_answered(who.name, person, order[index])
+
+    def release(self, user: str) -> int:
+        """The person's last session ended: free their leases at once (I4)."""
+        self.prefetch.drop(user)
+        self._screens.pop(user, None)
+        return self.backend.release(user)
+
+    def progress(self, who: Identity) -> Progress:
+        return self._progress(who.name, self._person(who.name))
+
+    def wait_saved(self, who: Identity, timeout: float) -> SaveStatus:
+        """The deferred check after a pause: wait briefly for this person's pending commits."""
+        person = self._person(who.name)
+        with person.lock:
+            pending = list(person.pending.values())
+        deadline = time.monotonic() + timeout
+        for ack in pending:
+            try:
+                ack.result(max(0.0, deadline - time.monotonic()))
+            except Exception:  # timeout, or the writer is retrying: the status says so
+                break
+        return self._saved(person)
+
+    def suggestion_for(self, who: Identity, ticket: object) -> str | None:
+        """The suggested label of the record a ticket names, for "accept suggestion"."""
+        record_id, _ = self._verify(ticket, who)
+        slot = self._screens.get(who.name)
+        record = slot.record if slot is not None and slot.record.id == record_id else \
+            self.backend.records([record_id]).get(record_id)
+        if record is None or record.suggestion not in self._labels:
+            return None
+        return record.suggestion
+
+    # --- internals -----------------------------------------------------------
+
+    def _person(self, user: str) -> _Person:
+        person = self._people.get(user)
+        if person is not None:
+            return person
+        with self._people_lock:
+            person = self._people.get(user)
+            if person is None:
+                # first sight in this process: one read of the person's earlier answers
+                rows = self.backend.user_responses(user)
+                today = _today()
+                person = _Person(
+                    answers={r.record_id: (r.status, r.answer, r.comment or "") for r in rows},
+                    order=[r.record_id for r in rows],
+                    today=sum(1 for r in rows if r.updated_at.date().isoformat() == today),
+                    today_date=today,
+                )
+                self._people[user] = person
+                self.backend.user_seen(user)
+        return person
+
+    def _verify(self, ticket: object, who: Identity) -> tuple[int, str]:
+        try:
+            return self.signer.verify(ticket, who.name)
+        except TicketError as exc:
+            raise InputError(f"{exc}. Reload the page to get your next record.") from None
+
+    def _check_answer(self, answer: object) -> tuple[str, ...]:
+        if isinstance(answer, str):
+            answer = [answer]
+        if not isinstance(answer, (list, tuple)) or not all(isinstance(a, str) for a in answer):
+            raise InputError("The answer must be a label name or a list of label names.")
+        labels = tuple(dict.fromkeys(answer))
+        unknown = [a for a in labels if a not in self._labels]
+        if unknown:
+            raise InputError(f"{unknown[0][:80]!r} is not a label of this task; choose one of: "
+                             f"{', '.join(self.task.label_names)}.")
+        if not labels:
+            raise InputError("Choose a label first, or press S to skip.")
+        if self.task.kind == "single_label" and len(labels) != 1:
+            raise InputError("This task takes exactly one label per image.")
+        return labels
+
+    def _check_comment(self, comment: object) -> str:
+        if comment is None:
+            return ""
+        if not isinstance(comment, str):
+            raise InputError("The comment must be text.")
+        if comment and not self.task.comment:
+            raise InputError("This task takes no comments.")
+        if len(comment) > self.max_comment_chars:
+            raise InputError(f"The comment is too long ({len(comment)} characters); keep it under "
+                             f"{self.max_comment_chars}.")
+        return comment.strip()
+
+    @staticmethod
+    def _check_time(time_spent_ms: object) -> int | None:
+        if time_spent_ms in (None, ""):
+            return None
+        if isinstance(time_spent_ms, bool) or not isinstance(time_spent_ms, (int, float)):
+            raise InputError("time_spent_ms must be a number of milliseconds.")
+        return max(0, min(int(time_spent_ms), 86_400_000))
+
+    def _answer(self, user: str, record_id: int, nonce: str, status: str, labels: tuple[str, ...],
+                comment: str, spent: int | None) -> View:
+        person = self._person(user)
+        self.backend.touch(user)
+        with person.lock:
+            repeat = nonce in person.used_tickets
+            if not repeat:
+                person.used_tickets[nonce] = None
+                while len(person.used_tickets) > _REMEMBERED_TICKETS:
+                    person.used_tickets.popitem(last=False)
+        if repeat:  # a key pressed twice, or a replay: the first one counted
+            return _with_message(self._advance(user, person), "That answer was already recorded.")
+        with person.lock:
+            shown = person.shown_at.pop(record_id, None)
+        if spent is None and shown is not None:
+            spent = int((time.monotonic() - shown) * 1000)
+        write = ResponseWrite(record_id, user, status, labels, comment or None, spent, utcnow())
+        try:
+            _, ack = self.backend.answer(write)
+        except KeyError:
+            raise InputError("That record does not exist (any more). Reload the page.") from None
+        with person.lock:
+            if record_id not in person.answers:
+                person.order.append(record_id)
+                self._count_today(person)
+            person.answers[record_id] = (status, labels, comment)
+            person.pending[record_id] = ack
+        return self._advance(user, person)
+
+    @staticmethod
+    def _count_today(person: _Person) -> None:
+        today = _today()
+        if person.today_date != today:
+            person.today, person.today_date = 0, today
+        person.today += 1
+
+    def _advance(self, user: str, person: _Person) -> View:
+        """Whatever comes next for this person: the record on screen, a buffered one, or a fresh lease."""
+        slot = self._current_slot(user)
+        if slot is None:
+            slot = self.prefetch.pop(user)
+        if slot is None:
+            state = self.backend.next(user)
+            if state.kind != "ready":
+                self.prefetch.refill(user)
+                return View(state=state.kind, progress=self._progress(user, person), saved=self._saved(person),
+                            held_by_others=state.held_by_others, frees_at=state.frees_at)
+            slot = self._slot_for_record(user, state.record_id)  # type: ignore[arg-type]
+        self._screens[user] = slot
+        self.prefetch.refill(user)
+        preload = tuple(s.image_url for s in self.prefetch.peek(user, 2))
+        return View(state="ready", record=self._shown(user, slot), preload=preload,
+                    progress=self._progress(user, person), saved=self._saved(person))
+
+    def _current_slot(self, user: str) -> Slot | None:
+        """The record this person still holds on screen, so that asking again shows the same one."""
+        record_id = self.backend.current(user)
+        if record_id is None:
+            return None
+        slot = self._screens.get(user)
+        if slot is not None and slot.record.id == record_id:
+            return slot
+        return self._slot_for_record(user, record_id)
+
+    def _slot_for_record(self, user: str, record_id: int) -> Slot:
+        record = self.backend.records([record_id]).get(record_id)
+        if record is None:
+            raise InputError("That record does not exist (any more). Reload the page.")
+        return self.prefetch.slot_for(user, record)
+
+    def _shown(self, user: str, slot: Slot, *, editing: bool = False,
+               previous: tuple[str, tuple[str, ...], str] | None = None) -> Shown:
+        record: Record = slot.record
+        status, answer, comment = previous if previous else (None, (), "")
+        person = self._people.get(user)
+        if person is not None:
+            with person.lock:
+                person.shown_at.setdefault(record.id, time.monotonic())
+                if len(person.shown_at) > _REMEMBERED_TICKETS:
+                    person.shown_at.pop(next(iter(person.shown_at)))
+        return Shown(ticket=self.signer.issue(record.id, user), record_id=record.id, image_url=slot.image_url,
+                     width=record.width, height=record.height, suggestion=record.suggestion if
+                     record.suggestion in self._labels else None, metadata=record.metadata,
+                     answer=answer, comment=comment, editing=editing, previous_status=status)
+
+    def _show_answered(self, user: str, person: _Person, record_id: int) -> View:
+        slot = self._slot_for_record(user, record_id)
+        with person.lock:
+            previous = person.answers.get(record_id)
+        return View(state="ready", record=self._shown(user, slot, editing=True, previous=previous),
+                    progress=self._progress(user, person), saved=self._saved(person))
+
+    def _progress(self, user: str, person: _Person) -> Progress:
+        counts = self.backend.counts()
+        with person.lock:
+            if person.today_date != _today():
+                person.today, person.today_date = 0, _today()
+            mine_total = sum(1 for s, _, _ in person.answers.values() if s == "submitted")
+            today = person.today
+        return Progress(mine_today=today, mine_total=mine_total, team_complete=counts["complete"],
+                        team_total=counts["records"], team_answers=counts["submissions"],
+                        remaining_for_me=self.backend.remaining_for(user))
+
+    def _saved(self, person: _Person) -> SaveStatus:
+        with person.lock:
+            for rid in [r for r, ack in person.pending.items() if ack.done()]:
+                del person.pending[rid]
+            pending = len(person.pending)
+        health = self.backend.writer_health()
+        return SaveStatus(pending=pending, retrying=bool(pending and health.retrying),
+                          error=health.last_error if pending and health.retrying else None)
+
+
+def _with_message(view: View, message: str) -> View:
+    return View(**{**vars(view), "message": message})
+
+
+def _today() -> str:
+    return datetime.now(timezone.utc).date().isoformat()

@@ -1,0 +1,512 @@
+"""The DuckDB store: the only module that speaks SQL.
+
+One `Store` owns one DuckDB file for the life of the process (DuckDB allows one
+process per file). Reads use one cursor per thread; every write made while the
+app runs goes through `apply()`, which only the writer thread calls, so there
+are never two write transactions at once (no conflicts, no lost updates). Bulk
+ingest (`add_records`) runs before the writer starts, or from the CLI.
+
+Timestamps are stored as naive UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence, Union
+
+import duckdb
+import pyarrow as pa
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used; the message says what to change."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the DuckDB file."""
+
+
+class StoreClosedError(StoreError):
+    """The store was closed; nothing more can be read or written."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """A record as ingest hands it over; the store assigns the id."""
+    source_key: str
+    image_path: str
+    sha256: str
+    width: int
+    height: int
+    size_bytes: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    suggestion: str | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    id: int
+    source_key: str
+    image_path: str
+    sha256: str
+    width: int
+    height: int
+    size_bytes: int
+    metadata: dict[str, Any]
+    suggestion: str | None
+    position: int
+    extra_answers: int
+
+
+@dataclass(frozen=True)
+class Response:
+    record_id: int
+    user_id: str
+    status: str
+    answer: tuple[str, ...]
+    comment: str | None
+    time_spent_ms: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- write operations: what the writer thread hands to apply() -------------
+
+@dataclass(frozen=True)
+class ResponseWrite:
+    """One person's answer (or skip) for one record; a later one replaces it."""
+    record_id: int
+    user_id: str
+    status: str  # "submitted" | "skipped"
+    answer: tuple[str, ...]
+    comment: str | None
+    time_spent_ms: int | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class UserSeen:
+    user_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AuditWrite:
+    actor: str
+    action: str
+    detail: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ReopenWrite:
+    """Ask for `extra` more answers on a record than the task's overlap."""
+    record_id: int
+    extra: int
+
+
+WriteOp = Union[ResponseWrite, UserSeen, AuditWrite, ReopenWrite]
+
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema
+    """
+    CREATE TABLE records (
+        id INTEGER PRIMARY KEY,
+        source_key VARCHAR NOT NULL UNIQUE,
+        image_path VARCHAR NOT NULL,
+        sha256 VARCHAR NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        size_bytes BIGINT NOT NULL,
+        metadata VARCHAR NOT NULL DEFAULT '{}',
+        suggestion VARCHAR,
+        position INTEGER NOT NULL,
+        extra_answers INTEGER NOT NULL DEFAULT 0,
+        created_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE responses (
+        record_id INTEGER NOT NULL,
+        user_id VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        answer VARCHAR[] NOT NULL,
+        comment VARCHAR,
+        time_spent_ms INTEGER,
+        created_at TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (record_id, user_id)
+    );
+    CREATE TABLE response_history (
+        record_id INTEGER NOT NULL,
+        user_id VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        answer VARCHAR[] NOT NULL,
+        comment VARCHAR,
+        time_spent_ms INTEGER,
+        created_at TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP NOT NULL,
+        replaced_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE users (
+        user_id VARCHAR PRIMARY KEY,
+        first_seen TIMESTAMP NOT NULL,
+        last_seen TIMESTAMP NOT NULL
+    );
+    CREATE TABLE audit (
+        "at" TIMESTAMP NOT NULL,
+        actor VARCHAR NOT NULL,
+        action VARCHAR NOT NULL,
+        detail VARCHAR NOT NULL
+    );
+    """,
+)
+
+_RESPONSE_COLUMNS = "record_id, user_id, status, answer, comment, time_spent_ms, created_at, updated_at"
+_RECORD_COLUMNS = ("id, source_key, image_path, sha256, width, height, size_bytes, metadata, suggestion, "
+                   "position, extra_answers")
+
+
+def _record(row: tuple) -> Record:
+    return Record(*row[:7], json.loads(row[7]), *row[8:])  # type: ignore[arg-type]
+
+
+def _response(row: tuple) -> Response:
+    return Response(row[0], row[1], row[2], tuple(row[3]), *row[4:])
+
+
+class Store:
+    """The one owner of the DuckDB file.
+
+    Lifecycle: `Store(path)` opens (or creates) the file and applies pending
+    migrations; `close()` is idempotent and checkpoints; after it every call
+    raises StoreClosedError. The caller stops the writer before closing.
+    """
+
+    SCHEMA_VERSION = len(_MIGRATIONS)
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder {self.path.parent} for the database ({exc.strerror}); "
+                             f"set DATA_DIR to a writable folder.") from None
+        try:
+            self._db = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            message = str(exc)
+            if "lock" in message.lower():
+                pid = re.search(r"PID (\d+)", message)
+                holder = f" (process {pid.group(1)})" if pid else ""
+                raise StoreLockedError(
+                    f"the database {self.path} is already open in another process{holder}. Only one "
+                    f"annotator process may own it: stop the other one (the app, or an ingest/export "
+                    f"command), or set DATA_DIR to another folder.") from None
+            raise StoreError(f"cannot open the database {self.path}: {message}. Check that DATA_DIR is "
+                             f"writable and not full.") from None
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
+        self._closed = False
+        try:
+            self._migrate()
+        except BaseException:
+            self._close_quietly()
+            raise
+
+    # --- lifecycle ---------------------------------------------------------
+
+    def _cur(self) -> duckdb.DuckDBPyConnection:
+        if self._closed:
+            raise StoreClosedError(f"the store {self.path} is closed")
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            cur = self._db.cursor()
+            self._local.cur = cur
+            with self._cursors_lock:
+                self._cursors.append(cur)
+        return cur
+
+    def close(self) -> None:
+        """Checkpoint and close. Idempotent."""
+        if self._closed:
+            return
+        try:
+            self._db.execute("CHECKPOINT")
+        finally:
+            self._closed = True
+            with self._cursors_lock:
+                for cur in self._cursors:
+                    cur.close()
+                self._cursors.clear()
+            self._db.close()
+
+    def _close_quietly(self) -> None:
+        """Close without checkpointing (used when opening failed half-way)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._cursors_lock:
+            for cur in self._cursors:
+                cur.close()
+            self._cursors.clear()
+        self._db.close()
+
+    def checkpoint(self) -> None:
+        self._cur().execute("CHECKPOINT")
+
+    def _migrate(self) -> None:
+        cur = self._cur()
+        cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
+        current = cur.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        if current > self.SCHEMA_VERSION:
+            raise StoreError(f"the database {self.path} has schema version {current}, newer than this app "
+                             f"({self.SCHEMA_VERSION}); upgrade the app or use another DATA_DIR.")
+        for version in range(current + 1, self.SCHEMA_VERSION + 1):
+            cur.execute("BEGIN")
+            try:
+                cur.execute(_MIGRATIONS[version - 1])
+                cur.execute("INSERT INTO schema_version VALUES (?, ?)", [version, utcnow()])
+                cur.execute("COMMIT")
+            except Exception:
+                cur.execute("ROLLBACK")
+                raise
+
+    def schema_version(self) -> int:
+        return self._cur().execute("SELECT max(version) FROM schema_version").fetchone()[0]
+
+    # --- records -----------------------------------------------------------
+
+    def add_records(self, rows: Sequence[NewRecord]) -> list[int]:
+        """Insert records whose source_key is new, in one transaction; return the new ids.
+
+        Ids and positions continue after the existing ones, so re-running an
+        ingest adds nothing and a grown source appends at the end.
+        """
+        cur = self._cur()
+        fresh: dict[str, NewRecord] = {}
+        for row in rows:
+            fresh.setdefault(row.source_key, row)
+        if not fresh:
+            return []
+        keys = pa.table({"source_key": list(fresh)})
+        existing = {k for (k,) in cur.execute(
+            "SELECT r.source_key FROM records r JOIN keys k USING (source_key)").fetchall()}
+        new_rows = [r for k, r in fresh.items() if k not in existing]
+        if not new_rows:
+            return []
+        start = cur.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()[0] + 1
+        ids = list(range(start, start + len(new_rows)))
+        now = utcnow()
+        new_records = pa.table({
+            "id": pa.array(ids, pa.int32()),
+            "source_key": [r.source_key for r in new_rows],
+            "image_path": [r.image_path for r in new_rows],
+            "sha256": [r.sha256 for r in new_rows],
+            "width": pa.array([r.width for r in new_rows], pa.int32()),
+            "height": pa.array([r.height for r in new_rows], pa.int32()),
+            "size_bytes": pa.array([r.size_bytes for r in new_rows], pa.int64()),
+            "metadata": [json.dumps(r.metadata, sort_keys=True, default=str) for r in new_rows],
+            "suggestion": pa.array([r.suggestion for r in new_rows], pa.string()),
+            "position": pa.array(ids, pa.int32()),
+            "created_at": pa.array([now] * len(new_rows), pa.timestamp("us")),
+        })
+        cur.execute("BEGIN")
+        try:
+            cur.execute("INSERT INTO records (id, source_key, image_path, sha256, width, height, size_bytes, "
+                        "metadata, suggestion, position, created_at) SELECT * FROM new_records")
+            cur.execute("COMMIT")
+        except Exception:
+            cur.execute("ROLLBACK")
+            raise
+        return ids
+
+    def source_keys(self) -> set[str]:
+        return {k for (k,) in self._cur().execute("SELECT source_key FROM records").fetchall()}
+
+    def record(self, record_id: int) -> Record | None:
+        row = self._cur().execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE id = ?", [record_id]).fetchone()
+        return _record(row) if row else None
+
+    def records(self, record_ids: Sequence[int]) -> dict[int, Record]:
+        if not record_ids:
+            return {}
+        ids = pa.table({"id": pa.array(list(record_ids), pa.int32())})
+        rows = self._cur().execute(
+            f"SELECT {', '.join('r.' + c.strip() for c in _RECORD_COLUMNS.split(','))} "
+            f"FROM records r JOIN ids USING (id)").fetchall()
+        return {row[0]: _record(row) for row in rows}
+
+    def record_ids(self) -> list[int]:
+        """All record ids in dataset order."""
+        return [i for (i,) in self._cur().execute("SELECT id FROM records ORDER BY position").fetchall()]
+
+    def record_count(self) -> int:
+        return self._cur().execute("SELECT count(*) FROM records").fetchone()[0]
+
+    def extra_answers(self) -> dict[int, int]:
+        return dict(self._cur().execute("SELECT id, extra_answers FROM records WHERE extra_answers > 0").fetchall())
+
+    # --- responses ---------------------------------------------------------
+
+    def assignment_facts(self) -> list[tuple[int, str, str]]:
+        """(record_id, user_id, status) for every current answer: what the scheduler is rebuilt from."""
+        return self._cur().execute("SELECT record_id, user_id, status FROM responses").fetchall()
+
+    def response(self, record_id: int, user_id: str) -> Response | None:
+        row = self._cur().execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE record_id = ? AND user_id = ?",
+                                  [record_id, user_id]).fetchone()
+        return _response(row) if row else None
+
+    def user_responses(self, user_id: str) -> list[Response]:
+        """One person's current answers, oldest first."""
+        rows = self._cur().execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE user_id = ? "
+                                   f"ORDER BY created_at, record_id", [user_id]).fetchall()
+        return [_response(r) for r in rows]
+
+    def record_responses(self, record_id: int) -> list[Response]:
+        rows = self._cur().execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE record_id = ? "
+                                   f"ORDER BY created_at", [record_id]).fetchall()
+        return [_response(r) for r in rows]
+
+    def history(self, record_id: int, user_id: str) -> list[Response]:
+        rows = self._cur().execute(f"SELECT {_RESPONSE_COLUMNS} FROM response_history WHERE record_id = ? "
+                                   f"AND user_id = ? ORDER BY replaced_at", [record_id, user_id]).fetchall()
+        return [_response(r) for r in rows]
+
+    def iter_responses(self, batch_size: int = 10_000) -> Iterator[list[Response]]:
+        """Every current answer in record order, in batches (memory stays flat for export)."""
+        if self._closed:
+            raise StoreClosedError(f"the store {self.path} is closed")
+        cur = self._db.cursor()
+        try:
+            cur.execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses ORDER BY record_id, created_at")
+            while batch := cur.fetchmany(batch_size):
+                yield [_response(r) for r in batch]
+        finally:
+            cur.close()
+
+    def audit_log(self, limit: int = 100) -> list[tuple[datetime, str, str, dict[str, Any]]]:
+        rows = self._cur().execute('SELECT "at", actor, action, detail FROM audit ORDER BY "at" DESC LIMIT ?',
+                                   [limit]).fetchall()
+        return [(at, actor, action, json.loads(detail)) for at, actor, action, detail in rows]
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for `python -m annotator stats` and the dashboard's first paint."""
+        cur = self._cur()
+        records = cur.execute("SELECT count(*) FROM records").fetchone()[0]
+        submitted, skipped = cur.execute(
+            "SELECT count(*) FILTER (status = 'submitted'), count(*) FILTER (status = 'skipped') "
+            "FROM responses").fetchone()
+        overlap_rows = cur.execute(
+            "SELECT r.id, r.extra_answers, coalesce(s.n, 0) FROM records r LEFT JOIN "
+            "(SELECT record_id, count(*) AS n FROM responses WHERE status = 'submitted' GROUP BY 1) s "
+            "ON s.record_id = r.id WHERE s.n > 0").fetchall()
+        users = cur.execute(
+            "SELECT user_id, count(*) FILTER (status = 'submitted'), count(*) FILTER (status = 'skipped') "
+            "FROM responses GROUP BY 1 ORDER BY 1").fetchall()
+        return {
+            "records": records,
+            "responses": submitted + skipped,
+            "submitted": submitted,
+            "skipped": skipped,
+            "answers_per_record": [(rid, extra, n) for rid, extra, n in overlap_rows],
+            "users": {u: {"submitted": s, "skipped": k} for u, s, k in users},
+        }
+
+    # --- the write path (writer thread only) -------------------------------
+
+    def apply(self, ops: Sequence[WriteOp]) -> None:
+        """Write a batch in one transaction; all or nothing.
+
+        Several answers of one person to one record in the same batch keep the
+        last as current and the earlier ones in the history, as separate
+        transactions would.
+        """
+        responses = [op for op in ops if isinstance(op, ResponseWrite)]
+        cur = self._cur()
+        cur.execute("BEGIN")
+        try:
+            for generation in _generations(responses):
+                self._write_responses(cur, generation)
+            self._write_users(cur, [op for op in ops if isinstance(op, UserSeen)])
+            audits = [op for op in ops if isinstance(op, AuditWrite)]
+            if audits:
+                audit_rows = pa.table({
+                    "at": pa.array([a.at for a in audits], pa.timestamp("us")),
+                    "actor": [a.actor for a in audits],
+                    "action": [a.action for a in audits],
+                    "detail": [json.dumps(a.detail, sort_keys=True, default=str) for a in audits],
+                })
+                cur.execute("INSERT INTO audit SELECT * FROM audit_rows")
+            for op in ops:
+                if isinstance(op, ReopenWrite):
+                    cur.execute("UPDATE records SET extra_answers = extra_answers + ? WHERE id = ?",
+                                [op.extra, op.record_id])
+            cur.execute("COMMIT")
+        except BaseException:
+            try:
+                cur.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise
+
+    @staticmethod
+    def _write_responses(cur: duckdb.DuckDBPyConnection, rows: Sequence[ResponseWrite]) -> None:
+        if not rows:
+            return
+        batch = pa.table({
+            "record_id": pa.array([r.record_id for r in rows], pa.int32()),
+            "user_id": [r.user_id for r in rows],
+            "status": [r.status for r in rows],
+            "answer": pa.array([list(r.answer) for r in rows], pa.list_(pa.string())),
+            "comment": pa.array([r.comment for r in rows], pa.string()),
+            "time_spent_ms": pa.array([r.time_spent_ms for r in rows], pa.int32()),
+            "at": pa.array([r.at for r in rows], pa.timestamp("us")),
+        })
+        cur.execute(
+            f"INSERT INTO response_history SELECT {', '.join('r.' + c for c in _RESPONSE_COLUMNS.split(', '))}, "
+            'b."at" FROM responses r JOIN batch b USING (record_id, user_id)')
+        cur.execute(
+            'INSERT INTO responses SELECT record_id, user_id, status, answer, comment, time_spent_ms, "at", "at" '
+            "FROM batch ON CONFLICT DO UPDATE SET status = excluded.status, answer = excluded.answer, "
+            "comment = excluded.comment, time_spent_ms = excluded.time_spent_ms, "
+            "updated_at = excluded.updated_at")
+
+    @staticmethod
+    def _write_users(cur: duckdb.DuckDBPyConnection, seen: Sequence[UserSeen]) -> None:
+        span: dict[str, tuple[datetime, datetime]] = {}  # user -> (earliest, latest) in this batch
+        for op in seen:
+            first, last = span.get(op.user_id, (op.at, op.at))
+            span[op.user_id] = (min(first, op.at), max(last, op.at))
+        if not span:
+            return
+        batch = pa.table({"user_id": list(span),
+                          "first_at": pa.array([f for f, _ in span.values()], pa.timestamp("us")),
+                          "last_at": pa.array([l for _, l in span.values()], pa.timestamp("us"))})
+        cur.execute("INSERT INTO users SELECT user_id, first_at, last_at FROM batch "
+                    "ON CONFLICT DO UPDATE SET first_seen = least(users.first_seen, excluded.first_seen), "
+                    "last_seen = greatest(users.last_seen, excluded.last_seen)")
+
+
+def _generations(rows: Iterable[ResponseWrite]) -> list[list[ResponseWrite]]:
+    """Split answers so no (record, user) appears twice in one INSERT (DuckDB refuses that)."""
+    generations: list[list[ResponseWrite]] = []
+    depth: dict[tuple[int, str], int] = {}
+    for row in rows:
+        key = (row.record_id, row.user_id)
+        level = depth.get(key, 0)
+        depth[key] = level + 1
+        if level == len(generations):
+            generations.append([])
+        generations[level].append(row)
+    return generations

@@ -1,0 +1,79 @@
+"""Signed tickets: proof that the server issued a record, or an image URL, to one person.
+
+A ticket travels through the browser and comes back with an answer. Its HMAC
+binds the record id to the user it was issued to, so a forged id, another
+user's ticket or a hand-edited one is refused, and the proof survives a
+restart (the key is kept on DATA_DIR), so an answer to a record shown before
+a restart is still accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+IMAGE_ROUTE = "/img"  # served by annotator.ui.server
+
+
+class TicketError(ValueError):
+    """The ticket or signed URL is not one this server issued to this person."""
+
+
+def load_secret(configured: str | None, data_dir: Path) -> bytes:
+    """SECRET_KEY if set, else a random key created once in DATA_DIR/.secret_key."""
+    if configured:
+        return configured.encode()
+    path = data_dir / ".secret_key"
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    key = secrets.token_bytes(32)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key.hex())
+    return key
+
+
+class Signer:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _mac(self, *parts: object) -> str:
+        message = "\x1f".join(str(p) for p in parts).encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:24]
+
+    def issue(self, record_id: int, user: str) -> str:
+        """A ticket 'record.nonce.mac'; the nonce makes each showing of a record distinct."""
+        nonce = secrets.token_hex(6)
+        return f"{record_id}.{nonce}.{self._mac('ticket', record_id, nonce, user)}"
+
+    def verify(self, ticket: object, user: str) -> tuple[int, str]:
+        """Return (record_id, nonce) of a ticket issued to `user`, else raise TicketError."""
+        if not isinstance(ticket, str) or len(ticket) > 100:
+            raise TicketError("the record reference is missing or malformed")
+        parts = ticket.split(".")
+        if len(parts) != 3 or not parts[0].isdigit():
+            raise TicketError("the record reference is malformed")
+        record, nonce, mac = parts
+        if not hmac.compare_digest(mac, self._mac("ticket", int(record), nonce, user)):
+            raise TicketError("this record was not issued to you")
+        return int(record), nonce
+
+    def image_url(self, record_id: int, user: str, ttl: int, now: float | None = None) -> str:
+        """A record's image URL for one user, valid for `ttl` seconds."""
+        expires = int((now or time.time()) + ttl)
+        query = urlencode({"u": user, "e": expires, "s": self._mac("image", record_id, user, expires)})
+        return f"{IMAGE_ROUTE}/{record_id}?{query}"
+
+    def verify_image(self, record_id: int, user: str, expires: str, mac: str, now: float | None = None) -> None:
+        if not expires.isdigit() or int(expires) < (now or time.time()):
+            raise TicketError("this image link has expired; reload the page")
+        if not hmac.compare_digest(mac, self._mac("image", record_id, user, int(expires))):
+            raise TicketError("this image link is not valid")

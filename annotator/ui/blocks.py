@@ -1,0 +1,54 @@
+"""The page: sign-in, the annotate view, and the programmatic API endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from annotator.runtime import Runtime
+from annotator.ui.annotate import AnnotateView, keys_script
+from annotator.ui.identity import identify, speak
+
+
+def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, str]:
+    """The Blocks and the <head> it needs (Gradio 6 takes head at launch/mount time)."""
+    view = AnnotateView(runtime)
+    task = runtime.task
+    label_keys = [(l.key, f"label-{i}") for i, l in enumerate(task.labels) if l.key]
+    with gr.Blocks(title=task.title, analytics_enabled=False) as demo:
+        if runtime.settings.auth_mode == "hf":
+            gr.LoginButton()
+        with gr.Tab("Annotate", id="annotate"):
+            view.build(demo)
+        _api(runtime)
+    return demo, keys_script(label_keys, task.kind == "multi_label")
+
+
+def _api(runtime: Runtime) -> None:
+    """Named endpoints for scripts and load tests; same identity rules as the page."""
+    service, access = runtime.service, runtime.access
+
+    def next(profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
+        """The queue state and, when ready, the record to annotate (`item.record` is its reference)."""
+        who = speak(lambda: identify(access, profile, request))
+        return service.next(who).as_dict()
+
+    def submit(record: str, answer: list[str], comment: str | None,
+               profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
+        """Answer the record named by `record` (from `next`); returns what `next` returns for the following one."""
+        who = speak(lambda: identify(access, profile, request))
+        return speak(lambda: service.submit(who, record, answer, comment or None)).as_dict()
+
+    def skip(record: str, profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
+        """Skip the record named by `record`; returns the following one."""
+        who = speak(lambda: identify(access, profile, request))
+        return speak(lambda: service.skip(who, record)).as_dict()
+
+    def progress(profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
+        """My counts and the team's."""
+        who = speak(lambda: identify(access, profile, request))
+        return vars(service.progress(who))
+
+    for fn in (next, submit, skip, progress):
+        gr.api(fn, api_name=fn.__name__, concurrency_limit=None)

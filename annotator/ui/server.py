@@ -1,0 +1,72 @@
+"""The HTTP server: Gradio mounted in FastAPI, beside the signed image route.
+
+Images are served by a plain FastAPI route rather than Gradio's file route so
+they can carry cache headers and a per-user signature, and so DATA_DIR never
+has to be in `allowed_paths` (which would make every file in it public).
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import gradio as gr
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse, JSONResponse
+
+from annotator.auth import PasswordFile
+from annotator.images import ImageError
+from annotator.runtime import Runtime
+from annotator.tickets import IMAGE_ROUTE, TicketError
+from annotator.ui.blocks import build_blocks
+
+log = logging.getLogger(__name__)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """The whole app; closing it (uvicorn shutdown, SIGTERM) flushes and closes the runtime."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        runtime.close()
+
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get(IMAGE_ROUTE + "/{record_id}")
+    def image(record_id: int, u: str = "", e: str = "", s: str = "") -> FileResponse:
+        try:
+            runtime.signer.verify_image(record_id, u, e, s)
+        except TicketError as exc:
+            raise HTTPException(status_code=403, detail=str(exc)) from None
+        path = runtime.images.cached(record_id)
+        if path is None:
+            record = runtime.backend.records([record_id]).get(record_id)
+            if record is None:
+                raise HTTPException(status_code=404, detail="no such record")
+            try:
+                path = runtime.images.prepare(record.id, record.image_path)
+            except ImageError as exc:
+                raise HTTPException(status_code=422, detail=f"this image cannot be shown: {exc}") from None
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return FileResponse(path, media_type=media_type,
+                            headers={"Cache-Control": f"private, max-age={runtime.settings.image_url_ttl}"})
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        health = runtime.backend.writer_health()
+        return JSONResponse({"ok": not health.retrying, "queue_depth": health.queue_depth,
+                             "failed_commits": health.failed_commits})
+
+    blocks, head = build_blocks(runtime)
+    auth = None
+    if runtime.settings.auth_mode == "password":
+        passwords = PasswordFile(runtime.settings.password_file)
+        if not len(passwords):
+            log.warning("AUTH_MODE=password but %s has no users; add one with "
+                        "`python -m annotator adduser NAME`", runtime.settings.password_file)
+        auth = passwords.check
+    return gr.mount_gradio_app(app, blocks, path="/", auth=auth, head=head, show_error=True,
+                               auth_message="Sign in with the name and password the organizer gave you.")

@@ -1,0 +1,46 @@
+"""Composition root: settings -> store -> service -> UI -> serve.
+
+Run `python app.py`; it honours GRADIO_SERVER_NAME and GRADIO_SERVER_PORT.
+One process owns the DuckDB file, so it runs one uvicorn worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def main() -> int:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from annotator.config import ConfigError
+    from annotator.runtime import Runtime
+    from annotator.store import StoreError
+
+    try:
+        runtime = Runtime.open()
+    except (ConfigError, StoreError) as exc:
+        print(f"annotator cannot start: {exc}", file=sys.stderr)
+        return 2
+
+    import uvicorn
+
+    from annotator.ui.server import create_app
+
+    app = create_app(runtime)
+    host = os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
+    port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    print(f"annotator: {runtime.task.title!r} on http://{host}:{port} (DATA_DIR={runtime.settings.data_dir})",
+          flush=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+    finally:
+        runtime.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
