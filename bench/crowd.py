@@ -1,0 +1,583 @@
+"""Crowd benchmark: N simulated annotators against the app and the baseline, in one run.
+
+    python bench/crowd.py --annotators 200 --think 3 --ramp 20 --duration 60 --json crowd-200.json
+
+For each app (`--app ours|baseline|both`) it generates the inputs (a folder
+of small JPEGs, a task file, a password file with one user per annotator),
+starts the server on a fresh DATA_DIR with an emulated storage commit delay
+(`--commit-delay-ms`, an LD_PRELOAD shim adding that delay to every
+fsync/fdatasync of the server process, see bench/slowsync.py), logs every
+user in, then ramps the annotators up over `--ramp` seconds and measures
+the next `--duration` seconds. Each annotator is an asyncio task with its
+own httpx client (cookies, keep-alive), sending what a browser sends for a
+click and its images (see bench/loadgen.py), thinking an exponentially
+distributed time with mean `--think` between clicks.
+
+Reported, printed and written as JSON (`--json`):
+- click p50/p95/p99 (the click's POST until its answer), click-to-next (plus
+  the main image when it was not already preloaded), image fetch p50/p99
+  (main images on the click path and preloads counted separately);
+- annotations per second, server CPU ms per annotation (the server
+  process's own user+system time over the window, divided by the answers
+  accepted in it), server peak RSS (VmHWM), load-generator CPU and event
+  loop lag (a saturated client shows up there), errors by kind;
+- after a clean stop, from the store: records over their overlap, accepted
+  answers missing, answers the page had reported saved that are missing,
+  people told "done" while a record they could still annotate remained.
+Then the ratios ours / baseline.
+
+`--breakdown` adds, on the idle server after the crowd left, the server CPU
+and latency of single requests: a bare FastAPI route, a queue=False no-op
+event, the click event, an image, and the baseline's queued click.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import loadgen  # noqa: E402
+from loadgen import (Answer, BaselineBrowser, Browser, EventError, Person, Profile, Recorder,  # noqa: E402
+                     pct)
+
+LABELS = ["cat", "dog", "bird", "other"]
+
+
+# --- setup -------------------------------------------------------------------------
+
+
+def server_env(kind: str, args: argparse.Namespace, run: Path, source: Path, users: list[str]) -> dict[str, str]:
+    import slowsync
+
+    base = slowsync.env(args.commit_delay_ms)
+    folder = run / kind
+    data = folder / "data"
+    env = {**base, "DATA_DIR": str(data), "GRADIO_TEMP_DIR": str(folder / "gradio-tmp"),
+           "SOURCE_DIR": str(source), "LOG_LEVEL": "WARNING"}
+    if kind == "ours":
+        task = loadgen.write_task(folder / "task.toml", LABELS, args.overlap)
+        passwords = loadgen.write_password_file(folder / "passwords.json", users + ["probe0000"])
+        env.update({"CACHE_DIR": str(folder / "cache"), "TASK_FILE": str(task), "AUTH_MODE": "password",
+                    "PASSWORD_FILE": str(passwords)})
+    else:
+        plain = {u: loadgen.password_for(u) for u in users + ["probe0000"]}
+        (folder / "passwords.json").write_text(json.dumps(plain))
+        env.update({"OVERLAP": str(args.overlap), "LABELS": ",".join(LABELS),
+                    "PASSWORD_FILE": str(folder / "passwords.json")})
+    return env
+
+
+# --- the run -----------------------------------------------------------------------
+
+
+class Sampler:
+    """Server CPU and memory, load-generator CPU, event-loop lag."""
+
+    def __init__(self, pid: int) -> None:
+        self.server = psutil.Process(pid)
+        self.me = psutil.Process()
+        self.peak_rss = 0
+        self.lag: list[float] = []
+        self.marks: dict[str, tuple[float, float, float]] = {}
+
+    def mark(self, name: str) -> None:
+        s = self.server.cpu_times()
+        m = self.me.cpu_times()
+        self.marks[name] = (time.monotonic(), s.user + s.system, m.user + m.system)
+
+    def hwm(self) -> int:
+        try:
+            for line in Path(f"/proc/{self.server.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return self.peak_rss
+
+    async def run(self, stop: asyncio.Event) -> None:
+        interval = 0.1
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            self.lag.append(max(0.0, now - last - interval))
+            last = now
+            try:
+                self.peak_rss = max(self.peak_rss, self.server.memory_info().rss)
+            except psutil.Error:
+                pass
+
+
+async def annotator(b: Browser | BaselineBrowser, kind: str, profile: Profile, start_at: float, end: float,
+                    think: float, rng: random.Random, rec: Recorder) -> None:
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    try:
+        await b.open_page(profile)
+    except EventError as exc:
+        rec.error("page_load_" + exc.kind)
+        return
+    n_labels = len(profile.labels)
+    if kind == "ours":
+        await _annotate_ours(b, n_labels, end, think, rng, rec)  # type: ignore[arg-type]
+    else:
+        await _annotate_baseline(b, n_labels, end, think, rng, rec)  # type: ignore[arg-type]
+
+
+async def _annotate_ours(b: Browser, n_labels: int, end: float, think: float, rng: random.Random,
+                         rec: Recorder) -> None:
+    check: asyncio.Task | None = None
+    fired = {"v": False}
+
+    async def deferred_check(at: float) -> None:
+        await asyncio.sleep(max(0.0, at - time.monotonic()))
+        fired["v"] = True
+        await b.check_saved()
+
+    try:
+        while time.monotonic() < end:
+            view = b.view
+            assert view is not None
+            if view.state == "ready":
+                wait = rng.expovariate(1.0 / think)
+                if time.monotonic() + wait >= end:
+                    await asyncio.sleep(max(0.0, end - time.monotonic()))
+                    break
+                await asyncio.sleep(wait)
+                if check is not None and not fired["v"]:
+                    check.cancel()  # the page's timer is reset by the next click
+                clicked = time.monotonic()
+                try:
+                    await b.click_label(rng.randrange(n_labels), loadgen.comment_for(rng))
+                except EventError:
+                    await asyncio.sleep(1.0)  # the page shows the error; the person tries again
+                    continue
+                fired["v"] = False
+                check = asyncio.create_task(deferred_check(clicked + 1.5))
+            elif view.state == "waiting":
+                await asyncio.sleep(min(view.timer or 30.0, max(0.0, end - time.monotonic())))
+                if time.monotonic() >= end:
+                    break
+                try:
+                    await b.recheck()
+                except EventError as exc:
+                    rec.error("recheck_" + exc.kind)
+                    await asyncio.sleep(1.0)
+            elif view.state == "done":
+                return  # the person leaves
+            else:
+                rec.error(f"view_{view.state}")
+                return
+    finally:
+        if check is not None and not check.done():
+            if fired["v"]:
+                try:
+                    await asyncio.wait_for(check, 10)
+                except BaseException:
+                    pass
+            else:
+                check.cancel()
+
+
+async def _annotate_baseline(b: BaselineBrowser, n_labels: int, end: float, think: float, rng: random.Random,
+                             rec: Recorder) -> None:
+    await b.fetch_image()
+    while time.monotonic() < end and not b.done:
+        wait = rng.expovariate(1.0 / think)
+        if time.monotonic() + wait >= end:
+            await asyncio.sleep(max(0.0, end - time.monotonic()))
+            break
+        await asyncio.sleep(wait)
+        try:
+            await b.click_label(rng.randrange(n_labels), loadgen.comment_for(rng))
+        except EventError:
+            await asyncio.sleep(1.0)
+
+
+async def drive(kind: str, server: loadgen.Server, users: list[str], args: argparse.Namespace
+                ) -> tuple[Recorder, list[Person], dict[str, Any]]:
+    rec = Recorder()
+    persons = [Person(u) for u in users]
+    cls = Browser if kind == "ours" else BaselineBrowser
+    timeout = args.timeout
+    browsers = [cls(server.url, p, rec, timeout=timeout) for p in persons]
+    info: dict[str, Any] = {}
+
+    # log everyone in first (pbkdf2 on the server: ~0.1 s each), outside the measured window
+    t = time.monotonic()
+    sem = asyncio.Semaphore(4)
+
+    async def login(b: Browser | BaselineBrowser) -> None:
+        async with sem:
+            for attempt in range(3):
+                try:
+                    await b.login()
+                    return
+                except EventError as exc:
+                    if attempt == 2:
+                        rec.error(exc.kind)
+
+    await asyncio.gather(*(login(b) for b in browsers))
+    info["login_s"] = round(time.monotonic() - t, 1)
+    r = await browsers[0].client.get("/config")
+    profile = Profile.from_config(r.json())
+
+    sampler = Sampler(server.pid)
+    stop = asyncio.Event()
+    sampling = asyncio.create_task(sampler.run(stop))
+    t0 = time.monotonic() + 0.5
+    window = (t0 + args.ramp, t0 + args.ramp + args.duration)
+    rec.window = window
+    rng = random.Random(args.seed)
+    tasks = [asyncio.create_task(annotator(b, kind, profile, t0 + args.ramp * i / max(1, len(browsers)),
+                                           window[1], args.think, random.Random(rng.random()), rec))
+             for i, b in enumerate(browsers)]
+
+    async def marks() -> None:
+        await asyncio.sleep(max(0.0, window[0] - time.monotonic()))
+        sampler.mark("start")
+        lag_from = len(sampler.lag)
+        await asyncio.sleep(max(0.0, window[1] - time.monotonic()))
+        sampler.mark("end")
+        info["lag_window"] = sampler.lag[lag_from:]
+
+    await asyncio.gather(marks(), *tasks)
+    info["server_peak_rss_mb"] = round(max(sampler.hwm(), sampler.peak_rss) / 2**20, 1)
+    stop.set()
+    await sampling
+    (t_a, s_a, m_a), (t_b, s_b, m_b) = sampler.marks["start"], sampler.marks["end"]
+    info["window_s"] = round(t_b - t_a, 2)
+    info["server_cpu_s"] = round(s_b - s_a, 3)
+    info["loadgen_cpu_cores"] = round((m_b - m_a) / (t_b - t_a), 2)
+    info["server_cpu_cores"] = round((s_b - s_a) / (t_b - t_a), 2)
+    lag = info.pop("lag_window")
+    info["loop_lag_p99_ms"] = pct(lag, 99)
+    if args.breakdown:
+        info["breakdown"] = await breakdown(kind, server, profile)
+    await asyncio.gather(*(b.close() for b in browsers), return_exceptions=True)
+    return rec, persons, info
+
+
+async def breakdown(kind: str, server: loadgen.Server, profile: Profile, n: int = 150) -> dict[str, Any]:
+    """Server CPU and latency of single requests, one at a time, on the (now idle) server."""
+    proc = psutil.Process(server.pid)
+    person = Person("probe0000")
+    rec = Recorder()
+    out: dict[str, Any] = {}
+
+    async def measure(name: str, call) -> None:
+        lat = []
+        for _ in range(10):  # warm up
+            await call()
+        c0 = proc.cpu_times()
+        for _ in range(n):
+            t = time.monotonic()
+            await call()
+            lat.append(time.monotonic() - t)
+        c1 = proc.cpu_times()
+        out[name] = {"server_cpu_ms": round(1000 * ((c1.user + c1.system) - (c0.user + c0.system)) / n, 2),
+                     "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
+
+    if kind == "ours":
+        b = Browser(server.url, person, rec)
+        await b.login()
+        await b.open_page(profile, heartbeat=False)
+
+        async def healthz() -> None:
+            (await b.client.get("/healthz")).raise_for_status()
+
+        async def noop() -> None:
+            await b.event("saved", [])
+
+        async def click() -> None:
+            if b.view is None or b.view.state != "ready":
+                raise RuntimeError("breakdown: the probe user ran out of records")
+            b.view = await b.event("label_0", [b.view.ticket, "", b.view.choices])  # answers a new record each time
+        url = b.view.image_url if b.view else None
+
+        async def image() -> None:
+            (await b.client.get(url)).raise_for_status()
+
+        await measure("GET /healthz (bare FastAPI route)", healthz)
+        await measure("queue=False no-op event (saved check)", noop)
+        await measure("queue=False click event (label_0)", click)
+        if url:
+            await measure("GET /img/<id> (image, 64x48..320x240 JPEG)", image)
+        await b.close()
+    else:
+        b2 = BaselineBrowser(server.url, person, rec)
+        await b2.login()
+        await b2.open_page(profile, heartbeat=False)
+
+        async def page() -> None:
+            (await b2.client.get("/gradio_api/info")).raise_for_status()
+
+        async def qclick() -> None:
+            if b2.record_id is None:
+                raise RuntimeError("breakdown: the probe user ran out of records")
+            out = await b2.event("submit", [profile.labels[0], "", None])  # answers a new record each time
+            await b2._show(out)
+
+        await measure("GET /gradio_api/info (Gradio route)", page)
+        await measure("queued click event (select + insert + commit)", qclick)
+        await b2.close()
+    return out
+
+
+# --- the store ---------------------------------------------------------------------
+
+
+def check_store(kind: str, data_dir: Path, persons: list[Person], overlap: int) -> dict[str, Any]:
+    """After the server stopped: over-overlap records, missing answers, false "done"."""
+    import duckdb
+
+    if kind == "ours":
+        con = duckdb.connect(str(data_dir / "annotator.duckdb"), read_only=True)
+        rows = con.execute("SELECT record_id, user_id, status, answer FROM responses").fetchall()
+        got = {(r, u): (s, list(a)) for r, u, s, a in rows}
+        over = con.execute(
+            "SELECT count(*) FROM (SELECT record_id, count(*) AS n FROM responses WHERE status = 'submitted' "
+            "GROUP BY 1) s JOIN records r ON r.id = s.record_id WHERE s.n > ? + r.extra_answers",
+            [overlap]).fetchone()[0]
+        open_records = con.execute(
+            "SELECT r.id FROM records r LEFT JOIN (SELECT record_id, count(*) AS n FROM responses "
+            "WHERE status = 'submitted' GROUP BY 1) s ON s.record_id = r.id "
+            "WHERE coalesce(s.n, 0) < ? + r.extra_answers", [overlap]).fetchall()
+        records = con.execute("SELECT count(*) FROM records").fetchone()[0]
+    else:
+        con = duckdb.connect(str(data_dir / "baseline.duckdb"), read_only=True)
+        rows = con.execute("SELECT record_id, user_id, label FROM annotations").fetchall()
+        got = {(r, u): ("submitted", [label]) for r, u, label in rows}
+        over = con.execute("SELECT count(*) FROM (SELECT record_id, count(*) AS n FROM annotations GROUP BY 1) "
+                           "WHERE n > ?", [overlap]).fetchone()[0]
+        open_records = con.execute(
+            "SELECT r.id FROM records r LEFT JOIN (SELECT record_id, count(*) AS n FROM annotations GROUP BY 1) s "
+            "ON s.record_id = r.id WHERE coalesce(s.n, 0) < ?", [overlap]).fetchall()
+        records = con.execute("SELECT count(*) FROM records").fetchone()[0]
+    con.close()
+    open_ids = {r for (r,) in open_records}
+
+    def missing(answers: list[Answer]) -> int:
+        last: dict[tuple[int, str], Answer] = {}
+        for a in answers:
+            last[(a.record_id, a.user)] = a
+        return sum(1 for key, a in last.items()
+                   if got.get(key) is None or got[key][1] != [a.label])
+
+    accepted = [a for p in persons for a in p.accepted]
+    saved = [a for p in persons for a in p.accepted[:p.saved_upto]]
+    acked_keys = {(a.record_id, a.user) for a in accepted}
+    false_done = 0
+    for p in persons:
+        if p.told_done_at is None:
+            continue
+        mine = {r for (r, u) in got if u == p.user}
+        if open_ids - mine:
+            false_done += 1
+    return {
+        "records": records,
+        "answers_in_store": len(got),
+        "accepted": len(accepted),
+        "reported_saved": len(saved),
+        "over_overlap": over,
+        "accepted_missing": missing(accepted),
+        "saved_missing": missing(saved),
+        "unacknowledged_in_store": sum(1 for key in got if key not in acked_keys),
+        "told_done": sum(1 for p in persons if p.told_done_at is not None),
+        "false_done": false_done,
+    }
+
+
+# --- reporting ---------------------------------------------------------------------
+
+
+def summarize(kind: str, rec: Recorder, persons: list[Person], info: dict[str, Any], store: dict[str, Any],
+              args: argparse.Namespace) -> dict[str, Any]:
+    n = len(rec.click)
+    window = info["window_s"]
+    return {
+        "app": kind,
+        "annotators": args.annotators,
+        "clicks": n,
+        "annotations_per_s": round(n / window, 1) if window else None,
+        "click_p50_ms": pct(rec.click, 50), "click_p95_ms": pct(rec.click, 95), "click_p99_ms": pct(rec.click, 99),
+        "click_to_next_p50_ms": pct(rec.click_to_next, 50), "click_to_next_p95_ms": pct(rec.click_to_next, 95),
+        "click_to_next_p99_ms": pct(rec.click_to_next, 99),
+        "image_fetches_on_click_path": len(rec.image),
+        "image_p50_ms": pct(rec.image, 50), "image_p99_ms": pct(rec.image, 99),
+        "preload_fetches": len(rec.preload),
+        "preload_p50_ms": pct(rec.preload, 50), "preload_p99_ms": pct(rec.preload, 99),
+        "saved_checks": len(rec.saved_check), "saved_check_p99_ms": pct(rec.saved_check, 99),
+        "page_load_p50_ms": pct(rec.page_load, 50), "page_load_p99_ms": pct(rec.page_load, 99),
+        "server_cpu_ms_per_annotation": round(1000 * info["server_cpu_s"] / n, 2) if n else None,
+        "server_cpu_cores": info["server_cpu_cores"],
+        "server_peak_rss_mb": info["server_peak_rss_mb"],
+        "loadgen_cpu_cores": info["loadgen_cpu_cores"],
+        "loadgen_loop_lag_p99_ms": info["loop_lag_p99_ms"],
+        "errors": dict(rec.errors),
+        "error_count": sum(rec.errors.values()),
+        "events": dict(rec.events),
+        "login_s": info["login_s"],
+        "server_log_tracebacks": info.get("server_log_tracebacks", 0),
+        "store": store,
+        **({"breakdown": info["breakdown"]} if "breakdown" in info else {}),
+    }
+
+
+ROWS = [
+    ("clicks in window", "clicks"),
+    ("annotations/s", "annotations_per_s"),
+    ("click p50 ms", "click_p50_ms"), ("click p95 ms", "click_p95_ms"), ("click p99 ms", "click_p99_ms"),
+    ("click-to-next p50 ms", "click_to_next_p50_ms"), ("click-to-next p95 ms", "click_to_next_p95_ms"),
+    ("click-to-next p99 ms", "click_to_next_p99_ms"),
+    ("image on click path (n)", "image_fetches_on_click_path"),
+    ("image p50 ms", "image_p50_ms"), ("image p99 ms", "image_p99_ms"),
+    ("preloads (n)", "preload_fetches"), ("preload p50 ms", "preload_p50_ms"), ("preload p99 ms", "preload_p99_ms"),
+    ("saved checks (n)", "saved_checks"),
+    ("server CPU ms/annotation", "server_cpu_ms_per_annotation"),
+    ("server CPU cores", "server_cpu_cores"),
+    ("server peak RSS MB", "server_peak_rss_mb"),
+    ("loadgen CPU cores", "loadgen_cpu_cores"), ("loadgen loop lag p99 ms", "loadgen_loop_lag_p99_ms"),
+    ("errors", "error_count"),
+]
+STORE_ROWS = [("accepted answers", "accepted"), ("reported saved", "reported_saved"),
+              ("over overlap", "over_overlap"), ("accepted missing", "accepted_missing"),
+              ("saved missing", "saved_missing"), ("told done", "told_done"), ("false done", "false_done")]
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    apps = list(results)
+    both = len(apps) == 2
+    head = ["metric"] + apps + (["ours/baseline"] if both else [])
+    lines = []
+
+    def row(name: str, values: list[Any]) -> None:
+        cells = [name] + [_fmt(v) for v in values]
+        if both:
+            a, b = values
+            ratio = (f"{a / b:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b
+                     else "-")
+            cells.append(ratio)
+        lines.append(cells)
+
+    for name, key in ROWS:
+        row(name, [results[a].get(key) for a in apps])
+    for name, key in STORE_ROWS:
+        row(name, [results[a]["store"].get(key) for a in apps])
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *lines)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)),
+           "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in lines]
+    for a in apps:
+        if results[a]["errors"]:
+            out.append(f"errors ({a}): " + ", ".join(f"{k}={v}" for k, v in sorted(results[a]["errors"].items())))
+        if results[a].get("breakdown"):
+            out.append(f"per-request server cost ({a}, idle server, one request at a time):")
+            for name, m in results[a]["breakdown"].items():
+                out.append(f"  {name:50s} {m['server_cpu_ms']:6.2f} ms CPU   p50 {m['p50_ms']} ms  p99 {m['p99_ms']} ms")
+    return "\n".join(out)
+
+
+# --- main --------------------------------------------------------------------------
+
+
+def run_one(kind: str, args: argparse.Namespace, run: Path, source: Path, users: list[str]) -> dict[str, Any]:
+    folder = run / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    env = server_env(kind, args, run, source, users)
+    t = time.monotonic()
+    if kind == "ours":  # ingest is set-up, not measured: run it without the emulated commit delay
+        plain = {k: v for k, v in env.items() if k not in ("LD_PRELOAD", "FSYNC_DELAY_US")}
+        done = subprocess.run([sys.executable, "-m", "annotator", "ingest"], cwd=loadgen.ROOT, env=plain,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"ingest failed:\n{done.stdout}\n{done.stderr}")
+    print(f"[{kind}] starting the server ({args.records} records) ...", flush=True)
+    server = loadgen.start_server(kind, env, folder / "server.log", timeout=600)
+    print(f"[{kind}] up in {time.monotonic() - t:.1f}s; {args.annotators} annotators log in, ramp {args.ramp:g}s, "
+          f"measure {args.duration:g}s", flush=True)
+    try:
+        rec, persons, info = asyncio.run(drive(kind, server, users, args))
+    finally:
+        code = server.stop(signal.SIGTERM if kind == "ours" else signal.SIGINT, timeout=90)
+    log = server.log()
+    info["server_log_tracebacks"] = log.count("Traceback")
+    info["server_exit"] = code
+    store = check_store(kind, Path(env["DATA_DIR"]), persons, args.overlap)
+    result = summarize(kind, rec, persons, info, store, args)
+    result["server_exit_code"] = code
+    print(f"[{kind}] done: {result['clicks']} clicks, p99 {result['click_p99_ms']} ms, "
+          f"{result['server_cpu_ms_per_annotation']} ms CPU/annotation, errors {result['error_count']}", flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--annotators", type=int, default=50)
+    p.add_argument("--think", type=float, default=3.0, help="mean think time between clicks, seconds (exponential)")
+    p.add_argument("--ramp", type=float, default=None, help="seconds over which annotators arrive (default N/10)")
+    p.add_argument("--duration", type=float, default=60.0, help="measured seconds after the ramp")
+    p.add_argument("--overlap", type=int, default=2)
+    p.add_argument("--records", type=int, default=0, help="records in the dataset (default: 1.5x what the run needs)")
+    p.add_argument("--commit-delay-ms", type=float, default=30.0, help="added to every fsync/fdatasync of the server")
+    p.add_argument("--app", choices=["ours", "baseline", "both"], default="both")
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--timeout", type=float, default=60.0, help="client timeout per request, seconds")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--breakdown", action="store_true", help="also time single requests on the idle server")
+    p.add_argument("--workdir", type=Path, default=None, help="keep the run's files here (default: a temp dir)")
+    args = p.parse_args(argv)
+    if args.ramp is None:
+        args.ramp = max(2.0, args.annotators / 10)
+    if not args.records:
+        answers = args.annotators * (args.ramp / 2 + args.duration) / args.think
+        args.records = max(500, int(math.ceil(1.5 * answers / args.overlap)) + 8 * args.annotators)
+
+    run = args.workdir or Path(tempfile.mkdtemp(prefix="crowd-"))
+    run.mkdir(parents=True, exist_ok=True)
+    source = run / "source"
+    if not source.exists():
+        loadgen.make_images(source, args.records, seed=args.seed)
+    users = loadgen.user_names(args.annotators)
+    print(f"crowd: {args.annotators} annotators, think {args.think:g}s, overlap {args.overlap}, "
+          f"{args.records} records, +{args.commit_delay_ms:g} ms per fsync; files in {run}", flush=True)
+    apps = ["ours", "baseline"] if args.app == "both" else [args.app]
+    results = {kind: run_one(kind, args, run, source, users) for kind in apps}
+    command = "python bench/crowd.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    print()
+    print(command)
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps({"command": command, "args": {k: str(v) if isinstance(v, Path) else v
+                                                                       for k, v in vars(args).items()},
+                                         "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,688 @@
+"""Simulated annotators: the HTTP a browser sends for a click and its image.
+
+Shared by `bench/crowd.py`, `bench/drills.py` and the drill/hostile-input tests.
+
+The real app (`app.py`): a click is a `queue=False` event, so the browser
+sends one `POST /gradio_api/run/predict` with the event's `fn_index`, its
+`trigger_id`, the `session_hash` of the tab and the values of the inputs
+(the hidden ticket textbox, the comment, the checkbox group). The answer
+holds the new values of the outputs: the next ticket, the image HTML (main
+image `<img class="ann-main" src="/img/<id>?u=&e=&s=">` plus hidden preload
+images), progress, saved status, the waiting timer, comment and choices. The
+browser then renders the HTML: it GETs the main image unless it is already
+in its cache (it was preloaded) and the preload images. 1.5 s after a click
+the page's script clicks the hidden "check saved" button (another
+queue=False event) unless another click came first. Each tab also holds a
+`GET /gradio_api/heartbeat/<session_hash>` stream open; closing it runs the
+app's unload handler (which releases the person's leases).
+
+The baseline (`bench/baseline_app.py`): a click is a queued event, so the
+browser sends `POST /gradio_api/queue/join` and reads the result from the
+`GET /gradio_api/queue/data?session_hash=` event stream; the image comes
+back as a Gradio file URL, fetched once per record (no preload).
+
+Everything here is asyncio + httpx, one AsyncClient (own cookie jar) per
+simulated person, so hundreds of people fit in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+CACHE = Path(os.environ.get("ANNOTATOR_BENCH_CACHE", Path.home() / ".cache" / "annotator-bench"))
+
+# --- generated inputs ------------------------------------------------------------
+
+
+def make_images(folder: Path, n: int, seed: int = 0) -> Path:
+    """`n` small JPEGs (64x48 .. 320x240, a shape on a noisy background) in `folder`."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    for i in range(n):
+        w = rng.randint(64, 320)
+        h = max(48, min(240, int(w * rng.uniform(0.6, 0.9))))
+        img = Image.effect_noise((w, h), rng.uniform(10, 60)).convert("RGB")
+        draw = ImageDraw.Draw(img)
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        x0, y0 = rng.randint(0, w // 2), rng.randint(0, h // 2)
+        box = (x0, y0, x0 + rng.randint(10, w // 2), y0 + rng.randint(10, h // 2))
+        (draw.ellipse if i % 2 else draw.rectangle)(box, fill=colour)
+        img.save(folder / f"img_{i:06d}.jpg", quality=80)
+    return folder
+
+
+def user_names(n: int) -> list[str]:
+    return [f"ann{i:04d}" for i in range(n)]
+
+
+def password_for(user: str) -> str:
+    return f"pw-{user}-bench"
+
+
+def _hash(user: str) -> tuple[str, str]:
+    sys.path.insert(0, str(ROOT))
+    from annotator.auth import hash_password
+    return user, hash_password(password_for(user))
+
+
+def write_password_file(path: Path, users: list[str], extra: dict[str, str] | None = None) -> Path:
+    """The app's PASSWORD_FILE for `users` (password `password_for(user)`), with the app's own hashing.
+
+    Hashing is the app's pbkdf2 (about 0.1 s a user), so hashes are cached in
+    CACHE/passwords.json and reused across runs. `extra`: {user: password}.
+    """
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cache_file = CACHE / "passwords.json"
+    try:
+        cached: dict[str, str] = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    missing = [u for u in users if u not in cached]
+    if missing:
+        with ProcessPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+            cached.update(dict(pool.map(_hash, missing, chunksize=16)))
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cached))
+        os.replace(tmp, cache_file)
+    table = {u: cached[u] for u in users}
+    if extra:
+        sys.path.insert(0, str(ROOT))
+        from annotator.auth import hash_password
+        table.update({u: hash_password(p) for u, p in extra.items()})
+    path.write_text(json.dumps(table))
+    return path
+
+
+def write_task(path: Path, labels: list[str], overlap: int, *, comment: bool = True, order: str = "sequential") -> Path:
+    lines = ['title = "Crowd benchmark"', 'question = "Which label?"', 'kind = "single_label"',
+             f"comment = {'true' if comment else 'false'}", f"overlap = {overlap}", f'order = "{order}"', ""]
+    for i, name in enumerate(labels):
+        lines += ["[[labels]]", f'name = "{name}"', f'key = "{i + 1}"', ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+# --- servers ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A server process (the app or the baseline) started by `start_server`."""
+    process: subprocess.Popen
+    url: str
+    env: dict[str, str]
+    log_path: Path
+    kind: str
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+def start_server(kind: str, env: dict[str, str], log_path: Path, *, port: int | None = None,
+                 timeout: float = 180) -> Server:
+    """Start `app.py` (kind "ours") or `bench/baseline_app.py` (kind "baseline"); wait until it answers."""
+    port = port or free_port()
+    full = {**env, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+            "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    script = ROOT / "app.py" if kind == "ours" else BENCH / "baseline_app.py"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=full,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    server = Server(process, f"http://127.0.0.1:{port}", full, log_path, kind)
+    probe = "/healthz" if kind == "ours" else "/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{kind} server exited with {process.returncode}:\n{server.log()[-4000:]}")
+        try:
+            if httpx.get(server.url + probe, timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    server.kill()
+    raise RuntimeError(f"{kind} server did not answer within {timeout}s:\n{server.log()[-4000:]}")
+
+
+# --- what a page shows -------------------------------------------------------------
+
+_MAIN = re.compile(r'<img class="ann-main"[^>]*?\bsrc="([^"]*)"')
+_PRELOAD = re.compile(r'<img class="ann-preload" src="([^"]*)"')
+_MESSAGE = re.compile(r'<span id="ann-message">(.*?)</span>', re.S)
+_SAVED_TEXT = re.compile(r'id="ann-saved">(.*?)</span>', re.S)
+
+
+@dataclass
+class View:
+    """The annotate view's outputs after one event, as the page would show them."""
+    state: str  # ready | waiting | done | signed_out | unknown
+    ticket: str = ""
+    record_id: int | None = None
+    image_url: str | None = None
+    preload: list[str] = field(default_factory=list)
+    saved: str = ""  # saved | pending | failed | "" (no status shown)
+    saved_text: str = ""
+    message: str | None = None
+    timer: float | None = None  # seconds, when the waiting timer is active
+    comment: str = ""
+    choices: list[str] = field(default_factory=list)
+    raw: list[Any] = field(default_factory=list, repr=False)
+
+
+def status_of(status_html: str) -> tuple[str, str]:
+    if not status_html:
+        return "", ""
+    text = _SAVED_TEXT.search(status_html)
+    kind = ("failed" if "ann-failed" in status_html else "pending" if "ann-pending" in status_html
+            else "saved" if "ann-saved" in status_html else "")
+    return kind, html.unescape(text.group(1)) if text else ""
+
+
+def parse_view(outputs: list[Any]) -> View:
+    """[ticket, image_html, progress_html, status_html, timer, comment, choices] -> View."""
+    ticket, image_html, _progress, status_html, timer, comment, choices = (list(outputs) + [None] * 7)[:7]
+    image_html = image_html or ""
+    saved, saved_text = status_of(status_html or "")
+    message = _MESSAGE.search(status_html or "")
+    view = View(state="unknown", ticket=ticket or "", saved=saved, saved_text=saved_text,
+                message=html.unescape(message.group(1)) if message else None,
+                comment=comment or "", choices=list(choices or []), raw=list(outputs))
+    if isinstance(timer, dict) and timer.get("active"):
+        view.timer = float(timer.get("value") or 30)
+    if 'id="ann-signin"' in image_html:
+        view.state = "signed_out"
+    elif 'id="ann-done"' in image_html:
+        view.state = "done"
+    elif 'id="ann-waiting"' in image_html:
+        view.state = "waiting"
+    else:
+        main = _MAIN.search(image_html)
+        if main and ticket:
+            view.state = "ready"
+            view.image_url = html.unescape(main.group(1))
+            view.preload = [html.unescape(u) for u in _PRELOAD.findall(image_html)]
+            head = ticket.split(".", 1)[0]
+            view.record_id = int(head) if head.isdigit() else None
+    return view
+
+
+class EventError(Exception):
+    """An event or request did not succeed; `kind` groups errors for the report."""
+
+    def __init__(self, kind: str, message: str = "") -> None:
+        super().__init__(f"{kind}: {message}" if message else kind)
+        self.kind = kind
+        self.message = message
+
+
+def _kind_of(exc: BaseException) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "connect"
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+        return "connection_lost"
+    return type(exc).__name__
+
+
+@dataclass
+class Profile:
+    """What a page learns from /config: each named event's fn_index and trigger component."""
+    fn: dict[str, int]
+    trigger: dict[str, int | None]
+    labels: list[str]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Profile":
+        fn: dict[str, int] = {}
+        trigger: dict[str, int | None] = {}
+        for i, dep in enumerate(config["dependencies"]):
+            name = dep.get("api_name")
+            if not name:
+                continue
+            fn[name] = dep.get("id", i)
+            targets = dep.get("targets") or []
+            trigger[name] = targets[0][0] if targets and targets[0] and isinstance(targets[0][0], int) else None
+        labels: list[str] = []
+        for comp in config.get("components", []):
+            props = comp.get("props", {})
+            if props.get("elem_id") == "ann-choices" or (comp.get("type") == "radio" and props.get("choices")):
+                labels = [c[0] if isinstance(c, (list, tuple)) else c for c in props.get("choices", [])]
+        return cls(fn, trigger, labels)
+
+
+# --- recording -------------------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """Latencies and counts of one run (times in seconds, monotonic clock)."""
+    click: list[float] = field(default_factory=list)  # POST of a click until its answer
+    click_to_next: list[float] = field(default_factory=list)  # + the main image when not preloaded
+    image: list[float] = field(default_factory=list)  # main image fetched on the click path
+    preload: list[float] = field(default_factory=list)  # images fetched ahead of time
+    saved_check: list[float] = field(default_factory=list)
+    page_load: list[float] = field(default_factory=list)
+    errors: Counter = field(default_factory=Counter)
+    events: Counter = field(default_factory=Counter)
+    window: tuple[float, float] = (0.0, float("inf"))
+
+    def in_window(self, t: float) -> bool:
+        return self.window[0] <= t < self.window[1]
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] += 1
+
+
+@dataclass
+class Answer:
+    user: str
+    record_id: int
+    label: str
+    comment: str
+    at: float  # when the click's answer arrived (monotonic)
+
+
+@dataclass
+class Person:
+    """One simulated annotator's account: what the server accepted and what it said was saved."""
+    user: str
+    accepted: list[Answer] = field(default_factory=list)
+    saved_upto: int = 0  # accepted[:saved_upto] were reported committed ("All answers saved")
+    failed_seen: bool = False  # the page said "not saved, retrying"
+    told_done_at: float | None = None
+    waiting_seen: int = 0
+
+
+# --- a browser tab for the real app ----------------------------------------------
+
+
+def _session_hash() -> str:
+    return "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(11))
+
+
+class Browser:
+    """One person's browser tab on the real app."""
+
+    def __init__(self, base_url: str, person: Person, rec: Recorder, *, timeout: float = 30.0,
+                 password: str | None = None) -> None:
+        self.base_url = base_url
+        self.person = person
+        self.rec = rec
+        self.password = password if password is not None else password_for(person.user)
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout,
+                                        limits=httpx.Limits(max_connections=6, max_keepalive_connections=6))
+        self.session_hash = _session_hash()
+        self.profile: Profile | None = None
+        self.cache: set[str] = set()  # image URLs the browser holds
+        self.view: View | None = None
+        self._heartbeat: asyncio.Task | None = None
+        self._bg: set[asyncio.Task] = set()
+
+    async def login(self) -> None:
+        try:
+            r = await self.client.post("/login", data={"username": self.person.user, "password": self.password})
+        except httpx.HTTPError as exc:
+            raise EventError("login_" + _kind_of(exc), str(exc)) from None
+        if r.status_code != 200:
+            raise EventError(f"login_http_{r.status_code}", r.text[:200])
+
+    async def open_page(self, profile: Profile | None = None, heartbeat: bool = True) -> View:
+        """GET /config, open the heartbeat stream, run the page's load event, show the first image."""
+        started = time.monotonic()
+        if profile is None:
+            r = await self.client.get("/config")
+            if r.status_code != 200:
+                raise EventError(f"config_http_{r.status_code}", r.text[:200])
+            profile = Profile.from_config(r.json())
+        self.profile = profile
+        if heartbeat:
+            self._heartbeat = asyncio.create_task(self._hold_heartbeat())
+        view = await self.event("page_load", [])
+        await self.show(view, started, record_click=False)
+        self.rec.page_load.append(time.monotonic() - started)
+        return view
+
+    async def _hold_heartbeat(self) -> None:
+        try:
+            async with self.client.stream("GET", f"/gradio_api/heartbeat/{self.session_hash}",
+                                          timeout=httpx.Timeout(None, connect=30)) as r:
+                async for _ in r.aiter_raw():
+                    pass
+        except (httpx.HTTPError, asyncio.CancelledError):
+            pass
+
+    async def raw_event(self, api_name: str, data: list[Any]) -> tuple[int, Any]:
+        """POST one queue=False event exactly as the browser does; (HTTP status, JSON body)."""
+        assert self.profile is not None
+        body = {"data": data, "event_data": None, "fn_index": self.profile.fn[api_name],
+                "trigger_id": self.profile.trigger.get(api_name), "session_hash": self.session_hash}
+        r = await self.client.post("/gradio_api/run/predict", json=body)
+        try:
+            payload = r.json()
+        except ValueError:
+            payload = r.text
+        return r.status_code, payload
+
+    async def event(self, api_name: str, data: list[Any]) -> View:
+        self.rec.events[api_name] += 1
+        try:
+            status, payload = await self.raw_event(api_name, data)
+        except httpx.HTTPError as exc:
+            raise EventError(_kind_of(exc), str(exc)) from None
+        if status != 200 or not isinstance(payload, dict) or "data" not in payload:
+            message = payload.get("error") if isinstance(payload, dict) else str(payload)[:200]
+            raise EventError(f"http_{status}", str(message))
+        if api_name == "saved":
+            kind, text = status_of(payload["data"][0] or "")
+            return View(state="status", saved=kind, saved_text=text, raw=payload["data"])
+        view = parse_view(payload["data"])
+        if view.state == "signed_out":
+            raise EventError("signed_out", view.raw[1] if len(view.raw) > 1 else "")
+        return view
+
+    async def fetch_image(self, url: str, *, preload: bool) -> float:
+        started = time.monotonic()
+        try:
+            r = await self.client.get(url)
+        except httpx.HTTPError as exc:
+            self.rec.error(("preload_" if preload else "image_") + _kind_of(exc))
+            return time.monotonic() - started
+        took = time.monotonic() - started
+        if r.status_code != 200 or not r.content:
+            self.rec.error(f"{'preload' if preload else 'image'}_http_{r.status_code}")
+            return took
+        self.cache.add(url)
+        if self.rec.in_window(started):
+            (self.rec.preload if preload else self.rec.image).append(took)
+        return took
+
+    async def show(self, view: View, click_started: float, *, record_click: bool = True) -> None:
+        """Render: the main image (unless cached), then the preloads in the background."""
+        self.view = view
+        person = self.person
+        if view.saved == "saved":
+            person.saved_upto = len(person.accepted)
+        elif view.saved == "failed":
+            person.failed_seen = True
+        if view.state == "done" and person.told_done_at is None:
+            person.told_done_at = time.monotonic()
+        if view.state == "waiting":
+            person.waiting_seen += 1
+        click_took = time.monotonic() - click_started
+        if view.state == "ready" and view.image_url and view.image_url not in self.cache:
+            await self.fetch_image(view.image_url, preload=False)
+        if record_click and self.rec.in_window(click_started):
+            self.rec.click.append(click_took)
+            self.rec.click_to_next.append(time.monotonic() - click_started)
+        for url in view.preload:
+            if url not in self.cache:
+                self.cache.add(url)  # the browser starts one request per URL
+                task = asyncio.create_task(self.fetch_image(url, preload=True))
+                self._bg.add(task)
+                task.add_done_callback(self._bg.discard)
+
+    async def click_label(self, label_index: int, comment: str = "") -> View:
+        """Press a label button: answer the record on screen; returns the next view."""
+        assert self.view is not None and self.view.state == "ready"
+        shown = self.view
+        label = self.profile.labels[label_index] if self.profile and self.profile.labels else str(label_index)
+        started = time.monotonic()
+        try:
+            view = await self.event(f"label_{label_index}", [shown.ticket, comment, shown.choices])
+        except EventError as exc:
+            if self.rec.in_window(started):
+                self.rec.error("click_" + exc.kind)
+            raise
+        if shown.record_id is not None and not (view.message and "already recorded" in view.message):
+            self.person.accepted.append(Answer(self.person.user, shown.record_id, label, comment.strip(),
+                                               time.monotonic()))
+        await self.show(view, started)
+        return view
+
+    async def recheck(self) -> View:
+        started = time.monotonic()
+        view = await self.event("recheck", [])
+        await self.show(view, started, record_click=False)
+        return view
+
+    async def check_saved(self) -> str:
+        """The page's deferred "check saved" click; updates what the person was told."""
+        upto = len(self.person.accepted)
+        started = time.monotonic()
+        try:
+            view = await self.event("saved", [])
+        except EventError as exc:
+            if self.rec.in_window(started):
+                self.rec.error("saved_" + exc.kind)
+            return "error"
+        if self.rec.in_window(started):
+            self.rec.saved_check.append(time.monotonic() - started)
+        if view.saved == "saved":
+            self.person.saved_upto = max(self.person.saved_upto, upto)
+        elif view.saved == "failed":
+            self.person.failed_seen = True
+        return view.saved
+
+    async def close(self) -> None:
+        for task in list(self._bg):
+            task.cancel()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            try:
+                await self._heartbeat
+            except BaseException:
+                pass
+        await self.client.aclose()
+
+
+# --- a browser tab for the baseline ------------------------------------------------
+
+_RECORD = re.compile(r"Record (\d+)")
+
+
+class BaselineBrowser:
+    """One person's tab on bench/baseline_app.py: queued events over queue/join + the SSE stream."""
+
+    def __init__(self, base_url: str, person: Person, rec: Recorder, *, timeout: float = 60.0,
+                 password: str | None = None) -> None:
+        self.person = person
+        self.rec = rec
+        self.password = password if password is not None else password_for(person.user)
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout,
+                                        limits=httpx.Limits(max_connections=6, max_keepalive_connections=6))
+        self.timeout = timeout
+        self.session_hash = _session_hash()
+        self.profile: Profile | None = None
+        self.record_id: int | None = None
+        self.image_url: str | None = None
+        self.done = False
+        self._heartbeat: asyncio.Task | None = None
+
+    async def login(self) -> None:
+        try:
+            r = await self.client.post("/login", data={"username": self.person.user, "password": self.password})
+        except httpx.HTTPError as exc:
+            raise EventError("login_" + _kind_of(exc), str(exc)) from None
+        if r.status_code != 200:
+            raise EventError(f"login_http_{r.status_code}", r.text[:200])
+
+    async def open_page(self, profile: Profile | None = None, heartbeat: bool = True) -> None:
+        started = time.monotonic()
+        if profile is None:
+            r = await self.client.get("/config")
+            if r.status_code != 200:
+                raise EventError(f"config_http_{r.status_code}", r.text[:200])
+            profile = Profile.from_config(r.json())
+        self.profile = profile
+        if heartbeat:
+            self._heartbeat = asyncio.create_task(self._hold_heartbeat())
+        out = await self.event("load", [])
+        await self._show(out)
+        self.rec.page_load.append(time.monotonic() - started)
+
+    async def _hold_heartbeat(self) -> None:
+        try:
+            async with self.client.stream("GET", f"/gradio_api/heartbeat/{self.session_hash}",
+                                          timeout=httpx.Timeout(None, connect=30)) as r:
+                async for _ in r.aiter_raw():
+                    pass
+        except (httpx.HTTPError, asyncio.CancelledError):
+            pass
+
+    async def event(self, api_name: str, data: list[Any]) -> list[Any]:
+        assert self.profile is not None
+        self.rec.events[api_name] += 1
+        body = {"data": data, "event_data": None, "fn_index": self.profile.fn[api_name],
+                "trigger_id": self.profile.trigger.get(api_name), "session_hash": self.session_hash}
+        try:
+            r = await self.client.post("/gradio_api/queue/join", json=body)
+            if r.status_code != 200:
+                raise EventError(f"http_{r.status_code}", r.text[:200])
+            event_id = r.json()["event_id"]
+            async with self.client.stream("GET", "/gradio_api/queue/data",
+                                          params={"session_hash": self.session_hash}) as s:
+                if s.status_code != 200:
+                    raise EventError(f"http_{s.status_code}")
+                async for line in s.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    msg = json.loads(line[5:])
+                    if msg.get("event_id") not in (None, event_id):
+                        continue
+                    kind = msg.get("msg")
+                    if kind == "process_completed":
+                        if not msg.get("success", True) or "error" in (msg.get("output") or {}):
+                            raise EventError("app_error", str((msg.get("output") or {}).get("error")))
+                        return msg["output"]["data"]
+                    if kind in ("unexpected_error", "close_stream"):
+                        raise EventError(kind, str(msg.get("message", "")))
+        except httpx.HTTPError as exc:
+            raise EventError(_kind_of(exc), str(exc)) from None
+        raise EventError("stream_ended")
+
+    async def _show(self, out: list[Any]) -> None:
+        image, _state, progress = out[0], out[1], out[2]
+        text = progress if isinstance(progress, str) else (progress or {}).get("value", "") if isinstance(progress, dict) else ""
+        match = _RECORD.search(text or "")
+        self.record_id = int(match.group(1)) if match else None
+        url = image.get("url") if isinstance(image, dict) else None
+        self.image_url = url
+        if self.record_id is None:
+            self.done = True
+            if self.person.told_done_at is None and "All done" in (text or ""):
+                self.person.told_done_at = time.monotonic()
+
+    async def fetch_image(self) -> None:
+        if not self.image_url:
+            return
+        started = time.monotonic()
+        try:
+            r = await self.client.get(self.image_url)
+            ok = r.status_code == 200 and bool(r.content)
+            if not ok:
+                self.rec.error(f"image_http_{r.status_code}")
+        except httpx.HTTPError as exc:
+            self.rec.error("image_" + _kind_of(exc))
+            return
+        if ok and self.rec.in_window(started):
+            self.rec.image.append(time.monotonic() - started)
+
+    async def click_label(self, label_index: int, comment: str = "") -> None:
+        assert self.profile is not None and self.record_id is not None
+        label = self.profile.labels[label_index]
+        shown = self.record_id
+        started = time.monotonic()
+        try:
+            out = await self.event("submit", [label, comment, None])
+        except EventError as exc:
+            if self.rec.in_window(started):
+                self.rec.error("click_" + exc.kind)
+            raise
+        took = time.monotonic() - started
+        # committed inside the handler: accepted means saved
+        self.person.accepted.append(Answer(self.person.user, shown, label, comment.strip(), time.monotonic()))
+        self.person.saved_upto = len(self.person.accepted)
+        await self._show(out)
+        await self.fetch_image()
+        if self.rec.in_window(started):
+            self.rec.click.append(took)
+            self.rec.click_to_next.append(time.monotonic() - started)
+
+    async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            try:
+                await self._heartbeat
+            except BaseException:
+                pass
+        await self.client.aclose()
+
+
+# --- statistics ------------------------------------------------------------------
+
+
+def pct(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of seconds, in milliseconds."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, int(-(-p * len(ordered) // 100)) - 1))
+    return round(ordered[k] * 1000, 1)
+
+
+def comment_for(rng: random.Random, rate: float = 0.05) -> str:
+    return f"note {secrets.token_hex(3)}" if rng.random() < rate else ""
+
+
+def which(cmd: str) -> str | None:
+    return shutil.which(cmd)
