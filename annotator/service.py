@@ -107,7 +107,7 @@ class _Person:
     """What the service remembers of one annotator while the process runs."""
     answers: dict[int, tuple[str, tuple[str, ...], str]]  # record -> (status, answer, comment)
     order: list[int]  # records in the order first answered
-    today: int
+    today: set[int]  # records submitted (or changed to submitted) today; skips do not count
     today_date: str
     pending: dict[int, Future[None]] = field(default_factory=dict)
     shown_at: dict[int, float] = field(default_factory=dict)  # record -> when last shown
@@ -249,7 +249,8 @@ class AnnotationService:
                 person = _Person(
                     answers={r.record_id: (r.status, r.answer, r.comment or "") for r in rows},
                     order=[r.record_id for r in rows],
-                    today=sum(1 for r in rows if r.updated_at.date().isoformat() == today),
+                    today={r.record_id for r in rows
+                           if r.status == "submitted" and r.updated_at.date().isoformat() == today},
                     today_date=today,
                 )
                 self._people[user] = person
@@ -322,17 +323,21 @@ class AnnotationService:
         with person.lock:
             if record_id not in person.answers:
                 person.order.append(record_id)
-                self._count_today(person)
+            self._count_today(person, record_id, status)
             person.answers[record_id] = (status, labels, comment)
             person.pending[record_id] = ack
         return self._advance(user, person)
 
     @staticmethod
-    def _count_today(person: _Person) -> None:
+    def _count_today(person: _Person, record_id: int, status: str) -> None:
+        """Today's count, like the total, counts submitted answers only (a skip is not work done)."""
         today = _today()
         if person.today_date != today:
-            person.today, person.today_date = 0, today
-        person.today += 1
+            person.today, person.today_date = set(), today
+        if status == "submitted":
+            person.today.add(record_id)
+        else:
+            person.today.discard(record_id)
 
     def _advance(self, user: str, person: _Person) -> View:
         """Whatever comes next for this person: the record on screen, a buffered one, or a fresh lease."""
@@ -394,9 +399,9 @@ class AnnotationService:
         counts = self.backend.counts()
         with person.lock:
             if person.today_date != _today():
-                person.today, person.today_date = 0, _today()
+                person.today, person.today_date = set(), _today()
             mine_total = sum(1 for s, _, _ in person.answers.values() if s == "submitted")
-            today = person.today
+            today = len(person.today)
         return Progress(mine_today=today, mine_total=mine_total, team_complete=counts["complete"],
                         team_total=counts["records"], team_answers=counts["submissions"],
                         remaining_for_me=self.backend.remaining_for(user))
