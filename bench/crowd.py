@@ -341,70 +341,6 @@ async def breakdown(kind: str, server: loadgen.Server, profile: Profile, n: int 
     return out
 
 
-# --- the store ---------------------------------------------------------------------
-
-
-def check_store(kind: str, data_dir: Path, persons: list[Person], overlap: int) -> dict[str, Any]:
-    """After the server stopped: over-overlap records, missing answers, false "done"."""
-    import duckdb
-
-    if kind == "ours":
-        con = duckdb.connect(str(data_dir / "annotator.duckdb"), read_only=True)
-        rows = con.execute("SELECT record_id, user_id, status, answer FROM responses").fetchall()
-        got = {(r, u): (s, list(a)) for r, u, s, a in rows}
-        over = con.execute(
-            "SELECT count(*) FROM (SELECT record_id, count(*) AS n FROM responses WHERE status = 'submitted' "
-            "GROUP BY 1) s JOIN records r ON r.id = s.record_id WHERE s.n > ? + r.extra_answers",
-            [overlap]).fetchone()[0]
-        open_records = con.execute(
-            "SELECT r.id FROM records r LEFT JOIN (SELECT record_id, count(*) AS n FROM responses "
-            "WHERE status = 'submitted' GROUP BY 1) s ON s.record_id = r.id "
-            "WHERE coalesce(s.n, 0) < ? + r.extra_answers", [overlap]).fetchall()
-        records = con.execute("SELECT count(*) FROM records").fetchone()[0]
-    else:
-        con = duckdb.connect(str(data_dir / "baseline.duckdb"), read_only=True)
-        rows = con.execute("SELECT record_id, user_id, label FROM annotations").fetchall()
-        got = {(r, u): ("submitted", [label]) for r, u, label in rows}
-        over = con.execute("SELECT count(*) FROM (SELECT record_id, count(*) AS n FROM annotations GROUP BY 1) "
-                           "WHERE n > ?", [overlap]).fetchone()[0]
-        open_records = con.execute(
-            "SELECT r.id FROM records r LEFT JOIN (SELECT record_id, count(*) AS n FROM annotations GROUP BY 1) s "
-            "ON s.record_id = r.id WHERE coalesce(s.n, 0) < ?", [overlap]).fetchall()
-        records = con.execute("SELECT count(*) FROM records").fetchone()[0]
-    con.close()
-    open_ids = {r for (r,) in open_records}
-
-    def missing(answers: list[Answer]) -> int:
-        last: dict[tuple[int, str], Answer] = {}
-        for a in answers:
-            last[(a.record_id, a.user)] = a
-        return sum(1 for key, a in last.items()
-                   if got.get(key) is None or got[key][1] != [a.label])
-
-    accepted = [a for p in persons for a in p.accepted]
-    saved = [a for p in persons for a in p.accepted[:p.saved_upto]]
-    acked_keys = {(a.record_id, a.user) for a in accepted}
-    false_done = 0
-    for p in persons:
-        if p.told_done_at is None:
-            continue
-        mine = {r for (r, u) in got if u == p.user}
-        if open_ids - mine:
-            false_done += 1
-    return {
-        "records": records,
-        "answers_in_store": len(got),
-        "accepted": len(accepted),
-        "reported_saved": len(saved),
-        "over_overlap": over,
-        "accepted_missing": missing(accepted),
-        "saved_missing": missing(saved),
-        "unacknowledged_in_store": sum(1 for key in got if key not in acked_keys),
-        "told_done": sum(1 for p in persons if p.told_done_at is not None),
-        "false_done": false_done,
-    }
-
-
 # --- reporting ---------------------------------------------------------------------
 
 
@@ -512,11 +448,7 @@ def run_one(kind: str, args: argparse.Namespace, run: Path, source: Path, users:
     env = server_env(kind, args, run, source, users)
     t = time.monotonic()
     if kind == "ours":  # ingest is set-up, not measured: run it without the emulated commit delay
-        plain = {k: v for k, v in env.items() if k not in ("LD_PRELOAD", "FSYNC_DELAY_US")}
-        done = subprocess.run([sys.executable, "-m", "annotator", "ingest"], cwd=loadgen.ROOT, env=plain,
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"ingest failed:\n{done.stdout}\n{done.stderr}")
+        loadgen.ingest(env)
     print(f"[{kind}] starting the server ({args.records} records) ...", flush=True)
     server = loadgen.start_server(kind, env, folder / "server.log", timeout=600)
     print(f"[{kind}] up in {time.monotonic() - t:.1f}s; {args.annotators} annotators log in, ramp {args.ramp:g}s, "
@@ -528,7 +460,7 @@ def run_one(kind: str, args: argparse.Namespace, run: Path, source: Path, users:
     log = server.log()
     info["server_log_tracebacks"] = log.count("Traceback")
     info["server_exit"] = code
-    store = check_store(kind, Path(env["DATA_DIR"]), persons, args.overlap)
+    store = loadgen.check_store(kind, Path(env["DATA_DIR"]), persons, args.overlap)
     result = summarize(kind, rec, persons, info, store, args)
     result["server_exit_code"] = code
     print(f"[{kind}] done: {result['clicks']} clicks, p99 {result['click_p99_ms']} ms, "

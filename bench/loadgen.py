@@ -193,6 +193,34 @@ def start_server(kind: str, env: dict[str, str], log_path: Path, *, port: int | 
     raise RuntimeError(f"{kind} server did not answer within {timeout}s:\n{server.log()[-4000:]}")
 
 
+def ingest(env: dict[str, str]) -> None:
+    """`python -m annotator ingest` with the app's settings, without any LD_PRELOAD shim (set-up, not measured)."""
+    plain = {k: v for k, v in env.items() if k not in ("LD_PRELOAD", "FSYNC_DELAY_US")}
+    done = subprocess.run([sys.executable, "-m", "annotator", "ingest"], cwd=ROOT, env=plain,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"ingest failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+def app_env(folder: Path, users: list[str], *, records: int = 200, overlap: int = 2,
+            labels: tuple[str, ...] = ("cat", "dog", "bird", "other"), source: Path | None = None,
+            extra_users: dict[str, str] | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Files and environment for app.py in `folder`: images, task, password file, fresh DATA_DIR."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if source is None:
+        source = folder / "source"
+        if not source.exists():
+            make_images(source, records)
+    task = write_task(folder / "task.toml", list(labels), overlap)
+    passwords = write_password_file(folder / "passwords.json", users, extra_users)
+    env = dict(os.environ if base is None else base)
+    env.update({"DATA_DIR": str(folder / "data"), "CACHE_DIR": str(folder / "cache"),
+                "GRADIO_TEMP_DIR": str(folder / "gradio-tmp"), "SOURCE_DIR": str(source),
+                "TASK_FILE": str(task), "AUTH_MODE": "password", "PASSWORD_FILE": str(passwords),
+                "LOG_LEVEL": "WARNING"})
+    return env
+
+
 # --- what a page shows -------------------------------------------------------------
 
 _MAIN = re.compile(r'<img class="ann-main"[^>]*?\bsrc="([^"]*)"')
@@ -666,6 +694,70 @@ class BaselineBrowser:
             except BaseException:
                 pass
         await self.client.aclose()
+
+
+# --- the store ---------------------------------------------------------------------
+
+
+def check_store(kind: str, data_dir: Path, persons: list[Person], overlap: int) -> dict[str, Any]:
+    """After the server stopped: over-overlap records, missing answers, false "done"."""
+    import duckdb  # noqa: PLC0415
+
+    if kind == "ours":
+        con = duckdb.connect(str(data_dir / "annotator.duckdb"), read_only=True)
+        rows = con.execute("SELECT record_id, user_id, status, answer FROM responses").fetchall()
+        got = {(r, u): (s, list(a)) for r, u, s, a in rows}
+        over = con.execute(
+            "SELECT count(*) FROM (SELECT record_id, count(*) AS n FROM responses WHERE status = 'submitted' "
+            "GROUP BY 1) s JOIN records r ON r.id = s.record_id WHERE s.n > ? + r.extra_answers",
+            [overlap]).fetchone()[0]
+        open_records = con.execute(
+            "SELECT r.id FROM records r LEFT JOIN (SELECT record_id, count(*) AS n FROM responses "
+            "WHERE status = 'submitted' GROUP BY 1) s ON s.record_id = r.id "
+            "WHERE coalesce(s.n, 0) < ? + r.extra_answers", [overlap]).fetchall()
+        records = con.execute("SELECT count(*) FROM records").fetchone()[0]
+    else:
+        con = duckdb.connect(str(data_dir / "baseline.duckdb"), read_only=True)
+        rows = con.execute("SELECT record_id, user_id, label FROM annotations").fetchall()
+        got = {(r, u): ("submitted", [label]) for r, u, label in rows}
+        over = con.execute("SELECT count(*) FROM (SELECT record_id, count(*) AS n FROM annotations GROUP BY 1) "
+                           "WHERE n > ?", [overlap]).fetchone()[0]
+        open_records = con.execute(
+            "SELECT r.id FROM records r LEFT JOIN (SELECT record_id, count(*) AS n FROM annotations GROUP BY 1) s "
+            "ON s.record_id = r.id WHERE coalesce(s.n, 0) < ?", [overlap]).fetchall()
+        records = con.execute("SELECT count(*) FROM records").fetchone()[0]
+    con.close()
+    open_ids = {r for (r,) in open_records}
+
+    def missing(answers: list[Answer]) -> int:
+        last: dict[tuple[int, str], Answer] = {}
+        for a in answers:
+            last[(a.record_id, a.user)] = a
+        return sum(1 for key, a in last.items()
+                   if got.get(key) is None or got[key][1] != [a.label])
+
+    accepted = [a for p in persons for a in p.accepted]
+    saved = [a for p in persons for a in p.accepted[:p.saved_upto]]
+    acked_keys = {(a.record_id, a.user) for a in accepted}
+    false_done = 0
+    for p in persons:
+        if p.told_done_at is None:
+            continue
+        mine = {r for (r, u) in got if u == p.user}
+        if open_ids - mine:
+            false_done += 1
+    return {
+        "records": records,
+        "answers_in_store": len(got),
+        "accepted": len(accepted),
+        "reported_saved": len(saved),
+        "over_overlap": over,
+        "accepted_missing": missing(accepted),
+        "saved_missing": missing(saved),
+        "unacknowledged_in_store": sum(1 for key in got if key not in acked_keys),
+        "told_done": sum(1 for p in persons if p.told_done_at is not None),
+        "false_done": false_done,
+    }
 
 
 # --- statistics ------------------------------------------------------------------
