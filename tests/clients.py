@@ -102,6 +102,26 @@ class ApiUser:
             raise ApiError(r.status_code, _detail(r))
         return r.json()["data"]
 
+    def post_event(self, fn_index: int, queued: bool, data: list[Any]) -> httpx.Response:
+        """Trigger any event of the page by its index, as the browser does (named or not); the raw reply."""
+        if queued:
+            return self.http.post("/gradio_api/queue/join", json={
+                "data": data, "fn_index": fn_index, "session_hash": "sec" + str(fn_index), "event_data": None})
+        return self.http.post("/gradio_api/run/predict", json={"data": data, "fn_index": fn_index})
+
+    def config(self) -> dict[str, Any]:
+        r = self.http.get("/config")
+        if r.status_code != 200:
+            raise ApiError(r.status_code, _detail(r))
+        return r.json()
+
+    def named_endpoints(self) -> dict[str, dict[str, Any]]:
+        """api name -> {"queue": bool, "inputs": number of parameters}, from /config and /gradio_api/info."""
+        info = self.http.get("/gradio_api/info").json()["named_endpoints"]
+        queued = {d.get("api_name"): d.get("queue") is not False for d in self.config()["dependencies"]}
+        return {name.lstrip("/"): {"queue": queued.get(name.lstrip("/"), True), "inputs": len(spec["parameters"])}
+                for name, spec in info.items()}
+
     # --- the programmatic API -----------------------------------------------
 
     def next(self) -> dict[str, Any]:
