@@ -1,0 +1,754 @@
+"""In-memory assignment of records to annotators: leases, overlap, priorities.
+
+Pure and thread-safe: no I/O, no imports from the rest of the project, time is
+passed in. Deciding "what next" in memory takes microseconds and is correct by
+construction (one lock), where the same decision in SQL took milliseconds and
+raced (see notes/duckdb-facts.md, section 4). The store keeps the facts
+(answers); this module is rebuilt from them at start-up with `restore`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import operator
+import threading
+import time
+from array import array
+from bisect import bisect_left, insort
+from dataclasses import dataclass
+from itertools import islice
+from typing import Iterable, Literal, Mapping, Sequence
+
+__all__ = ["QueueState", "Scheduler", "SubmitOutcome", "LeaseKind"]
+
+SubmitOutcome = Literal["new", "edit", "late"]
+LeaseKind = Literal["soft", "hard"]
+
+_AVAIL = 1  # incomplete and submitted + leases < target: can be leased
+_FULL = 2   # incomplete but fully held: frees up when a lease ends
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """What a user's queue looks like right now.
+
+    ready: `record_id` is (or, from `state`, would be) theirs to annotate.
+    waiting: everything left for them is leased by others; `held_by_others`
+    records, the first lease ends at `frees_at` unless its holder stays active.
+    done: nothing is left that they could annotate.
+    """
+
+    kind: Literal["ready", "waiting", "done"]
+    record_id: int | None = None
+    held_by_others: int = 0
+    frees_at: float | None = None
+
+
+class _Segment:
+    """A run of the hand-out order, kept as the caller gave it (a range stays a range).
+
+    Position lookups for lists are built on first need: nothing if the list
+    is increasing (bisect on it), else two compact int64 arrays, because a
+    dict over 1M ids would cost ~70 MB for a start-up-only lookup.
+    """
+
+    __slots__ = ("start", "ids", "_increasing", "_keys", "_positions")
+
+    def __init__(self, start: int, ids: Sequence[int]) -> None:
+        self.start = start
+        self.ids = ids
+        self._increasing: bool | None = None
+        self._keys: array | None = None
+        self._positions: array | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def prepare(self) -> None:
+        if isinstance(self.ids, range) or self._increasing is not None:
+            return
+        ids = self.ids
+        self._increasing = all(a < b for a, b in zip(ids, islice(ids, 1, None)))
+        if not self._increasing:
+            perm = sorted(range(len(ids)), key=ids.__getitem__)
+            self._keys = array("q", [ids[i] for i in perm])
+            self._positions = array("q", perm)
+
+    def index(self, rid: int) -> int:
+        """Local index of `rid`, or -1."""
+        ids = self.ids
+        if isinstance(ids, range):
+            return ids.index(rid) if rid in ids else -1
+        self.prepare()
+        if self._increasing:
+            i = bisect_left(ids, rid)
+            return i if i < len(ids) and ids[i] == rid else -1
+        keys = self._keys
+        assert keys is not None and self._positions is not None
+        i = bisect_left(keys, rid)
+        return self._positions[i] if i < len(keys) and keys[i] == rid else -1
+
+
+class _Rec:
+    """A touched record. Fresh records have no object: the tail of `order` costs nothing."""
+
+    __slots__ = ("rid", "pos", "submitted", "skipped", "holders", "extra", "complete", "partial", "where")
+
+    def __init__(self, rid: int, pos: int) -> None:
+        self.rid = rid
+        self.pos = pos
+        self.submitted: set[str] = set()
+        self.skipped: set[str] | None = None
+        self.holders: set[str] | None = None
+        self.extra = 0
+        self.complete = False
+        self.partial = False
+        self.where = 0  # 0: in no list (new or complete), _AVAIL or _FULL
+
+
+class Scheduler:
+    """Who gets which record next, with leases, overlap and priorities.
+
+    Contract (DESIGN.md, "Assignment contract"), with N = overlap, and the
+    target of a record = N + extra answers asked for by `reopen`:
+
+    - I1: `next` and `lease_soft` never hand a user a record they submitted or
+      skipped (their "seen" set). Going back to edit is the caller's business.
+    - I2: for every record, submitted + active leases <= target. The only way
+      over is an answer that arrives without a lease (expired, released,
+      after a restart, or a skip turned into a submission): it is counted as
+      an extra answer, never dropped.
+    - I3: `next`/`state` say "done" only when no record is left that this user
+      has not seen and that is not complete; when everything left is leased
+      by others they say "waiting", with how many and when the first lease
+      can end (`frees_at`).
+    - I4: a lease expires when its holder has been idle (no call naming them)
+      longer than `lease_ttl`; `release` ends leases at once (session ended).
+    - I5: `next` for a user with nothing else available takes a record that
+      sits as a soft (prefetched, not yet shown) lease in another user's
+      buffer; that user's `promote` of it then returns False.
+
+    Priority: records already started (touched and not complete) in `order`
+    position first, so open work gets finished, then fresh records in order.
+
+    Leases are "soft" (in a prefetch buffer) or "hard" (on screen, at most one
+    per user). Expiry is by user, not by lease: `touch` is O(1) and a heap of
+    user deadlines is swept lazily at the start of every call that carries a
+    time, so leases are always exact at that time. Methods without a `now`
+    (`current`, `counts`, `release`, ...) see leases as of the latest time any
+    call carried.
+
+    Memory is O(touched records + users); `order` is kept as given (a
+    `range` of 1M ids costs nothing). Every public method holds one lock for
+    microseconds.
+
+    Example:
+        >>> s = Scheduler(range(3), overlap=1, lease_ttl=60)
+        >>> s.next("ann", now=0).record_id
+        0
+        >>> s.submit("ann", 0, now=1)
+        'new'
+    """
+
+    def __init__(self, order: Sequence[int], overlap: int, lease_ttl: float) -> None:
+        if overlap < 1:
+            raise ValueError("overlap must be at least 1")
+        if lease_ttl <= 0:
+            raise ValueError("lease_ttl must be positive")
+        self._lock = threading.Lock()
+        self._overlap = int(overlap)
+        self._ttl = float(lease_ttl)
+        self._segs: list[_Segment] = [_Segment(0, order)] if len(order) else []
+        self._n = len(order)
+        self._fresh = 0        # position before which every record is touched
+        self._fresh_seg = 0
+        self._recs: dict[int, _Rec] = {}
+        self._open: dict[int, _Rec] = {}  # position -> incomplete touched record
+        self._avail: list[int] = []       # sorted positions
+        self._full: list[int] = []        # sorted positions
+        self._holds: dict[str, set[int]] = {}
+        self._hard: dict[str, int] = {}
+        self._last: dict[str, float] = {}
+        self._deadlines: list[tuple[float, str]] = []  # (last + ttl, user), may be early: re-checked
+        self._queued: set[str] = set()
+        self._seen_open: dict[str, int] = {}  # user -> seen records not complete (remaining_for in O(1))
+        self._n_complete = 0
+        self._n_partial = 0
+        self._n_leased = 0
+        self._n_submissions = 0
+        self._n_skips = 0
+        self._clock = float("-inf")
+
+    @property
+    def overlap(self) -> int:
+        return self._overlap
+
+    @property
+    def lease_ttl(self) -> float:
+        return self._ttl
+
+    # --- records -----------------------------------------------------------
+
+    def add_records(self, ids: Sequence[int]) -> int:
+        """Append records to the hand-out order; ids already known are ignored. Returns how many were added.
+
+        The duplicate check runs outside the lock against a snapshot (segments
+        never change once added), so a large import does not stall clicks.
+        """
+        with self._lock:
+            for seg in self._segs:
+                seg.prepare()
+            known = list(self._segs)
+        fresh = self._filter_new(ids, known)
+        with self._lock:
+            later = self._segs[len(known):]
+            if later:
+                fresh = self._filter_new(fresh, later)
+            if not len(fresh):
+                return 0
+            self._segs.append(_Segment(self._n, fresh))
+            self._n += len(fresh)
+            return len(fresh)
+
+    @staticmethod
+    def _filter_new(ids: Sequence[int], segs: list[_Segment]) -> Sequence[int]:
+        if isinstance(ids, range) and ids.step > 0:
+            hit = any(s.index(r) >= 0 for s in segs for r in ids) if segs else False
+            if not hit:
+                return ids
+        out = array("q")
+        seen: set[int] = set()
+        for rid in ids:
+            rid = operator.index(rid)
+            if rid in seen or any(s.index(rid) >= 0 for s in segs):
+                continue
+            seen.add(rid)
+            out.append(rid)
+        return out
+
+    def restore(self, facts: Iterable[tuple[int, str, str]], extra: Mapping[int, int] | None = None) -> int:
+        """Rebuild from stored answers at start-up: (record_id, user, "submitted"|"skipped"), and reopen targets.
+
+        Later facts for the same (record, user) win. Facts and extras for ids
+        not in the order are ignored (records removed since), and counted in
+        the return value, so that start-up never fails on stale data. An
+        unknown status raises ValueError before anything changes.
+        """
+        facts = facts if isinstance(facts, (list, tuple)) else list(facts)
+        extra = dict(extra or {})
+        bad = next((f for f in facts if f[2] != "submitted" and f[2] != "skipped"), None)
+        if bad is not None:
+            raise ValueError(f"unknown status {bad[2]!r} for record {bad[0]}")
+        with self._lock:
+            recs = self._recs
+            need = {f[0] for f in facts if f[0] not in recs}
+            need.update(rid for rid in extra if rid not in recs)
+            for rid, pos in self._locate_many(need).items():
+                recs[rid] = _Rec(rid, pos)
+            ignored = 0
+            n_sub = n_skip = 0
+            for rid, user, status in facts:
+                rec = recs.get(rid)
+                if rec is None:
+                    ignored += 1
+                    continue
+                submitted, skipped = rec.submitted, rec.skipped
+                if status == "submitted":
+                    if skipped and user in skipped:
+                        skipped.discard(user)
+                        n_skip -= 1
+                    if user not in submitted:
+                        submitted.add(user)
+                        n_sub += 1
+                else:
+                    if user in submitted:
+                        submitted.discard(user)
+                        n_sub -= 1
+                    if skipped is None:
+                        skipped = rec.skipped = set()
+                    if user not in skipped:
+                        skipped.add(user)
+                        n_skip += 1
+                if rec.holders and user in rec.holders:
+                    self._unlease(user, rec)
+            self._n_submissions += n_sub
+            self._n_skips += n_skip
+            for rid, n in extra.items():
+                rec = recs.get(rid)
+                if rec is None:
+                    ignored += 1
+                    continue
+                rec.extra = max(0, int(n))
+            self._rebuild()
+            return ignored
+
+    def reopen(self, rid: int, extra: int = 1) -> None:
+        """Ask for `extra` more answers on one record (target = overlap + all extras so far)."""
+        if extra < 1:
+            raise ValueError("extra must be at least 1")
+        with self._lock:
+            rec = self._get(rid)
+            rec.extra += extra
+            self._refresh(rec)
+
+    # --- users and leases --------------------------------------------------
+
+    def touch(self, user: str, now: float | None = None) -> None:
+        """Record activity: keeps the user's leases alive for another `lease_ttl`."""
+        with self._lock:
+            self._begin(user, now)
+
+    def next(self, user: str, now: float | None = None) -> QueueState:
+        """The record for the user's screen: the one they hold, else a new hard lease (open, fresh, own soft, takeover)."""
+        with self._lock:
+            self._begin(user, now)
+            rid = self._hard.get(user)
+            if rid is not None:
+                return QueueState("ready", rid)
+            source, target = self._pick(user)
+            if source == "avail":
+                self._grant(user, target, "hard")
+            elif source == "fresh":
+                target = self._take_fresh()
+                self._grant(user, target, "hard")
+            elif source == "own":
+                self._hard[user] = target.rid
+            elif source == "takeover":
+                victim = min((h for h in target.holders if self._hard.get(h) != target.rid),
+                             key=lambda h: (self._last[h], h))
+                self._unlease(victim, target)
+                self._grant(user, target, "hard")
+            else:
+                return self._waiting_or_done(user)
+            return QueueState("ready", target.rid)
+
+    def state(self, user: str, now: float | None = None) -> QueueState:
+        """What `next` would answer, without granting anything (ready names the record `next` would give)."""
+        with self._lock:
+            self._begin(user, now)
+            rid = self._hard.get(user)
+            if rid is not None:
+                return QueueState("ready", rid)
+            source, target = self._pick(user)
+            if source is None:
+                return self._waiting_or_done(user)
+            if source == "fresh":
+                return QueueState("ready", self._peek_fresh()[0])  # type: ignore[index]
+            return QueueState("ready", target.rid)
+
+    def lease_soft(self, user: str, n: int, now: float | None = None) -> list[int]:
+        """Up to n new soft leases for the user's prefetch buffer, in priority order; never a takeover."""
+        with self._lock:
+            self._begin(user, now)
+            out: list[int] = []
+            if n <= 0:
+                return out
+            picked = []
+            for pos in self._avail:
+                rec = self._open[pos]
+                if self._eligible(user, rec):
+                    picked.append(rec)
+                    if len(picked) == n:
+                        break
+            for rec in picked:
+                self._grant(user, rec, "soft")
+                out.append(rec.rid)
+            while len(out) < n and self._peek_fresh() is not None:
+                rec = self._take_fresh()
+                self._grant(user, rec, "soft")
+                out.append(rec.rid)
+            return out
+
+    def promote(self, user: str, rid: int, now: float | None = None) -> bool:
+        """Soft -> hard (the record goes on screen). False if the lease was lost (expired, taken over, released).
+
+        A different hard lease the user held is demoted to soft, not dropped:
+        the caller answers or skips what was on screen before promoting.
+        """
+        with self._lock:
+            self._begin(user, now)
+            held = self._holds.get(user)
+            if not held or rid not in held:
+                return False
+            self._hard[user] = rid
+            return True
+
+    def current(self, user: str) -> int | None:
+        """The user's hard-leased record (on screen), if any."""
+        with self._lock:
+            return self._hard.get(user)
+
+    def holds(self, user: str, rid: int, now: float | None = None) -> bool:
+        """Whether the user holds an active lease on the record. A query: not counted as activity."""
+        with self._lock:
+            self._sweep(self._now(now))
+            held = self._holds.get(user)
+            return bool(held) and rid in held  # type: ignore[operator]
+
+    def release(self, user: str, rid: int | None = None) -> int:
+        """End the user's leases (session ended), or one of them. Returns how many were dropped."""
+        with self._lock:
+            held = self._holds.get(user)
+            if not held:
+                return 0
+            rids = list(held) if rid is None else ([rid] if rid in held else [])
+            for r in rids:
+                rec = self._recs[r]
+                self._unlease(user, rec)
+                self._refresh(rec)
+            return len(rids)
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop every expired lease now (the lazy sweep does this anyway); returns how many."""
+        with self._lock:
+            return self._sweep(self._now(now))
+
+    # --- answers -----------------------------------------------------------
+
+    def submit(self, user: str, rid: int, now: float | None = None) -> SubmitOutcome:
+        """Count a submission; never refused. KeyError if `rid` is not a record.
+
+        "new": answered under a lease; "edit": the user had already submitted
+        or skipped it (a skip becomes a submission); "late": no active lease,
+        counted anyway, possibly as an extra answer beyond the target.
+        """
+        with self._lock:
+            self._begin(user, now)
+            rec = self._get(rid)
+            had = bool(rec.holders) and user in rec.holders  # type: ignore[operator]
+            if had:
+                self._unlease(user, rec)
+            if user in rec.submitted:
+                outcome: SubmitOutcome = "edit"
+            elif rec.skipped and user in rec.skipped:
+                rec.skipped.discard(user)
+                rec.submitted.add(user)
+                self._n_skips -= 1
+                self._n_submissions += 1
+                outcome = "edit"
+            else:
+                rec.submitted.add(user)
+                self._n_submissions += 1
+                if not rec.complete:
+                    self._seen_open[user] = self._seen_open.get(user, 0) + 1
+                outcome = "new" if had else "late"
+            self._refresh(rec)
+            return outcome
+
+    def skip(self, user: str, rid: int, now: float | None = None) -> SubmitOutcome:
+        """Mark the record seen without counting it; a previous submission by the user becomes a skip ("edit")."""
+        with self._lock:
+            self._begin(user, now)
+            rec = self._get(rid)
+            had = bool(rec.holders) and user in rec.holders  # type: ignore[operator]
+            if had:
+                self._unlease(user, rec)
+            if rec.skipped is None:
+                rec.skipped = set()
+            if user in rec.skipped:
+                outcome: SubmitOutcome = "edit"
+            elif user in rec.submitted:
+                rec.submitted.discard(user)
+                rec.skipped.add(user)
+                self._n_submissions -= 1
+                self._n_skips += 1
+                outcome = "edit"
+            else:
+                rec.skipped.add(user)
+                self._n_skips += 1
+                if not rec.complete:
+                    self._seen_open[user] = self._seen_open.get(user, 0) + 1
+                outcome = "new" if had else "late"
+            self._refresh(rec)
+            return outcome
+
+    # --- views -------------------------------------------------------------
+
+    def submitted_users(self, rid: int) -> frozenset[str]:
+        with self._lock:
+            rec = self._recs.get(rid)
+            if rec is None:
+                self._locate(rid)  # KeyError if unknown
+                return frozenset()
+            return frozenset(rec.submitted)
+
+    def has_seen(self, user: str, rid: int) -> bool:
+        with self._lock:
+            rec = self._recs.get(rid)
+            return rec is not None and (user in rec.submitted or bool(rec.skipped) and user in rec.skipped)  # type: ignore[operator]
+
+    def counts(self) -> dict[str, int]:
+        """Team progress. `leased` is as of the latest time any call carried."""
+        with self._lock:
+            return {
+                "records": self._n,
+                "complete": self._n_complete,
+                "partial": self._n_partial,
+                "untouched": self._n - self._n_complete - self._n_partial,
+                "leased": self._n_leased,
+                "submissions": self._n_submissions,
+                "skips": self._n_skips,
+            }
+
+    def leases(self, now: float | None = None) -> dict[str, list[tuple[int, str]]]:
+        """Active leases by user, in order position: [(record_id, "soft"|"hard")]."""
+        with self._lock:
+            self._sweep(self._now(now))
+            out: dict[str, list[tuple[int, str]]] = {}
+            for user, held in self._holds.items():
+                if held:
+                    hard = self._hard.get(user)
+                    recs = sorted((self._recs[r] for r in held), key=lambda r: r.pos)
+                    out[user] = [(r.rid, "hard" if r.rid == hard else "soft") for r in recs]
+            return out
+
+    def remaining_for(self, user: str) -> int:
+        """Records neither complete nor seen by this user, in O(1)."""
+        with self._lock:
+            return self._n - self._n_complete - self._seen_open.get(user, 0)
+
+    # --- internals (not meant to be used directly; callers hold the lock) ---
+
+    def _now(self, now: float | None) -> float:
+        now = time.time() if now is None else float(now)
+        if now > self._clock:
+            self._clock = now
+        return now
+
+    def _begin(self, user: str, now: float | None) -> float:
+        # Sweep before touching: a user who comes back after the ttl has lost their leases.
+        now = self._now(now)
+        self._sweep(now)
+        if now > self._last.get(user, float("-inf")):
+            self._last[user] = now
+        return now
+
+    def _sweep(self, now: float) -> int:
+        dropped = 0
+        heap = self._deadlines
+        while heap and heap[0][0] < now:
+            _, user = heapq.heappop(heap)
+            self._queued.discard(user)
+            held = self._holds.get(user)
+            if not held:
+                continue
+            deadline = self._last[user] + self._ttl
+            if deadline < now:
+                for rid in list(held):
+                    rec = self._recs[rid]
+                    self._unlease(user, rec)
+                    self._refresh(rec)
+                    dropped += 1
+            else:
+                heapq.heappush(heap, (deadline, user))
+                self._queued.add(user)
+        return dropped
+
+    def _locate(self, rid: int) -> int:
+        rid = operator.index(rid)
+        for seg in self._segs:
+            i = seg.index(rid)
+            if i >= 0:
+                return seg.start + i
+        raise KeyError(rid)
+
+    def _locate_many(self, rids: set[int]) -> dict[int, int]:
+        """Positions of many ids at once (restore); unknown ids are left out.
+
+        When the ids cover a good part of a list segment, one temporary dict
+        over the segment beats a bisect per id by about 10x.
+        """
+        found: dict[int, int] = {}
+        left = set(rids)
+        for seg in self._segs:
+            if not left:
+                break
+            ids, start = seg.ids, seg.start
+            if isinstance(ids, range) or len(left) * 8 < len(ids):
+                for rid in list(left):
+                    i = seg.index(operator.index(rid))
+                    if i >= 0:
+                        found[rid] = start + i
+                        left.discard(rid)
+            else:
+                where = dict(zip(ids, range(start, start + len(ids))))
+                for rid in list(left):
+                    pos = where.get(rid)
+                    if pos is not None:
+                        found[rid] = pos
+                        left.discard(rid)
+                del where
+        return found
+
+    def _create(self, rid: int) -> _Rec:
+        rec = _Rec(rid, self._locate(rid))
+        self._recs[rid] = rec
+        return rec
+
+    def _get(self, rid: int) -> _Rec:
+        rec = self._recs.get(rid)
+        return rec if rec is not None else self._create(rid)
+
+    def _peek_fresh(self) -> tuple[int, int] | None:
+        """(record id, position) of the first untouched record in order, or None."""
+        while self._fresh < self._n:
+            seg = self._segs[self._fresh_seg]
+            local = self._fresh - seg.start
+            if local >= len(seg):
+                self._fresh_seg += 1
+                continue
+            rid = seg.ids[local]
+            if rid in self._recs:
+                self._fresh += 1
+                continue
+            return rid, self._fresh
+        return None
+
+    def _take_fresh(self) -> _Rec:
+        found = self._peek_fresh()
+        assert found is not None
+        rid, pos = found
+        rec = _Rec(rid, pos)
+        self._recs[rid] = rec
+        self._fresh += 1
+        return rec
+
+    @staticmethod
+    def _eligible(user: str, rec: _Rec) -> bool:
+        return not (user in rec.submitted or (rec.skipped and user in rec.skipped)
+                    or (rec.holders and user in rec.holders))
+
+    def _pick(self, user: str) -> tuple[str | None, _Rec | None]:
+        """The source and record of the next hard lease, in priority order; (None, None) if none."""
+        for pos in self._avail:
+            rec = self._open[pos]
+            if self._eligible(user, rec):
+                return "avail", rec
+        if self._peek_fresh() is not None:
+            return "fresh", None
+        held = self._holds.get(user)
+        if held:
+            return "own", min((self._recs[r] for r in held), key=lambda r: r.pos)
+        hard = self._hard
+        for pos in self._full:
+            rec = self._open[pos]
+            if self._eligible(user, rec) and any(hard.get(h) != rec.rid for h in rec.holders):  # type: ignore[union-attr]
+                return "takeover", rec
+        return None, None
+
+    def _waiting_or_done(self, user: str) -> QueueState:
+        # Only fully held records can be left here: anything available or fresh would have been picked.
+        count = 0
+        frees_at: float | None = None
+        for pos in self._full:
+            rec = self._open[pos]
+            if not self._eligible(user, rec):
+                continue
+            count += 1
+            t = min(self._last[h] for h in rec.holders) + self._ttl  # type: ignore[union-attr]
+            if frees_at is None or t < frees_at:
+                frees_at = t
+        if count:
+            return QueueState("waiting", None, count, frees_at)
+        return QueueState("done")
+
+    def _grant(self, user: str, rec: _Rec, kind: LeaseKind) -> None:
+        if rec.holders is None:
+            rec.holders = set()
+        if not rec.holders:
+            self._n_leased += 1
+        rec.holders.add(user)
+        held = self._holds.get(user)
+        if held is None:
+            held = self._holds[user] = set()
+        held.add(rec.rid)
+        if kind == "hard":
+            self._hard[user] = rec.rid
+        if user not in self._queued:
+            heapq.heappush(self._deadlines, (self._last[user] + self._ttl, user))
+            self._queued.add(user)
+        self._refresh(rec)
+
+    def _unlease(self, user: str, rec: _Rec) -> None:
+        """Drop one lease; the caller refreshes the record afterwards."""
+        holders = rec.holders
+        if not holders or user not in holders:
+            return
+        holders.discard(user)
+        if not holders:
+            self._n_leased -= 1
+        self._holds[user].discard(rec.rid)
+        if self._hard.get(user) == rec.rid:
+            del self._hard[user]
+
+    def _place(self, rec: _Rec, where: int) -> None:
+        if rec.where == where:
+            return
+        if rec.where:
+            lst = self._avail if rec.where == _AVAIL else self._full
+            del lst[bisect_left(lst, rec.pos)]
+            if not where:
+                del self._open[rec.pos]
+        if where:
+            insort(self._avail if where == _AVAIL else self._full, rec.pos)
+            self._open[rec.pos] = rec
+        rec.where = where
+
+    def _refresh(self, rec: _Rec) -> None:
+        """Bring counters and lists in line with the record's answers, leases and target."""
+        target = self._overlap + rec.extra
+        ns = len(rec.submitted)
+        complete = ns >= target
+        if complete != rec.complete:
+            rec.complete = complete
+            d = -1 if complete else 1
+            self._n_complete -= d
+            seen_open = self._seen_open
+            for u in rec.submitted:
+                seen_open[u] = seen_open.get(u, 0) + d
+            if rec.skipped:
+                for u in rec.skipped:
+                    seen_open[u] = seen_open.get(u, 0) + d
+            if complete and rec.holders:
+                # Nobody has seen a soft lease yet: free the buffers. Hard leases stay (work on screen).
+                for u in [h for h in rec.holders if self._hard.get(h) != rec.rid]:
+                    self._unlease(u, rec)
+        partial = 0 < ns and not complete
+        if partial != rec.partial:
+            rec.partial = partial
+            self._n_partial += 1 if partial else -1
+        if complete:
+            self._place(rec, 0)
+        else:
+            self._place(rec, _AVAIL if ns + len(rec.holders or ()) < target else _FULL)
+
+    def _rebuild(self) -> None:
+        """Recompute every derived structure from the records (after a bulk restore)."""
+        self._n_complete = self._n_partial = 0
+        self._seen_open = seen_open = {}
+        self._open = {}
+        self._avail = []
+        self._full = []
+        for rec in self._recs.values():
+            target = self._overlap + rec.extra
+            ns = len(rec.submitted)
+            rec.complete = ns >= target
+            rec.partial = 0 < ns and not rec.complete
+            self._n_partial += rec.partial
+            if rec.complete:
+                self._n_complete += 1
+                rec.where = 0
+                if rec.holders:
+                    for u in [h for h in rec.holders if self._hard.get(h) != rec.rid]:
+                        self._unlease(u, rec)
+                continue
+            for u in rec.submitted:
+                seen_open[u] = seen_open.get(u, 0) + 1
+            if rec.skipped:
+                for u in rec.skipped:
+                    seen_open[u] = seen_open.get(u, 0) + 1
+            rec.where = _AVAIL if ns + len(rec.holders or ()) < target else _FULL
+            (self._avail if rec.where == _AVAIL else self._full).append(rec.pos)
+            self._open[rec.pos] = rec
+        self._avail.sort()
+        self._full.sort()
