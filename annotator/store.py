@@ -497,6 +497,232 @@ class Store:
                     "ON CONFLICT DO UPDATE SET first_seen = least(users.first_seen, excluded.first_seen), "
                     "last_seen = greatest(users.last_seen, excluded.last_seen)")
 
+    # --- export and restore ------------------------------------------------
+
+    def export_fingerprint(self) -> str:
+        """A short string that changes whenever a record, an answer or a reopen changes.
+
+        Cheap (one scan of `responses`); the exporter and the snapshotter
+        compare it with the value at their last run to skip work when nothing
+        changed. Users and the audit log are not part of it.
+        """
+        row = self._cur().execute(
+            "SELECT (SELECT count(*) FROM records), (SELECT coalesce(sum(extra_answers), 0) FROM records), "
+            "count(*), coalesce(bit_xor(hash(record_id, user_id, status, answer, comment, time_spent_ms, "
+            "updated_at)), 0) FROM responses").fetchone()
+        return ":".join(str(v) for v in row)
+
+    def iter_export(self, batch_size: int = 500) -> Iterator[tuple[list[Record], list[Response]]]:
+        """Every record in dataset order with its current answers, `batch_size` records at a time.
+
+        All batches come from one read transaction on a cursor of their own,
+        so they form a consistent snapshot even while the writer commits.
+        Answers are in record order, then oldest first. Memory stays flat in
+        the number of records. Close the generator (or exhaust it) to end the
+        transaction; the caller must not close the store before.
+        """
+        self._cur()  # raises StoreClosedError after close()
+        cur = self._db.cursor()
+        try:
+            cur.execute("BEGIN TRANSACTION READ ONLY")
+            last_position, last_id = None, None
+            while True:
+                if last_position is None:
+                    rows = cur.execute(f"SELECT {_RECORD_COLUMNS} FROM records ORDER BY position, id LIMIT ?",
+                                       [batch_size]).fetchall()
+                else:
+                    rows = cur.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE position > ? OR "
+                                       f"(position = ? AND id > ?) ORDER BY position, id LIMIT ?",
+                                       [last_position, last_position, last_id, batch_size]).fetchall()
+                if not rows:
+                    break
+                records = [_record(row) for row in rows]
+                last_position, last_id = records[-1].position, records[-1].id
+                ids = pa.table({"id": pa.array([r.id for r in records], pa.int32())})
+                lo, hi = min(r.id for r in records), max(r.id for r in records)
+                found = cur.execute(
+                    f"SELECT {', '.join('s.' + c for c in _RESPONSE_COLUMNS.split(', '))} FROM responses s "
+                    f"JOIN ids ON ids.id = s.record_id WHERE s.record_id BETWEEN ? AND ? "
+                    f"ORDER BY s.record_id, s.created_at, s.user_id", [lo, hi]).fetchall()
+                by_record: dict[int, list[Response]] = {}
+                for row in found:
+                    by_record.setdefault(row[0], []).append(_response(row))
+                yield records, [resp for r in records for resp in by_record.get(r.id, ())]
+            cur.execute("COMMIT")
+        finally:
+            cur.close()
+
+    def import_snapshot(self, records: Iterable[Sequence[Record]], responses: Iterable[Sequence[Response]],
+                        audit: AuditWrite | None = None) -> tuple[int, int]:
+        """Load records (ids, positions and extra answers kept) and answers into an EMPTY store.
+
+        Everything is written in one transaction: an interrupted restore
+        leaves the store empty, so it can simply run again. Raises StoreError,
+        and changes nothing, when the store already holds a record or an
+        answer. `records` is consumed before `responses`; both may be lazy
+        iterables of batches. Users are derived from the answers (first and
+        last seen). Returns (records, responses) written. Not for use while
+        the writer runs.
+        """
+        self._cur()  # raises StoreClosedError after close()
+        cur = self._db.cursor()
+        n_records = n_responses = 0
+        try:
+            cur.execute("BEGIN")
+            try:
+                present = cur.execute("SELECT (SELECT count(*) FROM records) + (SELECT count(*) FROM responses)"
+                                      ).fetchone()[0]
+                if present:
+                    raise StoreError(f"the store {self.path} is not empty; a restore only fills an empty store")
+                now = utcnow()
+                for batch in records:
+                    if not batch:
+                        continue
+                    incoming = pa.table({
+                        "id": pa.array([r.id for r in batch], pa.int32()),
+                        "source_key": pa.array([r.source_key for r in batch], pa.string()),
+                        "image_path": pa.array([r.image_path for r in batch], pa.string()),
+                        "sha256": pa.array([r.sha256 for r in batch], pa.string()),
+                        "width": pa.array([r.width for r in batch], pa.int32()),
+                        "height": pa.array([r.height for r in batch], pa.int32()),
+                        "size_bytes": pa.array([r.size_bytes for r in batch], pa.int64()),
+                        "metadata": pa.array([json.dumps(r.metadata, sort_keys=True, default=str) for r in batch],
+                                             pa.string()),
+                        "suggestion": pa.array([r.suggestion for r in batch], pa.string()),
+                        "position": pa.array([r.position for r in batch], pa.int32()),
+                        "extra_answers": pa.array([r.extra_answers for r in batch], pa.int32()),
+                        "created_at": pa.array([now] * len(batch), pa.timestamp("us")),
+                    })
+                    cur.execute("INSERT INTO records (id, source_key, image_path, sha256, width, height, size_bytes, "
+                                "metadata, suggestion, position, extra_answers, created_at) SELECT * FROM incoming")
+                    n_records += len(batch)
+                for batch in responses:
+                    if not batch:
+                        continue
+                    incoming = pa.table({
+                        "record_id": pa.array([r.record_id for r in batch], pa.int32()),
+                        "user_id": pa.array([r.user_id for r in batch], pa.string()),
+                        "status": pa.array([r.status for r in batch], pa.string()),
+                        "answer": pa.array([list(r.answer) for r in batch], pa.list_(pa.string())),
+                        "comment": pa.array([r.comment for r in batch], pa.string()),
+                        "time_spent_ms": pa.array([r.time_spent_ms for r in batch], pa.int32()),
+                        "created_at": pa.array([r.created_at for r in batch], pa.timestamp("us")),
+                        "updated_at": pa.array([r.updated_at for r in batch], pa.timestamp("us")),
+                    })
+                    cur.execute(f"INSERT INTO responses ({_RESPONSE_COLUMNS}) SELECT * FROM incoming")
+                    n_responses += len(batch)
+                cur.execute("INSERT INTO users SELECT user_id, min(created_at), max(updated_at) FROM responses "
+                            "GROUP BY user_id ON CONFLICT DO NOTHING")
+                if audit is not None:
+                    cur.execute("INSERT INTO audit VALUES (?, ?, ?, ?)",
+                                [audit.at, audit.actor, audit.action,
+                                 json.dumps(audit.detail, sort_keys=True, default=str)])
+                cur.execute("COMMIT")
+            except BaseException:
+                try:
+                    cur.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise
+        finally:
+            cur.close()
+        return n_records, n_responses
+
+    def backup_to(self, path: Path | str) -> None:
+        """Write a consistent copy of the whole database into a NEW DuckDB file at `path`.
+
+        Uses ATTACH + COPY FROM DATABASE: one statement reading one snapshot,
+        so the writer need not pause (checked with DuckDB 2.0.1 under
+        concurrent commits). The copy is detached, hence complete and
+        checkpointed (no .wal beside it), when this returns. Raises
+        StoreError when `path` already exists.
+        """
+        target = Path(path)
+        if target.exists():
+            raise StoreError(f"{target} already exists; a backup is only written to a new file")
+        self._cur()  # raises StoreClosedError after close()
+        cur = self._db.cursor()
+        alias = f"backup_{threading.get_ident()}_{id(cur)}"
+        try:
+            name = cur.execute("SELECT current_database()").fetchone()[0]
+            literal = str(target).replace("'", "''")
+            cur.execute(f"ATTACH '{literal}' AS \"{alias}\"")
+            try:
+                cur.execute(f"COPY FROM DATABASE \"{name}\" TO \"{alias}\"")
+            finally:
+                cur.execute(f"DETACH \"{alias}\"")
+        finally:
+            cur.close()
+
+    # --- dashboard reads ---------------------------------------------------
+    # Aggregates for the organizer's dashboard. Each is one query whose result
+    # is small (a row per group, label, bucket or user), except
+    # dashboard_overlapping_answers, which returns the answers agreement is
+    # computed from.
+
+    def dashboard_record_groups(self) -> list[tuple[int, int, int, int]]:
+        """(extra_answers, submitted, skipped, records): how many records share each combination.
+
+        A handful of rows whatever the number of records; the caller derives
+        complete / partly done / only skipped / untouched with the overlap.
+        """
+        return self._cur().execute(
+            "SELECT r.extra_answers, coalesce(s.submitted, 0), coalesce(s.skipped, 0), count(*) FROM records r "
+            "LEFT JOIN (SELECT record_id, count(*) FILTER (status = 'submitted') AS submitted, "
+            "count(*) FILTER (status = 'skipped') AS skipped FROM responses GROUP BY 1) s ON s.record_id = r.id "
+            "GROUP BY ALL ORDER BY ALL").fetchall()
+
+    def dashboard_timeline(self, since: datetime, bucket_seconds: int) -> list[tuple[datetime, str, int]]:
+        """(bucket start, status, answers) of current answers first given at or after `since`, oldest first."""
+        return self._cur().execute(
+            "SELECT time_bucket(to_seconds(?), created_at) AS bucket, status, count(*) FROM responses "
+            "WHERE created_at >= ? GROUP BY ALL ORDER BY ALL", [int(bucket_seconds), since]).fetchall()
+
+    def dashboard_label_counts(self) -> list[tuple[str, int]]:
+        """How many submitted answers carry each label (a multi-label answer counts once per label)."""
+        return self._cur().execute(
+            "SELECT label, count(*) FROM (SELECT unnest(answer) AS label FROM responses "
+            "WHERE status = 'submitted') GROUP BY 1 ORDER BY 1").fetchall()
+
+    def dashboard_users(self) -> list[tuple[str, int, int, float | None, datetime | None]]:
+        """(user, submitted, skipped, median ms per submitted answer, last activity) for everyone seen.
+
+        Last activity is the latest answer or sign-in the store knows of.
+        """
+        return self._cur().execute(
+            "WITH a AS (SELECT user_id, count(*) FILTER (status = 'submitted') AS submitted, "
+            "count(*) FILTER (status = 'skipped') AS skipped, "
+            "median(time_spent_ms) FILTER (status = 'submitted') AS median_ms, max(updated_at) AS last_answer "
+            "FROM responses GROUP BY 1) "
+            "SELECT coalesce(a.user_id, u.user_id), coalesce(a.submitted, 0), coalesce(a.skipped, 0), a.median_ms, "
+            "greatest(a.last_answer, u.last_seen) FROM a FULL OUTER JOIN users u ON u.user_id = a.user_id "
+            "ORDER BY 1").fetchall()
+
+    def dashboard_answers_version(self) -> tuple[int, datetime | None]:
+        """(current answers, latest change): differs whenever an answer is added or changed."""
+        count, latest = self._cur().execute("SELECT count(*), max(updated_at) FROM responses").fetchone()
+        return count, latest
+
+    def dashboard_overlapping_answers(self) -> list[tuple[int, str, tuple[str, ...]]]:
+        """(record_id, user_id, answer) of the submitted answers on records that have at least two of them."""
+        rows = self._cur().execute(
+            "SELECT record_id, user_id, answer FROM (SELECT record_id, user_id, answer, "
+            "count(*) OVER (PARTITION BY record_id) AS n FROM responses WHERE status = 'submitted') "
+            "WHERE n >= 2 ORDER BY record_id, user_id").fetchall()
+        return [(rid, user, tuple(answer)) for rid, user, answer in rows]
+
+
+def _response_table(rows: Sequence[ResponseWrite]) -> pa.Table:
+    return pa.table({
+        "record_id": pa.array([r.record_id for r in rows], pa.int32()),
+        "user_id": [r.user_id for r in rows],
+        "status": [r.status for r in rows],
+        "answer": pa.array([list(r.answer) for r in rows], pa.list_(pa.string())),
+        "comment": pa.array([r.comment for r in rows], pa.string()),
+        "time_spent_ms": pa.array([r.time_spent_ms for r in rows], pa.int32()),
+        "at": pa.array([r.at for r in rows], pa.timestamp("us")),
+    })
+
 
 def _generations(rows: Iterable[ResponseWrite]) -> list[list[ResponseWrite]]:
     """Split answers so no (record, user) appears twice in one INSERT (DuckDB refuses that)."""

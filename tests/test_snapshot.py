@@ -1,0 +1,225 @@
+"""DB_MODE=snapshot (copies of the live file in DATA_DIR) and the DATA_DIR storage probe."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from annotator.config import Settings, load_settings
+from annotator.snapshot import (SnapshotError, Snapshotter, SnapshotterClosedError, restore_snapshot,
+                                snapshot_path)
+from annotator.storage_probe import find_mount, parse_mounts, probe
+from annotator.store import NewRecord, ResponseWrite, Store
+
+ROOT = Path(__file__).resolve().parent.parent
+T0 = datetime(2025, 5, 1, 12, 0, 0)
+
+
+def snapshot_settings(root: Path, **changes: object) -> Settings:
+    env = {"DATA_DIR": str(root / "data"), "CACHE_DIR": str(root / "cache"), "DB_MODE": "snapshot",
+           "AUTH_MODE": "local", "TASK_FILE": str(root / "task.toml")}
+    return replace(load_settings(env), **changes)  # type: ignore[arg-type]
+
+
+def answer(record_id: int, user: str, minute: int, label: str = "cat") -> ResponseWrite:
+    return ResponseWrite(record_id, user, "submitted", (label,), None, 100, T0 + timedelta(minutes=minute))
+
+
+def seeded(settings: Settings) -> Store:
+    store = Store(settings.db_path)
+    store.add_records([NewRecord(f"k{i}", f"ab/{i}.png", "ab" * 32, 4, 4, 10) for i in range(5)])
+    return store
+
+
+def all_responses(store: Store) -> list:
+    return [r for batch in store.iter_responses() for r in batch]
+
+
+def wait_for(predicate, timeout: float = 20.0, step: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def test_snapshot_survives_the_loss_of_the_local_file(tmp_path):
+    settings = snapshot_settings(tmp_path)
+    assert settings.db_path.parent == settings.cache_dir
+    store = seeded(settings)
+    store.apply([answer(1, "alice", 1), answer(2, "bob", 2)])
+    snapshots = Snapshotter(store, settings)
+    first = snapshots.snapshot_now()
+    assert first.written and snapshot_path(settings).exists() and first.size_bytes > 0
+    store.apply([answer(3, "carol", 3, "dog"), answer(1, "alice", 4, "dog")])
+    snapshots.stop()  # final snapshot: something changed
+    assert snapshots.status().snapshots == 2 and snapshots.status().state == "stopped"
+    with pytest.raises(SnapshotterClosedError):
+        snapshots.trigger()
+    expected = all_responses(store)
+    store.close()
+    assert sorted(p.name for p in settings.data_dir.iterdir()) == ["annotator.duckdb"]  # no temporary left
+
+    settings.db_path.unlink()  # the Space restarted: local disk is empty
+    Path(str(settings.db_path) + ".wal").write_bytes(b"stale")  # a WAL without its database
+    assert restore_snapshot(settings) == snapshot_path(settings)
+    assert not Path(str(settings.db_path) + ".wal").exists()
+    reopened = Store(settings.db_path)
+    try:
+        assert all_responses(reopened) == expected and len(expected) == 3
+        assert reopened.record_count() == 5
+    finally:
+        reopened.close()
+    assert restore_snapshot(settings) is None  # the local file is there: nothing copied
+    assert restore_snapshot(replace(settings, db_mode="direct")) is None
+
+
+def test_scheduled_snapshots_only_after_changes(tmp_path):
+    settings = snapshot_settings(tmp_path)
+    store = seeded(settings)
+    snapshots = Snapshotter(store, settings, every=0.1)
+    try:
+        snapshots.start()
+        assert wait_for(lambda: snapshots.status().snapshots == 1)
+        time.sleep(0.6)
+        assert snapshots.status().snapshots == 1
+        assert not snapshots.trigger().result(timeout=10).written  # nothing changed
+        store.apply([answer(1, "alice", 1)])
+        assert wait_for(lambda: snapshots.status().snapshots == 2)
+        snapshots.mark_changed()
+        assert snapshots.trigger().result(timeout=10).written
+    finally:
+        snapshots.stop()
+        store.close()
+    assert snapshots.status().snapshots == 3
+
+
+def test_direct_mode_is_refused(tmp_path):
+    settings = replace(snapshot_settings(tmp_path), db_mode="direct")
+    store = Store(settings.db_path)
+    try:
+        with pytest.raises(SnapshotError):
+            Snapshotter(store, settings)
+    finally:
+        store.close()
+
+
+_CHILD = r"""
+import json, sys
+from dataclasses import replace
+from datetime import datetime
+sys.path.insert(0, sys.argv[1])
+from annotator.config import load_settings
+from annotator.snapshot import Snapshotter
+from annotator.store import ResponseWrite, Store
+settings = replace(load_settings(json.loads(sys.argv[2])), db_mode="snapshot")
+store = Store(settings.db_path)
+t = datetime(2025, 1, 1)
+n = int(sys.argv[3])
+store.apply([ResponseWrite(i % 5000, f"user{i}", "submitted", (f"label{i % 7}",), "x" * 60, i, t) for i in range(n)])
+snapshots = Snapshotter(store, settings)
+snapshots.snapshot_now()
+print("SNAP 1", flush=True)
+store.apply([ResponseWrite(1, "late", "submitted", ("z",), None, 1, t)])
+k = 2
+while True:
+    snapshots.snapshot_now()
+    print(f"SNAP {k}", flush=True)
+    k += 1
+"""
+
+
+def test_kill_during_a_snapshot_leaves_the_previous_one_intact(tmp_path):
+    settings = snapshot_settings(tmp_path)
+    env = {"DATA_DIR": str(settings.data_dir), "CACHE_DIR": str(settings.cache_dir), "AUTH_MODE": "local"}
+    n = 20_000
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(ROOT), json.dumps(env), str(n)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "SNAP 1", child.stderr.read()
+        # kill it while the next snapshot is being copied into DATA_DIR under its temporary name
+        caught = wait_for(lambda: any(settings.data_dir.glob(".annotator.duckdb.tmp-*")), timeout=30, step=0.0005)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(10)
+    assert caught, "the child never reached the copy step"
+    assert child.returncode == -signal.SIGKILL
+
+    target = snapshot_path(settings)
+    db = duckdb.connect(str(target), read_only=True)  # readable, and every block checksum verified by the scan
+    try:
+        total, late = db.execute("SELECT count(*), count(*) FILTER (user_id = 'late') FROM responses").fetchone()
+        db.execute("SELECT sum(length(comment)), sum(time_spent_ms) FROM responses").fetchone()
+    finally:
+        db.close()
+    assert (total, late) in ((n, 0), (n + 1, 1))  # snapshot 1, or a later complete one: never a partial file
+
+    # the next start restores it, and the next snapshot clears the leftover
+    settings.db_path.unlink()
+    assert restore_snapshot(settings) == target
+    store = Store(settings.db_path)
+    try:
+        assert len(all_responses(store)) == total
+        Snapshotter(store, settings).snapshot_now()
+    finally:
+        store.close()
+    assert sorted(p.name for p in settings.data_dir.iterdir()) == ["annotator.duckdb"]
+
+
+# --------------------------------------------------------------------------- storage probe
+
+MOUNTS = """overlay / overlay rw,relatime 0 0
+proc /proc proc rw 0 0
+hf-mount /data fuse.hf-mount rw,nosuid,nodev 0 0
+tmpfs /dev/shm tmpfs rw 0 0
+/dev/sda1 /mnt/disk\\040two ext4 rw 0 0
+"""
+
+
+def test_mount_parsing():
+    mounts = parse_mounts(MOUNTS)
+    assert find_mount(Path("/data/annotator"), mounts).fs_type == "fuse.hf-mount"
+    assert find_mount(Path("/data"), mounts).is_fuse
+    assert find_mount(Path("/home/user"), mounts).point == Path("/")
+    assert find_mount(Path("/mnt/disk two/x"), mounts).fs_type == "ext4"
+    assert not find_mount(Path("/dev/shm/x"), mounts).is_fuse
+
+
+def test_probe_local_folder_recommends_direct(tmp_path):
+    report = probe(tmp_path / "data", env={})
+    assert report.writable and report.error is None
+    assert report.fsync_ms is not None and report.read_ms is not None and report.free_bytes > 0
+    assert not list((tmp_path / "data").iterdir())  # probe files removed
+    if report.fsync_ms <= 10 and not report.is_fuse:
+        assert report.recommended_mode == "direct" and "DB_MODE=direct" in report.recommendation
+    assert any("fsync" in line for line in report.lines())
+
+
+def test_probe_fuse_on_a_space_recommends_snapshot(tmp_path):
+    mounts = f"overlay / overlay rw 0 0\nhf-mount {tmp_path} fuse.hf-mount rw 0 0\n"
+    report = probe(tmp_path / "data", mounts_text=mounts, env={"SPACE_ID": "me/app"})
+    assert report.is_fuse and report.recommended_mode == "snapshot"
+    assert "DB_MODE=snapshot" in report.recommendation and "FUSE" in report.recommendation
+    assert report.persistent is True
+
+    ephemeral = probe(tmp_path / "data", mounts_text="overlay / overlay rw 0 0\n", env={"SPACE_ID": "me/app"})
+    assert ephemeral.persistent is False and "EXPORT_REPO" in ephemeral.recommendation
+
+
+def test_probe_unwritable_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    report = probe(blocker / "data", env={})
+    assert not report.writable and report.error and "cannot be written" in report.recommendation
