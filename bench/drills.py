@@ -327,8 +327,8 @@ async def _kill_at(server: loadgen.Server, at: float) -> None:
 
 
 def failing_storage(workdir: Path, mode: str = "write", users: int = 3, healthy_s: float = 2.0,
-                    failing_s: float = 4.0, recover_within_s: float = 20.0, seed: int = 0,
-                    log=print) -> dict[str, Any]:
+                    failing_s: float = 4.0, recover_within_s: float = 20.0, stop_timeout: float = 45.0,
+                    seed: int = 0, log=print) -> dict[str, Any]:
     """Commits fail for `failing_s` seconds in the running server, then storage recovers."""
     rng = random.Random(seed)
     names = [f"fsuser{i}" for i in range(users)]
@@ -392,7 +392,7 @@ def failing_storage(workdir: Path, mode: str = "write", users: int = 3, healthy_
         unhealthy = [h for t, h in health if times["fail"] <= t < times["recover"] and not h.get("ok")]
         final = {b.person.user: b.person.saved_upto == len(b.person.accepted) for b in crew.browsers.values()}
         accepted_during = sum(len(p.accepted) - first_failing.get(p.user, 0) for p in persons)
-        code = server.stop(timeout=45)
+        code = server.stop(timeout=stop_timeout)
         try:
             got = read_answers(data_dir)
             lost = missing(persons, got, saved_only=False)
