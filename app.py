@@ -17,12 +17,13 @@ def main() -> int:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from annotator.config import ConfigError
+    from annotator.export import RestoreError
     from annotator.runtime import Runtime
     from annotator.store import StoreError
 
     try:
         runtime = Runtime.open()
-    except (ConfigError, StoreError) as exc:
+    except (ConfigError, StoreError, RestoreError) as exc:
         print(f"annotator cannot start: {exc}", file=sys.stderr)
         return 2
 

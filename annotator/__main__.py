@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from annotator.auth import AuthError
 from annotator.config import ConfigError
 from annotator.store import StoreError
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (ConfigError, StoreError) as exc:
+    except (ConfigError, StoreError, AuthError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -9,6 +9,7 @@ the same protocol with leases in the database.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from concurrent.futures import Future
 from typing import Any, Protocol, Sequence
 
@@ -88,7 +89,7 @@ class LocalBackend:
             outcome = self.scheduler.skip(write.user_id, write.record_id)
         else:
             outcome = self.scheduler.submit(write.user_id, write.record_id)
-        return outcome, self.writer.put(write)
+        return outcome, self.writer.put(replace(write, first=outcome != "edit"))
 
     def user_seen(self, user: str) -> Future[None]:
         return self.writer.put(UserSeen(user, utcnow()))

@@ -18,9 +18,12 @@ from pathlib import Path
 from annotator.auth import Access
 from annotator.backend import LocalBackend
 from annotator.config import ConfigError, Settings, TaskSpec, load_settings, load_task
+from annotator.export import Exporter, restore_from_hub
 from annotator.images import ImageCache
 from annotator.prefetch import PrefetchBuffers
 from annotator.service import AnnotationService
+from annotator.snapshot import Snapshotter, restore_snapshot
+from annotator.storage_probe import StorageReport, probe
 from annotator.store import Store
 from annotator.tickets import Signer, load_secret
 
@@ -59,6 +62,9 @@ class Runtime:
     prefetch: PrefetchBuffers
     service: AnnotationService
     access: Access
+    storage: StorageReport
+    exporter: Exporter | None = None  # None when EXPORT_REPO is unset
+    snapshots: Snapshotter | None = None  # None unless DB_MODE=snapshot
     _closed: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -67,8 +73,20 @@ class Runtime:
         settings = settings or load_settings()
         task = load_task(settings.task_file)
         check_data_dir(settings.data_dir)
+        storage = probe(settings.data_dir)
+        for line in storage.lines():
+            log.info("DATA_DIR: %s", line)
+        if settings.db_mode == "snapshot":
+            restored = restore_snapshot(settings)
+            if restored is not None:
+                log.info("restored the database from the snapshot %s", restored)
         store = Store(settings.db_path)
         try:
+            if settings.export_repo and store.record_count() == 0:
+                # an empty disk with an export configured: the export is the second copy
+                restored_export = restore_from_hub(store, settings, task)
+                if restored_export is not None:
+                    log.info("restore: %s", restored_export.summary())
             if ingest and store.record_count() == 0:
                 from annotator.ingest import ingest_from_settings
                 report = ingest_from_settings(store, settings, task)
@@ -84,7 +102,14 @@ class Runtime:
                                    lambda rid, user: signer.image_url(rid, user, ttl))
         service = AnnotationService(task, backend, prefetch, signer, max_comment_chars=settings.max_comment_chars)
         service.start()
-        return cls(settings, task, store, backend, images, signer, prefetch, service, Access(settings))
+        exporter = Exporter(store, task, settings) if settings.export_repo else None
+        if exporter is not None:
+            exporter.start()
+        snapshots = Snapshotter(store, settings) if settings.db_mode == "snapshot" else None
+        if snapshots is not None:
+            snapshots.start()
+        return cls(settings, task, store, backend, images, signer, prefetch, service, Access(settings), storage,
+                   exporter, snapshots)
 
     def close(self) -> None:
         """Stop taking work, write everything queued, close the database. Idempotent."""
@@ -93,5 +118,10 @@ class Runtime:
                 return
             self._closed = True
         self.service.close()
+        self.backend.writer.close()  # every answer committed before the last export and snapshot
+        if self.exporter is not None:
+            self.exporter.stop()
+        if self.snapshots is not None:
+            self.snapshots.stop()
         self.backend.close()
         log.info("closed: every acknowledged answer is committed")

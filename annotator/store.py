@@ -91,6 +91,7 @@ class ResponseWrite:
     comment: str | None
     time_spent_ms: int | None
     at: datetime
+    first: bool = False  # the scheduler saw no earlier answer: a plain insert, no history lookup
 
 
 @dataclass(frozen=True)
@@ -430,14 +431,22 @@ class Store:
 
         Several answers of one person to one record in the same batch keep the
         last as current and the earlier ones in the history, as separate
-        transactions would.
+        transactions would. Answers marked `first` take a plain insert (the
+        upsert and history lookup cost several times more per batch); should
+        one exist after all, the batch is written again the careful way.
         """
+        try:
+            self._apply(ops, trust_first=True)
+        except duckdb.ConstraintException:
+            self._apply(ops, trust_first=False)
+
+    def _apply(self, ops: Sequence[WriteOp], *, trust_first: bool) -> None:
         responses = [op for op in ops if isinstance(op, ResponseWrite)]
         cur = self._cur()
         cur.execute("BEGIN")
         try:
             for generation in _generations(responses):
-                self._write_responses(cur, generation)
+                self._write_responses(cur, generation, trust_first)
             self._write_users(cur, [op for op in ops if isinstance(op, UserSeen)])
             audits = [op for op in ops if isinstance(op, AuditWrite)]
             if audits:
@@ -461,18 +470,16 @@ class Store:
             raise
 
     @staticmethod
-    def _write_responses(cur: duckdb.DuckDBPyConnection, rows: Sequence[ResponseWrite]) -> None:
+    def _write_responses(cur: duckdb.DuckDBPyConnection, rows: Sequence[ResponseWrite], trust_first: bool) -> None:
+        firsts = [r for r in rows if r.first] if trust_first else []
+        if firsts:
+            rows = [r for r in rows if not r.first]
+            new = _response_table(firsts)
+            cur.execute('INSERT INTO responses SELECT record_id, user_id, status, answer, comment, time_spent_ms, '
+                        '"at", "at" FROM new')
         if not rows:
             return
-        batch = pa.table({
-            "record_id": pa.array([r.record_id for r in rows], pa.int32()),
-            "user_id": [r.user_id for r in rows],
-            "status": [r.status for r in rows],
-            "answer": pa.array([list(r.answer) for r in rows], pa.list_(pa.string())),
-            "comment": pa.array([r.comment for r in rows], pa.string()),
-            "time_spent_ms": pa.array([r.time_spent_ms for r in rows], pa.int32()),
-            "at": pa.array([r.at for r in rows], pa.timestamp("us")),
-        })
+        batch = _response_table(rows)
         cur.execute(
             f"INSERT INTO response_history SELECT {', '.join('r.' + c for c in _RESPONSE_COLUMNS.split(', '))}, "
             'b."at" FROM responses r JOIN batch b USING (record_id, user_id)')
@@ -496,6 +503,7 @@ class Store:
         cur.execute("INSERT INTO users SELECT user_id, first_at, last_at FROM batch "
                     "ON CONFLICT DO UPDATE SET first_seen = least(users.first_seen, excluded.first_seen), "
                     "last_seen = greatest(users.last_seen, excluded.last_seen)")
+
 
     # --- export and restore ------------------------------------------------
 
