@@ -112,7 +112,14 @@ class _Person:
     pending: dict[int, Future[None]] = field(default_factory=dict)
     shown_at: dict[int, float] = field(default_factory=dict)  # record -> when last shown
     used_tickets: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # record -> the ticket of its current showing: showing the same record again (a repeated key
+    # press, a second tab, `next` twice) hands out the same ticket until it is used, so a burst of
+    # presses carries one ticket and counts once
+    issued: dict[int, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # one click of this person at a time (answer, next, back), so a press never sees the state
+    # half-way through the previous one; different people never wait for each other
+    serial: threading.RLock = field(default_factory=threading.RLock)
 
 
 class AnnotationService:
@@ -159,7 +166,8 @@ class AnnotationService:
         started = time.perf_counter()
         person = self._person(who.name)
         self.backend.touch(who.name)
-        view = self._advance(who.name, person)
+        with person.serial:
+            view = self._advance(who.name, person)
         self.click_latency.add(time.perf_counter() - started)
         return view
 
@@ -189,6 +197,10 @@ class AnnotationService:
         shown = None
         if ticket not in (None, ""):
             shown, _ = self._verify(ticket, who)
+        with person.serial:
+            return self._back(who.name, person, shown)
+
+    def _back(self, user: str, person: _Person, shown: int | None) -> View:
         with person.lock:
             order = list(person.order)
         if shown in order:
@@ -197,10 +209,10 @@ class AnnotationService:
             index = len(order) - 1
         if index < 0:
             if shown in order:
-                return _with_message(self._show_answered(who.name, person, shown),
+                return _with_message(self._show_answered(user, person, shown),
                                      "This is your first answer; there is none before it.")
-            return _with_message(self._advance(who.name, person), "You have not answered anything yet.")
-        return self._show_answered(who.name, person, order[index])
+            return _with_message(self._advance(user, person), "You have not answered anything yet.")
+        return self._show_answered(user, person, order[index])
 
     def release(self, user: str) -> int:
         """The person's last session ended: free their leases at once (I4)."""
@@ -303,10 +315,16 @@ class AnnotationService:
                 comment: str, spent: int | None) -> View:
         person = self._person(user)
         self.backend.touch(user)
+        with person.serial:
+            return self._answer_locked(user, person, record_id, nonce, status, labels, comment, spent)
+
+    def _answer_locked(self, user: str, person: _Person, record_id: int, nonce: str, status: str,
+                       labels: tuple[str, ...], comment: str, spent: int | None) -> View:
         with person.lock:
             repeat = nonce in person.used_tickets
             if not repeat:
                 person.used_tickets[nonce] = None
+                person.issued.pop(record_id, None)
                 while len(person.used_tickets) > _REMEMBERED_TICKETS:
                     person.used_tickets.popitem(last=False)
         if repeat:  # a key pressed twice, or a replay: the first one counted
@@ -378,12 +396,20 @@ class AnnotationService:
         record: Record = slot.record
         status, answer, comment = previous if previous else (None, (), "")
         person = self._people.get(user)
+        ticket = None
         if person is not None:
             with person.lock:
                 person.shown_at.setdefault(record.id, time.monotonic())
                 if len(person.shown_at) > _REMEMBERED_TICKETS:
                     person.shown_at.pop(next(iter(person.shown_at)))
-        return Shown(ticket=self.signer.issue(record.id, user), record_id=record.id, image_url=slot.image_url,
+                if not editing:
+                    ticket = person.issued.get(record.id)
+                    if ticket is None:
+                        ticket = person.issued[record.id] = self.signer.issue(record.id, user)
+                        if len(person.issued) > _REMEMBERED_TICKETS:
+                            person.issued.pop(next(iter(person.issued)))
+        return Shown(ticket=ticket or self.signer.issue(record.id, user), record_id=record.id,
+                     image_url=slot.image_url,
                      width=record.width, height=record.height, suggestion=record.suggestion if
                      record.suggestion in self._labels else None, metadata=record.metadata,
                      answer=answer, comment=comment, editing=editing, previous_status=status)

@@ -153,6 +153,31 @@ def _detail(r: httpx.Response) -> str:
     return str(body)
 
 
+def start_many(*specs: tuple[Path, dict[str, str]]) -> list[Any]:
+    """Start several app servers at once (`apphelpers.start_app(data_dir, env=env)` each).
+
+    A start is mostly `import gradio`; two at once take little longer than one. If any start
+    fails, the others are stopped and the error is raised.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from apphelpers import start_app
+
+    with ThreadPoolExecutor(len(specs)) as pool:
+        futures = [pool.submit(start_app, data_dir, env=env) for data_dir, env in specs]
+    servers, errors = [], []
+    for f in futures:
+        try:
+            servers.append(f.result())
+        except Exception as exc:  # noqa: BLE001 - re-raised below after cleaning up
+            errors.append(exc)
+    if errors:
+        for s in servers:
+            s.stop()
+        raise errors[0]
+    return servers
+
+
 # --- test data -----------------------------------------------------------------
 
 def make_images(folder: Path, n: int, size: tuple[int, int] = (240, 180),

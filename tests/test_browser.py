@@ -1,0 +1,277 @@
+"""The annotate view in a real browser: Playwright driving Debian's chromium against the real server.
+
+- password mode: sign in through Gradio's login form, label five images with the keyboard, skip
+  one, go back with Backspace and change an answer, watch the saved indicator reach "All answers
+  saved", reload and find the progress kept;
+- a fast burst of key presses records exactly one answer per image shown, and nothing else;
+- simulated-Space OAuth mode (forged `session` cookies, one browser context per person): at
+  overlap 1 a second person is never shown the first person's records.
+
+The last test stops the servers and compares their DuckDB files with what the browsers did.
+Without chromium the tests skip, or fail when ANNOTATOR_REQUIRE_BROWSER=1 (CI).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+
+import pytest
+
+from clients import add_users, make_images, read_store, start_many, write_task
+from oauth_cookies import oauth_space_env, playwright_cookie
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+WAIT = 20_000  # ms; generous, the machine may be busy
+LABELS = {"1": "circle", "2": "square", "3": "triangle", "4": "other"}
+SHOTS = Path(os.environ.get("ANNOTATOR_SCREENSHOTS", "")) if os.environ.get("ANNOTATOR_SCREENSHOTS") else None
+
+# Every record id the page has put in #ann-img, in order (a MutationObserver, so nothing is missed
+# between two Playwright polls).
+WATCH_SHOWN = """() => {
+  window.__shown = [];
+  const note = () => {
+    const img = document.querySelector('#ann-img');
+    const rid = img && img.getAttribute('data-record');
+    if (rid && window.__shown[window.__shown.length - 1] !== rid) window.__shown.push(rid);
+  };
+  note();
+  new MutationObserver(note).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                     attributeFilter: ['data-record']});
+}"""
+
+# What the browser tests did, for the final comparison with the stores: user -> {record: (status, answer)}
+EXPECTED: dict[str, dict[str, dict[int, tuple[str, tuple[str, ...]]]]] = {"password": {}, "oauth": {}}
+HISTORY: dict[str, set[tuple[int, str]]] = {"password": set(), "oauth": set()}  # (record, user) changed once
+
+
+def _no_browser(reason: str) -> None:
+    if os.environ.get("ANNOTATOR_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"ANNOTATOR_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        _no_browser(f"playwright is not installed ({exc})")
+    if not os.path.exists(CHROMIUM):
+        _no_browser(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        except Exception as exc:  # noqa: BLE001 - a broken install counts as missing
+            _no_browser(f"chromium at {CHROMIUM} does not start: {exc}")
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def servers(browser, tmp_path_factory):
+    """A password-mode server and a simulated-Space OAuth server, both at overlap 1, started together."""
+    specs = []
+    for mode in ("password", "oauth"):
+        base = tmp_path_factory.mktemp(f"browser-{mode}")
+        make_images(base / "source", 30)
+        env = {"SOURCE_DIR": str(base / "source"), "TASK_FILE": str(write_task(base / "task.toml", overlap=1))}
+        if mode == "password":
+            env["AUTH_MODE"] = "password"
+            add_users(base / "data" / "passwords.json", ["alice", "bob"])
+        else:
+            env.update(oauth_space_env())
+        specs.append((base / "data", env))
+    pw, oauth = start_many(*specs)
+    found = {"password": pw, "oauth": oauth}
+    yield found
+    for s in found.values():
+        s.stop()
+
+
+def shot(page, name: str) -> None:
+    if SHOTS is not None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def sign_in_with_password(browser, url: str, user: str):
+    from playwright.sync_api import expect
+
+    ctx = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = ctx.new_page()
+    page.goto(url)
+    page.get_by_label("username").fill(user)
+    page.get_by_label("password").fill(f"pw-{user}-secret")  # clients.add_users
+    page.get_by_role("button", name="Login").click()
+    expect(page.locator("#ann-img")).to_be_visible(timeout=WAIT)
+    page.evaluate(WATCH_SHOWN)
+    return page
+
+
+def sign_in_with_oauth(browser, url: str, user: str):
+    from playwright.sync_api import expect
+
+    ctx = browser.new_context(viewport={"width": 1100, "height": 900})
+    ctx.add_cookies([playwright_cookie(user)])
+    page = ctx.new_page()
+    page.goto(url)
+    expect(page.get_by_role("button", name=f"Logout ({user})")).to_be_visible(timeout=WAIT)
+    expect(page.locator("#ann-img")).to_be_visible(timeout=WAIT)
+    page.evaluate(WATCH_SHOWN)
+    return page
+
+
+def on_screen(page) -> int:
+    return int(page.locator("#ann-img").get_attribute("data-record"))
+
+
+def press_and_wait(page, key: str) -> int:
+    """Press a key and wait for the page to show another record; returns the record now shown."""
+    from playwright.sync_api import expect
+
+    before = page.locator("#ann-img").get_attribute("data-record")
+    page.keyboard.press(key)
+    expect(page.locator("#ann-img")).not_to_have_attribute("data-record", before, timeout=WAIT)
+    return on_screen(page)
+
+
+def shown(page) -> list[int]:
+    return [int(r) for r in page.evaluate("window.__shown")]
+
+
+def my_progress(page) -> tuple[int, int]:
+    text = page.locator("#ann-progress").inner_text()
+    m = re.search(r"You: (\d+) today, (\d+) in total", text)
+    assert m, text
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_password_sign_in_keyboard_skip_back_saved_reload(browser, servers):
+    from playwright.sync_api import expect
+
+    server = servers["password"]
+    page = sign_in_with_password(browser, server.url, "alice")
+    expect(page.locator("#ann-progress")).to_contain_text("You: 0 today, 0 in total")
+    mine: dict[int, tuple[str, tuple[str, ...]]] = {}
+
+    # five images labelled with the label keys
+    for key in "12341":
+        rid = on_screen(page)
+        press_and_wait(page, key)
+        mine[rid] = ("submitted", (LABELS[key],))
+    # skip one with S
+    skipped = on_screen(page)
+    current = press_and_wait(page, "s")
+    mine[skipped] = ("skipped", ())
+    assert current not in mine
+    # Backspace: the latest answer (the skip) comes back, marked as an earlier answer; again: the fifth label
+    assert press_and_wait(page, "Backspace") == skipped
+    expect(page.locator("#ann-editing")).to_contain_text("skipped")
+    fifth = list(mine)[4]
+    assert press_and_wait(page, "Backspace") == fifth
+    expect(page.locator("#ann-editing")).to_contain_text("circle")
+    shot(page, "browser-password-editing")
+    # change it: triangle instead of circle; then the record that was on screen comes back
+    assert press_and_wait(page, "3") == current
+    mine[fifth] = ("submitted", ("triangle",))
+    HISTORY["password"].add((fifth, "alice"))
+
+    # the saved indicator: "Saving…" while the writer works, then "All answers saved" after a pause
+    expect(page.locator("#ann-saved")).to_have_text("All answers saved", timeout=WAIT)
+    expect(page.locator("#ann-progress")).to_contain_text("You: 5 today, 5 in total")
+    assert set(shown(page)) == set(mine) | {current}
+    shot(page, "browser-password-saved")
+
+    # reload: a new page session, the same person; the progress is kept and nothing answered comes back
+    page.reload()
+    expect(page.locator("#ann-img")).to_be_visible(timeout=WAIT)
+    expect(page.locator("#ann-progress")).to_contain_text("You: 5 today, 5 in total", timeout=WAIT)
+    assert on_screen(page) not in mine
+    shot(page, "browser-password-reloaded")
+    EXPECTED["password"]["alice"] = mine
+    page.context.close()
+
+
+def test_a_burst_of_key_presses_records_one_answer_per_image_shown(browser, servers):
+    from playwright.sync_api import expect
+
+    server = servers["password"]
+    page = sign_in_with_password(browser, server.url, "bob")
+    responses = []
+    page.on("response", lambda r: responses.append(r) if "/gradio_api/run/" in r.url else None)
+    for _ in range(10):
+        page.keyboard.press("2")  # as fast as Playwright can type: presses overtake the responses
+    expect(page.locator("#ann-saved")).to_have_text("All answers saved", timeout=WAIT)
+    page.wait_for_timeout(500)
+    displayed = shown(page)
+    last = on_screen(page)
+    assert displayed[-1] == last
+    assert len(displayed) == len(set(displayed)), f"a record came back after it was answered: {displayed}"
+    # every record any response carried was shown (none was answered behind the person's back)
+    bodies = [r.text() for r in responses if r.ok]
+    assert len(bodies) == len(responses) >= 10, [r.status for r in responses]  # every press reached the server
+    carried = {int(r) for body in bodies for r in re.findall(r'data-record=\\"(\d+)\\"', body)}
+    assert carried <= set(displayed), (carried, displayed)
+    answered = displayed[:-1]
+    assert 1 <= len(answered) <= 10
+    _, total = my_progress(page)
+    assert total == len(answered), (total, displayed)
+    shot(page, "browser-burst")
+    EXPECTED["password"]["bob"] = {rid: ("submitted", ("square",)) for rid in answered}
+    page.context.close()
+
+
+def test_oauth_second_person_never_sees_the_first_persons_records(browser, servers):
+    from playwright.sync_api import expect
+
+    server = servers["oauth"]
+    alice = sign_in_with_oauth(browser, server.url, "alice")
+    bob = sign_in_with_oauth(browser, server.url, "bob")
+    done: dict[str, dict[int, tuple[str, tuple[str, ...]]]] = {"alice": {}, "bob": {}}
+    for i in range(4):
+        for name, page in (("alice", alice), ("bob", bob)):
+            key = "1234"[i]
+            rid = on_screen(page)
+            press_and_wait(page, key)
+            done[name][rid] = ("submitted", (LABELS[key],))
+    # a quick burst from alice while bob keeps going: still nothing of hers reaches bob
+    for _ in range(3):
+        alice.keyboard.press("1")
+    rid = on_screen(bob)
+    press_and_wait(bob, "2")
+    done["bob"][rid] = ("submitted", ("square",))
+    for page in (alice, bob):
+        expect(page.locator("#ann-saved")).to_have_text("All answers saved", timeout=WAIT)
+    a_shown, b_shown = set(shown(alice)), set(shown(bob))
+    assert not a_shown & b_shown, f"both were shown {sorted(a_shown & b_shown)}"
+    # alice's burst answered what she was shown, one answer each
+    a_answered = shown(alice)[:-1]
+    assert set(done["alice"]) <= set(a_answered)
+    for rid in a_answered:
+        done["alice"].setdefault(rid, ("submitted", ("circle",)))
+    assert my_progress(alice)[1] == len(done["alice"])
+    assert my_progress(bob)[1] == len(done["bob"])
+    expect(bob.locator("#ann-progress")).to_contain_text(f"Team: {len(done['alice']) + len(done['bob'])} of 30")
+    shot(alice, "browser-oauth-alice")
+    EXPECTED["oauth"].update(done)
+    alice.context.close()
+    bob.context.close()
+
+
+def test_stores_hold_exactly_what_the_browsers_did(servers):
+    if not any(EXPECTED.values()):
+        pytest.skip("run the whole module: the tests above make the answers")
+    for mode, server in servers.items():
+        assert server.stop() in (0, -signal.SIGTERM), server.log()[-2000:]
+        snap = read_store(server.data_dir)
+        stored = {(r.record_id, r.user_id): (r.status, r.answer) for r in snap.responses}
+        expected = {(rid, user): a for user, answers in EXPECTED[mode].items() for rid, a in answers.items()}
+        assert stored == expected, mode
+        assert set(snap.history) == HISTORY[mode], mode  # the changed answer, and no answer applied twice
+        assert all(len(rows) == 1 for rows in snap.history.values())
+        assert max(snap.submitted_per_record().values()) <= 1  # overlap 1
