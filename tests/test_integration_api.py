@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from apphelpers import start_app
-from clients import SHAPES, ApiError, ApiUser, add_users, make_images, read_store, write_task
+from clients import SHAPES, ApiUser, add_users, make_images, read_store, start_many, write_task
 from oauth_cookies import oauth_space_env
 
 USERS = [f"user{i:02d}" for i in range(20)]
@@ -106,25 +105,36 @@ def timeline(logs: dict[str, Log], rid: int, name: str) -> str:
     return "\n".join(lines)
 
 
-@pytest.fixture(scope="module", params=["password", "oauth"])
-def crowd_server(request, tmp_path_factory):
-    base = tmp_path_factory.mktemp(f"crowd-{request.param}")
-    data_dir = base / "data"
-    make_images(base / "source", RECORDS)
-    env = {"SOURCE_DIR": str(base / "source"),
-           "TASK_FILE": str(write_task(base / "task.toml", overlap=OVERLAP, order="shuffle")),
-           "PREFETCH_DEPTH": "4"}
-    passwords = {}
-    if request.param == "password":
-        passwords = add_users(data_dir / "passwords.json", USERS)
-        env["AUTH_MODE"] = "password"
-    else:
-        env.update(oauth_space_env())
-    server = start_app(data_dir, env=env)
-    server.mode = request.param
-    server.passwords = passwords
-    yield server
-    server.stop()
+@pytest.fixture(scope="module")
+def crowd_servers(tmp_path_factory):
+    """One fresh server per sign-in mode, started together (a start is mostly `import gradio`)."""
+    specs, extra = [], []
+    for mode in ("password", "oauth"):
+        base = tmp_path_factory.mktemp(f"crowd-{mode}")
+        make_images(base / "source", RECORDS)
+        env = {"SOURCE_DIR": str(base / "source"),
+               "TASK_FILE": str(write_task(base / "task.toml", overlap=OVERLAP, order="shuffle")),
+               "PREFETCH_DEPTH": "4"}
+        passwords = {}
+        if mode == "password":
+            passwords = add_users(base / "data" / "passwords.json", USERS)
+            env["AUTH_MODE"] = "password"
+        else:
+            env.update(oauth_space_env())
+        specs.append((base / "data", env))
+        extra.append((mode, passwords))
+    servers = start_many(*specs)
+    for server, (mode, passwords) in zip(servers, extra):
+        server.mode = mode
+        server.passwords = passwords
+    yield {s.mode: s for s in servers}
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture(params=["password", "oauth"])
+def crowd_server(request, crowd_servers):
+    return crowd_servers[request.param]
 
 
 def connect(server, name: str) -> ApiUser:

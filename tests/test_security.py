@@ -23,8 +23,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import duckdb
 import pytest
 
-from apphelpers import start_app
-from clients import ApiError, ApiUser, add_users, make_images, read_store, write_task
+from clients import ApiError, ApiUser, add_users, make_images, read_store, start_many, write_task
 from oauth_cookies import oauth_space_env
 
 from annotator.tickets import Signer
@@ -33,34 +32,40 @@ SECRET_KEY = "security-test-signing-key"
 PW_USERS = ["alice", "bob", "carol"]
 
 
-def _start(base, env):
+def _spec(base, env):
     make_images(base / "source", 12)
     env = {"SOURCE_DIR": str(base / "source"), "TASK_FILE": str(write_task(base / "task.toml", overlap=2)),
            "SECRET_KEY": SECRET_KEY, "MAX_COMMENT_CHARS": "200", "ADMINS": "carol", **env}
-    return start_app(base / "data", env=env)
+    return base / "data", env
 
 
 @pytest.fixture(scope="module")
-def pw(tmp_path_factory):
-    """A password-mode server with alice, bob and carol (carol is the admin)."""
-    base = tmp_path_factory.mktemp("sec-pw")
-    passwords = add_users(base / "data" / "passwords.json", PW_USERS)
-    server = _start(base, {"AUTH_MODE": "password"})
-    users = {n: ApiUser.with_password(server.url, n, passwords[n]) for n in PW_USERS}
+def servers(tmp_path_factory):
+    """A password-mode server (alice, bob, carol; carol is the admin) and a simulated-Space OAuth one."""
+    pw_base, oauth_base = tmp_path_factory.mktemp("sec-pw"), tmp_path_factory.mktemp("sec-oauth")
+    passwords = add_users(pw_base / "data" / "passwords.json", PW_USERS)
+    pw_server, oauth_server = start_many(_spec(pw_base, {"AUTH_MODE": "password"}),
+                                         _spec(oauth_base, oauth_space_env()))
+    pw_server.passwords = passwords
+    yield {"password": pw_server, "oauth": oauth_server}
+    pw_server.stop()
+    oauth_server.stop()
+
+
+@pytest.fixture(scope="module")
+def pw(servers):
+    server = servers["password"]
+    users = {n: ApiUser.with_password(server.url, n, server.passwords[n]) for n in PW_USERS}
     server.users = users
     server.accepted = {}  # (record id, user) -> (status, answer, comment) of every accepted call
     yield server
     for u in users.values():
         u.close()
-    server.stop()
 
 
 @pytest.fixture(scope="module")
-def oauth(tmp_path_factory):
-    base = tmp_path_factory.mktemp("sec-oauth")
-    server = _start(base, oauth_space_env())
-    yield server
-    server.stop()
+def oauth(servers):
+    return servers["oauth"]
 
 
 def answers_state(server) -> dict:
