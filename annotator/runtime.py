@@ -7,13 +7,17 @@ settings -> store -> scheduler/writer (backend) -> images, tickets, prefetch
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import duckdb
 
 from annotator.auth import Access
 from annotator.backend import LocalBackend
@@ -42,6 +46,17 @@ def check_data_dir(data_dir: Path) -> None:
         raise ConfigError(
             f"DATA_DIR={str(data_dir)!r} cannot be written ({exc.strerror or exc}). Set DATA_DIR to a "
             f"writable folder with free space, or attach a Storage Bucket at /data on the Space.") from None
+
+
+def _abandon(store: Store, created: list[Path]) -> None:
+    """A start that failed half-way leaves nothing behind that it created."""
+    with contextlib.suppress(Exception):
+        store.close()
+    for path in created:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def record_order(ids: list[int], task: TaskSpec) -> list[int]:
@@ -80,6 +95,8 @@ class Runtime:
             restored = restore_snapshot(settings)
             if restored is not None:
                 log.info("restored the database from the snapshot %s", restored)
+        created = [path for path in (settings.db_path, settings.db_path.with_name(settings.db_path.name + ".wal"),
+                                     settings.images_dir) if not path.exists()]
         store = Store(settings.db_path)
         try:
             if settings.export_repo and store.record_count() == 0:
@@ -92,8 +109,12 @@ class Runtime:
                 report = ingest_from_settings(store, settings, task)
                 log.info("ingest: %s", report.summary())
             backend = LocalBackend(store, record_order(store.record_ids(), task), task.overlap, settings.lease_ttl)
-        except BaseException:
-            store.close()
+        except BaseException as exc:
+            _abandon(store, created)
+            if isinstance(exc, (OSError, duckdb.Error)):
+                raise ConfigError(f"DATA_DIR={str(settings.data_dir)!r} failed while setting up "
+                                  f"({type(exc).__name__}: {exc}). Free some space or point DATA_DIR at a "
+                                  f"writable folder; nothing was left behind.") from None
             raise
         images = ImageCache(settings.images_dir, settings.cache_dir, settings.image_max_side)
         signer = Signer(load_secret(settings.secret_key, settings.data_dir))

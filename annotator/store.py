@@ -218,6 +218,8 @@ class Store:
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
         self._closed = False
+        self._generation = 0  # bumped when the database is reopened after a fatal error
+        self._invalid = False
         try:
             self._migrate()
         except BaseException:
@@ -229,13 +231,39 @@ class Store:
     def _cur(self) -> duckdb.DuckDBPyConnection:
         if self._closed:
             raise StoreClosedError(f"the store {self.path} is closed")
+        if self._invalid:
+            self._reopen()
         cur = getattr(self._local, "cur", None)
-        if cur is None:
-            cur = self._db.cursor()
-            self._local.cur = cur
+        if cur is None or getattr(self._local, "generation", -1) != self._generation:
             with self._cursors_lock:
+                cur = self._db.cursor()
                 self._cursors.append(cur)
+            self._local.cur, self._local.generation = cur, self._generation
         return cur
+
+    def _reopen(self) -> None:
+        """Connect again after DuckDB invalidated the database (a failed fsync or write does that).
+
+        Committed data is in the file and its WAL; the failed transaction was
+        never acknowledged and the writer retries it. While the disk keeps
+        failing this raises, and the writer keeps retrying with backoff.
+        """
+        with self._cursors_lock:
+            if not self._invalid:
+                return
+            for cur in self._cursors:
+                try:
+                    cur.close()
+                except duckdb.Error:
+                    pass
+            self._cursors.clear()
+            try:
+                self._db.close()
+            except duckdb.Error:
+                pass
+            self._db = duckdb.connect(str(self.path))
+            self._generation += 1
+            self._invalid = False
 
     def close(self) -> None:
         """Checkpoint and close. Idempotent."""
@@ -439,6 +467,9 @@ class Store:
             self._apply(ops, trust_first=True)
         except duckdb.ConstraintException:
             self._apply(ops, trust_first=False)
+        except duckdb.FatalException:
+            self._invalid = True  # the next call reconnects
+            raise
 
     def _apply(self, ops: Sequence[WriteOp], *, trust_first: bool) -> None:
         responses = [op for op in ops if isinstance(op, ResponseWrite)]

@@ -67,22 +67,13 @@ def test_fsync_errors_never_acknowledge_falsely(fsync_failure: dict) -> None:
     assert fsync_failure["healthz_not_ok_while_failing"] > 0, _explain(fsync_failure)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug: a failed fdatasync makes DuckDB invalidate the database ('database has been invalidated "
-    "because of a previous fatal error'); the writer retries on the dead connection forever, clicks get raw "
-    "500s, nothing is written after recovery and queued answers are lost at shutdown. The store must "
-    "reopen the database (close every cursor and connect again) after a FatalException."))
 def test_fsync_errors_mid_run_recover_without_restart(fsync_failure: dict) -> None:
     assert fsync_failure["all_saved_after_recovery"], _explain(fsync_failure)
     assert fsync_failure["accepted_missing_after_stop"] == 0, _explain(fsync_failure)
     assert fsync_failure["ok"], _explain(fsync_failure)
 
 
-UNWRITABLE = ["under-a-file", "writes-fail", "fsync-fails", "read-only-mount",
-              pytest.param("full-disk", marks=pytest.mark.xfail(strict=True, reason=(
-                  "known bug: with a few KB free, the start-up probe passes, ingest fails with ENOSPC, "
-                  "Runtime.open's store.close() CHECKPOINT raises a FatalException that hides it; app.py "
-                  "prints a traceback (exit 1) and leaves annotator.duckdb, its WAL and images/ behind")))]
+UNWRITABLE = ["under-a-file", "writes-fail", "fsync-fails", "read-only-mount", "full-disk"]
 
 
 @pytest.mark.parametrize("case", UNWRITABLE)
