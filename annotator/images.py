@@ -42,7 +42,8 @@ def extension_for(fmt: str) -> str:
     return _BROWSER_FORMATS.get(fmt.upper(), ".img")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Readers see the whole file or none of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
@@ -98,7 +99,7 @@ class ImageCache:
                 raise ImageError(f"cannot read {relative} ({exc.strerror})") from None
             ext, out = self._render(data, relative)
             path = self.cache_dir / f"{record_id}{ext}"
-            _atomic_write(path, out)
+            write_atomic(path, out)
             return path
 
     def _render(self, data: bytes, name: str) -> tuple[str, bytes]:

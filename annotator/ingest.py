@@ -27,14 +27,13 @@ import json
 import os
 import posixpath
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from annotator.config import ConfigError, Settings, TaskSpec, load_settings, load_task
-from annotator.images import ImageError, describe, extension_for
+from annotator.images import ImageError, describe, extension_for, write_atomic
 from annotator.store import NewRecord, Store
 
 BATCH_SIZE = 1000
@@ -79,18 +78,6 @@ def _extension(fmt: str) -> str:
     return ext
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save_image(data: bytes, images_dir: Path) -> tuple[str, str, int, int]:
     """Check and store image bytes as they are; return (relative path, sha256, width, height).
 
@@ -105,7 +92,7 @@ def _save_image(data: bytes, images_dir: Path) -> tuple[str, str, int, int]:
     except OSError:
         present = False
     if not present:
-        _write_atomic(target, data)
+        write_atomic(target, data)
     return relative, sha, width, height
 
 
