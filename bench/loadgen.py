@@ -335,6 +335,7 @@ class Profile:
 class Recorder:
     """Latencies and counts of one run (times in seconds, monotonic clock)."""
     click: list[float] = field(default_factory=list)  # POST of a click until its answer
+    click_at: list[float] = field(default_factory=list)  # when each of those clicks started
     click_to_next: list[float] = field(default_factory=list)  # + the main image when not preloaded
     image: list[float] = field(default_factory=list)  # main image fetched on the click path
     preload: list[float] = field(default_factory=list)  # images fetched ahead of time
@@ -491,6 +492,7 @@ class Browser:
             await self.fetch_image(view.image_url, preload=False)
         if record_click and self.rec.in_window(click_started):
             self.rec.click.append(click_took)
+            self.rec.click_at.append(click_started)
             self.rec.click_to_next.append(time.monotonic() - click_started)
         for url in view.preload:
             if url not in self.cache:
@@ -684,6 +686,7 @@ class BaselineBrowser:
         await self.fetch_image()
         if self.rec.in_window(started):
             self.rec.click.append(took)
+            self.rec.click_at.append(started)
             self.rec.click_to_next.append(time.monotonic() - started)
 
     async def close(self) -> None:
