@@ -299,7 +299,7 @@ class AnnotationService:
         if comment and not self.task.comment:
             raise InputError("This task takes no comments.")
         if len(comment) > self.max_comment_chars:
-            raise InputError(f"The comment is too long ({len(comment)} characters); keep it under "
+            raise InputError(f"The comment is too long ({len(comment)} characters); keep it to at most "
                              f"{self.max_comment_chars}.")
         return comment.strip()
 

@@ -79,10 +79,11 @@ def servers(browser, tmp_path_factory):
     for mode in ("password", "oauth"):
         base = tmp_path_factory.mktemp(f"browser-{mode}")
         make_images(base / "source", 30)
-        env = {"SOURCE_DIR": str(base / "source"), "TASK_FILE": str(write_task(base / "task.toml", overlap=1))}
+        env = {"SOURCE_DIR": str(base / "source"), "TASK_FILE": str(write_task(base / "task.toml", overlap=1)),
+               "MAX_COMMENT_CHARS": "40"}
         if mode == "password":
             env["AUTH_MODE"] = "password"
-            add_users(base / "data" / "passwords.json", ["alice", "bob"])
+            add_users(base / "data" / "passwords.json", ["alice", "bob", "carol"])
         else:
             env.update(oauth_space_env())
         specs.append((base / "data", env))
@@ -223,6 +224,43 @@ def test_a_burst_of_key_presses_records_one_answer_per_image_shown(browser, serv
     assert total == len(answered), (total, displayed)
     shot(page, "browser-burst")
     EXPECTED["password"]["bob"] = {rid: ("submitted", ("square",)) for rid in answered}
+    page.context.close()
+
+
+def test_a_refusal_is_shown_on_the_page_and_enter_keeps_a_changed_answer(browser, servers):
+    from playwright.sync_api import expect
+
+    server = servers["password"]
+    page = sign_in_with_password(browser, server.url, "carol")
+    first = on_screen(page)
+    press_and_wait(page, "2")
+    current = on_screen(page)
+    # a comment over MAX_COMMENT_CHARS: the click is refused, the page says why and keeps the record
+    page.locator("#ann-comment textarea").fill("x" * 41)
+    page.locator("#label-0").click()
+    expect(page.locator("#ann-error")).to_contain_text("too long", timeout=WAIT)
+    page.wait_for_timeout(2000)  # the deferred saved check must not wipe the message
+    expect(page.locator("#ann-error")).to_contain_text("too long")
+    expect(page.locator("#ann-error")).to_be_visible()
+    assert on_screen(page) == current
+    shot(page, "browser-refusal")
+    page.locator("#ann-comment textarea").fill("short")
+    page.locator("#label-0").click()
+    expect(page.locator("#ann-img")).not_to_have_attribute("data-record", str(current), timeout=WAIT)
+    expect(page.locator("#ann-error")).to_be_hidden()
+    expect(page.locator("#ann-comment textarea")).to_have_value("")
+    # back to the first answer (square) and Enter: the earlier answer is kept, not the suggestion
+    now = on_screen(page)
+    press_and_wait(page, "Backspace")
+    assert press_and_wait(page, "Backspace") == first
+    expect(page.locator("#ann-editing")).to_contain_text("square")
+    assert press_and_wait(page, "Enter") == now
+    press_and_wait(page, "Backspace")
+    press_and_wait(page, "Backspace")
+    expect(page.locator("#ann-editing")).to_contain_text("square")
+    expect(page.locator("#ann-saved")).to_have_text("All answers saved", timeout=WAIT)
+    EXPECTED["password"]["carol"] = {first: ("submitted", ("square",)), current: ("submitted", ("circle",))}
+    HISTORY["password"].add((first, "carol"))  # Enter re-submitted the same answer
     page.context.close()
 
 

@@ -40,9 +40,34 @@ def keys_script(label_keys: list[tuple[str, str]], multi: bool) -> str:
     clearTimeout(checkTimer);
     checkTimer = setTimeout(() => click('btn-saved-check'), 1500);
   };
+  // Gradio shows no error toast when a queue=False event fails, so a refused click would be silent:
+  // show the server's message under the buttons until the next action.
+  const showError = (text) => {
+    const slot = document.getElementById('ann-error');
+    if (slot) { slot.textContent = text || ''; slot.classList.toggle('ann-hidden', !text); }
+  };
+  const origFetch = window.fetch.bind(window);
+  window.fetch = async (...args) => {
+    const res = await origFetch(...args);
+    try {
+      const url = String((args[0] && args[0].url) || args[0]);
+      if (!res.ok && url.includes('/gradio_api/run/')) {
+        res.clone().json().then((body) => {
+          let msg = body && (body.error || body.detail);
+          if (msg && typeof msg === 'object') msg = msg.error;
+          if (res.status === 401) msg = 'You are signed out (the server may have restarted): reload the page to sign in again.';
+          showError(String(msg || 'The server could not do that; reload the page.'));
+        }).catch(() => showError('The server could not do that; reload the page.'));
+      }
+    } catch (err) { /* never break the page */ }
+    return res;
+  };
   document.addEventListener('click', (e) => {
     const b = e.target.closest && e.target.closest('button');
-    if (b && b.id && (b.id.startsWith('label-') || ['btn-accept', 'btn-skip', 'btn-back'].includes(b.id))) scheduleCheck();
+    if (b && b.id && (b.id.startsWith('label-') || ['btn-accept', 'btn-skip', 'btn-back'].includes(b.id))) {
+      showError('');
+      scheduleCheck();
+    }
   }, true);
   document.addEventListener('keydown', (e) => {
     const t = e.target;
@@ -50,6 +75,8 @@ def keys_script(label_keys: list[tuple[str, str]], multi: bool) -> str:
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (!document.getElementById('ann-image')) return;
     const k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    const answering = k in labelKeys || k === 'Enter' || k === 's';
+    if (answering && !document.getElementById('ann-img')) return;
     let hit = false;
     if (k in labelKeys) {
       if (multi) {
@@ -71,7 +98,7 @@ def keys_script(label_keys: list[tuple[str, str]], multi: bool) -> str:
   #ann-image .ann-preload { display: none; }
   #ann-image .ann-state { font-size: 1.3em; padding: 2em; text-align: center; }
   #ann-status .ann-saved { color: #15803d; } #ann-status .ann-pending { color: #a16207; }
-  #ann-status .ann-failed { color: #b91c1c; font-weight: bold; }
+  #ann-status .ann-failed, #ann-error { color: #b91c1c; font-weight: bold; }
   .ann-suggestion { color: #9a3412; }
   .ann-bar { background: #e5e7eb; border-radius: 4px; height: 10px; }
   .ann-bar > div { background: #2563eb; height: 10px; border-radius: 4px; }
@@ -213,6 +240,7 @@ class AnnotateView:
             accept = gr.Button("Submit (Enter)" if self.multi else "Accept suggestion (Enter)",
                                elem_id="btn-accept", variant="primary", size="sm")
         status = gr.HTML(elem_id="ann-status")
+        gr.HTML('<div id="ann-error" class="ann-hidden" role="alert"></div>', elem_id="ann-error-box")
         saved_check = gr.Button("check saved", elem_id="btn-saved-check", elem_classes=["ann-hidden"])
         keys = " · ".join(f"<b>{html.escape(l.key)}</b> {html.escape(l.name)}" for l in task.labels if l.key)
         gr.HTML(f'<div id="ann-keys" class="ann-hidden">Keys: {keys} · <b>Enter</b> submit · <b>S</b> skip · '
@@ -241,7 +269,10 @@ class AnnotateView:
                            profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
             who = self._who(profile, request)
             if not self.multi:
-                suggestion = speak(lambda: service.suggestion_for(who, ticket_value))
+                # `chosen` is what the page holds for this record: the earlier answer when changing one
+                # (Enter keeps it, rather than silently replacing it with the suggestion), else the suggestion
+                kept = [c for c in (chosen or []) if c in task.label_names][:1]
+                suggestion = kept[0] if kept else speak(lambda: service.suggestion_for(who, ticket_value))
                 if suggestion is None:
                     raise gr.Error("Choose a label with its key or button; this record has no suggestion "
                                    "to accept.", print_exception=False)
