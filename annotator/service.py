@@ -321,7 +321,10 @@ class AnnotationService:
     def _answer_locked(self, user: str, person: _Person, record_id: int, nonce: str, status: str,
                        labels: tuple[str, ...], comment: str, spent: int | None) -> View:
         with person.lock:
-            repeat = nonce in person.used_tickets
+            # a first-answer ticket for a record this person already answered is a repeat too,
+            # which still holds after a restart, when the used tickets are forgotten
+            repeat = nonce in person.used_tickets or (
+                not self.signer.allows_edit(nonce) and self.backend.has_seen(user, record_id))
             if not repeat:
                 person.used_tickets[nonce] = None
                 person.issued.pop(record_id, None)
@@ -408,7 +411,7 @@ class AnnotationService:
                         ticket = person.issued[record.id] = self.signer.issue(record.id, user)
                         if len(person.issued) > _REMEMBERED_TICKETS:
                             person.issued.pop(next(iter(person.issued)))
-        return Shown(ticket=ticket or self.signer.issue(record.id, user), record_id=record.id,
+        return Shown(ticket=ticket or self.signer.issue(record.id, user, edit=editing), record_id=record.id,
                      image_url=slot.image_url,
                      width=record.width, height=record.height, suggestion=record.suggestion if
                      record.suggestion in self._labels else None, metadata=record.metadata,

@@ -49,10 +49,19 @@ class Signer:
         message = "\x1f".join(str(p) for p in parts).encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:24]
 
-    def issue(self, record_id: int, user: str) -> str:
-        """A ticket 'record.nonce.mac'; the nonce makes each showing of a record distinct."""
-        nonce = secrets.token_hex(6)
+    def issue(self, record_id: int, user: str, *, edit: bool = False) -> str:
+        """A ticket 'record.nonce.mac'; the nonce makes each showing distinct.
+
+        Only a ticket issued for going back ('e' nonce) may change an answer
+        already given; any other ticket for an answered record is a repeat,
+        which the service can tell even after a restart.
+        """
+        nonce = ("e" if edit else "n") + secrets.token_hex(6)
         return f"{record_id}.{nonce}.{self._mac('ticket', record_id, nonce, user)}"
+
+    @staticmethod
+    def allows_edit(nonce: str) -> bool:
+        return nonce.startswith("e")
 
     def verify(self, ticket: object, user: str) -> tuple[int, str]:
         """Return (record_id, nonce) of a ticket issued to `user`, else raise TicketError."""

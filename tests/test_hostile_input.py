@@ -423,10 +423,6 @@ def test_click_with_an_object_comment_is_refused(hostile: dict[str, Any]) -> Non
     assert outcome.status >= 400 and outcome.message, outcome
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug: used ticket nonces live only in memory (service._Person.used_tickets), so after a restart a "
-    "ticket that was already answered is accepted again; with another label it silently overwrites the answer "
-    "(and adds a response_history row)."))
 def test_replays_after_a_restart_change_nothing(hostile: dict[str, Any]) -> None:
     for name, outcome in hostile["replays"].items():
         if name.startswith("replay"):
