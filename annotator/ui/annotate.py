@@ -169,9 +169,9 @@ class AnnotateView:
     def render(self, view: View) -> list[Any]:
         record = view.record
         waiting = view.state == "waiting"
-        interval = 30.0
+        interval = 20.0  # a waiting tab asks again at most every 20 s: one cheap event, waiting tabs only
         if waiting and view.frees_at:
-            interval = min(60.0, max(5.0, view.frees_at - time.time() + 1))
+            interval = min(20.0, max(5.0, view.frees_at - time.time() + 1))
         out: list[Any] = [
             record.ticket if record else "",
             self._image_html(view),
