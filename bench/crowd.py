@@ -382,6 +382,7 @@ def summarize(kind: str, rec: Recorder, persons: list[Person], info: dict[str, A
         "slow_clicks_over_250ms_by_second": info["slow_clicks_by_second"],
         "errors": dict(rec.errors),
         "error_count": sum(rec.errors.values()),
+        "retries": rec.events.get("retry_after_dropped_connection", 0),
         "events": dict(rec.events),
         "login_s": info["login_s"],
         "server_log_tracebacks": info.get("server_log_tracebacks", 0),
@@ -406,6 +407,7 @@ ROWS = [
     ("loadgen CPU cores", "loadgen_cpu_cores"), ("loadgen loop lag p99 ms", "loadgen_loop_lag_p99_ms"),
     ("other processes CPU cores", "other_processes_cpu_cores"),
     ("errors", "error_count"),
+    ("retries after a dropped connection", "retries"),
 ]
 STORE_ROWS = [("accepted answers", "accepted"), ("reported saved", "reported_saved"),
               ("over overlap", "over_overlap"), ("accepted missing", "accepted_missing"),

@@ -374,6 +374,24 @@ class Person:
 
 # --- a browser tab for the real app ----------------------------------------------
 
+_DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+async def send(client: httpx.AsyncClient, rec: "Recorder", method: str, url: str, **kw: Any) -> httpx.Response:
+    """One request; retried once when the connection was dropped before any answer came back.
+
+    Browsers do the same when a reused keep-alive connection turns out to be
+    closed (uvicorn closes idle ones after 5 s; a request can cross the close).
+    A retried click may reach the server twice: the app must (and does) treat
+    the second as a replay. Retries are counted in rec.events["retry_after_dropped_connection"].
+    """
+    try:
+        return await client.request(method, url, **kw)
+    except _DROPPED:
+        rec.events["retry_after_dropped_connection"] += 1
+        return await client.request(method, url, **kw)
+
+
 
 def _session_hash() -> str:
     return "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(11))
@@ -435,7 +453,7 @@ class Browser:
         assert self.profile is not None
         body = {"data": data, "event_data": None, "fn_index": self.profile.fn[api_name],
                 "trigger_id": self.profile.trigger.get(api_name), "session_hash": self.session_hash}
-        r = await self.client.post("/gradio_api/run/predict", json=body)
+        r = await send(self.client, self.rec, "POST", "/gradio_api/run/predict", json=body)
         try:
             payload = r.json()
         except ValueError:
@@ -462,7 +480,7 @@ class Browser:
     async def fetch_image(self, url: str, *, preload: bool) -> float:
         started = time.monotonic()
         try:
-            r = await self.client.get(url)
+            r = await send(self.client, self.rec, "GET", url)
         except httpx.HTTPError as exc:
             self.rec.error(("preload_" if preload else "image_") + _kind_of(exc))
             return time.monotonic() - started
@@ -507,13 +525,16 @@ class Browser:
         shown = self.view
         label = self.profile.labels[label_index] if self.profile and self.profile.labels else str(label_index)
         started = time.monotonic()
+        retries = self.rec.events["retry_after_dropped_connection"]
         try:
             view = await self.event(f"label_{label_index}", [shown.ticket, comment, shown.choices])
         except EventError as exc:
             if self.rec.in_window(started):
                 self.rec.error("click_" + exc.kind)
             raise
-        if shown.record_id is not None and not (view.message and "already recorded" in view.message):
+        replay = bool(view.message and "already recorded" in view.message)
+        retried = self.rec.events["retry_after_dropped_connection"] > retries  # the first try may have counted
+        if shown.record_id is not None and (not replay or retried):
             self.person.accepted.append(Answer(self.person.user, shown.record_id, label, comment.strip(),
                                                time.monotonic()))
         await self.show(view, started)
@@ -615,7 +636,7 @@ class BaselineBrowser:
         body = {"data": data, "event_data": None, "fn_index": self.profile.fn[api_name],
                 "trigger_id": self.profile.trigger.get(api_name), "session_hash": self.session_hash}
         try:
-            r = await self.client.post("/gradio_api/queue/join", json=body)
+            r = await send(self.client, self.rec, "POST", "/gradio_api/queue/join", json=body)
             if r.status_code != 200:
                 raise EventError(f"http_{r.status_code}", r.text[:200])
             event_id = r.json()["event_id"]
@@ -657,7 +678,7 @@ class BaselineBrowser:
             return
         started = time.monotonic()
         try:
-            r = await self.client.get(self.image_url)
+            r = await send(self.client, self.rec, "GET", self.image_url)
             ok = r.status_code == 200 and bool(r.content)
             if not ok:
                 self.rec.error(f"image_http_{r.status_code}")
