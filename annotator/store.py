@@ -739,7 +739,9 @@ class Store:
 
     def dashboard_answers_version(self) -> tuple[int, datetime | None]:
         """(current answers, latest change): differs whenever an answer is added or changed."""
-        count, latest = self._cur().execute("SELECT count(*), max(updated_at) FROM responses").fetchone()
+        # fetchall, not fetchone: a result left unexhausted keeps this thread's read transaction open, and
+        # once the writer commits an UPDATE, close()'s CHECKPOINT then fails ("other write transactions").
+        [(count, latest)] = self._cur().execute("SELECT count(*), max(updated_at) FROM responses").fetchall()
         return count, latest
 
     def dashboard_overlapping_answers(self) -> list[tuple[int, str, tuple[str, ...]]]:

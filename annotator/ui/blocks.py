@@ -6,22 +6,31 @@ from typing import Any
 
 import gradio as gr
 
+from annotator.dashboard import Dashboard
 from annotator.runtime import Runtime
+from annotator.ui.admin import register_api
 from annotator.ui.annotate import AnnotateView, keys_script
+from annotator.ui.dashboard import DashboardView
 from annotator.ui.identity import identify, speak
 
 
 def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, str]:
     """The Blocks and the <head> it needs (Gradio 6 takes head at launch/mount time)."""
     view = AnnotateView(runtime)
+    board = Dashboard(runtime)
+    dashboard = DashboardView(runtime, board)
     task = runtime.task
     label_keys = [(l.key, f"label-{i}") for i, l in enumerate(task.labels) if l.key]
     with gr.Blocks(title=task.title, analytics_enabled=False) as demo:
         if runtime.settings.auth_mode == "hf":
             gr.LoginButton()
-        with gr.Tab("Annotate", id="annotate"):
+        with gr.Tab("Annotate", id="annotate") as annotate_tab:
             view.build(demo)
+        with gr.Tab("Dashboard", id="dashboard", elem_id="tab-dashboard") as dashboard_tab:
+            dashboard.build()
+        dashboard.wire(dashboard_tab, [annotate_tab])
         _api(runtime)
+        register_api(runtime, board)
     return demo, keys_script(label_keys, task.kind == "multi_label")
 
 

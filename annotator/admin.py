@@ -1,0 +1,128 @@
+"""The admin actions as business rules: who may, what is valid, what is audited.
+
+Every action takes the caller's Identity and refuses anyone who is not an
+admin (`Access.require_admin` raises AuthError) before it reads or changes
+anything; a refused or invalid request changes nothing and writes no audit
+row. An action that is carried out writes one audit row (actor, action,
+detail) through the writer and waits briefly for it to commit, so the
+result can say whether the audit entry is saved.
+
+Bad input raises `InputError` (from the service) with a message for the
+organizer; the view shows it next to the action.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from annotator.auth import Access, Identity
+from annotator.dashboard import EXPORT_NOT_CONFIGURED
+from annotator.runtime import Runtime
+from annotator.service import InputError
+
+__all__ = ["ActionResult", "MAX_EXTRA", "active_settings", "audit_log", "export_now", "release_user",
+           "reopen_record"]
+
+MAX_EXTRA = 10
+AUDIT_WAIT = 5.0
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    action: str
+    message: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    audited: bool = False            # the audit row is committed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "message": self.message, "detail": self.detail, "audited": self.audited}
+
+
+def export_now(rt: Runtime, who: Identity) -> ActionResult:
+    """Ask the exporter for a push now; its outcome shows in the dashboard's health (last export)."""
+    Access.require_admin(who)
+    exporter = getattr(rt, "exporter", None)
+    if exporter is None:
+        raise InputError(EXPORT_NOT_CONFIGURED)
+    try:
+        exporter.trigger()
+    except RuntimeError as exc:  # the exporter is stopped (shutting down)
+        raise InputError(f"export cannot start: {exc}") from None
+    repo = rt.settings.export_repo or ""
+    return _audited(rt, who, "export_now", {"repo": repo},
+                    f"Export to {repo} started; its result shows under Health, last export.")
+
+
+def release_user(rt: Runtime, who: Identity, user: object) -> ActionResult:
+    """End every lease `user` holds (records on screen and in the prefetch buffer) at once."""
+    Access.require_admin(who)
+    name = user.strip() if isinstance(user, str) else ""
+    if not name or len(name) > 200:
+        raise InputError("Name the annotator whose records to release (their user name, as in the table).")
+    released = rt.service.release(name)
+    message = (f"Released {released} record(s) held by {name}; others can take them now." if released
+               else f"{name} held no records; nothing to release.")
+    return _audited(rt, who, "release_user", {"user": name, "released": released}, message)
+
+
+def reopen_record(rt: Runtime, who: Identity, record_id: object, extra: object) -> ActionResult:
+    """Ask for `extra` (1..MAX_EXTRA) more answers on one record than it needs now."""
+    Access.require_admin(who)
+    rid = _whole(record_id, "record id")
+    more = _whole(extra, "number of extra answers")
+    if not 1 <= more <= MAX_EXTRA:
+        raise InputError(f"Ask for 1 to {MAX_EXTRA} extra answers, not {more}.")
+    record = rt.backend.records([rid]).get(rid) if rid > 0 else None
+    if record is None:
+        raise InputError(f"There is no record {rid}; use an id from the export or the records table.")
+    try:
+        rt.backend.reopen(rid, more)
+    except KeyError:
+        raise InputError(f"Record {rid} is not in this run's queue; restart the app to include it.") from None
+    need = rt.task.overlap + record.extra_answers + more
+    return _audited(rt, who, "reopen", {"record_id": rid, "extra": more},
+                    f"Record {rid} reopened: it now needs {need} answers.")
+
+
+def active_settings(rt: Runtime, who: Identity) -> tuple[dict[str, str], ActionResult]:
+    """The settings in force, by environment name, secrets masked."""
+    Access.require_admin(who)
+    items = rt.settings.public_items()
+    return items, _audited(rt, who, "view_settings", {}, f"{len(items)} settings in force.")
+
+
+def audit_log(rt: Runtime, who: Identity, limit: int = 20) -> list[tuple[datetime, str, str, dict[str, Any]]]:
+    """The latest audit entries, newest first: (at, actor, action, detail). Reading it is not audited."""
+    Access.require_admin(who)
+    return rt.store.audit_log(limit)
+
+
+def _whole(value: object, what: str) -> int:
+    if isinstance(value, bool):
+        raise InputError(f"The {what} must be a whole number.")
+    if isinstance(value, str):
+        value = value.strip()
+        try:
+            value = float(value) if value else None
+        except ValueError:
+            raise InputError(f"The {what} must be a whole number, not {value!r}.") from None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    raise InputError(f"The {what} must be a whole number.")
+
+
+def _audited(rt: Runtime, who: Identity, action: str, detail: dict[str, Any], message: str) -> ActionResult:
+    ack = rt.backend.audit(who.name, action, detail)
+    try:
+        ack.result(timeout=AUDIT_WAIT)
+        audited = True
+    except FutureTimeout:
+        audited = False
+        message += " (The audit entry is queued; storage is slow to commit it.)"
+    return ActionResult(action, message, detail, audited)

@@ -1,0 +1,451 @@
+"""What the organizer's dashboard shows, computed from the store and the running parts; no Gradio.
+
+Everyone signed in sees the team view (progress, answers over time, label
+distribution, who is active); admins also see per-annotator numbers,
+agreement and health. Which of the two a person gets is decided here
+(`Dashboard.snapshot`), not in the view.
+
+Cost: the team view is a few small aggregate queries, shared by every
+viewer for `team_max_age` seconds. The admin view adds one query per
+annotator table and, only when an answer changed since the last time, the
+read of the overlapping answers that agreement is computed from. Writer,
+click-latency and lease figures are read from memory.
+
+Progress categories are disjoint: a record is *complete* when its submitted
+answers reach the overlap plus the extra answers asked for by a reopen,
+*partly done* with at least one submitted answer but fewer, *only skipped*
+with no submitted answer but at least one skip, *untouched* with neither.
+(`annotator.stats` counts only-skipped records as untouched.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from annotator import metrics
+from annotator.auth import Identity
+from annotator.metrics import AgreementResult
+from annotator.runtime import Runtime
+from annotator.store import utcnow
+
+__all__ = [
+    "AdminView", "AgreementSummary", "AnnotatorStats", "Dashboard", "ExportInfo", "Health", "LabelAgreement",
+    "LeaseHolder", "Snapshot", "TeamProgress", "TeamView", "TimelinePoint", "agreement", "team_progress",
+    "timeline", "EXPORT_NOT_CONFIGURED",
+]
+
+EXPORT_NOT_CONFIGURED = "export not configured: set EXPORT_REPO and HF_TOKEN"
+LOW_DISK_BYTES = 512 * 1024 * 1024
+
+
+# --- what the dashboard shows ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TeamProgress:
+    records: int
+    complete: int
+    partial: int
+    skipped: int          # records with skips and no submitted answer
+    untouched: int
+    answers: int          # submitted answers
+    skips: int
+    answers_done: int     # submitted answers counted up to each record's need
+    answers_needed: int   # sum over records of overlap + extra answers
+
+    @property
+    def percent_done(self) -> float:
+        return round(100.0 * self.answers_done / self.answers_needed, 1) if self.answers_needed else 100.0
+
+
+@dataclass(frozen=True)
+class TimelinePoint:
+    start: datetime       # naive UTC, start of the bucket
+    submitted: int
+    skipped: int
+
+
+@dataclass(frozen=True)
+class TeamView:
+    at: datetime
+    progress: TeamProgress
+    timeline: tuple[TimelinePoint, ...]
+    bucket_minutes: float
+    labels: tuple[tuple[str, int], ...]   # every label of the task, in task order, then any other seen
+    active: tuple[str, ...]               # annotators active within the active window, sorted
+
+
+@dataclass(frozen=True)
+class AnnotatorStats:
+    user: str
+    answers: int
+    skips: int
+    median_seconds: float | None          # median time per submitted answer
+    agreement: float | None               # share of compared records matching the others' majority
+    compared: int                         # records where others answered too
+    last_active: datetime | None          # naive UTC
+    active: bool
+    leases: int
+
+
+@dataclass(frozen=True)
+class LabelAgreement:
+    label: str
+    alpha: AgreementResult
+    fleiss: AgreementResult
+
+
+@dataclass(frozen=True)
+class AgreementSummary:
+    """Agreement over records with at least two submitted answers.
+
+    Single label: nominal Krippendorff alpha and Fleiss kappa (kappa only when
+    every such record has the same number of answers, else its value is None
+    and `equal_answers` is False). Multi label: both per label, each label
+    read as present/absent.
+    """
+    kind: str
+    n_records: int
+    n_answers: int
+    equal_answers: bool
+    alpha: AgreementResult | None
+    fleiss: AgreementResult | None
+    per_label: tuple[LabelAgreement, ...]
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    user: str
+    on_screen: int | None          # the record on their screen (hard lease)
+    buffered: tuple[int, ...]      # records in their prefetch buffer (soft leases)
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    repo: str
+    state: str
+    last_result: str | None
+    last_error: str | None
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    next_run_at: datetime | None
+    commit_url: str | None
+    progress: float | None             # share of rows done while building or uploading
+
+
+@dataclass(frozen=True)
+class Health:
+    queue_depth: int
+    commits: int
+    commit_p50_ms: float | None
+    commit_p99_ms: float | None
+    failed_commits: int
+    writer_retrying: bool
+    writer_error: str | None
+    click_p50_ms: float | None
+    click_p99_ms: float | None
+    clicks: int                              # click samples behind the percentiles
+    leases: tuple[LeaseHolder, ...]
+    data_dir: str
+    persistent: bool | None                  # None: not measured
+    storage: tuple[str, ...]                 # what the storage probe measured at start, as lines
+    storage_recommendation: str | None
+    free_bytes: int | None
+    total_bytes: int | None
+    export: ExportInfo | None                # None: export not configured
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AdminView:
+    annotators: tuple[AnnotatorStats, ...]
+    agreement: AgreementSummary
+    health: Health
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one person may see right now; `admin` is None for everyone but admins."""
+    at: datetime
+    team: TeamView
+    admin: AdminView | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON types only (datetimes as ISO strings, naive UTC)."""
+        out = {"at": self.at, "team": self.team}
+        if self.admin is not None:
+            out.update(annotators=self.admin.annotators, agreement=self.admin.agreement, health=self.admin.health)
+        out = _jsonable(out)
+        out["team"]["progress"]["percent_done"] = self.team.progress.percent_done
+        return out
+
+
+# --- pure aggregation ------------------------------------------------------------------------
+
+def team_progress(groups: Iterable[tuple[int, int, int, int]], overlap: int) -> TeamProgress:
+    """Progress from (extra_answers, submitted, skipped, records) groups (`Store.dashboard_record_groups`)."""
+    records = complete = partial = skipped = untouched = answers = skips = done = needed = 0
+    for extra, n_submitted, n_skipped, n in groups:
+        need = overlap + extra
+        records += n
+        answers += n_submitted * n
+        skips += n_skipped * n
+        needed += need * n
+        done += min(n_submitted, need) * n
+        if n_submitted >= need:
+            complete += n
+        elif n_submitted:
+            partial += n
+        elif n_skipped:
+            skipped += n
+        else:
+            untouched += n
+    return TeamProgress(records, complete, partial, skipped, untouched, answers, skips, done, needed)
+
+
+def timeline(rows: Iterable[tuple[datetime, str, int]], bucket: timedelta, until: datetime,
+             since: datetime | None = None) -> tuple[TimelinePoint, ...]:
+    """Answers per bucket from (bucket start, status, n) rows (`Store.dashboard_timeline`).
+
+    Every bucket from the one before the first answer (when that is not
+    before `since`, where the rows stop) to `until`'s is included, so a quiet
+    stretch shows as zero rather than as a line between two busy ones, and a
+    single busy bucket still draws a line.
+    """
+    counts: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
+    for start, status, n in rows:
+        counts[start][0 if status == "submitted" else 1] += n
+    if not counts:
+        return ()
+    step = bucket.total_seconds()
+    first = min(counts)
+    last = max(max(counts), first + timedelta(seconds=((until - first).total_seconds() // step) * step))
+    t = first - bucket if since is None or first - bucket >= since else first
+    points = []
+    while t <= last:
+        submitted, skipped = counts.get(t, (0, 0))
+        points.append(TimelinePoint(t, submitted, skipped))
+        t += bucket
+    return tuple(points)
+
+
+def agreement(rows: Iterable[tuple[int, str, Sequence[str]]], kind: str,
+              labels: Sequence[str]) -> tuple[AgreementSummary, dict[str, AgreementResult]]:
+    """Agreement summary and per-annotator agreement with the others' majority.
+
+    `rows` are (record_id, user, answer) of submitted answers; records with
+    fewer than two answers are left out. For multi-label tasks an annotator
+    agrees with the others when their whole label set matches the others'
+    most frequent set.
+    """
+    by_record: dict[int, dict[str, tuple[str, ...]]] = defaultdict(dict)
+    for rid, user, answer in rows:
+        by_record[rid][user] = tuple(answer)
+    by_record = {rid: answers for rid, answers in by_record.items() if len(answers) >= 2}
+    sizes = {len(answers) for answers in by_record.values()}
+    n_answers = sum(len(answers) for answers in by_record.values())
+    alpha = fleiss = None
+    per_label: tuple[LabelAgreement, ...] = ()
+    if kind == "multi_label":
+        sets = {rid: [frozenset(a) for a in answers.values()] for rid, answers in by_record.items()}
+        alphas = metrics.krippendorff_alpha_multilabel(sets, labels)
+        per_label = tuple(
+            LabelAgreement(label, alphas[label],
+                           metrics.fleiss_kappa({rid: [label in s for s in ss] for rid, ss in sets.items()}))
+            for label in alphas)
+        votes = {rid: {user: "+".join(sorted(a)) for user, a in answers.items()}
+                 for rid, answers in by_record.items()}
+    else:
+        votes = {rid: {user: a[0] for user, a in answers.items() if a} for rid, answers in by_record.items()}
+        units = {rid: list(answers.values()) for rid, answers in votes.items()}
+        alpha = metrics.krippendorff_alpha_nominal(units)
+        fleiss = metrics.fleiss_kappa(units)
+    summary = AgreementSummary(kind=kind, n_records=len(by_record), n_answers=n_answers,
+                               equal_answers=len(sizes) <= 1, alpha=alpha, fleiss=fleiss, per_label=per_label)
+    return summary, metrics.annotator_agreement(votes)
+
+
+# --- the reader ------------------------------------------------------------------------------
+
+class Dashboard:
+    """Reads the dashboard for one runtime.
+
+    Args:
+        runtime: the open Runtime; its `exporter` (None when EXPORT_REPO is
+            unset) and `storage` (the storage probe's report at start) feed
+            the health view, and may be absent.
+        team_max_age: seconds a team view is shared between viewers (default 5).
+        active_window: activity this recent counts as "active now" (default 5 minutes).
+        bucket: width of a timeline bucket (default 5 minutes).
+        span: how far back the timeline goes (default 12 hours).
+
+    Thread-safe; every method reads, none writes.
+
+        board = Dashboard(runtime)
+        snap = board.snapshot(runtime.access.identify(None, "ann"))
+        snap.team.progress.complete, snap.admin   # None unless ann is an admin
+    """
+
+    def __init__(self, runtime: Runtime, *, team_max_age: float = 5.0,
+                 active_window: timedelta = timedelta(minutes=5), bucket: timedelta = timedelta(minutes=5),
+                 span: timedelta = timedelta(hours=12)) -> None:
+        self.rt = runtime
+        self.team_max_age = team_max_age
+        self.active_window = active_window
+        self.bucket = bucket
+        self.span = span
+        self._lock = threading.Lock()
+        self._team: tuple[float, TeamView, list[tuple]] | None = None
+        self._agreement: tuple[tuple, AgreementSummary, dict[str, AgreementResult]] | None = None
+
+    def snapshot(self, who: Identity) -> Snapshot:
+        """The team view for everyone; per-annotator, agreement and health only for admins."""
+        team, users = self._team_view()
+        admin = self._admin_view(team.at, users) if who.is_admin else None
+        return Snapshot(at=team.at, team=team, admin=admin)
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _team_view(self) -> tuple[TeamView, list[tuple]]:
+        with self._lock:
+            cached = self._team
+            if cached is not None and time.monotonic() - cached[0] < self.team_max_age:
+                return cached[1], cached[2]
+            store, task = self.rt.store, self.rt.task
+            now = utcnow()
+            progress = team_progress(store.dashboard_record_groups(), task.overlap)
+            since = now - self.span
+            points = timeline(store.dashboard_timeline(since, int(self.bucket.total_seconds())), self.bucket, now,
+                              since)
+            seen = dict(store.dashboard_label_counts())
+            labels = tuple((name, seen.pop(name, 0)) for name in task.label_names) + tuple(sorted(seen.items()))
+            users = store.dashboard_users()
+            holders = set(self.rt.backend.leases())
+            cutoff = now - self.active_window
+            active = tuple(sorted({u for u, *_rest, last in users if last is not None and last >= cutoff} | holders))
+            view = TeamView(at=now, progress=progress, timeline=points, bucket_minutes=self.bucket.total_seconds() / 60,
+                            labels=labels, active=active)
+            self._team = (time.monotonic(), view, users)
+            return view, users
+
+    def _agreement_now(self) -> tuple[AgreementSummary, dict[str, AgreementResult]]:
+        store, task = self.rt.store, self.rt.task
+        version = store.dashboard_answers_version()
+        with self._lock:
+            if self._agreement is not None and self._agreement[0] == version:
+                return self._agreement[1], self._agreement[2]
+        summary, per_user = agreement(store.dashboard_overlapping_answers(), task.kind, task.label_names)
+        with self._lock:
+            self._agreement = (version, summary, per_user)
+        return summary, per_user
+
+    def _admin_view(self, now: datetime, users: list[tuple]) -> AdminView:
+        summary, per_user = self._agreement_now()
+        leases = self.rt.backend.leases()
+        cutoff = now - self.active_window
+        rows = []
+        for user, answers, skips, median_ms, last in users:
+            agree = per_user.get(user)
+            rows.append(AnnotatorStats(
+                user=user, answers=answers, skips=skips,
+                median_seconds=None if median_ms is None else round(median_ms / 1000.0, 2),
+                agreement=agree.value if agree else None, compared=agree.n_records if agree else 0,
+                last_active=last, active=(last is not None and last >= cutoff) or user in leases,
+                leases=len(leases.get(user, ()))))
+        known = {r.user for r in rows}
+        rows += [AnnotatorStats(user, 0, 0, None, None, 0, None, True, len(held))
+                 for user, held in leases.items() if user not in known]
+        rows.sort(key=lambda r: (-r.answers, r.user))
+        return AdminView(annotators=tuple(rows), agreement=summary, health=self._health(leases))
+
+    def _health(self, leases: dict[str, list[tuple[int, str]]]) -> Health:
+        rt = self.rt
+        writer = rt.backend.writer_health()
+        clicks = rt.service.click_latency
+        click = clicks.percentiles((50, 99))
+        holders = tuple(LeaseHolder(user, next((r for r, kind in held if kind == "hard"), None),
+                                    tuple(r for r, kind in held if kind != "hard"))
+                        for user, held in sorted(leases.items()))
+        data_dir = Path(rt.settings.data_dir)
+        try:
+            usage = shutil.disk_usage(data_dir)
+            free, total = usage.free, usage.total
+        except OSError:
+            free = total = None
+        report = getattr(rt, "storage", None)
+        persistent, facts, recommendation = _storage_facts(report)
+        exporter = getattr(rt, "exporter", None)
+        export = _export_info(exporter.status()) if exporter is not None else None
+
+        warnings = []
+        if writer.retrying:
+            warnings.append(f"Storage is failing: {writer.queue_depth} write(s) wait in memory and are retried "
+                            f"({writer.last_error or 'no error text'}). Nothing is lost while the app runs.")
+        if exporter is None and persistent is False:
+            warnings.append(f"DATA_DIR={data_dir} is NOT persistent and export is not configured: every answer "
+                            f"is lost when the Space restarts. Set EXPORT_REPO and HF_TOKEN, or attach "
+                            f"persistent storage.")
+        elif exporter is None and persistent is None:
+            how = "was not measured" if report is None else "may not survive a restart"
+            warnings.append(f"Nothing shows that answers survive a restart: DATA_DIR={data_dir} {how} and export "
+                            f"is not configured (set EXPORT_REPO and HF_TOKEN).")
+        if free is not None and free < LOW_DISK_BYTES:
+            warnings.append(f"Only {free / 2**20:.0f} MB free on DATA_DIR={data_dir}.")
+        if export is not None and export.last_result == "failed":
+            warnings.append(f"The last export to {export.repo} failed: {export.last_error or 'no error text'}.")
+        return Health(
+            queue_depth=writer.queue_depth, commits=writer.commits,
+            commit_p50_ms=_ms(writer.commit_latency.get("p50")), commit_p99_ms=_ms(writer.commit_latency.get("p99")),
+            failed_commits=writer.failed_commits, writer_retrying=writer.retrying, writer_error=writer.last_error,
+            click_p50_ms=_ms(click["p50"]), click_p99_ms=_ms(click["p99"]), clicks=clicks.count,
+            leases=holders, data_dir=str(data_dir), persistent=persistent, storage=facts,
+            storage_recommendation=recommendation, free_bytes=free, total_bytes=total, export=export,
+            warnings=tuple(warnings))
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 1)
+
+
+def _storage_facts(report: Any) -> tuple[bool | None, tuple[str, ...], str | None]:
+    """(persistent, what was measured as lines, recommendation) from the storage probe's report."""
+    if report is None:
+        return None, (), None
+    persistent = getattr(report, "persistent", None)
+    recommendation = getattr(report, "recommendation", None)
+    if callable(getattr(report, "lines", None)):
+        lines = [str(line) for line in report.lines() if line != recommendation]
+    elif dataclasses.is_dataclass(report):
+        lines = [f"{f.name.replace('_', ' ')}: {getattr(report, f.name)}" for f in dataclasses.fields(report)
+                 if f.name not in ("persistent", "recommendation")]
+    else:
+        lines = [str(report)]
+    return (persistent if isinstance(persistent, bool) else None), tuple(lines), \
+        None if recommendation is None else str(recommendation)
+
+
+def _export_info(status: Any) -> ExportInfo:
+    get = lambda name: getattr(status, name, None)  # noqa: E731 - the exporter's status, field by field
+    return ExportInfo(repo=str(get("repo") or ""), state=str(get("state") or "unknown"),
+                      last_result=get("last_result"), last_error=get("last_error"),
+                      last_attempt_at=get("last_attempt_at"), last_success_at=get("last_success_at"),
+                      next_run_at=get("next_run_at"), commit_url=get("commit_url"), progress=get("progress"))
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value

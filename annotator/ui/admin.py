@@ -1,0 +1,146 @@
+"""Admin actions on the dashboard, and the admin API endpoints.
+
+Each handler names the caller from the server-side session and calls one
+function of `annotator.admin`, which refuses non-admins before doing
+anything. The section is shown only to admins, but nothing relies on that:
+a non-admin who triggers a handler (or calls the API) gets a refusal and
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Callable
+
+import gradio as gr
+import pandas as pd
+
+from annotator import admin
+from annotator.auth import AuthError, Identity
+from annotator.dashboard import Dashboard
+from annotator.runtime import Runtime
+from annotator.service import InputError
+from annotator.ui.identity import identify, speak
+
+AUDIT_COLUMNS = ["at (UTC)", "who", "action", "detail"]
+SETTINGS_COLUMNS = ["setting", "value"]
+
+
+def _ok(message: str) -> str:
+    return f"<div id='admin-result' class='admin-ok' style='color:#15803d'>✔ {html.escape(message)}</div>"
+
+
+def _error(message: str) -> str:
+    return f"<div id='admin-result' class='admin-error' style='color:#b91c1c;font-weight:600'>✖ " \
+           f"{html.escape(message)}</div>"
+
+
+class AdminActions:
+    """Export now, release a person's records, reopen a record, show settings; and the audit log."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    def build(self) -> None:
+        """Call inside the dashboard's admin-only section."""
+        gr.Markdown("### Admin actions\nEach action is checked on the server and written to the audit log.")
+        with gr.Row():
+            self.export = gr.Button("Export to the Hub now", elem_id="admin-export", size="sm")
+            self.show_settings = gr.Button("Show active settings", elem_id="admin-settings", size="sm")
+        with gr.Row(equal_height=True):
+            self.user = gr.Textbox(label="Annotator", placeholder="user name", elem_id="admin-user", scale=2)
+            self.release = gr.Button("Release all their records", elem_id="admin-release", size="sm", scale=1)
+        with gr.Row(equal_height=True):
+            self.record = gr.Number(label="Record id", value=None, precision=0, elem_id="admin-record", scale=1)
+            self.extra = gr.Number(label=f"Extra answers (1-{admin.MAX_EXTRA})", value=1, precision=0, minimum=1,
+                                   maximum=admin.MAX_EXTRA, elem_id="admin-extra", scale=1)
+            self.reopen = gr.Button("Reopen for more answers", elem_id="admin-reopen", size="sm", scale=1)
+        self.result = gr.HTML(elem_id="admin-result-box")
+        self.settings = gr.Dataframe(headers=SETTINGS_COLUMNS, visible=False, interactive=False,
+                                     elem_id="admin-settings-table", label="Active settings (secrets masked)")
+        self.audit = gr.Dataframe(headers=AUDIT_COLUMNS, interactive=False, elem_id="admin-audit",
+                                  label="Audit log (latest 20)", max_height=300)
+
+    def audit_frame(self, who: Identity | None) -> pd.DataFrame:
+        """The latest audit entries for an admin; an empty table for anyone else."""
+        rows = []
+        if who is not None and who.is_admin:
+            rows = [[at.strftime("%Y-%m-%d %H:%M:%S"), actor, action, json.dumps(detail, sort_keys=True)]
+                    for at, actor, action, detail in admin.audit_log(self.rt, who)]
+        return pd.DataFrame(rows, columns=AUDIT_COLUMNS)
+
+    def wire(self) -> None:
+        rt = self.rt
+
+        def run(profile: gr.OAuthProfile | None, request: gr.Request,
+                call: Callable[[Identity], admin.ActionResult]) -> list[Any]:
+            try:
+                who = identify(rt.access, profile, request)
+                result = call(who)
+            except (AuthError, InputError) as exc:
+                return [_error(str(exc)), gr.skip()]
+            return [_ok(result.message), self.audit_frame(who)]
+
+        def export_handler(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
+            return run(profile, request, lambda who: admin.export_now(rt, who))
+
+        def release_handler(user: str, profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
+            return run(profile, request, lambda who: admin.release_user(rt, who, user))
+
+        def reopen_handler(record: float | None, extra: float | None, profile: gr.OAuthProfile | None,
+                           request: gr.Request) -> list[Any]:
+            return run(profile, request, lambda who: admin.reopen_record(rt, who, record, extra))
+
+        def settings_handler(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
+            try:
+                who = identify(rt.access, profile, request)
+                items, result = admin.active_settings(rt, who)
+            except AuthError as exc:
+                return [_error(str(exc)), gr.skip(), gr.Dataframe(visible=False)]
+            table = pd.DataFrame(sorted(items.items()), columns=SETTINGS_COLUMNS)
+            return [_ok(result.message), self.audit_frame(who), gr.Dataframe(value=table, visible=True)]
+
+        common = dict(api_name=False, concurrency_limit=2, concurrency_id="admin-actions")
+        outputs = [self.result, self.audit]
+        self.export.click(export_handler, None, outputs, **common)
+        self.release.click(release_handler, [self.user], outputs, **common)
+        self.reopen.click(reopen_handler, [self.record, self.extra], outputs, **common)
+        self.show_settings.click(settings_handler, None, outputs + [self.settings], **common)
+
+
+def register_api(runtime: Runtime, board: Dashboard) -> None:
+    """Named endpoints: the dashboard for everyone signed in, the admin actions for admins only."""
+    access = runtime.access
+
+    def who(profile: gr.OAuthProfile | None, request: gr.Request) -> Identity:
+        return speak(lambda: identify(access, profile, request))
+
+    def dashboard(profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
+        """Team progress for everyone signed in; annotators, agreement and health for admins."""
+        return board.snapshot(who(profile, request)).as_dict()
+
+    def admin_export(profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
+        """Admins: push the results to EXPORT_REPO now."""
+        caller = who(profile, request)
+        return speak(lambda: admin.export_now(runtime, caller)).as_dict()
+
+    def admin_release_user(user: str, profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
+        """Admins: free every record `user` holds."""
+        caller = who(profile, request)
+        return speak(lambda: admin.release_user(runtime, caller, user)).as_dict()
+
+    def admin_reopen(record_id: int, extra: int, profile: gr.OAuthProfile | None,
+                     request: gr.Request) -> dict[str, Any]:
+        """Admins: ask for `extra` (1-10) more answers on record `record_id`."""
+        caller = who(profile, request)
+        return speak(lambda: admin.reopen_record(runtime, caller, record_id, extra)).as_dict()
+
+    def admin_settings(profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
+        """Admins: the settings in force, secrets masked."""
+        caller = who(profile, request)
+        items, result = speak(lambda: admin.active_settings(runtime, caller))
+        return {"settings": items, **result.as_dict()}
+
+    for fn in (dashboard, admin_export, admin_release_user, admin_reopen, admin_settings):
+        gr.api(fn, api_name=fn.__name__, concurrency_limit=4, concurrency_id="admin-api")

@@ -1,0 +1,255 @@
+"""The Dashboard tab: team progress for everyone; annotators, agreement, health and actions for admins.
+
+Every handler names the caller from the server-side session and asks
+`Dashboard.snapshot(who)`, which decides what that person may see: the
+admin sections are filled only for admins, whatever the page shows or hides.
+Refresh is a button, the tab's select event, and a 15 s timer that runs only
+for an admin while the Dashboard tab is selected (selecting another tab
+stops it). Annotators never get a timer: each tick in each open tab would be
+a queued event.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import gradio as gr
+import pandas as pd
+
+from annotator.auth import AuthError, Identity
+from annotator.dashboard import (EXPORT_NOT_CONFIGURED, AgreementSummary, Dashboard, Health, Snapshot,
+                                 TeamView)
+from annotator.metrics import AgreementResult
+from annotator.runtime import Runtime
+from annotator.ui.admin import AdminActions
+from annotator.ui.identity import identify
+
+REFRESH_SECONDS = 15.0
+ANNOTATOR_COLUMNS = ["annotator", "answers", "skips", "median s / record", "agreement %", "compared on",
+                     "last active (UTC)", "active", "leases"]
+
+CSS = """<style>
+  #dash-progress .dash-bar { display: flex; height: 18px; border-radius: 4px; overflow: hidden; background: #e5e7eb; }
+  #dash-progress .dash-bar > div { height: 18px; }
+  .dash-complete { background: #16a34a; } .dash-partial { background: #2563eb; }
+  .dash-skipped { background: #f59e0b; } .dash-untouched { background: #d1d5db; }
+  #dash-progress .dash-key { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin: 0 4px 0 12px; }
+  .dash-warn { background: #fef2f2; color: #991b1b; border: 2px solid #dc2626; border-radius: 6px; padding: 8px 12px;
+               margin: 6px 0; font-weight: 600; }
+  .dash-ok { color: #15803d; }
+  .dash-table { border-collapse: collapse; font-size: 0.92em; }
+  .dash-table td, .dash-table th { padding: 2px 10px 2px 0; text-align: left; vertical-align: top; }
+  .dash-muted { color: #6b7280; }
+</style>"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S") if at else "never"
+
+
+def _num(value: float | None, digits: int = 3, unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def progress_html(team: TeamView) -> str:
+    p = team.progress
+    parts = [("complete", p.complete), ("partly done", p.partial), ("only skipped", p.skipped),
+             ("untouched", p.untouched)]
+    classes = ["dash-complete", "dash-partial", "dash-skipped", "dash-untouched"]
+    total = p.records or 1
+    bar = "".join(f'<div class="{c}" style="width:{100 * n / total:.2f}%" title="{_esc(name)}: {n}"></div>'
+                  for (name, n), c in zip(parts, classes))
+    legend = "".join(f'<span class="dash-key {c}"></span>{_esc(name)} <b id="dash-n-{c[5:]}">{n}</b>'
+                     for (name, n), c in zip(parts, classes))
+    active = ", ".join(_esc(u) for u in team.active[:30]) + (" …" if len(team.active) > 30 else "")
+    return (f'<div id="dash-progress"><h3 style="margin:0 0 6px">Team progress: {p.percent_done:g}% '
+            f'<span class="dash-muted">({p.answers_done} of {p.answers_needed} answers needed, '
+            f'{p.records} records)</span></h3><div class="dash-bar">{bar}</div><div style="margin-top:6px">'
+            f'{legend}</div>'
+            f'<div style="margin-top:6px">{p.answers} answers and {p.skips} skips given · '
+            f'<b id="dash-active">{len(team.active)}</b> annotator(s) active in the last minutes'
+            f'{": " + active if active else ""}</div></div>')
+
+
+def timeline_frame(team: TeamView) -> pd.DataFrame:
+    rows = []
+    for point in team.timeline:
+        rows.append({"time": point.start, "answers": point.submitted, "kind": "submitted"})
+        rows.append({"time": point.start, "answers": point.skipped, "kind": "skipped"})
+    frame = pd.DataFrame(rows, columns=["time", "answers", "kind"])
+    frame["time"] = pd.to_datetime(frame["time"])
+    frame["answers"] = frame["answers"].astype("int64")
+    return frame
+
+
+def labels_frame(team: TeamView) -> pd.DataFrame:
+    frame = pd.DataFrame(list(team.labels), columns=["label", "answers"])
+    frame["answers"] = frame["answers"].astype("int64")
+    return frame
+
+
+def annotators_frame(snapshot: Snapshot | None) -> pd.DataFrame:
+    """The per-annotator table; empty for anyone but an admin (or no snapshot)."""
+    rows = []
+    for a in snapshot.admin.annotators if snapshot and snapshot.admin else ():
+        rows.append([a.user, a.answers, a.skips, a.median_seconds,
+                     None if a.agreement is None else round(100 * a.agreement, 1), a.compared,
+                     _when(a.last_active) if a.last_active else "", "yes" if a.active else "", a.leases])
+    return pd.DataFrame(rows, columns=ANNOTATOR_COLUMNS)
+
+
+def _result(name: str, r: AgreementResult | None) -> str:
+    if r is None:
+        return ""
+    value = "not defined for these answers" if r.value is None else f"<b>{r.value:.3f}</b>"
+    return f"<tr><td>{_esc(name)}</td><td>{value}</td><td class='dash-muted'>{r.n_records} records, " \
+           f"{r.n_answers} answers</td></tr>"
+
+
+def agreement_html(summary: AgreementSummary) -> str:
+    head = (f"<h3>Agreement</h3><p>Over the <b id='dash-agreement-n'>{summary.n_records}</b> record(s) with at "
+            f"least two answers ({summary.n_answers} answers).</p>")
+    if not summary.n_records:
+        return f"<div id='dash-agreement-box'>{head}<p class='dash-muted'>Not enough data yet.</p></div>"
+    fleiss_note = "" if summary.equal_answers else (
+        "<p class='dash-muted'>Fleiss' kappa needs the same number of answers on every record; those records "
+        "differ, so only Krippendorff's alpha applies.</p>")
+    if summary.kind == "multi_label":
+        rows = "".join(
+            f"<tr><td>{_esc(l.label)}</td><td>{_num(l.alpha.value)}</td><td>{_num(l.fleiss.value)}</td></tr>"
+            for l in summary.per_label)
+        body = (f"<table class='dash-table'><tr><th>label (present / absent)</th><th>Krippendorff's alpha</th>"
+                f"<th>Fleiss' kappa</th></tr>{rows}</table>")
+    else:
+        rows = _result("Krippendorff's alpha (nominal)", summary.alpha) + _result("Fleiss' kappa", summary.fleiss)
+        body = f"<table class='dash-table'>{rows}</table>"
+    return f"<div id='dash-agreement-box'>{head}{body}{fleiss_note}</div>"
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def health_html(h: Health) -> str:
+    warnings = "".join(f"<div class='dash-warn'>⚠ {_esc(w)}</div>" for w in h.warnings)
+    persistent = {True: "<span class='dash-ok'>yes</span>", False: "<b style='color:#b91c1c'>NO</b>",
+                  None: "unknown" if h.storage else "not measured"}[h.persistent]
+    storage = ""
+    if h.storage:
+        storage += f"<tr><td>storage at start</td><td>{'<br>'.join(_esc(line) for line in h.storage)}</td></tr>"
+    if h.storage_recommendation:
+        storage += f"<tr><td>recommendation</td><td>{_esc(h.storage_recommendation)}</td></tr>"
+    if h.export is None:
+        export = _esc(EXPORT_NOT_CONFIGURED)
+    else:
+        e = h.export
+        doing = f" {100 * e.progress:.0f}%" if e.progress is not None and e.state in ("building", "uploading") else ""
+        export = (f"{_esc(e.repo)}: {_esc(e.state)}{doing}; last result <b>{_esc(e.last_result or 'none yet')}</b>"
+                  f" at {_esc(_when(e.last_attempt_at))}; last success {_esc(_when(e.last_success_at))}"
+                  + (f"; error: {_esc(e.last_error)}" if e.last_error else "")
+                  + (f"; next run {_esc(_when(e.next_run_at))}" if e.next_run_at else ""))
+    if h.leases:
+        lease_rows = "".join(
+            f"<tr><td>{_esc(l.user)}</td><td>{'' if l.on_screen is None else l.on_screen}</td>"
+            f"<td>{_esc(', '.join(map(str, l.buffered[:12])) + (' …' if len(l.buffered) > 12 else ''))}</td></tr>"
+            for l in h.leases)
+        leases = (f"<table class='dash-table'><tr><th>annotator</th><th>on screen</th><th>in buffer</th></tr>"
+                  f"{lease_rows}</table>")
+    else:
+        leases = "<span class='dash-muted'>none</span>"
+    writer = (f"queue depth <b>{h.queue_depth}</b> · commits {h.commits} · commit latency p50 "
+              f"{_num(h.commit_p50_ms, 1, ' ms')} / p99 {_num(h.commit_p99_ms, 1, ' ms')} · failed commits "
+              f"<b>{h.failed_commits}</b>" + (" · <b style='color:#b91c1c'>retrying</b>" if h.writer_retrying else ""))
+    clicks = (f"p50 {_num(h.click_p50_ms, 1, ' ms')} / p99 {_num(h.click_p99_ms, 1, ' ms')} "
+              f"<span class='dash-muted'>(last {h.clicks} clicks)</span>")
+    return (f"<div id='dash-health-box'><h3>Health</h3>{warnings}<table class='dash-table'>"
+            f"<tr><td>writer</td><td>{writer}</td></tr>"
+            f"<tr><td>click handling</td><td>{clicks}</td></tr>"
+            f"<tr><td>DATA_DIR</td><td>{_esc(h.data_dir)} · persistent: {persistent} · free "
+            f"{_bytes(h.free_bytes)} of {_bytes(h.total_bytes)}</td></tr>{storage}"
+            f"<tr><td>last export</td><td id='dash-export'>{export}</td></tr>"
+            f"<tr><td>leases held</td><td>{leases}</td></tr></table></div>")
+
+
+class DashboardView:
+    """Builds the Dashboard tab's content and wires its refreshes."""
+
+    def __init__(self, runtime: Runtime, board: Dashboard) -> None:
+        self.rt = runtime
+        self.board = board
+        self.actions = AdminActions(runtime)
+
+    def build(self) -> None:
+        """Call inside the Dashboard tab."""
+        gr.HTML(CSS, elem_classes=["dash-css"], padding=False)
+        with gr.Row():
+            self.status = gr.Markdown("Open this tab to load the dashboard.", elem_id="dash-status")
+            self.refresh = gr.Button("Refresh", elem_id="dash-refresh", size="sm", scale=0)
+        self.progress = gr.HTML(elem_id="dash-progress-box")
+        with gr.Row():
+            self.timeline = gr.LinePlot(x="time", y="answers", color="kind", elem_id="dash-timeline",
+                                        label="Answers per 5 minutes", x_title="time", y_title="answers",
+                                        color_map={"submitted": "#2563eb", "skipped": "#f59e0b"}, y_lim=[0, None])
+            self.labels = gr.BarPlot(x="label", y="answers", elem_id="dash-labels", label="Label distribution",
+                                     x_title="label", y_title="answers", sort=None)
+        with gr.Column(visible=False, elem_id="dash-admin") as self.admin_section:
+            gr.Markdown("### Annotators\nClick a column header to sort.")
+            self.annotators = gr.Dataframe(headers=ANNOTATOR_COLUMNS, elem_id="dash-annotators", interactive=False,
+                                           datatype=["str", "number", "number", "number", "number", "number",
+                                                     "str", "str", "number"], max_height=400)
+            with gr.Row():
+                self.agreement = gr.HTML(elem_id="dash-agreement")
+                self.health = gr.HTML(elem_id="dash-health")
+            self.actions.build()
+        self.timer = gr.Timer(value=REFRESH_SECONDS, active=False)
+
+    def outputs(self) -> list[Any]:
+        return [self.status, self.progress, self.timeline, self.labels, self.admin_section, self.annotators,
+                self.agreement, self.health, self.actions.audit, self.timer]
+
+    def render(self, who: Identity, snap: Snapshot) -> list[Any]:
+        admin = snap.admin
+        when = snap.at.replace(tzinfo=timezone.utc).strftime("%H:%M:%S UTC")
+        status = f"Updated {when}" + (f" · refreshes every {REFRESH_SECONDS:g} s while this tab is open"
+                                      if admin else " · press Refresh for newer numbers")
+        return [status, progress_html(snap.team), timeline_frame(snap.team), labels_frame(snap.team),
+                gr.Column(visible=admin is not None), annotators_frame(snap),
+                agreement_html(admin.agreement) if admin else "", health_html(admin.health) if admin else "",
+                self.actions.audit_frame(who),
+                gr.Timer(value=REFRESH_SECONDS, active=admin is not None)]
+
+    def _signed_out(self, message: str) -> list[Any]:
+        return [message, "", None, None, gr.Column(visible=False), annotators_frame(None), "", "",
+                self.actions.audit_frame(None), gr.Timer(active=False)]
+
+    def wire(self, tab: gr.Tab, other_tabs: Sequence[gr.Tab]) -> None:
+        def refresh(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
+            try:
+                who = identify(self.rt.access, profile, request)
+            except AuthError as exc:
+                return self._signed_out(str(exc))
+            return self.render(who, self.board.snapshot(who))
+
+        def stop() -> gr.Timer:
+            return gr.Timer(active=False)
+
+        common = dict(concurrency_limit=4, concurrency_id="dashboard", show_progress="hidden")
+        tab.select(refresh, None, self.outputs(), api_name=False, **common)
+        self.refresh.click(refresh, None, self.outputs(), api_name=False, **common)
+        self.timer.tick(refresh, None, self.outputs(), api_name=False, **common)
+        for other in other_tabs:
+            other.select(stop, None, [self.timer], api_name=False, queue=False, show_progress="hidden")
+        self.actions.wire()
+

@@ -1,0 +1,93 @@
+"""The dashboard in a real browser: an admin sees the plots drawn and the annotator table; an annotator
+sees team progress only.
+
+Needs Debian's chromium at /usr/bin/chromium and the playwright package (never `playwright install`).
+Without them the test is skipped, or fails when ANNOTATOR_REQUIRE_BROWSER=1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from dashhelpers import annotate, password, sign_in, start_password_app
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _browser_missing() -> str | None:
+    if not shutil.which(CHROMIUM):
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing (pip install playwright)"
+    return None
+
+
+@pytest.fixture
+def browser():
+    missing = _browser_missing()
+    if missing:
+        if os.environ.get("ANNOTATOR_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"ANNOTATOR_REQUIRE_BROWSER=1 but {missing}")
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+def open_dashboard(browser, url: str, user: str):
+    page = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
+    page.goto(url)
+    page.get_by_label("username").fill(user)
+    page.get_by_label("password").fill(password(user))
+    page.get_by_role("button", name="Login").click()
+    page.get_by_role("tab", name="Dashboard").click()
+    return page
+
+
+def test_admin_sees_plots_and_annotator_table(browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    server = start_password_app(tmp_path)
+    try:
+        for seed, user in enumerate(("ann", "bob")):
+            with sign_in(server, user) as api:
+                assert annotate(api, 6, seed=seed)
+
+        page = open_dashboard(browser, server.url, "admin")
+        expect(page.locator("#dash-progress")).to_contain_text("Team progress", timeout=30_000)
+        expect(page.locator("#dash-n-complete")).not_to_have_text("0")
+        for plot in ("#dash-timeline", "#dash-labels"):   # vega draws into a canvas (or an svg)
+            expect(page.locator(f"{plot} canvas, {plot} svg").first).to_be_visible(timeout=20_000)
+        table = page.locator("#dash-annotators")
+        expect(table).to_be_visible()
+        expect(table).to_contain_text("ann")
+        expect(table).to_contain_text("bob")
+        expect(page.locator("#dash-agreement-box")).to_contain_text("Krippendorff")
+        expect(page.locator("#dash-health-box")).to_contain_text("export not configured: set EXPORT_REPO and HF_TOKEN")
+        expect(page.locator("#admin-export")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "dashboard-admin.png"), full_page=True)
+
+        # an admin action from the page: its result and the audit log show at once
+        page.locator("#admin-user input, #admin-user textarea").first.fill("bob")
+        page.locator("#admin-release").click()
+        expect(page.locator("#admin-result")).to_contain_text("bob")
+        expect(page.locator("#admin-audit")).to_contain_text("release_user")
+
+        annotator = open_dashboard(browser, server.url, "ann")
+        expect(annotator.locator("#dash-progress")).to_contain_text("Team progress", timeout=30_000)
+        expect(annotator.locator("#dash-labels canvas, #dash-labels svg").first).to_be_visible(timeout=20_000)
+        expect(annotator.locator("#dash-admin")).to_be_hidden()
+        expect(annotator.locator("#dash-status")).to_contain_text("press Refresh")
+        annotator.screenshot(path=str(tmp_path / "dashboard-annotator.png"), full_page=True)
+    finally:
+        for context in browser.contexts:  # open pages keep a stream that would delay the server's shutdown
+            context.close()
+        server.stop()
