@@ -308,7 +308,7 @@ class Dashboard:
     def snapshot(self, who: Identity) -> Snapshot:
         """The team view for everyone; per-annotator, agreement and health only for admins."""
         team, users = self._team_view()
-        admin = self._admin_view(team.at, users) if who.is_admin else None
+        admin = self._admin_view(team, users) if who.is_admin else None
         return Snapshot(at=team.at, team=team, admin=admin)
 
     # --- internals -------------------------------------------------------------------------
@@ -346,10 +346,9 @@ class Dashboard:
             self._agreement = (version, summary, per_user)
         return summary, per_user
 
-    def _admin_view(self, now: datetime, users: list[tuple]) -> AdminView:
+    def _admin_view(self, team: TeamView, users: list[tuple]) -> AdminView:
         summary, per_user = self._agreement_now()
         leases = self.rt.backend.leases()
-        cutoff = now - self.active_window
         rows = []
         for user, answers, skips, median_ms, last in users:
             agree = per_user.get(user)
@@ -357,8 +356,7 @@ class Dashboard:
                 user=user, answers=answers, skips=skips,
                 median_seconds=None if median_ms is None else round(median_ms / 1000.0, 2),
                 agreement=agree.value if agree else None, compared=agree.n_records if agree else 0,
-                last_active=last, active=(last is not None and last >= cutoff) or user in leases,
-                leases=len(leases.get(user, ()))))
+                last_active=last, active=user in team.active or user in leases, leases=len(leases.get(user, ()))))
         known = {r.user for r in rows}
         rows += [AnnotatorStats(user, 0, 0, None, None, 0, None, True, len(held))
                  for user, held in leases.items() if user not in known]
