@@ -266,17 +266,21 @@ class Store:
             self._invalid = False
 
     def close(self) -> None:
-        """Checkpoint and close. Idempotent."""
+        """Checkpoint and close. Idempotent.
+
+        The per-thread cursors are closed first: one left holding a half-read
+        result keeps a transaction open, and CHECKPOINT refuses to run beside it.
+        """
         if self._closed:
             return
+        self._closed = True
+        with self._cursors_lock:
+            for cur in self._cursors:
+                cur.close()
+            self._cursors.clear()
         try:
             self._db.execute("CHECKPOINT")
         finally:
-            self._closed = True
-            with self._cursors_lock:
-                for cur in self._cursors:
-                    cur.close()
-                self._cursors.clear()
             self._db.close()
 
     def _close_quietly(self) -> None:
