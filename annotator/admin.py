@@ -14,18 +14,21 @@ organizer; the view shows it next to the action.
 from __future__ import annotations
 
 import math
+import tempfile
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from annotator.auth import Access, Identity
 from annotator.dashboard import EXPORT_NOT_CONFIGURED
+from annotator.export import export_local
 from annotator.runtime import Runtime
 from annotator.service import InputError
 
-__all__ = ["ActionResult", "MAX_EXTRA", "active_settings", "audit_log", "export_now", "release_user",
-           "reopen_record"]
+__all__ = ["ActionResult", "MAX_EXTRA", "active_settings", "audit_log", "export_now", "prepare_downloads",
+           "release_user", "reopen_record"]
 
 MAX_EXTRA = 10
 AUDIT_WAIT = 5.0
@@ -55,6 +58,22 @@ def export_now(rt: Runtime, who: Identity) -> ActionResult:
     repo = rt.settings.export_repo or ""
     return _audited(rt, who, "export_now", {"repo": repo},
                     f"Export to {repo} started; its result shows under Health, last export.")
+
+
+def prepare_downloads(rt: Runtime, who: Identity) -> tuple[list[Path], ActionResult]:
+    """Write the results as local files (Parquet with images, JSONL, CSV) for the admin to download.
+
+    The files go to a fresh folder under the system temp dir, which Gradio may
+    serve; they are handed only to the admin who asked, under an unguessable URL.
+    """
+    Access.require_admin(who)
+    out_dir = Path(tempfile.mkdtemp(prefix="annotator-export-"))
+    written = export_local(rt.store, rt.task, out_dir, rt.settings.images_dir)
+    files = sorted(written.files.values())
+    summary = written.summary
+    return files, _audited(rt, who, "download_export", {"files": [f.name for f in files]},
+                           f"{summary.records} records and {summary.responses} answers written as "
+                           f"{len(files)} files in {written.seconds:.1f} s.")
 
 
 def release_user(rt: Runtime, who: Identity, user: object) -> ActionResult:

@@ -368,3 +368,17 @@ def test_dashboard_reads_leave_no_transaction_open(tmp_path: Path) -> None:
         admin.reopen_record(rt, BOSS, ids[5], 1)  # the writer commits an UPDATE afterwards
     finally:
         rt.close()  # raised "Cannot CHECKPOINT: there are other write transactions active" with fetchone()
+
+
+def test_downloads_only_for_admins_and_audited(single: tuple[Runtime, list[int]]) -> None:
+    rt, _ = single
+    before = store_state(rt)
+    with pytest.raises(AuthError, match="not an admin"):
+        admin.prepare_downloads(rt, ANN)
+    assert store_state(rt) == before
+    files, result = admin.prepare_downloads(rt, BOSS)
+    assert sorted(f.name for f in files) == ["records.csv", "records.jsonl", "records.parquet",
+                                             "responses.csv", "responses.jsonl", "responses.parquet"]
+    assert all(f.stat().st_size > 0 for f in files)
+    assert result.audited and "8 records and 13 answers" in result.message
+    assert rt.store.audit_log()[0][1:3] == ("boss", "download_export")

@@ -81,6 +81,14 @@ def test_admin_sees_plots_and_annotator_table(browser, tmp_path: Path) -> None:
         expect(page.locator("#admin-result")).to_contain_text("bob")
         expect(page.locator("#admin-audit")).to_contain_text("release_user")
 
+        # the results as files, offered for download to the admin
+        page.locator("#admin-download").click()
+        expect(page.locator("#admin-result")).to_contain_text("written as 6 files", timeout=30_000)
+        expect(page.locator("#admin-files a[href$='records.parquet']")).to_have_count(1)
+        with page.expect_download() as download:
+            page.locator("#admin-files a[href$='responses.csv']").first.click()
+        assert "ann" in Path(download.value.path()).read_text()
+
         annotator = open_dashboard(browser, server.url, "ann")
         expect(annotator.locator("#dash-progress")).to_contain_text("Team progress", timeout=30_000)
         expect(annotator.locator("#dash-labels canvas, #dash-labels svg").first).to_be_visible(timeout=20_000)

@@ -48,6 +48,8 @@ class AdminActions:
         with gr.Row():
             self.export = gr.Button("Export to the Hub now", elem_id="admin-export", size="sm")
             self.show_settings = gr.Button("Show active settings", elem_id="admin-settings", size="sm")
+            self.download = gr.Button("Prepare downloads (Parquet, JSONL, CSV)", elem_id="admin-download",
+                                      size="sm")
         with gr.Row(equal_height=True):
             self.user = gr.Textbox(label="Annotator", placeholder="user name", elem_id="admin-user", scale=2)
             self.release = gr.Button("Release all their records", elem_id="admin-release", size="sm", scale=1)
@@ -57,6 +59,8 @@ class AdminActions:
                                    maximum=admin.MAX_EXTRA, elem_id="admin-extra", scale=1)
             self.reopen = gr.Button("Reopen for more answers", elem_id="admin-reopen", size="sm", scale=1)
         self.result = gr.HTML(elem_id="admin-result-box")
+        self.files = gr.File(label="Results as files", file_count="multiple", interactive=False, visible=False,
+                             elem_id="admin-files")
         self.settings = gr.Dataframe(headers=SETTINGS_COLUMNS, visible=False, interactive=False,
                                      elem_id="admin-settings-table", label="Active settings (secrets masked)")
         self.audit = gr.Dataframe(headers=AUDIT_COLUMNS, interactive=False, elem_id="admin-audit",
@@ -101,12 +105,22 @@ class AdminActions:
             table = pd.DataFrame(sorted(items.items()), columns=SETTINGS_COLUMNS)
             return [_ok(result.message), self.audit_frame(who), gr.Dataframe(value=table, visible=True)]
 
+        def download_handler(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
+            try:
+                who = identify(rt.access, profile, request)
+                files, result = admin.prepare_downloads(rt, who)
+            except (AuthError, InputError) as exc:
+                return [_error(str(exc)), gr.skip(), gr.File(visible=False)]
+            return [_ok(result.message), self.audit_frame(who),
+                    gr.File(value=[str(f) for f in files], visible=True)]
+
         common = dict(api_name=False, concurrency_limit=2, concurrency_id="admin-actions")
         outputs = [self.result, self.audit]
         self.export.click(export_handler, None, outputs, **common)
         self.release.click(release_handler, [self.user], outputs, **common)
         self.reopen.click(reopen_handler, [self.record, self.extra], outputs, **common)
         self.show_settings.click(settings_handler, None, outputs + [self.settings], **common)
+        self.download.click(download_handler, None, outputs + [self.files], **common)
 
 
 def register_api(runtime: Runtime, board: Dashboard) -> None:
