@@ -72,6 +72,12 @@ def server_env(kind: str, args: argparse.Namespace, run: Path, source: Path, use
     data = folder / "data"
     env = {**base, "DATA_DIR": str(data), "GRADIO_TEMP_DIR": str(folder / "gradio-tmp"),
            "SOURCE_DIR": str(source), "LOG_LEVEL": "WARNING"}
+    if args.profile_server:
+        site = folder / "profile-site"
+        site.mkdir(parents=True, exist_ok=True)
+        (site / "sitecustomize.py").write_text(PROFILE_SITE)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH", "")]))
+        env["CROWD_PROFILE"] = str(folder / "server-profile.json")
     if kind == "ours":
         task = loadgen.write_task(folder / "task.toml", LABELS, args.overlap)
         passwords = loadgen.write_password_file(folder / "passwords.json", users + ["probe0000"])
@@ -83,6 +89,58 @@ def server_env(kind: str, args: argparse.Namespace, run: Path, source: Path, use
         env.update({"OVERLAP": str(args.overlap), "LABELS": ",".join(LABELS),
                     "PASSWORD_FILE": str(folder / "passwords.json")})
     return env
+
+
+# --- optional in-server profile (--profile-server) --------------------------------------
+
+PROFILE_SITE = r"""
+# Written by bench/crowd.py --profile-server: loaded by the server through PYTHONPATH (sitecustomize).
+# Every second: CPU time per thread, grouped by thread name; plus every garbage-collector pause.
+import gc, json, os, re, sys, threading, time
+_out = os.environ.get("CROWD_PROFILE")
+if _out and sys.argv and sys.argv[0].endswith("app.py"):
+    import psutil
+    _proc = psutil.Process()
+    _cpu, _last, _gc, _t0 = {}, {}, {"count": {}, "ms": {}, "max_ms": 0.0}, {}
+    def _group(name):
+        return re.sub(r"[_-]?\d+$", "", name) or name
+    def _cb(phase, info):
+        if phase == "start":
+            _t0["t"] = time.perf_counter()
+        elif "t" in _t0:
+            ms = (time.perf_counter() - _t0.pop("t")) * 1000
+            g = "gen%d" % info["generation"]
+            _gc["count"][g] = _gc["count"].get(g, 0) + 1
+            _gc["ms"][g] = _gc["ms"].get(g, 0.0) + ms
+            _gc["max_ms"] = max(_gc["max_ms"], ms)
+    gc.callbacks.append(_cb)
+    def _sample():
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        for th in _proc.threads():
+            total = th.user_time + th.system_time
+            key = _group(names.get(th.id, "native (DuckDB, uvicorn C code)"))
+            _cpu[key] = _cpu.get(key, 0.0) + total - _last.get(th.id, 0.0)
+            _last[th.id] = total
+        tmp = _out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"at": time.time(), "cpu_s": _cpu, "gc": _gc}, f)
+        os.replace(tmp, _out)
+    def _loop():
+        while True:
+            time.sleep(1.0)
+            try:
+                _sample()
+            except Exception:
+                pass
+    threading.Thread(target=_loop, name="crowd-profiler", daemon=True).start()
+"""
+
+
+def read_profile(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 # --- the run -----------------------------------------------------------------------
@@ -257,9 +315,12 @@ async def drive(kind: str, server: loadgen.Server, users: list[str], args: argpa
     async def marks() -> None:
         await asyncio.sleep(max(0.0, window[0] - time.monotonic()))
         sampler.mark("start")
+        profile_path = Path(server.env.get("CROWD_PROFILE", "/nonexistent"))
+        info["profile_start"] = read_profile(profile_path)
         lag_from = len(sampler.lag)
         await asyncio.sleep(max(0.0, window[1] - time.monotonic()))
         sampler.mark("end")
+        info["profile_end"] = read_profile(profile_path)
         info["lag_window"] = sampler.lag[lag_from:]
 
     await asyncio.gather(marks(), *tasks)
@@ -275,6 +336,16 @@ async def drive(kind: str, server: loadgen.Server, users: list[str], args: argpa
     # everything else on the machine (other tenants' processes): the noise behind the figures
     info["other_processes_cpu_cores"] = round(max(0.0, busy - (s_b - s_a) - (m_b - m_a)) / (t_b - t_a), 2)
     info["steal_cores"] = round((sampler.machine["end"][1] - sampler.machine["start"][1]) / (t_b - t_a), 2)
+    a, b = info.pop("profile_start", None), info.pop("profile_end", None)
+    if a and b and rec.click:
+        n = len(rec.click)
+        info["server_cpu_ms_per_annotation_by_thread"] = {
+            k: round(1000 * (v - a["cpu_s"].get(k, 0.0)) / n, 2)
+            for k, v in sorted(b["cpu_s"].items(), key=lambda kv: -(kv[1] - a["cpu_s"].get(kv[0], 0.0)))
+            if v - a["cpu_s"].get(k, 0.0) > 0.001}
+        info["server_gc"] = {"pauses": {g: c - a["gc"]["count"].get(g, 0) for g, c in b["gc"]["count"].items()},
+                             "ms": {g: round(ms - a["gc"]["ms"].get(g, 0.0)) for g, ms in b["gc"]["ms"].items()},
+                             "max_ms_whole_run": round(b["gc"]["max_ms"])}
     slow = sorted(int(at - window[0]) for at, took in zip(rec.click_at, rec.click) if took > 0.25)
     info["slow_clicks_by_second"] = dict(Counter(slow))
     lag = info.pop("lag_window")
@@ -388,6 +459,7 @@ def summarize(kind: str, rec: Recorder, persons: list[Person], info: dict[str, A
         "server_log_tracebacks": info.get("server_log_tracebacks", 0),
         "store": store,
         **({"breakdown": info["breakdown"]} if "breakdown" in info else {}),
+        **({k: info[k] for k in ("server_cpu_ms_per_annotation_by_thread", "server_gc") if k in info}),
     }
 
 
@@ -448,6 +520,10 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     for a in apps:
         if results[a]["errors"]:
             out.append(f"errors ({a}): " + ", ".join(f"{k}={v}" for k, v in sorted(results[a]["errors"].items())))
+        if results[a].get("server_cpu_ms_per_annotation_by_thread"):
+            parts = ", ".join(f"{k} {v}" for k, v in results[a]["server_cpu_ms_per_annotation_by_thread"].items())
+            out.append(f"server CPU ms per annotation by thread ({a}): {parts}")
+            out.append(f"garbage-collector pauses in the window ({a}): {results[a]['server_gc']}")
         if results[a].get("breakdown"):
             out.append(f"per-request server cost ({a}, idle server, one request at a time):")
             for name, m in results[a]["breakdown"].items():
@@ -498,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=60.0, help="client timeout per request, seconds")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--breakdown", action="store_true", help="also time single requests on the idle server")
+    p.add_argument("--profile-server", action="store_true",
+                   help="load a sampler into the server (sitecustomize): CPU per thread and GC pauses")
     p.add_argument("--workdir", type=Path, default=None, help="keep the run's files here (default: a temp dir)")
     args = p.parse_args(argv)
     if args.ramp is None:
