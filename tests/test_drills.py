@@ -61,7 +61,7 @@ def fsync_failure(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_fsync_errors_never_acknowledge_falsely(fsync_failure: dict) -> None:
-    """Holds even with the bug below: nothing is reported saved while commits fail, and the page says so."""
+    """Nothing is reported saved while commits fail, and the page and /healthz say that saving fails."""
     assert fsync_failure["false_acknowledgements"] == 0, _explain(fsync_failure)
     assert fsync_failure["failure_shown_on_page"] > 0, _explain(fsync_failure)
     assert fsync_failure["healthz_not_ok_while_failing"] > 0, _explain(fsync_failure)
