@@ -47,7 +47,9 @@ class AppServer:
 def start_app(data_dir: Path, *, env: dict[str, str] | None = None, timeout: float = 120) -> AppServer:
     """Run app.py on a free port with DATA_DIR=data_dir; wait until it answers."""
     port = free_port()
-    full_env = {**os.environ, "DATA_DIR": str(data_dir), "CACHE_DIR": str(data_dir.parent / "cache"),
+    # offline flags some test modules set for themselves are not the app's: it gets them only when asked
+    inherited = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    full_env = {**inherited, "DATA_DIR": str(data_dir), "CACHE_DIR": str(data_dir.parent / "cache"),
                 "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
                 "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
     log_path = data_dir.parent / f"app-{port}.log"

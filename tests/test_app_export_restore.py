@@ -56,9 +56,7 @@ def test_shutdown_pushes_and_an_empty_disk_is_restored(hub: FakeHub, tmp_path: P
     make_images(images, 6)
     task = tmp_path / "task.toml"
     task.write_text(TASK)
-    # other test modules may have set the offline flags in this process: the app must be online
-    env = {**hub.client_env(tmp_path / "home"), "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0",
-           "EXPORT_REPO": REPO, "EXPORT_EVERY": "60",
+    env = {**hub.client_env(tmp_path / "home"), "EXPORT_REPO": REPO, "EXPORT_EVERY": "60",
            "SOURCE_DIR": str(images), "TASK_FILE": str(task), "AUTH_MODE": "local"}
     data_dir = tmp_path / "data"
     data_dir.mkdir()
