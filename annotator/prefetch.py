@@ -70,11 +70,15 @@ class PrefetchBuffers:
         return Slot(record, self._image_url(record.id, user))
 
     def refill(self, user: str) -> None:
-        """Top up a user's buffer in the background; at most one refill per user at a time."""
+        """Top up a user's buffer in the background; at most one refill per user at a time.
+
+        It waits until half the buffer is used, so one store read fetches
+        several records instead of one per click.
+        """
         if self._depth <= 0 or self._closed:
             return
         with self._lock:
-            if user in self._refilling or len(self._buffers.get(user, ())) >= self._depth:
+            if user in self._refilling or len(self._buffers.get(user, ())) > self._depth // 2:
                 return
             self._refilling.add(user)
         try:

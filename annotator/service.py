@@ -440,9 +440,8 @@ class AnnotationService:
             for rid in [r for r, ack in person.pending.items() if ack.done()]:
                 del person.pending[rid]
             pending = len(person.pending)
-        health = self.backend.writer_health()
-        return SaveStatus(pending=pending, retrying=bool(pending and health.retrying),
-                          error=health.last_error if pending and health.retrying else None)
+        failure = self.backend.write_failure() if pending else None
+        return SaveStatus(pending=pending, retrying=failure is not None, error=failure)
 
 
 def _with_message(view: View, message: str) -> View:

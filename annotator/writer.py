@@ -115,6 +115,10 @@ class Writer(Generic[Op]):
             if self._thread.is_alive():
                 log.error("writer did not finish within %ss; %d ops still queued", timeout, self._queue.qsize())
 
+    def failure(self) -> str | None:
+        """The error commits are failing with right now, or None; cheap enough for every click."""
+        return self._last_error if self._retrying else None
+
     def health(self) -> WriterHealth:
         return WriterHealth(
             queue_depth=self._queue.qsize(),

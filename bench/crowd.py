@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import loadgen  # noqa: E402
+from annotator.ui.annotate import SAVED_CHECK_DELAY_MS  # noqa: E402  (what the page does)
 from loadgen import (Answer, BaselineBrowser, Browser, EventError, Person, Profile, Recorder,  # noqa: E402
                      pct)
 
@@ -232,7 +233,7 @@ async def _annotate_ours(b: Browser, n_labels: int, end: float, think: float, rn
                     await asyncio.sleep(1.0)  # the page shows the error; the person tries again
                     continue
                 fired["v"] = False
-                check = asyncio.create_task(deferred_check(clicked + 1.5))
+                check = asyncio.create_task(deferred_check(clicked + SAVED_CHECK_DELAY_MS / 1000))
             elif view.state == "waiting":
                 await asyncio.sleep(min(view.timer or 30.0, max(0.0, end - time.monotonic())))
                 if time.monotonic() >= end:

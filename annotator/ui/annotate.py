@@ -24,6 +24,8 @@ from annotator.runtime import Runtime
 from annotator.service import View
 from annotator.ui.identity import identify, speak
 
+# The page confirms "saved" once the person pauses this long: one event per pause, not one per click.
+SAVED_CHECK_DELAY_MS = 3000
 FAST = dict(queue=False, concurrency_limit=None, trigger_mode="multiple", show_progress="hidden")
 
 
@@ -38,7 +40,7 @@ def keys_script(label_keys: list[tuple[str, str]], multi: bool) -> str:
   const click = (id) => { const el = document.getElementById(id); if (el) { el.click(); return true; } return false; };
   const scheduleCheck = () => {
     clearTimeout(checkTimer);
-    checkTimer = setTimeout(() => click('btn-saved-check'), 1500);
+    checkTimer = setTimeout(() => click('btn-saved-check'), %d);  // only after a real pause
   };
   // Gradio shows no error toast when a queue=False event fails, so a refused click would be silent:
   // show the server's message under the buttons until the next action.
@@ -102,7 +104,7 @@ def keys_script(label_keys: list[tuple[str, str]], multi: bool) -> str:
   .ann-suggestion { color: #9a3412; }
   .ann-bar { background: #e5e7eb; border-radius: 4px; height: 10px; }
   .ann-bar > div { background: #2563eb; height: 10px; border-radius: 4px; }
-</style>""" % (mapping, "true" if multi else "false")
+</style>""" % (mapping, "true" if multi else "false", SAVED_CHECK_DELAY_MS)
 
 
 def _when(timestamp: float | None) -> str:
