@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import random
@@ -61,31 +60,8 @@ CONNECTION_KINDS = {"connect", "connection_lost", "timeout", "ReadError", "Remot
 
 def build_failsync() -> Path:
     """Compile bench/failsync.c once (keyed by its hash) and return the .so path."""
-    gcc = shutil.which("gcc") or shutil.which("cc")
-    digest = hashlib.sha256(FAILSYNC_SOURCE.read_bytes()).hexdigest()[:12]
-    for folder in (loadgen.CACHE, Path(tempfile.gettempdir()) / "annotator-bench"):
-        target = folder / f"failsync-{digest}.so"
-        if target.exists():
-            return target
-        if gcc is None:
-            raise RuntimeError("gcc not found: install it to run the failing-storage drills")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
-        os.close(fd)
-        try:
-            subprocess.run([gcc, "-O2", "-shared", "-fPIC", "-o", tmp, str(FAILSYNC_SOURCE), "-ldl"],
-                           check=True, capture_output=True, text=True)
-            os.replace(tmp, target)
-            return target
-        except subprocess.CalledProcessError as exc:
-            raise RuntimeError(f"building {FAILSYNC_SOURCE} failed:\n{exc.stderr}") from None
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    raise RuntimeError("no writable folder to build the failsync shim in")
+    import slowsync
+    return slowsync.build(source=FAILSYNC_SOURCE)
 
 
 def failsync_env(env: dict[str, str], flag: Path, prefix: Path, mode: str) -> dict[str, str]:

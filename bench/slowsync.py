@@ -25,14 +25,14 @@ class ShimError(RuntimeError):
     """The shim could not be built (no gcc, or it failed)."""
 
 
-def build(cache_dir: Path | None = None) -> Path:
-    """Return the path of the compiled shim, compiling it if needed."""
+def build(cache_dir: Path | None = None, source: Path = SOURCE) -> Path:
+    """Return the path of a compiled LD_PRELOAD shim (this one by default), compiling it if needed."""
     gcc = shutil.which("gcc") or shutil.which("cc")
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
     candidates = [cache_dir] if cache_dir else [CACHE_DIR, Path(tempfile.gettempdir()) / "annotator-bench"]
     last_error: Exception | None = None
     for folder in candidates:
-        target = folder / f"slowsync-{digest}.so"
+        target = folder / f"{source.stem}-{digest}.so"
         if target.exists():
             return target
         if gcc is None:
@@ -46,12 +46,12 @@ def build(cache_dir: Path | None = None) -> Path:
             last_error = exc
             continue
         try:
-            subprocess.run([gcc, "-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE), "-ldl"],
+            subprocess.run([gcc, "-O2", "-shared", "-fPIC", "-o", tmp, str(source), "-ldl"],
                            check=True, capture_output=True, text=True)
             os.replace(tmp, target)
             return target
         except subprocess.CalledProcessError as exc:
-            raise ShimError(f"building {SOURCE} failed:\n{exc.stderr}") from None
+            raise ShimError(f"building {source} failed:\n{exc.stderr}") from None
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
