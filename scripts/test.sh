@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need (pip packages, Debian's chromium) and runs the whole suite.
+# Installs what the tests need (pip packages, Debian's chromium and postgresql) and runs the whole suite.
 # The README's test command; .ci/run calls it unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,12 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 python3 -m pip install -q -r requirements-test.txt
+# a throwaway PostgreSQL server for the tests of the PostgreSQL backend, stopped on exit
+pgdir=$(mktemp -d)
+pgport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+trap 'bash scripts/pg.sh stop "$pgdir"' EXIT
+bash scripts/pg.sh start "$pgdir" "$pgport"
+export ANNOTATOR_TEST_PG_URL="postgresql://postgres@127.0.0.1:$pgport/postgres" ANNOTATOR_REQUIRE_PG=1
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_DISABLE_TELEMETRY=1 ANNOTATOR_REQUIRE_BROWSER=1
 # pytest exits 5 when it collected no test: that is a failure here too
 python3 -m pytest -q -p no:cacheprovider "$@"
