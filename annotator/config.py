@@ -8,10 +8,12 @@ reads it is an organizer editing a Space's variables, not a developer.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 QuestionKind = Literal["single_label", "multi_label"]
 AuthMode = Literal["hf", "password", "local"]
@@ -78,6 +80,8 @@ class Settings:
     snapshot_every: float
     max_comment_chars: int
     secret_key: str | None = field(repr=False)
+    store_url: str | None = field(default=None, repr=False)  # None: the DuckDB file; else PostgreSQL
+    store_pool_size: int = 8
 
     @property
     def db_path(self) -> Path:
@@ -114,6 +118,8 @@ class Settings:
             "DB_MODE": self.db_mode,
             "SNAPSHOT_EVERY": f"{self.snapshot_every:g}",
             "CACHE_DIR": str(self.cache_dir),
+            "STORE_URL": scrub_url(self.store_url) if self.store_url else "(not set)",
+            "STORE_POOL_SIZE": str(self.store_pool_size),
         }
 
 
@@ -154,6 +160,40 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a yes/no value; use true or false.")
 
 
+def scrub_url(url: str) -> str:
+    """`url` with its password replaced by ***, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(unreadable URL)"
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)  # libpq also takes ?password=
+    netloc = parts.netloc
+    if password:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _store_url(env: Mapping[str, str]) -> str | None:
+    """STORE_URL: unset for DuckDB, a postgresql:// (or postgres://) URL for PostgreSQL."""
+    raw = env.get("STORE_URL", "").strip()
+    if not raw:
+        return None
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"STORE_URL={scrub_url(raw)!r} is not a valid URL; use "
+                          f"postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or leave STORE_URL unset for "
+                          f"the DuckDB file in DATA_DIR.") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"STORE_URL={scrub_url(raw)!r} is not allowed: only PostgreSQL is supported, as "
+                          f"postgresql://USER:PASSWORD@HOST:PORT/DATABASE (or postgres://...); leave STORE_URL "
+                          f"unset for the DuckDB file in DATA_DIR.")
+    return raw
+
+
 def _default_data_dir() -> Path:
     data = Path("/data")
     if data.is_dir() and os.access(data, os.W_OK):
@@ -184,6 +224,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if auth_mode == "local" and not admins:
         admins = frozenset({local_user})
     db_mode = _choice(env, "DB_MODE", "direct", ("direct", "snapshot"))
+    store_url = _store_url(env)
+    if store_url and db_mode == "snapshot":
+        raise ConfigError("DB_MODE=snapshot cannot be used with STORE_URL: snapshots copy the DuckDB file, and "
+                          "with STORE_URL set the data lives in PostgreSQL. Unset DB_MODE (or set it to direct), "
+                          "or unset STORE_URL.")
     return Settings(
         data_dir=data_dir,
         task_file=task_file,
@@ -211,6 +256,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         snapshot_every=_number(env, "SNAPSHOT_EVERY", 60.0, minimum=1.0),
         max_comment_chars=int(_number(env, "MAX_COMMENT_CHARS", 2000, minimum=0, integer=True)),
         secret_key=env.get("SECRET_KEY", "").strip() or None,
+        store_url=store_url,
+        store_pool_size=int(_number(env, "STORE_POOL_SIZE", 8, minimum=1, integer=True)),
     )
 
 

@@ -50,7 +50,8 @@ import pyarrow.parquet as pq
 
 from annotator import metrics
 from annotator.config import ConfigError, Settings, TaskSpec
-from annotator.store import AuditWrite, Record, Response, Store, StoreError, utcnow
+from annotator.store import AuditWrite, Record, Response, StoreError, utcnow
+from annotator.stores import AnyStore, describe, open_store
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +270,7 @@ class ExportTables:
     once iteration ends. Iterate once.
     """
 
-    def __init__(self, store: Store, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
+    def __init__(self, store: AnyStore, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
                  shard_bytes: int = SHARD_BYTES, progress: Progress | None = None) -> None:
         self.store, self.task, self.images_dir = store, task, Path(images_dir)
         self._images_root = str(self.images_dir)
@@ -401,7 +402,7 @@ class ExportTables:
             self.summary.alpha_per_label = {label: acc.result() for label, acc in self._alpha_labels.items()}
 
 
-def build_tables(store: Store, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
+def build_tables(store: AnyStore, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
                  shard_bytes: int = SHARD_BYTES, progress: Progress | None = None) -> ExportTables:
     """The records and responses tables of `store`, to iterate shard by shard (see ExportTables)."""
     return ExportTables(store, task, images_dir, shard_rows=shard_rows, shard_bytes=shard_bytes,
@@ -487,7 +488,7 @@ class LocalExport:
     seconds: float
 
 
-def export_local(store: Store, task: TaskSpec, out_dir: Path, images_dir: Path, *,
+def export_local(store: AnyStore, task: TaskSpec, out_dir: Path, images_dir: Path, *,
                  formats: Sequence[str] = ("parquet", "jsonl", "csv"), progress: Progress | None = None,
                  shard_rows: int = SHARD_ROWS) -> LocalExport:
     """Write records.{parquet,jsonl,csv} and responses.{parquet,jsonl,csv} into `out_dir`.
@@ -545,7 +546,7 @@ def export_local(store: Store, task: TaskSpec, out_dir: Path, images_dir: Path, 
     return LocalExport(files, tables.summary, time.monotonic() - started)
 
 
-def write_hub_files(store: Store, task: TaskSpec, images_dir: Path, folder: Path, *,
+def write_hub_files(store: AnyStore, task: TaskSpec, images_dir: Path, folder: Path, *,
                     progress: Progress | None = None, shard_rows: int = SHARD_ROWS,
                     file_bytes: int = HUB_FILE_BYTES) -> tuple[dict[str, list[Path]], ExportSummary]:
     """Write `records/train-*.parquet` and `responses/train-*.parquet` under `folder` for a push."""
@@ -724,7 +725,7 @@ class Exporter:
             print(exporter.status())
     """
 
-    def __init__(self, store: Store, task: TaskSpec, settings: Settings, *, endpoint: str | None = None,
+    def __init__(self, store: AnyStore, task: TaskSpec, settings: Settings, *, endpoint: str | None = None,
                  retries: int = 5, retry_initial: float = 5.0, retry_max: float = 120.0,
                  final_attempts: int = 2, shard_rows: int = SHARD_ROWS, file_bytes: int = HUB_FILE_BYTES) -> None:
         if not settings.export_repo:
@@ -1032,7 +1033,7 @@ class RestoreReport:
         return text
 
 
-def restore_from_hub(store: Store, settings: Settings, task: TaskSpec | None = None, *,
+def restore_from_hub(store: AnyStore, settings: Settings, task: TaskSpec | None = None, *,
                      endpoint: str | None = None) -> RestoreReport | None:
     """Fill an EMPTY store from the latest export in EXPORT_REPO; None when there is nothing to do.
 
@@ -1159,10 +1160,10 @@ def _run(args: argparse.Namespace) -> int:
     if settings.db_mode == "snapshot":
         from annotator.snapshot import restore_snapshot
         restore_snapshot(settings)
-    store = Store(settings.db_path)
+    store = open_store(settings)
     try:
         if store.record_count() == 0:
-            print(f"error: the store {settings.db_path} has no records; nothing to export", file=sys.stderr)
+            print(f"error: the store {describe(settings)} has no records; nothing to export", file=sys.stderr)
             return 1
 
         def show(done: int, total: int) -> None:

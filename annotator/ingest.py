@@ -10,7 +10,7 @@ and an interrupted one resumes where it stopped.
 A file that is not a readable image is listed in the report with the reason and
 skipped; it never stops an ingest.
 
-    store = Store(settings.db_path)
+    store = open_store(settings)
     report = ingest_folder(store, Path("data/images"), settings.images_dir)
     print(report.summary())
 """
@@ -34,7 +34,8 @@ from typing import Any, Iterable, Iterator
 
 from annotator.config import ConfigError, Settings, TaskSpec, load_settings, load_task
 from annotator.images import ImageError, describe, extension_for, write_atomic
-from annotator.store import NewRecord, Store
+from annotator.store import NewRecord
+from annotator.stores import AnyStore, open_store
 
 BATCH_SIZE = 1000
 MAX_FILE_BYTES = 100 * 1024 * 1024  # larger files are skipped unread: no annotator image is this big
@@ -110,7 +111,7 @@ def _suggestion(metadata: dict[str, Any], column: str | None) -> str | None:
 class _Batches:
     """Collects records and hands them to the store BATCH_SIZE at a time."""
 
-    def __init__(self, store: Store, report: IngestReport, batch_size: int) -> None:
+    def __init__(self, store: AnyStore, report: IngestReport, batch_size: int) -> None:
         self.store, self.report, self.batch_size = store, report, max(1, batch_size)
         self.rows: list[NewRecord] = []
 
@@ -202,7 +203,7 @@ def _read_metadata(folder: Path, files: list[str], report: IngestReport) -> dict
     return fields
 
 
-def ingest_folder(store: Store, folder: Path, images_dir: Path, *, suggestion_column: str | None = "label",
+def ingest_folder(store: AnyStore, folder: Path, images_dir: Path, *, suggestion_column: str | None = "label",
                   progress: bool = False, batch_size: int = BATCH_SIZE) -> IngestReport:
     """Ingest every image under `folder` (recursively, sorted by path).
 
@@ -366,7 +367,7 @@ def _load(dataset: str, config: str | None, split: str, streaming: bool, token: 
                           f"name, config and split, and that HF_TOKEN can read it.") from exc
 
 
-def ingest_dataset(store: Store, dataset: Any, images_dir: Path, *, config: str | None = None,
+def ingest_dataset(store: AnyStore, dataset: Any, images_dir: Path, *, config: str | None = None,
                    split: str = "train", image_column: str = "image", suggestion_column: str | None = None,
                    streaming: bool = True, progress: bool = False, name: str | None = None,
                    token: str | bool | None = None, data_dir: str | None = None, data_files: Any = None,
@@ -454,7 +455,7 @@ def ingest_dataset(store: Store, dataset: Any, images_dir: Path, *, config: str 
 
 # --- from the settings, and the command line ---------------------------------
 
-def ingest_from_settings(store: Store, settings: Settings, task: TaskSpec, progress: bool = False) -> IngestReport:
+def ingest_from_settings(store: AnyStore, settings: Settings, task: TaskSpec, progress: bool = False) -> IngestReport:
     """Ingest SOURCE_DATASET when set, else SOURCE_DIR, into `settings.images_dir`."""
     if settings.source_dataset:
         return ingest_dataset(store, settings.source_dataset, settings.images_dir, config=settings.source_config,
@@ -475,7 +476,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         suggestion = load_task(settings.task_file).suggestion_column
     progress = not args.no_progress
-    store = Store(settings.db_path)
+    store = open_store(settings)
     try:
         if args.folder is not None:
             report = ingest_folder(store, Path(args.folder).expanduser(), settings.images_dir,

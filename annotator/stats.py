@@ -13,10 +13,10 @@ import json
 from typing import Any
 
 from annotator.config import load_settings, load_task
-from annotator.store import Store
+from annotator.stores import AnyStore, open_store
 
 
-def summarize(store: Store, overlap: int) -> dict[str, Any]:
+def summarize(store: AnyStore, overlap: int) -> dict[str, Any]:
     """Counts over the whole store, as plain JSON-ready values.
 
     Keys: records, responses, submitted, skipped, overlap, complete, partial,
@@ -76,7 +76,7 @@ def format_text(summary: dict[str, Any]) -> str:
 def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     overlap = args.overlap if args.overlap is not None else load_task(settings.task_file).overlap
-    store = Store(settings.db_path)
+    store = open_store(settings)
     try:
         summary = summarize(store, overlap)
     finally:

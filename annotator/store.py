@@ -452,14 +452,7 @@ class Store:
         users = cur.execute(
             "SELECT user_id, count(*) FILTER (status = 'submitted'), count(*) FILTER (status = 'skipped') "
             "FROM responses GROUP BY 1 ORDER BY 1").fetchall()
-        return {
-            "records": records,
-            "responses": submitted + skipped,
-            "submitted": submitted,
-            "skipped": skipped,
-            "answers_per_record": [(rid, extra, n) for rid, extra, n in overlap_rows],
-            "users": {u: {"submitted": s, "skipped": k} for u, s, k in users},
-        }
+        return stats_result(records, submitted, skipped, overlap_rows, users)
 
     # --- the write path (writer thread only) -------------------------------
 
@@ -531,10 +524,7 @@ class Store:
 
     @staticmethod
     def _write_users(cur: duckdb.DuckDBPyConnection, seen: Sequence[UserSeen]) -> None:
-        span: dict[str, tuple[datetime, datetime]] = {}  # user -> (earliest, latest) in this batch
-        for op in seen:
-            first, last = span.get(op.user_id, (op.at, op.at))
-            span[op.user_id] = (min(first, op.at), max(last, op.at))
+        span = user_spans(seen)
         if not span:
             return
         batch = pa.table({"user_id": list(span),
@@ -592,10 +582,7 @@ class Store:
                     f"SELECT {', '.join('s.' + c for c in _RESPONSE_COLUMNS.split(', '))} FROM responses s "
                     f"JOIN ids ON ids.id = s.record_id WHERE s.record_id BETWEEN ? AND ? "
                     f"ORDER BY s.record_id, s.created_at, s.user_id", [lo, hi]).fetchall()
-                by_record: dict[int, list[Response]] = {}
-                for row in found:
-                    by_record.setdefault(row[0], []).append(_response(row))
-                yield records, [resp for r in records for resp in by_record.get(r.id, ())]
+                yield records, answers_in_record_order(records, found)
             cur.execute("COMMIT")
         finally:
             cur.close()
@@ -760,6 +747,38 @@ class Store:
             "count(*) OVER (PARTITION BY record_id) AS n FROM responses WHERE status = 'submitted') "
             "WHERE n >= 2 ORDER BY record_id, user_id").fetchall()
         return [(rid, user, tuple(answer)) for rid, user, answer in rows]
+
+
+# --- pure helpers shared with the PostgreSQL store (pg_store.py) ------------------
+
+def stats_result(records: int, submitted: int, skipped: int, overlap_rows: Iterable[tuple[int, int, int]],
+                 users: Iterable[tuple[str, int, int]]) -> dict[str, Any]:
+    """The `stats()` dict from its counts, the same for both engines."""
+    return {
+        "records": records,
+        "responses": submitted + skipped,
+        "submitted": submitted,
+        "skipped": skipped,
+        "answers_per_record": [(rid, extra, n) for rid, extra, n in overlap_rows],
+        "users": {u: {"submitted": s, "skipped": k} for u, s, k in users},
+    }
+
+
+def user_spans(seen: Iterable[UserSeen]) -> dict[str, tuple[datetime, datetime]]:
+    """user -> (earliest, latest) sighting in one batch."""
+    span: dict[str, tuple[datetime, datetime]] = {}
+    for op in seen:
+        first, last = span.get(op.user_id, (op.at, op.at))
+        span[op.user_id] = (min(first, op.at), max(last, op.at))
+    return span
+
+
+def answers_in_record_order(records: Sequence[Record], rows: Iterable[tuple]) -> list[Response]:
+    """Response rows (sorted by record, then oldest first) regrouped in the order of `records`."""
+    by_record: dict[int, list[Response]] = {}
+    for row in rows:
+        by_record.setdefault(row[0], []).append(_response(row))
+    return [resp for r in records for resp in by_record.get(r.id, ())]
 
 
 def _response_table(rows: Sequence[ResponseWrite]) -> pa.Table:

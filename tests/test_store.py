@@ -1,4 +1,8 @@
-"""The DuckDB store: migrations, ingest, batch writes, reads, locking, errors."""
+"""The store: migrations, ingest, batch writes, reads, locking, errors.
+
+Tests taking `store`/`store3`/`make_store` run on both engines (DuckDB and
+PostgreSQL, see storehelpers); the rest are about the DuckDB file.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from storehelpers import rows
 
 from annotator.store import (AuditWrite, NewRecord, ReopenWrite, ResponseWrite, Store, StoreClosedError,
                              StoreError, StoreLockedError, UserSeen)
@@ -36,10 +41,8 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path):
-    s = Store(db_path)
-    yield s
-    s.close()
+def store(any_store: Store) -> Store:
+    return any_store
 
 
 @pytest.fixture
@@ -145,7 +148,7 @@ def test_apply_answers_edits_and_history(store3: Store) -> None:
     assert r.created_at == T0 and r.updated_at == T0 + timedelta(seconds=10)
     (old,) = store.history(1, "ana")
     assert old.answer == ("cat",) and old.updated_at == T0
-    replaced_at = store._cur().execute("SELECT replaced_at FROM response_history").fetchone()[0]
+    [(replaced_at,)] = rows(store, "SELECT replaced_at FROM response_history")
     assert replaced_at == T0 + timedelta(seconds=10)
 
     assert store.response(1, "bo").answer == ("dog",)  # others untouched
@@ -156,35 +159,31 @@ def test_apply_answers_edits_and_history(store3: Store) -> None:
                                                 (2, "ana", "submitted")]
 
 
-def test_same_person_and_record_twice_in_one_batch_is_like_sequential_transactions(
-        tmp_path: Path) -> None:
+def test_same_person_and_record_twice_in_one_batch_is_like_sequential_transactions(make_store) -> None:
     ops_sequence = [answer(1, "ana", "cat", at=0), answer(2, "bo", "cat", at=1), answer(1, "ana", "dog", at=2),
                     answer(1, "ana", at=3, status="skipped", ms=None), answer(1, "bo", "dog", at=4),
                     answer(1, "ana", "bird", at=5)]
 
+    columns = "record_id, user_id, status, answer, comment, time_spent_ms, created_at, updated_at"
+
     def snapshot(store: Store):
-        cur = store._cur()
-        return (cur.execute("SELECT * FROM responses ORDER BY ALL").fetchall(),
-                cur.execute("SELECT * FROM response_history ORDER BY ALL").fetchall())
+        return (rows(store, f"SELECT {columns} FROM responses ORDER BY {columns}"),
+                rows(store, f"SELECT {columns}, replaced_at FROM response_history ORDER BY replaced_at, {columns}"))
 
-    batched = Store(tmp_path / "batched.duckdb")
-    sequential = Store(tmp_path / "sequential.duckdb")
-    try:
-        for s in (batched, sequential):
-            s.add_records([rec("a"), rec("b")])
-        batched.apply(ops_sequence)
-        for op in ops_sequence:
-            sequential.apply([op])
-        assert snapshot(batched) == snapshot(sequential)
+    batched, sequential = make_store(), make_store()
+    for s in (batched, sequential):
+        s.add_records([rec("a"), rec("b")])
+    batched.apply(ops_sequence)
+    for op in ops_sequence:
+        sequential.apply([op])
+    assert snapshot(batched) == snapshot(sequential)
+    assert len(snapshot(batched)[1]) == 3
 
-        current = batched.response(1, "ana")
-        assert current.answer == ("bird",) and current.created_at == T0
-        assert current.updated_at == T0 + timedelta(seconds=5)
-        assert [h.answer for h in batched.history(1, "ana")] == [("cat",), ("dog",), ()]
-        assert [h.status for h in batched.history(1, "ana")] == ["submitted", "submitted", "skipped"]
-    finally:
-        batched.close()
-        sequential.close()
+    current = batched.response(1, "ana")
+    assert current.answer == ("bird",) and current.created_at == T0
+    assert current.updated_at == T0 + timedelta(seconds=5)
+    assert [h.answer for h in batched.history(1, "ana")] == [("cat",), ("dog",), ()]
+    assert [h.status for h in batched.history(1, "ana")] == ["submitted", "submitted", "skipped"]
 
 
 def test_skipped_status(store3: Store) -> None:
@@ -202,7 +201,7 @@ def test_skipped_status(store3: Store) -> None:
 
 def test_users_first_and_last_seen(store: Store) -> None:
     def users():
-        return dict((u, (f, l)) for u, f, l in store._cur().execute("SELECT * FROM users").fetchall())
+        return dict((u, (f, l)) for u, f, l in rows(store, "SELECT user_id, first_seen, last_seen FROM users"))
 
     t = lambda s: T0 + timedelta(seconds=s)  # noqa: E731
     # several sightings in one batch, out of order: earliest is first, latest is last
@@ -242,7 +241,7 @@ def test_apply_is_all_or_nothing(store3: Store) -> None:
     with pytest.raises(RuntimeError):
         store3.apply([answer(1, "ana", "cat"), UserSeen("ana", T0), AuditWrite("x", "y", {"z": Boom()}, T0)])
     assert store3.response(1, "ana") is None
-    assert store3._cur().execute("SELECT count(*) FROM users").fetchone()[0] == 0
+    assert rows(store3, "SELECT count(*) FROM users") == [(0,)]
     store3.apply([answer(1, "ana", "cat")])  # the store is usable afterwards
     assert store3.response(1, "ana").answer == ("cat",)
 

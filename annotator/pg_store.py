@@ -1,0 +1,537 @@
+"""The PostgreSQL store: `PgStore`, the twin of the DuckDB `Store` for several app replicas.
+
+Same public methods, signatures and return values as `store.Store`, so the
+service, export, dashboard and CLI do not know which one they talk to. What
+differs is underneath: a connection pool instead of one file, migrations
+guarded by an advisory lock (replicas starting together migrate once), and
+bookkeeping columns the lease code (`pg_leases.py`) relies on: records.submitted,
+records.leased, records.touched and the `leases` table. `apply()` keeps
+submitted/touched right and drops the answering person's lease in the same
+transaction as the answer.
+
+Transient errors (connection lost, serialization failure, deadlock) are raised
+as psycopg errors; the writer retries the whole batch. Timestamps are naive UTC
+in TIMESTAMP columns, as in DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Iterable, Iterator, Sequence
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from annotator.config import scrub_url
+from annotator.store import (_RECORD_COLUMNS, _RESPONSE_COLUMNS, AuditWrite, NewRecord, Record, ReopenWrite,
+                             Response, ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, _generations,
+                             _record, _response, answers_in_record_order, stats_result, user_spans, utcnow)
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: the DuckDB schema, plus what the lease code needs
+    """
+    CREATE TABLE records (
+        id INTEGER PRIMARY KEY,
+        source_key TEXT NOT NULL UNIQUE,
+        image_path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        size_bytes BIGINT NOT NULL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        suggestion TEXT,
+        position INTEGER NOT NULL,
+        extra_answers INTEGER NOT NULL DEFAULT 0,
+        created_at TIMESTAMP NOT NULL,
+        submitted INTEGER NOT NULL DEFAULT 0,
+        leased INTEGER NOT NULL DEFAULT 0,
+        touched BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE INDEX records_position ON records (position);
+    CREATE TABLE responses (
+        record_id INTEGER NOT NULL,
+        user_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        answer TEXT[] NOT NULL,
+        comment TEXT,
+        time_spent_ms INTEGER,
+        created_at TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (record_id, user_id)
+    );
+    CREATE INDEX responses_user ON responses (user_id);
+    CREATE TABLE response_history (
+        record_id INTEGER NOT NULL,
+        user_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        answer TEXT[] NOT NULL,
+        comment TEXT,
+        time_spent_ms INTEGER,
+        created_at TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP NOT NULL,
+        replaced_at TIMESTAMP NOT NULL
+    );
+    CREATE INDEX response_history_key ON response_history (record_id, user_id);
+    CREATE TABLE users (
+        user_id TEXT PRIMARY KEY,
+        first_seen TIMESTAMP NOT NULL,
+        last_seen TIMESTAMP NOT NULL
+    );
+    CREATE TABLE audit (
+        "at" TIMESTAMP NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TABLE leases (
+        record_id INTEGER NOT NULL REFERENCES records(id),
+        user_id TEXT NOT NULL,
+        hard BOOLEAN NOT NULL DEFAULT false,
+        replica TEXT NOT NULL,
+        expires_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (record_id, user_id)
+    );
+    CREATE INDEX leases_user ON leases (user_id);
+    CREATE INDEX leases_expires ON leases (expires_at);
+    """,
+    # 2: the hand-out rank (dataset order or the task's seeded shuffle), written by pg_leases.set_order
+    """
+    ALTER TABLE records ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX records_hand_out ON records (touched DESC, rank, id);
+    """,
+)
+
+# pg_advisory_xact_lock keys: one for migrations, one for ingest (ids continue after max(id))
+_MIGRATE_LOCK = 0x616E6E01
+_INGEST_LOCK = 0x616E6E02
+
+_RECORD_INSERT = ("id, source_key, image_path, sha256, width, height, size_bytes, metadata, suggestion, position, "
+                  "extra_answers, created_at")
+_RECORD_TYPES = ["int4", "text", "text", "text", "int4", "int4", "int8", "text", "text", "int4", "int4", "timestamp"]
+_RESPONSE_TYPES = ["int4", "text", "text", "text[]", "text", "int4", "timestamp", "timestamp"]
+# number of current submitted answers and "ever answered", for the given record ids
+_SET_SUBMITTED = ("UPDATE records r SET touched = true, submitted = (SELECT count(*) FROM responses s "
+                  "WHERE s.record_id = r.id AND s.status = 'submitted') WHERE r.id = ANY(%s)")
+
+
+def _metadata_json(metadata: dict[str, Any]) -> str:
+    return json.dumps(metadata, sort_keys=True, default=str)
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+
+
+def connect_error(exc: psycopg.OperationalError, url: str) -> StoreError:
+    """What failed when connecting, naming STORE_URL and the host, never the password."""
+    password = urlsplit(url).password
+    detail = " ".join(str(exc).split())
+    if password:
+        detail = detail.replace(password, "***")
+    lowered, host, where = detail.lower(), _host(url), scrub_url(url)
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return StoreError(f"STORE_URL: the PostgreSQL server at {host} refused the user name or password "
+                          f"({detail}); fix the credentials in STORE_URL ({where}).")
+    if "database" in lowered and "does not exist" in lowered:
+        database = urlsplit(url).path.lstrip("/")
+        return StoreError(f"STORE_URL: the database {database!r} does not exist on the PostgreSQL server at "
+                          f"{host}; create it or fix STORE_URL ({where}).")
+    return StoreError(f"STORE_URL: cannot connect to the PostgreSQL server at {host} ({detail}); check that it "
+                      f"runs and that STORE_URL ({where}) names the right host and port.")
+
+
+class PgStore:
+    """The store on a PostgreSQL database shared by every replica.
+
+    Lifecycle: `PgStore(url)` connects, applies pending migrations (once,
+    whoever starts first) and opens a pool of up to `pool_size` connections;
+    `close()` is idempotent; after it every call raises StoreClosedError.
+    Several processes may hold a PgStore on the same database at once.
+    """
+
+    SCHEMA_VERSION = len(_MIGRATIONS)
+
+    def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 10.0) -> None:
+        self.where = scrub_url(url)
+        self._closed = False
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout))) as conn:
+                self._migrate(conn)
+        except psycopg.OperationalError as exc:
+            raise connect_error(exc, url) from None
+        self._pool = ConnectionPool(url, min_size=1, max_size=max(1, pool_size), open=False,
+                                    kwargs={"autocommit": True}, timeout=30.0, name="annotator-store")
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout)
+        except PoolTimeout:
+            self._pool.close()
+            raise StoreError(f"STORE_URL: the PostgreSQL server at {_host(url)} accepted one connection but not "
+                             f"a pool of {pool_size}; check its max_connections or lower STORE_POOL_SIZE.") from None
+
+    # --- lifecycle ---------------------------------------------------------
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection]:
+        """A pooled autocommit connection; use `conn.transaction()` for writes."""
+        if self._closed:
+            raise StoreClosedError(f"the store {self.where} is closed")
+        with self._pool.connection() as conn:
+            yield conn
+
+    def _one(self, sql: str, params: Sequence[Any] | None = None) -> tuple | None:
+        with self._conn() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        with self._conn() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The pool (autocommit connections) for the lease code that shares this database."""
+        if self._closed:
+            raise StoreClosedError(f"the store {self.where} is closed")
+        return self._pool
+
+    def close(self) -> None:
+        """Close the pool. Idempotent. The caller stops the writer first."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.close()
+
+    def checkpoint(self) -> None:
+        """Nothing to do: PostgreSQL checkpoints by itself."""
+        if self._closed:
+            raise StoreClosedError(f"the store {self.where} is closed")
+
+    def _migrate(self, conn: psycopg.Connection) -> None:
+        """Apply pending migrations in one transaction under an advisory lock, so concurrent starts migrate once."""
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATE_LOCK])
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, "
+                         "applied_at TIMESTAMP NOT NULL)")
+            current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+            if current > self.SCHEMA_VERSION:
+                raise StoreError(f"the database {self.where} has schema version {current}, newer than this app "
+                                 f"({self.SCHEMA_VERSION}); upgrade the app or point STORE_URL at another database.")
+            for version in range(current + 1, self.SCHEMA_VERSION + 1):
+                conn.execute(_MIGRATIONS[version - 1])
+                conn.execute("INSERT INTO schema_version VALUES (%s, %s)", [version, utcnow()])
+
+    def schema_version(self) -> int:
+        return self._one("SELECT max(version) FROM schema_version")[0]
+
+    # --- records -----------------------------------------------------------
+
+    def add_records(self, rows: Sequence[NewRecord]) -> list[int]:
+        """Insert records whose source_key is new, in one transaction; return the new ids.
+
+        Ids and positions continue after the existing ones. An advisory lock
+        serializes concurrent ingests (replicas starting on an empty database),
+        so the later one adds nothing instead of failing on a duplicate id.
+        """
+        fresh: dict[str, NewRecord] = {}
+        for row in rows:
+            fresh.setdefault(row.source_key, row)
+        if not fresh:
+            return []
+        with self._conn() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [_INGEST_LOCK])
+            existing = {k for (k,) in conn.execute("SELECT source_key FROM records WHERE source_key = ANY(%s)",
+                                                   [list(fresh)]).fetchall()}
+            new_rows = [r for k, r in fresh.items() if k not in existing]
+            if not new_rows:
+                return []
+            start = conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()[0] + 1
+            ids = list(range(start, start + len(new_rows)))
+            now = utcnow()
+            with conn.cursor().copy(f"COPY records ({_RECORD_INSERT}) FROM STDIN") as copy:
+                copy.set_types(_RECORD_TYPES)
+                for rid, r in zip(ids, new_rows):
+                    copy.write_row((rid, r.source_key, r.image_path, r.sha256, r.width, r.height, r.size_bytes,
+                                    _metadata_json(r.metadata), r.suggestion, rid, 0, now))
+        return ids
+
+    def source_keys(self) -> set[str]:
+        return {k for (k,) in self._all("SELECT source_key FROM records")}
+
+    def record(self, record_id: int) -> Record | None:
+        row = self._one(f"SELECT {_RECORD_COLUMNS} FROM records WHERE id = %s", [record_id])
+        return _record(row) if row else None
+
+    def records(self, record_ids: Sequence[int]) -> dict[int, Record]:
+        if not record_ids:
+            return {}
+        rows = self._all(f"SELECT {_RECORD_COLUMNS} FROM records WHERE id = ANY(%s)", [list(record_ids)])
+        return {row[0]: _record(row) for row in rows}
+
+    def record_ids(self) -> list[int]:
+        """All record ids in dataset order."""
+        return [i for (i,) in self._all("SELECT id FROM records ORDER BY position, id")]
+
+    def record_count(self) -> int:
+        return self._one("SELECT count(*) FROM records")[0]
+
+    def extra_answers(self) -> dict[int, int]:
+        return dict(self._all("SELECT id, extra_answers FROM records WHERE extra_answers > 0"))
+
+    # --- responses ---------------------------------------------------------
+
+    def assignment_facts(self) -> list[tuple[int, str, str]]:
+        """(record_id, user_id, status) for every current answer: what the scheduler is rebuilt from."""
+        return self._all("SELECT record_id, user_id, status FROM responses")
+
+    def response(self, record_id: int, user_id: str) -> Response | None:
+        row = self._one(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE record_id = %s AND user_id = %s",
+                        [record_id, user_id])
+        return _response(row) if row else None
+
+    def user_responses(self, user_id: str) -> list[Response]:
+        """One person's current answers, oldest first."""
+        rows = self._all(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE user_id = %s "
+                         f"ORDER BY created_at, record_id", [user_id])
+        return [_response(r) for r in rows]
+
+    def record_responses(self, record_id: int) -> list[Response]:
+        rows = self._all(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE record_id = %s "
+                         f"ORDER BY created_at, user_id COLLATE \"C\"", [record_id])
+        return [_response(r) for r in rows]
+
+    def history(self, record_id: int, user_id: str) -> list[Response]:
+        rows = self._all(f"SELECT {_RESPONSE_COLUMNS} FROM response_history WHERE record_id = %s "
+                         f"AND user_id = %s ORDER BY replaced_at, updated_at", [record_id, user_id])
+        return [_response(r) for r in rows]
+
+    def iter_responses(self, batch_size: int = 10_000) -> Iterator[list[Response]]:
+        """Every current answer in record order, in batches, through a server-side cursor (flat memory)."""
+        with self._conn() as conn, conn.transaction(), conn.cursor(name="iter_responses") as cur:
+            cur.execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses ORDER BY record_id, created_at, "
+                        f"user_id COLLATE \"C\"")
+            while batch := cur.fetchmany(batch_size):
+                yield [_response(r) for r in batch]
+
+    def audit_log(self, limit: int = 100) -> list[tuple[datetime, str, str, dict[str, Any]]]:
+        rows = self._all('SELECT "at", actor, action, detail FROM audit ORDER BY "at" DESC LIMIT %s', [limit])
+        return [(at, actor, action, json.loads(detail)) for at, actor, action, detail in rows]
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for `python -m annotator stats` and the dashboard's first paint."""
+        with self._conn() as conn:
+            records = conn.execute("SELECT count(*) FROM records").fetchone()[0]
+            submitted, skipped = conn.execute(
+                "SELECT count(*) FILTER (WHERE status = 'submitted'), count(*) FILTER (WHERE status = 'skipped') "
+                "FROM responses").fetchone()
+            overlap_rows = conn.execute(
+                "SELECT r.id, r.extra_answers, s.n FROM records r JOIN "
+                "(SELECT record_id, count(*) AS n FROM responses WHERE status = 'submitted' GROUP BY 1) s "
+                "ON s.record_id = r.id").fetchall()
+            users = conn.execute(
+                "SELECT user_id, count(*) FILTER (WHERE status = 'submitted'), "
+                "count(*) FILTER (WHERE status = 'skipped') FROM responses GROUP BY 1 ORDER BY user_id COLLATE \"C\"",
+            ).fetchall()
+        return stats_result(records, submitted, skipped, overlap_rows, users)
+
+    # --- the write path (writer thread only) -------------------------------
+
+    def apply(self, ops: Sequence[WriteOp]) -> None:
+        """Write a batch in one transaction; all or nothing.
+
+        Same semantics as `Store.apply`. Besides: the record rows the batch
+        touches are locked first, in ascending id order (the lease code locks
+        them the same way, so the two cannot deadlock); each answering person's
+        lease on the record is deleted and records.leased lowered to match; and
+        records.submitted/touched are set for every answered record.
+        """
+        responses = [op for op in ops if isinstance(op, ResponseWrite)]
+        reopens: Counter[int] = Counter()
+        for op in ops:
+            if isinstance(op, ReopenWrite):
+                reopens[op.record_id] += op.extra
+        answered = sorted({r.record_id for r in responses})
+        with self._conn() as conn, conn.transaction():
+            locked = sorted(set(answered) | set(reopens))
+            if locked:
+                conn.execute("SELECT id FROM records WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [locked])
+            for generation in _generations(responses):
+                self._write_responses(conn, generation)
+            if responses:
+                pairs = sorted({(r.record_id, r.user_id) for r in responses})
+                conn.execute(
+                    "WITH gone AS (DELETE FROM leases l USING unnest(%s::int[], %s::text[]) AS b(record_id, user_id) "
+                    "WHERE l.record_id = b.record_id AND l.user_id = b.user_id RETURNING l.record_id), "
+                    "freed AS (SELECT record_id, count(*) AS n FROM gone GROUP BY 1) "
+                    "UPDATE records r SET leased = r.leased - freed.n FROM freed WHERE r.id = freed.record_id",
+                    [[p[0] for p in pairs], [p[1] for p in pairs]])
+                conn.execute(_SET_SUBMITTED, [answered])
+            self._write_users(conn, [op for op in ops if isinstance(op, UserSeen)])
+            audits = [op for op in ops if isinstance(op, AuditWrite)]
+            if audits:
+                conn.execute('INSERT INTO audit ("at", actor, action, detail) '
+                             'SELECT * FROM unnest(%s::timestamp[], %s::text[], %s::text[], %s::text[])',
+                             [[a.at for a in audits], [a.actor for a in audits], [a.action for a in audits],
+                              [json.dumps(a.detail, sort_keys=True, default=str) for a in audits]])
+            if reopens:
+                ids = sorted(reopens)
+                conn.execute("UPDATE records r SET extra_answers = r.extra_answers + b.n "
+                             "FROM unnest(%s::int[], %s::int[]) AS b(id, n) WHERE r.id = b.id",
+                             [ids, [reopens[i] for i in ids]])
+
+    @staticmethod
+    def _write_responses(conn: psycopg.Connection, rows: Sequence[ResponseWrite]) -> None:
+        """One generation (no (record, user) twice): the replaced answers go to the history, then upsert."""
+        conn.execute(
+            f"INSERT INTO response_history SELECT {', '.join('r.' + c for c in _RESPONSE_COLUMNS.split(', '))}, "
+            "b.at FROM responses r JOIN unnest(%s::int[], %s::text[], %s::timestamp[]) AS b(record_id, user_id, at) "
+            "ON r.record_id = b.record_id AND r.user_id = b.user_id",
+            [[r.record_id for r in rows], [r.user_id for r in rows], [r.at for r in rows]])
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO responses ({_RESPONSE_COLUMNS}) VALUES (%s, %s, %s, %s::text[], %s, %s, %s, %s) "
+                "ON CONFLICT (record_id, user_id) DO UPDATE SET status = excluded.status, answer = excluded.answer, "
+                "comment = excluded.comment, time_spent_ms = excluded.time_spent_ms, "
+                "updated_at = excluded.updated_at",
+                [(r.record_id, r.user_id, r.status, list(r.answer), r.comment, r.time_spent_ms, r.at, r.at)
+                 for r in rows])
+
+    @staticmethod
+    def _write_users(conn: psycopg.Connection, seen: Sequence[UserSeen]) -> None:
+        span = user_spans(seen)
+        if not span:
+            return
+        users = sorted(span)
+        conn.execute("INSERT INTO users SELECT * FROM unnest(%s::text[], %s::timestamp[], %s::timestamp[]) "
+                     "ON CONFLICT (user_id) DO UPDATE SET first_seen = least(users.first_seen, excluded.first_seen), "
+                     "last_seen = greatest(users.last_seen, excluded.last_seen)",
+                     [users, [span[u][0] for u in users], [span[u][1] for u in users]])
+
+    # --- export and restore ------------------------------------------------
+
+    def export_fingerprint(self) -> str:
+        """A short string that changes whenever a record, an answer or a reopen changes (see Store)."""
+        row = self._one(
+            "SELECT (SELECT count(*) FROM records), (SELECT coalesce(sum(extra_answers), 0) FROM records), "
+            "count(*), coalesce(bit_xor(hashtextextended(row(record_id, user_id, status, answer, comment, "
+            "time_spent_ms, updated_at)::text, 0)), 0) FROM responses")
+        return ":".join(str(v) for v in row)
+
+    def iter_export(self, batch_size: int = 500) -> Iterator[tuple[list[Record], list[Response]]]:
+        """Every record in dataset order with its current answers, `batch_size` records at a time.
+
+        All batches come from one REPEATABLE READ read-only transaction on a
+        pooled connection of their own: a consistent snapshot while writers
+        commit. Answers are in record order, then oldest first. Close the
+        generator (or exhaust it) to give the connection back.
+        """
+        with self._conn() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            last: tuple[int, int] | None = None
+            while True:
+                if last is None:
+                    rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records ORDER BY position, id LIMIT %s",
+                                        [batch_size]).fetchall()
+                else:
+                    rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE (position, id) > (%s, %s) "
+                                        f"ORDER BY position, id LIMIT %s", [*last, batch_size]).fetchall()
+                if not rows:
+                    break
+                records = [_record(row) for row in rows]
+                last = (records[-1].position, records[-1].id)
+                found = conn.execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE record_id = ANY(%s) "
+                                     f"ORDER BY record_id, created_at, user_id COLLATE \"C\"",
+                                     [[r.id for r in records]]).fetchall()
+                yield records, answers_in_record_order(records, found)
+
+    def import_snapshot(self, records: Iterable[Sequence[Record]], responses: Iterable[Sequence[Response]],
+                        audit: AuditWrite | None = None) -> tuple[int, int]:
+        """Load records and answers into an EMPTY store, in one transaction (see Store.import_snapshot).
+
+        Also sets records.submitted and touched from the answers. Raises
+        StoreError, and changes nothing, when the store holds a record or an answer.
+        """
+        n_records = n_responses = 0
+        with self._conn() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [_INGEST_LOCK])
+            present = conn.execute("SELECT (SELECT count(*) FROM records) + (SELECT count(*) FROM responses)"
+                                   ).fetchone()[0]
+            if present:
+                raise StoreError(f"the store {self.where} is not empty; a restore only fills an empty store")
+            now = utcnow()
+            cur = conn.cursor()
+            with cur.copy(f"COPY records ({_RECORD_INSERT}) FROM STDIN") as copy:
+                copy.set_types(_RECORD_TYPES)
+                for batch in records:
+                    for r in batch:
+                        copy.write_row((r.id, r.source_key, r.image_path, r.sha256, r.width, r.height, r.size_bytes,
+                                        _metadata_json(r.metadata), r.suggestion, r.position, r.extra_answers, now))
+                    n_records += len(batch)
+            with cur.copy(f"COPY responses ({_RESPONSE_COLUMNS}) FROM STDIN") as copy:
+                copy.set_types(_RESPONSE_TYPES)
+                for batch in responses:
+                    for s in batch:
+                        copy.write_row((s.record_id, s.user_id, s.status, list(s.answer), s.comment,
+                                        s.time_spent_ms, s.created_at, s.updated_at))
+                    n_responses += len(batch)
+            conn.execute("UPDATE records r SET touched = true, submitted = s.n FROM (SELECT record_id, "
+                         "count(*) FILTER (WHERE status = 'submitted') AS n FROM responses GROUP BY 1) s "
+                         "WHERE s.record_id = r.id")
+            conn.execute("INSERT INTO users SELECT user_id, min(created_at), max(updated_at) FROM responses "
+                         "GROUP BY user_id ON CONFLICT DO NOTHING")
+            if audit is not None:
+                conn.execute('INSERT INTO audit VALUES (%s, %s, %s, %s)',
+                             [audit.at, audit.actor, audit.action,
+                              json.dumps(audit.detail, sort_keys=True, default=str)])
+        return n_records, n_responses
+
+    # --- dashboard reads (see Store) ------------------------------------------
+
+    def dashboard_record_groups(self) -> list[tuple[int, int, int, int]]:
+        """(extra_answers, submitted, skipped, records): how many records share each combination."""
+        return self._all(
+            "SELECT r.extra_answers, coalesce(s.submitted, 0), coalesce(s.skipped, 0), count(*) FROM records r "
+            "LEFT JOIN (SELECT record_id, count(*) FILTER (WHERE status = 'submitted') AS submitted, "
+            "count(*) FILTER (WHERE status = 'skipped') AS skipped FROM responses GROUP BY 1) s "
+            "ON s.record_id = r.id GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+
+    def dashboard_timeline(self, since: datetime, bucket_seconds: int) -> list[tuple[datetime, str, int]]:
+        """(bucket start, status, answers) of current answers first given at or after `since`, oldest first.
+
+        Buckets start from 2000-01-03, DuckDB's time_bucket origin, so both engines cut alike.
+        """
+        return self._all(
+            "SELECT date_bin(make_interval(secs => %s), created_at, timestamp '2000-01-03') AS bucket, status, "
+            "count(*) FROM responses WHERE created_at >= %s GROUP BY 1, 2 ORDER BY 1, status COLLATE \"C\"",
+            [int(bucket_seconds), since])
+
+    def dashboard_label_counts(self) -> list[tuple[str, int]]:
+        """How many submitted answers carry each label (a multi-label answer counts once per label)."""
+        return self._all("SELECT label, count(*) FROM responses, unnest(answer) AS label "
+                         "WHERE status = 'submitted' GROUP BY 1 ORDER BY label COLLATE \"C\"")
+
+    def dashboard_users(self) -> list[tuple[str, int, int, float | None, datetime | None]]:
+        """(user, submitted, skipped, median ms per submitted answer, last activity) for everyone seen."""
+        return self._all(
+            "WITH a AS (SELECT user_id, count(*) FILTER (WHERE status = 'submitted') AS submitted, "
+            "count(*) FILTER (WHERE status = 'skipped') AS skipped, "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY time_spent_ms) FILTER (WHERE status = 'submitted') "
+            "AS median_ms, max(updated_at) AS last_answer FROM responses GROUP BY 1) "
+            "SELECT coalesce(a.user_id, u.user_id), coalesce(a.submitted, 0), coalesce(a.skipped, 0), a.median_ms, "
+            "greatest(a.last_answer, u.last_seen) FROM a FULL OUTER JOIN users u ON u.user_id = a.user_id "
+            "ORDER BY coalesce(a.user_id, u.user_id) COLLATE \"C\"")
+
+    def dashboard_answers_version(self) -> tuple[int, datetime | None]:
+        """(current answers, latest change): differs whenever an answer is added or changed."""
+        return self._one("SELECT count(*), max(updated_at) FROM responses")  # type: ignore[return-value]
+
+    def dashboard_overlapping_answers(self) -> list[tuple[int, str, tuple[str, ...]]]:
+        """(record_id, user_id, answer) of the submitted answers on records that have at least two of them."""
+        rows = self._all(
+            "SELECT record_id, user_id, answer FROM (SELECT record_id, user_id, answer, "
+            "count(*) OVER (PARTITION BY record_id) AS n FROM responses WHERE status = 'submitted') t "
+            "WHERE n >= 2 ORDER BY record_id, user_id COLLATE \"C\"")
+        return [(rid, user, tuple(answer)) for rid, user, answer in rows]
