@@ -13,8 +13,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import test_export
+import test_restore
 from pgserver import server_url, with_database
 from storehelpers import rows
+from test_export import hub  # noqa: F401 - fixture
 
 from annotator.config import ConfigError, load_settings
 from annotator.pg_store import PgStore, connect_error
@@ -273,6 +276,43 @@ def test_closed_store_raises_store_closed_error(pg_url: str) -> None:
                  lambda: store.apply([UserSeen("a", T0)]), lambda: store.add_records([rec("a")])):
         with pytest.raises(StoreClosedError):
             call()
+
+
+# --- export and restore through the exporter (the test_export/test_restore checks, on PostgreSQL) -----
+
+@pytest.fixture
+def pg_env(tmp_path: Path, pg_url: str):
+    settings = test_export.make_settings(tmp_path, store_url=pg_url)
+    store = open_store(settings)
+    yield settings, store
+    store.close()
+
+
+def test_export_tables_from_postgresql(pg_env) -> None:
+    assert isinstance(pg_env[1], PgStore)
+    test_export.test_build_tables_rows_and_summary(pg_env)
+
+
+def test_push_from_postgresql_loads_back_with_datasets(hub, pg_env, tmp_path: Path) -> None:  # noqa: F811
+    test_export.test_push_then_load_dataset_both_configs(hub, pg_env, tmp_path)
+
+
+def test_restore_from_the_hub_into_postgresql(hub, tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    source_settings, source = test_restore._push(hub, tmp_path / "a")  # a DuckDB store, exported
+    settings = test_export.make_settings(tmp_path / "b", store_url=pg_url)
+    store = open_store(settings)
+    try:
+        report = test_export.export.restore_from_hub(store, settings, test_export.make_task(), endpoint=hub.endpoint)
+        assert report is not None and (report.records, report.responses) == (6, 10)
+        assert [store.record(i) for i in source.record_ids()] == [source.record(i) for i in source.record_ids()]
+        assert test_restore._responses(store) == test_restore._responses(source)
+        assert store.stats() == source.stats()
+        submitted = {r: n for r, _, n in source.stats()["answers_per_record"]}
+        answered = {r.record_id for batch in source.iter_responses() for r in batch}
+        assert bookkeeping(store) == {i: (submitted.get(i, 0), 0, i in answered) for i in source.record_ids()}
+    finally:
+        store.close()
+        source.close()
 
 
 # --- settings, errors, command line ----------------------------------------------------------
