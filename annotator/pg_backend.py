@@ -1,0 +1,185 @@
+"""The PostgreSQL `WorkBackend`: several app replicas sharing one workshop.
+
+Assignment lives in the database (`pg_leases.PgLeases`), answers go through
+the same group-commit `Writer` as on DuckDB (one transaction per batch; the
+answering person's lease turns into the answer in that transaction). What
+this process keeps in memory is only about its own people: which record each
+has on screen, and the answers it queued but the writer has not committed yet
+(so a repeated key press is caught before the commit, as on DuckDB).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import Any, Callable, Sequence
+
+from annotator.pg_leases import PgLeases
+from annotator.pg_store import PgStore
+from annotator.scheduler import QueueState, SubmitOutcome
+from annotator.store import AuditWrite, Record, ReopenWrite, Response, ResponseWrite, UserSeen, WriteOp, utcnow
+from annotator.writer import Writer, WriterHealth
+
+_REMEMBERED = 100_000  # (person, record) answers queued here; far more than a writer backlog
+
+
+class PgBackend:
+    """Lifecycle: constructing it stores the hand-out order and starts the writer;
+    `close()` commits what is queued, hands this replica's leases back and
+    closes the store."""
+
+    def __init__(self, store: PgStore, order: Sequence[int], overlap: int, lease_ttl: float, *,
+                 replica: str | None = None, clock: Callable[[], float] = time.time,
+                 counts_every: float = 1.0) -> None:
+        self.store = store
+        self._clock = clock
+        self.leases_db = PgLeases(store.pool, overlap, lease_ttl, replica or f"replica-{uuid.uuid4().hex[:8]}")
+        self.leases_db.set_order(order)
+        self._screen: dict[str, int] = {}  # person -> record on their screen (a hard lease)
+        self._answered: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._counts: tuple[float, dict[str, int]] | None = None
+        self._counts_every = counts_every
+        self.writer: Writer[WriteOp] = Writer(store.apply)
+        self.writer.start()
+        self._closed = False
+
+    @property
+    def replica(self) -> str:
+        return self.leases_db.replica
+
+    def next(self, user: str) -> QueueState:
+        now = self._clock()
+        with self._lock:
+            rid = self._screen.get(user)
+        if rid is not None and self.leases_db.holds(user, rid, now):
+            return QueueState("ready", rid)
+        state = self.leases_db.next(user, now)
+        with self._lock:
+            if state.kind == "ready":
+                self._screen[user] = state.record_id  # type: ignore[assignment]
+            else:
+                self._screen.pop(user, None)
+        return state
+
+    def state(self, user: str) -> QueueState:
+        with self._lock:
+            rid = self._screen.get(user)
+        if rid is not None:
+            return QueueState("ready", rid)
+        return self.leases_db.state(user, self._clock())
+
+    def lease_soft(self, user: str, n: int) -> list[int]:
+        return self.leases_db.lease_soft(user, n, self._clock())
+
+    def promote(self, user: str, record_id: int) -> bool:
+        if not self.leases_db.promote(user, record_id, self._clock()):
+            return False
+        with self._lock:
+            self._screen[user] = record_id
+        return True
+
+    def current(self, user: str) -> int | None:
+        with self._lock:
+            return self._screen.get(user)
+
+    def has_seen(self, user: str, record_id: int) -> bool:
+        with self._lock:
+            if (user, record_id) in self._answered:
+                return True
+        return self.leases_db.has_answered(user, record_id)
+
+    def touch(self, user: str) -> None:
+        """Activity; also learns whether the record on screen is still this person's (it may have expired)."""
+        held = self.leases_db.touch(user, self._clock())
+        with self._lock:
+            rid = self._screen.get(user)
+            if rid is not None and (rid, True) not in held:
+                del self._screen[user]
+
+    def release(self, user: str, record_id: int | None = None) -> int:
+        with self._lock:
+            if record_id is None or self._screen.get(user) == record_id:
+                self._screen.pop(user, None)
+        return self.leases_db.release(user, record_id, self._clock())
+
+    def expire(self) -> int:
+        return self.leases_db.expire(self._clock())
+
+    def answer(self, write: ResponseWrite) -> tuple[SubmitOutcome, Future[None]]:
+        """Queue the answer for the next group commit; the lease becomes the answer in that transaction.
+
+        Until the commit the lease row stays (hard, so nobody takes it over),
+        which keeps the record's slot counted, exactly once.
+        """
+        key = (write.user_id, write.record_id)
+        seen = self.has_seen(*key)
+        with self._lock:
+            on_screen = self._screen.get(write.user_id) == write.record_id
+            if on_screen:
+                del self._screen[write.user_id]
+            self._answered[key] = None
+            self._answered.move_to_end(key)
+            while len(self._answered) > _REMEMBERED:
+                self._answered.popitem(last=False)
+            self._counts = None
+        outcome: SubmitOutcome = "edit" if seen else ("new" if on_screen else "late")
+        return outcome, self.writer.put(replace(write, first=not seen))
+
+    def user_seen(self, user: str) -> Future[None]:
+        return self.writer.put(UserSeen(user, utcnow()))
+
+    def audit(self, actor: str, action: str, detail: dict[str, Any]) -> Future[None]:
+        return self.writer.put(AuditWrite(actor, action, detail, utcnow()))
+
+    def reopen(self, record_id: int, extra: int) -> Future[None]:
+        if not self.store.records([record_id]):
+            raise KeyError(record_id)
+        return self.writer.put(ReopenWrite(record_id, extra))
+
+    def records(self, record_ids: Sequence[int]) -> dict[int, Record]:
+        return self.store.records(record_ids)
+
+    def user_responses(self, user: str) -> list[Response]:
+        return self.store.user_responses(user)
+
+    def counts(self) -> dict[str, int]:
+        """Team progress; read at most once a second per replica (every click shows it)."""
+        now = self._clock()
+        cached = self._counts
+        if cached is not None and now - cached[0] < self._counts_every:
+            return cached[1]
+        counts = self.leases_db.counts(now)
+        self._counts = (now, counts)
+        return counts
+
+    def remaining_for(self, user: str) -> int:
+        return self.leases_db.remaining_for(user)
+
+    def leases(self) -> dict[str, list[tuple[int, str]]]:
+        return self.leases_db.leases(self._clock())
+
+    def writer_health(self) -> WriterHealth:
+        return self.writer.health()
+
+    def write_failure(self) -> str | None:
+        return self.writer.failure()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return self.writer.flush(timeout)
+
+    def close(self) -> None:
+        """Commit everything queued, hand this replica's leases back, close the store. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.writer.close()
+        try:
+            self.leases_db.release_replica(self._clock())
+        finally:
+            self.store.close()

@@ -1,0 +1,341 @@
+"""Assignment in PostgreSQL: leases as rows, so that every replica sees the same truth.
+
+The SQL half of the PostgreSQL backend (`pg_backend.py` composes it). The
+contract is the scheduler's (I1-I5 in DESIGN.md); what makes it hold across
+processes:
+
+- A record row is locked (`FOR UPDATE ... SKIP LOCKED`) by whoever leases it,
+  and the overlap check reads counters on that same row (`submitted`,
+  `leased`), which every lease and every answer update in the same
+  transaction. PostgreSQL re-checks a locked row's condition against its
+  newest version, so two replicas can never both take the last slot (I2).
+- A lease expires `ttl` seconds after its holder's last activity: `touch`
+  moves every lease of that person forward, and whoever runs next deletes
+  expired rows (I4). A replica that dies leaves its leases to expire.
+- Takeover (I5) deletes a soft (buffered, unseen) lease of another person;
+  hard leases (on screen, or answered but not yet committed) are never taken.
+- "done" is answered only after a plain read (no SKIP LOCKED) finds nothing
+  left for the person; a record skipped only because another transaction had
+  it locked makes the caller try again (I3).
+
+Time is passed in (seconds since the epoch, stored as naive UTC), like the
+in-memory scheduler, so tests can move it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Sequence, TypeVar
+
+import psycopg
+from psycopg import errors
+from psycopg_pool import ConnectionPool
+
+from annotator.scheduler import QueueState
+
+T = TypeVar("T")
+
+# conflicts between replicas that a retry of the whole transaction resolves
+_RETRY = (errors.DeadlockDetected, errors.SerializationFailure, errors.UniqueViolation, errors.LockNotAvailable)
+_ATTEMPTS = 8
+
+# eligible for this person: not answered by them, not already theirs
+_ELIGIBLE = """
+    NOT EXISTS (SELECT 1 FROM responses x WHERE x.record_id = r.id AND x.user_id = %(u)s)
+    AND NOT EXISTS (SELECT 1 FROM leases m WHERE m.record_id = r.id AND m.user_id = %(u)s)
+"""
+_INCOMPLETE = "r.submitted < %(overlap)s + r.extra_answers"
+_ONE = "user_id = %(u)s AND record_id = %(rid)s"
+_ALL = "user_id = %(u)s"
+
+
+def to_ts(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None)
+
+
+def from_ts(ts: datetime) -> float:
+    return ts.replace(tzinfo=timezone.utc).timestamp()
+
+
+class PgLeases:
+    """Lease rows and the queries over them. Thread-safe: every call takes a pooled connection."""
+
+    def __init__(self, pool: ConnectionPool, overlap: int, ttl: float, replica: str) -> None:
+        self._pool = pool
+        self.overlap = overlap
+        self.ttl = ttl
+        self.replica = replica
+
+    # --- plumbing ------------------------------------------------------------
+
+    def _run(self, work: Callable[[psycopg.Cursor], T]) -> T:
+        """One transaction; conflicts with other replicas are retried from the start."""
+        for attempt in range(_ATTEMPTS):
+            try:
+                with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                    return work(cur)
+            except _RETRY:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                time.sleep(0.002 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _params(self, user: str | None, now: float, **more: Any) -> dict[str, Any]:
+        return {"u": user, "now": to_ts(now), "exp": to_ts(now + self.ttl), "overlap": self.overlap,
+                "replica": self.replica, **more}
+
+    # --- the hand-out order --------------------------------------------------
+
+    def set_order(self, ids: Sequence[int]) -> None:
+        """Store the hand-out rank of every record (dataset order or the seeded shuffle).
+
+        Every replica computes the same order from the same task; an advisory
+        lock keeps replicas starting together from writing it at once.
+        """
+        def work(cur: psycopg.Cursor) -> None:
+            cur.execute("SELECT pg_advisory_xact_lock(7410001)")
+            cur.execute("UPDATE records r SET rank = v.rank FROM unnest(%s::int[], %s::int[]) AS v(id, rank) "
+                        "WHERE r.id = v.id AND r.rank IS DISTINCT FROM v.rank", [list(ids), list(range(len(ids)))])
+        self._run(work)
+
+    # --- leases ----------------------------------------------------------------
+
+    @staticmethod
+    def _sweep(cur: psycopg.Cursor, p: dict[str, Any]) -> int:
+        cur.execute("""
+            WITH dead AS (
+                SELECT record_id, user_id FROM leases WHERE expires_at < %(now)s FOR UPDATE SKIP LOCKED
+            ), gone AS (
+                DELETE FROM leases l USING dead d WHERE l.record_id = d.record_id AND l.user_id = d.user_id
+                RETURNING l.record_id
+            ), counted AS (
+                SELECT record_id, count(*) AS n FROM gone GROUP BY record_id
+            ), fixed AS (
+                UPDATE records r SET leased = r.leased - c.n FROM counted c WHERE r.id = c.record_id RETURNING c.n
+            )
+            SELECT coalesce(sum(n), 0) FROM fixed""", p)
+        return int(cur.fetchone()[0])
+
+    def expire(self, now: float) -> int:
+        """Delete every lease whose holder has been idle longer than the ttl; how many."""
+        return self._run(lambda cur: self._sweep(cur, self._params(None, now)))
+
+    def touch(self, user: str, now: float) -> list[tuple[int, bool]]:
+        """Activity: the person's live leases last another ttl. Returns them as (record, hard)."""
+        p = self._params(user, now)
+
+        def work(cur: psycopg.Cursor) -> list[tuple[int, bool]]:
+            cur.execute("UPDATE leases SET expires_at = %(exp)s WHERE user_id = %(u)s AND expires_at >= %(now)s "
+                        "RETURNING record_id, hard", p)
+            return [(int(r), bool(h)) for r, h in cur.fetchall()]
+        return self._run(work)
+
+    @staticmethod
+    def _grant(cur: psycopg.Cursor, p: dict[str, Any]) -> list[int]:
+        """Up to n new leases for the person, open records first, then the hand-out order."""
+        cur.execute(f"""
+            WITH picked AS (
+                SELECT r.id, r.touched, r.rank FROM records r
+                WHERE r.submitted + r.leased < %(overlap)s + r.extra_answers AND {_ELIGIBLE}
+                ORDER BY r.touched DESC, r.rank, r.id
+                LIMIT %(n)s
+                FOR UPDATE OF r SKIP LOCKED
+            ), bumped AS (
+                UPDATE records r SET leased = r.leased + 1, touched = true FROM picked WHERE r.id = picked.id
+                RETURNING r.id
+            ), added AS (
+                INSERT INTO leases (record_id, user_id, hard, replica, expires_at)
+                SELECT id, %(u)s, %(hard)s, %(replica)s, %(exp)s FROM bumped
+                RETURNING record_id
+            )
+            SELECT p.id FROM picked p JOIN added a ON a.record_id = p.id ORDER BY p.touched DESC, p.rank, p.id""", p)
+        return [int(r) for (r,) in cur.fetchall()]
+
+    def lease_soft(self, user: str, n: int, now: float) -> list[int]:
+        """Up to n soft leases for the person's prefetch buffer; never a takeover."""
+        if n <= 0:
+            return []
+        p = self._params(user, now, n=n, hard=False)
+
+        def work(cur: psycopg.Cursor) -> list[int]:
+            self._sweep(cur, p)
+            return self._grant(cur, p)
+        return self._run(work)
+
+    def promote(self, user: str, record_id: int, now: float) -> bool:
+        """Soft -> hard (on screen). False when the lease was lost or the record completed meanwhile."""
+        p = self._params(user, now, rid=record_id)
+
+        def work(cur: psycopg.Cursor) -> bool:
+            cur.execute(f"""
+                UPDATE leases l SET hard = true, expires_at = %(exp)s FROM records r
+                WHERE l.user_id = %(u)s AND l.record_id = %(rid)s AND l.expires_at >= %(now)s
+                  AND r.id = l.record_id AND {_INCOMPLETE}
+                RETURNING l.record_id""", p)
+            if cur.fetchone() is not None:
+                return True
+            self._drop(cur, p, _ONE)  # a completed record's soft lease frees its slot
+            return False
+        return self._run(work)
+
+    def next(self, user: str, now: float) -> QueueState:
+        """A new hard lease: open or fresh record, else one of the person's own soft leases, else a takeover."""
+        p = self._params(user, now, n=1, hard=True)
+
+        def work(cur: psycopg.Cursor) -> QueueState | None:
+            self._sweep(cur, p)
+            got = self._grant(cur, p)
+            if got:
+                return QueueState("ready", got[0])
+            cur.execute(f"""
+                UPDATE leases SET hard = true, expires_at = %(exp)s
+                WHERE user_id = %(u)s AND record_id = (
+                    SELECT l.record_id FROM leases l JOIN records r ON r.id = l.record_id
+                    WHERE l.user_id = %(u)s AND NOT l.hard AND l.expires_at >= %(now)s AND {_INCOMPLETE}
+                    ORDER BY r.rank, r.id LIMIT 1)
+                RETURNING record_id""", p)
+            own = cur.fetchone()
+            if own is not None:
+                return QueueState("ready", int(own[0]))
+            taken = self._takeover(cur, p)
+            if taken is not None:
+                return QueueState("ready", taken)
+            return self._waiting_or_done(cur, p)
+
+        for _ in range(_ATTEMPTS):
+            state = self._run(work)
+            if state is not None:
+                return state
+            time.sleep(0.005)  # a record was locked by another transaction for a moment: look again
+        return QueueState("waiting", None, 1, now + 1.0)
+
+    def _takeover(self, cur: psycopg.Cursor, p: dict[str, Any]) -> int | None:
+        """Take a record whose last slot sits unseen in someone else's buffer (I5)."""
+        cur.execute(f"""
+            SELECT r.id FROM records r
+            WHERE {_INCOMPLETE} AND {_ELIGIBLE}
+              AND EXISTS (SELECT 1 FROM leases s WHERE s.record_id = r.id AND NOT s.hard
+                          AND s.user_id <> %(u)s AND s.expires_at >= %(now)s)
+            ORDER BY r.touched DESC, r.rank, r.id
+            LIMIT 4
+            FOR UPDATE OF r SKIP LOCKED""", p)
+        for (rid,) in cur.fetchall():
+            # the least recently active holder loses it; a lease promoted meanwhile is re-checked and kept
+            cur.execute("""
+                DELETE FROM leases WHERE (record_id, user_id) = (
+                    SELECT record_id, user_id FROM leases
+                    WHERE record_id = %(rid)s AND NOT hard AND user_id <> %(u)s AND expires_at >= %(now)s
+                    ORDER BY expires_at, user_id LIMIT 1 FOR UPDATE)
+                RETURNING user_id""", {**p, "rid": rid})
+            if cur.fetchone() is None:
+                continue
+            cur.execute("INSERT INTO leases (record_id, user_id, hard, replica, expires_at) "
+                        "VALUES (%(rid)s, %(u)s, true, %(replica)s, %(exp)s)", {**p, "rid": rid})
+            return int(rid)
+        return None
+
+    def _waiting_or_done(self, cur: psycopg.Cursor, p: dict[str, Any]) -> QueueState | None:
+        """Waiting when everything left is held by others; None when a locked record may still be free."""
+        cur.execute(f"""
+            SELECT count(*), count(*) FILTER (WHERE first_free IS NULL), min(first_free) FROM (
+                SELECT (SELECT min(l.expires_at) FROM leases l WHERE l.record_id = r.id) AS first_free
+                FROM records r WHERE {_INCOMPLETE} AND {_ELIGIBLE}) q""", p)
+        left, unheld, first_free = cur.fetchone()
+        if not left:
+            return QueueState("done")
+        if unheld:
+            return None
+        return QueueState("waiting", None, int(left), from_ts(first_free))
+
+    def state(self, user: str, now: float) -> QueueState:
+        """What `next` would answer, without taking anything."""
+        p = self._params(user, now)
+
+        def work(cur: psycopg.Cursor) -> QueueState:
+            self._sweep(cur, p)
+            cur.execute(f"""
+                SELECT r.id FROM records r
+                WHERE (r.submitted + r.leased < %(overlap)s + r.extra_answers AND {_ELIGIBLE})
+                   OR (r.id IN (SELECT record_id FROM leases WHERE user_id = %(u)s AND NOT hard
+                                AND expires_at >= %(now)s)
+                       AND {_INCOMPLETE})
+                   OR ({_INCOMPLETE} AND {_ELIGIBLE} AND EXISTS (
+                       SELECT 1 FROM leases s WHERE s.record_id = r.id AND NOT s.hard AND s.user_id <> %(u)s
+                       AND s.expires_at >= %(now)s))
+                ORDER BY r.touched DESC, r.rank, r.id LIMIT 1""", p)
+            row = cur.fetchone()
+            if row is not None:
+                return QueueState("ready", int(row[0]))
+            return self._waiting_or_done(cur, p) or QueueState("waiting", None, 1, now + 1.0)
+        return self._run(work)
+
+    @staticmethod
+    def _drop(cur: psycopg.Cursor, p: dict[str, Any], where: str) -> int:
+        cur.execute(f"""
+            WITH gone AS (DELETE FROM leases WHERE {where} RETURNING record_id),
+            counted AS (SELECT record_id, count(*) AS n FROM gone GROUP BY record_id),
+            fixed AS (UPDATE records r SET leased = r.leased - c.n FROM counted c WHERE r.id = c.record_id
+                      RETURNING c.n)
+            SELECT coalesce(sum(n), 0) FROM fixed""", p)
+        return int(cur.fetchone()[0])
+
+    def release(self, user: str, record_id: int | None, now: float) -> int:
+        """End the person's leases (session ended), or one of them; how many were dropped."""
+        p = self._params(user, now, rid=record_id)
+        return self._run(lambda cur: self._drop(cur, p, _ALL if record_id is None else _ONE))
+
+    def release_replica(self, now: float) -> int:
+        """A replica shutting down cleanly hands its people's leases back at once."""
+        p = self._params(None, now)
+        return self._run(lambda cur: self._drop(cur, p, "replica = %(replica)s"))
+
+    # --- reads -------------------------------------------------------------------
+
+    def holds(self, user: str, record_id: int, now: float) -> bool:
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT 1 FROM leases WHERE user_id = %s AND record_id = %s AND expires_at >= %s",
+                               [user, record_id, to_ts(now)]).fetchone()
+        return row is not None
+
+    def has_answered(self, user: str, record_id: int) -> bool:
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT 1 FROM responses WHERE record_id = %s AND user_id = %s",
+                               [record_id, user]).fetchone()
+        return row is not None
+
+    def counts(self, now: float) -> dict[str, int]:
+        """Team progress, as the scheduler reports it."""
+        p = self._params(None, now)
+        with self._pool.connection() as conn:
+            records, complete, partial, leased, submissions = conn.execute(f"""
+                SELECT count(*), count(*) FILTER (WHERE NOT ({_INCOMPLETE})),
+                       count(*) FILTER (WHERE r.submitted > 0 AND {_INCOMPLETE}),
+                       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM leases l WHERE l.record_id = r.id
+                                                       AND l.expires_at >= %(now)s)),
+                       coalesce(sum(r.submitted), 0)
+                FROM records r""", p).fetchone()
+            skips = conn.execute("SELECT count(*) FROM responses WHERE status = 'skipped'").fetchone()[0]
+        return {"records": records, "complete": complete, "partial": partial,
+                "untouched": records - complete - partial, "leased": leased,
+                "submissions": int(submissions), "skips": skips}
+
+    def remaining_for(self, user: str) -> int:
+        """Records neither complete nor answered by this person."""
+        p = self._params(user, 0.0)
+        with self._pool.connection() as conn:
+            return int(conn.execute(f"""
+                SELECT count(*) FROM records r WHERE {_INCOMPLETE}
+                  AND NOT EXISTS (SELECT 1 FROM responses x WHERE x.record_id = r.id AND x.user_id = %(u)s)""",
+                p).fetchone()[0])
+
+    def leases(self, now: float) -> dict[str, list[tuple[int, str]]]:
+        """Live leases by person, in hand-out order: [(record_id, "soft"|"hard")]."""
+        out: dict[str, list[tuple[int, str]]] = {}
+        with self._pool.connection() as conn:
+            rows = conn.execute("SELECT l.user_id, l.record_id, l.hard FROM leases l JOIN records r "
+                                "ON r.id = l.record_id WHERE l.expires_at >= %s ORDER BY l.user_id, r.rank, r.id",
+                                [to_ts(now)]).fetchall()
+        for user, rid, hard in rows:
+            out.setdefault(user, []).append((int(rid), "hard" if hard else "soft"))
+        return out

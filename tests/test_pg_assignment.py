@@ -1,0 +1,292 @@
+"""I1-I5 on the PostgreSQL backend, under random interleavings of up to 50 people and across replicas.
+
+The in-memory scheduler is checked call by call against a brute-force model
+(test_scheduler_properties.py). Here the truth is the database: after every
+step the invariants are checked against the rows themselves (answers, lease
+rows with their expiry), not against the backend's own counters, and the
+counters are checked against the rows. Time is simulated. Two backends on
+one database stand for two replicas.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import hypothesis.strategies as st
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from annotator.pg_backend import PgBackend
+from annotator.pg_leases import to_ts
+from annotator.pg_store import PgStore
+from annotator.store import NewRecord, ResponseWrite, utcnow
+
+TTL = 10.0
+MAX_USERS = 50
+RECORDS = 5
+# most steps by a few people (so queues run dry and buffers get taken over), some by any of 50
+PEOPLE = st.integers(0, 3) | st.integers(0, MAX_USERS - 1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_900_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def new_records(n: int) -> list[NewRecord]:
+    return [NewRecord(f"r{i:04d}", f"r{i:04d}.png", "0" * 64, 8, 8, 100) for i in range(n)]
+
+
+def reset(url: str, n: int) -> None:
+    """An empty workshop of n records (the schema stays)."""
+    store = PgStore(url)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("TRUNCATE leases, responses, response_history, users, audit, records")
+        store.add_records(new_records(n))
+    finally:
+        store.close()
+
+
+def open_backend(url: str, overlap: int, clock: Clock, replica: str) -> PgBackend:
+    store = PgStore(url)
+    return PgBackend(store, store.record_ids(), overlap, TTL, replica=replica, clock=clock, counts_every=0)
+
+
+class Facts:
+    """The rows as they are now, read straight from the tables."""
+
+    def __init__(self, url: str, now: float) -> None:
+        with psycopg.connect(url) as conn:
+            self.records = {rid: (extra, submitted, leased) for rid, extra, submitted, leased in conn.execute(
+                "SELECT id, extra_answers, submitted, leased FROM records")}
+            self.answers = {(rid, user): status for rid, user, status in conn.execute(
+                "SELECT record_id, user_id, status FROM responses")}
+            rows = conn.execute("SELECT record_id, user_id, hard, expires_at FROM leases").fetchall()
+        self.all_leases = Counter(rid for rid, *_ in rows)
+        live = to_ts(now)
+        self.leases = {(rid, user): hard for rid, user, hard, expires in rows if expires >= live}
+
+    def submitted(self, rid: int) -> int:
+        return sum(1 for (r, _), s in self.answers.items() if r == rid and s == "submitted")
+
+    def holders(self, rid: int) -> dict[str, bool]:
+        return {u: hard for (r, u), hard in self.leases.items() if r == rid}
+
+    def target(self, rid: int, overlap: int) -> int:
+        return overlap + self.records[rid][0]
+
+    def complete(self, rid: int, overlap: int) -> bool:
+        return self.submitted(rid) >= self.target(rid, overlap)
+
+    def eligible(self, user: str, rid: int, overlap: int) -> bool:
+        return (not self.complete(rid, overlap) and (rid, user) not in self.answers
+                and (rid, user) not in self.leases)
+
+
+def machine(url: str, overlap: int) -> type[RuleBasedStateMachine]:
+    class PgAssignment(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            reset(url, RECORDS)
+            self.clock = Clock()
+            self.replicas = [open_backend(url, overlap, self.clock, "a"), open_backend(url, overlap, self.clock, "b")]
+            self.unleased: Counter[int] = Counter()  # submissions made without a lease: the only way past I2
+
+        def teardown(self) -> None:
+            for backend in self.replicas:
+                backend.close()
+
+        def on(self, i: int) -> PgBackend:
+            return self.replicas[i % 2]  # people stay on one replica, as behind a sticky load balancer
+
+        def user(self, i: int) -> str:
+            return f"u{i}"
+
+        def facts(self) -> Facts:
+            return Facts(url, self.clock())
+
+        @rule(i=PEOPLE)
+        def next(self, i: int) -> None:
+            user = self.user(i)
+            state = self.on(i).next(user)
+            f = self.facts()
+            if state.kind == "ready":
+                rid = state.record_id
+                assert (rid, user) not in f.answers, "I1: shown a record they already answered"
+                assert (rid, user) in f.leases, "the record on screen is leased to them"
+                return
+            left = [r for r in f.records if f.eligible(user, r, overlap)]
+            if state.kind == "done":
+                assert not left, f"I3: told done while {left} are left for {user}"
+                return
+            assert left and state.held_by_others == len(left), (state, left)
+            for r in left:
+                assert f.submitted(r) + len(f.holders(r)) >= f.target(r, overlap), f"I3: {r} had room"
+                assert all(hard for u, hard in f.holders(r).items() if u != user), f"I5: {r} could be taken over"
+            assert state.frees_at is not None and state.frees_at > self.clock()
+
+        @rule(i=PEOPLE, n=st.integers(0, 5))
+        def lease_soft(self, i: int, n: int) -> None:
+            user = self.user(i)
+            got = self.on(i).lease_soft(user, n)
+            f = self.facts()
+            assert len(got) <= n and len(set(got)) == len(got)
+            for rid in got:
+                assert (rid, user) not in f.answers, "I1: leased a record they already answered"
+                assert f.leases.get((rid, user)) is False
+
+        @rule(i=PEOPLE, data=st.data())
+        def promote(self, i: int, data: st.DataObject) -> None:
+            user = self.user(i)
+            f = self.facts()
+            mine = sorted(r for (r, u) in f.leases if u == user)
+            if not mine:
+                return
+            rid = data.draw(st.sampled_from(mine))
+            ok = self.on(i).promote(user, rid)
+            assert ok == (not f.complete(rid, overlap))
+
+        @rule(i=PEOPLE, data=st.data(), status=st.sampled_from(["submitted", "skipped"]))
+        def answer(self, i: int, data: st.DataObject, status: str) -> None:
+            user = self.user(i)
+            backend = self.on(i)
+            rid = backend.current(user)
+            if rid is None or data.draw(st.booleans()):
+                rid = data.draw(st.sampled_from(sorted(self.facts().records)))  # a late or repeated answer
+            before = self.facts()
+            held = (rid, user) in before.leases
+            previous = before.answers.get((rid, user))
+            backend.answer(ResponseWrite(rid, user, status, ("a",) if status == "submitted" else (), None, None,
+                                         utcnow()))
+            assert backend.flush(30)
+            if status == "submitted" and (previous == "skipped" or (previous is None and not held)):
+                self.unleased[rid] += 1
+
+        @rule(i=PEOPLE, one=st.booleans())
+        def release(self, i: int, one: bool) -> None:
+            user = self.user(i)
+            f = self.facts()
+            mine = sorted(r for (r, u) in f.leases if u == user)
+            rid = mine[0] if one and mine else None
+            self.on(i).release(user, rid)
+            after = self.facts()
+            assert all(u != user or (rid is not None and r != rid) for (r, u) in after.leases), "I4: release"
+
+        @rule(data=st.data())
+        def reopen(self, data: st.DataObject) -> None:
+            rid = data.draw(st.sampled_from(sorted(self.facts().records)))
+            self.replicas[0].reopen(rid, 1)
+            assert self.replicas[0].flush(30)
+
+        @rule(i=PEOPLE)
+        def touch(self, i: int) -> None:
+            self.on(i).touch(self.user(i))
+
+        @rule(dt=st.sampled_from([0.5, 3.0, TTL / 2, TTL + 0.5]))
+        def advance(self, dt: float) -> None:
+            self.clock.t += dt
+
+        @rule()
+        def expire(self) -> None:
+            self.replicas[1].expire()
+            with psycopg.connect(url) as conn:
+                stale = conn.execute("SELECT count(*) FROM leases WHERE expires_at < %s",
+                                     [to_ts(self.clock())]).fetchone()[0]
+            assert stale == 0, "I4: an expired lease survived the sweep"
+
+        @invariant()
+        def rows_hold_the_contract(self) -> None:
+            f = self.facts()
+            for rid, (extra, submitted, leased) in f.records.items():
+                assert submitted == f.submitted(rid), f"records.submitted of {rid} is off"
+                assert leased == f.all_leases[rid], f"records.leased of {rid} is off"
+                assert f.submitted(rid) + len(f.holders(rid)) <= f.target(rid, overlap) + self.unleased[rid], \
+                    f"I2: record {rid} over its overlap"
+
+    return PgAssignment
+
+
+@pytest.mark.parametrize("overlap", [1, 3])
+def test_invariants_hold_under_random_interleavings(pg_url: str, overlap: int) -> None:
+    PgStore(pg_url).close()  # the schema
+    run = machine(pg_url, overlap)
+    run.TestCase.settings = settings(max_examples=12, stateful_step_count=40, deadline=None,
+                                     suppress_health_check=list(HealthCheck))
+    run.TestCase().runTest()
+
+
+def work_until_done(backend: PgBackend, user: str, prefetch: int, shown: list[tuple[str, int]]) -> None:
+    """One annotator: take, answer, repeat until told done (waiting means try again)."""
+    while True:
+        if prefetch:
+            backend.lease_soft(user, prefetch)
+        state = backend.next(user)
+        if state.kind == "done":
+            return
+        if state.kind == "waiting":
+            threading.Event().wait(0.01)
+            continue
+        shown.append((user, state.record_id))
+        backend.answer(ResponseWrite(state.record_id, user, "submitted", ("a",), None, None, utcnow()))
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_32_threads_on_three_replicas_no_record_over_overlap(pg_url: str, prefetch: int) -> None:
+    overlap, n = 3, 60
+    PgStore(pg_url).close()
+    reset(pg_url, n)
+    clock = Clock()
+    replicas = [open_backend(pg_url, overlap, clock, f"r{k}") for k in range(3)]
+    shown: list[tuple[str, int]] = []
+    try:
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(lambda k: work_until_done(replicas[k % 3], f"t{k}", prefetch, shown), range(32)))
+        for backend in replicas:
+            assert backend.flush(60)
+        f = Facts(pg_url, clock())
+    finally:
+        for backend in replicas:
+            backend.close()
+    assert len(shown) == len(set(shown)), "I1: someone was shown the same record twice"
+    per_record = Counter(rid for (rid, _), s in f.answers.items() if s == "submitted")
+    assert per_record == Counter({rid: overlap for rid in f.records}), "every record exactly at its overlap"
+    assert len(f.answers) == len(shown) == n * overlap, "every response stored once"
+    assert not f.leases and not f.all_leases, "no lease left behind"
+
+
+def test_takeover_waiting_expiry_and_open_records_first(pg_url: str) -> None:
+    """The named behaviours, one step at a time (overlap 1, three records)."""
+    PgStore(pg_url).close()
+    reset(pg_url, 3)
+    clock = Clock()
+    a, b = open_backend(pg_url, 1, clock, "a"), open_backend(pg_url, 1, clock, "b")
+    try:
+        assert a.lease_soft("ann", 2) == [1, 2]
+        assert a.next("ann").record_id == 3  # a fresh record first; her own buffer keeps
+        state = b.next("bob")  # nothing free: bob takes over an unseen buffered record (I5)
+        assert state.kind == "ready" and state.record_id == 1
+        assert not a.promote("ann", 1), "the taken record is gone from her buffer"
+        assert a.promote("ann", 2)
+        clock.t += 1
+        waiting = b.next("cat")  # everything is on someone's screen now
+        assert waiting.kind == "waiting" and waiting.held_by_others == 3
+        assert waiting.frees_at == pytest.approx(clock.t - 1 + TTL)
+        clock.t += TTL + 1  # everyone idle past the ttl: their leases go (I4)
+        assert b.next("cat").kind == "ready"
+        a.answer(ResponseWrite(2, "ann", "submitted", ("a",), None, None, utcnow()))
+        assert a.flush(30)
+        leases = b.leases()
+        assert "ann" not in leases and [k for _, k in leases["cat"]] == ["hard"]
+        assert b.release("cat") == 1
+        assert b.next("dan").record_id == 1, "records already started come first, then the order"
+    finally:
+        a.close()
+        b.close()
