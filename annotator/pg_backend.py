@@ -43,6 +43,7 @@ class PgBackend:
         self._answered: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._lock = threading.Lock()
         self._counts: tuple[float, dict[str, int]] | None = None
+        self._commits = 0  # answers committed so far: a counts read that spans a commit is not cached
         self._counts_every = counts_every
         self.writer: Writer[WriteOp] = Writer(store.apply)
         self.writer.start()
@@ -126,9 +127,14 @@ class PgBackend:
             self._answered.move_to_end(key)
             while len(self._answered) > _REMEMBERED:
                 self._answered.popitem(last=False)
-            self._counts = None
         outcome: SubmitOutcome = "edit" if seen else ("new" if on_screen else "late")
-        return outcome, self.writer.put(replace(write, first=not seen))
+        ack = self.writer.put(replace(write, first=not seen))
+        ack.add_done_callback(self._forget_counts)  # the next progress read sees this answer
+        return outcome, ack
+
+    def _forget_counts(self, _: object = None) -> None:
+        self._commits += 1
+        self._counts = None
 
     def user_seen(self, user: str) -> Future[None]:
         return self.writer.put(UserSeen(user, utcnow()))
@@ -148,13 +154,15 @@ class PgBackend:
         return self.store.user_responses(user)
 
     def counts(self) -> dict[str, int]:
-        """Team progress; read at most once a second per replica (every click shows it)."""
+        """Team progress as committed; read at most once a second per replica (every click shows it),
+        and again after each commit of this replica's answers."""
         now = self._clock()
-        cached = self._counts
+        cached, commits = self._counts, self._commits
         if cached is not None and now - cached[0] < self._counts_every:
             return cached[1]
         counts = self.leases_db.counts(now)
-        self._counts = (now, counts)
+        if commits == self._commits:  # no commit landed during the read: it is not stale
+            self._counts = (now, counts)
         return counts
 
     def remaining_for(self, user: str) -> int:

@@ -18,17 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import psycopg
 
 from annotator.auth import Access
 from annotator.backend import LocalBackend
 from annotator.config import ConfigError, Settings, TaskSpec, load_settings, load_task
 from annotator.export import Exporter, restore_from_hub
 from annotator.images import ImageCache
+from annotator.pg_backend import PgBackend
+from annotator.pg_store import PgStore
 from annotator.prefetch import PrefetchBuffers
 from annotator.service import AnnotationService
 from annotator.snapshot import Snapshotter, restore_snapshot
 from annotator.storage_probe import StorageReport, probe
-from annotator.store import Store
+from annotator.stores import AnyStore, describe, open_store
 from annotator.tickets import Signer, load_secret
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,7 @@ def check_data_dir(data_dir: Path) -> None:
             f"writable folder with free space, or attach a Storage Bucket at /data on the Space.") from None
 
 
-def _abandon(store: Store, created: list[Path]) -> None:
+def _abandon(store: AnyStore, created: list[Path]) -> None:
     """A start that failed half-way leaves nothing behind that it created."""
     with contextlib.suppress(Exception):
         store.close()
@@ -70,8 +73,8 @@ def record_order(ids: list[int], task: TaskSpec) -> list[int]:
 class Runtime:
     settings: Settings
     task: TaskSpec
-    store: Store
-    backend: LocalBackend
+    store: AnyStore
+    backend: LocalBackend | PgBackend
     images: ImageCache
     signer: Signer
     prefetch: PrefetchBuffers
@@ -95,9 +98,10 @@ class Runtime:
             restored = restore_snapshot(settings)
             if restored is not None:
                 log.info("restored the database from the snapshot %s", restored)
-        created = [path for path in (settings.db_path, settings.db_path.with_name(settings.db_path.name + ".wal"),
-                                     settings.images_dir) if not path.exists()]
-        store = Store(settings.db_path)
+        files = (settings.images_dir,) if settings.store_url else \
+            (settings.db_path, settings.db_path.with_name(settings.db_path.name + ".wal"), settings.images_dir)
+        created = [path for path in files if not path.exists()]
+        store = open_store(settings)
         try:
             if settings.export_repo and store.record_count() == 0:
                 # an empty disk with an export configured: the export is the second copy
@@ -108,9 +112,14 @@ class Runtime:
                 from annotator.ingest import ingest_from_settings
                 report = ingest_from_settings(store, settings, task)
                 log.info("ingest: %s", report.summary())
-            backend = LocalBackend(store, record_order(store.record_ids(), task), task.overlap, settings.lease_ttl)
+            order = record_order(store.record_ids(), task)
+            backend = PgBackend(store, order, task.overlap, settings.lease_ttl) if isinstance(store, PgStore) \
+                else LocalBackend(store, order, task.overlap, settings.lease_ttl)
         except BaseException as exc:
             _abandon(store, created)
+            if isinstance(exc, psycopg.Error):
+                raise ConfigError(f"STORE_URL ({describe(settings)}) failed while setting up "
+                                  f"({type(exc).__name__}: {exc}); check the PostgreSQL server.") from None
             if isinstance(exc, (OSError, duckdb.Error)):
                 raise ConfigError(f"DATA_DIR={str(settings.data_dir)!r} failed while setting up "
                                   f"({type(exc).__name__}: {exc}). Free some space or point DATA_DIR at a "

@@ -221,6 +221,9 @@ class AnnotationService:
         return self.backend.release(user)
 
     def progress(self, who: Identity) -> Progress:
+        """Counts that include this person's own answers: their commits are waited for (briefly) first,
+        since a shared backend counts what is committed."""
+        self.wait_saved(who, 1.0)
         return self._progress(who.name, self._person(who.name))
 
     def wait_saved(self, who: Identity, timeout: float) -> SaveStatus:

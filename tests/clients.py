@@ -249,11 +249,12 @@ class StoreSnapshot:
         return counts
 
 
-def read_store(data_dir: Path) -> StoreSnapshot:
-    """Open the DuckDB file of a *stopped* server (one process owns it) and read everything."""
+def read_store(data_dir: Path, store_url: str | None = None) -> StoreSnapshot:
+    """Read everything a *stopped* server stored: its DuckDB file (one process owns it), or PostgreSQL."""
+    from annotator.pg_store import PgStore
     from annotator.store import Store
 
-    store = Store(data_dir / "annotator.duckdb")
+    store = PgStore(store_url) if store_url else Store(data_dir / "annotator.duckdb")
     try:
         responses = [r for batch in store.iter_responses() for r in batch]
         history = {}

@@ -8,7 +8,9 @@ loops next -> submit (a few also skip) until the server says "done". Checked:
 - I2: no record gets more than `overlap` submissions;
 - progress adds up (per person and for the team);
 - nobody is told "done" while a record they have not seen could still be incomplete;
-- every answer the clients made is in the DuckDB file after the server stops.
+- every answer the clients made is in the store after the server stops.
+
+The same run against a third server whose store is PostgreSQL (STORE_URL).
 """
 
 from __future__ import annotations
@@ -132,13 +134,33 @@ def crowd_servers(tmp_path_factory):
         s.stop()
 
 
-@pytest.fixture(params=["password", "oauth"])
-def crowd_server(request, crowd_servers):
-    return crowd_servers[request.param]
+@pytest.fixture(scope="module")
+def postgres_crowd_server(tmp_path_factory):
+    """Password sign-in with the store on PostgreSQL (STORE_URL): the same checks on the other backend."""
+    import pgserver
+
+    base = tmp_path_factory.mktemp("crowd-postgres")
+    make_images(base / "source", RECORDS)
+    url = pgserver.create_database()
+    env = {"SOURCE_DIR": str(base / "source"), "STORE_URL": url, "PREFETCH_DEPTH": "4", "AUTH_MODE": "password",
+           "TASK_FILE": str(write_task(base / "task.toml", overlap=OVERLAP, order="shuffle"))}
+    passwords = add_users(base / "data" / "passwords.json", USERS)
+    (server,) = start_many((base / "data", env))
+    server.mode, server.passwords = "postgres", passwords
+    yield server
+    server.stop()
+    pgserver.drop_database(url)
+
+
+@pytest.fixture(params=["password", "oauth", "postgres"])
+def crowd_server(request):
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_crowd_server")
+    return request.getfixturevalue("crowd_servers")[request.param]
 
 
 def connect(server, name: str) -> ApiUser:
-    if server.mode == "password":
+    if server.mode in ("password", "postgres"):
         return ApiUser.with_password(server.url, name, server.passwords[name])
     return ApiUser.with_oauth(server.url, name)
 
@@ -199,7 +221,7 @@ def test_twenty_users_at_once(crowd_server):
     # uvicorn re-raises the SIGTERM it handled after its graceful shutdown, hence -SIGTERM
     assert server.stop() in (0, -signal.SIGTERM), server.log()[-3000:]
     assert "every acknowledged answer is committed" in server.log()
-    snap = read_store(server.data_dir)
+    snap = read_store(server.data_dir, server.env.get("STORE_URL"))
     assert len(snap.record_ids) == RECORDS
     stored = {(r.record_id, r.user_id): r for r in snap.responses}
     expected = {(rid, n): a for n, log in logs.items() for rid, a in log.answers.items()}
