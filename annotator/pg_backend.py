@@ -41,6 +41,7 @@ class PgBackend:
         self.leases_db.set_order(order)
         self._screen: dict[str, int] = {}  # person -> record on their screen (a hard lease)
         self._answered: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._pending: dict[str, set[int]] = {}  # person -> records answered here, commit still queued
         self._lock = threading.Lock()
         self._counts: tuple[float, dict[str, int]] | None = None
         self._commits = 0  # answers committed so far: a counts read that spans a commit is not cached
@@ -59,7 +60,7 @@ class PgBackend:
             rid = self._screen.get(user)
         if rid is not None and self.leases_db.holds(user, rid, now):
             return QueueState("ready", rid)
-        state = self.leases_db.next(user, now)
+        state = self.leases_db.next(user, now, self._queued(user))
         with self._lock:
             if state.kind == "ready":
                 self._screen[user] = state.record_id  # type: ignore[assignment]
@@ -72,7 +73,12 @@ class PgBackend:
             rid = self._screen.get(user)
         if rid is not None:
             return QueueState("ready", rid)
-        return self.leases_db.state(user, self._clock())
+        return self.leases_db.state(user, self._clock(), self._queued(user))
+
+    def _queued(self, user: str) -> list[int]:
+        """Records this person answered here whose commit is still queued."""
+        with self._lock:
+            return list(self._pending.get(user, ()))
 
     def lease_soft(self, user: str, n: int) -> list[int]:
         return self.leases_db.lease_soft(user, n, self._clock())
@@ -127,14 +133,22 @@ class PgBackend:
             self._answered.move_to_end(key)
             while len(self._answered) > _REMEMBERED:
                 self._answered.popitem(last=False)
+            self._pending.setdefault(write.user_id, set()).add(write.record_id)
         outcome: SubmitOutcome = "edit" if seen else ("new" if on_screen else "late")
         ack = self.writer.put(replace(write, first=not seen))
-        ack.add_done_callback(self._forget_counts)  # the next progress read sees this answer
+        ack.add_done_callback(lambda _: self._committed(*key))
         return outcome, ack
 
-    def _forget_counts(self, _: object = None) -> None:
-        self._commits += 1
-        self._counts = None
+    def _committed(self, user: str, record_id: int) -> None:
+        """An answer is committed: its lease is gone, and the next progress read must see it."""
+        with self._lock:
+            mine = self._pending.get(user)
+            if mine is not None:
+                mine.discard(record_id)
+                if not mine:
+                    del self._pending[user]
+            self._commits += 1
+            self._counts = None
 
     def user_seen(self, user: str) -> Future[None]:
         return self.writer.put(UserSeen(user, utcnow()))

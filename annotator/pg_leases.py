@@ -179,9 +179,15 @@ class PgLeases:
             return False
         return self._run(work)
 
-    def next(self, user: str, now: float) -> QueueState:
-        """A new hard lease: open or fresh record, else one of the person's own soft leases, else a takeover."""
-        p = self._params(user, now, n=1, hard=True)
+    def next(self, user: str, now: float, answered: Sequence[int] = ()) -> QueueState:
+        """A new hard lease: open or fresh record, else one the person already holds, else a takeover.
+
+        `answered`: records this person answered whose commit is still queued;
+        their leases are not offered again. Any other lease of theirs is, soft
+        (buffered) or hard (the screen of a session that ended, e.g. on a
+        replica that died), so nobody is told "done" while holding work.
+        """
+        p = self._params(user, now, n=1, hard=True, answered=list(answered))
 
         def work(cur: psycopg.Cursor) -> QueueState | None:
             self._sweep(cur, p)
@@ -192,7 +198,8 @@ class PgLeases:
                 UPDATE leases SET hard = true, expires_at = %(exp)s
                 WHERE user_id = %(u)s AND record_id = (
                     SELECT l.record_id FROM leases l JOIN records r ON r.id = l.record_id
-                    WHERE l.user_id = %(u)s AND NOT l.hard AND l.expires_at >= %(now)s AND {_INCOMPLETE}
+                    WHERE l.user_id = %(u)s AND NOT l.record_id = ANY(%(answered)s) AND l.expires_at >= %(now)s
+                      AND {_INCOMPLETE}
                     ORDER BY r.rank, r.id LIMIT 1)
                 RETURNING record_id""", p)
             own = cur.fetchone()
@@ -248,17 +255,17 @@ class PgLeases:
             return None
         return QueueState("waiting", None, int(left), from_ts(first_free))
 
-    def state(self, user: str, now: float) -> QueueState:
+    def state(self, user: str, now: float, answered: Sequence[int] = ()) -> QueueState:
         """What `next` would answer, without taking anything."""
-        p = self._params(user, now)
+        p = self._params(user, now, answered=list(answered))
 
         def work(cur: psycopg.Cursor) -> QueueState:
             self._sweep(cur, p)
             cur.execute(f"""
                 SELECT r.id FROM records r
                 WHERE (r.submitted + r.leased < %(overlap)s + r.extra_answers AND {_ELIGIBLE})
-                   OR (r.id IN (SELECT record_id FROM leases WHERE user_id = %(u)s AND NOT hard
-                                AND expires_at >= %(now)s)
+                   OR (r.id IN (SELECT record_id FROM leases WHERE user_id = %(u)s
+                                AND NOT record_id = ANY(%(answered)s) AND expires_at >= %(now)s)
                        AND {_INCOMPLETE})
                    OR ({_INCOMPLETE} AND {_ELIGIBLE} AND EXISTS (
                        SELECT 1 FROM leases s WHERE s.record_id = r.id AND NOT s.hard AND s.user_id <> %(u)s
