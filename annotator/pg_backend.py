@@ -41,7 +41,8 @@ class PgBackend:
         self.leases_db.set_order(order)
         self._screen: dict[str, int] = {}  # person -> record on their screen (a hard lease)
         self._answered: OrderedDict[tuple[str, int], None] = OrderedDict()
-        self._pending: dict[str, set[int]] = {}  # person -> records answered here, commit still queued
+        # person -> records answered here whose commit is still queued -> whether it is their first answer
+        self._pending: dict[str, dict[int, bool]] = {}
         self._lock = threading.Lock()
         self._counts: tuple[float, dict[str, int]] | None = None
         self._commits = 0  # answers committed so far: a counts read that spans a commit is not cached
@@ -133,7 +134,7 @@ class PgBackend:
             self._answered.move_to_end(key)
             while len(self._answered) > _REMEMBERED:
                 self._answered.popitem(last=False)
-            self._pending.setdefault(write.user_id, set()).add(write.record_id)
+            self._pending.setdefault(write.user_id, {})[write.record_id] = not seen
         outcome: SubmitOutcome = "edit" if seen else ("new" if on_screen else "late")
         ack = self.writer.put(replace(write, first=not seen))
         ack.add_done_callback(lambda _: self._committed(*key))
@@ -144,7 +145,7 @@ class PgBackend:
         with self._lock:
             mine = self._pending.get(user)
             if mine is not None:
-                mine.discard(record_id)
+                mine.pop(record_id, None)
                 if not mine:
                     del self._pending[user]
             self._commits += 1
@@ -180,7 +181,12 @@ class PgBackend:
         return counts
 
     def remaining_for(self, user: str) -> int:
-        return self.leases_db.remaining_for(user)
+        """Records neither complete nor answered by this person: one indexed read of their answers,
+        the team counts from the cache (a scan of every record per click would grow with the dataset)."""
+        counts = self.counts()
+        with self._lock:
+            queued = sum(self._pending.get(user, {}).values())  # first answers not committed yet
+        return max(0, counts["records"] - counts["complete"] - self.leases_db.answered_open(user) - queued)
 
     def leases(self) -> dict[str, list[tuple[int, str]]]:
         return self.leases_db.leases(self._clock())

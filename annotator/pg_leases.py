@@ -327,14 +327,13 @@ class PgLeases:
                 "untouched": records - complete - partial, "leased": leased,
                 "submissions": int(submissions), "skips": skips}
 
-    def remaining_for(self, user: str) -> int:
-        """Records neither complete nor answered by this person."""
+    def answered_open(self, user: str) -> int:
+        """How many incomplete records this person has answered (their share of what is left)."""
         p = self._params(user, 0.0)
         with self._pool.connection() as conn:
             return int(conn.execute(f"""
-                SELECT count(*) FROM records r WHERE {_INCOMPLETE}
-                  AND NOT EXISTS (SELECT 1 FROM responses x WHERE x.record_id = r.id AND x.user_id = %(u)s)""",
-                p).fetchone()[0])
+                SELECT count(*) FROM responses x JOIN records r ON r.id = x.record_id
+                WHERE x.user_id = %(u)s AND {_INCOMPLETE}""", p).fetchone()[0])
 
     def leases(self, now: float) -> dict[str, list[tuple[int, str]]]:
         """Live leases by person, in hand-out order: [(record_id, "soft"|"hard")]."""

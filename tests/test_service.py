@@ -1,5 +1,5 @@
-"""AnnotationService with everything real but the network: a DuckDB store in tmp_path, the
-scheduler, the writer thread, the prefetch buffers, composed by `Runtime.open` exactly as the app
+"""AnnotationService with everything real but the network: a DuckDB store in tmp_path (or
+PostgreSQL: every test runs on both), the scheduler, the writer thread, the prefetch buffers, composed by `Runtime.open` exactly as the app
 does. What the service promises: the rules of an answer, tickets, repeats, back and change,
 skip, progress, the three queue states, releasing and taking over leases, and that every
 acknowledged answer is in the store after `close()`.
@@ -23,11 +23,15 @@ from annotator.service import InputError
 ALICE, BOB, CAROL = Identity("alice", False), Identity("bob", False), Identity("carol", False)
 
 
-@pytest.fixture
-def opener(tmp_path: Path):
-    """open(records=..., overlap=..., **env) -> Runtime on one data dir; every runtime is closed at the end."""
+@pytest.fixture(params=["duckdb", "postgres"])
+def opener(request, tmp_path: Path):
+    """open(records=..., overlap=..., **env) -> Runtime on one data dir; every runtime is closed at the end.
+
+    Every test runs on both backends: the DuckDB file, and PostgreSQL (STORE_URL, a fresh database).
+    """
     opened: list[Runtime] = []
     made: dict[str, Path] = {}
+    store_env = {"STORE_URL": request.getfixturevalue("pg_url")} if request.param == "postgres" else {}
 
     def open_runtime(records: int = 6, overlap: int = 1, kind: str = "single_label", comment: bool = True,
                      **env: str) -> Runtime:
@@ -37,12 +41,13 @@ def opener(tmp_path: Path):
             made["task"] = write_task(tmp_path / "task.toml", overlap=overlap, kind=kind, comment=comment)
         settings = load_settings({"DATA_DIR": str(tmp_path / "data"), "CACHE_DIR": str(tmp_path / "cache"),
                                   "SOURCE_DIR": str(made["source"]), "TASK_FILE": str(made["task"]),
-                                  "AUTH_MODE": "password", "PREFETCH_DEPTH": "0", **env})
+                                  "AUTH_MODE": "password", "PREFETCH_DEPTH": "0", **store_env, **env})
         rt = Runtime.open(settings)
         opened.append(rt)
         return rt
 
     open_runtime.data_dir = tmp_path / "data"  # type: ignore[attr-defined]
+    open_runtime.store_url = store_env.get("STORE_URL")  # type: ignore[attr-defined]
     yield open_runtime
     for rt in opened:
         rt.close()
@@ -57,7 +62,7 @@ def wait_until(check, timeout: float = 5.0) -> None:
 
 
 def stored(opener) -> dict[tuple[int, str], tuple[str, tuple[str, ...], str | None]]:
-    snap = read_store(opener.data_dir)
+    snap = read_store(opener.data_dir, opener.store_url)
     return {(r.record_id, r.user_id): (r.status, r.answer, r.comment) for r in snap.responses}
 
 
@@ -77,7 +82,7 @@ def test_next_then_submit_returns_the_following_record_and_commits(opener):
     assert (p.mine_today, p.mine_total, p.team_complete, p.team_total, p.team_answers) == (1, 1, 1, 6, 1)
     assert p.remaining_for_me == 5
     rt.close()
-    snap = read_store(opener.data_dir)
+    snap = read_store(opener.data_dir, opener.store_url)
     [r] = snap.responses
     assert (r.record_id, r.user_id, r.status, r.answer, r.comment) == \
         (first.record.record_id, "alice", "submitted", ("square",), "looks odd")
@@ -101,7 +106,7 @@ def test_a_repeated_ticket_counts_once_and_changes_nothing(opener):
     assert svc.progress(ALICE).mine_total == 1
     rt.close()
     assert stored(opener) == {(first.record.record_id, "alice"): ("submitted", ("circle",), None)}
-    assert read_store(opener.data_dir).history == {}
+    assert read_store(opener.data_dir, opener.store_url).history == {}
 
 
 def test_a_burst_of_presses_racing_their_responses_answers_each_shown_record_once(opener):
@@ -137,7 +142,7 @@ def test_a_burst_of_presses_racing_their_responses_answers_each_shown_record_onc
     on_screen = svc.next(ALICE).record
     answered = svc.progress(ALICE).mine_total
     rt.close()
-    snap = read_store(opener.data_dir)
+    snap = read_store(opener.data_dir, opener.store_url)
     assert snap.history == {}, "a record was answered twice"
     rids = {r.record_id for r in snap.responses}
     assert len(snap.responses) == answered
@@ -241,7 +246,7 @@ def test_skip_back_and_change_an_answer(opener):
         (first.record.record_id, "alice"): ("submitted", ("circle",), None),
         (second.record.record_id, "alice"): ("submitted", ("triangle",), "on second thought"),
     }
-    history = read_store(opener.data_dir).history
+    history = read_store(opener.data_dir, opener.store_url).history
     assert [h.status for h in history[(second.record.record_id, "alice")]] == ["skipped"]
 
 
