@@ -45,7 +45,6 @@ class PgBackend:
         self._pending: dict[str, dict[int, bool]] = {}
         self._lock = threading.Lock()
         self._counts: tuple[float, dict[str, int]] | None = None
-        self._commits = 0  # answers committed so far: a counts read that spans a commit is not cached
         self._counts_every = counts_every
         self.writer: Writer[WriteOp] = Writer(store.apply)
         self.writer.start()
@@ -141,15 +140,14 @@ class PgBackend:
         return outcome, ack
 
     def _committed(self, user: str, record_id: int) -> None:
-        """An answer is committed: its lease is gone, and the next progress read must see it."""
+        """An answer is committed: its lease is gone; it is no longer queued."""
         with self._lock:
             mine = self._pending.get(user)
             if mine is not None:
                 mine.pop(record_id, None)
                 if not mine:
                     del self._pending[user]
-            self._commits += 1
-            self._counts = None
+
 
     def user_seen(self, user: str) -> Future[None]:
         return self.writer.put(UserSeen(user, utcnow()))
@@ -168,16 +166,15 @@ class PgBackend:
     def user_responses(self, user: str) -> list[Response]:
         return self.store.user_responses(user)
 
-    def counts(self) -> dict[str, int]:
-        """Team progress as committed; read at most once a second per replica (every click shows it),
-        and again after each commit of this replica's answers."""
+    def counts(self, max_age: float | None = None) -> dict[str, int]:
+        """Team progress as committed, read at most every `max_age` seconds (default: once a second per
+        replica, since every click shows it)."""
         now = self._clock()
-        cached, commits = self._counts, self._commits
-        if cached is not None and now - cached[0] < self._counts_every:
+        cached = self._counts
+        if cached is not None and now - cached[0] < (self._counts_every if max_age is None else max_age):
             return cached[1]
         counts = self.leases_db.counts(now)
-        if commits == self._commits:  # no commit landed during the read: it is not stale
-            self._counts = (now, counts)
+        self._counts = (now, counts)
         return counts
 
     def remaining_for(self, user: str) -> int:

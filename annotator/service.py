@@ -224,7 +224,7 @@ class AnnotationService:
         """Counts that include this person's own answers: their commits are waited for (briefly) first,
         since a shared backend counts what is committed."""
         self.wait_saved(who, 1.0)
-        return self._progress(who.name, self._person(who.name))
+        return self._progress(who.name, self._person(who.name), fresh=True)
 
     def wait_saved(self, who: Identity, timeout: float) -> SaveStatus:
         """The deferred check after a pause: wait briefly for this person's pending commits."""
@@ -427,8 +427,8 @@ class AnnotationService:
         return View(state="ready", record=self._shown(user, slot, editing=True, previous=previous),
                     progress=self._progress(user, person), saved=self._saved(person))
 
-    def _progress(self, user: str, person: _Person) -> Progress:
-        counts = self.backend.counts()
+    def _progress(self, user: str, person: _Person, *, fresh: bool = False) -> Progress:
+        counts = self.backend.counts(0.0 if fresh else None)
         with person.lock:
             if person.today_date != _today():
                 person.today, person.today_date = set(), _today()

@@ -268,11 +268,12 @@ def test_waiting_while_others_hold_the_rest_then_done(opener):
     waiting = svc.submit(ALICE, a.record.ticket, ["circle"])
     assert waiting.state == "waiting" and waiting.held_by_others == 1
     assert time.time() + 100 < waiting.frees_at <= time.time() + 121
-    assert waiting.progress.remaining_for_me == 1
+    # `progress` is exact; the counts inside a view may lag by a second on a shared backend (PostgreSQL)
+    assert svc.progress(ALICE).remaining_for_me == 1
     done_bob = svc.submit(BOB, b.record.ticket, ["square"])
-    assert done_bob.state == "done" and done_bob.progress.remaining_for_me == 0
+    assert done_bob.state == "done" and svc.progress(BOB).remaining_for_me == 0
     done = svc.next(ALICE)
-    assert done.state == "done" and done.progress.team_complete == 2
+    assert done.state == "done" and svc.progress(ALICE).team_complete == 2
 
 
 def test_release_gives_the_records_back_at_once(opener):
