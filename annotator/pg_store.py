@@ -28,7 +28,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from annotator.config import scrub_url
 from annotator.store import (_RECORD_COLUMNS, _RESPONSE_COLUMNS, AuditWrite, NewRecord, Record, ReopenWrite,
-                             Response, ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, _generations,
+                             Response, ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, _split_answers,
                              _record, _response, answers_in_record_order, stats_result, user_spans, utcnow)
 
 _MIGRATIONS: tuple[str, ...] = (
@@ -358,8 +358,9 @@ class PgStore:
             locked = sorted(set(answered) | set(reopens))
             if locked:
                 conn.execute("SELECT id FROM records WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [locked])
-            for generation in _generations(responses):
-                self._write_responses(conn, generation)
+            _, rounds = _split_answers(responses, trust_first=False)  # one answer per (record, person) a round
+            for g in range(max((g for g, _ in rounds), default=-1) + 1):
+                self._write_responses(conn, [row for k, row in rounds if k == g])
             if responses:
                 pairs = sorted({(r.record_id, r.user_id) for r in responses})
                 conn.execute(

@@ -474,66 +474,52 @@ class Store:
             raise
 
     def _apply(self, ops: Sequence[WriteOp], *, trust_first: bool) -> None:
-        responses = [op for op in ops if isinstance(op, ResponseWrite)]
+        """Build the batch's Arrow tables, then run BEGIN ... COMMIT as one execute().
+
+        One call instead of one per statement: each call is a Python/DuckDB
+        round trip and a GIL hand-off on the writer thread, which every
+        acknowledgement in the batch waits for. DuckDB finds the tables by
+        their local names in this frame.
+        """
+        fresh, changed = _split_answers([op for op in ops if isinstance(op, ResponseWrite)], trust_first)
+        seen_users = _seen_table([op for op in ops if isinstance(op, UserSeen)])
+        audit_rows = _audit_table([op for op in ops if isinstance(op, AuditWrite)])
+        reopened = _reopen_table([op for op in ops if isinstance(op, ReopenWrite)])
+        fresh_answers = _answer_table(fresh) if fresh else None
+        changed_answers = _answer_table([row for _, row in changed], [g for g, _ in changed]) if changed else None
+        statements = ["BEGIN"]
+        if fresh_answers is not None:
+            statements.append(f"INSERT INTO responses SELECT {_ANSWER_VALUES} FROM fresh_answers")
+        rounds = max((g for g, _ in changed), default=-1) + 1
+        for g in range(rounds):  # an answer replaced within the batch goes to the history first
+            source = "changed_answers" if rounds == 1 else f"(SELECT * FROM changed_answers WHERE g = {g})"
+            statements += [
+                f"INSERT INTO response_history SELECT {', '.join('r.' + c for c in _RESPONSE_COLUMNS.split(', '))}, "
+                f'b."at" FROM responses r JOIN {source} b USING (record_id, user_id)',
+                f"INSERT INTO responses SELECT {_ANSWER_VALUES} FROM {source} ON CONFLICT DO UPDATE SET "
+                "status = excluded.status, answer = excluded.answer, comment = excluded.comment, "
+                "time_spent_ms = excluded.time_spent_ms, updated_at = excluded.updated_at"]
+        if seen_users is not None:
+            statements.append(
+                "INSERT INTO users SELECT user_id, first_at, last_at FROM seen_users ON CONFLICT DO UPDATE SET "
+                "first_seen = least(users.first_seen, excluded.first_seen), "
+                "last_seen = greatest(users.last_seen, excluded.last_seen)")
+        if audit_rows is not None:
+            statements.append("INSERT INTO audit SELECT * FROM audit_rows")
+        if reopened is not None:
+            statements.append("UPDATE records SET extra_answers = extra_answers + r.extra FROM "
+                              "(SELECT record_id, sum(extra)::INTEGER AS extra FROM reopened GROUP BY record_id) r "
+                              "WHERE records.id = r.record_id")
+        statements.append("COMMIT")
         cur = self._cur()
-        cur.execute("BEGIN")
         try:
-            for generation in _generations(responses):
-                self._write_responses(cur, generation, trust_first)
-            self._write_users(cur, [op for op in ops if isinstance(op, UserSeen)])
-            audits = [op for op in ops if isinstance(op, AuditWrite)]
-            if audits:
-                audit_rows = pa.table({
-                    "at": pa.array([a.at for a in audits], pa.timestamp("us")),
-                    "actor": [a.actor for a in audits],
-                    "action": [a.action for a in audits],
-                    "detail": [json.dumps(a.detail, sort_keys=True, default=str) for a in audits],
-                })
-                cur.execute("INSERT INTO audit SELECT * FROM audit_rows")
-            for op in ops:
-                if isinstance(op, ReopenWrite):
-                    cur.execute("UPDATE records SET extra_answers = extra_answers + ? WHERE id = ?",
-                                [op.extra, op.record_id])
-            cur.execute("COMMIT")
+            cur.execute(";\n".join(statements))
         except BaseException:
             try:
                 cur.execute("ROLLBACK")
             except duckdb.Error:
                 pass
             raise
-
-    @staticmethod
-    def _write_responses(cur: duckdb.DuckDBPyConnection, rows: Sequence[ResponseWrite], trust_first: bool) -> None:
-        firsts = [r for r in rows if r.first] if trust_first else []
-        if firsts:
-            rows = [r for r in rows if not r.first]
-            new = _response_table(firsts)
-            cur.execute('INSERT INTO responses SELECT record_id, user_id, status, answer, comment, time_spent_ms, '
-                        '"at", "at" FROM new')
-        if not rows:
-            return
-        batch = _response_table(rows)
-        cur.execute(
-            f"INSERT INTO response_history SELECT {', '.join('r.' + c for c in _RESPONSE_COLUMNS.split(', '))}, "
-            'b."at" FROM responses r JOIN batch b USING (record_id, user_id)')
-        cur.execute(
-            'INSERT INTO responses SELECT record_id, user_id, status, answer, comment, time_spent_ms, "at", "at" '
-            "FROM batch ON CONFLICT DO UPDATE SET status = excluded.status, answer = excluded.answer, "
-            "comment = excluded.comment, time_spent_ms = excluded.time_spent_ms, "
-            "updated_at = excluded.updated_at")
-
-    @staticmethod
-    def _write_users(cur: duckdb.DuckDBPyConnection, seen: Sequence[UserSeen]) -> None:
-        span = user_spans(seen)
-        if not span:
-            return
-        batch = pa.table({"user_id": list(span),
-                          "first_at": pa.array([f for f, _ in span.values()], pa.timestamp("us")),
-                          "last_at": pa.array([l for _, l in span.values()], pa.timestamp("us"))})
-        cur.execute("INSERT INTO users SELECT user_id, first_at, last_at FROM batch "
-                    "ON CONFLICT DO UPDATE SET first_seen = least(users.first_seen, excluded.first_seen), "
-                    "last_seen = greatest(users.last_seen, excluded.last_seen)")
-
 
     # --- export and restore ------------------------------------------------
 
@@ -781,27 +767,69 @@ def answers_in_record_order(records: Sequence[Record], rows: Iterable[tuple]) ->
     return [resp for r in records for resp in by_record.get(r.id, ())]
 
 
-def _response_table(rows: Sequence[ResponseWrite]) -> pa.Table:
-    return pa.table({
+_ANSWER_VALUES = 'record_id, user_id, status, answer, comment, time_spent_ms, "at", "at"'
+
+
+def _answer_table(rows: Sequence[ResponseWrite], rounds: Sequence[int] | None = None) -> pa.Table:
+    columns = {
         "record_id": pa.array([r.record_id for r in rows], pa.int32()),
-        "user_id": [r.user_id for r in rows],
-        "status": [r.status for r in rows],
+        "user_id": pa.array([r.user_id for r in rows], pa.string()),
+        "status": pa.array([r.status for r in rows], pa.string()),
         "answer": pa.array([list(r.answer) for r in rows], pa.list_(pa.string())),
         "comment": pa.array([r.comment for r in rows], pa.string()),
         "time_spent_ms": pa.array([r.time_spent_ms for r in rows], pa.int32()),
         "at": pa.array([r.at for r in rows], pa.timestamp("us")),
+    }
+    if rounds is not None:
+        columns["g"] = pa.array(rounds, pa.int32())
+    return pa.table(columns)
+
+
+def _split_answers(rows: Iterable[ResponseWrite], trust_first: bool
+                   ) -> tuple[list[ResponseWrite], list[tuple[int, ResponseWrite]]]:
+    """(plain inserts, (round, answer) for the upsert path).
+
+    No (record, user) may appear twice in one INSERT (DuckDB refuses that), so
+    the n-th answer of a person to a record in this batch goes in round n.
+    Only a first round answer the scheduler marked `first` skips the upsert.
+    """
+    fresh: list[ResponseWrite] = []
+    changed: list[tuple[int, ResponseWrite]] = []
+    seen: dict[tuple[int, str], int] = {}
+    for row in rows:
+        key = (row.record_id, row.user_id)
+        g = seen.get(key, 0)
+        seen[key] = g + 1
+        if g == 0 and trust_first and row.first:
+            fresh.append(row)
+        else:
+            changed.append((g, row))
+    return fresh, changed
+
+
+def _seen_table(seen: Sequence[UserSeen]) -> pa.Table | None:
+    """One row per user: the earliest and latest sighting in this batch."""
+    span = user_spans(seen)
+    if not span:
+        return None
+    return pa.table({"user_id": list(span),
+                     "first_at": pa.array([f for f, _ in span.values()], pa.timestamp("us")),
+                     "last_at": pa.array([l for _, l in span.values()], pa.timestamp("us"))})
+
+
+def _audit_table(audits: Sequence[AuditWrite]) -> pa.Table | None:
+    if not audits:
+        return None
+    return pa.table({
+        "at": pa.array([a.at for a in audits], pa.timestamp("us")),
+        "actor": [a.actor for a in audits],
+        "action": [a.action for a in audits],
+        "detail": [json.dumps(a.detail, sort_keys=True, default=str) for a in audits],
     })
 
 
-def _generations(rows: Iterable[ResponseWrite]) -> list[list[ResponseWrite]]:
-    """Split answers so no (record, user) appears twice in one INSERT (DuckDB refuses that)."""
-    generations: list[list[ResponseWrite]] = []
-    depth: dict[tuple[int, str], int] = {}
-    for row in rows:
-        key = (row.record_id, row.user_id)
-        level = depth.get(key, 0)
-        depth[key] = level + 1
-        if level == len(generations):
-            generations.append([])
-        generations[level].append(row)
-    return generations
+def _reopen_table(reopens: Sequence[ReopenWrite]) -> pa.Table | None:
+    if not reopens:
+        return None
+    return pa.table({"record_id": pa.array([op.record_id for op in reopens], pa.int32()),
+                     "extra": pa.array([op.extra for op in reopens], pa.int32())})

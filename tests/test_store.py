@@ -11,10 +11,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import psycopg
 import pytest
 from storehelpers import rows
 
@@ -33,6 +35,19 @@ def rec(key: str, **extra) -> NewRecord:
 def answer(record_id: int, user: str, *labels: str, at: float = 0.0, status: str = "submitted",
            comment: str | None = None, ms: int | None = 1000) -> ResponseWrite:
     return ResponseWrite(record_id, user, status, tuple(labels), comment, ms, T0 + timedelta(seconds=at))
+
+
+def first(record_id: int, user: str, *labels: str, at: float = 0.0) -> ResponseWrite:
+    """An answer the scheduler marked as the person's first for the record (the plain-insert path)."""
+    return replace(answer(record_id, user, *labels, at=at), first=True)
+
+
+def snapshot(store: Store) -> tuple[list[tuple], ...]:
+    """Every written row, in a comparable order."""
+    cur = store._cur()
+    return tuple(cur.execute(f"SELECT {columns} FROM {table} ORDER BY ALL").fetchall()
+                 for table, columns in (("responses", "*"), ("response_history", "*"), ("users", "*"),
+                                        ("audit", "*"), ("records", "id, extra_answers")))
 
 
 @pytest.fixture
@@ -234,16 +249,52 @@ def test_reopen_extra_answers(store3: Store) -> None:
 
 
 def test_apply_is_all_or_nothing(store3: Store) -> None:
-    class Boom:  # not a JSON-able detail: the audit insert fails after the responses were written
+    class Boom:  # not a JSON-able detail: building the batch fails before anything is sent
         def __str__(self) -> str:
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
         store3.apply([answer(1, "ana", "cat"), UserSeen("ana", T0), AuditWrite("x", "y", {"z": Boom()}, T0)])
+    # a NULL user fails inside the transaction, after the first answers and before the users were written
+    broken = ResponseWrite(2, None, "submitted", ("dog",), None, 10, T0)  # type: ignore[arg-type]
+    with pytest.raises((duckdb.ConstraintException, psycopg.errors.NotNullViolation)):
+        store3.apply([first(1, "ana", "cat"), broken, UserSeen("ana", T0), ReopenWrite(3, 1)])
     assert store3.response(1, "ana") is None
+    assert rows(store3, "SELECT count(*) FROM responses") == [(0,)]
     assert rows(store3, "SELECT count(*) FROM users") == [(0,)]
+    assert store3.extra_answers() == {}
     store3.apply([answer(1, "ana", "cat")])  # the store is usable afterwards
     assert store3.response(1, "ana").answer == ("cat",)
+
+
+def test_answers_marked_first_are_written_like_unmarked_ones(tmp_path: Path) -> None:
+    """The plain-insert path for `first` answers, and its fallback when one is not first after all."""
+    batches = [
+        [first(1, "ana", "cat", at=0), first(2, "ana", "dog", at=1), UserSeen("ana", T0)],
+        [first(1, "bo", "cat", at=2), answer(1, "ana", "bird", at=3),  # an edit beside first answers
+         first(3, "ana", "cat", at=4), answer(3, "ana", "dog", at=5)],  # first, then edited in the same batch
+        [first(2, "ana", "bird", at=6), first(2, "cy", "cat", at=7)],  # marked first, but ana answered 2 before
+        [first(3, "cy", "dog", at=8), first(3, "cy", "cat", at=9), ReopenWrite(3, 1), ReopenWrite(3, 2),
+         AuditWrite("admin", "reopen", {"record": 3}, T0)],  # marked first twice in one batch
+    ]
+    marked = Store(tmp_path / "marked.duckdb")
+    unmarked = Store(tmp_path / "unmarked.duckdb")
+    try:
+        for s in (marked, unmarked):
+            s.add_records([rec("a"), rec("b"), rec("c")])
+        for batch in batches:
+            marked.apply(batch)
+            unmarked.apply([replace(op, first=False) if isinstance(op, ResponseWrite) else op for op in batch])
+        assert snapshot(marked) == snapshot(unmarked)
+        assert [h.answer for h in marked.history(2, "ana")] == [("dog",)]
+        assert [h.answer for h in marked.history(3, "ana")] == [("cat",)]
+        assert [h.answer for h in marked.history(3, "cy")] == [("dog",)]
+        assert marked.response(3, "cy").answer == ("cat",)
+        assert marked.extra_answers() == {3: 3}
+        assert len(marked._cur().execute("SELECT * FROM response_history").fetchall()) == 4
+    finally:
+        marked.close()
+        unmarked.close()
 
 
 def test_stats_counts(store3: Store) -> None:
