@@ -31,6 +31,7 @@ from annotator.prefetch import PrefetchBuffers
 from annotator.service import AnnotationService
 from annotator.snapshot import Snapshotter, restore_snapshot
 from annotator.storage_probe import StorageReport, probe
+from annotator.store import StoreError
 from annotator.stores import AnyStore, describe, open_store
 from annotator.tickets import Signer, load_secret
 
@@ -105,7 +106,14 @@ class Runtime:
         try:
             if settings.export_repo and store.record_count() == 0:
                 # an empty disk with an export configured: the export is the second copy
-                restored_export = restore_from_hub(store, settings, task)
+                try:
+                    restored_export = restore_from_hub(store, settings, task)
+                except StoreError:
+                    if store.record_count() == 0:
+                        raise
+                    # replicas on one PostgreSQL database started together: another one restored it first
+                    log.info("restore: another replica filled the store first; nothing restored here")
+                    restored_export = None
                 if restored_export is not None:
                     log.info("restore: %s", restored_export.summary())
             if ingest and store.record_count() == 0:
