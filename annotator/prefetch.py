@@ -1,7 +1,9 @@
 """Per-user buffers of leased records whose images are already rendered.
 
 The click path pops from a buffer (memory only); a background pool refills
-it: soft leases from the backend, record rows from the store, images from
+it: soft leases from the backend, record rows from the store (or from the
+rows kept in memory: at overlap N the same record is read by N people, and
+a page reload or a takeover asks for rows read moments ago), images from
 the cache. A record in a buffer is held as a soft lease, so the scheduler can
 hand it to someone with nothing else to do (I5); `pop` notices that when it
 tries to promote the lease and moves on to the next slot.
@@ -11,16 +13,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from annotator.backend import WorkBackend
 from annotator.images import ImageCache, ImageError
 from annotator.store import Record
 
 log = logging.getLogger(__name__)
+
+ROWS_KEPT = 4096  # record rows kept in memory (a few MB), the most recently used
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class PrefetchBuffers:
         self._depth = depth
         self._image_url = image_url
         self._buffers: dict[str, deque[Slot]] = {}
+        self._rows: OrderedDict[int, Record] = OrderedDict()
         self._refilling: set[str] = set()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch")
@@ -56,9 +61,31 @@ class PrefetchBuffers:
             if self._backend.promote(user, slot.record.id):
                 return slot
 
-    def peek(self, user: str, n: int) -> list[Slot]:
+    def peek(self, user: str) -> list[Slot]:
+        """The buffered records in the order `pop` hands them out."""
         with self._lock:
-            return list(self._buffers.get(user, ()))[:n]
+            return list(self._buffers.get(user, ()))
+
+    def rows(self, record_ids: Sequence[int]) -> dict[int, Record]:
+        """Record rows by id: from memory when recently read, else one store read for the rest."""
+        found: dict[int, Record] = {}
+        missing = []
+        with self._lock:
+            for rid in record_ids:
+                row = self._rows.get(rid)
+                if row is None:
+                    missing.append(rid)
+                else:
+                    self._rows.move_to_end(rid)
+                    found[rid] = row
+        if missing:
+            read = self._backend.records(missing)
+            with self._lock:
+                self._rows.update(read)
+                while len(self._rows) > ROWS_KEPT:
+                    self._rows.popitem(last=False)
+            found.update(read)
+        return found
 
     def drop(self, user: str) -> None:
         """Forget a user's buffer (their soft leases are released by the backend)."""
@@ -96,7 +123,7 @@ class PrefetchBuffers:
             ids = self._backend.lease_soft(user, need)
             if not ids:
                 return
-            rows = self._backend.records(ids)
+            rows = self.rows(ids)
             slots = []
             for rid in ids:
                 record = rows.get(rid)

@@ -75,6 +75,12 @@ class Shown:
     editing: bool = False
     previous_status: str | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"record": self.ticket, "record_id": self.record_id, "image_url": self.image_url,
+                "width": self.width, "height": self.height, "suggestion": self.suggestion,
+                "metadata": self.metadata, "answer": list(self.answer), "comment": self.comment,
+                "editing": self.editing}
+
 
 @dataclass(frozen=True)
 class View:
@@ -82,24 +88,20 @@ class View:
     progress: Progress
     saved: SaveStatus
     record: Shown | None = None
-    preload: tuple[str, ...] = ()
+    # the buffered records that come next, each with its ticket: the page answers and swaps to them
+    # without waiting for the server, which hands them out in this order
+    upcoming: tuple[Shown, ...] = ()
     held_by_others: int = 0
     frees_at: float | None = None
     message: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The programmatic API's answer: plain JSON types only."""
-        record = None
-        if self.record is not None:
-            r = self.record
-            record = {"record": r.ticket, "record_id": r.record_id, "image_url": r.image_url,
-                      "width": r.width, "height": r.height, "suggestion": r.suggestion,
-                      "metadata": r.metadata, "answer": list(r.answer), "comment": r.comment,
-                      "editing": r.editing}
-        return {"state": self.state, "item": record, "preload": list(self.preload),
+        return {"state": self.state, "item": self.record.as_dict() if self.record else None,
+                "preload": [u.image_url for u in self.upcoming], "upcoming": [u.as_dict() for u in self.upcoming],
                 "held_by_others": self.held_by_others, "frees_at": self.frees_at,
                 "message": self.message, "saved": self.saved.text, "pending": self.saved.pending,
-                "progress": vars(self.progress)}
+                "retrying": self.saved.retrying, "progress": vars(self.progress)}
 
 
 @dataclass
@@ -244,7 +246,7 @@ class AnnotationService:
         record_id, _ = self._verify(ticket, who)
         slot = self._screens.get(who.name)
         record = slot.record if slot is not None and slot.record.id == record_id else \
-            self.backend.records([record_id]).get(record_id)
+            self.prefetch.rows([record_id]).get(record_id)
         if record is None or record.suggestion not in self._labels:
             return None
         return record.suggestion
@@ -377,8 +379,8 @@ class AnnotationService:
             slot = self._slot_for_record(user, state.record_id)  # type: ignore[arg-type]
         self._screens[user] = slot
         self.prefetch.refill(user)
-        preload = tuple(s.image_url for s in self.prefetch.peek(user, 2))
-        return View(state="ready", record=self._shown(user, slot), preload=preload,
+        upcoming = tuple(self._shown(user, s, upcoming=True) for s in self.prefetch.peek(user))
+        return View(state="ready", record=self._shown(user, slot), upcoming=upcoming,
                     progress=self._progress(user, person), saved=self._saved(person))
 
     def _current_slot(self, user: str) -> Slot | None:
@@ -392,22 +394,24 @@ class AnnotationService:
         return self._slot_for_record(user, record_id)
 
     def _slot_for_record(self, user: str, record_id: int) -> Slot:
-        record = self.backend.records([record_id]).get(record_id)
+        record = self.prefetch.rows([record_id]).get(record_id)
         if record is None:
             raise InputError("That record does not exist (any more). Reload the page.")
         return self.prefetch.slot_for(user, record)
 
-    def _shown(self, user: str, slot: Slot, *, editing: bool = False,
+    def _shown(self, user: str, slot: Slot, *, editing: bool = False, upcoming: bool = False,
                previous: tuple[str, tuple[str, ...], str] | None = None) -> Shown:
+        """What the page needs for a record; `upcoming`: not on screen yet (no time-spent clock starts)."""
         record: Record = slot.record
         status, answer, comment = previous if previous else (None, (), "")
         person = self._people.get(user)
         ticket = None
         if person is not None:
             with person.lock:
-                person.shown_at.setdefault(record.id, time.monotonic())
-                if len(person.shown_at) > _REMEMBERED_TICKETS:
-                    person.shown_at.pop(next(iter(person.shown_at)))
+                if not upcoming:
+                    person.shown_at.setdefault(record.id, time.monotonic())
+                    if len(person.shown_at) > _REMEMBERED_TICKETS:
+                        person.shown_at.pop(next(iter(person.shown_at)))
                 if not editing:
                     ticket = person.issued.get(record.id)
                     if ticket is None:

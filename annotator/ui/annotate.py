@@ -1,11 +1,16 @@
-"""The annotate view: one event per click, memory only, keys for everything.
+"""The annotate view: the page's own script answers through plain JSON routes, memory only.
 
-Each click sends the ticket of the record on screen (a hidden textbox, so a
-burst of key presses carries the record the person actually saw) and gets
-the next record back in the same response. Events run with no concurrency
-limit and queue=False (the cheapest path through Gradio), and with
-trigger_mode="multiple" so no key press is dropped; a repeat for a record
-already answered is ignored by the service.
+Gradio draws the frame (title, guidelines) and runs two events per tab: the
+page load, which hands the script its first view (and registers the tab, so
+that closing it releases the person's leases), and the unload. Every click
+after that is the script's: it posts the answer to `annotator.ui.clicks`
+(about 2 ms of server CPU against 5-6 ms for the cheapest Gradio event, and
+none of Gradio's front-end update work in the browser) and shows the next
+record at once. The view carries the buffered records that come next with
+their tickets and preloaded images, so the swap needs no round trip; the
+answers go out one at a time, in order, and each answer names the record the
+person saw (its ticket), so a burst of presses gives one answer per image
+shown and a repeat is ignored by the service.
 """
 
 from __future__ import annotations
@@ -15,190 +20,369 @@ import json
 import time
 from collections import Counter
 from threading import Lock
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
 from annotator.auth import AuthError
+from annotator.config import TaskSpec
 from annotator.runtime import Runtime
 from annotator.service import View
-from annotator.ui.identity import identify, speak
+from annotator.ui.identity import identify
 
-# The page confirms "saved" once the person pauses this long: one event per pause, not one per click.
+# The page confirms "saved" once the person pauses this long: one request per pause, not one per click.
 SAVED_CHECK_DELAY_MS = 3000
-FAST = dict(queue=False, concurrency_limit=None, trigger_mode="multiple", show_progress="hidden")
+CLICK_ROUTE = "/ann"  # the page's JSON routes, see annotator.ui.clicks
 
 
-def keys_script(label_keys: list[tuple[str, str]], multi: bool) -> str:
-    """Keyboard shortcuts and the deferred saved check, injected into <head>."""
-    mapping = json.dumps({key: elem for key, elem in label_keys})
-    return """<script>
+def page_view(view: View) -> dict[str, Any]:
+    """The JSON the page's script renders: the service's view plus when a waiting tab asks again."""
+    out = view.as_dict()
+    out["recheck_after"] = None
+    if view.state == "waiting":  # at most every 20 s, waiting tabs only: one cheap request
+        out["recheck_after"] = 20.0 if not view.frees_at else min(20.0, max(5.0, view.frees_at - time.time() + 1))
+        out["frees_at_text"] = time.strftime("%H:%M", time.localtime(view.frees_at)) if view.frees_at else "soon"
+    return out
+
+
+def page_script(task: TaskSpec) -> str:
+    """The view's script and style, injected into <head>: keys, rendering, the answer queue, the saved check."""
+    config = json.dumps({"labels": [{"name": l.name, "key": l.key} for l in task.labels],
+                         "multi": task.kind == "multi_label", "route": CLICK_ROUTE,
+                         "savedDelay": SAVED_CHECK_DELAY_MS})
+    return "<script>\nconst ANN_CONFIG = %s;\n%s\n</script>\n%s" % (config, _SCRIPT, _STYLE)
+
+
+_SCRIPT = r"""
 (() => {
-  const labelKeys = %s;
-  const multi = %s;
-  let checkTimer = null;
-  const click = (id) => { const el = document.getElementById(id); if (el) { el.click(); return true; } return false; };
-  const scheduleCheck = () => {
-    clearTimeout(checkTimer);
-    checkTimer = setTimeout(() => click('btn-saved-check'), %d);  // only after a real pause
+  const C = ANN_CONFIG;
+  const $ = (id) => document.getElementById(id);
+  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}[c]));
+  const A = {
+    view: null,         // the last view the server sent
+    shown: null,        // the record on screen (an item of a view), or null
+    shownAt: 0,
+    buffer: [],         // records that come next, with tickets: shown at once on the next answer
+    outbox: [],         // actions not yet answered by the server, sent one at a time in order
+    sending: false,
+    blocked: false,     // an answer the page cannot apply ahead of the server is in flight
+    answered: new Set(),
+    seenIds: new Set(),
+    images: new Map(),  // url -> preloaded, decoded <img>
+    savedTimer: null, recheckTimer: null,
   };
-  // Gradio shows no error toast when a queue=False event fails, so a refused click would be silent:
-  // show the server's message under the buttons until the next action.
+  const answersQueued = () => A.outbox.some((e) => e.record);
+
+  // --- rendering ---------------------------------------------------------------------
   const showError = (text) => {
-    const slot = document.getElementById('ann-error');
+    const slot = $('ann-error');
     if (slot) { slot.textContent = text || ''; slot.classList.toggle('ann-hidden', !text); }
   };
-  const origFetch = window.fetch.bind(window);
-  window.fetch = async (...args) => {
-    const res = await origFetch(...args);
-    try {
-      const url = String((args[0] && args[0].url) || args[0]);
-      if (!res.ok && url.includes('/gradio_api/run/')) {
-        res.clone().json().then((body) => {
-          let msg = body && (body.error || body.detail);
-          if (msg && typeof msg === 'object') msg = msg.error;
-          if (res.status === 401) msg = 'You are signed out (the server may have restarted): reload the page to sign in again.';
-          showError(String(msg || 'The server could not do that; reload the page.'));
-        }).catch(() => showError('The server could not do that; reload the page.'));
-      }
-    } catch (err) { /* never break the page */ }
-    return res;
-  };
-  document.addEventListener('click', (e) => {
-    const b = e.target.closest && e.target.closest('button');
-    if (b && b.id && (b.id.startsWith('label-') || ['btn-accept', 'btn-skip', 'btn-back'].includes(b.id))) {
-      showError('');
-      scheduleCheck();
+  const preload = (items) => {
+    const keep = new Set(items.map((i) => i.image_url));
+    if (A.shown) keep.add(A.shown.image_url);
+    for (const url of A.images.keys()) if (!keep.has(url)) A.images.delete(url);
+    for (const item of items) {
+      if (A.images.has(item.image_url)) continue;
+      const img = new Image();
+      img.src = item.image_url;
+      img.decode().catch(() => {});
+      A.images.set(item.image_url, img);
     }
-  }, true);
+  };
+  const renderStatus = (view) => {
+    const box = $('ann-status');
+    if (!box || !view) return;
+    const css = view.retrying ? 'ann-failed' : view.pending ? 'ann-pending' : 'ann-saved';
+    const msg = view.message ? ` · <span id="ann-message">${esc(view.message)}</span>` : '';
+    box.innerHTML = `<span class="${css}" id="ann-saved">${esc(view.saved)}</span>${msg}`;
+  };
+  const renderProgress = (view) => {
+    const box = $('ann-progress');
+    if (!box || !view || !view.progress) return;
+    const p = view.progress;
+    const share = p.team_total ? 100 * p.team_complete / p.team_total : 100;
+    box.innerHTML = `You: <b>${p.mine_today}</b> today, <b>${p.mine_total}</b> in total · ` +
+      `Team: <b>${p.team_complete}</b> of ${p.team_total} records complete · <b>${p.remaining_for_me}</b> left for you` +
+      `<div class="ann-bar"><div style="width:${share.toFixed(1)}%"></div></div>`;
+  };
+  const renderItem = () => {
+    const box = $('ann-image');
+    const item = A.shown;
+    if (!box || !item) return;
+    let notes = '';
+    if (item.editing) {
+      notes = `<div class="ann-suggestion" id="ann-editing">Changing your earlier answer: ` +
+              `<b>${esc(item.answer.join(', ') || 'skipped')}</b></div>`;
+    } else if (item.suggestion) {
+      notes = `<div class="ann-suggestion">Suggested: <b>${esc(item.suggestion)}</b> (press Enter to accept)</div>`;
+    }
+    let img = A.images.get(item.image_url);
+    if (!img) { img = new Image(); img.src = item.image_url; A.images.set(item.image_url, img); }
+    box.innerHTML = notes;
+    img.className = 'ann-main'; img.id = 'ann-img';
+    img.alt = `record ${item.record_id}`; img.width = item.width; img.height = item.height;
+    img.dataset.record = String(item.record_id);
+    box.appendChild(img);
+    const chosen = item.answer.length ? item.answer : (item.suggestion ? [item.suggestion] : []);
+    C.labels.forEach((l, i) => {
+      const b = $('label-' + i);
+      if (b) b.classList.toggle('ann-suggested', !item.editing && item.suggestion === l.name);
+    });
+    document.querySelectorAll('#ann-choices input[type=checkbox]').forEach((box) => { box.checked = chosen.includes(box.value); });
+    const comment = document.querySelector('#ann-comment textarea');
+    if (comment) comment.value = item.comment || '';
+  };
+  const renderState = (view) => {
+    const box = $('ann-image');
+    if (!box) return;
+    if (view.state === 'waiting') {
+      box.innerHTML = `<div class="ann-state" id="ann-waiting">Waiting: ${view.held_by_others} record(s) are being ` +
+        `annotated by others. The first one frees up at ${esc(view.frees_at_text)}; this page checks again by itself.</div>`;
+    } else if (view.state === 'done') {
+      box.innerHTML = '<div class="ann-state" id="ann-done">All done: there is nothing left for you to annotate. Thank you!</div>';
+    } else if (view.state === 'signed_out') {
+      box.innerHTML = `<div class="ann-state" id="ann-signin">${esc(view.message)}</div>`;
+    } else {
+      box.innerHTML = '<div class="ann-state" id="ann-loading">Loading the next image…</div>';
+    }
+  };
+  const show = (item) => {
+    A.shown = item; A.shownAt = performance.now();
+    if (item) { A.seenIds.add(item.record_id); renderItem(); }
+  };
+  const renderAll = () => {
+    if (!A.view) return;
+    renderProgress(A.view); renderStatus(A.view);
+    if (A.shown) renderItem(); else renderState(A.view);
+  };
+
+  // --- the server's answers ----------------------------------------------------------------
+  const apply = (view) => {
+    A.view = view;
+    renderProgress(view); renderStatus(view);
+    clearTimeout(A.recheckTimer);
+    if (view.state !== 'ready') {
+      if (answersQueued()) return;  // answers still queued name records the page showed: they decide
+      A.buffer = []; show(null); renderState(view); preload([]);
+      if (view.recheck_after) A.recheckTimer = setTimeout(() => enqueue({path: 'next', body: {}}), view.recheck_after * 1000);
+      return;
+    }
+    const next = [view.item, ...view.upcoming];
+    if (answersQueued()) {
+      // the page is ahead of the server: keep what it showed, take the rest in the server's order
+      A.buffer = next.filter((i) => !A.seenIds.has(i.record_id));
+    } else {
+      if (!A.shown || A.shown.record_id !== view.item.record_id || A.shown.editing !== view.item.editing) show(view.item);
+      else A.shown = {...view.item};
+      A.buffer = view.upcoming.filter((i) => !A.answered.has(i.record_id) && i.record_id !== view.item.record_id);
+    }
+    preload(A.buffer);
+  };
+  const refused = (entry, status, message) => {
+    if (status === 401) message = 'You are signed out (the server may have restarted): reload the page to sign in again.';
+    showError(message || 'The server could not do that; reload the page.');
+    if (entry.record) A.answered.delete(entry.record.record_id);
+    if (entry.record && !answersQueued() && (!A.shown || A.shown.record_id !== entry.record.record_id)) {
+      if (A.shown) A.buffer.unshift(A.shown);  // the answer was not taken: its record comes back
+      show({...entry.record, comment: entry.body.comment || ''});
+    }
+  };
+  const pump = async () => {
+    if (A.sending || !A.outbox.length) return;
+    A.sending = true;
+    const entry = A.outbox[0];
+    let res = null, body = null;
+    try {
+      res = await fetch(`${C.route}/${entry.path}`, {method: 'POST', credentials: 'same-origin',
+        headers: {'Content-Type': 'application/json'}, body: JSON.stringify(entry.body)});
+      body = await res.json().catch(() => null);
+    } catch (err) { res = null; }
+    A.sending = false;
+    if (res === null || res.status >= 500 && !(body && body.error)) {
+      showError('The connection to the server was lost; your answers are kept and sent again…');
+      setTimeout(pump, 1500);
+      return;
+    }
+    A.outbox.shift();
+    if (entry.blocking) A.blocked = false;
+    if (res.ok) {
+      if (entry.path !== 'saved') { if (!entry.keepError) showError(''); apply(body); }
+      else { renderStatus({...A.view, ...body}); if (A.view) Object.assign(A.view, body); }
+    } else {
+      refused(entry, res.status, body && (body.error || body.detail));
+    }
+    pump();
+  };
+  const enqueue = (entry) => { A.outbox.push(entry); pump(); };
+
+  // --- what the person does -------------------------------------------------------------
+  const scheduleSavedCheck = () => {
+    clearTimeout(A.savedTimer);
+    A.savedTimer = setTimeout(function check() {
+      if (answersQueued()) { A.savedTimer = setTimeout(check, 500); return; }
+      enqueue({path: 'saved', body: {}, keepError: true});
+    }, C.savedDelay);
+  };
+  const answer = (path, labels) => {
+    const item = A.shown;
+    if (!item || A.blocked) return;  // nothing on screen to answer (the next record is on its way)
+    const area = document.querySelector('#ann-comment textarea');
+    const comment = area ? area.value : '';
+    const body = {ticket: item.record, comment, time_spent_ms: Math.round(performance.now() - A.shownAt)};
+    if (labels) body.answer = labels;
+    const ahead = !item.editing && !comment && A.buffer.length > 0;
+    const entry = {path, body, record: item, blocking: !ahead};
+    A.answered.add(item.record_id);
+    showError('');
+    if (ahead) {
+      show(A.buffer.shift());
+      preload(A.buffer);
+    } else {
+      A.blocked = true;
+    }
+    enqueue(entry);
+    scheduleSavedCheck();
+  };
+  const back = () => {
+    if (A.blocked) return;
+    A.blocked = true;
+    showError('');
+    enqueue({path: 'back', body: {ticket: A.shown ? A.shown.record : ''}, blocking: true});
+  };
+  const accept = () => {
+    const item = A.shown;
+    if (!item) return;
+    if (C.multi) {
+      const chosen = [...document.querySelectorAll('#ann-choices input[type=checkbox]')].filter((b) => b.checked).map((b) => b.value);
+      if (!chosen.length) { showError('Choose a label first, or press S to skip.'); return; }
+      answer('answer', chosen);
+    } else if (item.editing && item.answer.length) {
+      answer('answer', item.answer.slice(0, 1));  // Enter keeps the earlier answer when changing one
+    } else if (item.suggestion) {
+      answer('answer', [item.suggestion]);
+    } else {
+      showError('Choose a label with its key or button; this record has no suggestion to accept.');
+    }
+  };
+  const pressLabel = (i) => {
+    if (C.multi) {
+      const boxes = document.querySelectorAll('#ann-choices input[type=checkbox]');
+      if (boxes[i]) boxes[i].checked = !boxes[i].checked;
+    } else {
+      answer('answer', [C.labels[i].name]);
+    }
+  };
+  const visible = () => { const root = $('ann-root'); return !!root && root.getClientRects().length > 0; };
+
+  document.addEventListener('click', (e) => {
+    const b = e.target.closest && e.target.closest('#ann-root button');
+    if (!b) return;
+    if (b.id.startsWith('label-')) pressLabel(Number(b.id.slice(6)));
+    else if (b.id === 'btn-accept') accept();
+    else if (b.id === 'btn-skip') answer('skip', null);
+    else if (b.id === 'btn-back') back();
+  });
+  const keyIndex = {};
+  C.labels.forEach((l, i) => { if (l.key) keyIndex[l.key.toLowerCase()] = i; });
   document.addEventListener('keydown', (e) => {
     const t = e.target;
-    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
-    if (!document.getElementById('ann-image')) return;
+    const typing = t && (t.tagName === 'TEXTAREA' || t.isContentEditable ||
+                         (t.tagName === 'INPUT' && !['checkbox', 'radio', 'button'].includes(t.type)));
+    if (typing || e.ctrlKey || e.metaKey || e.altKey || !visible() || !A.view) return;
     const k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
-    const answering = k in labelKeys || k === 'Enter' || k === 's';
-    if (answering && !document.getElementById('ann-img')) return;
-    let hit = false;
-    if (k in labelKeys) {
-      if (multi) {
-        const boxes = document.querySelectorAll('#ann-choices input[type=checkbox]');
-        const i = Object.keys(labelKeys).indexOf(k);
-        if (boxes[i]) { boxes[i].click(); hit = true; }
-      } else { hit = click(labelKeys[k]); }
-    } else if (k === 'Enter') { hit = click('btn-accept'); }
-    else if (k === 's') { hit = click('btn-skip'); }
-    else if (k === 'Backspace') { hit = click('btn-back'); }
-    else if (k === '?') { const h = document.getElementById('ann-keys'); if (h) { h.classList.toggle('ann-hidden'); hit = true; } }
-    if (hit) { e.preventDefault(); }
+    let hit = true;
+    if (k in keyIndex) pressLabel(keyIndex[k]);
+    else if (k === 'Enter') accept();
+    else if (k === 's') answer('skip', null);
+    else if (k === 'Backspace') back();
+    else if (k === '?') { const h = $('ann-keys'); if (h) h.classList.toggle('ann-hidden'); }
+    else hit = false;
+    if (hit) e.preventDefault();
   });
+
+  // --- start: the page load event hands over the first view; a re-drawn view is drawn again ---------
+  new MutationObserver(() => {
+    const boot = $('ann-boot-data');
+    if (boot && boot.dataset.view && !boot.dataset.used) {
+      boot.dataset.used = '1';
+      const view = JSON.parse(boot.dataset.view);
+      if (view.state === 'signed_out') { A.view = view; renderState(view); }
+      else apply(view);
+    }
+    const root = $('ann-root');
+    if (root && !root.dataset.bound) { root.dataset.bound = '1'; renderAll(); }
+  }).observe(document.documentElement, {childList: true, subtree: true});
 })();
-</script>
-<style>
+"""
+
+_STYLE = """<style>
   .ann-hidden { display: none !important; }
-  #ann-image img.ann-main { max-width: 100%%; max-height: 70vh; display: block; margin: 0 auto; }
-  #ann-image .ann-preload { display: none; }
+  #ann-image img.ann-main { max-width: 100%; max-height: 70vh; width: auto; height: auto; display: block; margin: 0 auto; }
   #ann-image .ann-state { font-size: 1.3em; padding: 2em; text-align: center; }
+  #ann-root .ann-row { display: flex; flex-wrap: wrap; gap: 8px; margin: 8px 0; }
+  #ann-root button { padding: 6px 14px; border-radius: 6px; border: 1px solid #d1d5db; background: #f9fafb; cursor: pointer; }
+  #ann-root button.ann-primary { background: #2563eb; color: white; border-color: #2563eb; }
+  #ann-root button.ann-suggested { outline: 3px solid #ea580c; }
+  #ann-comment textarea { width: 100%; box-sizing: border-box; }
   #ann-status .ann-saved { color: #15803d; } #ann-status .ann-pending { color: #a16207; }
   #ann-status .ann-failed, #ann-error { color: #b91c1c; font-weight: bold; }
   .ann-suggestion { color: #9a3412; }
   .ann-bar { background: #e5e7eb; border-radius: 4px; height: 10px; }
   .ann-bar > div { background: #2563eb; height: 10px; border-radius: 4px; }
-</style>""" % (mapping, "true" if multi else "false", SAVED_CHECK_DELAY_MS)
+</style>"""
 
 
-def _when(timestamp: float | None) -> str:
-    return time.strftime("%H:%M", time.localtime(timestamp)) if timestamp else "soon"
+def skeleton(task: TaskSpec) -> str:
+    """The view's fixed elements; the script fills in the record, progress and status."""
+    esc = html.escape
+    multi = task.kind == "multi_label"
+    if multi:
+        boxes = "".join(f'<label><input type="checkbox" value="{esc(l.name)}"> {esc(l.name)}'
+                        f'{f" ({esc(l.key)})" if l.key else ""}</label>' for l in task.labels)
+        choices = f'<div class="ann-row" id="ann-choices">{boxes}</div>'
+    else:
+        choices = '<div class="ann-row">' + "".join(
+            f'<button type="button" id="label-{i}">{esc(l.name)}{f" ({esc(l.key)})" if l.key else ""}</button>'
+            for i, l in enumerate(task.labels)) + "</div>"
+    comment = ('<div id="ann-comment"><label>Comment (optional)<br><textarea rows="2"></textarea></label></div>'
+               if task.comment else "")
+    keys = " · ".join(f"<b>{esc(l.key)}</b> {esc(l.name)}" for l in task.labels if l.key)
+    accept = "Submit (Enter)" if multi else "Accept suggestion (Enter)"
+    return (f'<div id="ann-root"><div id="ann-progress-box"><div id="ann-progress"></div></div>'
+            f'<div id="ann-image"><div class="ann-state" id="ann-loading">Loading…</div></div>{choices}{comment}'
+            f'<div class="ann-row"><button type="button" id="btn-back">Back (Backspace)</button>'
+            f'<button type="button" id="btn-skip">Skip (S)</button>'
+            f'<button type="button" id="btn-accept" class="ann-primary">{accept}</button></div>'
+            f'<div id="ann-status"></div><div id="ann-error" class="ann-hidden" role="alert"></div>'
+            f'<div id="ann-keys" class="ann-hidden">Keys: {keys} · <b>Enter</b> submit · <b>S</b> skip · '
+            f'<b>Backspace</b> back · <b>?</b> show or hide this help</div></div>')
+
+
+def boot_html(data: dict[str, Any]) -> str:
+    return f'<div id="ann-boot-data" data-view="{html.escape(json.dumps(data), quote=True)}"></div>'
 
 
 class AnnotateView:
-    """Builds the view inside a Blocks and wires its events to the service."""
+    """Builds the view inside a Blocks; tracks open tabs so the last one closing frees the leases."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.task = runtime.task
-        self.multi = self.task.kind == "multi_label"
         self._sessions: dict[str, str] = {}
         self._open_tabs: Counter[str] = Counter()
         self._sessions_lock = Lock()
 
-    # --- rendering ---------------------------------------------------------
-
-    def _image_html(self, view: View) -> str:
-        if view.state == "waiting":
-            return (f'<div class="ann-state" id="ann-waiting">Waiting: {view.held_by_others} record(s) are being '
-                    f'annotated by others. The first one frees up at {_when(view.frees_at)}; this page checks '
-                    f'again by itself.</div>')
-        if view.state == "done" or view.record is None:
-            return ('<div class="ann-state" id="ann-done">All done: there is nothing left for you to annotate. '
-                    'Thank you!</div>')
-        r = view.record
-        suggestion = ""
-        if r.suggestion and not r.editing:
-            idx = self.task.label_names.index(r.suggestion)
-            suggestion = (f'<div class="ann-suggestion">Suggested: <b>{html.escape(r.suggestion)}</b> '
-                          f'(press Enter to accept)</div><style>#label-{idx} {{ outline: 3px solid #ea580c; }}</style>')
-        editing = ""
-        if r.editing:
-            editing = (f'<div class="ann-suggestion" id="ann-editing">Changing your earlier answer: '
-                       f'<b>{html.escape(", ".join(r.answer) or "skipped")}</b></div>')
-        preload = "".join(f'<img class="ann-preload" src="{html.escape(u)}" alt="">' for u in view.preload)
-        return (f'{editing}{suggestion}<img class="ann-main" id="ann-img" data-record="{r.record_id}" '
-                f'src="{html.escape(r.image_url)}" width="{r.width}" height="{r.height}" '
-                f'alt="record {r.record_id}">{preload}')
-
-    @staticmethod
-    def _progress_html(view: View) -> str:
-        p = view.progress
-        share = 100 * p.team_complete / p.team_total if p.team_total else 100
-        return (f'<div id="ann-progress">You: <b>{p.mine_today}</b> today, <b>{p.mine_total}</b> in total · '
-                f'Team: <b>{p.team_complete}</b> of {p.team_total} records complete · '
-                f'<b>{p.remaining_for_me}</b> left for you'
-                f'<div class="ann-bar"><div style="width:{share:.1f}%"></div></div></div>')
-
-    @staticmethod
-    def _status_html(view: View) -> str:
-        saved = view.saved
-        if saved.retrying:
-            css = "ann-failed"
-        elif saved.pending:
-            css = "ann-pending"
-        else:
-            css = "ann-saved"
-        message = f' · <span id="ann-message">{html.escape(view.message)}</span>' if view.message else ""
-        return f'<span class="{css}" id="ann-saved">{html.escape(saved.text)}</span>{message}'
-
-    def render(self, view: View) -> list[Any]:
-        record = view.record
-        waiting = view.state == "waiting"
-        interval = 20.0  # a waiting tab asks again at most every 20 s: one cheap event, waiting tabs only
-        if waiting and view.frees_at:
-            interval = min(20.0, max(5.0, view.frees_at - time.time() + 1))
-        out: list[Any] = [
-            record.ticket if record else "",
-            self._image_html(view),
-            self._progress_html(view),
-            self._status_html(view),
-            gr.Timer(value=interval, active=waiting),
-        ]
-        chosen = list(record.answer) if record and record.answer else (
-            [record.suggestion] if record and record.suggestion else [])
-        out += [record.comment if record else "", chosen]
-        return out
-
-    # --- identity and sessions ----------------------------------------------
-
-    def _who(self, profile: gr.OAuthProfile | None, request: gr.Request):
-        who = speak(lambda: identify(self.rt.access, profile, request))
+    def _opened(self, user: str, request: gr.Request) -> None:
         session = getattr(request, "session_hash", None)
-        if session:
-            with self._sessions_lock:
-                if self._sessions.get(session) != who.name:
-                    if session in self._sessions:
-                        self._open_tabs[self._sessions[session]] -= 1
-                    self._sessions[session] = who.name
-                    self._open_tabs[who.name] += 1
-        return who
+        if not session:
+            return
+        with self._sessions_lock:
+            if self._sessions.get(session) != user:
+                if session in self._sessions:
+                    self._open_tabs[self._sessions[session]] -= 1
+                self._sessions[session] = user
+                self._open_tabs[user] += 1
 
     def _ended(self, request: gr.Request) -> None:
         """A tab closed: when it was the person's last, free their leases at once."""
@@ -214,104 +398,24 @@ class AnnotateView:
         if last:
             self.rt.service.release(user)
 
-    # --- building ----------------------------------------------------------
-
     def build(self, demo: gr.Blocks) -> None:
         task, service = self.task, self.rt.service
         gr.Markdown(f"## {html.escape(task.title)}\n{html.escape(task.question)}")
-        progress = gr.HTML(elem_id="ann-progress-box")
         with gr.Accordion("Guidelines", open=False):
             gr.Markdown(task.guidelines or "No guidelines were given for this task.")
-        image = gr.HTML(elem_id="ann-image")
-        ticket = gr.Textbox(visible=False, elem_id="ann-ticket")
-        label_buttons: list[tuple[str, gr.Button]] = []
-        with gr.Row():
-            # single-label tasks use one button per label; the checkbox group stays hidden
-            choices = gr.CheckboxGroup(list(task.label_names), label="Labels", elem_id="ann-choices",
-                                       visible=self.multi)
-            if not self.multi:
-                for i, label in enumerate(task.labels):
-                    btn = gr.Button(f"{label.name} ({label.key})" if label.key else label.name,
-                                    elem_id=f"label-{i}", variant="secondary")
-                    label_buttons.append((label.name, btn))
-        comment = gr.Textbox(label="Comment (optional)", elem_id="ann-comment", max_lines=4,
-                             visible=task.comment)
-        with gr.Row():
-            back = gr.Button("Back (Backspace)", elem_id="btn-back", size="sm")
-            skip = gr.Button("Skip (S)", elem_id="btn-skip", size="sm")
-            accept = gr.Button("Submit (Enter)" if self.multi else "Accept suggestion (Enter)",
-                               elem_id="btn-accept", variant="primary", size="sm")
-        status = gr.HTML(elem_id="ann-status")
-        gr.HTML('<div id="ann-error" class="ann-hidden" role="alert"></div>', elem_id="ann-error-box")
-        saved_check = gr.Button("check saved", elem_id="btn-saved-check", elem_classes=["ann-hidden"])
-        keys = " · ".join(f"<b>{html.escape(l.key)}</b> {html.escape(l.name)}" for l in task.labels if l.key)
-        gr.HTML(f'<div id="ann-keys" class="ann-hidden">Keys: {keys} · <b>Enter</b> submit · <b>S</b> skip · '
-                f'<b>Backspace</b> back · <b>?</b> show or hide this help</div>')
-        timer = gr.Timer(value=30, active=False)
+        gr.HTML(skeleton(task), elem_id="ann-view", js_on_load=None)
+        boot = gr.HTML(visible="hidden", elem_id="ann-boot", js_on_load=None)
 
-        outputs = [ticket, image, progress, status, timer, comment, choices]
-        answer_inputs = [ticket, comment, choices]
-
-        def on_load(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
+        def on_load(profile: gr.OAuthProfile | None, request: gr.Request) -> str:
             try:
                 who = identify(self.rt.access, profile, request)
             except AuthError as exc:
-                return self._signed_out(str(exc))
-            self._who(profile, request)
-            return self.render(service.next(who))
-
-        def submit_label(label: str) -> Callable[..., list[Any]]:
-            def handler(ticket_value: str, comment_value: str | None, _choices: list[str] | None,
-                        profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
-                who = self._who(profile, request)
-                return self.render(speak(lambda: service.submit(who, ticket_value, [label], comment_value)))
-            return handler
-
-        def accept_handler(ticket_value: str, comment_value: str | None, chosen: list[str] | None,
-                           profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
-            who = self._who(profile, request)
-            if not self.multi:
-                # `chosen` is what the page holds for this record: the earlier answer when changing one
-                # (Enter keeps it, rather than silently replacing it with the suggestion), else the suggestion
-                kept = [c for c in (chosen or []) if c in task.label_names][:1]
-                suggestion = kept[0] if kept else speak(lambda: service.suggestion_for(who, ticket_value))
-                if suggestion is None:
-                    raise gr.Error("Choose a label with its key or button; this record has no suggestion "
-                                   "to accept.", print_exception=False)
-                chosen = [suggestion]
-            return self.render(speak(lambda: service.submit(who, ticket_value, chosen or [], comment_value)))
-
-        def skip_handler(ticket_value: str, profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
-            who = self._who(profile, request)
-            return self.render(speak(lambda: service.skip(who, ticket_value)))
-
-        def back_handler(ticket_value: str, profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
-            who = self._who(profile, request)
-            return self.render(speak(lambda: service.back(who, ticket_value or None)))
-
-        def recheck_handler(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
-            who = self._who(profile, request)
-            return self.render(service.next(who))
-
-        def saved_handler(profile: gr.OAuthProfile | None, request: gr.Request) -> str:
-            who = self._who(profile, request)
-            return self._status_html(View(state="ready", progress=service.progress(who),
-                                          saved=service.wait_saved(who, timeout=3.0)))
+                return boot_html({"state": "signed_out", "message": str(exc)})
+            self._opened(who.name, request)
+            return boot_html(page_view(service.next(who)))
 
         def unload_handler(request: gr.Request) -> None:
             self._ended(request)
 
-        for i, (label, btn) in enumerate(label_buttons):
-            btn.click(submit_label(label), answer_inputs, outputs, api_name=f"label_{i}", **FAST)
-        accept.click(accept_handler, answer_inputs, outputs, api_name="accept", **FAST)
-        skip.click(skip_handler, [ticket], outputs, api_name="skip_record", **FAST)
-        back.click(back_handler, [ticket], outputs, api_name="back", **FAST)
-        timer.tick(recheck_handler, None, outputs, api_name="recheck", **FAST)
-        saved_check.click(saved_handler, None, [status], api_name="saved", queue=False,
-                          concurrency_limit=None, show_progress="hidden")
-        demo.load(on_load, None, outputs, api_name="page_load", queue=False, show_progress="hidden")
+        demo.load(on_load, None, [boot], api_name="page_load", queue=False, show_progress="hidden")
         demo.unload(unload_handler)
-
-    def _signed_out(self, message: str) -> list[Any]:
-        return ["", f'<div class="ann-state" id="ann-signin">{html.escape(message)}</div>', "", "",
-                gr.Timer(active=False), "", []]

@@ -9,7 +9,7 @@ import gradio as gr
 from annotator.dashboard import Dashboard
 from annotator.runtime import Runtime
 from annotator.ui.admin import register_api
-from annotator.ui.annotate import AnnotateView, keys_script
+from annotator.ui.annotate import AnnotateView, page_script
 from annotator.ui.dashboard import DashboardView
 from annotator.ui.identity import identify, speak
 
@@ -20,7 +20,6 @@ def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, str]:
     board = Dashboard(runtime)
     dashboard = DashboardView(runtime, board)
     task = runtime.task
-    label_keys = [(l.key, f"label-{i}") for i, l in enumerate(task.labels) if l.key]
     with gr.Blocks(title=task.title, analytics_enabled=False) as demo:
         if runtime.settings.auth_mode == "hf":
             gr.LoginButton()
@@ -31,7 +30,7 @@ def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, str]:
         dashboard.wire(dashboard_tab, [annotate_tab])
         _api(runtime)
         register_api(runtime, board)
-    return demo, keys_script(label_keys, task.kind == "multi_label")
+    return demo, page_script(task)
 
 
 def _api(runtime: Runtime) -> None:

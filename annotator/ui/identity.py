@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Callable, TypeVar
 
 import gradio as gr
+from fastapi import FastAPI, Request
+from gradio.oauth import _get_valid_oauth_info_from_session
 
 from annotator.auth import Access, AuthError, Identity
 from annotator.service import InputError
@@ -16,6 +18,22 @@ def identify(access: Access, profile: gr.OAuthProfile | None, request: gr.Reques
     """Identity from the server-side session only: the OAuth profile or Gradio's login name."""
     username = getattr(request, "username", None) if request is not None else None
     return access.identify(dict(profile) if profile is not None else None, username)
+
+
+def identify_http(access: Access, gradio_app: FastAPI, request: Request) -> Identity:
+    """The same identity for a plain route inside Gradio's app: its OAuth session, else its login token.
+
+    Gradio fills `gr.OAuthProfile` from the session cookie (hf mode) and
+    `request.username` from its login token cookie (password mode); this
+    reads both the same way, with Gradio's own expiry check.
+    """
+    session = request.scope.get("session")  # present when Gradio installed its SessionMiddleware (hf mode)
+    info = _get_valid_oauth_info_from_session(session) if session is not None else None
+    cookie_id = getattr(gradio_app, "cookie_id", None)
+    token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(
+        f"access-token-unsecure-{cookie_id}")
+    username = getattr(gradio_app, "tokens", {}).get(token) if token else None
+    return access.identify(info["userinfo"] if info else None, username)
 
 
 def speak(call: Callable[[], T]) -> T:

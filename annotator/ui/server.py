@@ -2,25 +2,33 @@
 
 Images are served by a plain FastAPI route rather than Gradio's file route so
 they can carry cache headers and a per-user signature, and so DATA_DIR never
-has to be in `allowed_paths` (which would make every file in it public).
+has to be in `allowed_paths` (which would make every file in it public). An
+image URL names one rendering of one record until it expires, so it is
+marked immutable: a preloaded image is never asked for again. The page's
+click routes (`annotator.ui.clicks`) are added to Gradio's own app.
 """
 
 from __future__ import annotations
 
 import logging
 import mimetypes
+import time
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import AsyncIterator
 
 import gradio as gr
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import Mount
 
 from annotator.auth import PasswordFile
 from annotator.images import ImageError
 from annotator.runtime import Runtime
 from annotator.tickets import IMAGE_ROUTE, TicketError
 from annotator.ui.blocks import build_blocks
+from annotator.ui.clicks import add_click_routes
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +43,27 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
+    def render(record_id: int) -> Path:
+        record = runtime.prefetch.rows([record_id]).get(record_id)
+        if record is None:
+            raise HTTPException(status_code=404, detail="no such record")
+        try:
+            return runtime.images.prepare(record.id, record.image_path)
+        except ImageError as exc:
+            raise HTTPException(status_code=422, detail=f"this image cannot be shown: {exc}") from None
+
     @app.get(IMAGE_ROUTE + "/{record_id}")
-    def image(record_id: int, u: str = "", e: str = "", s: str = "") -> FileResponse:
+    async def image(record_id: int, u: str = "", e: str = "", s: str = "") -> Response:
+        # async, and the small rendered file read at once: a FileResponse's thread hops cost more than the read
         try:
             runtime.signer.verify_image(record_id, u, e, s)
         except TicketError as exc:
             raise HTTPException(status_code=403, detail=str(exc)) from None
-        path = runtime.images.cached(record_id)
-        if path is None:
-            record = runtime.backend.records([record_id]).get(record_id)
-            if record is None:
-                raise HTTPException(status_code=404, detail="no such record")
-            try:
-                path = runtime.images.prepare(record.id, record.image_path)
-            except ImageError as exc:
-                raise HTTPException(status_code=422, detail=f"this image cannot be shown: {exc}") from None
+        path = runtime.images.cached(record_id) or await run_in_threadpool(render, record_id)
         media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return FileResponse(path, media_type=media_type,
-                            headers={"Cache-Control": f"private, max-age={runtime.settings.image_url_ttl}"})
+        max_age = max(0, int(e) - int(time.time()))
+        return Response(path.read_bytes(), media_type=media_type,
+                        headers={"Cache-Control": f"private, max-age={max_age}, immutable"})
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -68,5 +79,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             log.warning("AUTH_MODE=password but %s has no users; add one with "
                         "`python -m annotator adduser NAME`", runtime.settings.password_file)
         auth = passwords.check
-    return gr.mount_gradio_app(app, blocks, path="/", auth=auth, head=head, show_error=True,
-                               auth_message="Sign in with the name and password the organizer gave you.")
+    gr.mount_gradio_app(app, blocks, path="/", auth=auth, head=head, show_error=True,
+                        auth_message="Sign in with the name and password the organizer gave you.")
+    gradio_app = next(r.app for r in app.routes if isinstance(r, Mount))
+    add_click_routes(gradio_app, runtime)
+    return app
