@@ -27,8 +27,9 @@ Reported, printed and written as JSON (`--json`):
 Then the ratios ours / baseline.
 
 `--breakdown` adds, on the idle server after the crowd left, the server CPU
-and latency of single requests: a bare FastAPI route, a queue=False no-op
-event, the click event, an image, and the baseline's queued click.
+and latency of single requests: a bare FastAPI route, a queue=False Gradio
+event (the page load), the saved check and the click on the page's JSON
+routes, an image, and the baseline's queued click.
 """
 
 from __future__ import annotations
@@ -385,21 +386,26 @@ async def breakdown(kind: str, server: loadgen.Server, profile: Profile, n: int 
         async def healthz() -> None:
             (await b.client.get("/healthz")).raise_for_status()
 
-        async def noop() -> None:
-            await b.event("saved", [])
+        async def gradio_event() -> None:  # the page load: a queue=False Gradio event, the old click path's cost
+            status, _ = await b.raw_event("page_load", [])
+            assert status == 200
+
+        async def saved() -> None:
+            await b.act("saved", {})
 
         async def click() -> None:
             if b.view is None or b.view.state != "ready":
                 raise RuntimeError("breakdown: the probe user ran out of records")
-            b.view = await b.event("label_0", [b.view.ticket, "", b.view.choices])  # answers a new record each time
+            b.view = loadgen.view_of(await b.act("answer", {"ticket": b.view.ticket, "answer": [profile.labels[0]]}))
         url = b.view.image_url if b.view else None
 
         async def image() -> None:
             (await b.client.get(url)).raise_for_status()
 
         await measure("GET /healthz (bare FastAPI route)", healthz)
-        await measure("queue=False no-op event (saved check)", noop)
-        await measure("queue=False click event (label_0)", click)
+        await measure("queue=False Gradio event (page load: next)", gradio_event)
+        await measure("POST /ann/saved (JSON route, nothing pending)", saved)
+        await measure("POST /ann/answer (the click, JSON route)", click)
         if url:
             await measure("GET /img/<id> (image, 64x48..320x240 JPEG)", image)
         await b.close()

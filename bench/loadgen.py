@@ -2,17 +2,18 @@
 
 Shared by `bench/crowd.py`, `bench/drills.py` and the drill/hostile-input tests.
 
-The real app (`app.py`): a click is a `queue=False` event, so the browser
-sends one `POST /gradio_api/run/predict` with the event's `fn_index`, its
-`trigger_id`, the `session_hash` of the tab and the values of the inputs
-(the hidden ticket textbox, the comment, the checkbox group). The answer
-holds the new values of the outputs: the next ticket, the image HTML (main
-image `<img class="ann-main" src="/img/<id>?u=&e=&s=">` plus hidden preload
-images), progress, saved status, the waiting timer, comment and choices. The
-browser then renders the HTML: it GETs the main image unless it is already
-in its cache (it was preloaded) and the preload images. 1.5 s after a click
-the page's script clicks the hidden "check saved" button (another
-queue=False event) unless another click came first. Each tab also holds a
+The real app (`app.py`): opening the page runs Gradio's load event (one
+`POST /gradio_api/run/predict` with its `fn_index` and the tab's
+`session_hash`), whose output carries the first view as JSON. From then on
+the page's own script does the clicking: `POST /ann/answer` (or `/skip`)
+with the ticket of the record on screen, the answer and the comment, as
+JSON, with the login cookie; the answer is the next view as JSON: the record
+now on screen and the buffered ones after it (tickets and signed image URLs
+`/img/<id>?u=&e=&s=`), progress and saved status. The page swaps to the next
+buffered record at once and GETs the images of the buffered records ahead of
+time, once each (their URLs are immutable). 3 s after a click the script
+posts `/ann/saved` unless another click came first; a waiting page posts
+`/ann/next` when the view says so. Each tab also holds a
 `GET /gradio_api/heartbeat/<session_hash>` stream open; closing it runs the
 app's unload handler (which releases the person's leases).
 
@@ -50,6 +51,10 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from annotator.ui.annotate import CLICK_ROUTE  # noqa: E402  (where the page posts its clicks)
+
 BENCH = ROOT / "bench"
 CACHE = Path(os.environ.get("ANNOTATOR_BENCH_CACHE", Path.home() / ".cache" / "annotator-bench"))
 
@@ -223,64 +228,56 @@ def app_env(folder: Path, users: list[str], *, records: int = 200, overlap: int 
 
 # --- what a page shows -------------------------------------------------------------
 
-_MAIN = re.compile(r'<img class="ann-main"[^>]*?\bsrc="([^"]*)"')
-_PRELOAD = re.compile(r'<img class="ann-preload" src="([^"]*)"')
-_MESSAGE = re.compile(r'<span id="ann-message">(.*?)</span>', re.S)
-_SAVED_TEXT = re.compile(r'id="ann-saved">(.*?)</span>', re.S)
+_BOOT = re.compile(r'data-view="([^"]*)"')
+_LABEL = re.compile(r'data-label="([^"]*)"')
 
 
 @dataclass
 class View:
-    """The annotate view's outputs after one event, as the page would show them."""
+    """The annotate view after one request, as the page's script would show it."""
     state: str  # ready | waiting | done | signed_out | unknown
     ticket: str = ""
     record_id: int | None = None
     image_url: str | None = None
-    preload: list[str] = field(default_factory=list)
+    upcoming: list[dict[str, Any]] = field(default_factory=list)  # the buffered records, with tickets
     saved: str = ""  # saved | pending | failed | "" (no status shown)
     saved_text: str = ""
     message: str | None = None
-    timer: float | None = None  # seconds, when the waiting timer is active
+    timer: float | None = None  # seconds, when a waiting page asks again
     comment: str = ""
-    choices: list[str] = field(default_factory=list)
-    raw: list[Any] = field(default_factory=list, repr=False)
+    choices: list[str] = field(default_factory=list)  # the earlier answer (editing) or the suggestion
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def preload(self) -> list[str]:
+        return [u["image_url"] for u in self.upcoming]
 
 
-def status_of(status_html: str) -> tuple[str, str]:
-    if not status_html:
-        return "", ""
-    text = _SAVED_TEXT.search(status_html)
-    kind = ("failed" if "ann-failed" in status_html else "pending" if "ann-pending" in status_html
-            else "saved" if "ann-saved" in status_html else "")
-    return kind, html.unescape(text.group(1)) if text else ""
+def saved_kind(data: dict[str, Any]) -> str:
+    return "failed" if data.get("retrying") else "pending" if data.get("pending") else "saved"
 
 
-def parse_view(outputs: list[Any]) -> View:
-    """[ticket, image_html, progress_html, status_html, timer, comment, choices] -> View."""
-    ticket, image_html, _progress, status_html, timer, comment, choices = (list(outputs) + [None] * 7)[:7]
-    image_html = image_html or ""
-    saved, saved_text = status_of(status_html or "")
-    message = _MESSAGE.search(status_html or "")
-    view = View(state="unknown", ticket=ticket or "", saved=saved, saved_text=saved_text,
-                message=html.unescape(message.group(1)) if message else None,
-                comment=comment or "", choices=list(choices or []), raw=list(outputs))
-    if isinstance(timer, dict) and timer.get("active"):
-        view.timer = float(timer.get("value") or 30)
-    if 'id="ann-signin"' in image_html:
-        view.state = "signed_out"
-    elif 'id="ann-done"' in image_html:
-        view.state = "done"
-    elif 'id="ann-waiting"' in image_html:
-        view.state = "waiting"
-    else:
-        main = _MAIN.search(image_html)
-        if main and ticket:
-            view.state = "ready"
-            view.image_url = html.unescape(main.group(1))
-            view.preload = [html.unescape(u) for u in _PRELOAD.findall(image_html)]
-            head = ticket.split(".", 1)[0]
-            view.record_id = int(head) if head.isdigit() else None
+def view_of(data: dict[str, Any]) -> View:
+    """The page's JSON view (a click route's answer, or the page load's boot data) -> View."""
+    view = View(state=data.get("state", "unknown"), message=data.get("message"), raw=data)
+    if "saved" in data:
+        view.saved, view.saved_text = saved_kind(data), data["saved"]
+    view.timer = data.get("recheck_after")
+    item = data.get("item")
+    if view.state == "ready" and item:
+        view.ticket, view.record_id, view.image_url = item["record"], item["record_id"], item["image_url"]
+        view.comment = item.get("comment") or ""
+        view.choices = list(item.get("answer") or ([item["suggestion"]] if item.get("suggestion") else []))
+        view.upcoming = list(data.get("upcoming") or [])
     return view
+
+
+def boot_view(outputs: list[Any]) -> View:
+    """The page load event's output (the boot element carrying the first view as JSON) -> View."""
+    found = _BOOT.search(outputs[0] if outputs and isinstance(outputs[0], str) else "")
+    if not found:
+        return View(state="unknown", raw={"outputs": outputs})
+    return view_of(json.loads(html.unescape(found.group(1))))
 
 
 class EventError(Exception):
@@ -323,8 +320,10 @@ class Profile:
         labels: list[str] = []
         for comp in config.get("components", []):
             props = comp.get("props", {})
-            if props.get("elem_id") == "ann-choices" or (comp.get("type") == "radio" and props.get("choices")):
-                labels = [c[0] if isinstance(c, (list, tuple)) else c for c in props.get("choices", [])]
+            if props.get("elem_id") == "ann-view":  # the view's buttons (or checkboxes) name the labels
+                labels = [html.unescape(n) for n in _LABEL.findall(str(props.get("value", "")))]
+            elif comp.get("type") == "radio" and props.get("choices"):  # the baseline
+                labels = [c[0] if isinstance(c, (list, tuple)) else c for c in props["choices"]]
         return cls(fn, trigger, labels)
 
 
@@ -393,12 +392,27 @@ async def send(client: httpx.AsyncClient, rec: "Recorder", method: str, url: str
 
 
 
+def _json(r: httpx.Response) -> Any:
+    try:
+        return r.json()
+    except ValueError:
+        return r.text
+
+
 def _session_hash() -> str:
     return "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(11))
 
 
 class Browser:
-    """One person's browser tab on the real app."""
+    """One person's browser tab on the real app: the page load event, then the page's JSON click routes.
+
+    As the page's script does, a click on a record whose successor is
+    buffered (and its image preloaded) shows that successor at once; the
+    answer's POST goes out in order, one at a time. The simulated person
+    clicks again only after the previous answer came back (a real person
+    thinking 3 s hardly ever beats it), so the view here is always the
+    server's.
+    """
 
     def __init__(self, base_url: str, person: Person, rec: Recorder, *, timeout: float = 30.0,
                  password: str | None = None) -> None:
@@ -434,7 +448,16 @@ class Browser:
         self.profile = profile
         if heartbeat:
             self._heartbeat = asyncio.create_task(self._hold_heartbeat())
-        view = await self.event("page_load", [])
+        self.rec.events["page_load"] += 1
+        try:
+            status, payload = await self.raw_event("page_load", [])
+        except httpx.HTTPError as exc:
+            raise EventError(_kind_of(exc), str(exc)) from None
+        if status != 200 or not isinstance(payload, dict) or "data" not in payload:
+            raise EventError(f"http_{status}", str(payload)[:200])
+        view = boot_view(payload["data"])
+        if view.state == "signed_out":
+            raise EventError("signed_out", view.message or "")
         await self.show(view, started, record_click=False)
         self.rec.page_load.append(time.monotonic() - started)
         return view
@@ -449,33 +472,28 @@ class Browser:
             pass
 
     async def raw_event(self, api_name: str, data: list[Any]) -> tuple[int, Any]:
-        """POST one queue=False event exactly as the browser does; (HTTP status, JSON body)."""
+        """POST one queue=False Gradio event exactly as the browser does; (HTTP status, JSON body)."""
         assert self.profile is not None
         body = {"data": data, "event_data": None, "fn_index": self.profile.fn[api_name],
                 "trigger_id": self.profile.trigger.get(api_name), "session_hash": self.session_hash}
         r = await send(self.client, self.rec, "POST", "/gradio_api/run/predict", json=body)
-        try:
-            payload = r.json()
-        except ValueError:
-            payload = r.text
-        return r.status_code, payload
+        return r.status_code, _json(r)
 
-    async def event(self, api_name: str, data: list[Any]) -> View:
-        self.rec.events[api_name] += 1
+    async def raw_click(self, route: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST one of the page's click routes (answer, skip, back, next, saved); (HTTP status, JSON body)."""
+        r = await send(self.client, self.rec, "POST", f"{CLICK_ROUTE}/{route}", json=body)
+        return r.status_code, _json(r)
+
+    async def act(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.rec.events[route] += 1
         try:
-            status, payload = await self.raw_event(api_name, data)
+            status, payload = await self.raw_click(route, body)
         except httpx.HTTPError as exc:
             raise EventError(_kind_of(exc), str(exc)) from None
-        if status != 200 or not isinstance(payload, dict) or "data" not in payload:
+        if status != 200 or not isinstance(payload, dict):
             message = payload.get("error") if isinstance(payload, dict) else str(payload)[:200]
-            raise EventError(f"http_{status}", str(message))
-        if api_name == "saved":
-            kind, text = status_of(payload["data"][0] or "")
-            return View(state="status", saved=kind, saved_text=text, raw=payload["data"])
-        view = parse_view(payload["data"])
-        if view.state == "signed_out":
-            raise EventError("signed_out", view.raw[1] if len(view.raw) > 1 else "")
-        return view
+            raise EventError("signed_out" if status == 401 else f"http_{status}", str(message))
+        return payload
 
     async def fetch_image(self, url: str, *, preload: bool) -> float:
         started = time.monotonic()
@@ -493,8 +511,12 @@ class Browser:
             (self.rec.preload if preload else self.rec.image).append(took)
         return took
 
-    async def show(self, view: View, click_started: float, *, record_click: bool = True) -> None:
-        """Render: the main image (unless cached), then the preloads in the background."""
+    async def show(self, view: View, click_started: float, *, record_click: bool = True,
+                   shown_at: float | None = None) -> None:
+        """Render: the main image (unless cached), then the preloads in the background.
+
+        `shown_at`: when the page already showed this record from its buffer (the answer came later).
+        """
         self.view = view
         person = self.person
         if view.saved == "saved":
@@ -506,12 +528,12 @@ class Browser:
         if view.state == "waiting":
             person.waiting_seen += 1
         click_took = time.monotonic() - click_started
-        if view.state == "ready" and view.image_url and view.image_url not in self.cache:
+        if shown_at is None and view.state == "ready" and view.image_url and view.image_url not in self.cache:
             await self.fetch_image(view.image_url, preload=False)
         if record_click and self.rec.in_window(click_started):
             self.rec.click.append(click_took)
             self.rec.click_at.append(click_started)
-            self.rec.click_to_next.append(time.monotonic() - click_started)
+            self.rec.click_to_next.append((shown_at or time.monotonic()) - click_started)
         for url in view.preload:
             if url not in self.cache:
                 self.cache.add(url)  # the browser starts one request per URL
@@ -525,44 +547,52 @@ class Browser:
         shown = self.view
         label = self.profile.labels[label_index] if self.profile and self.profile.labels else str(label_index)
         started = time.monotonic()
+        # the page's rule: swap at once when the next record is buffered and there is no comment to check
+        ahead = bool(shown.upcoming) and not comment
+        shown_at = started if ahead else None
         retries = self.rec.events["retry_after_dropped_connection"]
         try:
-            view = await self.event(f"label_{label_index}", [shown.ticket, comment, shown.choices])
+            data = await self.act("answer", {"ticket": shown.ticket, "answer": [label], "comment": comment})
         except EventError as exc:
             if self.rec.in_window(started):
                 self.rec.error("click_" + exc.kind)
             raise
+        view = view_of(data)
+        if ahead and view.record_id != shown.upcoming[0]["record_id"]:
+            self.rec.events["swapped_to_another_record"] += 1  # the page corrects itself to the server's record
+            shown_at = None
         replay = bool(view.message and "already recorded" in view.message)
         retried = self.rec.events["retry_after_dropped_connection"] > retries  # the first try may have counted
         if shown.record_id is not None and (not replay or retried):
             self.person.accepted.append(Answer(self.person.user, shown.record_id, label, comment.strip(),
                                                time.monotonic()))
-        await self.show(view, started)
+        await self.show(view, started, shown_at=shown_at)
         return view
 
     async def recheck(self) -> View:
         started = time.monotonic()
-        view = await self.event("recheck", [])
+        view = view_of(await self.act("next", {}))
         await self.show(view, started, record_click=False)
         return view
 
     async def check_saved(self) -> str:
-        """The page's deferred "check saved" click; updates what the person was told."""
+        """The page's deferred "check saved" request; updates what the person was told."""
         upto = len(self.person.accepted)
         started = time.monotonic()
         try:
-            view = await self.event("saved", [])
+            data = await self.act("saved", {})
         except EventError as exc:
             if self.rec.in_window(started):
                 self.rec.error("saved_" + exc.kind)
             return "error"
         if self.rec.in_window(started):
             self.rec.saved_check.append(time.monotonic() - started)
-        if view.saved == "saved":
+        kind = saved_kind(data)
+        if kind == "saved":
             self.person.saved_upto = max(self.person.saved_upto, upto)
-        elif view.saved == "failed":
+        elif kind == "failed":
             self.person.failed_seen = True
-        return view.saved
+        return kind
 
     async def close(self) -> None:
         for task in list(self._bg):
@@ -574,7 +604,6 @@ class Browser:
             except BaseException:
                 pass
         await self.client.aclose()
-
 
 # --- a browser tab for the baseline ------------------------------------------------
 

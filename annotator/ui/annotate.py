@@ -338,12 +338,12 @@ def skeleton(task: TaskSpec) -> str:
     esc = html.escape
     multi = task.kind == "multi_label"
     if multi:
-        boxes = "".join(f'<label><input type="checkbox" value="{esc(l.name)}"> {esc(l.name)}'
+        boxes = "".join(f'<label><input type="checkbox" value="{esc(l.name)}" data-label="{esc(l.name)}"> {esc(l.name)}'
                         f'{f" ({esc(l.key)})" if l.key else ""}</label>' for l in task.labels)
         choices = f'<div class="ann-row" id="ann-choices">{boxes}</div>'
     else:
         choices = '<div class="ann-row">' + "".join(
-            f'<button type="button" id="label-{i}">{esc(l.name)}{f" ({esc(l.key)})" if l.key else ""}</button>'
+            f'<button type="button" id="label-{i}" data-label="{esc(l.name)}">{esc(l.name)}{f" ({esc(l.key)})" if l.key else ""}</button>'
             for i, l in enumerate(task.labels)) + "</div>"
     comment = ('<div id="ann-comment"><label>Comment (optional)<br><textarea rows="2"></textarea></label></div>'
                if task.comment else "")
