@@ -2,8 +2,9 @@
 
 `ApiUser` speaks Gradio's HTTP API the way a script or the browser does:
 queued endpoints (`next`, `submit`, `skip`, `progress`) through
-`POST /gradio_api/call/<name>` + its SSE result, and the page's `queue=False`
-click events through `POST /gradio_api/run/<name>`. Identity is what the
+`POST /gradio_api/call/<name>` + its SSE result, the page's `queue=False`
+load event through `POST /gradio_api/run/<name>`, and the page's clicks
+through its JSON routes (`POST /ann/<route>`). Identity is what the
 server knows from the cookies: Gradio's password login, or a forged OAuth
 `session` cookie of a simulated Space. Nothing in a request body names a user.
 """
@@ -101,6 +102,13 @@ class ApiUser:
         if r.status_code != 200:
             raise ApiError(r.status_code, _detail(r))
         return r.json()["data"]
+
+    def click(self, route: str, **body: Any) -> dict[str, Any]:
+        """One of the page's JSON click routes (answer, skip, back, next, saved): the view, or ApiError."""
+        r = self.http.post(f"/ann/{route}", json=body)
+        if r.status_code != 200:
+            raise ApiError(r.status_code, _detail(r))
+        return r.json()
 
     def post_event(self, fn_index: int, queued: bool, data: list[Any]) -> httpx.Response:
         """Trigger any event of the page by its index, as the browser does (named or not); the raw reply."""

@@ -1,4 +1,5 @@
-"""Hostile input through the click events, the API and the file routes: a clear error, no change to the store.
+"""Hostile input through the page's click routes, Gradio's events, the API and the file routes: a clear error,
+no change to the store.
 
 The app runs in a subprocess (password mode, 12 records, overlap 2). Three runs
 on the same DATA_DIR:
@@ -32,14 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 import loadgen  # noqa: E402
-from loadgen import Profile, parse_view  # noqa: E402
+from loadgen import Profile, boot_view, view_of  # noqa: E402
 
 USERS = ["alice", "bob", "mallory"]
 EVIL = "../../evil"  # a user name with path tricks, registered on purpose
 
 
 class Page:
-    """One browser tab, synchronous: login, config, events, the call API."""
+    """One browser tab, synchronous: login, config, the page load event, the click routes, the call API."""
 
     def __init__(self, url: str, user: str | None, profile: Profile | None = None) -> None:
         self.client = httpx.Client(base_url=url, timeout=60)
@@ -66,13 +67,22 @@ class Page:
     def load(self):
         status, payload = self.run("page_load", [])
         assert status == 200, payload
-        self.view = parse_view(payload["data"])
+        self.view = boot_view(payload["data"])
         return self.view
 
-    def click(self, label_index: int, ticket: str | None = None, comment: Any = "", choices: Any = None
+    def act(self, route: str, body: Any) -> tuple[int, Any]:
+        """POST one of the page's JSON click routes."""
+        r = self.client.post(f"{loadgen.CLICK_ROUTE}/{route}", json=body)
+        try:
+            return r.status_code, r.json()
+        except ValueError:
+            return r.status_code, r.text
+
+    def click(self, label_index: int, ticket: Any = None, comment: Any = "", answer: Any = None
               ) -> tuple[int, Any]:
         ticket = self.view.ticket if ticket is None else ticket
-        return self.run(f"label_{label_index}", [ticket, comment, [] if choices is None else choices])
+        return self.act("answer", {"ticket": ticket, "comment": comment,
+                                   "answer": [self.profile.labels[label_index]] if answer is None else answer})
 
     def call(self, api: str, data: Any) -> tuple[int, Any]:
         """The programmatic API: POST /gradio_api/call/<api>, then read the SSE result."""
@@ -157,7 +167,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         first = alice.view
         status, payload = alice.click(0)
         assert status == 200, payload
-        alice.view = parse_view(payload["data"])
+        alice.view = view_of(payload)
         answered_run1 = first.ticket
         for page in (alice, bob):
             page.close()
@@ -201,20 +211,23 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         case("click: ticket is a list", lambda: mallory.click(0, ["a"]))
         case("click: ticket is an object", lambda: mallory.click(0, {"$ne": None}))
         case("click: 200 KB ticket", lambda: mallory.click(0, "1." + big))
-        case("click: label not in the task (choices)", lambda: mallory.click(0, m_ticket, choices=["zebra"]))
+        case("click: label not in the task", lambda: mallory.click(0, m_ticket, answer=["zebra"]))
+        case("click: answer is an object", lambda: mallory.click(0, m_ticket, answer={"$ne": 1}))
         case("click: 200 KB comment", lambda: mallory.click(0, m_ticket, comment=big))
-        case("click: too few inputs", lambda: mallory.run("label_0", []))
-        case("click: data is not a list", lambda: mallory.run("label_0", "x"))
+        case("click: empty body", lambda: mallory.act("answer", {}))
+        case("click: body is not an object", lambda: mallory.act("answer", ["x"]))
+        case("click: form post instead of JSON", lambda: _post_raw(mallory, f"{loadgen.CLICK_ROUTE}/answer",
+                                                                   b"ticket=x", "application/x-www-form-urlencoded"))
         # on its own connection: after this 500 uvicorn drops the keep-alive connection
         stray = Page(server.url, "mallory")
-        case("click: unknown fn_index", lambda: stray.run("label_0", [m_ticket, "", []], fn_index=9999))
+        case("event: unknown fn_index", lambda: stray.run("page_load", [], fn_index=9999))
         stray.close()
-        case("click: fn_index is a string", lambda: mallory.run("label_0", [m_ticket, "", []], fn_index="../x"))
-        case("skip: forged ticket", lambda: mallory.run("skip_record", [f"{rid}.abc.{'f' * 24}"]))
-        case("skip: another person's ticket", lambda: mallory.run("skip_record", [b_ticket]))
-        case("back: forged ticket", lambda: mallory.run("back", [f"{rid}.abc.{'f' * 24}"]))
-        case("accept: no suggestion to accept", lambda: mallory.run("accept", [m_ticket, "", []]))
-        case("click: not signed in", lambda: anon.run("label_0", [m_ticket, "", []]))
+        case("event: fn_index is a string", lambda: mallory.run("page_load", [], fn_index="../x"))
+        case("skip: forged ticket", lambda: mallory.act("skip", {"ticket": f"{rid}.abc.{'f' * 24}"}))
+        case("skip: another person's ticket", lambda: mallory.act("skip", {"ticket": b_ticket}))
+        case("back: forged ticket", lambda: mallory.act("back", {"ticket": f"{rid}.abc.{'f' * 24}"}))
+        case("click: not signed in", lambda: anon.click(0, m_ticket))
+        case("saved check: not signed in", lambda: anon.act("saved", {}))
         # the programmatic API
         case("api submit: label not in the task", lambda: mallory.call("submit", [m_ticket, ["zebra"], None]))
         case("api submit: no label", lambda: mallory.call("submit", [m_ticket, [], None]))
@@ -231,11 +244,11 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         case("api submit: not signed in", lambda: anon.call("submit", [m_ticket, ["cat"], None]))
         # malformed and oversized bodies
         case("malformed JSON (event)", lambda: _post_raw(mallory, "/gradio_api/run/predict", b"{not json"))
+        case("malformed JSON (click)", lambda: _post_raw(mallory, f"{loadgen.CLICK_ROUTE}/answer", b"{not json"))
         case("malformed JSON (API)", lambda: _post_raw(mallory, "/gradio_api/call/submit", b'{"data": [1,'))
-        case("20 MB body", lambda: _post_raw(mallory, "/gradio_api/run/predict",
-                                             json.dumps({"data": ["x" * 20_000_000, "", []],
-                                                         "fn_index": mallory.profile.fn["label_0"],
-                                                         "session_hash": mallory.session_hash}).encode()))
+        case("20 MB body (click)", lambda: _post_raw(mallory, f"{loadgen.CLICK_ROUTE}/answer",
+                                                     json.dumps({"ticket": m_ticket, "answer": ["cat"],
+                                                                 "comment": "x" * 20_000_000}).encode()))
         # names that could reach the file system
         case("image: ../ in the route", lambda: _get(mallory, "/img/../../etc/passwd"))
         case("image: encoded ../ to the database", lambda: _get(mallory, "/img/%2e%2e%2fannotator.duckdb"))
@@ -277,16 +290,15 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                                     ("replay after restart: run-2 ticket, other label", answered_run2, 3)):
             status, payload = alice.click(label, ticket)
             replays[name] = Outcome(status, _message(payload), "ignored", payload)
-        # wrong types that Gradio's components turn into valid values before the app sees them
+        # wrong types: refused by the service, not coerced into something else
         mallory = Page(server.url, "mallory")
         shown = mallory.load().record_id
-        status, payload = mallory.click(0, None)
-        replays["click: ticket is null"] = Outcome(status, _message(payload), "answers the record on screen", payload)
+        status, payload = mallory.act("answer", {"ticket": None, "answer": ["cat"]})
+        replays["click: ticket is null"] = Outcome(status, _message(payload), "error", payload)
         coerced["null ticket"] = (shown, None)
-        after = parse_view(payload["data"]) if status == 200 else mallory.view
-        status, payload = mallory.click(1, after.ticket, comment={"a": 1})
+        status, payload = mallory.click(1, mallory.view.ticket, comment={"a": 1})
         replays["click: comment is an object"] = Outcome(status, _message(payload), "error", payload)
-        coerced["object comment"] = (after.record_id, None)
+        coerced["object comment"] = (shown, None)
         alice.close()
         mallory.close()
     finally:
@@ -298,8 +310,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "log": log.read_text(errors="replace"), "folder": folder}
 
 
-def _post_raw(page: Page, path: str, body: bytes) -> tuple[int, Any]:
-    r = page.client.post(path, content=body, headers={"content-type": "application/json"})
+def _post_raw(page: Page, path: str, body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
+    r = page.client.post(path, content=body, headers={"content-type": content_type})
     try:
         return r.status_code, r.json()
     except ValueError:
@@ -326,7 +338,7 @@ def _login(url: str, user: str, password: str) -> tuple[int, Any]:
 
 
 GRADIO_FAILURES = {
-    "click: unknown fn_index": "Gradio 6.31 (route_utils.get_fn) raises KeyError: a bare 500 'Internal Server Error' "
+    "event: unknown fn_index": "Gradio 6.31 (route_utils.get_fn) raises KeyError: a bare 500 'Internal Server Error' "
                                "and a traceback in the log, before any app code runs",
 }
 
@@ -335,16 +347,17 @@ CASE_NAMES = [
     "click: ticket with own signature, other record", "click: another person's ticket (bob's)",
     "click: another person's ticket (alice's)", "click: empty ticket", "click: ticket is a number",
     "click: ticket is a list", "click: ticket is an object", "click: 200 KB ticket",
-    "click: label not in the task (choices)", "click: 200 KB comment",
-    "click: too few inputs", "click: data is not a list", "click: unknown fn_index", "click: fn_index is a string",
-    "skip: forged ticket", "skip: another person's ticket", "back: forged ticket", "accept: no suggestion to accept",
-    "click: not signed in",
+    "click: label not in the task", "click: answer is an object", "click: 200 KB comment",
+    "click: empty body", "click: body is not an object", "click: form post instead of JSON",
+    "event: unknown fn_index", "event: fn_index is a string",
+    "skip: forged ticket", "skip: another person's ticket", "back: forged ticket",
+    "click: not signed in", "saved check: not signed in",
     "api submit: label not in the task", "api submit: no label", "api submit: two labels on a single-label task",
     "api submit: answer is a number", "api submit: answer is an object", "api submit: 100k labels, one unknown",
     "api submit: comment is an object", "api submit: 200 KB comment", "api submit: forged ticket",
     "api submit: another person's ticket", "api submit: too few inputs", "api skip: another person's ticket",
     "api submit: not signed in",
-    "malformed JSON (event)", "malformed JSON (API)", "20 MB body",
+    "malformed JSON (event)", "malformed JSON (click)", "malformed JSON (API)", "20 MB body (click)",
     "image: ../ in the route", "image: encoded ../ to the database", "image: id is not a number",
     "image: forged signature", "image: user with path tricks", "image: bob's URL with the user swapped",
     "file route: the database", "file route: the ticket secret", "file route: the password file",
@@ -360,8 +373,7 @@ def test_case_is_refused_clearly(hostile: dict[str, Any], name: str) -> None:
     outcome = hostile["cases"][name]
     if outcome.expect == "ignored":
         assert outcome.status == 200, outcome
-        view = parse_view(outcome.raw["data"]) if isinstance(outcome.raw, dict) and "data" in outcome.raw \
-            and isinstance(outcome.raw["data"], list) and len(outcome.raw["data"]) == 7 else None
+        view = view_of(outcome.raw) if isinstance(outcome.raw, dict) and "state" in outcome.raw else None
         if view is not None:  # the page says so and shows the next record
             assert view.message and "already recorded" in view.message, outcome
         return
@@ -404,23 +416,13 @@ def test_no_traceback_from_app_code_in_the_server_log(hostile: dict[str, Any]) -
     assert not ours, ours[0][:3000]
 
 
-def test_null_ticket_answers_the_record_on_screen(hostile: dict[str, Any]) -> None:
-    """Gradio fills a null input with the value it last sent to that tab, so a null ticket is the ticket on
-    screen: the answer goes to the record issued to this person, which is harmless."""
-    outcome = hostile["replays"]["click: ticket is null"]
-    assert outcome.status == 200, outcome
+def test_wrong_typed_click_inputs_are_refused_and_change_nothing(hostile: dict[str, Any]) -> None:
+    """A null ticket or an object comment on the click route gets a message, and nothing is stored for it."""
+    for name in ("click: ticket is null", "click: comment is an object"):
+        outcome = hostile["replays"][name]
+        assert outcome.status == 400 and outcome.message, (name, outcome)
     shown, _ = hostile["coerced"]["null ticket"]
-    mine = [r for r in hostile["s3"]["responses"] if r[1] == "mallory"]
-    assert [(r[0], list(r[3])) for r in mine if r[0] == shown] == [(shown, ["cat"])]
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "known issue: the click event's comment is a gr.Textbox, whose preprocess turns any JSON value into text "
-    "(str({'a': 1})), so a wrong-typed comment is stored as \"{'a': 1}\" with the answer instead of being "
-    "refused; the /submit API refuses it ('The comment must be text.')"))
-def test_click_with_an_object_comment_is_refused(hostile: dict[str, Any]) -> None:
-    outcome = hostile["replays"]["click: comment is an object"]
-    assert outcome.status >= 400 and outcome.message, outcome
+    assert not [r for r in hostile["s3"]["responses"] if r[1] == "mallory" and r[0] == shown]
 
 
 def test_replays_after_a_restart_change_nothing(hostile: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ exactly the answers the accepted calls made.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -30,6 +31,7 @@ from annotator.tickets import Signer
 
 SECRET_KEY = "security-test-signing-key"
 PW_USERS = ["alice", "bob", "carol"]
+CLICK_ROUTES = ("answer", "skip", "back", "next", "saved")  # the page's JSON routes (annotator/ui/clicks.py)
 
 
 def _spec(base, env):
@@ -104,7 +106,7 @@ def submit(server, name: str, view: dict, label: str, comment: str = "") -> dict
 def test_password_mode_refuses_anonymous_callers_on_every_endpoint(pw):
     alice = pw.users["alice"]
     endpoints = alice.named_endpoints()
-    assert {"next", "submit", "skip", "progress", "label_0", "skip_record", "back", "page_load"} <= set(endpoints)
+    assert {"next", "submit", "skip", "progress", "page_load"} <= set(endpoints)
     before = answers_state(pw)
     with ApiUser.anonymous(pw.url) as anon:
         assert anon.http.get("/config").status_code == 401
@@ -118,6 +120,12 @@ def test_password_mode_refuses_anonymous_callers_on_every_endpoint(pw):
             for queued in (True, False):
                 r = anon.post_event(dep["id"], queued, [None] * len(dep.get("inputs", [])))
                 assert r.status_code == 401, (dep.get("api_name"), queued, r.status_code, r.text[:200])
+        # the page's click routes
+        ticket = alice.next()["item"]["record"]
+        for route in CLICK_ROUTES:
+            with pytest.raises(ApiError) as info:
+                anon.click(route, ticket=ticket, answer=["circle"])
+            assert info.value.status == 401 and "sign in" in info.value.message.lower(), (route, info.value)
         with pytest.raises(ApiError):
             ApiUser.with_password(pw.url, "alice", "not-her-password")
     assert answers_state(pw) == before
@@ -149,7 +157,7 @@ def test_oauth_mode_refuses_callers_without_a_valid_session(oauth):
                         continue
                     if name == "page_load":  # the page itself: shows the sign-in prompt instead of a record
                         out = send(name)
-                        assert out[0] == "" and "sign in" in out[1].lower() and "ann-img" not in out[1], out
+                        assert "signed_out" in out[0] and "sign in" in out[0].lower() and ticket not in out[0], out
                         continue
                     try:
                         out = send(name, *data)
@@ -157,6 +165,10 @@ def test_oauth_mode_refuses_callers_without_a_valid_session(oauth):
                         assert "sign in" in exc.message.lower(), (why, name, exc.message)
                     else:
                         pytest.fail(f"{why}: /{name} answered {str(out)[:300]}")
+                for route in CLICK_ROUTES:
+                    with pytest.raises(ApiError) as info:
+                        caller.click(route, ticket=ticket, answer=["circle"])
+                    assert info.value.status == 401 and "sign in" in info.value.message.lower(), (why, route)
             assert olga.progress() == baseline
             # the real person still has their record and can answer it
             assert olga.next()["item"]["record_id"] == first["item"]["record_id"]
@@ -194,9 +206,9 @@ def test_only_records_issued_to_you_can_be_answered(pw):
     # another person's ticket, through the API and through the page's buttons
     refused(pw, lambda: bob.submit(a_ticket, ["circle"]), "not issued to you")
     refused(pw, lambda: bob.skip(a_ticket), "not issued to you")
-    refused(pw, lambda: bob.run("label_1", a_ticket, "", []), "not issued to you")
-    refused(pw, lambda: bob.run("skip_record", a_ticket), "not issued to you")
-    refused(pw, lambda: bob.run("back", a_ticket), "not issued to you")
+    refused(pw, lambda: bob.click("answer", ticket=a_ticket, answer=["square"]), "not issued to you")
+    refused(pw, lambda: bob.click("skip", ticket=a_ticket), "not issued to you")
+    refused(pw, lambda: bob.click("back", ticket=a_ticket), "not issued to you")
     # a tampered record id, nonce or signature; a ticket made up from scratch; another server's key
     refused(pw, lambda: alice.submit(f"{other_rid}.{nonce}.{mac}", ["circle"]), "not issued to you")
     refused(pw, lambda: alice.submit(f"{rid}.{nonce[:-1]}0.{mac}", ["circle"]), "not issued to you")
@@ -223,17 +235,16 @@ def test_only_records_issued_to_you_can_be_answered(pw):
 def test_nobody_touches_another_persons_answers(pw):
     alice, bob, carol = pw.users["alice"], pw.users["bob"], pw.users["carol"]
     # carol has answered nothing: going back shows her nothing of anybody else's
-    view = carol.run("back", "")
-    html = view[1]
-    assert "ann-editing" not in html
+    view = carol.click("back", ticket="")
+    assert view["item"] is None or not view["item"]["editing"]
     first = carol.next()
     assert first["item"]["answer"] == [] and not first["item"]["editing"]
     # bob going back sees his own answer only, never alice's
     mine = [k for k in pw.accepted if k[1] == "bob"]
     b_view = bob.next()
-    out = bob.run("back", b_view["item"]["record"])
-    assert f'data-record="{mine[-1][0]}"' in out[1] and "ann-editing" in out[1]
-    assert "alice" not in out[1] and "alice's first" not in (out[5] or "")
+    out = bob.click("back", ticket=b_view["item"]["record"])
+    assert out["item"]["record_id"] == mine[-1][0] and out["item"]["editing"]
+    assert "alice" not in json.dumps(out)
     # bob cannot answer (or change) a record of alice's with her old ticket, even one he also holds
     alice_rids = {k[0] for k in pw.accepted if k[1] == "alice"}
     a_next = alice.next()
@@ -318,8 +329,9 @@ def test_wrong_answers_get_a_clear_message_and_change_nothing(pw):
     ]
     for answer, comment, expected in cases:
         refused(pw, lambda: carol.submit(ticket, answer, comment), *expected)
-    # the page's buttons check the same way
-    refused(pw, lambda: carol.run("label_0", ticket, "y" * 201, []), "too long")
+    # the page's click route checks the same way
+    for answer, comment, expected in cases:
+        refused(pw, lambda: carol.click("answer", ticket=ticket, answer=answer, comment=comment), *expected)
     # after every refusal the record is still carol's to answer, with a comment at the limit
     assert carol.next()["item"]["record_id"] == view["item"]["record_id"]
     submit(pw, "carol", view, "circle", "z" * 200)
