@@ -460,6 +460,9 @@ class Browser:
             raise EventError("signed_out", view.message or "")
         await self.show(view, started, record_click=False)
         self.rec.page_load.append(time.monotonic() - started)
+        if view.state == "ready" and not view.upcoming:  # as the page does: ask once for the buffer
+            await asyncio.sleep(0.7)
+            view = await self.recheck()
         return view
 
     async def _hold_heartbeat(self) -> None:

@@ -309,6 +309,29 @@ def test_oauth_second_person_never_sees_the_first_persons_records(browser, serve
     bob.context.close()
 
 
+def test_the_next_image_is_shown_before_the_server_answers(browser, servers):
+    """With the answer held back, a key press still shows the next (preloaded) image at once."""
+    from playwright.sync_api import expect
+
+    page = sign_in_with_oauth(browser, servers["oauth"].url, "carol")
+    page.wait_for_timeout(1500)  # the page asks once for the buffer that filled after it loaded
+    held = []
+    page.route("**/ann/answer", lambda route: held.append(route))
+    first = on_screen(page)
+    page.keyboard.press("3")
+    expect(page.locator("#ann-img")).not_to_have_attribute("data-record", str(first), timeout=1000)
+    second = on_screen(page)
+    assert page.evaluate("document.getElementById('ann-img').complete")  # its pixels were already there
+    assert len(held) == 1 and "You: 0 today" in page.locator("#ann-progress").inner_text()  # still unanswered
+    held[0].continue_()
+    page.unroute("**/ann/answer")
+    expect(page.locator("#ann-progress")).to_contain_text("You: 1 today", timeout=WAIT)  # the answer landed
+    assert on_screen(page) == second
+    expect(page.locator("#ann-saved")).to_have_text("All answers saved", timeout=WAIT)
+    EXPECTED["oauth"]["carol"] = {first: ("submitted", ("triangle",))}
+    page.context.close()
+
+
 def test_stores_hold_exactly_what_the_browsers_did(servers):
     if not any(EXPECTED.values()):
         pytest.skip("run the whole module: the tests above make the answers")

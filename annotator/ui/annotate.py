@@ -65,6 +65,7 @@ _SCRIPT = r"""
     buffer: [],         // records that come next, with tickets: shown at once on the next answer
     outbox: [],         // actions not yet answered by the server, sent one at a time in order
     sending: false,
+    lost: false,        // the last request got no answer: the message says so until one gets through
     blocked: false,     // an answer the page cannot apply ahead of the server is in flight
     answered: new Set(),
     seenIds: new Set(),
@@ -200,6 +201,7 @@ _SCRIPT = r"""
     } catch (err) { res = null; }
     A.sending = false;
     if (res === null || res.status >= 500 && !(body && body.error)) {
+      A.lost = true;
       showError('The connection to the server was lost; your answers are kept and sent again…');
       setTimeout(pump, 1500);
       return;
@@ -207,8 +209,9 @@ _SCRIPT = r"""
     A.outbox.shift();
     if (entry.blocking) A.blocked = false;
     if (res.ok) {
-      if (entry.path !== 'saved') { if (!entry.keepError) showError(''); apply(body); }
-      else { renderStatus({...A.view, ...body}); if (A.view) Object.assign(A.view, body); }
+      if (A.lost) { A.lost = false; showError(''); }
+      if (entry.path !== 'saved') apply(body);
+      else if (A.view) { Object.assign(A.view, body); renderStatus(A.view); renderProgress(A.view); }
     } else {
       refused(entry, res.status, body && (body.error || body.detail));
     }
@@ -221,7 +224,7 @@ _SCRIPT = r"""
     clearTimeout(A.savedTimer);
     A.savedTimer = setTimeout(function check() {
       if (answersQueued()) { A.savedTimer = setTimeout(check, 500); return; }
-      enqueue({path: 'saved', body: {}, keepError: true});
+      enqueue({path: 'saved', body: {}});
     }, C.savedDelay);
   };
   const answer = (path, labels) => {
@@ -309,6 +312,8 @@ _SCRIPT = r"""
       const view = JSON.parse(boot.dataset.view);
       if (view.state === 'signed_out') { A.view = view; renderState(view); }
       else apply(view);
+      // the buffer fills just after the first view: ask once for it, so the first answer swaps at once too
+      if (view.state === 'ready' && !view.upcoming.length) setTimeout(() => enqueue({path: 'next', body: {}}), 700);
     }
     const root = $('ann-root');
     if (root && !root.dataset.bound) { root.dataset.bound = '1'; renderAll(); }

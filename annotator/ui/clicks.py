@@ -64,6 +64,8 @@ def add_click_routes(gradio_app: FastAPI, runtime: Runtime) -> None:
 
     def saved(person: Identity, _: dict[str, Any]) -> dict[str, Any]:
         status = service.wait_saved(person, timeout=3.0)
-        return {"saved": status.text, "pending": status.pending, "retrying": status.retrying, "message": None}
+        # the team's progress too: after a pause the page shows what the others did meanwhile
+        return {"saved": status.text, "pending": status.pending, "retrying": status.retrying, "message": None,
+                "progress": vars(service.progress(person))}
 
     route("saved", saved)
