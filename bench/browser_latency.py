@@ -108,7 +108,7 @@ def main() -> int:
           f"p95 {figures['p95']} ms, p99 {figures['p99']} ms, max {figures['max']} ms "
           f"(load average {figures['load_avg'][0]:.2f})")
     d = figures["dom_update"]
-    print(f"of which keypress -> new <img> in the page (server round trip and Gradio's update): "
+    print(f"of which keypress -> new <img> in the page (the swap to a preloaded image, or the server round trip): "
           f"p50 {d['p50']} ms, p95 {d['p95']} ms, p99 {d['p99']} ms")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
