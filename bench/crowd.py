@@ -66,11 +66,11 @@ LABELS = ["cat", "dog", "bird", "other"]
 # --- setup -------------------------------------------------------------------------
 
 
-def server_env(kind: str, args: argparse.Namespace, run: Path, source: Path, users: list[str]) -> dict[str, str]:
+def server_env(kind: str, args: argparse.Namespace, run: Path, source: Path, users: list[str],
+               folder: Path) -> dict[str, str]:
     import slowsync
 
     base = slowsync.env(args.commit_delay_ms)
-    folder = run / kind
     data = folder / "data"
     env = {**base, "DATA_DIR": str(data), "GRADIO_TEMP_DIR": str(folder / "gradio-tmp"),
            "SOURCE_DIR": str(source), "LOG_LEVEL": "WARNING"}
@@ -149,20 +149,34 @@ def read_profile(path: Path) -> dict[str, Any] | None:
 
 
 class Sampler:
-    """Server CPU and memory, load-generator CPU, event-loop lag."""
+    """Server CPU and memory, load-generator CPU, event-loop lag.
 
-    def __init__(self, pid: int) -> None:
-        self.server = psutil.Process(pid)
+    "Server" is every app process, plus the database server's processes when
+    there is one (PostgreSQL runs): all of it is what an annotation costs."""
+
+    def __init__(self, pids: list[int], db_pids: Callable[[], list[int]] = list) -> None:
+        self.servers = [psutil.Process(pid) for pid in pids]
+        self.server = self.servers[0]
+        self._db_pids = db_pids
         self.me = psutil.Process()
         self.peak_rss = 0
         self.lag: list[float] = []
         self.marks: dict[str, tuple[float, float, float]] = {}
         self.machine: dict[str, tuple[float, float]] = {}
 
+    def _server_cpu(self) -> float:
+        total = 0.0
+        for proc in self.servers + [psutil.Process(pid) for pid in self._db_pids()]:
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:  # a database backend that just ended
+                pass
+        return total
+
     def mark(self, name: str) -> None:
-        s = self.server.cpu_times()
         m = self.me.cpu_times()
-        self.marks[name] = (time.monotonic(), s.user + s.system, m.user + m.system)
+        self.marks[name] = (time.monotonic(), self._server_cpu(), m.user + m.system)
         machine = psutil.cpu_times()
         self.machine[name] = (sum(machine) - machine.idle - getattr(machine, "iowait", 0.0),
                               getattr(machine, "steal", 0.0))
@@ -185,7 +199,7 @@ class Sampler:
             self.lag.append(max(0.0, now - last - interval))
             last = now
             try:
-                self.peak_rss = max(self.peak_rss, self.server.memory_info().rss)
+                self.peak_rss = max(self.peak_rss, max(p.memory_info().rss for p in self.servers))
             except psutil.Error:
                 pass
 
@@ -275,13 +289,15 @@ async def _annotate_baseline(b: BaselineBrowser, n_labels: int, end: float, thin
             await asyncio.sleep(1.0)
 
 
-async def drive(kind: str, server: loadgen.Server, users: list[str], args: argparse.Namespace
-                ) -> tuple[Recorder, list[Person], dict[str, Any]]:
+async def drive(kind: str, servers: list[loadgen.Server], users: list[str], args: argparse.Namespace,
+                db_pids: Callable[[], list[int]] = list) -> tuple[Recorder, list[Person], dict[str, Any]]:
+    """Annotators spread over the servers round-robin (replicas behind a sticky load balancer)."""
     rec = Recorder()
     persons = [Person(u) for u in users]
     cls = Browser if kind == "ours" else BaselineBrowser
     timeout = args.timeout
-    browsers = [cls(server.url, p, rec, timeout=timeout) for p in persons]
+    server = servers[0]
+    browsers = [cls(servers[i % len(servers)].url, p, rec, timeout=timeout) for i, p in enumerate(persons)]
     info: dict[str, Any] = {}
 
     # log everyone in first (pbkdf2 on the server: ~0.1 s each), outside the measured window
@@ -303,7 +319,7 @@ async def drive(kind: str, server: loadgen.Server, users: list[str], args: argpa
     r = await browsers[0].client.get("/config")
     profile = Profile.from_config(r.json())
 
-    sampler = Sampler(server.pid)
+    sampler = Sampler([s.pid for s in servers], db_pids)
     stop = asyncio.Event()
     sampling = asyncio.create_task(sampler.run(stop))
     t0 = time.monotonic() + 0.5
@@ -503,7 +519,7 @@ def _fmt(v: Any) -> str:
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     apps = list(results)
-    both = len(apps) == 2
+    both = apps == ["ours", "baseline"]
     head = ["metric"] + apps + (["ours/baseline"] if both else [])
     lines = []
 
@@ -541,28 +557,43 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 # --- main --------------------------------------------------------------------------
 
 
-def run_one(kind: str, args: argparse.Namespace, run: Path, source: Path, users: list[str]) -> dict[str, Any]:
-    folder = run / kind
+def run_one(kind: str, args: argparse.Namespace, run: Path, source: Path, users: list[str],
+            replicas: int = 0) -> dict[str, Any]:
+    """One app under the crowd. `replicas` > 0: that many copies of ours on one PostgreSQL server
+    (STORE_URL; one shared DATA_DIR for the images and one SECRET_KEY, as behind one URL)."""
+    name = f"pg-x{replicas}" if replicas else kind
+    folder = run / name
     folder.mkdir(parents=True, exist_ok=True)
-    env = server_env(kind, args, run, source, users)
+    env = server_env(kind, args, run, source, users, folder)
+    pg = None
+    if replicas:
+        import postgres  # noqa: PLC0415
+
+        pg = postgres.start(args.commit_delay_ms)
+        env.update({"STORE_URL": pg.url, "SECRET_KEY": "crowd-replicas-share-this-key"})
     t = time.monotonic()
-    if kind == "ours":  # ingest is set-up, not measured: run it without the emulated commit delay
-        loadgen.ingest(env)
-    print(f"[{kind}] starting the server ({args.records} records) ...", flush=True)
-    server = loadgen.start_server(kind, env, folder / "server.log", timeout=600)
-    print(f"[{kind}] up in {time.monotonic() - t:.1f}s; {args.annotators} annotators log in, ramp {args.ramp:g}s, "
-          f"measure {args.duration:g}s", flush=True)
+    servers: list[loadgen.Server] = []
     try:
-        rec, persons, info = asyncio.run(drive(kind, server, users, args))
+        if kind == "ours":  # ingest is set-up, not measured: run it without the emulated commit delay
+            loadgen.ingest(env)
+        print(f"[{name}] starting {max(1, replicas)} server(s) ({args.records} records) ...", flush=True)
+        for i in range(max(1, replicas)):
+            servers.append(loadgen.start_server(kind, env, folder / f"server{i or ''}.log", timeout=600))
+        print(f"[{name}] up in {time.monotonic() - t:.1f}s; {args.annotators} annotators log in, ramp "
+              f"{args.ramp:g}s, measure {args.duration:g}s", flush=True)
+        rec, persons, info = asyncio.run(drive(kind, servers, users, args, pg.pids if pg else list))
     finally:
-        code = server.stop(signal.SIGTERM if kind == "ours" else signal.SIGINT, timeout=90)
-    log = server.log()
-    info["server_log_tracebacks"] = log.count("Traceback")
-    info["server_exit"] = code
-    store = loadgen.check_store(kind, Path(env["DATA_DIR"]), persons, args.overlap)
-    result = summarize(kind, rec, persons, info, store, args)
-    result["server_exit_code"] = code
-    print(f"[{kind}] done: {result['clicks']} clicks, p99 {result['click_p99_ms']} ms, "
+        codes = [server.stop(signal.SIGTERM if kind == "ours" else signal.SIGINT, timeout=90) for server in servers]
+    try:
+        info["server_log_tracebacks"] = sum(server.log().count("Traceback") for server in servers)
+        info["server_exit"] = codes[0] if len(codes) == 1 else codes
+        store = loadgen.check_store(kind, Path(env["DATA_DIR"]), persons, args.overlap, pg.url if pg else None)
+    finally:
+        if pg is not None:
+            pg.stop()
+    result = summarize(name, rec, persons, info, store, args)
+    result["server_exit_code"] = info["server_exit"]
+    print(f"[{name}] done: {result['clicks']} clicks, p99 {result['click_p99_ms']} ms, "
           f"{result['server_cpu_ms_per_annotation']} ms CPU/annotation, errors {result['error_count']}", flush=True)
     return result
 
@@ -576,7 +607,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overlap", type=int, default=2)
     p.add_argument("--records", type=int, default=0, help="records in the dataset (default: 1.5x what the run needs)")
     p.add_argument("--commit-delay-ms", type=float, default=30.0, help="added to every fsync/fdatasync of the server")
-    p.add_argument("--app", choices=["ours", "baseline", "both"], default="both")
+    p.add_argument("--app", choices=["ours", "baseline", "both", "none"], default="both")
+    p.add_argument("--pg-replicas", default="", help="also run ours on PostgreSQL with these numbers of "
+                   "replicas, e.g. 1,2,3 (a throwaway server via scripts/pg.sh, same commit delay)")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--timeout", type=float, default=60.0, help="client timeout per request, seconds")
     p.add_argument("--seed", type=int, default=1)
@@ -599,8 +632,10 @@ def main(argv: list[str] | None = None) -> int:
     users = loadgen.user_names(args.annotators)
     print(f"crowd: {args.annotators} annotators, think {args.think:g}s, overlap {args.overlap}, "
           f"{args.records} records, +{args.commit_delay_ms:g} ms per fsync; files in {run}", flush=True)
-    apps = ["ours", "baseline"] if args.app == "both" else [args.app]
+    apps = {"both": ["ours", "baseline"], "none": []}.get(args.app, [args.app])
     results = {kind: run_one(kind, args, run, source, users) for kind in apps}
+    for n in [int(x) for x in args.pg_replicas.split(",") if x.strip()]:
+        results[f"pg-x{n}"] = run_one("ours", args, run, source, users, replicas=n)
     command = "python bench/crowd.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print()
     print(command)

@@ -46,7 +46,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 
@@ -755,23 +755,37 @@ class BaselineBrowser:
 # --- the store ---------------------------------------------------------------------
 
 
-def check_store(kind: str, data_dir: Path, persons: list[Person], overlap: int) -> dict[str, Any]:
-    """After the server stopped: over-overlap records, missing answers, false "done"."""
+def _our_facts(query: Callable[..., list[tuple]], overlap: int) -> tuple[dict, int, list[tuple], int]:
+    """(answers by (record, user), records over overlap, open records, records) from our schema."""
+    rows = query("SELECT record_id, user_id, status, answer FROM responses")
+    got = {(r, u): (s, list(a)) for r, u, s, a in rows}
+    over = query("SELECT count(*) FROM (SELECT record_id, count(*) AS n FROM responses WHERE status = 'submitted' "
+                 "GROUP BY 1) s JOIN records r ON r.id = s.record_id WHERE s.n > ? + r.extra_answers", [overlap])
+    open_records = query(
+        "SELECT r.id FROM records r LEFT JOIN (SELECT record_id, count(*) AS n FROM responses "
+        "WHERE status = 'submitted' GROUP BY 1) s ON s.record_id = r.id "
+        "WHERE coalesce(s.n, 0) < ? + r.extra_answers", [overlap])
+    return got, over[0][0], open_records, query("SELECT count(*) FROM records")[0][0]
+
+
+def check_store(kind: str, data_dir: Path, persons: list[Person], overlap: int,
+                store_url: str | None = None) -> dict[str, Any]:
+    """After the server stopped: over-overlap records, missing answers, false "done".
+
+    Ours reads its DuckDB file in `data_dir`, or PostgreSQL at `store_url`."""
     import duckdb  # noqa: PLC0415
 
-    if kind == "ours":
+    if store_url:
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(store_url) as pg:
+            got, over, open_records, records = _our_facts(
+                lambda sql, params=(): pg.execute(sql.replace("?", "%s"), params).fetchall(), overlap)
+    elif kind == "ours":
         con = duckdb.connect(str(data_dir / "annotator.duckdb"), read_only=True)
-        rows = con.execute("SELECT record_id, user_id, status, answer FROM responses").fetchall()
-        got = {(r, u): (s, list(a)) for r, u, s, a in rows}
-        over = con.execute(
-            "SELECT count(*) FROM (SELECT record_id, count(*) AS n FROM responses WHERE status = 'submitted' "
-            "GROUP BY 1) s JOIN records r ON r.id = s.record_id WHERE s.n > ? + r.extra_answers",
-            [overlap]).fetchone()[0]
-        open_records = con.execute(
-            "SELECT r.id FROM records r LEFT JOIN (SELECT record_id, count(*) AS n FROM responses "
-            "WHERE status = 'submitted' GROUP BY 1) s ON s.record_id = r.id "
-            "WHERE coalesce(s.n, 0) < ? + r.extra_answers", [overlap]).fetchall()
-        records = con.execute("SELECT count(*) FROM records").fetchone()[0]
+        got, over, open_records, records = _our_facts(
+            lambda sql, params=(): con.execute(sql, params).fetchall(), overlap)
+        con.close()
     else:
         con = duckdb.connect(str(data_dir / "baseline.duckdb"), read_only=True)
         rows = con.execute("SELECT record_id, user_id, label FROM annotations").fetchall()
@@ -782,7 +796,7 @@ def check_store(kind: str, data_dir: Path, persons: list[Person], overlap: int) 
             "SELECT r.id FROM records r LEFT JOIN (SELECT record_id, count(*) AS n FROM annotations GROUP BY 1) s "
             "ON s.record_id = r.id WHERE coalesce(s.n, 0) < ?", [overlap]).fetchall()
         records = con.execute("SELECT count(*) FROM records").fetchone()[0]
-    con.close()
+        con.close()
     open_ids = {r for (r,) in open_records}
 
     def missing(answers: list[Answer]) -> int:
