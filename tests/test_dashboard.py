@@ -22,6 +22,7 @@ from annotator.dashboard import EXPORT_NOT_CONFIGURED, Dashboard, agreement, tea
 from annotator.runtime import Runtime
 from annotator.service import InputError
 from annotator.store import NewRecord, ReopenWrite, ResponseWrite, Store, utcnow
+from annotator.stores import open_store
 
 BOSS = Identity("boss", is_admin=True)
 ANN = Identity("ann", is_admin=False)
@@ -79,10 +80,12 @@ def fill_single(store: Store) -> list[int]:
     return [r1, r2, r3, r4, r5, r6, r7, r8]
 
 
-@pytest.fixture
-def single(tmp_path: Path) -> Iterator[tuple[Runtime, list[int]]]:
-    settings = settings_for(tmp_path)
-    store = Store(settings.db_path)
+@pytest.fixture(params=["duckdb", "postgres"])
+def single(request, tmp_path: Path) -> Iterator[tuple[Runtime, list[int]]]:
+    """The same answers on either backend: the dashboard reads the same through both."""
+    store_env = {"STORE_URL": request.getfixturevalue("pg_url")} if request.param == "postgres" else {}
+    settings = settings_for(tmp_path, **store_env)
+    store = open_store(settings)
     ids = fill_single(store)
     store.close()
     rt = Runtime.open(settings, ingest=False)
