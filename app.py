@@ -43,7 +43,9 @@ def main() -> int:
     print(f"annotator: {runtime.task.title!r} on http://{host}:{port} (DATA_DIR={runtime.settings.data_dir})",
           flush=True)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+        # httptools and uvloop (requirements.txt), named so a missing one fails here instead of costing CPU
+        uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", log_level="warning",
+                    timeout_graceful_shutdown=10)
     finally:
         runtime.close()
     return 0
