@@ -32,6 +32,12 @@ from annotator.ui.clicks import add_click_routes
 
 log = logging.getLogger(__name__)
 
+# Gradio's queue looks for work every 1 ms while it has none, and for progress every 10 ms: about 55 ms
+# of CPU a second on an idle server (3 ms per annotation at 50 annotators). The page's clicks do not use
+# the queue; a queued event (the API endpoints, the dashboard) now waits at most 10 ms more to start.
+QUEUE_IDLE_POLL_S = 0.01
+QUEUE_PROGRESS_POLL_S = 0.1
+
 
 def create_app(runtime: Runtime) -> FastAPI:
     """The whole app; closing it (uvicorn shutdown, SIGTERM) flushes and closes the runtime."""
@@ -81,6 +87,18 @@ def create_app(runtime: Runtime) -> FastAPI:
         auth = passwords.check
     gr.mount_gradio_app(app, blocks, path="/", auth=auth, head=head, show_error=True,
                         auth_message="Sign in with the name and password the organizer gave you.")
+    _slow_queue_polling(blocks)
     gradio_app = next(r.app for r in app.routes if isinstance(r, Mount))
     add_click_routes(gradio_app, runtime)
     return app
+
+
+def _slow_queue_polling(blocks: gr.Blocks) -> None:
+    """Poll Gradio's idle queue less often (see QUEUE_IDLE_POLL_S); warn if Gradio renamed what is set."""
+    queue = blocks._queue
+    for name, seconds in (("sleep_when_free", QUEUE_IDLE_POLL_S),
+                          ("progress_update_sleep_when_free", QUEUE_PROGRESS_POLL_S)):
+        if not isinstance(getattr(queue, name, None), float):
+            log.warning("Gradio's queue has no %s any more: its idle polling is left as it is", name)
+            continue
+        setattr(queue, name, seconds)
