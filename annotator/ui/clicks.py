@@ -69,3 +69,7 @@ def add_click_routes(gradio_app: FastAPI, runtime: Runtime) -> None:
                 "progress": vars(service.progress(person))}
 
     route("saved", saved)
+    # first in Gradio's route list: matching a click against the ~80 routes before it cost 0.15 ms
+    routes = gradio_app.router.routes
+    mine = [r for r in routes if getattr(r, "path", "").startswith(CLICK_ROUTE + "/")]
+    routes[:] = mine + [r for r in routes if r not in mine]

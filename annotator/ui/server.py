@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 # Gradio's queue looks for work every 1 ms while it has none, and for progress every 10 ms: about 55 ms
 # of CPU a second on an idle server (3 ms per annotation at 50 annotators). The page's clicks do not use
-# the queue; a queued event (the API endpoints, the dashboard) now waits at most 10 ms more to start.
-QUEUE_IDLE_POLL_S = 0.01
+# the queue; a queued event (the API endpoints, the dashboard) now waits at most 20 ms more to start.
+QUEUE_IDLE_POLL_S = 0.02
 QUEUE_PROGRESS_POLL_S = 0.1
 
 
