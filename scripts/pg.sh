@@ -8,7 +8,8 @@ cmd=$1 dir=$2
 as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
-bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+# the server binaries (the client package alone has a bin folder too, without initdb)
+bindir() { ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -1 | xargs -r dirname; }
 case "$cmd" in
   start)
     port=$3
