@@ -45,7 +45,36 @@ class WorkBackend(Protocol):
     def close(self) -> None: ...
 
 
-class LocalBackend:
+class WriterBackend:
+    """What every backend does alike: facts are queued for the group-commit writer, rows are read
+    from the store, and the writer's health is reported. Subclasses set `store` and `writer`."""
+
+    store: Any
+    writer: Writer[WriteOp]
+
+    def user_seen(self, user: str) -> Future[None]:
+        return self.writer.put(UserSeen(user, utcnow()))
+
+    def audit(self, actor: str, action: str, detail: dict[str, Any]) -> Future[None]:
+        return self.writer.put(AuditWrite(actor, action, detail, utcnow()))
+
+    def records(self, record_ids: Sequence[int]) -> dict[int, Record]:
+        return self.store.records(record_ids)
+
+    def user_responses(self, user: str) -> list[Response]:
+        return self.store.user_responses(user)
+
+    def writer_health(self) -> WriterHealth:
+        return self.writer.health()
+
+    def write_failure(self) -> str | None:
+        return self.writer.failure()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return self.writer.flush(timeout)
+
+
+class LocalBackend(WriterBackend):
     """One process: scheduler in memory, DuckDB store, group-commit writer.
 
     Lifecycle: constructing it rebuilds the scheduler from the store and
@@ -96,21 +125,9 @@ class LocalBackend:
             outcome = self.scheduler.submit(write.user_id, write.record_id)
         return outcome, self.writer.put(replace(write, first=outcome != "edit"))
 
-    def user_seen(self, user: str) -> Future[None]:
-        return self.writer.put(UserSeen(user, utcnow()))
-
-    def audit(self, actor: str, action: str, detail: dict[str, Any]) -> Future[None]:
-        return self.writer.put(AuditWrite(actor, action, detail, utcnow()))
-
     def reopen(self, record_id: int, extra: int) -> Future[None]:
         self.scheduler.reopen(record_id, extra)
         return self.writer.put(ReopenWrite(record_id, extra))
-
-    def records(self, record_ids: Sequence[int]) -> dict[int, Record]:
-        return self.store.records(record_ids)
-
-    def user_responses(self, user: str) -> list[Response]:
-        return self.store.user_responses(user)
 
     def counts(self, max_age: float | None = None) -> dict[str, int]:
         """Always current: the scheduler counts in memory (`max_age` matters to a shared backend)."""
@@ -121,15 +138,6 @@ class LocalBackend:
 
     def leases(self) -> dict[str, list[tuple[int, str]]]:
         return self.scheduler.leases()
-
-    def writer_health(self) -> WriterHealth:
-        return self.writer.health()
-
-    def write_failure(self) -> str | None:
-        return self.writer.failure()
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return self.writer.flush(timeout)
 
     def close(self) -> None:
         """Write everything queued, then close the store. Idempotent."""

@@ -16,18 +16,19 @@ import uuid
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
+from annotator.backend import WriterBackend
 from annotator.pg_leases import PgLeases
 from annotator.pg_store import PgStore
 from annotator.scheduler import QueueState, SubmitOutcome
-from annotator.store import AuditWrite, Record, ReopenWrite, Response, ResponseWrite, UserSeen, WriteOp, utcnow
-from annotator.writer import Writer, WriterHealth
+from annotator.store import ReopenWrite, ResponseWrite, WriteOp
+from annotator.writer import Writer
 
 _REMEMBERED = 100_000  # (person, record) answers queued here; far more than a writer backlog
 
 
-class PgBackend:
+class PgBackend(WriterBackend):
     """Lifecycle: constructing it stores the hand-out order and starts the writer;
     `close()` commits what is queued, hands this replica's leases back and
     closes the store."""
@@ -149,22 +150,10 @@ class PgBackend:
                     del self._pending[user]
 
 
-    def user_seen(self, user: str) -> Future[None]:
-        return self.writer.put(UserSeen(user, utcnow()))
-
-    def audit(self, actor: str, action: str, detail: dict[str, Any]) -> Future[None]:
-        return self.writer.put(AuditWrite(actor, action, detail, utcnow()))
-
     def reopen(self, record_id: int, extra: int) -> Future[None]:
         if not self.store.records([record_id]):
             raise KeyError(record_id)
         return self.writer.put(ReopenWrite(record_id, extra))
-
-    def records(self, record_ids: Sequence[int]) -> dict[int, Record]:
-        return self.store.records(record_ids)
-
-    def user_responses(self, user: str) -> list[Response]:
-        return self.store.user_responses(user)
 
     def counts(self, max_age: float | None = None) -> dict[str, int]:
         """Team progress as committed, read at most every `max_age` seconds (default: once a second per
@@ -187,15 +176,6 @@ class PgBackend:
 
     def leases(self) -> dict[str, list[tuple[int, str]]]:
         return self.leases_db.leases(self._clock())
-
-    def writer_health(self) -> WriterHealth:
-        return self.writer.health()
-
-    def write_failure(self) -> str | None:
-        return self.writer.failure()
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return self.writer.flush(timeout)
 
     def close(self) -> None:
         """Commit everything queued, hand this replica's leases back, close the store. Idempotent."""
