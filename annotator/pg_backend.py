@@ -85,6 +85,12 @@ class PgBackend(WriterBackend):
         return self.leases_db.lease_soft(user, n, self._clock())
 
     def promote(self, user: str, record_id: int) -> bool:
+        """False also for a record this person answered here whose commit is still queued: its lease row
+        stays until that commit, and a record reached again (from the buffer, after `next` handed out
+        the same soft lease) must not come back to the screen."""
+        with self._lock:
+            if (user, record_id) in self._answered:
+                return False
         if not self.leases_db.promote(user, record_id, self._clock()):
             return False
         with self._lock:

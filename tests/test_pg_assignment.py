@@ -290,3 +290,26 @@ def test_takeover_waiting_expiry_and_open_records_first(pg_url: str) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_an_answered_record_never_comes_back_before_its_commit(pg_url: str) -> None:
+    """`next` may hand out a soft lease that also sits in the person's buffer; once answered, reaching
+    it again in the buffer must not show it again, even while its commit (and lease row) is pending."""
+    PgStore(pg_url).close()
+    reset(pg_url, 2)
+    clock = Clock()
+    backend = open_backend(pg_url, 1, clock, "a")
+    try:
+        assert backend.lease_soft("ann", 1) == [1]  # in her buffer
+        assert backend.lease_soft("bob", 1) == [2]
+        assert backend.next("ann").record_id == 1  # nothing else left: her own soft lease goes on screen
+        with psycopg.connect(pg_url) as blocker:  # hold the writer's commit back
+            blocker.execute("LOCK TABLE responses IN EXCLUSIVE MODE")
+            backend.answer(ResponseWrite(1, "ann", "submitted", ("a",), None, None, utcnow()))
+            assert not backend.promote("ann", 1), "shown again while its commit was pending"
+            assert backend.has_seen("ann", 1)
+        assert backend.flush(30)
+        assert not backend.promote("ann", 1)
+        assert backend.next("ann").record_id == 2  # bob's unseen buffered record is taken over (I5)
+    finally:
+        backend.close()
