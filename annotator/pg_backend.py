@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import Callable, Sequence
@@ -24,9 +23,6 @@ from annotator.pg_store import PgStore
 from annotator.scheduler import QueueState, SubmitOutcome
 from annotator.store import ReopenWrite, ResponseWrite, WriteOp
 from annotator.writer import Writer
-
-_REMEMBERED = 100_000  # (person, record) answers queued here; far more than a writer backlog
-
 
 class PgBackend(WriterBackend):
     """Lifecycle: constructing it stores the hand-out order and starts the writer;
@@ -41,7 +37,6 @@ class PgBackend(WriterBackend):
         self.leases_db = PgLeases(store.pool, overlap, lease_ttl, replica or f"replica-{uuid.uuid4().hex[:8]}")
         self.leases_db.set_order(order)
         self._screen: dict[str, int] = {}  # person -> record on their screen (a hard lease)
-        self._answered: OrderedDict[tuple[str, int], None] = OrderedDict()
         # person -> records answered here whose commit is still queued -> whether it is their first answer
         self._pending: dict[str, dict[int, bool]] = {}
         self._lock = threading.Lock()
@@ -89,7 +84,7 @@ class PgBackend(WriterBackend):
         stays until that commit, and a record reached again (from the buffer, after `next` handed out
         the same soft lease) must not come back to the screen."""
         with self._lock:
-            if (user, record_id) in self._answered:
+            if record_id in self._pending.get(user, {}):
                 return False
         if not self.leases_db.promote(user, record_id, self._clock()):
             return False
@@ -102,8 +97,9 @@ class PgBackend(WriterBackend):
             return self._screen.get(user)
 
     def has_seen(self, user: str, record_id: int) -> bool:
+        """Queued here (not committed yet), else committed: the database says."""
         with self._lock:
-            if (user, record_id) in self._answered:
+            if record_id in self._pending.get(user, {}):
                 return True
         return self.leases_db.has_answered(user, record_id)
 
@@ -136,10 +132,6 @@ class PgBackend(WriterBackend):
             on_screen = self._screen.get(write.user_id) == write.record_id
             if on_screen:
                 del self._screen[write.user_id]
-            self._answered[key] = None
-            self._answered.move_to_end(key)
-            while len(self._answered) > _REMEMBERED:
-                self._answered.popitem(last=False)
             self._pending.setdefault(write.user_id, {})[write.record_id] = not seen
         outcome: SubmitOutcome = "edit" if seen else ("new" if on_screen else "late")
         ack = self.writer.put(replace(write, first=not seen))
