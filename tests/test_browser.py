@@ -84,7 +84,7 @@ def servers(browser, tmp_path_factory):
                "MAX_COMMENT_CHARS": "40"}
         if mode == "password":
             env["AUTH_MODE"] = "password"
-            add_users(base / "data" / "passwords.json", ["alice", "bob", "carol"])
+            add_users(base / "data" / "passwords.json", ["alice", "bob", "carol", "dave"])
         else:
             env.update(oauth_space_env())
         specs.append((base / "data", env))
@@ -270,6 +270,44 @@ def test_a_refusal_is_shown_on_the_page_and_enter_keeps_a_changed_answer(browser
     EXPECTED["password"]["carol"] = {first: ("submitted", ("square",)), current: ("submitted", ("circle",))}
     HISTORY["password"].add((first, "carol"))  # Enter re-submitted the same answer
     page.context.close()
+
+
+def test_back_pressed_before_the_buffer_refill_keeps_the_earlier_answer_on_screen(browser, servers):
+    """The first view comes with nothing buffered, so the page asks for the buffer 0.7 s later. Its reply
+    must not replace an earlier answer the person opened with Backspace in the meantime (a flake once)."""
+    from playwright.sync_api import expect
+
+    server = servers["password"]
+    ctx = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = ctx.new_page()
+    page.goto(server.url)
+    page.get_by_label("username").fill("dave")
+    page.get_by_label("password").fill("pw-dave-secret")
+    held = []
+    page.route("**/ann/back", lambda route: held.append(route))
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector("#ann-img", timeout=WAIT)  # the first view is applied: the refill is 0.7 s away
+    first = on_screen(page)
+    page.keyboard.press("1")
+    page.wait_for_function(f"document.getElementById('ann-img').dataset.record !== '{first}'", timeout=WAIT)
+    second = on_screen(page)
+    page.keyboard.press("Backspace")
+    page.wait_for_timeout(1200)  # the refill is queued behind the held Back
+    assert len(held) == 1, "Back was not sent"
+    with page.expect_request("**/ann/next", timeout=5000):  # the refill goes out after Back's reply
+        held[0].continue_()
+    expect(page.locator("#ann-editing")).to_contain_text("circle", timeout=WAIT)
+    assert on_screen(page) == first
+    page.wait_for_timeout(1000)  # the refill's reply has come
+    assert on_screen(page) == first, "the refill's reply replaced the earlier answer opened with Backspace"
+    expect(page.locator("#ann-editing")).to_contain_text("circle")
+    # change it; then the record that was on screen before Backspace comes back
+    page.keyboard.press("2")
+    expect(page.locator("#ann-img")).to_have_attribute("data-record", str(second), timeout=WAIT)
+    expect(page.locator("#ann-saved")).to_have_text("All answers saved", timeout=WAIT)
+    EXPECTED["password"]["dave"] = {first: ("submitted", ("square",))}
+    HISTORY["password"].add((first, "dave"))
+    ctx.close()
 
 
 def test_oauth_second_person_never_sees_the_first_persons_records(browser, servers):

@@ -159,9 +159,16 @@ _SCRIPT = r"""
   };
 
   // --- the server's answers ----------------------------------------------------------------
-  const apply = (view) => {
+  const apply = (view, refill) => {
     A.view = view;
     renderProgress(view); renderStatus(view);
+    if (refill && A.shown && A.shown.editing) {
+      // a refill asked for before the person pressed Back only fills the buffer: the earlier answer stays on screen
+      const next = view.state === 'ready' ? [view.item, ...view.upcoming] : [];
+      A.buffer = next.filter((i) => !A.answered.has(i.record_id) && i.record_id !== A.shown.record_id);
+      preload(A.buffer);
+      return;
+    }
     clearTimeout(A.recheckTimer);
     if (view.state !== 'ready') {
       if (answersQueued()) return;  // answers still queued name records the page showed: they decide
@@ -210,7 +217,7 @@ _SCRIPT = r"""
     if (entry.blocking) A.blocked = false;
     if (res.ok) {
       if (A.lost) { A.lost = false; showError(''); }
-      if (entry.path !== 'saved') apply(body);
+      if (entry.path !== 'saved') apply(body, entry.refill);
       else if (A.view) { Object.assign(A.view, body); renderStatus(A.view); renderProgress(A.view); }
     } else {
       refused(entry, res.status, body && (body.error || body.detail));
@@ -313,7 +320,7 @@ _SCRIPT = r"""
       if (view.state === 'signed_out') { A.view = view; renderState(view); }
       else apply(view);
       // the buffer fills just after the first view: ask once for it, so the first answer swaps at once too
-      if (view.state === 'ready' && !view.upcoming.length) setTimeout(() => enqueue({path: 'next', body: {}}), 700);
+      if (view.state === 'ready' && !view.upcoming.length) setTimeout(() => enqueue({path: 'next', body: {}, refill: true}), 700);
     }
     const root = $('ann-root');
     if (root && !root.dataset.bound) { root.dataset.bound = '1'; renderAll(); }
