@@ -177,6 +177,10 @@ def test_password_sign_in_keyboard_skip_back_saved_reload(browser, servers):
     fifth = list(mine)[4]
     assert press_and_wait(page, "Backspace") == fifth
     expect(page.locator("#ann-editing")).to_contain_text("circle")
+    # the earlier answer is marked on its button, and Enter's button says it keeps it
+    expect(page.locator("#label-0")).to_have_class(re.compile(r"\bann-earlier\b"))
+    expect(page.locator("#label-1")).not_to_have_class(re.compile(r"\bann-earlier\b"))
+    expect(page.locator("#btn-accept")).to_have_text("Keep earlier answer (Enter)")
     shot(page, "browser-password-editing")
     # change it: triangle instead of circle; then the record that was on screen comes back
     assert press_and_wait(page, "3") == current
@@ -345,6 +349,23 @@ def test_oauth_second_person_never_sees_the_first_persons_records(browser, serve
     EXPECTED["oauth"].update(done)
     alice.context.close()
     bob.context.close()
+
+
+def test_a_signed_out_visitor_sees_how_to_sign_in_and_no_controls(browser, servers):
+    from playwright.sync_api import expect
+
+    ctx = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = ctx.new_page()
+    page.goto(servers["oauth"].url)
+    expect(page.locator("#ann-signin")).to_contain_text("sign in", ignore_case=True, timeout=WAIT)
+    for control in ("#label-0", "#btn-skip", "#btn-accept", "#btn-back", "#ann-comment"):
+        expect(page.locator(control)).to_be_hidden()
+    page.keyboard.press("1")
+    page.keyboard.press("Backspace")
+    page.wait_for_timeout(500)
+    expect(page.locator("#ann-error")).to_be_hidden()
+    shot(page, "browser-oauth-signed-out")
+    ctx.close()
 
 
 def test_the_next_image_is_shown_before_the_server_answers(browser, servers):

@@ -128,11 +128,30 @@ _SCRIPT = r"""
     const chosen = item.answer.length ? item.answer : (item.suggestion ? [item.suggestion] : []);
     C.labels.forEach((l, i) => {
       const b = $('label-' + i);
-      if (b) b.classList.toggle('ann-suggested', !item.editing && item.suggestion === l.name);
+      if (!b) return;
+      b.classList.toggle('ann-suggested', !item.editing && item.suggestion === l.name);
+      b.classList.toggle('ann-earlier', !!item.editing && item.answer.includes(l.name));
     });
+    renderAccept(item);
     document.querySelectorAll('#ann-choices input[type=checkbox]').forEach((box) => { box.checked = chosen.includes(box.value); });
     const comment = document.querySelector('#ann-comment textarea');
     if (comment) comment.value = item.comment || '';
+  };
+  // what Enter does on this record, on its button: keep the earlier answer, accept the suggestion, or submit
+  const renderAccept = (item) => {
+    const b = $('btn-accept');
+    if (!b) return;
+    const keep = !C.multi && item.editing && item.answer.length;
+    const text = C.multi ? 'Submit (Enter)' : keep ? 'Keep earlier answer (Enter)' : 'Accept suggestion (Enter)';
+    b.textContent = text;
+    b.classList.toggle('ann-hidden', !C.multi && !keep && !item.suggestion);
+  };
+  // the controls are there only while a record is on screen; Back stays (to change an earlier answer)
+  const renderControls = () => {
+    const root = $('ann-root');
+    if (!root) return;
+    root.classList.toggle('ann-idle', !A.shown);
+    root.classList.toggle('ann-signed-out', !!A.view && A.view.state === 'signed_out');
   };
   const renderState = (view) => {
     const box = $('ann-image');
@@ -151,10 +170,11 @@ _SCRIPT = r"""
   const show = (item) => {
     A.shown = item; A.shownAt = performance.now();
     if (item) { A.seenIds.add(item.record_id); renderItem(); }
+    renderControls();
   };
   const renderAll = () => {
     if (!A.view) return;
-    renderProgress(A.view); renderStatus(A.view);
+    renderProgress(A.view); renderStatus(A.view); renderControls();
     if (A.shown) renderItem(); else renderState(A.view);
   };
 
@@ -299,7 +319,7 @@ _SCRIPT = r"""
     const t = e.target;
     const typing = t && (t.tagName === 'TEXTAREA' || t.isContentEditable ||
                          (t.tagName === 'INPUT' && !['checkbox', 'radio', 'button'].includes(t.type)));
-    if (typing || e.ctrlKey || e.metaKey || e.altKey || !visible() || !A.view) return;
+    if (typing || e.ctrlKey || e.metaKey || e.altKey || !visible() || !A.view || A.view.state === 'signed_out') return;
     const k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
     let hit = true;
     if (k in keyIndex) pressLabel(keyIndex[k]);
@@ -317,7 +337,7 @@ _SCRIPT = r"""
     if (boot && boot.dataset.view && !boot.dataset.used) {
       boot.dataset.used = '1';
       const view = JSON.parse(boot.dataset.view);
-      if (view.state === 'signed_out') { A.view = view; renderState(view); }
+      if (view.state === 'signed_out') { A.view = view; renderState(view); renderControls(); }
       else apply(view);
       // the buffer fills just after the first view: ask once for it, so the first answer swaps at once too
       if (view.state === 'ready' && !view.upcoming.length) setTimeout(() => enqueue({path: 'next', body: {}, refill: true}), 700);
@@ -336,6 +356,8 @@ _STYLE = """<style>
   #ann-root button { padding: 6px 14px; border-radius: 6px; border: 1px solid #d1d5db; background: #f9fafb; cursor: pointer; }
   #ann-root button.ann-primary { background: #2563eb; color: white; border-color: #2563eb; }
   #ann-root button.ann-suggested { outline: 3px solid #ea580c; }
+  #ann-root button.ann-earlier { outline: 3px solid #2563eb; font-weight: bold; }
+  #ann-root.ann-idle .ann-needs-item, #ann-root.ann-signed-out .ann-controls { display: none; }
   #ann-comment textarea { width: 100%; box-sizing: border-box; }
   #ann-status .ann-saved { color: #15803d; } #ann-status .ann-pending { color: #a16207; }
   #ann-status .ann-failed, #ann-error { color: #b91c1c; font-weight: bold; }
@@ -352,20 +374,21 @@ def skeleton(task: TaskSpec) -> str:
     if multi:
         boxes = "".join(f'<label><input type="checkbox" value="{esc(l.name)}" data-label="{esc(l.name)}"> {esc(l.name)}'
                         f'{f" ({esc(l.key)})" if l.key else ""}</label>' for l in task.labels)
-        choices = f'<div class="ann-row" id="ann-choices">{boxes}</div>'
+        choices = f'<div class="ann-row ann-needs-item" id="ann-choices">{boxes}</div>'
     else:
-        choices = '<div class="ann-row">' + "".join(
+        choices = '<div class="ann-row ann-needs-item" id="ann-choices">' + "".join(
             f'<button type="button" id="label-{i}" data-label="{esc(l.name)}">{esc(l.name)}{f" ({esc(l.key)})" if l.key else ""}</button>'
             for i, l in enumerate(task.labels)) + "</div>"
-    comment = ('<div id="ann-comment"><label>Comment (optional)<br><textarea rows="2"></textarea></label></div>'
+    comment = ('<div id="ann-comment" class="ann-needs-item"><label>Comment (optional)<br><textarea rows="2"></textarea></label></div>'
                if task.comment else "")
     keys = " · ".join(f"<b>{esc(l.key)}</b> {esc(l.name)}" for l in task.labels if l.key)
     accept = "Submit (Enter)" if multi else "Accept suggestion (Enter)"
     return (f'<div id="ann-root"><div id="ann-progress-box"><div id="ann-progress"></div></div>'
-            f'<div id="ann-image"><div class="ann-state" id="ann-loading">Loading…</div></div>{choices}{comment}'
+            f'<div id="ann-image"><div class="ann-state" id="ann-loading">Loading…</div></div>'
+            f'<div class="ann-controls">{choices}{comment}'
             f'<div class="ann-row"><button type="button" id="btn-back">Back (Backspace)</button>'
-            f'<button type="button" id="btn-skip">Skip (S)</button>'
-            f'<button type="button" id="btn-accept" class="ann-primary">{accept}</button></div>'
+            f'<button type="button" id="btn-skip" class="ann-needs-item">Skip (S)</button>'
+            f'<button type="button" id="btn-accept" class="ann-primary ann-needs-item">{accept}</button></div></div>'
             f'<div id="ann-status"></div><div id="ann-error" class="ann-hidden" role="alert"></div>'
             f'<div id="ann-keys" class="ann-hidden">Keys: {keys} · <b>Enter</b> submit · <b>S</b> skip · '
             f'<b>Backspace</b> back · <b>?</b> show or hide this help</div></div>')
