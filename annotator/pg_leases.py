@@ -45,7 +45,7 @@ _ELIGIBLE = """
     NOT EXISTS (SELECT 1 FROM responses x WHERE x.record_id = r.id AND x.user_id = %(u)s)
     AND NOT EXISTS (SELECT 1 FROM leases m WHERE m.record_id = r.id AND m.user_id = %(u)s)
 """
-_INCOMPLETE = "r.submitted < %(overlap)s + r.extra_answers"
+_INCOMPLETE = "r.submitted < r.overlap + r.extra_answers"
 _ONE = "user_id = %(u)s AND record_id = %(rid)s"
 _ALL = "user_id = %(u)s"
 
@@ -85,21 +85,25 @@ class PgLeases:
         raise AssertionError("unreachable")
 
     def _params(self, user: str | None, now: float, **more: Any) -> dict[str, Any]:
-        return {"u": user, "now": to_ts(now), "exp": to_ts(now + self.ttl), "overlap": self.overlap,
+        return {"u": user, "now": to_ts(now), "exp": to_ts(now + self.ttl),
                 "replica": self.replica, **more}
 
     # --- the hand-out order --------------------------------------------------
 
     def set_order(self, ids: Sequence[int]) -> None:
-        """Store the hand-out rank of every record (dataset order or the seeded shuffle).
+        """Store the hand-out rank of every record (dataset order or the seeded shuffle) and the overlap.
 
         Every replica computes the same order from the same task; an advisory
-        lock keeps replicas starting together from writing it at once.
+        lock keeps replicas starting together from writing it at once. The
+        overlap sits on each row (and is the column's default for records
+        added later) so that the open records have a partial index.
         """
         def work(cur: psycopg.Cursor) -> None:
             cur.execute("SELECT pg_advisory_xact_lock(7410001)")
-            cur.execute("UPDATE records r SET rank = v.rank FROM unnest(%s::int[], %s::int[]) AS v(id, rank) "
-                        "WHERE r.id = v.id AND r.rank IS DISTINCT FROM v.rank", [list(ids), list(range(len(ids)))])
+            cur.execute(f"ALTER TABLE records ALTER COLUMN overlap SET DEFAULT {int(self.overlap)}")
+            cur.execute("UPDATE records r SET rank = v.rank, overlap = %s FROM unnest(%s::int[], %s::int[]) "
+                        "AS v(id, rank) WHERE r.id = v.id AND (r.rank, r.overlap) IS DISTINCT FROM (v.rank, %s)",
+                        [self.overlap, list(ids), list(range(len(ids))), self.overlap])
         self._run(work)
 
     # --- leases ----------------------------------------------------------------
@@ -140,7 +144,7 @@ class PgLeases:
         cur.execute(f"""
             WITH picked AS (
                 SELECT r.id, r.touched, r.rank FROM records r
-                WHERE r.submitted + r.leased < %(overlap)s + r.extra_answers AND {_ELIGIBLE}
+                WHERE r.submitted + r.leased < r.overlap + r.extra_answers AND {_ELIGIBLE}
                 ORDER BY r.touched DESC, r.rank, r.id
                 LIMIT %(n)s
                 FOR UPDATE OF r SKIP LOCKED
@@ -266,7 +270,7 @@ class PgLeases:
             self._sweep(cur, p)
             cur.execute(f"""
                 SELECT r.id FROM records r
-                WHERE (r.submitted + r.leased < %(overlap)s + r.extra_answers AND {_ELIGIBLE})
+                WHERE (r.submitted + r.leased < r.overlap + r.extra_answers AND {_ELIGIBLE})
                    OR (r.id IN (SELECT record_id FROM leases WHERE user_id = %(u)s
                                 AND NOT record_id = ANY(%(answered)s) AND expires_at >= %(now)s)
                        AND {_INCOMPLETE})
@@ -318,13 +322,14 @@ class PgLeases:
         """Team progress, as the scheduler reports it."""
         p = self._params(None, now)
         with self._pool.connection() as conn:
-            records, complete, partial, leased, submissions = conn.execute(f"""
+            records, complete, partial, submissions = conn.execute(f"""
                 SELECT count(*), count(*) FILTER (WHERE NOT ({_INCOMPLETE})),
                        count(*) FILTER (WHERE r.submitted > 0 AND {_INCOMPLETE}),
-                       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM leases l WHERE l.record_id = r.id
-                                                       AND l.expires_at >= %(now)s)),
                        coalesce(sum(r.submitted), 0)
                 FROM records r""", p).fetchone()
+            # from the lease rows, not a probe per record (that was 0.3 s at 100,000 records)
+            leased = conn.execute("SELECT count(DISTINCT record_id) FROM leases WHERE expires_at >= %(now)s",
+                                  p).fetchone()[0]
             skips = conn.execute("SELECT count(*) FROM responses WHERE status = 'skipped'").fetchone()[0]
         return {"records": records, "complete": complete, "partial": partial,
                 "untouched": records - complete - partial, "leased": leased,

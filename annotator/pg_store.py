@@ -103,6 +103,15 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE records ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX records_hand_out ON records (touched DESC, rank, id);
     """,
+    # 3: each record's overlap as a column (written by pg_leases.set_order), so the records still open
+    # and still incomplete have partial indexes in hand-out order: a hand-out no longer walks past every
+    # completed record (18 ms per lease at 50,000 completed of 100,000 before)
+    """
+    ALTER TABLE records ADD COLUMN overlap INTEGER NOT NULL DEFAULT 1;
+    DROP INDEX records_hand_out;
+    CREATE INDEX records_open ON records (touched DESC, rank, id) WHERE submitted + leased < overlap + extra_answers;
+    CREATE INDEX records_incomplete ON records (touched DESC, rank, id) WHERE submitted < overlap + extra_answers;
+    """,
 )
 
 # pg_advisory_xact_lock keys: one for migrations, one for ingest (ids continue after max(id))
