@@ -7,7 +7,9 @@ guarded by an advisory lock (replicas starting together migrate once), and
 bookkeeping columns the lease code (`pg_leases.py`) relies on: records.submitted,
 records.leased, records.touched and the `leases` table. `apply()` keeps
 submitted/touched right and drops the answering person's lease in the same
-transaction as the answer.
+transaction as the answer. Every replica runs an exporter: `export_lock()`
+lets one push at a time, and `record_push()` / `pushed_fingerprint()` tell
+the others what it pushed.
 
 Transient errors (connection lost, serialization failure, deadlock) are raised
 as psycopg errors; the writer retries the whole batch. Timestamps are naive UTC
