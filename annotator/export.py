@@ -12,6 +12,9 @@ shard, so memory stays flat in the number of records:
 `Exporter` pushes both as two configs of one dataset repo (EXPORT_REPO) with a
 generated README card, on a schedule when something changed, on demand and at
 shutdown, in a background thread, never two at once, retrying failed pushes.
+Replicas sharing a PostgreSQL database all run one: the store's export lock
+lets one push at a time, and the store remembers what was pushed, so the same
+state is not pushed twice.
 `export_local` writes the same tables to a folder. `restore_from_hub` fills an
 EMPTY store from the latest export, so a Space that lost its disk loses at
 most one export interval.
@@ -63,6 +66,7 @@ SHARD_BYTES = 64 * 2**20            # ... or fewer, once their images reach this
 HUB_FILE_BYTES = 400 * 2**20        # a new parquet file on the Hub past this size
 IMAGE_ROW_GROUP = 100               # rows per parquet row group in `records` (what `datasets` uses for images)
 STATE_FILE = ".export-state.json"   # in DATA_DIR: what was last pushed where (skips a push after a restart)
+LOCK_WAIT = 120.0                   # seconds "export now", the final push and the CLI wait for another replica
 
 Progress = Callable[[int, int], None]
 
@@ -683,7 +687,8 @@ class ExportStatus:
     state: str                          # idle | building | uploading | retrying | stopped
     rows_done: int
     rows_total: int
-    last_result: str | None             # pushed | up to date | nothing to export | failed
+    last_result: str | None             # pushed | up to date | nothing to export | failed |
+                                        # another replica is exporting (PostgreSQL: this round is left to it)
     last_error: str | None
     last_attempt_at: datetime | None
     last_success_at: datetime | None
@@ -709,6 +714,8 @@ class Exporter:
         endpoint: the Hub URL (default: huggingface_hub's, i.e. HF_ENDPOINT or huggingface.co).
         retries: attempts per push (default 5), with `retry_initial` seconds (default 5) doubling up to
             `retry_max` (default 120) between them. At shutdown, `final_attempts` (default 2).
+        lock_wait: seconds a trigger, the final push and `push_now()` wait while another replica
+            exports (default LOCK_WAIT); a scheduled round does not wait, it skips.
 
     Lifecycle: `start()` launches the thread that pushes every EXPORT_EVERY minutes when the store
     changed since the last successful push (its `export_fingerprint()`, or `mark_changed()`);
@@ -716,7 +723,9 @@ class Exporter:
     together share one export, and a trigger whose state was already pushed resolves without a new
     push; `stop()` ends the thread after a final push if something changed, is idempotent, and
     after it `trigger()` raises ExporterClosedError. Never two exports at once (a lock, also taken
-    by `push_now()`). A failed push is retried with backoff, then reported in `status()` and tried
+    by `push_now()`), nor two replicas on one PostgreSQL database (`store.export_lock()`; what was
+    pushed is read from the store once the lock is held, so a replica does not push again what
+    another one just pushed). A failed push is retried with backoff, then reported in `status()` and tried
     again at the next interval. An empty store (no records) is never pushed, so a lost disk cannot
     overwrite a good export with nothing. Stop it before closing the store.
 
@@ -727,7 +736,8 @@ class Exporter:
 
     def __init__(self, store: AnyStore, task: TaskSpec, settings: Settings, *, endpoint: str | None = None,
                  retries: int = 5, retry_initial: float = 5.0, retry_max: float = 120.0,
-                 final_attempts: int = 2, shard_rows: int = SHARD_ROWS, file_bytes: int = HUB_FILE_BYTES) -> None:
+                 final_attempts: int = 2, shard_rows: int = SHARD_ROWS, file_bytes: int = HUB_FILE_BYTES,
+                 lock_wait: float = LOCK_WAIT) -> None:
         if not settings.export_repo:
             raise ConfigError("EXPORT_REPO is not set; set it to a dataset id (owner/name) to push results "
                               "to the Hub.")
@@ -738,6 +748,7 @@ class Exporter:
         self.retries, self.retry_initial, self.retry_max = max(1, retries), retry_initial, retry_max
         self.final_attempts = max(1, final_attempts)
         self.shard_rows, self.file_bytes = shard_rows, file_bytes
+        self.lock_wait = max(0.0, lock_wait)
         self._token = settings.hf_token
         protect_token_in_logs(self._token)
         self._api = HfApi(endpoint=endpoint, token=self._token)
@@ -818,7 +829,7 @@ class Exporter:
 
     def push_now(self, progress: Progress | None = None) -> ExportResult:
         """Export and push at once in this thread, whether or not something changed (the CLI)."""
-        return self._export(force=True, attempts=self.retries, progress=progress)
+        return self._export(force=True, attempts=self.retries, wait=self.lock_wait, progress=progress)
 
     # --- the thread --------------------------------------------------------------
 
@@ -846,7 +857,7 @@ class Exporter:
                 if self._stopping:
                     break
                 waiter, self._pending = self._pending, None
-            self._serve(waiter, attempts=self.retries)
+            self._serve(waiter, attempts=self.retries, wait=self.lock_wait if waiter is not None else 0.0)
             with self._cond:
                 if self._scheduled:
                     self._next_due = time.monotonic() + self.interval
@@ -863,13 +874,16 @@ class Exporter:
         with self._cond:
             waiter, self._pending = self._pending, None
         self._interrupt.clear()
-        self._serve(waiter, attempts=self.final_attempts)
+        self._serve(waiter, attempts=self.final_attempts, wait=self.lock_wait)
 
-    def _serve(self, waiter: Future[ExportResult] | None, *, attempts: int) -> None:
+    def _serve(self, waiter: Future[ExportResult] | None, *, attempts: int, wait: float) -> None:
         try:
-            result = self._export(force=False, attempts=attempts)
+            result = self._export(force=False, attempts=attempts, wait=wait)
         except Exception as exc:  # reported in status; the future carries the scrubbed error
             error = exc if isinstance(exc, ExportError) else ExportError(_describe(exc, self._token))
+            if not isinstance(exc, ExportError):  # the store failed (e.g. its database is unreachable)
+                self._fail(str(error))
+                log.error("export to %s failed: %s", self.repo_id, error)
             if waiter is not None:
                 waiter.set_exception(error)
             return
@@ -886,55 +900,72 @@ class Exporter:
         with self._cond:
             return fingerprint != self._pushed_fingerprint or self._version != self._pushed_version
 
-    def _export(self, *, force: bool, attempts: int, progress: Progress | None = None) -> ExportResult:
-        with self._export_lock:
-            started = time.monotonic()
+    def _export(self, *, force: bool, attempts: int, wait: float, progress: Progress | None = None) -> ExportResult:
+        """One export under both locks: this process's, then the store's (other replicas'), waiting `wait` s."""
+        with self._export_lock, self.store.export_lock(wait) as held:
+            if not held:
+                self._set_status(last_result="another replica is exporting")
+                log.info("export: another replica is exporting to %s; this round is left to it", self.repo_id)
+                return ExportResult(False, f"another replica is exporting to {self.repo_id}; it pushes this "
+                                           f"state or a newer one")
+            self._adopt_shared_state()
+            return self._export_held(force=force, attempts=attempts, progress=progress)
+
+    def _adopt_shared_state(self) -> None:
+        """What another replica pushed, read under the lock, replaces what this one remembers."""
+        shared = self.store.pushed_fingerprint(self.repo_id)
+        if shared is not None:
             with self._cond:
-                version = self._version
-            fingerprint = self.store.export_fingerprint()  # taken BEFORE reading: never claims more than read
-            if not force and not self._changed(fingerprint):
-                with self._cond:  # "pushed" already says the Hub has this state
-                    if self._status.last_result != "pushed":
-                        self._set_status(last_result="up to date")
-                return ExportResult(False, "nothing changed since the last push")
-            if self.store.record_count() == 0:
-                self._set_status(last_result="nothing to export")
-                return ExportResult(False, "the store has no records; nothing is pushed")
-            self._runs += 1
-            work = self.settings.cache_dir / "export" / f"run-{os.getpid()}-{self._runs}"
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir(parents=True)
-            self._set_status(state="building", rows_done=0, rows_total=self.store.record_count(), attempts=0,
-                             last_attempt_at=datetime.now(timezone.utc))
+                self._pushed_fingerprint = shared
 
-            def report(done: int, total: int) -> None:
-                self._set_status(rows_done=done, rows_total=total)
-                if progress:
-                    progress(done, total)
+    def _export_held(self, *, force: bool, attempts: int, progress: Progress | None) -> ExportResult:
+        started = time.monotonic()
+        with self._cond:
+            version = self._version
+        fingerprint = self.store.export_fingerprint()  # taken BEFORE reading: never claims more than read
+        if not force and not self._changed(fingerprint):
+            with self._cond:  # "pushed" already says the Hub has this state
+                if self._status.last_result != "pushed":
+                    self._set_status(last_result="up to date")
+            return ExportResult(False, "nothing changed since the last push")
+        if self.store.record_count() == 0:
+            self._set_status(last_result="nothing to export")
+            return ExportResult(False, "the store has no records; nothing is pushed")
+        self._runs += 1
+        work = self.settings.cache_dir / "export" / f"run-{os.getpid()}-{self._runs}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        self._set_status(state="building", rows_done=0, rows_total=self.store.record_count(), attempts=0,
+                         last_attempt_at=datetime.now(timezone.utc))
 
+        def report(done: int, total: int) -> None:
+            self._set_status(rows_done=done, rows_total=total)
+            if progress:
+                progress(done, total)
+
+        try:
             try:
-                try:
-                    files, summary = write_hub_files(self.store, self.task, self.settings.images_dir, work,
-                                                     progress=report, shard_rows=self.shard_rows,
-                                                     file_bytes=self.file_bytes)
-                    card = scrub(dataset_card(self.task, summary, self.repo_id), self._token)
-                except Exception as exc:
-                    self._fail(_describe(exc, self._token))
-                    raise ExportError(f"building the export failed: {_describe(exc, self._token)}") from None
-                commit_url = self._upload_with_retries(files, card, summary, attempts)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-            with self._cond:
-                self._pushed_fingerprint = fingerprint
-                self._pushed_version = version
-                self._status = replace(self._status, state="idle", last_result="pushed", last_error=None,
-                                       last_success_at=datetime.now(timezone.utc), commit_url=commit_url,
-                                       pushes=self._status.pushes + 1)
-            self._save_state(fingerprint, commit_url)
-            seconds = time.monotonic() - started
-            log.info("export: pushed %d records and %d answers to %s in %.1fs", summary.records,
-                     summary.responses, self.repo_id, seconds)
-            return ExportResult(True, "pushed", commit_url, summary.records, summary.responses, seconds)
+                files, summary = write_hub_files(self.store, self.task, self.settings.images_dir, work,
+                                                 progress=report, shard_rows=self.shard_rows,
+                                                 file_bytes=self.file_bytes)
+                card = scrub(dataset_card(self.task, summary, self.repo_id), self._token)
+            except Exception as exc:
+                self._fail(_describe(exc, self._token))
+                raise ExportError(f"building the export failed: {_describe(exc, self._token)}") from None
+            commit_url = self._upload_with_retries(files, card, summary, attempts)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        with self._cond:
+            self._pushed_fingerprint = fingerprint
+            self._pushed_version = version
+            self._status = replace(self._status, state="idle", last_result="pushed", last_error=None,
+                                   last_success_at=datetime.now(timezone.utc), commit_url=commit_url,
+                                   pushes=self._status.pushes + 1)
+        save_export_state(self.store, self.settings, fingerprint, commit_url)
+        seconds = time.monotonic() - started
+        log.info("export: pushed %d records and %d answers to %s in %.1fs", summary.records,
+                 summary.responses, self.repo_id, seconds)
+        return ExportResult(True, "pushed", commit_url, summary.records, summary.responses, seconds)
 
     def _fail(self, reason: str) -> None:
         with self._cond:
@@ -990,12 +1021,18 @@ class Exporter:
             return None
         return state.get("fingerprint") if state.get("repo") == self.repo_id else None
 
-    def _save_state(self, fingerprint: str, commit_url: str | None) -> None:
-        save_export_state(self.settings, fingerprint, commit_url)
 
+def save_export_state(store: AnyStore, settings: Settings, fingerprint: str, commit_url: str | None = None) -> None:
+    """Remember that EXPORT_REPO holds the store state `fingerprint` (best effort: at worst one push more).
 
-def save_export_state(settings: Settings, fingerprint: str, commit_url: str | None = None) -> None:
-    """Remember in DATA_DIR that EXPORT_REPO holds the store state `fingerprint` (best effort)."""
+    In the store, for the other replicas on a PostgreSQL database, and in
+    DATA_DIR, for this process after a restart (the DuckDB store keeps none).
+    """
+    try:
+        store.record_push(settings.export_repo, fingerprint, commit_url)
+    except Exception as exc:
+        log.warning("export: cannot record the push in the store (%s); another replica may push it once more",
+                    _describe(exc, settings.hf_token))
     path = settings.data_dir / STATE_FILE
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -1139,7 +1176,7 @@ def restore_from_hub(store: AnyStore, settings: Settings, task: TaskSpec | None 
                                f"{_describe(exc, token)}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    save_export_state(settings, store.export_fingerprint())
+    save_export_state(store, settings, store.export_fingerprint())
     report = RestoreReport(repo, revision, n_records, n_responses, counts["missing_images"],
                            counts["unknown_labels"], time.monotonic() - started)
     log.info("restore: %s", report.summary())

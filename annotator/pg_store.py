@@ -7,7 +7,9 @@ guarded by an advisory lock (replicas starting together migrate once), and
 bookkeeping columns the lease code (`pg_leases.py`) relies on: records.submitted,
 records.leased, records.touched and the `leases` table. `apply()` keeps
 submitted/touched right and drops the answering person's lease in the same
-transaction as the answer.
+transaction as the answer. Every replica runs an exporter: `export_lock()`
+lets one push at a time, and `record_push()` / `pushed_fingerprint()` tell
+the others what it pushed.
 
 Transient errors (connection lost, serialization failure, deadlock) are raised
 as psycopg errors; the writer retries the whole batch. Timestamps are naive UTC
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
@@ -112,11 +114,22 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX records_open ON records (touched DESC, rank, id) WHERE submitted + leased < overlap + extra_answers;
     CREATE INDEX records_incomplete ON records (touched DESC, rank, id) WHERE submitted < overlap + extra_answers;
     """,
+    # 4: what each export repo last received, shared by the replicas' exporters (record_push)
+    """
+    CREATE TABLE export_pushes (
+        repo TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        commit_url TEXT,
+        pushed_at TIMESTAMP NOT NULL
+    );
+    """,
 )
 
-# pg_advisory_xact_lock keys: one for migrations, one for ingest (ids continue after max(id))
+# pg_advisory_xact_lock keys: one for migrations, one for ingest (ids continue after max(id));
+# a session-level pg_advisory_lock key held for a whole export (one replica pushes at a time)
 _MIGRATE_LOCK = 0x616E6E01
 _INGEST_LOCK = 0x616E6E02
+_EXPORT_LOCK = 0x616E6E03
 
 _RECORD_INSERT = ("id, source_key, image_path, sha256, width, height, size_bytes, metadata, suggestion, position, "
                   "extra_answers, created_at")
@@ -167,12 +180,10 @@ class PgStore:
 
     def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 10.0) -> None:
         self.where = scrub_url(url)
+        self._url, self._connect_timeout = url, connect_timeout
         self._closed = False
-        try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout))) as conn:
-                self._migrate(conn)
-        except psycopg.OperationalError as exc:
-            raise connect_error(exc, url) from None
+        with self._connect() as conn:
+            self._migrate(conn)
         self._pool = ConnectionPool(url, min_size=1, max_size=max(1, pool_size), open=False,
                                     kwargs={"autocommit": True}, timeout=30.0, name="annotator-store")
         try:
@@ -183,6 +194,13 @@ class PgStore:
                              f"a pool of {pool_size}; check its max_connections or lower STORE_POOL_SIZE.") from None
 
     # --- lifecycle ---------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection:
+        """A new autocommit connection outside the pool; connection errors say what to fix in STORE_URL."""
+        try:
+            return psycopg.connect(self._url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout)))
+        except psycopg.OperationalError as exc:
+            raise connect_error(exc, self._url) from None
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection]:
@@ -497,6 +515,51 @@ class PgStore:
                              [audit.at, audit.actor, audit.action,
                               json.dumps(audit.detail, sort_keys=True, default=str)])
         return n_records, n_responses
+
+    # --- one exporter at a time across replicas ------------------------------
+
+    @contextmanager
+    def export_lock(self, wait: float = 0.0) -> Iterator[bool]:
+        """Hold the database-wide export lock while the block runs; yields False if another replica holds it.
+
+        Every replica runs an exporter on the same database; this keeps their
+        pushes one at a time. A session-level advisory lock on a connection of
+        its own, beside the pool, waiting up to `wait` seconds (0: not at all):
+        closing that connection releases the lock even if this process dies or
+        the unlock fails, so a lock can never stay behind in a pooled connection.
+        """
+        if self._closed:
+            raise StoreClosedError(f"the store {self.where} is closed")
+        with self._connect() as conn:
+            held = self._take_export_lock(conn, wait)
+            yield held
+            if held:
+                with suppress(psycopg.Error):  # a lost connection has released the lock already
+                    conn.execute("SELECT pg_advisory_unlock(%s)", [_EXPORT_LOCK])
+
+    @staticmethod
+    def _take_export_lock(conn: psycopg.Connection, wait: float) -> bool:
+        """Try once, or wait under lock_timeout (never 0 ms: that would mean no limit at all)."""
+        if wait <= 0:
+            return conn.execute("SELECT pg_try_advisory_lock(%s)", [_EXPORT_LOCK]).fetchone()[0]
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", [f"{max(1, int(wait * 1000))}ms"])
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", [_EXPORT_LOCK])
+        except psycopg.errors.LockNotAvailable:
+            return False
+        return True
+
+    def pushed_fingerprint(self, repo: str) -> str | None:
+        """The store state `repo` last received from any replica (record_push), None before the first push."""
+        row = self._one("SELECT fingerprint FROM export_pushes WHERE repo = %s", [repo])
+        return row[0] if row else None
+
+    def record_push(self, repo: str, fingerprint: str, commit_url: str | None = None) -> None:
+        """Remember that `repo` holds the store state `fingerprint`, for every replica's exporter to read."""
+        with self._conn() as conn:
+            conn.execute("INSERT INTO export_pushes VALUES (%s, %s, %s, %s) ON CONFLICT (repo) DO UPDATE SET "
+                         "fingerprint = excluded.fingerprint, commit_url = excluded.commit_url, "
+                         "pushed_at = excluded.pushed_at", [repo, fingerprint, commit_url, utcnow()])
 
     # --- dashboard reads (see Store) ------------------------------------------
 

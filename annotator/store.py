@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -674,6 +675,20 @@ class Store:
                 cur.execute(f"DETACH \"{alias}\"")
         finally:
             cur.close()
+
+    # --- one exporter at a time (see PgStore: several replicas share a database) ---
+
+    @contextmanager
+    def export_lock(self, wait: float = 0.0) -> Iterator[bool]:
+        """Always held: one process owns the DuckDB file, and its Exporter already exports one at a time."""
+        yield True
+
+    def pushed_fingerprint(self, repo: str) -> str | None:
+        """None: no other process exports this file; the Exporter remembers its pushes in DATA_DIR."""
+        return None
+
+    def record_push(self, repo: str, fingerprint: str, commit_url: str | None = None) -> None:
+        """Nothing to share (see pushed_fingerprint); writes while the app runs go through apply() only."""
 
     # --- dashboard reads ---------------------------------------------------
     # Aggregates for the organizer's dashboard. Each is one query whose result

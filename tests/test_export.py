@@ -35,7 +35,7 @@ from PIL import Image  # noqa: E402
 from annotator import export, metrics  # noqa: E402
 from annotator.config import Label, Settings, TaskSpec, load_settings  # noqa: E402
 from annotator.export import ExportError, Exporter, ExporterClosedError, export_local  # noqa: E402
-from annotator.store import NewRecord, ReopenWrite, ResponseWrite, Store  # noqa: E402
+from annotator.store import NewRecord, ReopenWrite, ResponseWrite, Store, StoreError  # noqa: E402
 from fakehub import FakeHub  # noqa: E402
 
 TOKEN = "hf_exportSecretToken0123456789abcdef"
@@ -339,6 +339,22 @@ def test_stale_files_removed_and_empty_store_never_pushed(hub, env):
     again.push_now()
     assert [p for p in hub.files(REPO) if p.startswith("records/")] == ["records/train-00000-of-00001.parquet"]
     again.stop()
+
+
+def test_store_failure_is_reported_in_status(hub, env, monkeypatch):
+    settings, store = env
+    fill(store, settings)
+    exporter = Exporter(store, make_task(), settings, endpoint=hub.endpoint)
+
+    def unreachable() -> str:
+        raise StoreError("the database is unreachable")
+
+    monkeypatch.setattr(store, "export_fingerprint", unreachable)
+    with pytest.raises(ExportError, match="unreachable"):
+        exporter.trigger().result(timeout=30)
+    status = exporter.status()
+    assert status.last_result == "failed" and "unreachable" in status.last_error and status.failures == 1
+    exporter.stop(final_push=False)
 
 
 def test_token_never_leaks(hub, env, caplog):

@@ -121,7 +121,8 @@ def test_fresh_database_migrates_once_and_reopening_changes_nothing(pg_url: str)
         assert rows(store, "SELECT version FROM schema_version ORDER BY 1") == [
             (v,) for v in range(1, PgStore.SCHEMA_VERSION + 1)]  # each migration recorded once
         assert {t for (t,) in rows(store, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")} == {
-            "records", "responses", "response_history", "users", "audit", "leases", "schema_version"}
+            "records", "responses", "response_history", "users", "audit", "leases", "export_pushes",
+            "schema_version"}
         indexes = {i for (i,) in rows(store, "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'")}
         for column in ("records USING btree (\"position\")", "responses USING btree (user_id)",
                        "leases USING btree (user_id)", "leases USING btree (expires_at)"):
@@ -304,6 +305,7 @@ def test_restore_from_the_hub_into_postgresql(hub, tmp_path: Path, pg_url: str) 
     try:
         report = test_export.export.restore_from_hub(store, settings, test_export.make_task(), endpoint=hub.endpoint)
         assert report is not None and (report.records, report.responses) == (6, 10)
+        assert store.pushed_fingerprint(settings.export_repo) == store.export_fingerprint()  # for every replica
         assert [store.record(i) for i in source.record_ids()] == [source.record(i) for i in source.record_ids()]
         assert test_restore._responses(store) == test_restore._responses(source)
         assert store.stats() == source.stats()
