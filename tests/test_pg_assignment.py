@@ -313,3 +313,33 @@ def test_an_answered_record_never_comes_back_before_its_commit(pg_url: str) -> N
         assert backend.next("ann").record_id == 2  # bob's unseen buffered record is taken over (I5)
     finally:
         backend.close()
+
+
+def test_records_added_after_start_take_the_task_overlap_and_the_hand_out_skips_completed_ones(pg_url: str) -> None:
+    """The overlap lives on each row (for the partial indexes): rows ingested while replicas run (the
+    CLI) get the running task's overlap, not the column's initial 1; completed rows leave the index."""
+    PgStore(pg_url).close()
+    reset(pg_url, 2)
+    clock = Clock()
+    backend = open_backend(pg_url, 3, clock, "a")
+    try:
+        backend.store.add_records([NewRecord("late", "late.png", "1" * 64, 8, 8, 100)])
+        with psycopg.connect(pg_url) as conn:
+            assert {o for (o,) in conn.execute("SELECT overlap FROM records")} == {3}
+        late = max(backend.store.record_ids())
+        for person in ("ann", "bob", "cat"):
+            backend.release(person)
+            got = []
+            while (state := backend.next(person)).kind == "ready" and state.record_id not in got:
+                got.append(state.record_id)
+                backend.answer(ResponseWrite(state.record_id, person, "submitted", ("a",), None, None, utcnow()))
+            assert late in got, (person, got)
+        assert backend.flush(30)
+        assert backend.next("dan").kind == "done", "each record has its 3 answers"
+        with psycopg.connect(pg_url) as conn:
+            plan = "\n".join(r for (r,) in conn.execute(
+                "EXPLAIN SELECT id FROM records r WHERE r.submitted + r.leased < r.overlap + r.extra_answers "
+                "ORDER BY r.touched DESC, r.rank, r.id LIMIT 1"))
+            assert "records_open" in plan, plan
+    finally:
+        backend.close()
