@@ -22,7 +22,6 @@ class WorkBackend(Protocol):
     """What the service needs from assignment and storage, whatever the engine."""
 
     def next(self, user: str) -> QueueState: ...
-    def state(self, user: str) -> QueueState: ...
     def lease_soft(self, user: str, n: int) -> list[int]: ...
     def promote(self, user: str, record_id: int) -> bool: ...
     def current(self, user: str) -> int | None: ...
@@ -92,9 +91,6 @@ class LocalBackend(WriterBackend):
 
     def next(self, user: str) -> QueueState:
         return self.scheduler.next(user)
-
-    def state(self, user: str) -> QueueState:
-        return self.scheduler.state(user)
 
     def lease_soft(self, user: str, n: int) -> list[int]:
         return self.scheduler.lease_soft(user, n)

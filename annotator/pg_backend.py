@@ -64,13 +64,6 @@ class PgBackend(WriterBackend):
                 self._screen.pop(user, None)
         return state
 
-    def state(self, user: str) -> QueueState:
-        with self._lock:
-            rid = self._screen.get(user)
-        if rid is not None:
-            return QueueState("ready", rid)
-        return self.leases_db.state(user, self._clock(), self._queued(user))
-
     def _queued(self, user: str) -> list[int]:
         """Records this person answered here whose commit is still queued."""
         with self._lock:

@@ -262,28 +262,6 @@ class PgLeases:
             return None
         return QueueState("waiting", None, int(left), from_ts(first_free))
 
-    def state(self, user: str, now: float, answered: Sequence[int] = ()) -> QueueState:
-        """What `next` would answer, without taking anything."""
-        p = self._params(user, now, answered=list(answered))
-
-        def work(cur: psycopg.Cursor) -> QueueState:
-            self._sweep(cur, p)
-            cur.execute(f"""
-                SELECT r.id FROM records r
-                WHERE (r.submitted + r.leased < r.overlap + r.extra_answers AND {_ELIGIBLE})
-                   OR (r.id IN (SELECT record_id FROM leases WHERE user_id = %(u)s
-                                AND NOT record_id = ANY(%(answered)s) AND expires_at >= %(now)s)
-                       AND {_INCOMPLETE})
-                   OR ({_INCOMPLETE} AND {_ELIGIBLE} AND EXISTS (
-                       SELECT 1 FROM leases s WHERE s.record_id = r.id AND NOT s.hard AND s.user_id <> %(u)s
-                       AND s.expires_at >= %(now)s))
-                ORDER BY r.touched DESC, r.rank, r.id LIMIT 1""", p)
-            row = cur.fetchone()
-            if row is not None:
-                return QueueState("ready", int(row[0]))
-            return self._waiting_or_done(cur, p) or QueueState("waiting", None, 1, now + 1.0)
-        return self._run(work)
-
     @staticmethod
     def _drop(cur: psycopg.Cursor, p: dict[str, Any], where: str) -> int:
         cur.execute(f"""
