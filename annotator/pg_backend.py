@@ -120,7 +120,7 @@ class PgBackend(WriterBackend):
         which keeps the record's slot counted, exactly once.
         """
         key = (write.user_id, write.record_id)
-        seen = self.has_seen(*key)
+        seen = not write.first and self.has_seen(*key)  # `first`: the service checked it already
         with self._lock:
             on_screen = self._screen.get(write.user_id) == write.record_id
             if on_screen:

@@ -328,8 +328,8 @@ class AnnotationService:
         with person.lock:
             # a first-answer ticket for a record this person already answered is a repeat too,
             # which still holds after a restart, when the used tickets are forgotten
-            repeat = nonce in person.used_tickets or (
-                not self.signer.allows_edit(nonce) and self.backend.has_seen(user, record_id))
+            first_ticket = not self.signer.allows_edit(nonce)
+            repeat = nonce in person.used_tickets or (first_ticket and self.backend.has_seen(user, record_id))
             if not repeat:
                 person.used_tickets[nonce] = None
                 person.issued.pop(record_id, None)
@@ -341,7 +341,8 @@ class AnnotationService:
             shown = person.shown_at.pop(record_id, None)
         if spent is None and shown is not None:
             spent = int((time.monotonic() - shown) * 1000)
-        write = ResponseWrite(record_id, user, status, labels, comment or None, spent, utcnow())
+        # a first-answer ticket that is no repeat is a first answer (answers of one person are serial here)
+        write = ResponseWrite(record_id, user, status, labels, comment or None, spent, utcnow(), first=first_ticket)
         try:
             _, ack = self.backend.answer(write)
         except KeyError:

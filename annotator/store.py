@@ -92,7 +92,7 @@ class ResponseWrite:
     comment: str | None
     time_spent_ms: int | None
     at: datetime
-    first: bool = False  # the scheduler saw no earlier answer: a plain insert, no history lookup
+    first: bool = False  # no earlier answer by this person (the service or the scheduler knows): a plain insert
 
 
 @dataclass(frozen=True)
