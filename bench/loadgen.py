@@ -153,6 +153,10 @@ class Server:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env["DATA_DIR"])
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -174,10 +178,12 @@ class Server:
 
 def start_server(kind: str, env: dict[str, str], log_path: Path, *, port: int | None = None,
                  timeout: float = 180) -> Server:
-    """Start `app.py` (kind "ours") or `bench/baseline_app.py` (kind "baseline"); wait until it answers."""
+    """Start `app.py` (kind "ours") or `bench/baseline_app.py` (kind "baseline"); wait until it answers.
+
+    Offline from the Hub unless `env` says HF_HUB_OFFLINE otherwise (the tests' fake Hub)."""
     port = port or free_port()
-    full = {**env, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-            "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    full = {"HF_HUB_OFFLINE": "1", **env, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+            "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     script = ROOT / "app.py" if kind == "ours" else BENCH / "baseline_app.py"
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=full,
