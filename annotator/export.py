@@ -42,7 +42,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,6 +52,7 @@ import pyarrow.parquet as pq
 
 from annotator import metrics
 from annotator.config import ConfigError, Settings, TaskSpec
+from annotator.periodic import PeriodicJob, Run
 from annotator.store import AuditWrite, Record, Response, StoreError, utcnow
 from annotator.stores import AnyStore, describe, open_store
 
@@ -703,7 +703,7 @@ class ExportStatus:
         return self.rows_done / self.rows_total if self.rows_total else None
 
 
-class Exporter:
+class Exporter(PeriodicJob[ExportResult, ExportStatus]):
     """Pushes the store to the Hub dataset EXPORT_REPO, in the background (model: CommitScheduler).
 
     Args:
@@ -727,12 +727,16 @@ class Exporter:
     pushed is read from the store once the lock is held, so a replica does not push again what
     another one just pushed). A failed push is retried with backoff, then reported in `status()` and tried
     again at the next interval. An empty store (no records) is never pushed, so a lost disk cannot
-    overwrite a good export with nothing. Stop it before closing the store.
+    overwrite a good export with nothing. Stop it before closing the store. The lifecycle is
+    `periodic.PeriodicJob`'s; this class says what one export is.
 
         with Exporter(store, task, settings) as exporter:   # start() ... stop()
             exporter.trigger().result(timeout=600)
             print(exporter.status())
     """
+
+    closed_error = ExporterClosedError
+    noun = "exporter"
 
     def __init__(self, store: AnyStore, task: TaskSpec, settings: Settings, *, endpoint: str | None = None,
                  retries: int = 5, retry_initial: float = 5.0, retry_max: float = 120.0,
@@ -744,7 +748,9 @@ class Exporter:
         from huggingface_hub import HfApi
         self.store, self.task, self.settings = store, task, settings
         self.repo_id = settings.export_repo
-        self.interval = max(0.001, settings.export_every) * 60.0
+        super().__init__(max(0.001, settings.export_every) * 60.0,
+                         ExportStatus(self.repo_id, "idle", 0, 0, None, None, None, None, None, None, 0, 0, 0),
+                         name="annotator-export")
         self.retries, self.retry_initial, self.retry_max = max(1, retries), retry_initial, retry_max
         self.final_attempts = max(1, final_attempts)
         self.shard_rows, self.file_bytes = shard_rows, file_bytes
@@ -753,148 +759,46 @@ class Exporter:
         protect_token_in_logs(self._token)
         self._api = HfApi(endpoint=endpoint, token=self._token)
         self._export_lock = threading.Lock()     # held for a whole export: never two at once
-        self._cond = threading.Condition()       # guards everything below
-        self._pending: Future[ExportResult] | None = None
-        self._scheduled = False
-        self._stopping = False
-        self._final_push = True
         self._interrupt = threading.Event()      # cuts retry waits short at stop()
-        self._thread: threading.Thread | None = None
-        self._next_due: float | None = None
-        self._version = 0                        # bumped by mark_changed()
-        self._pushed_version = 0
+        self._pushed_version = 0                 # guarded by _cond, as the two below
         self._pushed_fingerprint: str | None = self._load_state()
         self._runs = 0
-        self._status = ExportStatus(self.repo_id, "idle", 0, 0, None, None, None, None, None, None, 0, 0, 0)
 
-    # --- lifecycle ---------------------------------------------------------------
-
-    def __enter__(self) -> "Exporter":
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        """Push every EXPORT_EVERY minutes when something changed. Idempotent."""
-        with self._cond:
-            if self._stopping:
-                raise ExporterClosedError("the exporter is stopped")
-            if not self._scheduled:
-                self._scheduled = True
-                self._next_due = time.monotonic() + self.interval
-                self._set_status(next_run_at=self._due_datetime())
-            self._ensure_thread()
-            self._cond.notify_all()
-
-    def mark_changed(self) -> None:
-        """Tell the exporter something changed that the store fingerprint might not show."""
-        with self._cond:
-            self._version += 1
-
-    def trigger(self) -> Future[ExportResult]:
-        """Ask for an export now; the Future resolves once the Hub has the store's current state."""
-        with self._cond:
-            if self._stopping:
-                raise ExporterClosedError("the exporter is stopped; no more exports")
-            if self._pending is None:
-                self._pending = Future()
-            future = self._pending
-            self._ensure_thread()
-            self._cond.notify_all()
-        return future
+    @property
+    def interval(self) -> float:
+        """Seconds between scheduled exports (EXPORT_EVERY minutes)."""
+        return self.period
 
     def stop(self, *, final_push: bool = True, timeout: float | None = 300.0) -> None:
         """Final push if something changed (unless final_push=False), then end the thread. Idempotent."""
-        with self._cond:
-            if self._stopping:
-                return
-            self._stopping = True
-            self._final_push = final_push
-            thread = self._thread
-            self._cond.notify_all()
-        self._interrupt.set()
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.error("export to %s did not finish within %ss at shutdown", self.repo_id, timeout)
-        elif final_push:
-            self._final()
-        self._set_status(state="stopped", next_run_at=None)
-
-    def status(self) -> ExportStatus:
-        with self._cond:
-            return self._status
+        self._stop(final=final_push, timeout=timeout)
 
     def push_now(self, progress: Progress | None = None) -> ExportResult:
         """Export and push at once in this thread, whether or not something changed (the CLI)."""
         return self._export(force=True, attempts=self.retries, wait=self.lock_wait, progress=progress)
 
-    # --- the thread --------------------------------------------------------------
+    # --- one run of the thread -------------------------------------------------------
 
-    def _ensure_thread(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="annotator-export", daemon=True)
-            self._thread.start()
+    def _interrupt_run(self) -> None:
+        self._interrupt.set()
 
-    def _due_datetime(self) -> datetime | None:
-        if self._next_due is None:
-            return None
-        return datetime.now(timezone.utc) + _seconds(self._next_due - time.monotonic())
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopping and self._pending is None:
-                    if self._scheduled and self._next_due is not None:
-                        wait = self._next_due - time.monotonic()
-                        if wait <= 0:
-                            break
-                        self._cond.wait(wait)
-                    else:
-                        self._cond.wait()
-                if self._stopping:
-                    break
-                waiter, self._pending = self._pending, None
-            self._serve(waiter, attempts=self.retries, wait=self.lock_wait if waiter is not None else 0.0)
-            with self._cond:
-                if self._scheduled:
-                    self._next_due = time.monotonic() + self.interval
-                    self._set_status(next_run_at=self._due_datetime())
-        if self._final_push:
-            self._final()
-        else:
-            with self._cond:
-                waiter, self._pending = self._pending, None
-            if waiter is not None:
-                waiter.set_exception(ExporterClosedError("the exporter stopped before this export ran"))
-
-    def _final(self) -> None:
-        with self._cond:
-            waiter, self._pending = self._pending, None
-        self._interrupt.clear()
-        self._serve(waiter, attempts=self.final_attempts, wait=self.lock_wait)
-
-    def _serve(self, waiter: Future[ExportResult] | None, *, attempts: int, wait: float) -> None:
+    def _work(self, run: Run) -> ExportResult:
+        """A scheduled round skips while another replica exports; a trigger and the final push wait."""
+        if run == "final":
+            self._interrupt.clear()  # stop() cut the last round short; the final push gets its attempts
+        attempts = self.final_attempts if run == "final" else self.retries
+        wait = 0.0 if run == "scheduled" else self.lock_wait
         try:
-            result = self._export(force=False, attempts=attempts, wait=wait)
-        except Exception as exc:  # reported in status; the future carries the scrubbed error
-            error = exc if isinstance(exc, ExportError) else ExportError(_describe(exc, self._token))
-            if not isinstance(exc, ExportError):  # the store failed (e.g. its database is unreachable)
-                self._fail(str(error))
-                log.error("export to %s failed: %s", self.repo_id, error)
-            if waiter is not None:
-                waiter.set_exception(error)
-            return
-        if waiter is not None:
-            waiter.set_result(result)
+            return self._export(force=False, attempts=attempts, wait=wait)
+        except ExportError:
+            raise
+        except Exception as exc:  # the store failed (e.g. its database is unreachable)
+            error = ExportError(_describe(exc, self._token))
+            self._fail(str(error))
+            log.error("export to %s failed: %s", self.repo_id, error)
+            raise error from None
 
     # --- one export ----------------------------------------------------------------
-
-    def _set_status(self, **changes: Any) -> None:
-        with self._cond:
-            self._status = replace(self._status, **changes)
 
     def _changed(self, fingerprint: str) -> bool:
         with self._cond:
@@ -1041,11 +945,6 @@ def save_export_state(store: AnyStore, settings: Settings, fingerprint: str, com
         os.replace(tmp, path)
     except OSError as exc:
         log.warning("export: cannot write %s (%s); the next start pushes once more", path, exc.strerror or exc)
-
-
-def _seconds(value: float) -> Any:
-    from datetime import timedelta
-    return timedelta(seconds=max(0.0, value))
 
 
 # --- restore on an empty disk ------------------------------------------------------------------

@@ -40,13 +40,12 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from annotator.config import Settings
+from annotator.periodic import PeriodicJob, Run
 from annotator.store import Store
 
 log = logging.getLogger(__name__)
@@ -163,7 +162,7 @@ class SnapshotStatus:
     failures: int
 
 
-class Snapshotter:
+class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
     """Writes consistent copies of the live database to DATA_DIR (DB_MODE=snapshot).
 
     Args:
@@ -179,87 +178,36 @@ class Snapshotter:
     writes a last one if something changed, is idempotent, and after it
     `trigger()` raises SnapshotterClosedError. Never two at once (a lock).
     Writes need not pause: see the module docstring. Stop it before closing
-    the store.
+    the store. The lifecycle is `periodic.PeriodicJob`'s.
 
         with Snapshotter(store, settings) as snapshots:
             snapshots.trigger().result(timeout=60)
     """
 
+    closed_error = SnapshotterClosedError
+    noun = "snapshotter"
+
     def __init__(self, store: Store, settings: Settings, *, every: float | None = None) -> None:
         if settings.db_path.resolve() == snapshot_path(settings).resolve():
             raise SnapshotError("DB_MODE=direct keeps the live database in DATA_DIR; snapshots are only for "
                                 "DB_MODE=snapshot")
+        super().__init__(max(0.01, settings.snapshot_every if every is None else every),
+                         SnapshotStatus(snapshot_path(settings), "idle", None, None, None, None, None, None, 0, 0),
+                         name="annotator-snapshot")
         self.store, self.settings = store, settings
-        self.every = max(0.01, settings.snapshot_every if every is None else every)
-        self._lock = threading.Lock()
-        self._cond = threading.Condition()
-        self._pending: Future[SnapshotResult] | None = None
-        self._scheduled = False
-        self._stopping = False
-        self._final = True
-        self._thread: threading.Thread | None = None
-        self._next_due: float | None = None
-        self._version = 0
-        self._written_version = 0
+        self._lock = threading.Lock()      # held for a whole snapshot: never two at once
+        self._written_version = 0          # guarded by _cond, as the one below
         self._written_fingerprint: str | None = None
         self._runs = 0
-        self._status = SnapshotStatus(snapshot_path(settings), "idle", None, None, None, None, None, None, 0, 0)
 
-    def __enter__(self) -> "Snapshotter":
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        """Check every `every` seconds and snapshot when something changed. Idempotent."""
-        with self._cond:
-            if self._stopping:
-                raise SnapshotterClosedError("the snapshotter is stopped")
-            if not self._scheduled:
-                self._scheduled = True
-                self._next_due = time.monotonic() + self.every
-                self._set(next_run_at=self._due())
-            self._ensure_thread()
-            self._cond.notify_all()
-
-    def mark_changed(self) -> None:
-        with self._cond:
-            self._version += 1
-
-    def trigger(self) -> Future[SnapshotResult]:
-        """Ask for a snapshot now; resolves once DATA_DIR holds the current state."""
-        with self._cond:
-            if self._stopping:
-                raise SnapshotterClosedError("the snapshotter is stopped")
-            if self._pending is None:
-                self._pending = Future()
-            future = self._pending
-            self._ensure_thread()
-            self._cond.notify_all()
-        return future
+    @property
+    def every(self) -> float:
+        """Seconds between checks (SNAPSHOT_EVERY)."""
+        return self.period
 
     def stop(self, *, final: bool = True, timeout: float | None = 120.0) -> None:
         """Write a last snapshot if something changed (unless final=False), then end. Idempotent."""
-        with self._cond:
-            if self._stopping:
-                return
-            self._stopping = True
-            self._final = final
-            thread = self._thread
-            self._cond.notify_all()
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.error("snapshot: the last snapshot did not finish within %ss", timeout)
-        elif final:
-            self._serve(None)
-        self._set(state="stopped", next_run_at=None)
-
-    def status(self) -> SnapshotStatus:
-        with self._cond:
-            return self._status
+        self._stop(final=final, timeout=timeout)
 
     def snapshot_now(self, *, force: bool = True) -> SnapshotResult:
         """Write a snapshot in this thread (unless nothing changed and not `force`); raises SnapshotError."""
@@ -270,9 +218,9 @@ class Snapshotter:
             with self._cond:
                 unchanged = fingerprint == self._written_fingerprint and version == self._written_version
             if unchanged and not force:
-                self._set(last_result="up to date")
+                self._set_status(last_result="up to date")
                 return SnapshotResult(False, "nothing changed since the last snapshot", snapshot_path(self.settings))
-            self._set(state="writing")
+            self._set_status(state="writing")
             started = time.monotonic()
             try:
                 size = self._write()
@@ -321,56 +269,14 @@ class Snapshotter:
                 except OSError:
                     pass
 
-    def _set(self, **changes: Any) -> None:
-        with self._cond:
-            self._status = replace(self._status, **changes)
-
-    def _due(self) -> datetime | None:
-        if self._next_due is None:
-            return None
-        from datetime import timedelta
-        return datetime.now(timezone.utc) + timedelta(seconds=max(0.0, self._next_due - time.monotonic()))
-
-    def _ensure_thread(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="annotator-snapshot", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopping and self._pending is None:
-                    if self._scheduled and self._next_due is not None:
-                        wait = self._next_due - time.monotonic()
-                        if wait <= 0:
-                            break
-                        self._cond.wait(wait)
-                    else:
-                        self._cond.wait()
-                if self._stopping:
-                    break
-                waiter, self._pending = self._pending, None
-            self._serve(waiter)
-            with self._cond:
-                if self._scheduled:
-                    self._next_due = time.monotonic() + self.every
-                    self._set(next_run_at=self._due())
-        with self._cond:
-            waiter, self._pending = self._pending, None
-        if self._final:
-            self._serve(waiter)
-        elif waiter is not None:
-            waiter.set_exception(SnapshotterClosedError("the snapshotter stopped before this snapshot"))
-
-    def _serve(self, waiter: Future[SnapshotResult] | None) -> None:
+    def _work(self, run: Run) -> SnapshotResult:
+        """Every kind of run alike: a snapshot if something changed."""
         try:
-            result = self.snapshot_now(force=False)
+            return self.snapshot_now(force=False)
+        except SnapshotError:
+            raise
         except Exception as exc:
-            if waiter is not None:
-                waiter.set_exception(exc if isinstance(exc, SnapshotError) else SnapshotError(str(exc)))
-            return
-        if waiter is not None:
-            waiter.set_result(result)
+            raise SnapshotError(str(exc)) from None
 
 
 __all__ = ["SNAPSHOT_NAME", "SnapshotError", "SnapshotResult", "SnapshotStatus", "Snapshotter",
