@@ -816,11 +816,18 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
             return self._export_held(force=force, attempts=attempts, progress=progress)
 
     def _adopt_shared_state(self) -> None:
-        """What another replica pushed, read under the lock, replaces what this one remembers."""
-        shared = self.store.pushed_fingerprint(self.repo_id)
-        if shared is not None:
-            with self._cond:
-                self._pushed_fingerprint = shared
+        """What another replica pushed, read under the lock, replaces what this one remembers; a newer
+        push shows in this replica's status too (the dashboard links the Hub commit from any replica)."""
+        shared = self.store.last_push(self.repo_id)
+        if shared is None:
+            return
+        pushed_at = shared.pushed_at.replace(tzinfo=timezone.utc)
+        with self._cond:
+            self._pushed_fingerprint = shared.fingerprint
+            last = self._status.last_success_at
+            if last is None or pushed_at > last:
+                self._status = replace(self._status, last_success_at=pushed_at,
+                                       commit_url=shared.commit_url or self._status.commit_url)
 
     def _export_held(self, *, force: bool, attempts: int, progress: Progress | None) -> ExportResult:
         started = time.monotonic()

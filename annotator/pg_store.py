@@ -8,7 +8,7 @@ bookkeeping columns the lease code (`pg_leases.py`) relies on: records.submitted
 records.leased, records.touched and the `leases` table. `apply()` keeps
 submitted/touched right and drops the answering person's lease in the same
 transaction as the answer. Every replica runs an exporter: `export_lock()`
-lets one push at a time, and `record_push()` / `pushed_fingerprint()` tell
+lets one push at a time, and `record_push()` / `last_push()` tell
 the others what it pushed.
 
 Transient errors (connection lost, serialization failure, deadlock) are raised
@@ -29,7 +29,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from annotator.config import scrub_url
-from annotator.store import (_RECORD_COLUMNS, _RESPONSE_COLUMNS, AuditWrite, NewRecord, Record, ReopenWrite,
+from annotator.store import (_RECORD_COLUMNS, _RESPONSE_COLUMNS, AuditWrite, LastPush, NewRecord, Record, ReopenWrite,
                              Response, ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, _split_answers,
                              _record, _response, answers_in_record_order, stats_result, user_spans, utcnow)
 
@@ -549,10 +549,10 @@ class PgStore:
             return False
         return True
 
-    def pushed_fingerprint(self, repo: str) -> str | None:
-        """The store state `repo` last received from any replica (record_push), None before the first push."""
-        row = self._one("SELECT fingerprint FROM export_pushes WHERE repo = %s", [repo])
-        return row[0] if row else None
+    def last_push(self, repo: str) -> LastPush | None:
+        """What `repo` last received from any replica (record_push), None before the first push."""
+        row = self._one("SELECT fingerprint, commit_url, pushed_at FROM export_pushes WHERE repo = %s", [repo])
+        return LastPush(*row) if row else None
 
     def record_push(self, repo: str, fingerprint: str, commit_url: str | None = None) -> None:
         """Remember that `repo` holds the store state `fingerprint`, for every replica's exporter to read."""

@@ -96,6 +96,14 @@ class ResponseWrite:
 
 
 @dataclass(frozen=True)
+class LastPush:
+    """What an export repo last received, as any replica's exporter recorded it."""
+    fingerprint: str
+    commit_url: str | None
+    pushed_at: datetime  # naive UTC, like every timestamp in the stores
+
+
+@dataclass(frozen=True)
 class UserSeen:
     user_id: str
     at: datetime
@@ -683,12 +691,12 @@ class Store:
         """Always held: one process owns the DuckDB file, and its Exporter already exports one at a time."""
         yield True
 
-    def pushed_fingerprint(self, repo: str) -> str | None:
+    def last_push(self, repo: str) -> LastPush | None:
         """None: no other process exports this file; the Exporter remembers its pushes in DATA_DIR."""
         return None
 
     def record_push(self, repo: str, fingerprint: str, commit_url: str | None = None) -> None:
-        """Nothing to share (see pushed_fingerprint); writes while the app runs go through apply() only."""
+        """Nothing to share (see last_push); writes while the app runs go through apply() only."""
 
     # --- dashboard reads ---------------------------------------------------
     # Aggregates for the organizer's dashboard. Each is one query whose result

@@ -80,10 +80,12 @@ def test_export_lock_is_one_holder_across_stores(pg_url: str) -> None:
             raise RuntimeError("the export failed")
         with second.export_lock() as other:  # released after the failure too
             assert other
-        assert first.pushed_fingerprint(REPO) is None
+        assert first.last_push(REPO) is None
         first.record_push(REPO, "1:0:0:0", "https://hub/commit/1")
-        second.record_push(REPO, "2:0:0:0")
-        assert first.pushed_fingerprint(REPO) == "2:0:0:0" and first.pushed_fingerprint("other/repo") is None
+        second.record_push(REPO, "2:0:0:0", "https://hub/commit/2")
+        last = first.last_push(REPO)
+        assert (last.fingerprint, last.commit_url) == ("2:0:0:0", "https://hub/commit/2")
+        assert first.last_push("other/repo") is None
     finally:
         first.close()
         second.close()
@@ -152,6 +154,8 @@ def test_a_state_pushed_by_one_replica_is_not_pushed_by_another(hub, replicas) -
     again = b.trigger().result(timeout=30)
     assert not again.pushed and len(export_commits(hub)) == 1
     assert b.status().last_result == "up to date"
+    assert b.status().commit_url == a.status().commit_url is not None  # b's dashboard links a's commit
+    assert b.status().last_success_at is not None
 
     replicas[1][1].apply([ResponseWrite(1, "dave", "submitted", ("bird",), None, 50, T0 + timedelta(hours=1))])
     assert b.trigger().result(timeout=60).pushed and len(export_commits(hub)) == 2
