@@ -198,7 +198,9 @@ class PgStore:
     def _connect(self) -> psycopg.Connection:
         """A new autocommit connection outside the pool; connection errors say what to fix in STORE_URL."""
         try:
-            return psycopg.connect(self._url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout)))
+            # TCP keepalives: the export lock's connection idles through an upload, and proxies drop quiet ones
+            return psycopg.connect(self._url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout)),
+                                   keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
         except psycopg.OperationalError as exc:
             raise connect_error(exc, self._url) from None
 
@@ -531,6 +533,9 @@ class PgStore:
         if self._closed:
             raise StoreClosedError(f"the store {self.where} is closed")
         with self._connect() as conn:
+            # the session holds the lock through a long upload while it sits idle: a server-side idle
+            # timeout must not end it (and with it the lock)
+            conn.execute("SELECT set_config('idle_session_timeout', '0', false)")
             held = self._take_export_lock(conn, wait)
             yield held
             if held:
