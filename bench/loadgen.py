@@ -409,7 +409,62 @@ def _session_hash() -> str:
     return "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(11))
 
 
-class Browser:
+class _Tab:
+    """What every simulated tab does alike: its own cookie jar, the password login, Gradio's /config
+    and the heartbeat stream the tab holds open (closing it runs the app's unload handler)."""
+
+    def __init__(self, base_url: str, person: Person, rec: Recorder, *, timeout: float,
+                 password: str | None) -> None:
+        self.base_url = base_url
+        self.person = person
+        self.rec = rec
+        self.timeout = timeout
+        self.password = password if password is not None else password_for(person.user)
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout,
+                                        limits=httpx.Limits(max_connections=6, max_keepalive_connections=6))
+        self.session_hash = _session_hash()
+        self.profile: Profile | None = None
+        self._heartbeat: asyncio.Task | None = None
+
+    async def login(self) -> None:
+        try:
+            r = await self.client.post("/login", data={"username": self.person.user, "password": self.password})
+        except httpx.HTTPError as exc:
+            raise EventError("login_" + _kind_of(exc), str(exc)) from None
+        if r.status_code != 200:
+            raise EventError(f"login_http_{r.status_code}", r.text[:200])
+
+    async def _connect(self, profile: Profile | None, heartbeat: bool) -> None:
+        """GET /config (unless a profile read by another tab is given), then open the heartbeat stream."""
+        if profile is None:
+            r = await self.client.get("/config")
+            if r.status_code != 200:
+                raise EventError(f"config_http_{r.status_code}", r.text[:200])
+            profile = Profile.from_config(r.json())
+        self.profile = profile
+        if heartbeat:
+            self._heartbeat = asyncio.create_task(self._hold_heartbeat())
+
+    async def _hold_heartbeat(self) -> None:
+        try:
+            async with self.client.stream("GET", f"/gradio_api/heartbeat/{self.session_hash}",
+                                          timeout=httpx.Timeout(None, connect=30)) as r:
+                async for _ in r.aiter_raw():
+                    pass
+        except (httpx.HTTPError, asyncio.CancelledError):
+            pass
+
+    async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            try:
+                await self._heartbeat
+            except BaseException:
+                pass
+        await self.client.aclose()
+
+
+class Browser(_Tab):
     """One person's browser tab on the real app: the page load event, then the page's JSON click routes.
 
     As the page's script does, a click on a record whose successor is
@@ -422,38 +477,15 @@ class Browser:
 
     def __init__(self, base_url: str, person: Person, rec: Recorder, *, timeout: float = 30.0,
                  password: str | None = None) -> None:
-        self.base_url = base_url
-        self.person = person
-        self.rec = rec
-        self.password = password if password is not None else password_for(person.user)
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout,
-                                        limits=httpx.Limits(max_connections=6, max_keepalive_connections=6))
-        self.session_hash = _session_hash()
-        self.profile: Profile | None = None
+        super().__init__(base_url, person, rec, timeout=timeout, password=password)
         self.cache: set[str] = set()  # image URLs the browser holds
         self.view: View | None = None
-        self._heartbeat: asyncio.Task | None = None
         self._bg: set[asyncio.Task] = set()
-
-    async def login(self) -> None:
-        try:
-            r = await self.client.post("/login", data={"username": self.person.user, "password": self.password})
-        except httpx.HTTPError as exc:
-            raise EventError("login_" + _kind_of(exc), str(exc)) from None
-        if r.status_code != 200:
-            raise EventError(f"login_http_{r.status_code}", r.text[:200])
 
     async def open_page(self, profile: Profile | None = None, heartbeat: bool = True) -> View:
         """GET /config, open the heartbeat stream, run the page's load event, show the first image."""
         started = time.monotonic()
-        if profile is None:
-            r = await self.client.get("/config")
-            if r.status_code != 200:
-                raise EventError(f"config_http_{r.status_code}", r.text[:200])
-            profile = Profile.from_config(r.json())
-        self.profile = profile
-        if heartbeat:
-            self._heartbeat = asyncio.create_task(self._hold_heartbeat())
+        await self._connect(profile, heartbeat)
         self.rec.events["page_load"] += 1
         try:
             status, payload = await self.raw_event("page_load", [])
@@ -470,15 +502,6 @@ class Browser:
             await asyncio.sleep(0.7)
             view = await self.recheck()
         return view
-
-    async def _hold_heartbeat(self) -> None:
-        try:
-            async with self.client.stream("GET", f"/gradio_api/heartbeat/{self.session_hash}",
-                                          timeout=httpx.Timeout(None, connect=30)) as r:
-                async for _ in r.aiter_raw():
-                    pass
-        except (httpx.HTTPError, asyncio.CancelledError):
-            pass
 
     async def raw_event(self, api_name: str, data: list[Any]) -> tuple[int, Any]:
         """POST one queue=False Gradio event exactly as the browser does; (HTTP status, JSON body)."""
@@ -606,67 +629,29 @@ class Browser:
     async def close(self) -> None:
         for task in list(self._bg):
             task.cancel()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            try:
-                await self._heartbeat
-            except BaseException:
-                pass
-        await self.client.aclose()
+        await super().close()
 
 # --- a browser tab for the baseline ------------------------------------------------
 
 _RECORD = re.compile(r"Record (\d+)")
 
 
-class BaselineBrowser:
+class BaselineBrowser(_Tab):
     """One person's tab on bench/baseline_app.py: queued events over queue/join + the SSE stream."""
 
     def __init__(self, base_url: str, person: Person, rec: Recorder, *, timeout: float = 60.0,
                  password: str | None = None) -> None:
-        self.person = person
-        self.rec = rec
-        self.password = password if password is not None else password_for(person.user)
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout,
-                                        limits=httpx.Limits(max_connections=6, max_keepalive_connections=6))
-        self.timeout = timeout
-        self.session_hash = _session_hash()
-        self.profile: Profile | None = None
+        super().__init__(base_url, person, rec, timeout=timeout, password=password)
         self.record_id: int | None = None
         self.image_url: str | None = None
         self.done = False
-        self._heartbeat: asyncio.Task | None = None
-
-    async def login(self) -> None:
-        try:
-            r = await self.client.post("/login", data={"username": self.person.user, "password": self.password})
-        except httpx.HTTPError as exc:
-            raise EventError("login_" + _kind_of(exc), str(exc)) from None
-        if r.status_code != 200:
-            raise EventError(f"login_http_{r.status_code}", r.text[:200])
 
     async def open_page(self, profile: Profile | None = None, heartbeat: bool = True) -> None:
         started = time.monotonic()
-        if profile is None:
-            r = await self.client.get("/config")
-            if r.status_code != 200:
-                raise EventError(f"config_http_{r.status_code}", r.text[:200])
-            profile = Profile.from_config(r.json())
-        self.profile = profile
-        if heartbeat:
-            self._heartbeat = asyncio.create_task(self._hold_heartbeat())
+        await self._connect(profile, heartbeat)
         out = await self.event("load", [])
         await self._show(out)
         self.rec.page_load.append(time.monotonic() - started)
-
-    async def _hold_heartbeat(self) -> None:
-        try:
-            async with self.client.stream("GET", f"/gradio_api/heartbeat/{self.session_hash}",
-                                          timeout=httpx.Timeout(None, connect=30)) as r:
-                async for _ in r.aiter_raw():
-                    pass
-        except (httpx.HTTPError, asyncio.CancelledError):
-            pass
 
     async def event(self, api_name: str, data: list[Any]) -> list[Any]:
         assert self.profile is not None
@@ -747,15 +732,6 @@ class BaselineBrowser:
             self.rec.click.append(took)
             self.rec.click_at.append(started)
             self.rec.click_to_next.append(time.monotonic() - started)
-
-    async def close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            try:
-                await self._heartbeat
-            except BaseException:
-                pass
-        await self.client.aclose()
 
 
 # --- the store ---------------------------------------------------------------------
