@@ -764,11 +764,6 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
         self._pushed_fingerprint: str | None = self._load_state()
         self._runs = 0
 
-    @property
-    def interval(self) -> float:
-        """Seconds between scheduled exports (EXPORT_EVERY minutes)."""
-        return self.period
-
     def stop(self, *, final_push: bool = True, timeout: float | None = 300.0) -> None:
         """Final push if something changed (unless final_push=False), then end the thread. Idempotent."""
         self._stop(final=final_push, timeout=timeout)

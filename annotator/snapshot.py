@@ -200,11 +200,6 @@ class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
         self._written_fingerprint: str | None = None
         self._runs = 0
 
-    @property
-    def every(self) -> float:
-        """Seconds between checks (SNAPSHOT_EVERY)."""
-        return self.period
-
     def stop(self, *, final: bool = True, timeout: float | None = 120.0) -> None:
         """Write a last snapshot if something changed (unless final=False), then end. Idempotent."""
         self._stop(final=final, timeout=timeout)
