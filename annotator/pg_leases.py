@@ -100,7 +100,13 @@ class PgLeases:
         """
         def work(cur: psycopg.Cursor) -> None:
             cur.execute("SELECT pg_advisory_xact_lock(7410001)")
-            cur.execute(f"ALTER TABLE records ALTER COLUMN overlap SET DEFAULT {int(self.overlap)}")
+            cur.execute("SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a "
+                        "ON a.attrelid = d.adrelid AND a.attnum = d.adnum "
+                        "WHERE d.adrelid = 'records'::regclass AND a.attname = 'overlap'")
+            if cur.fetchone()[0] != str(int(self.overlap)):
+                # ALTER TABLE locks the table out: only when the task's overlap changed, not at every start
+                # (replicas already serving would wait behind it)
+                cur.execute(f"ALTER TABLE records ALTER COLUMN overlap SET DEFAULT {int(self.overlap)}")
             cur.execute("UPDATE records r SET rank = v.rank, overlap = %s FROM unnest(%s::int[], %s::int[]) "
                         "AS v(id, rank) WHERE r.id = v.id AND (r.rank, r.overlap) IS DISTINCT FROM (v.rank, %s)",
                         [self.overlap, list(ids), list(range(len(ids))), self.overlap])

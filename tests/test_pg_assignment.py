@@ -343,3 +343,19 @@ def test_records_added_after_start_take_the_task_overlap_and_the_hand_out_skips_
             assert "records_open" in plan, plan
     finally:
         backend.close()
+
+
+def test_a_replica_starting_with_the_same_overlap_does_not_lock_out_the_others(pg_url: str) -> None:
+    """Changing the overlap column's default takes an exclusive table lock; a replica starting with the
+    overlap already there must not take it, or it would wait behind (and stall) the serving replicas."""
+    PgStore(pg_url).close()
+    reset(pg_url, 2)
+    clock = Clock()
+    serving = open_backend(pg_url, 2, clock, "a")
+    with psycopg.connect(pg_url) as busy:  # a transaction of a serving replica, still open
+        busy.execute("SELECT id FROM records FOR UPDATE")
+        started = threading.Thread(target=lambda: open_backend(pg_url, 2, clock, "b").close(), daemon=True)
+        started.start()
+        started.join(10)
+        assert not started.is_alive(), "a replica's start waited behind the serving replica's transaction"
+    serving.close()
