@@ -101,14 +101,20 @@ def shot(page, name: str) -> None:
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def sign_in_with_password(browser, url: str, user: str):
-    from playwright.sync_api import expect
-
+def login_form_filled(browser, url: str, user: str):
+    """A new browser context on Gradio's login form, filled in for `user`; Login is not clicked yet."""
     ctx = browser.new_context(viewport={"width": 1100, "height": 900})
     page = ctx.new_page()
     page.goto(url)
     page.get_by_label("username").fill(user)
     page.get_by_label("password").fill(f"pw-{user}-secret")  # clients.add_users
+    return page
+
+
+def sign_in_with_password(browser, url: str, user: str):
+    from playwright.sync_api import expect
+
+    page = login_form_filled(browser, url, user)
     page.get_by_role("button", name="Login").click()
     expect(page.locator("#ann-img")).to_be_visible(timeout=WAIT)
     page.evaluate(WATCH_SHOWN)
@@ -281,12 +287,8 @@ def test_back_pressed_before_the_buffer_refill_keeps_the_earlier_answer_on_scree
     must not replace an earlier answer the person opened with Backspace in the meantime (a flake once)."""
     from playwright.sync_api import expect
 
-    server = servers["password"]
-    ctx = browser.new_context(viewport={"width": 1100, "height": 900})
-    page = ctx.new_page()
-    page.goto(server.url)
-    page.get_by_label("username").fill("dave")
-    page.get_by_label("password").fill("pw-dave-secret")
+    # signed in by hand: the usual helper's waits could use up the 0.7 s before the refill
+    page = login_form_filled(browser, servers["password"].url, "dave")
     held = []
     page.route("**/ann/back", lambda route: held.append(route))
     page.get_by_role("button", name="Login").click()
@@ -311,7 +313,7 @@ def test_back_pressed_before_the_buffer_refill_keeps_the_earlier_answer_on_scree
     expect(page.locator("#ann-saved")).to_have_text("All answers saved", timeout=WAIT)
     EXPECTED["password"]["dave"] = {first: ("submitted", ("square",))}
     HISTORY["password"].add((first, "dave"))
-    ctx.close()
+    page.context.close()
 
 
 def test_oauth_second_person_never_sees_the_first_persons_records(browser, servers):

@@ -98,18 +98,18 @@ def test_export_lock_outlives_a_server_idle_session_timeout(pg_url: str) -> None
     """The lock's connection idles through a long upload; a server-wide idle_session_timeout must not end
     that session (and release the lock while the export is still pushing)."""
     first, second = PgStore(pg_url), PgStore(pg_url)
-    with psycopg.connect(pg_url, autocommit=True) as admin:
-        admin.execute("ALTER ROLE CURRENT_USER SET idle_session_timeout = '300ms'")
-        try:
-            with first.export_lock() as held:
-                assert held
-                time.sleep(1.0)  # idle, as during an upload
-                with second.export_lock() as other:
-                    assert not other, "the idle timeout ended the session holding the export lock"
-        finally:
-            admin.execute("ALTER ROLE CURRENT_USER RESET idle_session_timeout")
-            first.close()
-            second.close()
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # this test's own database, dropped after it
+        name = admin.execute("SELECT current_database()").fetchone()[0]
+        admin.execute(f'ALTER DATABASE "{name}" SET idle_session_timeout = \'300ms\'')
+    try:
+        with first.export_lock() as held:
+            assert held
+            time.sleep(1.0)  # idle, as during an upload
+            with second.export_lock() as other:
+                assert not other, "the idle timeout ended the session holding the export lock"
+    finally:
+        first.close()
+        second.close()
 
 
 def test_concurrent_triggers_on_two_replicas_push_once(hub, replicas) -> None:  # noqa: F811
