@@ -140,7 +140,6 @@ class PgBackend(WriterBackend):
                 if not mine:
                     del self._pending[user]
 
-
     def reopen(self, record_id: int, extra: int) -> Future[None]:
         if not self.store.records([record_id]):
             raise KeyError(record_id)
