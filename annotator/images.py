@@ -157,18 +157,15 @@ def _high_bit_to_l(img: Image.Image, max_side: int) -> Image.Image:
     return Image.fromarray(np.rint(np.clip(scaled, 0, 255)).astype(np.uint8))  # uint8: mode L
 
 
-def _to_srgb(img: Image.Image) -> Image.Image:
-    """CMYK and Lab through a colour profile (the file's own when it has one), as viewers convert them."""
-    srgb = ImageCms.createProfile("sRGB")
-    try:
-        if img.mode == "LAB":
-            return ImageCms.profileToProfile(img, ImageCms.createProfile("LAB"), srgb, outputMode="RGB")
-        icc = img.info.get("icc_profile")
-        if icc:
-            return ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb,
-                                             outputMode="RGB")
-    except (ImageCms.PyCMSError, OSError, ValueError):
-        pass  # a broken profile: Pillow's plain conversion below
+def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
+    """CMYK through the file's own colour profile when it has one, as viewers convert it."""
+    icc = img.info.get("icc_profile")
+    if icc:
+        try:
+            return ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                             ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # a broken profile: Pillow's plain conversion below
     return img.convert("RGB")
 
 
@@ -182,8 +179,8 @@ def displayable(img: Image.Image, max_side: int) -> tuple[Image.Image, bytes | N
     icc = img.info.get("icc_profile")
     if mode in _HIGH_BIT:
         return _high_bit_to_l(img, max_side), None
-    if mode in ("CMYK", "LAB"):
-        img, icc = _to_srgb(img), None
+    if mode == "CMYK":
+        img, icc = _cmyk_to_rgb(img), None
     elif mode in ("P", "PA"):
         img = img.convert("RGBA" if mode == "PA" or "transparency" in img.info else "RGB")
     elif mode == "1":
