@@ -52,7 +52,7 @@ class ImageError(ValueError):
     """The image cannot be read or shown; the message is for a person ("truncated", "too large: ...")."""
 
 
-def too_large(width: int, height: int, max_pixels: int) -> str:
+def _too_large(width: int, height: int, max_pixels: int) -> str:
     return (f"too large: {width}x{height} pixels, the limit is {max_pixels / 1e6:g} megapixels "
             f"(MAX_IMAGE_PIXELS)")
 
@@ -92,7 +92,7 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image
     width, height = img.size
     if width * height > max_pixels:
         img.close()
-        raise ImageError(too_large(width, height, max_pixels))
+        raise ImageError(_too_large(width, height, max_pixels))
     return img
 
 
@@ -169,7 +169,7 @@ def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def displayable(img: Image.Image, max_side: int) -> tuple[Image.Image, bytes | None]:
+def _displayable(img: Image.Image, max_side: int) -> tuple[Image.Image, bytes | None]:
     """An already oriented image as 8-bit L, LA, RGB or RGBA within `max_side`, and the colour profile to keep.
 
     The profile is kept where the pixels are still in the file's colour space
@@ -267,7 +267,7 @@ class ImageCache:
                     return _BROWSER_FORMATS[fmt], data
                 if fmt == "JPEG":
                     img.draft("RGB", (self.max_side, self.max_side))  # decode at reduced scale: fast
-                shown, icc = displayable(ImageOps.exif_transpose(img), self.max_side)
+                shown, icc = _displayable(ImageOps.exif_transpose(img), self.max_side)
                 buf = io.BytesIO()
                 if shown.mode in ("RGBA", "LA"):
                     shown.save(buf, "PNG", optimize=False, icc_profile=icc)

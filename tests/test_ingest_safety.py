@@ -166,7 +166,7 @@ def test_device_inside_the_folder_is_not_read(store: Store, tmp_path: Path, monk
     assert dict(report.skipped) == {"zero.png": "not a regular file"} and report.added == 1
 
 
-def test_reasons_are_for_people(store: Store, tmp_path: Path, monkeypatch) -> None:
+def test_reasons_are_for_people(store: Store, tmp_path: Path) -> None:
     root = tmp_path / "src"
     root.mkdir()
     jpeg = io.BytesIO()
