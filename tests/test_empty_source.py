@@ -80,3 +80,14 @@ def test_allow_empty_starts_with_no_records(tmp_path: Path) -> None:
         runtime.close()
     with pytest.raises(ConfigError, match="ALLOW_EMPTY='maybe' is not a yes/no value"):
         load_settings(env_for(tmp_path, source, ALLOW_EMPTY="maybe"))
+
+
+def test_the_refusal_names_the_dataset_setting_when_the_source_is_a_dataset(tmp_path: Path) -> None:
+    from annotator.ingest import EmptySourceError, IngestReport
+    settings = load_settings({"DATA_DIR": str(tmp_path / "d"), "SOURCE_DATASET": "someone/pictures",
+                              "SOURCE_SPLIT": "test"})
+    report = IngestReport("dataset someone/pictures [test]", skipped=[("test[0] (a.png)", "truncated")])
+    message = str(EmptySourceError(settings, report))
+    assert message.startswith("there is nothing to annotate: SOURCE_DATASET='someone/pictures' (split 'test') "
+                              "gave no usable image (1 skipped):\n  test[0] (a.png): truncated\n")
+    assert "ALLOW_EMPTY=1" in message
