@@ -138,7 +138,8 @@ def _read_file(path: Path, root: Path | None) -> bytes:
     try:
         real = path.resolve(strict=True)
     except FileNotFoundError:
-        raise ImageError("a link to nothing (its target does not exist)") from None
+        raise ImageError("a link to nothing (its target does not exist)" if path.is_symlink()
+                         else "removed while ingest ran") from None
     except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links
         raise ImageError(f"cannot read ({getattr(exc, 'strerror', None) or 'a loop of links'})") from None
     if root is not None:
@@ -239,10 +240,9 @@ def _inside(rel_dir: str, file_name: object) -> str | None:
     return joined
 
 
-def _read_metadata(folder: Path, files: list[str], report: IngestReport) -> dict[str, dict[str, Any]]:
+def _read_metadata(folder: Path, root: Path, files: list[str], report: IngestReport) -> dict[str, dict[str, Any]]:
     """Fields per file from every metadata.jsonl / metadata.csv (its `file_name` is relative to its folder)."""
     fields: dict[str, dict[str, Any]] = {}
-    root = folder.resolve()
     for rel in files:
         name = posixpath.basename(rel)
         if name not in METADATA_FILES:
@@ -302,14 +302,13 @@ def ingest_folder(store: AnyStore, folder: Path, images_dir: Path, *, suggestion
     report = IngestReport(source=f"folder {folder}")
     if not folder.is_dir():
         raise IngestError(f"{folder} is not a folder; point SOURCE_DIR (or --folder) at a folder of images.")
-    resolved = images_dir.resolve()
-    if resolved == folder.resolve() or resolved in folder.resolve().parents:
+    resolved, root = images_dir.resolve(), folder.resolve()
+    if resolved == root or resolved in root.parents:
         raise IngestError(f"the source folder {folder} is inside {images_dir}, where ingest keeps its own copies "
                           f"of the images; move the source images to another folder and point SOURCE_DIR "
                           f"(or --folder) there.")
     files = _list_files(folder, resolved)
-    root = folder.resolve()
-    metadata_by_file = _read_metadata(folder, files, report)
+    metadata_by_file = _read_metadata(folder, root, files, report)
     existing = store.source_keys()
     batches = _Batches(store, report, batch_size)
     suggested = 0
