@@ -22,6 +22,9 @@ DbMode = Literal["direct", "snapshot"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TASK_FILE = REPO_ROOT / "data" / "task.toml"
 DEFAULT_SOURCE_DIR = REPO_ROOT / "data" / "images"
+# MAX_IMAGE_PIXELS: the default (about 8660 x 5770; one decoded takes ~150 MB) and the bounds allowed
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+MIN_IMAGE_PIXELS, MAX_IMAGE_PIXELS_CEILING = 1_000_000, 1_000_000_000
 
 
 class ConfigError(ValueError):
@@ -82,6 +85,10 @@ class Settings:
     secret_key: str | None = field(repr=False)
     store_url: str | None = field(default=None, repr=False)  # None: the DuckDB file; else PostgreSQL
     store_pool_size: int = 8
+    # MAX_IMAGE_PIXELS: larger images are skipped at ingest (with the reason) and never rendered
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    # ALLOW_EMPTY: start even when the store has no record (else an empty or all-bad source stops start-up)
+    allow_empty: bool = False
 
     @property
     def db_path(self) -> Path:
@@ -120,6 +127,8 @@ class Settings:
             "CACHE_DIR": str(self.cache_dir),
             "STORE_URL": scrub_url(self.store_url) if self.store_url else "(not set)",
             "STORE_POOL_SIZE": str(self.store_pool_size),
+            "MAX_IMAGE_PIXELS": str(self.max_image_pixels),
+            "ALLOW_EMPTY": "true" if self.allow_empty else "false",
         }
 
 
@@ -158,6 +167,16 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}={raw!r} is not a yes/no value; use true or false.")
+
+
+def _pixels(env: Mapping[str, str]) -> int:
+    """MAX_IMAGE_PIXELS: a number of pixels (not megapixels), within sane bounds."""
+    value = int(_number(env, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, minimum=1, integer=True))
+    if not MIN_IMAGE_PIXELS <= value <= MAX_IMAGE_PIXELS_CEILING:
+        raise ConfigError(f"MAX_IMAGE_PIXELS={value} is out of range: it counts pixels (width x height), "
+                          f"not megapixels; set it between {MIN_IMAGE_PIXELS} and {MAX_IMAGE_PIXELS_CEILING}, "
+                          f"or leave it unset for {DEFAULT_MAX_IMAGE_PIXELS}.")
+    return value
 
 
 def scrub_url(url: str) -> str:
@@ -258,6 +277,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=env.get("SECRET_KEY", "").strip() or None,
         store_url=store_url,
         store_pool_size=int(_number(env, "STORE_POOL_SIZE", 8, minimum=1, integer=True)),
+        max_image_pixels=_pixels(env),
+        allow_empty=_flag(env, "ALLOW_EMPTY", False),
     )
 
 

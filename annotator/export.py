@@ -1038,7 +1038,7 @@ def restore_from_hub(store: AnyStore, settings: Settings, task: TaskSpec | None 
                     width, height, size = row["width"] or 0, row["height"] or 0, 0
                     if data:
                         try:
-                            relative, sha, width, height = _save_image(data, images_dir)
+                            relative, sha, width, height = _save_image(data, images_dir, settings.max_image_pixels)
                             size = len(data)
                         except ImageError as exc:
                             log.warning("restore: the image of record %s is unreadable (%s)", row["record_id"], exc)

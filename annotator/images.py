@@ -1,40 +1,114 @@
 """Browser-ready images: decoded once, resized, cached on fast local disk.
 
 The originals sit on DATA_DIR, which may be a slow network mount, at full
-size. Annotators need display size, fast: each record's image is rendered
-once into CACHE_DIR (longest side IMAGE_MAX_SIDE) by a background thread, so
-the click path and the image route only ever read a small local file.
+size. Annotators need display size, fast: each image is rendered once into
+CACHE_DIR (longest side IMAGE_MAX_SIDE) by a background thread, so the click
+path and the image route only ever read a small local file.
+
+A rendition is named by the SHA-256 of the original's bytes (stored with the
+record at ingest) and by the rendering parameters, never by a record number:
+record numbers restart at 1 in every DATA_DIR, while CACHE_DIR may be shared
+by every app on the host and outlives a deleted data folder.
+
+What is shown is what the file means: every mode Pillow reads (16-bit and
+32-bit grayscale, float, palette with transparency, CMYK, Lab, alpha, EXIF
+orientation) becomes 8-bit L, LA, RGB or RGBA the way an image viewer shows
+it, and an image above MAX_IMAGE_PIXELS is refused from its header, before
+any pixel is decoded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import re
 import tempfile
 import threading
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from annotator.config import DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_CEILING
+
+# Pillow's own guard warns above its limit and refuses above twice it, with a message nobody can act on;
+# `open_image` checks MAX_IMAGE_PIXELS from the header first, so Pillow's stays out of its way.
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS_CEILING
+
+JPEG_QUALITY = 85
+RENDERER_VERSION = 2  # bump when the same original and settings would render differently: old files go unused
 
 # formats every browser shows as they are: small originals are copied, not re-encoded
 _BROWSER_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp"}
-Image.MAX_IMAGE_PIXELS = 200_000_000  # refuse decompression bombs beyond ~14k x 14k
+_RENDITION_SUFFIXES = (".jpg", ".png", ".gif", ".webp")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# modes with more than 8 bits per sample: scaled to 8-bit grayscale (see _high_bit_to_l)
+_HIGH_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 class ImageError(ValueError):
-    """The image cannot be read or shown; the message names the file."""
+    """The image cannot be read or shown; the message is for a person ("truncated", "too large: ...")."""
 
 
-def describe(data: bytes) -> tuple[str, int, int]:
-    """Check that bytes are a complete image; return (format, width, height)."""
+def _too_large(width: int, height: int, max_pixels: int) -> str:
+    return (f"too large: {width}x{height} pixels, the limit is {max_pixels / 1e6:g} megapixels "
+            f"(MAX_IMAGE_PIXELS)")
+
+
+def _starts_like_an_image(data: bytes) -> bool:
+    """Whether some image format Pillow reads claims these first bytes (as `Image.open` asks each one)."""
+    Image.init()
+    for _, accept in Image.OPEN.values():
+        try:
+            if accept is not None and accept(data[:16]):
+                return True
+        except Exception:  # noqa: BLE001 - a plugin's check that cannot read so few bytes: not its format
+            continue
+    return False
+
+
+def _reason(exc: BaseException, max_pixels: int, data: bytes) -> str:
+    """Why Pillow could not decode an image, in words for the organizer who has to replace the file."""
+    if isinstance(exc, UnidentifiedImageError):  # also a header cut short: Pillow then knows no format
+        return "truncated or damaged" if _starts_like_an_image(data) else "not an image"
+    if isinstance(exc, Image.DecompressionBombError):
+        return (f"too large: over {2 * MAX_IMAGE_PIXELS_CEILING / 1e6:g} megapixels, the limit is "
+                f"{max_pixels / 1e6:g} megapixels (MAX_IMAGE_PIXELS)")
+    if isinstance(exc, EOFError) or "truncated" in str(exc).lower():
+        return "truncated"
+    return "damaged: its image data cannot be decoded"
+
+
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Open image bytes lazily (header only), refusing more than `max_pixels` before any decoding."""
+    if not data:
+        raise ImageError("empty file")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt, size = img.format or "", img.size
+        img = Image.open(io.BytesIO(data))
+    except _DECODE_ERRORS as exc:
+        raise ImageError(_reason(exc, max_pixels, data)) from None
+    width, height = img.size
+    if width * height > max_pixels:
+        img.close()
+        raise ImageError(_too_large(width, height, max_pixels))
+    return img
+
+
+def describe(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[str, int, int]:
+    """Check that bytes are a complete image within `max_pixels`; return (format, width, height)."""
+    with open_image(data, max_pixels) as img:
+        fmt, size = img.format or "", img.size
+        try:
             img.verify()
-        with Image.open(io.BytesIO(data)) as img:  # verify() leaves the image unusable; decode for real
+        except _DECODE_ERRORS as exc:
+            raise ImageError(_reason(exc, max_pixels, data)) from None
+    with open_image(data, max_pixels) as img:  # verify() leaves the image unusable; decode for real
+        try:
             img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"not a readable image ({type(exc).__name__}: {exc})") from None
+        except _DECODE_ERRORS as exc:
+            raise ImageError(_reason(exc, max_pixels, data)) from None
     return fmt, size[0], size[1]
 
 
@@ -55,17 +129,86 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+# --- what a viewer shows ------------------------------------------------------
+
+def _high_bit_to_l(img: Image.Image, max_side: int) -> Image.Image:
+    """16-bit, 32-bit and float grayscale as 8-bit, linearly over the range the values are meant in.
+
+    16-bit data spans 0..65535 (a viewer shows 65535 as white, not everything
+    above 255 as white). A 32-bit integer image whose values fit 0..255 or
+    0..65535 is read as that depth; a float image as 0..1 or 0..255 when its
+    values fit; anything else is stretched from its minimum to its maximum.
+    """
+    values = np.asarray(img, dtype=np.float32)
+    finite = values[np.isfinite(values)] if img.mode == "F" else values  # NaN and infinity only in floats
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if img.mode.startswith("I;16"):
+        lo, hi = 0.0, 65535.0
+    elif img.mode == "F" and lo >= 0 and hi <= 1:
+        lo, hi = 0.0, 1.0
+    elif lo >= 0 and hi <= 255:
+        lo, hi = 0.0, 255.0
+    elif img.mode == "I" and lo >= 0 and hi <= 65535:
+        lo, hi = 0.0, 65535.0
+    values = np.nan_to_num(values, nan=lo, posinf=hi, neginf=lo)
+    small = Image.fromarray(values)  # float32: mode F
+    small.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    scaled = (np.asarray(small) - lo) * (255.0 / (hi - lo) if hi > lo else 0.0)
+    return Image.fromarray(np.rint(np.clip(scaled, 0, 255)).astype(np.uint8))  # uint8: mode L
+
+
+def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
+    """CMYK through the file's own colour profile when it has one, as viewers convert it."""
+    icc = img.info.get("icc_profile")
+    if icc:
+        try:
+            return ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                             ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # a broken profile: Pillow's plain conversion below
+    return img.convert("RGB")
+
+
+def _displayable(img: Image.Image, max_side: int) -> tuple[Image.Image, bytes | None]:
+    """An already oriented image as 8-bit L, LA, RGB or RGBA within `max_side`, and the colour profile to keep.
+
+    The profile is kept where the pixels are still in the file's colour space
+    (an RGB photo in Display P3 stays in it, and the browser applies it).
+    """
+    mode = img.mode
+    icc = img.info.get("icc_profile")
+    if mode in _HIGH_BIT:
+        return _high_bit_to_l(img, max_side), None
+    if mode == "CMYK":
+        img, icc = _cmyk_to_rgb(img), None
+    elif mode in ("P", "PA"):
+        img = img.convert("RGBA" if mode == "PA" or "transparency" in img.info else "RGB")
+    elif mode == "1":
+        img, icc = img.convert("L"), None
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        img, icc = img.convert("RGBA" if "A" in mode else "RGB"), None
+    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    if img.mode in ("RGBA", "LA") and img.getchannel("A").getextrema() == (255, 255):
+        img = img.convert(img.mode[:-1])  # alpha that hides nothing: a smaller JPEG, not a PNG
+    return img, icc
+
+
 class ImageCache:
     """Renders originals under `source_dir` into display-size files under `cache_dir`.
 
+    A rendition's name is the original's SHA-256 under a folder named by the
+    rendering parameters, so apps with different data sharing one CACHE_DIR,
+    or a data folder deleted and filled again, never see each other's images.
     Thread-safe; `prepare()` is idempotent and a file appears atomically, so a
     request racing a background render reads either nothing or the whole file.
     """
 
-    def __init__(self, source_dir: Path, cache_dir: Path, max_side: int) -> None:
+    def __init__(self, source_dir: Path, cache_dir: Path, max_side: int,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
         self.source_dir = source_dir.resolve()
-        self.cache_dir = cache_dir / f"images-{max_side}"
+        self.cache_dir = cache_dir / "renditions" / f"{max_side}px-q{JPEG_QUALITY}-v{RENDERER_VERSION}"
         self.max_side = max_side
+        self.max_pixels = max_pixels
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._locks = [threading.Lock() for _ in range(64)]
 
@@ -76,20 +219,30 @@ class ImageCache:
             raise ImageError(f"image path {relative!r} is outside the images folder")
         return path
 
-    def cached(self, record_id: int) -> Path | None:
-        for ext in (".jpg", ".png", ".gif", ".webp"):
-            path = self.cache_dir / f"{record_id}{ext}"
+    def cached(self, sha256: str) -> Path | None:
+        """The rendition of the original with this content hash, if it was rendered (a few stat calls)."""
+        if not _SHA256.fullmatch(sha256):
+            return None
+        for ext in _RENDITION_SUFFIXES:
+            path = self.cache_dir / sha256[:2] / f"{sha256}{ext}"
             if path.exists():
                 return path
         return None
 
-    def prepare(self, record_id: int, relative: str) -> Path:
-        """Return the display-size file for a record, rendering it on first use."""
-        found = self.cached(record_id)
+    def prepare(self, sha256: str, relative: str) -> Path:
+        """Return the display-size file of the original `relative`, whose content hash is `sha256`.
+
+        Renders it on first use. Raises ImageError when the original cannot be
+        read or shown, or when its bytes do not have the hash the record was
+        stored with (then no rendition is made: it would show another image).
+        """
+        found = self.cached(sha256)
         if found is not None:
             return found
-        with self._locks[record_id % len(self._locks)]:
-            found = self.cached(record_id)
+        if not _SHA256.fullmatch(sha256):
+            raise ImageError(f"the record of {relative} has no content hash; ingest it again")
+        with self._locks[int(sha256[:4], 16) % len(self._locks)]:
+            found = self.cached(sha256)
             if found is not None:
                 return found
             source = self.original(relative)
@@ -97,28 +250,31 @@ class ImageCache:
                 data = source.read_bytes()
             except OSError as exc:
                 raise ImageError(f"cannot read {relative} ({exc.strerror})") from None
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise ImageError(f"{relative} has changed since it was ingested; ingest it again")
             ext, out = self._render(data, relative)
-            path = self.cache_dir / f"{record_id}{ext}"
+            path = self.cache_dir / sha256[:2] / f"{sha256}{ext}"
             write_atomic(path, out)
             return path
 
     def _render(self, data: bytes, name: str) -> tuple[str, bytes]:
         try:
-            with Image.open(io.BytesIO(data)) as img:
+            with open_image(data, self.max_pixels) as img:
                 fmt = (img.format or "").upper()
                 small = max(img.size) <= self.max_side
                 oriented = img.getexif().get(0x0112, 1) == 1
-                if small and oriented and fmt in _BROWSER_FORMATS:
+                if small and oriented and fmt in _BROWSER_FORMATS and img.mode != "CMYK":
                     return _BROWSER_FORMATS[fmt], data
                 if fmt == "JPEG":
                     img.draft("RGB", (self.max_side, self.max_side))  # decode at reduced scale: fast
-                img = ImageOps.exif_transpose(img)
-                img.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
+                shown, icc = _displayable(ImageOps.exif_transpose(img), self.max_side)
                 buf = io.BytesIO()
-                if img.mode in ("RGBA", "LA", "P") and "transparency" in img.info or img.mode in ("RGBA", "LA"):
-                    img.save(buf, "PNG", optimize=False)
+                if shown.mode in ("RGBA", "LA"):
+                    shown.save(buf, "PNG", optimize=False, icc_profile=icc)
                     return ".png", buf.getvalue()
-                img.convert("RGB").save(buf, "JPEG", quality=85)
+                shown.save(buf, "JPEG", quality=JPEG_QUALITY, icc_profile=icc)
                 return ".jpg", buf.getvalue()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise ImageError(f"cannot decode {name} ({type(exc).__name__}: {exc})") from None
+        except ImageError as exc:
+            raise ImageError(f"{name}: {exc}") from None
+        except _DECODE_ERRORS as exc:
+            raise ImageError(f"{name}: {_reason(exc, self.max_pixels, data)}") from None

@@ -8,7 +8,10 @@ skipped before its bytes are read, so re-running an ingest adds only what is new
 and an interrupted one resumes where it stopped.
 
 A file that is not a readable image is listed in the report with the reason and
-skipped; it never stops an ingest.
+skipped; it never stops an ingest. Only regular files inside the folder are
+read (a link out of it, a FIFO, a device or a socket is a named skip, never
+opened), none larger than MAX_FILE_BYTES, and an image above MAX_IMAGE_PIXELS
+is refused from its header, before it is decoded.
 
     store = open_store(settings)
     report = ingest_folder(store, Path("data/images"), settings.images_dir)
@@ -26,13 +29,15 @@ import io
 import json
 import os
 import posixpath
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from annotator.config import ConfigError, Settings, TaskSpec, load_settings, load_task
+from annotator.config import (DEFAULT_MAX_IMAGE_PIXELS, ConfigError, Settings, TaskSpec, load_settings,
+                              load_task)
 from annotator.images import ImageError, describe, extension_for, write_atomic
 from annotator.store import NewRecord
 from annotator.stores import AnyStore, open_store
@@ -46,6 +51,23 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".
 
 class IngestError(ConfigError):
     """The source cannot be read at all (wrong name, split or column); the message says what to change."""
+
+
+class EmptySourceError(IngestError):
+    """Start-up found nothing to annotate and ALLOW_EMPTY is not set: the message names every skipped file."""
+
+    def __init__(self, settings: Settings, report: "IngestReport") -> None:
+        if settings.source_dataset:
+            source = f"SOURCE_DATASET={settings.source_dataset!r} (split {settings.source_split!r})"
+        else:
+            source = f"SOURCE_DIR={str(settings.source_dir or '')!r}"
+        lines = [f"there is nothing to annotate: {source} gave no usable image"
+                 + (f" ({len(report.skipped)} skipped):" if report.skipped else " (it holds no image files).")]
+        lines += [f"  {item}: {reason}" for item, reason in report.skipped]
+        lines.append("Put the images there or point the setting at them (SOURCE_DIR for a folder, "
+                     "SOURCE_DATASET for a Hub dataset); set ALLOW_EMPTY=1 if starting with no records is "
+                     "intended.")
+        super().__init__("\n".join(lines))
 
 
 @dataclass
@@ -79,12 +101,14 @@ def _extension(fmt: str) -> str:
     return ext
 
 
-def _save_image(data: bytes, images_dir: Path) -> tuple[str, str, int, int]:
+def _save_image(data: bytes, images_dir: Path,
+                max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[str, str, int, int]:
     """Check and store image bytes as they are; return (relative path, sha256, width, height).
 
-    Raises ImageError when the bytes are not a complete, readable image.
+    Raises ImageError when the bytes are not a complete, readable image of at
+    most `max_pixels`.
     """
-    fmt, width, height = describe(data)
+    fmt, width, height = describe(data, max_pixels)
     sha = hashlib.sha256(data).hexdigest()
     relative = f"{sha[:2]}/{sha}{_extension(fmt)}"
     target = images_dir / relative
@@ -95,6 +119,58 @@ def _save_image(data: bytes, images_dir: Path) -> tuple[str, str, int, int]:
     if not present:
         write_atomic(target, data)
     return relative, sha, width, height
+
+
+def _too_big(size: int) -> str:
+    return f"too large: {size / 2**20:.0f} MB, the limit is {MAX_FILE_BYTES // 2**20} MB"
+
+
+def _read_file(path: Path, root: Path | None) -> bytes:
+    """The bytes of the regular file at `path`; raises ImageError with the reason to skip it.
+
+    With `root` (resolved), the file the path leads to must lie inside it and
+    not be hidden: a link to /etc/passwd or to DATA_DIR/.secret_key is never
+    opened. FIFOs, devices and sockets are refused from their metadata before
+    any open (a FIFO would block, /dev/zero would never end); the open itself
+    cannot block or follow a link swapped in meanwhile, and reads stop at
+    MAX_FILE_BYTES.
+    """
+    try:
+        real = path.resolve(strict=True)
+    except FileNotFoundError:
+        raise ImageError("a link to nothing (its target does not exist)" if path.is_symlink()
+                         else "removed while ingest ran") from None
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links
+        raise ImageError(f"cannot read ({getattr(exc, 'strerror', None) or 'a loop of links'})") from None
+    if root is not None:
+        try:
+            inside = real.relative_to(root)
+        except ValueError:
+            raise ImageError("a link to outside the folder") from None
+        if any(part.startswith(".") for part in inside.parts):
+            raise ImageError("a link to a hidden file")
+    try:
+        info = os.stat(real)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError("not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageError(_too_big(info.st_size))
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ImageError(f"cannot read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as f:
+        opened = os.fstat(f.fileno())
+        if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+            raise ImageError("not a regular file")
+        try:
+            data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ImageError(f"cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(_too_big(len(data)))
+    if not data:
+        raise ImageError("empty file")
+    return data
 
 
 def _suggestion(metadata: dict[str, Any], column: str | None) -> str | None:
@@ -164,7 +240,7 @@ def _inside(rel_dir: str, file_name: object) -> str | None:
     return joined
 
 
-def _read_metadata(folder: Path, files: list[str], report: IngestReport) -> dict[str, dict[str, Any]]:
+def _read_metadata(folder: Path, root: Path, files: list[str], report: IngestReport) -> dict[str, dict[str, Any]]:
     """Fields per file from every metadata.jsonl / metadata.csv (its `file_name` is relative to its folder)."""
     fields: dict[str, dict[str, Any]] = {}
     for rel in files:
@@ -173,9 +249,12 @@ def _read_metadata(folder: Path, files: list[str], report: IngestReport) -> dict
             continue
         rel_dir = posixpath.dirname(rel)
         try:
-            text = (folder / rel).read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            report.skipped.append((rel, f"cannot read the metadata file ({exc})"))
+            text = _read_file(folder / rel, root).decode("utf-8-sig")
+        except ImageError as exc:
+            report.skipped.append((rel, f"cannot read the metadata file: {exc}"))
+            continue
+        except UnicodeDecodeError:
+            report.skipped.append((rel, "cannot read the metadata file: it is not UTF-8 text"))
             continue
         entries: list[tuple[int, Any]] = []
         if name.endswith(".jsonl"):
@@ -204,7 +283,8 @@ def _read_metadata(folder: Path, files: list[str], report: IngestReport) -> dict
 
 
 def ingest_folder(store: AnyStore, folder: Path, images_dir: Path, *, suggestion_column: str | None = "label",
-                  progress: bool = False, batch_size: int = BATCH_SIZE) -> IngestReport:
+                  progress: bool = False, batch_size: int = BATCH_SIZE,
+                  max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> IngestReport:
     """Ingest every image under `folder` (recursively, sorted by path).
 
     A file in a sub-folder gets the sub-folder's name (the first component under
@@ -212,7 +292,9 @@ def ingest_folder(store: AnyStore, folder: Path, images_dir: Path, *, suggestion
     (a `file_name` column, relative to the metadata file) add fields per image.
     The record's suggestion is `metadata[suggestion_column]` when present.
     `source_key` is "folder:" + the path relative to `folder`. Hidden files and
-    folders, and `images_dir` itself when it lies inside `folder`, are left out.
+    folders, and `images_dir` itself when it lies inside `folder`, are left out;
+    links to outside `folder`, anything but regular files, and images above
+    `max_pixels` are skipped with the reason.
     """
     started = time.monotonic()
     folder = Path(folder)
@@ -220,13 +302,13 @@ def ingest_folder(store: AnyStore, folder: Path, images_dir: Path, *, suggestion
     report = IngestReport(source=f"folder {folder}")
     if not folder.is_dir():
         raise IngestError(f"{folder} is not a folder; point SOURCE_DIR (or --folder) at a folder of images.")
-    resolved = images_dir.resolve()
-    if resolved == folder.resolve() or resolved in folder.resolve().parents:
+    resolved, root = images_dir.resolve(), folder.resolve()
+    if resolved == root or resolved in root.parents:
         raise IngestError(f"the source folder {folder} is inside {images_dir}, where ingest keeps its own copies "
                           f"of the images; move the source images to another folder and point SOURCE_DIR "
                           f"(or --folder) there.")
     files = _list_files(folder, resolved)
-    metadata_by_file = _read_metadata(folder, files, report)
+    metadata_by_file = _read_metadata(folder, root, files, report)
     existing = store.source_keys()
     batches = _Batches(store, report, batch_size)
     suggested = 0
@@ -236,21 +318,14 @@ def ingest_folder(store: AnyStore, folder: Path, images_dir: Path, *, suggestion
         if key in existing:
             report.already_present += 1
             continue
-        path = folder / rel
         try:
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                report.skipped.append((rel, f"larger than {MAX_FILE_BYTES // 2**20} MB"))
-                continue
-            data = path.read_bytes()
-        except OSError as exc:
-            report.skipped.append((rel, f"cannot read ({exc.strerror or exc})"))
-            continue
-        try:
-            relative, sha, width, height = _save_image(data, images_dir)
+            data = _read_file(folder / rel, root)
+            relative, sha, width, height = _save_image(data, images_dir, max_pixels)
         except ImageError as exc:
-            is_image = Path(rel).suffix.lower() in IMAGE_SUFFIXES
-            report.skipped.append((rel, f"corrupt or unreadable image: {exc}" if is_image else "not an image"))
+            reason = str(exc)
+            if reason == "not an image" and Path(rel).suffix.lower() in IMAGE_SUFFIXES:
+                reason = "not an image this app can read (convert it to JPEG or PNG)"
+            report.skipped.append((rel, reason))
             continue
         metadata: dict[str, Any] = {}
         if "/" in rel:
@@ -339,13 +414,13 @@ def _image_bytes(value: Any, token: str | bool | None) -> bytes:
         raise ImageError("no image (neither bytes nor a path)")
     from datasets.utils.file_utils import is_local_path, xopen
     if is_local_path(path):
-        local = Path(path)
-        if local.stat().st_size > MAX_FILE_BYTES:
-            raise ImageError(f"larger than {MAX_FILE_BYTES // 2**20} MB")
-        return local.read_bytes()
+        return _read_file(Path(path), None)
     from datasets import DownloadConfig
     with xopen(path, "rb", download_config=DownloadConfig(token=token)) as f:
-        return f.read()
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"too large: over {MAX_FILE_BYTES // 2**20} MB, the limit is {MAX_FILE_BYTES // 2**20} MB")
+    return data
 
 
 def _load(dataset: str, config: str | None, split: str, streaming: bool, token: str | bool | None,
@@ -371,7 +446,7 @@ def ingest_dataset(store: AnyStore, dataset: Any, images_dir: Path, *, config: s
                    split: str = "train", image_column: str = "image", suggestion_column: str | None = None,
                    streaming: bool = True, progress: bool = False, name: str | None = None,
                    token: str | bool | None = None, data_dir: str | None = None, data_files: Any = None,
-                   batch_size: int = BATCH_SIZE) -> IngestReport:
+                   batch_size: int = BATCH_SIZE, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> IngestReport:
     """Ingest a `datasets` dataset: a Hub/packaged name, or an already loaded Dataset/IterableDataset.
 
     A name goes through `datasets.load_dataset(dataset, config, split=split,
@@ -381,6 +456,7 @@ def ingest_dataset(store: AnyStore, dataset: Any, images_dir: Path, *, config: s
     payloads left out); the suggestion comes from `suggestion_column`.
     `source_key` is f"hub:{name}:{config or 'default'}:{split}:{index}", where
     `name` defaults to the dataset name (or the loaded dataset's builder name).
+    Images above `max_pixels` or MAX_FILE_BYTES are skipped with the reason.
     """
     started = time.monotonic()
     images_dir = Path(images_dir)
@@ -430,9 +506,9 @@ def ingest_dataset(store: AnyStore, dataset: Any, images_dir: Path, *, config: s
             report.skipped.append((item, f"cannot read the image ({exc.strerror or exc})"))
             continue
         try:  # an OSError here is about images_dir (full, read-only): that stops the ingest
-            relative, sha, width, height = _save_image(data, images_dir)
+            relative, sha, width, height = _save_image(data, images_dir, max_pixels)
         except ImageError as exc:
-            report.skipped.append((item, f"corrupt or unreadable image: {exc}"))
+            report.skipped.append((item, str(exc)))
             continue
         metadata: dict[str, Any] = {}
         for col, value in row.items():
@@ -461,12 +537,13 @@ def ingest_from_settings(store: AnyStore, settings: Settings, task: TaskSpec, pr
         return ingest_dataset(store, settings.source_dataset, settings.images_dir, config=settings.source_config,
                               split=settings.source_split, image_column=settings.source_image_column,
                               suggestion_column=task.suggestion_column, token=settings.hf_token,
-                              progress=progress)
+                              progress=progress, max_pixels=settings.max_image_pixels)
     if settings.source_dir is None or not settings.source_dir.is_dir():
         raise IngestError(f"there is nothing to ingest: SOURCE_DIR={str(settings.source_dir or '')!r} is not a "
                           f"folder and SOURCE_DATASET is not set. Set one of them.")
     return ingest_folder(store, settings.source_dir, settings.images_dir,
-                         suggestion_column=task.suggestion_column, progress=progress)
+                         suggestion_column=task.suggestion_column, progress=progress,
+                         max_pixels=settings.max_image_pixels)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -480,19 +557,22 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.folder is not None:
             report = ingest_folder(store, Path(args.folder).expanduser(), settings.images_dir,
-                                   suggestion_column=suggestion, progress=progress)
+                                   suggestion_column=suggestion, progress=progress,
+                                   max_pixels=settings.max_image_pixels)
         elif args.dataset or settings.source_dataset:
             report = ingest_dataset(
                 store, args.dataset or settings.source_dataset, settings.images_dir,
                 config=args.config if args.config is not None else settings.source_config,
                 split=args.split or settings.source_split,
                 image_column=args.image_column or settings.source_image_column,
-                suggestion_column=suggestion, token=settings.hf_token, progress=progress)
+                suggestion_column=suggestion, token=settings.hf_token, progress=progress,
+                max_pixels=settings.max_image_pixels)
         else:
             if settings.source_dir is None:
                 raise IngestError("nothing to ingest: give --folder or --dataset, or set SOURCE_DIR or SOURCE_DATASET.")
             report = ingest_folder(store, settings.source_dir, settings.images_dir,
-                                   suggestion_column=suggestion, progress=progress)
+                                   suggestion_column=suggestion, progress=progress,
+                                   max_pixels=settings.max_image_pixels)
         total = store.record_count()
     finally:
         store.close()
@@ -523,5 +603,5 @@ def add_command(subparsers: Any) -> None:
     parser.set_defaults(run=_run)
 
 
-__all__ = ["IngestError", "IngestReport", "add_command", "ingest_dataset", "ingest_folder",
+__all__ = ["EmptySourceError", "IngestError", "IngestReport", "add_command", "ingest_dataset", "ingest_folder",
            "ingest_from_settings"]

@@ -87,6 +87,11 @@ class PrefetchBuffers:
             found.update(read)
         return found
 
+    def row_in_memory(self, record_id: int) -> Record | None:
+        """A record row if it was read recently, with no store read (for the image route's fast path)."""
+        with self._lock:
+            return self._rows.get(record_id)
+
     def drop(self, user: str) -> None:
         """Forget a user's buffer (their soft leases are released by the backend)."""
         with self._lock:
@@ -131,7 +136,7 @@ class PrefetchBuffers:
                     self._backend.release(user, rid)
                     continue
                 try:
-                    self._images.prepare(record.id, record.image_path)
+                    self._images.prepare(record.sha256, record.image_path)
                 except ImageError as exc:  # still shown: the page says the image is broken, skip works
                     log.warning("record %s: %s", rid, exc)
                 slots.append(self.slot_for(user, record))

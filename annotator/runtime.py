@@ -117,9 +117,11 @@ class Runtime:
                 if restored_export is not None:
                     log.info("restore: %s", restored_export.summary())
             if ingest and store.record_count() == 0:
-                from annotator.ingest import ingest_from_settings
+                from annotator.ingest import EmptySourceError, ingest_from_settings
                 report = ingest_from_settings(store, settings, task)
                 log.info("ingest: %s", report.summary())
+                if store.record_count() == 0 and not settings.allow_empty:
+                    raise EmptySourceError(settings, report)
             order = record_order(store.record_ids(), task)
             backend = PgBackend(store, order, task.overlap, settings.lease_ttl) if isinstance(store, PgStore) \
                 else LocalBackend(store, order, task.overlap, settings.lease_ttl)
@@ -133,7 +135,8 @@ class Runtime:
                                   f"({type(exc).__name__}: {exc}). Free some space or point DATA_DIR at a "
                                   f"writable folder; nothing was left behind.") from None
             raise
-        images = ImageCache(settings.images_dir, settings.cache_dir, settings.image_max_side)
+        images = ImageCache(settings.images_dir, settings.cache_dir, settings.image_max_side,
+                            settings.max_image_pixels)
         signer = Signer(load_secret(settings.secret_key, settings.data_dir))
         ttl = settings.image_url_ttl
         prefetch = PrefetchBuffers(backend, images, settings.prefetch_depth,

@@ -74,7 +74,7 @@ def test_folder_ingest_copies_labels_and_reports_bad_files(store: Store, folder:
     assert report.already_present == 0
     skipped = dict(report.skipped)
     assert set(skipped) == {"dog/broken.png", "notes.txt"}
-    assert "corrupt" in skipped["dog/broken.png"]
+    assert skipped["dog/broken.png"] == "truncated or damaged"
     assert skipped["notes.txt"] == "not an image"
     assert "5 added" in report.summary()
 
@@ -108,18 +108,18 @@ def test_folder_ingest_twice_adds_nothing(store: Store, folder: Path, tmp_path: 
     images = tmp_path / "images"
     first = ingest_folder(store, folder, images)
     reads: list[str] = []
-    real = Path.read_bytes
+    real = ingest._read_file
 
-    def spy(self: Path) -> bytes:
-        reads.append(self.name)
-        return real(self)
+    def spy(path: Path, root: Path | None) -> bytes:
+        reads.append(path.name)
+        return real(path, root)
 
-    monkeypatch.setattr(Path, "read_bytes", spy)
+    monkeypatch.setattr(ingest, "_read_file", spy)
     second = ingest_folder(store, folder, images)
     assert second.added == 0
     assert second.already_present == first.added
     assert store.record_count() == first.added
-    assert set(reads) == {"broken.png", "notes.txt"}  # known files are not even read
+    assert set(reads) == {"metadata.jsonl", "broken.png", "notes.txt"}  # known images are not even read
 
     (folder / "dog" / "new.png").write_bytes(png((7, 7, 7)))
     third = ingest_folder(store, folder, images)

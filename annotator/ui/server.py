@@ -54,7 +54,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         if record is None:
             raise HTTPException(status_code=404, detail="no such record")
         try:
-            return runtime.images.prepare(record.id, record.image_path)
+            return runtime.images.prepare(record.sha256, record.image_path)
         except ImageError as exc:
             raise HTTPException(status_code=422, detail=f"this image cannot be shown: {exc}") from None
 
@@ -65,7 +65,10 @@ def create_app(runtime: Runtime) -> FastAPI:
             runtime.signer.verify_image(record_id, u, e, s)
         except TicketError as exc:
             raise HTTPException(status_code=403, detail=str(exc)) from None
-        path = runtime.images.cached(record_id) or await run_in_threadpool(render, record_id)
+        row = runtime.prefetch.row_in_memory(record_id)  # the buffered records' rows: no store read here
+        path = runtime.images.cached(row.sha256) if row is not None else None
+        if path is None:
+            path = await run_in_threadpool(render, record_id)
         media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         max_age = max(0, int(e) - int(time.time()))
         return Response(path.read_bytes(), media_type=media_type,
