@@ -11,7 +11,7 @@ and has them label one image with a key, then asks the server what it stored:
 - hf mode, at the top level;
 - hf mode, a session cookie stored before the cookies were partitioned is
   still cleared by sign-out;
-- password mode, in the frame: Gradio's login form.
+- password mode, in the frame: Gradio's login form, then Gradio's sign-out.
 
 Every browser context here is Playwright's default (Incognito-like): this
 Chromium blocks third-party cookies there, and each frame test first checks
@@ -192,7 +192,7 @@ def test_sign_out_clears_a_session_cookie_stored_before_partitioning(browser, hu
     ctx.close()
 
 
-def test_password_sign_in_inside_the_hubs_frame_then_annotate(browser, hub, apps):
+def test_password_sign_in_inside_the_hubs_frame_then_annotate_and_sign_out(browser, hub, apps):
     from playwright.sync_api import expect
 
     ctx = browser.new_context(viewport={"width": 1200, "height": 1000})
@@ -209,4 +209,12 @@ def test_password_sign_in_inside_the_hubs_frame_then_annotate(browser, hub, apps
     assert tokens and all(c.get("partitionKey") for c in tokens), ctx.cookies()
     with ApiUser.with_password(apps["password"].url, "erin", "pw-erin-secret") as erin:
         assert erin.progress()["mine_total"] == 1
+
+    # Gradio's sign-out, asked by the app's own page, clears the partitioned token cookie in the frame. (Fetched,
+    # not followed: Gradio redirects to a URL built from X-Forwarded-Proto, which a Space's proxy sends and the
+    # TLS front here does not.)
+    assert frame.evaluate("fetch('/logout', {redirect: 'manual'}).then(r => r.type)") == "opaqueredirect"
+    frame.goto(hub.spaces["password"] + "/")
+    expect(frame.get_by_label("username")).to_be_visible(timeout=WAIT)
+    assert not [c for c in ctx.cookies() if c["name"].startswith("access-token-")], ctx.cookies()
     ctx.close()
