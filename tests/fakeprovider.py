@@ -8,7 +8,7 @@ TLS with a self-signed certificate made here (Chromium runs with
 `--ignore-certificate-errors`):
 
 - `https://space.test:<port>`: a TLS front (`TlsFront`) to the real app,
-  which listens on plain HTTP, as a Space's own proxy does;
+  which listens on plain HTTP, as behind a Space's own proxy;
 - `https://hf.test:<port>`: `StandInHub`, whose `/spaces/<name>` page frames
   the app, and whose OpenID endpoints run the real Gradio/authlib sign-in:
   the browser is sent to `/oauth/authorize`, which signs `user` in at once;
@@ -30,7 +30,6 @@ import base64
 import datetime
 import ipaddress
 import json
-import socket
 import ssl
 import threading
 import time
@@ -42,6 +41,8 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from apphelpers import free_port
+
 SPACE_HOST = "space.test"
 HUB_HOST = "hf.test"
 CLIENT_ID = "space-client"
@@ -51,12 +52,6 @@ def chromium_args() -> list[str]:
     """Chromium flags that send both names to loopback and accept the self-signed certificate."""
     return [f"--host-resolver-rules=MAP {SPACE_HOST} 127.0.0.1, MAP {HUB_HOST} 127.0.0.1",
             "--ignore-certificate-errors"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
@@ -115,8 +110,10 @@ async def _cancel_others() -> None:
 class TlsFront:
     """Terminates TLS on 127.0.0.1:`port` and relays the bytes to 127.0.0.1:`target` (plain HTTP).
 
-    A byte relay, so the app sees the browser's requests as they were sent
-    (Host, Origin, Sec-Fetch-*), the way it does behind a Space's proxy.
+    A byte relay: the app sees the browser's requests as they were sent
+    (Host, Origin, Sec-Fetch-*), as behind a Space's proxy, but without the
+    X-Forwarded-* headers that proxy adds (so Gradio builds http:// URLs
+    where it uses them, such as the password mode's /logout redirect).
     """
 
     def __init__(self, context: ssl.SSLContext, port: int, target: int) -> None:

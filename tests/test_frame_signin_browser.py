@@ -26,8 +26,9 @@ import os
 
 import pytest
 
+from apphelpers import free_port
 from clients import ApiUser, add_users, make_images, start_many, write_task
-from fakeprovider import SPACE_HOST, StandInHub, chromium_args, free_port
+from fakeprovider import SPACE_HOST, StandInHub, chromium_args
 from oauth_cookies import oauth_space_env, playwright_cookie
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
