@@ -139,6 +139,9 @@ class TlsFront:
         self.open |= {writer, up_writer}
         try:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except asyncio.CancelledError:  # stop(): end quietly (asyncio logs a connection task that ends cancelled)
+            writer.close()
+            up_writer.close()
         finally:
             self.open -= {writer, up_writer}
 
