@@ -29,6 +29,7 @@ from annotator.runtime import Runtime
 from annotator.tickets import IMAGE_ROUTE, TicketError
 from annotator.ui.blocks import build_blocks
 from annotator.ui.clicks import add_click_routes
+from annotator.ui.cookies import PartitionedSessionCookies
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     _slow_queue_polling(blocks)
     gradio_app = next(r.app for r in app.routes if isinstance(r, Mount))
     add_click_routes(gradio_app, runtime)
+    app.add_middleware(PartitionedSessionCookies)  # sign-in inside the Hub's frame (annotator/ui/cookies.py)
     return app
 
 
