@@ -1,7 +1,8 @@
 """Composition root: settings -> store -> service -> UI -> serve.
 
 Run `python app.py`; it honours GRADIO_SERVER_NAME and GRADIO_SERVER_PORT.
-One process owns the DuckDB file, so it runs one uvicorn worker.
+One process owns DATA_DIR (annotator/datadir_lock.py), so it runs one uvicorn
+worker.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ def main() -> int:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from annotator.config import ConfigError
+    from annotator.datadir_lock import DataDirBusyError
     from annotator.export import RestoreError
     from annotator.runtime import Runtime
+    from annotator.snapshot import SnapshotError
     from annotator.store import StoreError
 
     try:
         runtime = Runtime.open()
-    except (ConfigError, StoreError, RestoreError) as exc:
+    except (ConfigError, StoreError, RestoreError, SnapshotError, DataDirBusyError) as exc:
         print(f"annotator cannot start: {exc}", file=sys.stderr)
         return 2
 

@@ -82,6 +82,7 @@ class Settings:
     secret_key: str | None = field(repr=False)
     store_url: str | None = field(default=None, repr=False)  # None: the DuckDB file; else PostgreSQL
     store_pool_size: int = 8
+    lock_wait: float = 30.0  # DATA_DIR_LOCK_WAIT: seconds to wait for another process to let go of DATA_DIR
 
     @property
     def db_path(self) -> Path:
@@ -120,6 +121,7 @@ class Settings:
             "CACHE_DIR": str(self.cache_dir),
             "STORE_URL": scrub_url(self.store_url) if self.store_url else "(not set)",
             "STORE_POOL_SIZE": str(self.store_pool_size),
+            "DATA_DIR_LOCK_WAIT": f"{self.lock_wait:g}",
         }
 
 
@@ -258,6 +260,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=env.get("SECRET_KEY", "").strip() or None,
         store_url=store_url,
         store_pool_size=int(_number(env, "STORE_POOL_SIZE", 8, minimum=1, integer=True)),
+        lock_wait=_number(env, "DATA_DIR_LOCK_WAIT", 30.0, minimum=0),
     )
 
 

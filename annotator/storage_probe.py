@@ -127,7 +127,8 @@ def find_mount(path: Path, mounts: list[Mount]) -> Mount | None:
     return best
 
 
-def _read_mounts() -> str:
+def read_mounts() -> str:
+    """The text of /proc/mounts; empty where there is none."""
     try:
         return Path("/proc/mounts").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -146,7 +147,7 @@ def probe(path: Path | str, *, files: int = 5, size: int = 64 * 1024, mounts_tex
     env = os.environ if env is None else env
     path = Path(path).expanduser()
     resolved = _existing_parent(path.resolve())
-    mount = find_mount(path.resolve(), parse_mounts(_read_mounts() if mounts_text is None else mounts_text))
+    mount = find_mount(path.resolve(), parse_mounts(read_mounts() if mounts_text is None else mounts_text))
     is_mount_point = mount is not None and mount.point == path.resolve()
     is_fuse = bool(mount and mount.is_fuse)
     writes: list[float] = []
@@ -236,4 +237,4 @@ def _persistence(path: Path, mount: Mount | None, is_fuse: bool, env: Mapping[st
     return True, "a folder on a local disk"
 
 
-__all__ = ["Mount", "SLOW_FSYNC_MS", "StorageReport", "find_mount", "parse_mounts", "probe"]
+__all__ = ["Mount", "SLOW_FSYNC_MS", "StorageReport", "find_mount", "parse_mounts", "probe", "read_mounts"]
