@@ -120,7 +120,7 @@ class Runtime:
     @classmethod
     def _open_owned(cls, settings: Settings, task: TaskSpec, owner: DataDirLock, *, ingest: bool) -> "Runtime":
         """Everything after DATA_DIR is owned: the caller releases `owner` when this raises."""
-        storage = probe(settings.data_dir)
+        storage = probe(settings.data_dir, engine="postgres" if settings.store_url else settings.db_mode)
         for line in storage.lines():
             log.info("DATA_DIR: %s", line)
         if settings.db_mode == "snapshot":
