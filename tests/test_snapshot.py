@@ -270,3 +270,17 @@ def test_probe_unwritable_path(tmp_path):
     blocker.write_text("x")
     report = probe(blocker / "data", env={})
     assert not report.writable and report.error and "cannot be written" in report.recommendation
+
+
+def test_probe_advice_is_true_for_the_engine_in_use(tmp_path):
+    """The start log says what happens to answers with the engine that runs, not with DB_MODE=direct."""
+    fuse = f"overlay / overlay rw 0 0\nhf-mount {tmp_path} fuse.hf-mount rw 0 0\n"
+    postgres = probe(tmp_path / "data", engine="postgres", env={}).recommendation
+    assert postgres.startswith("Answers are committed to PostgreSQL (STORE_URL)")
+    assert "DB_MODE=direct" not in postgres and "DB_MODE=snapshot" not in postgres
+    snapshot = probe(tmp_path / "data", engine="snapshot", env={}).recommendation
+    assert snapshot.startswith("DB_MODE=snapshot: the live database is on local disk (CACHE_DIR)")
+    on_bucket = probe(tmp_path / "data", engine="snapshot", mounts_text=fuse, env={}).recommendation
+    assert on_bucket.startswith("DB_MODE=snapshot suits DATA_DIR, which is a FUSE mount")
+    direct_on_bucket = probe(tmp_path / "data", engine="direct", mounts_text=fuse, env={}).recommendation
+    assert direct_on_bucket.startswith("Use DB_MODE=snapshot")
