@@ -28,7 +28,8 @@ STREAM_GRACE_S = 0.3
 def listen_socket(host: str, port: int) -> socket.socket:
     """Bind host:port before anything else starts; raise SystemExit(2) with a message naming the setting."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn: "localhost" is 127.0.0.1
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
