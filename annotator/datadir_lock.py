@@ -170,12 +170,12 @@ class DataDirLock:
                     use_heartbeat = not locked or _on_fuse(data_dir)
                 if shared:
                     if locked:  # the record says "a PostgreSQL replica": a DuckDB owner's message names one
-                        _write(fd, me)
+                        _write(path, me)
                     return cls(data_dir, fd, me, locked=locked, heartbeat=None)
                 if use_heartbeat:
-                    me = _claim_by_heartbeat(fd, me, deadline, heartbeat, waiting, locked)
+                    me = _claim_by_heartbeat(path, me, deadline, heartbeat, waiting, locked)
                 else:
-                    _write(fd, me)
+                    _write(path, me)
                 lock = cls(data_dir, fd, me, locked=locked, heartbeat=heartbeat if use_heartbeat else None)
             except BaseException:
                 os.close(fd)  # closing drops the flock
@@ -191,7 +191,7 @@ class DataDirLock:
         if self._heartbeat is None or self._fd is None:
             return
         with self._io:
-            current = _read(self._fd)
+            current = _read(self.path)
         if current is not None and current.owner != self.owner:
             self._lost = True
             raise DataDirLostError(self._lost_message(current))
@@ -217,9 +217,9 @@ class DataDirLock:
                 elif self._locked and self._heartbeat is None:
                     self.path.unlink(missing_ok=True)
                 else:
-                    current = _read(fd)
+                    current = _read(self.path)
                     if current is None or current.owner == self.owner:
-                        _write(fd, Holder(**{**asdict(self.holder), "released": True, "heartbeat": time.time()}))
+                        _write(self.path, Holder(**{**asdict(self.holder), "released": True, "heartbeat": time.time()}))
             except OSError as exc:
                 log.warning("DATA_DIR %s: could not mark the lock released (%s)", self.data_dir, exc)
             finally:
@@ -241,7 +241,7 @@ class DataDirLock:
                     if self._fd is None:
                         return
                     self.holder = Holder(**{**asdict(self.holder), "heartbeat": time.time()})
-                    _write(self._fd, self.holder)
+                    _write(self.path, self.holder)
             except DataDirLostError as exc:
                 log.error("%s", exc)
                 return
@@ -296,13 +296,13 @@ def _flock(fd: int, shared: bool, deadline: float, waiting: _Waiting) -> bool:
                             "one", waiting.data_dir, os.strerror(exc.errno or 0), LOCK_NAME)
                 return False
             raise
-        waiting.report(_read(fd))
+        waiting.report(_read(waiting.data_dir / LOCK_NAME))
         if time.monotonic() >= deadline:
             raise waiting.busy()
         time.sleep(_POLL_S)
 
 
-def _claim_by_heartbeat(fd: int, me: Holder, deadline: float, heartbeat: float, waiting: _Waiting,
+def _claim_by_heartbeat(path: Path, me: Holder, deadline: float, heartbeat: float, waiting: _Waiting,
                         locked: bool) -> Holder:
     """Take the lock file over when no live owner's heartbeat is in it; wait for one that is.
 
@@ -311,15 +311,15 @@ def _claim_by_heartbeat(fd: int, me: Holder, deadline: float, heartbeat: float, 
     """
     settle = min(1.0, heartbeat / 5)
     while True:
-        current = _read(fd)
-        if _free(current, fd, heartbeat, locked):
+        current = _read(path)
+        if _free(current, path, heartbeat, locked):
             me = Holder(**{**asdict(me), "heartbeat": time.time()})
             if current is not None and current.owner != me.owner and not current.released:
                 log.warning("DATA_DIR %s: taking over from %s, which is gone (no fresh heartbeat)", waiting.data_dir,
                             current.describe())
-            _write(fd, me)
+            _write(path, me)
             time.sleep(settle)
-            back = _read(fd)
+            back = _read(path)
             if back is not None and back.owner == me.owner:
                 return me
             current = back
@@ -329,10 +329,13 @@ def _claim_by_heartbeat(fd: int, me: Holder, deadline: float, heartbeat: float, 
         time.sleep(_POLL_S)
 
 
-def _free(holder: Holder | None, fd: int, heartbeat: float, locked: bool) -> bool:
+def _free(holder: Holder | None, path: Path, heartbeat: float, locked: bool) -> bool:
     """Whether the record in the lock file belongs to nobody alive."""
     if holder is None:  # empty: never written; unreadable: free once it has not changed for the stale limit
-        stat = os.fstat(fd)
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return True
         return stat.st_size == 0 or time.time() - stat.st_mtime > STALE_HEARTBEATS * heartbeat
     if holder.released:
         return True
@@ -351,24 +354,31 @@ def _same_file(fd: int, path: Path) -> bool:
     return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
 
-def _read(fd: int) -> Holder | None:
+def _read(path: Path) -> Holder | None:
+    """The record in the lock file, read through a fresh open: a bucket mount shows another host's
+    writes at open (close-to-open), not through a descriptor held since before them."""
     try:
-        return _parse(os.pread(fd, 4096, 0))
+        with open(path, "rb") as f:
+            return _parse(f.read(4096))
     except OSError:
         return None
 
 
-def _write(fd: int, holder: Holder) -> None:
-    """Rewrite the lock file in place and flush it.
+def _write(path: Path, holder: Holder) -> None:
+    """Rewrite the lock file in place, flushed and closed (so another host sees it).
 
-    Never by rename (the flock belongs to this inode), and always as one
-    record of _RECORD_BYTES, so a reader never finds the file empty or half
-    old, half new.
+    Never by rename (an flock belongs to the inode), and always as one record
+    of _RECORD_BYTES, so a reader never finds the file empty or half old, half
+    new. Opening and closing another descriptor keeps the flock (unlike fcntl locks).
     """
     data = json.dumps(asdict(holder), sort_keys=True).encode().ljust(_RECORD_BYTES - 1) + b"\n"
-    os.pwrite(fd, data, 0)
-    os.ftruncate(fd, len(data))
-    os.fsync(fd)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 __all__ = ["DataDirBusyError", "DataDirLock", "DataDirLostError", "HEARTBEAT_S", "Holder", "LOCK_NAME",
