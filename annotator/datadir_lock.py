@@ -81,7 +81,8 @@ class Holder:
     released: bool = False
 
     def describe(self) -> str:
-        return f"pid {self.pid} on host {self.host}, since {self.since}, DB_MODE={self.mode}"
+        what = "a STORE_URL (PostgreSQL) replica" if self.mode == "postgres" else f"DB_MODE={self.mode}"
+        return f"pid {self.pid} on host {self.host}, since {self.since}, {what}"
 
     def alive_here(self) -> bool | None:
         """On this host: is the pid running? None when the holder is on another host."""
@@ -219,7 +220,7 @@ class DataDirLock:
                 else:
                     current = _read(self.path)
                     if current is None or current.owner == self.owner:
-                        _write(self.path, Holder(**{**asdict(self.holder), "released": True, "heartbeat": time.time()}))
+                        _write(self.path, Holder(**{**asdict(self.holder), "released": True}))
             except OSError as exc:
                 log.warning("DATA_DIR %s: could not mark the lock released (%s)", self.data_dir, exc)
             finally:
