@@ -143,14 +143,13 @@ class DataDirLock:
         return self._heartbeat is not None
 
     @classmethod
-    def acquire(cls, data_dir: Path, *, mode: str, wait: float, heartbeat: float = HEARTBEAT_S,
-                use_heartbeat: bool | None = None) -> "DataDirLock":
+    def acquire(cls, data_dir: Path, *, mode: str, wait: float, heartbeat: float = HEARTBEAT_S) -> "DataDirLock":
         """Take DATA_DIR for this process, waiting up to `wait` seconds for a holder to let go.
 
         `mode` is the DB_MODE ("direct", "snapshot") or "postgres" (a shared
-        lock). `use_heartbeat` forces heartbeat mode on or off (None: on where
-        flock fails or DATA_DIR is on FUSE). Raises DataDirBusyError, or
-        OSError when the lock file cannot be created.
+        lock). A heartbeat every `heartbeat` seconds is kept where flock fails
+        or DATA_DIR is on FUSE. Raises DataDirBusyError, or OSError when the
+        lock file cannot be created.
         """
         data_dir = Path(data_dir)
         shared = mode == "postgres"
@@ -167,8 +166,7 @@ class DataDirLock:
                 if locked and not _same_file(fd, path):
                     os.close(fd)  # the holder removed the file as it let go: lock the one there now
                     continue
-                if use_heartbeat is None:
-                    use_heartbeat = not locked or _on_fuse(data_dir)
+                use_heartbeat = not locked or _on_fuse(data_dir)
                 if shared:
                     if locked:  # the record says "a PostgreSQL replica": a DuckDB owner's message names one
                         _write(path, me)
