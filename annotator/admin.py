@@ -14,7 +14,9 @@ organizer; the view shows it next to the action.
 from __future__ import annotations
 
 import math
-import tempfile
+import secrets
+import shutil
+import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,8 +29,8 @@ from annotator.export import export_local
 from annotator.runtime import Runtime
 from annotator.service import InputError
 
-__all__ = ["ActionResult", "MAX_EXTRA", "active_settings", "audit_log", "export_now", "prepare_downloads",
-           "release_user", "reopen_record"]
+__all__ = ["ActionResult", "DownloadFolders", "MAX_EXTRA", "active_settings", "audit_log", "export_now",
+           "prepare_downloads", "release_user", "reopen_record"]
 
 MAX_EXTRA = 10
 AUDIT_WAIT = 5.0
@@ -60,15 +62,50 @@ def export_now(rt: Runtime, who: Identity) -> ActionResult:
                     f"Export to {repo} started; its result shows under Health, last export.")
 
 
-def prepare_downloads(rt: Runtime, who: Identity) -> tuple[list[Path], ActionResult]:
+class DownloadFolders:
+    """One folder of prepared downloads per admin, under `root`; preparing again replaces the last one.
+
+    Each "Prepare downloads" writes a full copy of the results with their
+    images: one per admin is kept (the one their page links to), never one per
+    click. `root` is where the UI can serve files from without copying them
+    (Gradio's cache folder). Folder names are random (128 bits), so a link
+    cannot be guessed. Thread-safe.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._latest: dict[str, Path] = {}
+        self._lock = threading.Lock()
+
+    def fresh(self) -> Path:
+        """A new empty folder, readable by this user only."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        folder = self.root / f"annotator-export-{secrets.token_hex(16)}"
+        folder.mkdir(mode=0o700)
+        return folder
+
+    def keep(self, admin: str, folder: Path) -> None:
+        """`folder` is now `admin`'s downloads: the one it replaces is removed."""
+        with self._lock:
+            previous, self._latest[admin] = self._latest.get(admin), folder
+        if previous is not None and previous != folder:
+            shutil.rmtree(previous, ignore_errors=True)
+
+
+def prepare_downloads(rt: Runtime, who: Identity, folders: DownloadFolders) -> tuple[list[Path], ActionResult]:
     """Write the results as local files (Parquet with images, JSONL, CSV) for the admin to download.
 
-    The files go to a fresh folder under the system temp dir, which Gradio may
-    serve; they are handed only to the admin who asked, under an unguessable URL.
+    The files go to a fresh folder of `folders`, replacing this admin's previous
+    one; they are handed only to the admin who asked, under an unguessable URL.
     """
     Access.require_admin(who)
-    out_dir = Path(tempfile.mkdtemp(prefix="annotator-export-"))
-    written = export_local(rt.store, rt.task, out_dir, rt.settings.images_dir)
+    out_dir = folders.fresh()
+    try:
+        written = export_local(rt.store, rt.task, out_dir, rt.settings.images_dir)
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    folders.keep(who.name, out_dir)
     files = sorted(written.files.values())
     summary = written.summary
     return files, _audited(rt, who, "download_export", {"files": [f.name for f in files]},

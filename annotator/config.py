@@ -89,6 +89,7 @@ class Settings:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     # ALLOW_EMPTY: start even when the store has no record (else an empty or all-bad source stops start-up)
     allow_empty: bool = False
+    lock_wait: float = 30.0  # DATA_DIR_LOCK_WAIT: seconds to wait for another process to let go of DATA_DIR
 
     @property
     def db_path(self) -> Path:
@@ -129,6 +130,7 @@ class Settings:
             "STORE_POOL_SIZE": str(self.store_pool_size),
             "MAX_IMAGE_PIXELS": str(self.max_image_pixels),
             "ALLOW_EMPTY": "true" if self.allow_empty else "false",
+            "DATA_DIR_LOCK_WAIT": f"{self.lock_wait:g}",
         }
 
 
@@ -279,6 +281,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         store_pool_size=int(_number(env, "STORE_POOL_SIZE", 8, minimum=1, integer=True)),
         max_image_pixels=_pixels(env),
         allow_empty=_flag(env, "ALLOW_EMPTY", False),
+        lock_wait=_number(env, "DATA_DIR_LOCK_WAIT", 30.0, minimum=0),
     )
 
 

@@ -23,6 +23,7 @@ import psycopg
 from annotator.auth import Access
 from annotator.backend import LocalBackend
 from annotator.config import ConfigError, Settings, TaskSpec, load_settings, load_task
+from annotator.datadir_lock import DataDirLock
 from annotator.export import Exporter, restore_from_hub
 from annotator.images import ImageCache
 from annotator.pg_backend import PgBackend
@@ -50,6 +51,22 @@ def check_data_dir(data_dir: Path) -> None:
         raise ConfigError(
             f"DATA_DIR={str(data_dir)!r} cannot be written ({exc.strerror or exc}). Set DATA_DIR to a "
             f"writable folder with free space, or attach a Storage Bucket at /data on the Space.") from None
+
+
+def own_data_dir(settings: Settings) -> DataDirLock:
+    """Take DATA_DIR for this process before anything in it is read (see datadir_lock).
+
+    The DuckDB modes own it alone; PostgreSQL replicas (STORE_URL) share it
+    with each other (the images, the key) and never with a DuckDB owner.
+    Waits up to DATA_DIR_LOCK_WAIT seconds for a process that is stopping;
+    raises DataDirBusyError when the holder stays.
+    """
+    mode = "postgres" if settings.store_url else settings.db_mode
+    try:
+        return DataDirLock.acquire(settings.data_dir, mode=mode, wait=settings.lock_wait)
+    except OSError as exc:
+        raise ConfigError(f"DATA_DIR={str(settings.data_dir)!r}: cannot create its lock file "
+                          f"({exc.strerror or exc}). Set DATA_DIR to a writable folder.") from None
 
 
 def _abandon(store: AnyStore, created: list[Path]) -> None:
@@ -84,6 +101,7 @@ class Runtime:
     storage: StorageReport
     exporter: Exporter | None = None  # None when EXPORT_REPO is unset
     snapshots: Snapshotter | None = None  # None unless DB_MODE=snapshot
+    owner: DataDirLock | None = None  # this process's lock on DATA_DIR, released last by close()
     _closed: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -92,7 +110,17 @@ class Runtime:
         settings = settings or load_settings()
         task = load_task(settings.task_file)
         check_data_dir(settings.data_dir)
-        storage = probe(settings.data_dir)
+        owner = own_data_dir(settings)
+        try:
+            return cls._open_owned(settings, task, owner, ingest=ingest)
+        except BaseException:
+            owner.release()
+            raise
+
+    @classmethod
+    def _open_owned(cls, settings: Settings, task: TaskSpec, owner: DataDirLock, *, ingest: bool) -> "Runtime":
+        """Everything after DATA_DIR is owned: the caller releases `owner` when this raises."""
+        storage = probe(settings.data_dir, engine="postgres" if settings.store_url else settings.db_mode)
         for line in storage.lines():
             log.info("DATA_DIR: %s", line)
         if settings.db_mode == "snapshot":
@@ -146,11 +174,11 @@ class Runtime:
         exporter = Exporter(store, task, settings) if settings.export_repo else None
         if exporter is not None:
             exporter.start()
-        snapshots = Snapshotter(store, settings) if settings.db_mode == "snapshot" else None
+        snapshots = Snapshotter(store, settings, owner=owner) if settings.db_mode == "snapshot" else None
         if snapshots is not None:
             snapshots.start()
         return cls(settings, task, store, backend, images, signer, prefetch, service, Access(settings), storage,
-                   exporter, snapshots)
+                   exporter, snapshots, owner)
 
     def close(self) -> None:
         """Stop taking work, write everything queued, close the database. Idempotent."""
@@ -164,5 +192,9 @@ class Runtime:
             self.exporter.stop()
         if self.snapshots is not None:
             self.snapshots.stop()
-        self.backend.close()
+        try:
+            self.backend.close()
+        finally:
+            if self.owner is not None:
+                self.owner.release()
         log.info("closed: every acknowledged answer is committed")

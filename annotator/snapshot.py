@@ -21,6 +21,14 @@ How a snapshot is made, and why it is consistent without pausing the writer:
    `annotator.duckdb` (atomic replace), and the folder is fsynced. A kill at
    any point leaves the previous snapshot whole; leftover temporary files are
    removed by the next snapshot.
+3. Never over another owner's file: before the rename, the snapshotter checks
+   that DATA_DIR still holds what it saw at start or wrote last (the owner
+   marker `annotator.duckdb.owner`, with the owner id and a generation
+   counter, plus the snapshot's size and whether a WAL lies beside it), and
+   that it still owns DATA_DIR (`DataDirLock.verify`). A process that
+   overlapped this one on the folder (a lock the file system did not
+   enforce) is refused with SnapshotError instead of overwriting; its own
+   database stays on its local disk. Snapshot files are created 0600.
 
 Switching modes: the snapshot is an ordinary DuckDB file, so DB_MODE=direct
 opens it as the live file; from direct to snapshot, `restore_snapshot` copies
@@ -28,7 +36,7 @@ the live file (and a WAL left beside it) to local disk.
 
     restore_snapshot(settings)              # before Store(settings.db_path)
     store = Store(settings.db_path)
-    snapshots = Snapshotter(store, settings)
+    snapshots = Snapshotter(store, settings, owner=lock)   # lock: DataDirLock on DATA_DIR
     snapshots.start()
     ...
     snapshots.stop()                        # final snapshot; before store.close()
@@ -36,8 +44,10 @@ the live file (and a WAL left beside it) to local disk.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -45,12 +55,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from annotator.config import Settings
+from annotator.datadir_lock import DataDirLock, DataDirLostError
 from annotator.periodic import PeriodicJob, Run
 from annotator.store import Store
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_NAME = "annotator.duckdb"
+OWNER_MARKER = SNAPSHOT_NAME + ".owner"
 _CHUNK = 4 * 2**20
 
 
@@ -60,6 +72,10 @@ class SnapshotError(RuntimeError):
 
 class SnapshotterClosedError(SnapshotError):
     """trigger() after stop()."""
+
+
+class ForeignSnapshotError(SnapshotError):
+    """DATA_DIR's snapshot was written by another process since this one last saw it: not replaced."""
 
 
 def snapshot_path(settings: Settings) -> Path:
@@ -86,15 +102,41 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _copy_durably(source: Path, target: Path) -> int:
-    """Copy `source` to the new file `target` sequentially and fsync it; return the byte count."""
+    """Copy `source` to the new file `target` (mode 0600) sequentially and fsync it; return the byte count."""
     written = 0
-    with open(source, "rb") as src, open(target, "xb") as dst:
+    with open(source, "rb") as src, open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst:
         while chunk := src.read(_CHUNK):
             dst.write(chunk)
             written += len(chunk)
         dst.flush()
         os.fsync(dst.fileno())
     return written
+
+
+def _remote_state(settings: Settings) -> tuple[bytes | None, int | None, bool]:
+    """What DATA_DIR holds now: the owner marker, the snapshot's size, whether a WAL lies beside it.
+
+    A commit by a direct-mode process grows the WAL, a snapshot by another
+    owner rewrites the marker: either changes this tuple.
+    """
+    target = snapshot_path(settings)
+    try:
+        marker: bytes | None = (target.with_name(OWNER_MARKER)).read_bytes()
+    except FileNotFoundError:
+        marker = None
+    try:
+        size: int | None = target.stat().st_size
+    except FileNotFoundError:
+        size = None
+    return marker, size, _wal(target).exists()
+
+
+def _describe_marker(marker: bytes | None) -> str:
+    try:
+        data = json.loads(marker or b"")
+        return f"pid {data['pid']} on host {data['host']} at {data['written_at']}"
+    except (ValueError, KeyError, TypeError):
+        return "another process"
 
 
 def _remove_leftovers(folder: Path, prefix: str) -> None:
@@ -169,6 +211,8 @@ class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
         store: the open Store whose file is `settings.db_path` (on CACHE_DIR).
         settings: DATA_DIR (where the snapshot goes), CACHE_DIR (temporary copy), SNAPSHOT_EVERY.
         every: seconds between checks (default SNAPSHOT_EVERY).
+        owner: this process's lock on DATA_DIR, verified before every rename (None: no lock,
+            the owner marker check alone).
 
     Lifecycle: `start()` launches the thread that writes a snapshot every
     `every` seconds when the store changed (`Store.export_fingerprint()`, or
@@ -177,8 +221,10 @@ class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
     share one); `snapshot_now()` writes one in the caller's thread; `stop()`
     writes a last one if something changed, is idempotent, and after it
     `trigger()` raises SnapshotterClosedError. Never two at once (a lock).
-    Writes need not pause: see the module docstring. Stop it before closing
-    the store. The lifecycle is `periodic.PeriodicJob`'s.
+    Writes need not pause: see the module docstring. What DATA_DIR holds at
+    construction is the snapshotter's starting point: a snapshot written over
+    anything else raises ForeignSnapshotError. Stop it before closing the
+    store. The lifecycle is `periodic.PeriodicJob`'s.
 
         with Snapshotter(store, settings) as snapshots:
             snapshots.trigger().result(timeout=60)
@@ -187,7 +233,8 @@ class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
     closed_error = SnapshotterClosedError
     noun = "snapshotter"
 
-    def __init__(self, store: Store, settings: Settings, *, every: float | None = None) -> None:
+    def __init__(self, store: Store, settings: Settings, *, every: float | None = None,
+                 owner: DataDirLock | None = None) -> None:
         if settings.db_path.resolve() == snapshot_path(settings).resolve():
             raise SnapshotError("DB_MODE=direct keeps the live database in DATA_DIR; snapshots are only for "
                                 "DB_MODE=snapshot")
@@ -199,6 +246,10 @@ class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
         self._written_version = 0          # guarded by _cond, as the one below
         self._written_fingerprint: str | None = None
         self._runs = 0
+        self._owner = owner
+        self._owner_id = owner.owner if owner is not None else os.urandom(16).hex()
+        self._seen = _remote_state(settings)   # DATA_DIR as this owner last saw or left it
+        self._generation = self._seen_generation()
 
     def stop(self, *, final: bool = True, timeout: float | None = 120.0) -> None:
         """Write a last snapshot if something changed (unless final=False), then end. Idempotent."""
@@ -225,6 +276,8 @@ class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
                     self._status = replace(self._status, state="idle", last_result="failed", last_error=reason,
                                            failures=self._status.failures + 1)
                 log.error("snapshot: writing %s failed: %s", snapshot_path(self.settings), reason)
+                if isinstance(exc, ForeignSnapshotError):
+                    raise
                 raise SnapshotError(f"cannot write the snapshot {snapshot_path(self.settings)}: {reason}") from None
             seconds = time.monotonic() - started
             with self._cond:
@@ -251,11 +304,14 @@ class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
         try:
             self.store.backup_to(local_tmp)
             size = _copy_durably(local_tmp, remote_tmp)
+            self._check_still_ours()
             # a WAL beside the target belongs to an older live file (direct mode) and would be
             # replayed onto the new snapshot: remove it first (its content is in the live store)
             _wal(target).unlink(missing_ok=True)
             os.replace(remote_tmp, target)
+            self._write_marker()
             _fsync_dir(data)
+            self._seen = _remote_state(self.settings)
             return size
         finally:
             for leftover in (local_tmp, _wal(local_tmp), remote_tmp):
@@ -263,6 +319,43 @@ class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
                     leftover.unlink()
                 except OSError:
                     pass
+
+    def _check_still_ours(self) -> None:
+        """Refuse to replace DATA_DIR's snapshot unless this process owns the folder and wrote it last."""
+        where = f"its own database stays at {self.settings.db_path}"
+        if self._owner is not None:
+            try:
+                self._owner.verify()
+            except DataDirLostError as exc:
+                raise ForeignSnapshotError(f"{exc} The snapshot was not written; {where}.") from None
+        now = _remote_state(self.settings)
+        if now != self._seen:
+            who = _describe_marker(now[0]) if now[0] != self._seen[0] else "another process (its commits)"
+            raise ForeignSnapshotError(
+                f"{snapshot_path(self.settings)} was changed by {who} since this process last wrote it: two "
+                f"processes use DATA_DIR={str(self.settings.data_dir)!r}. Not replacing it; {where}. Stop one "
+                f"of them.")
+
+    def _seen_generation(self) -> int:
+        try:
+            return int(json.loads(self._seen[0] or b"{}").get("generation", 0))
+        except (ValueError, TypeError, AttributeError):
+            return 0
+
+    def _write_marker(self) -> None:
+        """Record this owner and the next generation beside the snapshot (atomic replace)."""
+        self._generation += 1
+        marker = snapshot_path(self.settings).with_name(OWNER_MARKER)
+        tmp = marker.with_name(f".{marker.name}.tmp-{os.getpid()}")
+        body = json.dumps({"owner": self._owner_id, "generation": self._generation, "pid": os.getpid(),
+                           "host": socket.gethostname(),
+                           "written_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")})
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as out:
+            out.write(body)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, marker)
 
     def _work(self, run: Run) -> SnapshotResult:
         """Every kind of run alike: a snapshot if something changed."""
@@ -274,5 +367,5 @@ class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
             raise SnapshotError(str(exc)) from None
 
 
-__all__ = ["SNAPSHOT_NAME", "SnapshotError", "SnapshotResult", "SnapshotStatus", "Snapshotter",
-           "SnapshotterClosedError", "restore_snapshot", "snapshot_path"]
+__all__ = ["ForeignSnapshotError", "OWNER_MARKER", "SNAPSHOT_NAME", "SnapshotError", "SnapshotResult",
+           "SnapshotStatus", "Snapshotter", "SnapshotterClosedError", "restore_snapshot", "snapshot_path"]

@@ -3,8 +3,10 @@
 `probe(path)` writes a few small files with fsync, reads them back, and
 reports the latencies, the free space, the filesystem (from /proc/mounts:
 FUSE or not, and which mount point holds the path) and a guess at whether
-the folder survives a restart. `recommendation` is a sentence for the admin
-view.
+the folder survives a restart. `recommendation` is a sentence for the start
+log and the admin view, true for the engine in use (`engine`): with
+STORE_URL the answers are in PostgreSQL and DATA_DIR holds only the images
+and the key, so it speaks of neither DB_MODE nor commits on DATA_DIR.
 
 Rules behind the recommendation:
 
@@ -33,9 +35,10 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Literal, Mapping
 
 SLOW_FSYNC_MS = 10.0
+Engine = Literal["direct", "snapshot", "postgres"]
 _VOLATILE_FS = frozenset({"tmpfs", "ramfs"})
 
 
@@ -127,7 +130,8 @@ def find_mount(path: Path, mounts: list[Mount]) -> Mount | None:
     return best
 
 
-def _read_mounts() -> str:
+def read_mounts() -> str:
+    """The text of /proc/mounts; empty where there is none."""
     try:
         return Path("/proc/mounts").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -140,13 +144,14 @@ def _existing_parent(path: Path) -> Path:
     return path
 
 
-def probe(path: Path | str, *, files: int = 5, size: int = 64 * 1024, mounts_text: str | None = None,
-          env: Mapping[str, str] | None = None) -> StorageReport:
-    """Measure `path` (created if missing) and recommend a DB_MODE. Never raises on I/O errors."""
+def probe(path: Path | str, *, engine: Engine = "direct", files: int = 5, size: int = 64 * 1024,
+          mounts_text: str | None = None, env: Mapping[str, str] | None = None) -> StorageReport:
+    """Measure `path` (created if missing) and say what it means for `engine`, the store in use
+    (DB_MODE direct or snapshot, or "postgres" with STORE_URL). Never raises on I/O errors."""
     env = os.environ if env is None else env
     path = Path(path).expanduser()
     resolved = _existing_parent(path.resolve())
-    mount = find_mount(path.resolve(), parse_mounts(_read_mounts() if mounts_text is None else mounts_text))
+    mount = find_mount(path.resolve(), parse_mounts(read_mounts() if mounts_text is None else mounts_text))
     is_mount_point = mount is not None and mount.point == path.resolve()
     is_fuse = bool(mount and mount.is_fuse)
     writes: list[float] = []
@@ -195,32 +200,46 @@ def probe(path: Path | str, *, files: int = 5, size: int = 64 * 1024, mounts_tex
     persistent, reason = _persistence(path.resolve(), mount, is_fuse, env)
     fsync_ms = statistics.median(syncs) if syncs else None
     slow = fsync_ms is not None and fsync_ms > SLOW_FSYNC_MS
+    mode = "snapshot" if writable and (is_fuse or slow) else "direct"
     if not writable:
-        mode = "direct"
         text = (f"DATA_DIR cannot be written ({error}); the app cannot keep answers there. Set DATA_DIR to a "
                 f"writable folder.")
-    elif is_fuse or slow:
-        mode = "snapshot"
-        why = "is a FUSE mount (a Storage Bucket): random writes and fsync may not behave as on a disk" \
-            if is_fuse else f"has a slow fsync ({fsync_ms:.0f} ms median): every commit waits for it"
-        text = (f"Use DB_MODE=snapshot: DATA_DIR {why}. The live database then stays on local disk and a "
-                f"consistent copy goes to DATA_DIR every SNAPSHOT_EVERY seconds and at shutdown; a crash "
-                f"loses at most that interval.")
     else:
-        mode = "direct"
-        text = (f"DB_MODE=direct suits DATA_DIR (fsync {fsync_ms:.1f} ms median): every acknowledged answer "
-                f"is committed there.")
+        text = _advice(engine, mode, is_fuse, fsync_ms)
     if writable and persistent is False:
-        text += (" DATA_DIR does not survive a restart: attach persistent storage, and set EXPORT_REPO so "
+        text += (" DATA_DIR does not survive a restart: attach persistent storage (the images and the key are "
+                 "kept there)." if engine == "postgres" else
+                 " DATA_DIR does not survive a restart: attach persistent storage, and set EXPORT_REPO so "
                  "answers are restored from the Hub export (at most EXPORT_EVERY minutes are lost).")
     elif writable and persistent is None:
-        text += " Whether DATA_DIR survives a restart is unknown: set EXPORT_REPO as a second copy."
+        text += " Whether DATA_DIR survives a restart is unknown: " + (
+            "keep the images somewhere that does." if engine == "postgres" else "set EXPORT_REPO as a second copy.")
     return StorageReport(
         path=path, writable=writable, error=error, mount=mount, is_fuse=is_fuse, is_mount_point=is_mount_point,
         persistent=persistent, persistent_reason=reason, free_bytes=free, total_bytes=total,
         write_ms=statistics.median(writes) if writes else None, fsync_ms=fsync_ms,
         fsync_max_ms=max(syncs) if syncs else None, read_ms=statistics.median(reads) if reads else None,
         recommended_mode=mode, recommendation=text)
+
+
+def _advice(engine: Engine, mode: str, is_fuse: bool, fsync_ms: float | None) -> str:
+    """The sentence about DB_MODE, true for the engine in use: `mode` is the one DATA_DIR suits."""
+    fsync = f"fsync {fsync_ms:.1f} ms median" if fsync_ms is not None else "fsync not measured"
+    if engine == "postgres":
+        return (f"Answers are committed to PostgreSQL (STORE_URL); DATA_DIR ({fsync}) holds only the images and "
+                f"the key, so DB_MODE does not apply.")
+    why = "is a FUSE mount (a Storage Bucket): random writes and fsync may not behave as on a disk" \
+        if is_fuse else f"has a slow fsync ({fsync}): every commit waits for it"
+    snapshot = ("the live database is on local disk (CACHE_DIR) and a consistent copy goes to DATA_DIR every "
+                "SNAPSHOT_EVERY seconds and at shutdown; a crash loses at most that interval")
+    if engine == "snapshot":
+        if mode == "snapshot":
+            return f"DB_MODE=snapshot suits DATA_DIR, which {why}. {snapshot[0].upper()}{snapshot[1:]}."
+        return (f"DB_MODE=snapshot: {snapshot}. DATA_DIR ({fsync}) would also do for DB_MODE=direct, which "
+                f"commits every acknowledged answer there.")
+    if mode == "snapshot":
+        return f"Use DB_MODE=snapshot: DATA_DIR {why}. With DB_MODE=snapshot {snapshot}."
+    return f"DB_MODE=direct suits DATA_DIR ({fsync}): every acknowledged answer is committed there."
 
 
 def _persistence(path: Path, mount: Mount | None, is_fuse: bool, env: Mapping[str, str]) -> tuple[bool | None, str]:
@@ -236,4 +255,4 @@ def _persistence(path: Path, mount: Mount | None, is_fuse: bool, env: Mapping[st
     return True, "a folder on a local disk"
 
 
-__all__ = ["Mount", "SLOW_FSYNC_MS", "StorageReport", "find_mount", "parse_mounts", "probe"]
+__all__ = ["Mount", "SLOW_FSYNC_MS", "StorageReport", "find_mount", "parse_mounts", "probe", "read_mounts"]

@@ -12,6 +12,7 @@ Timestamps are stored as naive UTC.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from contextlib import contextmanager
@@ -199,6 +200,20 @@ def _response(row: tuple) -> Response:
     return Response(row[0], row[1], row[2], tuple(row[3]), *row[4:])
 
 
+def _owner_only(*paths: Path) -> None:
+    """Answers are as private as the key and the passwords: mode 0600 for the database and its WAL.
+
+    DuckDB creates both with the process umask (app.py sets 077); this covers a file made by another
+    process (a CLI command, an older version). A file system without modes (a bucket) may refuse.
+    """
+    for path in paths:
+        try:
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except OSError:
+            pass
+
+
 class Store:
     """The one owner of the DuckDB file.
 
@@ -229,6 +244,7 @@ class Store:
                     f"command), or set DATA_DIR to another folder.") from None
             raise StoreError(f"cannot open the database {self.path}: {message}. Check that DATA_DIR is "
                              f"writable and not full.") from None
+        _owner_only(self.path, self.path.with_name(self.path.name + ".wal"))
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()

@@ -1,9 +1,10 @@
-"""Fault drills: kill -9 under load, storage that fails and recovers, an unwritable DATA_DIR.
+"""Fault drills: kill -9 under load, storage that fails and recovers, an unwritable DATA_DIR, a second process.
 
     python bench/drills.py kill9 --rounds 20
     python bench/drills.py failing-storage --mode write     # ENOSPC on writes (a full disk)
     python bench/drills.py failing-storage --mode sync      # EIO on fsync (a broken network disk)
     python bench/drills.py unwritable
+    python bench/drills.py two-processes                    # a second app on the same DATA_DIR, each mode
     python bench/drills.py all
 
 Each drill starts the real app (`app.py`, password mode) on its own DATA_DIR,
@@ -500,6 +501,82 @@ def unwritable(workdir: Path, case: str, log=print) -> dict[str, Any]:
     return result
 
 
+# --- drill (d): a second process on the same DATA_DIR -------------------------------------
+
+NOLOCK_SOURCE = Path(__file__).resolve().parent / "nolock.c"
+TWO_PROCESS_CASES = (("direct", "snapshot", False), ("snapshot", "snapshot", False), ("snapshot", "snapshot", True))
+
+
+def two_processes(workdir: Path, first_mode: str = "direct", second_mode: str = "snapshot", *, no_locks: bool = False,
+                  users: int = 3, work_s: float = 4.0, seed: int = 0, log=print) -> dict[str, Any]:
+    """Start a second app on the DATA_DIR of one that is serving a crew: it must be refused (exit 2, one line
+    naming DATA_DIR and the holder), and after the first one's clean stop every answer it accepted is there.
+
+    `no_locks` runs both under bench/nolock.c (flock fails with ENOLCK, as on a FUSE bucket without locks):
+    the lock file's heartbeat must refuse the second one just the same."""
+    import slowsync
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    names = [f"twouser{i}" for i in range(users)]
+    env = loadgen.app_env(workdir, names, records=200, overlap=1)
+    env.update({"DB_MODE": first_mode, "CACHE_DIR": str(workdir / "cache-first")})
+    if no_locks:
+        env["LD_PRELOAD"] = str(slowsync.build(source=NOLOCK_SOURCE))
+    data_dir = Path(env["DATA_DIR"])
+    second_env = {**env, "DB_MODE": second_mode, "CACHE_DIR": str(workdir / "cache-second"),
+                  "DATA_DIR_LOCK_WAIT": "2", "GRADIO_SERVER_PORT": str(loadgen.free_port())}
+    label = f"two processes ({first_mode} then {second_mode}, {'heartbeat' if no_locks else 'flock'})"
+    result: dict[str, Any] = {"drill": label, "problems": []}
+    persons = [Person(u) for u in names]
+    server = loadgen.start_server("ours", env, workdir / "first.log")
+    try:
+        crew = Crew(server.url, persons)
+
+        async def work_while_a_second_one_starts() -> subprocess.CompletedProcess:
+            await crew.open()
+            working = asyncio.create_task(crew.work(time.monotonic() + work_s, rng))
+            await asyncio.sleep(work_s / 4)
+            second = await asyncio.to_thread(
+                subprocess.run, [sys.executable, str(loadgen.ROOT / "app.py")], cwd=loadgen.ROOT, env=second_env,
+                capture_output=True, text=True, timeout=120)
+            await working
+            for b in crew.browsers.values():  # the page's last "saved?" check
+                await crew.check_saved(b)
+            await crew.close()
+            return second
+
+        started = time.monotonic()
+        second = asyncio.run(work_while_a_second_one_starts())
+        output = second.stdout + second.stderr
+        refusal = [line for line in second.stderr.splitlines() if line.startswith("annotator cannot start")]
+        result.update({"second_exit_code": second.returncode, "second_message": refusal[:1],
+                       "clicks": crew.clicks, "seconds": round(time.monotonic() - started, 1)})
+        if second.returncode != 2:
+            result["problems"].append(f"the second process exited with {second.returncode}: {output[-500:]}")
+        if len(refusal) != 1 or str(data_dir) not in refusal[0] or f"pid {server.pid}" not in refusal[0]:
+            result["problems"].append("no one-line message naming DATA_DIR and the holder's pid")
+        if "Traceback" in output:
+            result["problems"].append("a traceback in the second process's output")
+        if crew.clicks == 0 or crew.click_errors:
+            result["problems"].append(f"the first one's crew was disturbed: {crew.clicks} clicks, "
+                                      f"errors {crew.click_errors[:3]}")
+        code = server.stop()
+        if code not in CLEAN_EXIT:
+            result["problems"].append(f"the first one's clean stop exited with {code}")
+        lost = missing(persons, read_answers(data_dir), saved_only=False)
+        result["accepted"] = sum(len(p.accepted) for p in persons)
+        result["accepted_lost"] = len(lost)
+        if lost:
+            result["problems"].append(f"answers the first one accepted are missing: {lost[:5]}")
+    finally:
+        server.kill()
+    log(f"{label}: second exit {result.get('second_exit_code')}, {result.get('clicks')} clicks, "
+        f"{result.get('accepted_lost')} lost")
+    result["ok"] = not result["problems"]
+    return result
+
+
 # --- command line -----------------------------------------------------------------------
 
 
@@ -516,7 +593,7 @@ def _print(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("drill", choices=["kill9", "failing-storage", "unwritable", "all"])
+    p.add_argument("drill", choices=["kill9", "failing-storage", "unwritable", "two-processes", "all"])
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--users", type=int, default=4)
     p.add_argument("--mode", choices=["write", "sync", "both"], default="both")
@@ -536,6 +613,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.drill in ("unwritable", "all"):
         for case in unwritable_cases(root):
             results.append(unwritable(root / f"unwritable-{case}", case))
+            _print(results[-1])
+    if args.drill in ("two-processes", "all"):
+        for first_mode, second_mode, no_locks in TWO_PROCESS_CASES:
+            where = root / f"two-{first_mode}-{second_mode}{'-nolock' if no_locks else ''}"
+            results.append(two_processes(where, first_mode, second_mode, no_locks=no_locks, users=args.users))
             _print(results[-1])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))

@@ -373,13 +373,14 @@ def test_dashboard_reads_leave_no_transaction_open(tmp_path: Path) -> None:
         rt.close()  # raised "Cannot CHECKPOINT: there are other write transactions active" with fetchone()
 
 
-def test_downloads_only_for_admins_and_audited(single: tuple[Runtime, list[int]]) -> None:
+def test_downloads_only_for_admins_and_audited(single: tuple[Runtime, list[int]], tmp_path: Path) -> None:
     rt, _ = single
+    folders = admin.DownloadFolders(tmp_path / "downloads")
     before = store_state(rt)
     with pytest.raises(AuthError, match="not an admin"):
-        admin.prepare_downloads(rt, ANN)
+        admin.prepare_downloads(rt, ANN, folders)
     assert store_state(rt) == before
-    files, result = admin.prepare_downloads(rt, BOSS)
+    files, result = admin.prepare_downloads(rt, BOSS, folders)
     assert sorted(f.name for f in files) == ["records.csv", "records.jsonl", "records.parquet",
                                              "responses.csv", "responses.jsonl", "responses.parquet"]
     assert all(f.stat().st_size > 0 for f in files)

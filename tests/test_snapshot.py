@@ -16,8 +16,8 @@ import duckdb
 import pytest
 
 from annotator.config import Settings, load_settings
-from annotator.snapshot import (SnapshotError, Snapshotter, SnapshotterClosedError, restore_snapshot,
-                                snapshot_path)
+from annotator.snapshot import (OWNER_MARKER, ForeignSnapshotError, SnapshotError, Snapshotter,
+                                SnapshotterClosedError, restore_snapshot, snapshot_path)
 from annotator.storage_probe import find_mount, parse_mounts, probe
 from annotator.store import NewRecord, ResponseWrite, Store
 
@@ -69,7 +69,8 @@ def test_snapshot_survives_the_loss_of_the_local_file(tmp_path):
         snapshots.trigger()
     expected = all_responses(store)
     store.close()
-    assert sorted(p.name for p in settings.data_dir.iterdir()) == ["annotator.duckdb"]  # no temporary left
+    # no temporary left; the owner marker beside the snapshot
+    assert sorted(p.name for p in settings.data_dir.iterdir()) == ["annotator.duckdb", "annotator.duckdb.owner"]
 
     settings.db_path.unlink()  # the Space restarted: local disk is empty
     Path(str(settings.db_path) + ".wal").write_bytes(b"stale")  # a WAL without its database
@@ -113,6 +114,52 @@ def test_direct_mode_is_refused(tmp_path):
             Snapshotter(store, settings)
     finally:
         store.close()
+
+
+def test_a_snapshot_never_replaces_a_file_another_owner_wrote(tmp_path):
+    """Two processes on one DATA_DIR (a lock the file system did not enforce): the owner marker and the
+    file itself are checked before the rename, so neither a second snapshotter nor a direct-mode
+    process that committed to the file since is overwritten."""
+    first_settings = snapshot_settings(tmp_path)
+    second_settings = replace(first_settings, cache_dir=tmp_path / "cache-2")
+    first, second = seeded(first_settings), seeded(second_settings)
+    try:
+        first.apply([answer(1, "alice", 1)])
+        second.apply([answer(2, "bob", 2)])
+        one, two = Snapshotter(first, first_settings), Snapshotter(second, second_settings)
+        assert one.snapshot_now().written
+        theirs = snapshot_path(first_settings).read_bytes()
+        with pytest.raises(ForeignSnapshotError, match="changed by pid"):
+            two.snapshot_now()
+        with pytest.raises(ForeignSnapshotError):  # at shutdown too: the final snapshot is refused
+            two.trigger().result(timeout=10)
+        assert snapshot_path(first_settings).read_bytes() == theirs and two.status().failures == 2
+        marker = json.loads((first_settings.data_dir / OWNER_MARKER).read_text())
+        assert marker["generation"] == 1 and marker["pid"] == os.getpid()
+        assert one.snapshot_now().written  # its own file: replaced as before
+        assert json.loads((first_settings.data_dir / OWNER_MARKER).read_text())["generation"] == 2
+        assert (first_settings.data_dir / OWNER_MARKER).stat().st_mode & 0o777 == 0o600
+        assert snapshot_path(first_settings).stat().st_mode & 0o777 == 0o600
+    finally:
+        first.close()
+        second.close()
+
+    # a direct-mode process opens the snapshot as its live file and commits: a WAL grows beside it
+    local = Store(first_settings.db_path)
+    live = None
+    try:
+        snapshots = Snapshotter(local, first_settings)
+        live = Store(snapshot_path(first_settings))
+        live.apply([answer(3, "carol", 3)])
+        with pytest.raises(ForeignSnapshotError, match="its commits"):
+            snapshots.snapshot_now()
+        live.close()
+        live = Store(snapshot_path(first_settings))
+        assert {r.user_id for r in all_responses(live)} == {"alice", "carol"}  # nothing replaced under it
+    finally:
+        local.close()
+        if live is not None:
+            live.close()
 
 
 _CHILD = r"""
@@ -175,7 +222,7 @@ def test_kill_during_a_snapshot_leaves_the_previous_one_intact(tmp_path):
         Snapshotter(store, settings).snapshot_now()
     finally:
         store.close()
-    assert sorted(p.name for p in settings.data_dir.iterdir()) == ["annotator.duckdb"]
+    assert sorted(p.name for p in settings.data_dir.iterdir()) == ["annotator.duckdb", "annotator.duckdb.owner"]
 
 
 # --------------------------------------------------------------------------- storage probe
@@ -223,3 +270,17 @@ def test_probe_unwritable_path(tmp_path):
     blocker.write_text("x")
     report = probe(blocker / "data", env={})
     assert not report.writable and report.error and "cannot be written" in report.recommendation
+
+
+def test_probe_advice_is_true_for_the_engine_in_use(tmp_path):
+    """The start log says what happens to answers with the engine that runs, not with DB_MODE=direct."""
+    fuse = f"overlay / overlay rw 0 0\nhf-mount {tmp_path} fuse.hf-mount rw 0 0\n"
+    postgres = probe(tmp_path / "data", engine="postgres", env={}).recommendation
+    assert postgres.startswith("Answers are committed to PostgreSQL (STORE_URL)")
+    assert "DB_MODE=direct" not in postgres and "DB_MODE=snapshot" not in postgres
+    snapshot = probe(tmp_path / "data", engine="snapshot", env={}).recommendation
+    assert snapshot.startswith("DB_MODE=snapshot: the live database is on local disk (CACHE_DIR)")
+    on_bucket = probe(tmp_path / "data", engine="snapshot", mounts_text=fuse, env={}).recommendation
+    assert on_bucket.startswith("DB_MODE=snapshot suits DATA_DIR, which is a FUSE mount")
+    direct_on_bucket = probe(tmp_path / "data", engine="direct", mounts_text=fuse, env={}).recommendation
+    assert direct_on_bucket.startswith("Use DB_MODE=snapshot")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
@@ -61,6 +62,8 @@ class AdminActions:
         self.result = gr.HTML(elem_id="admin-result-box")
         self.files = gr.File(label="Results as files", file_count="multiple", interactive=False, visible=False,
                              elem_id="admin-files")
+        # written straight into Gradio's cache, which serves them as they are: no second copy per click
+        self.downloads = admin.DownloadFolders(Path(self.files.GRADIO_CACHE))
         self.settings = gr.Dataframe(headers=SETTINGS_COLUMNS, visible=False, interactive=False,
                                      elem_id="admin-settings-table", label="Active settings (secrets masked)")
         self.audit = gr.Dataframe(headers=AUDIT_COLUMNS, interactive=False, elem_id="admin-audit",
@@ -108,7 +111,7 @@ class AdminActions:
         def download_handler(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
             try:
                 who = identify(rt.access, profile, request)
-                files, result = admin.prepare_downloads(rt, who)
+                files, result = admin.prepare_downloads(rt, who, self.downloads)
             except (AuthError, InputError) as exc:
                 return [_error(str(exc)), gr.skip(), gr.File(visible=False)]
             return [_ok(result.message), self.audit_frame(who),
