@@ -425,7 +425,7 @@ class AnnotationService:
         record = self.prefetch.rows([record_id]).get(record_id)
         if record is None:
             raise InputError("That record does not exist (any more). Reload the page.")
-        return self.prefetch.slot_for(user, record)
+        return Slot(record)  # leased outside the buffer: first call, takeover, going back
 
     def _shown(self, user: str, slot: Slot, *, editing: bool = False, upcoming: bool = False,
                previous: tuple[str, tuple[str, ...], str] | None = None) -> Shown:
@@ -447,7 +447,7 @@ class AnnotationService:
                         if len(person.issued) > _REMEMBERED_TICKETS:
                             person.issued.pop(next(iter(person.issued)))
         return Shown(ticket=ticket or self.signer.issue(record.id, user, edit=editing), record_id=record.id,
-                     image_url=slot.image_url,
+                     image_url=self.prefetch.image_url(record.id, user),
                      width=record.width, height=record.height, suggestion=record.suggestion if
                      record.suggestion in self._labels else None, metadata=record.metadata,
                      answer=answer, comment=comment, editing=editing, previous_status=status)
