@@ -493,6 +493,56 @@ def test_saved_is_shown_soon_after_the_last_answer_is_committed(browser, servers
     page.context.close()
 
 
+def test_an_image_that_fails_to_load_makes_the_page_ask_once_for_fresh_links(browser, servers):
+    """An expired link (403) is not a dead end: the page asks for a fresh view once and shows the image
+    at its new link; an image that still fails is reported with what to do, without asking in a loop."""
+    from playwright.sync_api import expect
+
+    url = servers["oauth"].url
+    # gina: her first links are "expired" (refused); the views she asks for carry re-signed links (the
+    # test marks them: the image route ignores the extra query parameter, the signature still holds)
+    ctx = browser.new_context(viewport={"width": 1100, "height": 900})
+    ctx.add_cookies([playwright_cookie("gina")])
+    asked: list[str] = []
+
+    def image(route):
+        if "fresh=1" in route.request.url:
+            route.continue_()
+        else:
+            route.fulfill(status=403, body="this image link has expired")
+
+    def fresh_view(route):
+        asked.append(route.request.url)
+        view = route.fetch().json()
+        for item in ([view["item"]] if view.get("item") else []) + view.get("upcoming", []):
+            item["image_url"] += "&fresh=1"
+        route.fulfill(json=view)
+
+    ctx.route("**/img/**", image)
+    ctx.route("**/ann/next", fresh_view)
+    page = ctx.new_page()
+    page.goto(url)
+    expect(page.locator("#ann-img")).to_have_attribute("src", re.compile(r"fresh=1"), timeout=WAIT)
+    page.wait_for_function("document.getElementById('ann-img').naturalWidth > 0", timeout=WAIT)
+    expect(page.locator("#ann-error")).to_be_hidden()
+    page.wait_for_timeout(1500)
+    assert len(asked) <= 2, asked  # the buffer refill after the first view, and the one fresh view
+    ctx.close()
+
+    # hank: every image fails, whatever the link
+    ctx = browser.new_context(viewport={"width": 1100, "height": 900})
+    ctx.add_cookies([playwright_cookie("hank")])
+    asked.clear()
+    ctx.route("**/img/**", lambda route: route.fulfill(status=422, body="this image cannot be shown"))
+    ctx.route("**/ann/next", lambda route: (asked.append(route.request.url), route.continue_()))
+    page = ctx.new_page()
+    page.goto(url)
+    expect(page.locator("#ann-error")).to_contain_text("press S to skip", timeout=WAIT)
+    page.wait_for_timeout(2000)
+    assert len(asked) <= 2, asked  # not a request per failure: once, then the message
+    ctx.close()
+
+
 def test_stores_hold_exactly_what_the_browsers_did(servers):
     if not any(EXPECTED.values()):
         pytest.skip("run the whole module: the tests above make the answers")

@@ -195,20 +195,19 @@ _SCRIPT = r"""
   const imageFailed = (img) => {
     const item = A.shown;
     if (!item || img.id !== 'ann-img' || img.getAttribute('src') !== item.image_url) return;
-    if (A.imageRetried.has(item.record_id)) {
-      showError('This image cannot be shown right now; press S to skip it.');
-      return;
-    }
+    if (A.imageRetried.has(item.record_id)) { showError(CANNOT_SHOW); return; }
     A.imageRetried.add(item.record_id);
     enqueue({path: 'next', body: {}});
   };
-  // a fresh link for the record on screen, after its image failed: load it in place (nothing else changes)
+  const CANNOT_SHOW = 'This image cannot be shown right now; press S to skip it.';
+  // the reply to that request: load the fresh link in place (nothing else on screen changes); the same
+  // link again means the link was not the problem
   const repairImage = (view) => {
-    const item = A.shown;
-    if (!item || !A.imageRetried.has(item.record_id) || view.state !== 'ready') return;
+    const item = A.shown, img = $('ann-img');
+    if (!item || !A.imageRetried.has(item.record_id) || view.state !== 'ready' || !img ||
+        img.dataset.record !== String(item.record_id) || !(img.complete && img.naturalWidth === 0)) return;
     const fresh = [view.item, ...view.upcoming].find((i) => i.record_id === item.record_id && !i.editing);
-    const img = $('ann-img');
-    if (!fresh || fresh.image_url === item.image_url || !img || img.dataset.record !== String(item.record_id)) return;
+    if (!fresh || fresh.image_url === item.image_url) { showError(CANNOT_SHOW); return; }
     item.image_url = fresh.image_url;
     img.src = fresh.image_url;
     A.images.set(fresh.image_url, img);
