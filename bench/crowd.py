@@ -221,13 +221,21 @@ async def annotator(b: Browser | BaselineBrowser, kind: str, profile: Profile, s
 
 async def _annotate_ours(b: Browser, n_labels: int, end: float, think: float, rng: random.Random,
                          rec: Recorder) -> None:
+    # the page's saved check: asked once nothing is left to send and the reply said pending (the server
+    # replies after the commit); at most one in flight, one more if an answer went out meanwhile; asked
+    # again SAVED_CHECK_DELAY_MS after a reply that still says pending
     check: asyncio.Task | None = None
-    fired = {"v": False}
+    again = {"v": False}
 
-    async def deferred_check(at: float) -> None:
-        await asyncio.sleep(max(0.0, at - time.monotonic()))
-        fired["v"] = True
-        await b.check_saved()
+    async def saved_checks() -> None:
+        while True:
+            again["v"] = False
+            kind = await b.check_saved()
+            if again["v"]:
+                continue
+            if kind != "pending" and kind != "failed":
+                return
+            await asyncio.sleep(SAVED_CHECK_DELAY_MS / 1000)
 
     try:
         while time.monotonic() < end:
@@ -239,16 +247,15 @@ async def _annotate_ours(b: Browser, n_labels: int, end: float, think: float, rn
                     await asyncio.sleep(max(0.0, end - time.monotonic()))
                     break
                 await asyncio.sleep(wait)
-                if check is not None and not fired["v"]:
-                    check.cancel()  # the page's timer is reset by the next click
-                clicked = time.monotonic()
                 try:
-                    await b.click_label(rng.randrange(n_labels), loadgen.comment_for(rng))
+                    view = await b.click_label(rng.randrange(n_labels), loadgen.comment_for(rng))
                 except EventError:
                     await asyncio.sleep(1.0)  # the page shows the error; the person tries again
                     continue
-                fired["v"] = False
-                check = asyncio.create_task(deferred_check(clicked + SAVED_CHECK_DELAY_MS / 1000))
+                if check is not None and not check.done():
+                    again["v"] = True
+                elif view.saved != "saved":
+                    check = asyncio.create_task(saved_checks())
             elif view.state == "waiting":
                 await asyncio.sleep(min(view.timer or 30.0, max(0.0, end - time.monotonic())))
                 if time.monotonic() >= end:
@@ -265,13 +272,10 @@ async def _annotate_ours(b: Browser, n_labels: int, end: float, think: float, rn
                 return
     finally:
         if check is not None and not check.done():
-            if fired["v"]:
-                try:
-                    await asyncio.wait_for(check, 10)
-                except BaseException:
-                    pass
-            else:
-                check.cancel()
+            try:
+                await asyncio.wait_for(check, 10)
+            except BaseException:
+                pass
 
 
 async def _annotate_baseline(b: BaselineBrowser, n_labels: int, end: float, think: float, rng: random.Random,

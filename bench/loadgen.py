@@ -11,8 +11,9 @@ JSON, with the login cookie; the answer is the next view as JSON: the record
 now on screen and the buffered ones after it (tickets and signed image URLs
 `/img/<id>?u=&e=&s=`), progress and saved status. The page swaps to the next
 buffered record at once and GETs the images of the buffered records ahead of
-time, once each (their URLs are immutable). 3 s after a click the script
-posts `/ann/saved` unless another click came first; a waiting page posts
+time, once each (their URLs are immutable). Once it has no answer left to
+send and the last reply said "pending", the script posts `/ann/saved`,
+whose reply waits for the commit (bench/crowd.py); a waiting page posts
 `/ann/next` when the view says so. Each tab also holds a
 `GET /gradio_api/heartbeat/<session_hash>` stream open; closing it runs the
 app's unload handler (which releases the person's leases).
