@@ -346,6 +346,8 @@ class Recorder:
     image: list[float] = field(default_factory=list)  # main image fetched on the click path
     preload: list[float] = field(default_factory=list)  # images fetched ahead of time
     saved_check: list[float] = field(default_factory=list)
+    # from the reply to a person's latest answer until a saved check reported it committed
+    answer_to_saved: list[float] = field(default_factory=list)
     page_load: list[float] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
     events: Counter = field(default_factory=Counter)
@@ -622,6 +624,8 @@ class Browser(_Tab):
             self.rec.saved_check.append(time.monotonic() - started)
         kind = saved_kind(data)
         if kind == "saved":
+            if upto > self.person.saved_upto and self.rec.in_window(started):
+                self.rec.answer_to_saved.append(time.monotonic() - self.person.accepted[upto - 1].at)
             self.person.saved_upto = max(self.person.saved_upto, upto)
         elif kind == "failed":
             self.person.failed_seen = True
