@@ -229,10 +229,12 @@ class AnnotationService:
 
     def progress(self, who: Identity, *, wait: float = 1.0) -> Progress:
         """Counts that include this person's own answers: their commits are waited for (up to `wait`
-        seconds, blocking) first, since a shared backend counts what is committed."""
+        seconds, blocking) first and the team counts read afresh, since a shared backend counts what is
+        committed. `wait=0`: the caller already waited; the cached counts do (the page's saved check,
+        once per pause, must not cost a scan of every record on PostgreSQL)."""
         if wait > 0:
             self.wait_saved(who, wait)
-        return self._progress(who.name, self._person(who.name), fresh=True)
+        return self._progress(who.name, self._person(who.name), fresh=wait > 0)
 
     def wait_saved(self, who: Identity, timeout: float) -> SaveStatus:
         """Block (a worker thread, e.g. the programmatic API's) until this person's pending answers
