@@ -6,6 +6,10 @@
 - a fast burst of key presses records exactly one answer per image shown, and nothing else;
 - simulated-Space OAuth mode (forged `session` cookies, one browser context per person): at
   overlap 1 a second person is never shown the first person's records.
+- offline (the click routes unreachable): the page counts the answers only it holds, never says
+  saved, warns before the tab closes, and sends each answer once when the server is back;
+- "All answers saved" shows soon after the last answer's commit, not seconds later;
+- an image whose link fails makes the page ask once for a fresh view, then say what to do.
 
 The last test stops the servers and compares their DuckDB files with what the browsers did.
 Without chromium the tests skip, or fail when ANNOTATOR_REQUIRE_BROWSER=1 (CI).

@@ -17,6 +17,7 @@ import shutil
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,10 @@ import pytest
 from apphelpers import start_app
 from clients import ApiUser, make_images, write_task
 from oauth_cookies import forge_session_cookie, oauth_space_env
+
+from annotator.auth import Identity
+from annotator.config import load_settings
+from annotator.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -115,12 +120,6 @@ def test_many_saved_waits_of_one_person_hold_no_threads_and_do_not_delay_others(
 
 def test_giving_up_on_a_wait_never_counts_an_answer_as_saved(tmp_path: Path):
     """An asyncio timeout or a cancelled request must not cancel the writer's acknowledgement."""
-    from concurrent.futures import Future
-
-    from annotator.auth import Identity
-    from annotator.config import load_settings
-    from annotator.runtime import Runtime
-
     make_images(tmp_path / "source", 4, size=(48, 36))
     settings = load_settings({"DATA_DIR": str(tmp_path / "data"), "CACHE_DIR": str(tmp_path / "cache"),
                               "SOURCE_DIR": str(tmp_path / "source"),
