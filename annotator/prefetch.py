@@ -6,7 +6,9 @@ rows kept in memory: at overlap N the same record is read by N people, and
 a page reload or a takeover asks for rows read moments ago), images from
 the cache. A record in a buffer is held as a soft lease, so the scheduler can
 hand it to someone with nothing else to do (I5); `pop` notices that when it
-tries to promote the lease and moves on to the next slot.
+tries to promote the lease and moves on to the next slot. Image links are
+signed when a record is handed out (`image_url`), not when it is buffered: a
+record can stay buffered or on screen longer than a link lives.
 """
 
 from __future__ import annotations
@@ -29,9 +31,8 @@ ROWS_KEPT = 4096  # record rows kept in memory (a few MB), the most recently use
 
 @dataclass(frozen=True)
 class Slot:
-    """A record ready to show: its row and the URL its image is served at."""
+    """A record to show: its row (the image link is signed when it is handed out)."""
     record: Record
-    image_url: str
 
 
 class PrefetchBuffers:
@@ -97,9 +98,9 @@ class PrefetchBuffers:
         with self._lock:
             self._buffers.pop(user, None)
 
-    def slot_for(self, user: str, record: Record) -> Slot:
-        """A slot for a record leased outside the buffer (first call, takeover, going back)."""
-        return Slot(record, self._image_url(record.id, user))
+    def image_url(self, record_id: int, user: str) -> str:
+        """The record's image link for this user as of now (see `Signer.image_url`)."""
+        return self._image_url(record_id, user)
 
     def refill(self, user: str) -> None:
         """Top up a user's buffer in the background; at most one refill per user at a time.
@@ -139,7 +140,7 @@ class PrefetchBuffers:
                     self._images.prepare(record.sha256, record.image_path)
                 except ImageError as exc:  # still shown: the page says the image is broken, skip works
                     log.warning("record %s: %s", rid, exc)
-                slots.append(self.slot_for(user, record))
+                slots.append(Slot(record))
             with self._lock:
                 self._buffers.setdefault(user, deque()).extend(slots)
         except Exception:

@@ -8,11 +8,13 @@ answer, what counts as a repeat) live here, not in the UI.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import Future
+from concurrent import futures
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, Sequence
@@ -28,6 +30,8 @@ from annotator.tickets import Signer, TicketError
 log = logging.getLogger(__name__)
 
 _REMEMBERED_TICKETS = 512
+# waits for a commit one person may hold at once (two tabs and a retry); more are answered at once
+MAX_SAVED_WAITS = 3
 
 
 class InputError(ValueError):
@@ -118,6 +122,7 @@ class _Person:
     # press, a second tab, `next` twice) hands out the same ticket until it is used, so a burst of
     # presses carries one ticket and counts once
     issued: dict[int, str] = field(default_factory=dict)
+    saved_waits: int = 0  # requests of this person waiting for a commit right now (MAX_SAVED_WAITS)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # one click of this person at a time (answer, next, back), so a press never sees the state
     # half-way through the previous one; different people never wait for each other
@@ -222,24 +227,48 @@ class AnnotationService:
         self._screens.pop(user, None)
         return self.backend.release(user)
 
-    def progress(self, who: Identity) -> Progress:
-        """Counts that include this person's own answers: their commits are waited for (briefly) first,
-        since a shared backend counts what is committed."""
-        self.wait_saved(who, 1.0)
-        return self._progress(who.name, self._person(who.name), fresh=True)
+    def progress(self, who: Identity, *, wait: float = 1.0) -> Progress:
+        """Counts that include this person's own answers: their commits are waited for (up to `wait`
+        seconds, blocking) first and the team counts read afresh, since a shared backend counts what is
+        committed. `wait=0`: the caller already waited; the cached counts do (the page's saved check,
+        once per pause, must not cost a scan of every record on PostgreSQL)."""
+        if wait > 0:
+            self.wait_saved(who, wait)
+        return self._progress(who.name, self._person(who.name), fresh=wait > 0)
 
     def wait_saved(self, who: Identity, timeout: float) -> SaveStatus:
-        """The deferred check after a pause: wait briefly for this person's pending commits."""
+        """Block (a worker thread, e.g. the programmatic API's) until this person's pending answers
+        are committed or `timeout` passes; the page's check uses `await_saved`, which holds no thread."""
         person = self._person(who.name)
         with person.lock:
             pending = list(person.pending.values())
-        deadline = time.monotonic() + timeout
-        for ack in pending:
-            try:
-                ack.result(max(0.0, deadline - time.monotonic()))
-            except Exception:  # timeout, or the writer is retrying: the status says so
-                break
+        futures.wait(pending, timeout)
         return self._saved(person)
+
+    async def await_saved(self, who: Identity, timeout: float) -> tuple[SaveStatus, bool]:
+        """On the event loop: wait until this person's pending answers are committed (or `timeout`).
+
+        Returns (status, waited). No thread is held while waiting, and one person holds at most
+        MAX_SAVED_WAITS waits at once: a further request gets the current status at once
+        (waited False), so a tab or a script asking in a loop cannot pile up waiters. Giving up
+        (timeout, or the request cancelled) never cancels an acknowledgement: an answer not yet
+        committed is never counted as saved.
+        """
+        person = self._people.get(who.name)
+        if person is None:  # not seen since the start: nothing pending, and no store read on the loop
+            return SaveStatus(pending=0, retrying=False, error=None), False
+        with person.lock:
+            pending = list(person.pending.values())
+            waiting = bool(pending) and person.saved_waits < MAX_SAVED_WAITS
+            if waiting:
+                person.saved_waits += 1
+        if waiting:
+            try:
+                await asyncio.wait([asyncio.wrap_future(_settled(pending))], timeout=timeout)
+            finally:
+                with person.lock:
+                    person.saved_waits -= 1
+        return self._saved(person), waiting
 
     def suggestion_for(self, who: Identity, ticket: object) -> str | None:
         """The suggested label of the record a ticket names, for "accept suggestion"."""
@@ -398,7 +427,7 @@ class AnnotationService:
         record = self.prefetch.rows([record_id]).get(record_id)
         if record is None:
             raise InputError("That record does not exist (any more). Reload the page.")
-        return self.prefetch.slot_for(user, record)
+        return Slot(record)  # leased outside the buffer: first call, takeover, going back
 
     def _shown(self, user: str, slot: Slot, *, editing: bool = False, upcoming: bool = False,
                previous: tuple[str, tuple[str, ...], str] | None = None) -> Shown:
@@ -420,7 +449,7 @@ class AnnotationService:
                         if len(person.issued) > _REMEMBERED_TICKETS:
                             person.issued.pop(next(iter(person.issued)))
         return Shown(ticket=ticket or self.signer.issue(record.id, user, edit=editing), record_id=record.id,
-                     image_url=slot.image_url,
+                     image_url=self.prefetch.image_url(record.id, user),
                      width=record.width, height=record.height, suggestion=record.suggestion if
                      record.suggestion in self._labels else None, metadata=record.metadata,
                      answer=answer, comment=comment, editing=editing, previous_status=status)
@@ -450,6 +479,32 @@ class AnnotationService:
             pending = len(person.pending)
         failure = self.backend.write_failure() if pending else None
         return SaveStatus(pending=pending, retrying=failure is not None, error=failure)
+
+
+def _settled(acks: Sequence[Future[None]]) -> Future[None]:
+    """A Future that gets a result once every acknowledgement is done (committed or failed).
+
+    Waiters wait on this one instead of the acknowledgements: cancelling it (an asyncio timeout, a
+    closed request) leaves the writer's Futures untouched, and since it only ever gets a result, an
+    acknowledgement that failed is never reported as an unretrieved exception.
+    """
+    together: Future[None] = Future()
+    left = [len(acks)]
+    lock = threading.Lock()
+
+    def one_done(_: Future[None]) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            try:
+                together.set_result(None)
+            except InvalidStateError:  # the waiter gave up and cancelled it
+                pass
+
+    for ack in acks:
+        ack.add_done_callback(one_done)
+    return together
 
 
 def _with_message(view: View, message: str) -> View:

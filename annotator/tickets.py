@@ -76,8 +76,14 @@ class Signer:
         return int(record), nonce
 
     def image_url(self, record_id: int, user: str, ttl: int, now: float | None = None) -> str:
-        """A record's image URL for one user, valid for `ttl` seconds."""
-        expires = int((now or time.time()) + ttl)
+        """A record's image URL for one user, valid for at most `ttl` seconds and at least half of it.
+
+        The expiry is rounded up to the end of the next half-`ttl` window, so every call in one
+        window gives the same URL (a preloaded image is not fetched again) while a link handed out
+        always has at least half its life left: asking again re-signs what is past half its life.
+        """
+        half = max(1, ttl // 2)
+        expires = (int(time.time() if now is None else now) // half + 2) * half
         query = urlencode({"u": user, "e": expires, "s": self._mac("image", record_id, user, expires)})
         return f"{IMAGE_ROUTE}/{record_id}?{query}"
 

@@ -221,13 +221,21 @@ async def annotator(b: Browser | BaselineBrowser, kind: str, profile: Profile, s
 
 async def _annotate_ours(b: Browser, n_labels: int, end: float, think: float, rng: random.Random,
                          rec: Recorder) -> None:
+    # the page's saved check: asked once nothing is left to send and the reply said pending (the server
+    # replies after the commit); at most one in flight, one more if an answer went out meanwhile; asked
+    # again SAVED_CHECK_DELAY_MS after a reply that still says pending
     check: asyncio.Task | None = None
-    fired = {"v": False}
+    again = {"v": False}
 
-    async def deferred_check(at: float) -> None:
-        await asyncio.sleep(max(0.0, at - time.monotonic()))
-        fired["v"] = True
-        await b.check_saved()
+    async def saved_checks() -> None:
+        while True:
+            again["v"] = False
+            kind = await b.check_saved()
+            if again["v"]:
+                continue
+            if kind != "pending" and kind != "failed":
+                return
+            await asyncio.sleep(SAVED_CHECK_DELAY_MS / 1000)
 
     try:
         while time.monotonic() < end:
@@ -239,16 +247,15 @@ async def _annotate_ours(b: Browser, n_labels: int, end: float, think: float, rn
                     await asyncio.sleep(max(0.0, end - time.monotonic()))
                     break
                 await asyncio.sleep(wait)
-                if check is not None and not fired["v"]:
-                    check.cancel()  # the page's timer is reset by the next click
-                clicked = time.monotonic()
                 try:
-                    await b.click_label(rng.randrange(n_labels), loadgen.comment_for(rng))
+                    view = await b.click_label(rng.randrange(n_labels), loadgen.comment_for(rng))
                 except EventError:
                     await asyncio.sleep(1.0)  # the page shows the error; the person tries again
                     continue
-                fired["v"] = False
-                check = asyncio.create_task(deferred_check(clicked + SAVED_CHECK_DELAY_MS / 1000))
+                if check is not None and not check.done():
+                    again["v"] = True
+                elif view.saved != "saved":
+                    check = asyncio.create_task(saved_checks())
             elif view.state == "waiting":
                 await asyncio.sleep(min(view.timer or 30.0, max(0.0, end - time.monotonic())))
                 if time.monotonic() >= end:
@@ -265,13 +272,10 @@ async def _annotate_ours(b: Browser, n_labels: int, end: float, think: float, rn
                 return
     finally:
         if check is not None and not check.done():
-            if fired["v"]:
-                try:
-                    await asyncio.wait_for(check, 10)
-                except BaseException:
-                    pass
-            else:
-                check.cancel()
+            try:
+                await asyncio.wait_for(check, 10)
+            except BaseException:
+                pass
 
 
 async def _annotate_baseline(b: BaselineBrowser, n_labels: int, end: float, think: float, rng: random.Random,
@@ -465,6 +469,7 @@ def summarize(kind: str, rec: Recorder, persons: list[Person], info: dict[str, A
         "preload_fetches": len(rec.preload),
         "preload_p50_ms": pct(rec.preload, 50), "preload_p99_ms": pct(rec.preload, 99),
         "saved_checks": len(rec.saved_check), "saved_check_p99_ms": pct(rec.saved_check, 99),
+        "answer_to_saved_p50_ms": pct(rec.answer_to_saved, 50), "answer_to_saved_p99_ms": pct(rec.answer_to_saved, 99),
         "page_load_p50_ms": pct(rec.page_load, 50), "page_load_p99_ms": pct(rec.page_load, 99),
         "server_cpu_ms_per_annotation": round(1000 * info["server_cpu_s"] / n, 2) if n else None,
         "server_cpu_cores": info["server_cpu_cores"],
@@ -496,6 +501,7 @@ ROWS = [
     ("image p50 ms", "image_p50_ms"), ("image p99 ms", "image_p99_ms"),
     ("preloads (n)", "preload_fetches"), ("preload p50 ms", "preload_p50_ms"), ("preload p99 ms", "preload_p99_ms"),
     ("saved checks (n)", "saved_checks"),
+    ("answer-to-saved p50 ms", "answer_to_saved_p50_ms"), ("answer-to-saved p99 ms", "answer_to_saved_p99_ms"),
     ("server CPU ms/annotation", "server_cpu_ms_per_annotation"),
     ("server CPU cores", "server_cpu_cores"),
     ("server peak RSS MB", "server_peak_rss_mb"),

@@ -11,8 +11,9 @@ JSON, with the login cookie; the answer is the next view as JSON: the record
 now on screen and the buffered ones after it (tickets and signed image URLs
 `/img/<id>?u=&e=&s=`), progress and saved status. The page swaps to the next
 buffered record at once and GETs the images of the buffered records ahead of
-time, once each (their URLs are immutable). 3 s after a click the script
-posts `/ann/saved` unless another click came first; a waiting page posts
+time, once each (their URLs are immutable). Once it has no answer left to
+send and the last reply said "pending", the script posts `/ann/saved`,
+whose reply waits for the commit (bench/crowd.py); a waiting page posts
 `/ann/next` when the view says so. Each tab also holds a
 `GET /gradio_api/heartbeat/<session_hash>` stream open; closing it runs the
 app's unload handler (which releases the person's leases).
@@ -345,6 +346,8 @@ class Recorder:
     image: list[float] = field(default_factory=list)  # main image fetched on the click path
     preload: list[float] = field(default_factory=list)  # images fetched ahead of time
     saved_check: list[float] = field(default_factory=list)
+    # from the reply to a person's latest answer until a saved check reported it committed
+    answer_to_saved: list[float] = field(default_factory=list)
     page_load: list[float] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
     events: Counter = field(default_factory=Counter)
@@ -621,6 +624,8 @@ class Browser(_Tab):
             self.rec.saved_check.append(time.monotonic() - started)
         kind = saved_kind(data)
         if kind == "saved":
+            if upto > self.person.saved_upto and self.rec.in_window(started):
+                self.rec.answer_to_saved.append(time.monotonic() - self.person.accepted[upto - 1].at)
             self.person.saved_upto = max(self.person.saved_upto, upto)
         elif kind == "failed":
             self.person.failed_seen = True

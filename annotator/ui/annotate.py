@@ -30,8 +30,10 @@ from annotator.runtime import Runtime
 from annotator.service import View
 from annotator.ui.identity import identify
 
-# The page confirms "saved" once the person pauses this long: one request per pause, not one per click.
-SAVED_CHECK_DELAY_MS = 3000
+# The page asks whether its answers are saved as soon as it has none left to send, and the server's
+# reply waits for the commit; when a reply still says pending (commits lag or fail), it asks again
+# after this long. One request per pause, none per click.
+SAVED_CHECK_DELAY_MS = 1000
 CLICK_ROUTE = "/ann"  # the page's JSON routes, see annotator.ui.clicks
 
 
@@ -65,14 +67,20 @@ _SCRIPT = r"""
     buffer: [],         // records that come next, with tickets: shown at once on the next answer
     outbox: [],         // actions not yet answered by the server, sent one at a time in order
     sending: false,
-    lost: false,        // the last request got no answer: the message says so until one gets through
+    lost: false,        // the last request got no answer: the status says so until one gets through
     blocked: false,     // an answer the page cannot apply ahead of the server is in flight
     answered: new Set(),
     seenIds: new Set(),
     images: new Map(),  // url -> preloaded, decoded <img>
+    sentAnswers: 0,     // answers sent so far: a saved reply counts only if none was sent after its request
+    checking: false, checkAgain: false,  // the saved check in flight (at most one), and one more asked for
+    imageRetried: new Set(),  // records whose image failed and for which a fresh view was asked once
     savedTimer: null, recheckTimer: null,
   };
-  const answersQueued = () => A.outbox.some((e) => e.record);
+  const unsent = () => A.outbox.filter((e) => e.record).length;  // answers the server has not replied to
+  const answersQueued = () => unsent() > 0;
+  // what closing the tab would lose: an answer not sent, or sent but not yet committed
+  const unsaved = () => answersQueued() || (!!A.view && !!(A.view.pending || A.view.retrying));
 
   // --- rendering ---------------------------------------------------------------------
   const showError = (text) => {
@@ -91,12 +99,25 @@ _SCRIPT = r"""
       A.images.set(item.image_url, img);
     }
   };
-  const renderStatus = (view) => {
+  // the server's word on saving counts only once the page has nothing left to send; offline, the page
+  // says how many answers only it holds, never that they are saved
+  const renderStatus = () => {
     const box = $('ann-status');
-    if (!box || !view) return;
-    const css = view.retrying ? 'ann-failed' : view.pending ? 'ann-pending' : 'ann-saved';
+    const view = A.view;
+    if (!box || !view || view.saved === undefined) return;  // signed out: nothing to say about saving
+    const n = unsent();
+    let css = view.retrying ? 'ann-failed' : view.pending ? 'ann-pending' : 'ann-saved', text = view.saved;
+    if (A.lost && n) {
+      css = 'ann-failed'; text = `${n} answer${n === 1 ? '' : 's'} not sent yet — keep this tab open`;
+    } else if (A.lost) {
+      css = 'ann-failed';
+      text = view.pending ? 'Connection lost before your last answers were confirmed saved — keep this tab open'
+                          : 'Connection lost; your answers so far are saved';
+    } else if (n) {
+      css = 'ann-pending'; text = 'Saving…';
+    }
     const msg = view.message ? ` · <span id="ann-message">${esc(view.message)}</span>` : '';
-    box.innerHTML = `<span class="${css}" id="ann-saved">${esc(view.saved)}</span>${msg}`;
+    box.innerHTML = `<span class="${css}" id="ann-saved">${esc(text)}</span>${msg}`;
   };
   const renderProgress = (view) => {
     const box = $('ann-progress');
@@ -124,7 +145,9 @@ _SCRIPT = r"""
     img.className = 'ann-main'; img.id = 'ann-img';
     img.alt = `record ${item.record_id}`; img.width = item.width; img.height = item.height;
     img.dataset.record = String(item.record_id);
+    img.onerror = () => imageFailed(img);
     box.appendChild(img);
+    if (img.complete && img.naturalWidth === 0) imageFailed(img);  // its preload had failed already
     const chosen = item.answer.length ? item.answer : (item.suggestion ? [item.suggestion] : []);
     C.labels.forEach((l, i) => {
       const b = $('label-' + i);
@@ -167,6 +190,28 @@ _SCRIPT = r"""
       box.innerHTML = '<div class="ann-state" id="ann-loading">Loading the next image…</div>';
     }
   };
+  // the image on screen did not load (its link expired, or the server could not render it): ask once
+  // for a fresh view, whose links are signed anew; if that fails too, say what to do
+  const imageFailed = (img) => {
+    const item = A.shown;
+    if (!item || img.id !== 'ann-img' || img.getAttribute('src') !== item.image_url) return;
+    if (A.imageRetried.has(item.record_id)) { showError(CANNOT_SHOW); return; }
+    A.imageRetried.add(item.record_id);
+    enqueue({path: 'next', body: {}});
+  };
+  const CANNOT_SHOW = 'This image cannot be shown right now; press S to skip it.';
+  // the reply to that request: load the fresh link in place (nothing else on screen changes); the same
+  // link again means the link was not the problem
+  const repairImage = (view) => {
+    const item = A.shown, img = $('ann-img');
+    if (!item || !A.imageRetried.has(item.record_id) || view.state !== 'ready' || !img ||
+        img.dataset.record !== String(item.record_id) || !(img.complete && img.naturalWidth === 0)) return;
+    const fresh = [view.item, ...view.upcoming].find((i) => i.record_id === item.record_id && !i.editing);
+    if (!fresh || fresh.image_url === item.image_url) { showError(CANNOT_SHOW); return; }
+    item.image_url = fresh.image_url;
+    img.src = fresh.image_url;
+    A.images.set(fresh.image_url, img);
+  };
   const show = (item) => {
     A.shown = item; A.shownAt = performance.now();
     if (item) { A.seenIds.add(item.record_id); renderItem(); }
@@ -174,14 +219,14 @@ _SCRIPT = r"""
   };
   const renderAll = () => {
     if (!A.view) return;
-    renderProgress(A.view); renderStatus(A.view); renderControls();
+    renderProgress(A.view); renderStatus(); renderControls();
     if (A.shown) renderItem(); else renderState(A.view);
   };
 
   // --- the server's answers ----------------------------------------------------------------
   const apply = (view, refill) => {
     A.view = view;
-    renderProgress(view); renderStatus(view);
+    renderProgress(view); renderStatus();
     if (refill && A.shown && A.shown.editing) {
       // a refill asked for before the person pressed Back only fills the buffer: the earlier answer stays on screen
       const next = view.state === 'ready' ? [view.item, ...view.upcoming] : [];
@@ -202,9 +247,10 @@ _SCRIPT = r"""
       A.buffer = next.filter((i) => !A.seenIds.has(i.record_id));
     } else {
       if (!A.shown || A.shown.record_id !== view.item.record_id || A.shown.editing !== view.item.editing) show(view.item);
-      else A.shown = {...view.item};
+      else A.shown = {...view.item, image_url: A.shown.image_url};  // the image on screen stays (see repairImage)
       A.buffer = view.upcoming.filter((i) => !A.answered.has(i.record_id) && i.record_id !== view.item.record_id);
     }
+    repairImage(view);
     preload(A.buffer);
   };
   const refused = (entry, status, message) => {
@@ -220,6 +266,7 @@ _SCRIPT = r"""
     if (A.sending || !A.outbox.length) return;
     A.sending = true;
     const entry = A.outbox[0];
+    if (entry.record) A.sentAnswers += 1;
     let res = null, body = null;
     try {
       res = await fetch(`${C.route}/${entry.path}`, {method: 'POST', credentials: 'same-origin',
@@ -228,32 +275,74 @@ _SCRIPT = r"""
     } catch (err) { res = null; }
     A.sending = false;
     if (res === null || res.status >= 500 && !(body && body.error)) {
-      A.lost = true;
-      showError('The connection to the server was lost; your answers are kept and sent again…');
+      connectionLost();
       setTimeout(pump, 1500);
       return;
     }
     A.outbox.shift();
     if (entry.blocking) A.blocked = false;
     if (res.ok) {
-      if (A.lost) { A.lost = false; showError(''); }
-      if (entry.path !== 'saved') apply(body, entry.refill);
-      else if (A.view) { Object.assign(A.view, body); renderStatus(A.view); renderProgress(A.view); }
+      reconnected();
+      apply(body, entry.refill);
     } else {
       refused(entry, res.status, body && (body.error || body.detail));
     }
+    renderStatus();
+    if (!answersQueued() && unsaved()) checkSaved();
     pump();
   };
-  const enqueue = (entry) => { A.outbox.push(entry); pump(); };
+  const enqueue = (entry) => { A.outbox.push(entry); renderStatus(); pump(); };
+  const connectionLost = () => {
+    A.lost = true;
+    showError('The connection to the server was lost; your answers are kept and sent again…');
+    renderStatus();
+  };
+  const reconnected = () => {
+    if (A.lost) { A.lost = false; showError(''); }
+  };
+
+  // --- "saved" follows the commit ---------------------------------------------------------
+  // Asked when the page has no answer left to send and the server's last word was "pending"; the
+  // server replies once the commit is done (or after a few seconds if it lags). Beside the answer
+  // queue, not in it: the next answer never waits behind this check.
+  const checkSaved = async () => {
+    if (A.checking) { A.checkAgain = true; return; }
+    clearTimeout(A.savedTimer);
+    A.checking = true; A.checkAgain = false;
+    const asOf = A.sentAnswers;
+    let res = null, body = null;
+    try {
+      res = await fetch(`${C.route}/saved`, {method: 'POST', credentials: 'same-origin',
+        headers: {'Content-Type': 'application/json'}, body: '{}'});
+      body = await res.json().catch(() => null);
+    } catch (err) { res = null; }
+    A.checking = false;
+    if (res === null || res.status >= 500 && !(body && body.error)) {
+      connectionLost();
+      A.savedTimer = setTimeout(checkSaved, 1500);
+      return;
+    }
+    if (!res.ok) {
+      refused({path: 'saved', body: {}}, res.status, body && (body.error || body.detail));
+      return;
+    }
+    reconnected();
+    // an answer sent after this request may be missing from the reply: only a later check can tell
+    if (asOf === A.sentAnswers && !answersQueued() && A.view) {
+      Object.assign(A.view, body);
+      renderProgress(A.view);
+    }
+    renderStatus();
+    if (A.checkAgain) checkSaved();
+    else if (!answersQueued() && unsaved()) A.savedTimer = setTimeout(checkSaved, C.savedDelay);
+  };
+  window.addEventListener('beforeunload', (e) => {
+    if (!unsaved()) return;
+    e.preventDefault();
+    e.returnValue = '';  // the browser asks the person whether to leave; answers only this tab holds would be lost
+  });
 
   // --- what the person does -------------------------------------------------------------
-  const scheduleSavedCheck = () => {
-    clearTimeout(A.savedTimer);
-    A.savedTimer = setTimeout(function check() {
-      if (answersQueued()) { A.savedTimer = setTimeout(check, 500); return; }
-      enqueue({path: 'saved', body: {}});
-    }, C.savedDelay);
-  };
   const answer = (path, labels) => {
     const item = A.shown;
     if (!item || A.blocked) return;  // nothing on screen to answer (the next record is on its way)
@@ -272,7 +361,6 @@ _SCRIPT = r"""
       A.blocked = true;
     }
     enqueue(entry);
-    scheduleSavedCheck();
   };
   const back = () => {
     if (A.blocked) return;
@@ -341,6 +429,7 @@ _SCRIPT = r"""
       else apply(view);
       // the buffer fills just after the first view: ask once for it, so the first answer swaps at once too
       if (view.state === 'ready' && !view.upcoming.length) setTimeout(() => enqueue({path: 'next', body: {}, refill: true}), 700);
+      if (unsaved()) checkSaved();  // answers of an earlier visit not committed yet
     }
     const root = $('ann-root');
     if (root && !root.dataset.bound) { root.dataset.bound = '1'; renderAll(); }

@@ -10,7 +10,8 @@ service holds every rule; a route turns JSON into a service call and back.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import inspect
+from typing import Any, Awaitable, Callable, Union
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -23,6 +24,12 @@ from annotator.ui.annotate import CLICK_ROUTE, page_view
 from annotator.ui.identity import identify_http
 
 _MAX_BODY = 64 * 1024  # a ticket, a few labels and a comment
+# how long /saved waits for a commit before it answers with the status as it is (storage failing)
+SAVED_WAIT_S = 3.0
+
+Reply = dict[str, Any]
+# a route's work: plain (run in a worker thread) or async (awaited on the event loop, holding no thread)
+Act = Callable[[Identity, dict[str, Any]], Union[Reply, Awaitable[Reply]]]
 
 
 def add_click_routes(gradio_app: FastAPI, runtime: Runtime) -> None:
@@ -32,7 +39,7 @@ def add_click_routes(gradio_app: FastAPI, runtime: Runtime) -> None:
     def who(request: Request) -> Identity:
         return identify_http(access, gradio_app, request)
 
-    def route(name: str, act: Callable[[Identity, dict[str, Any]], dict[str, Any]]) -> None:
+    def route(name: str, act: Act) -> None:
         async def endpoint(request: Request) -> JSONResponse:
             # JSON only: a cross-site form post cannot send it without the browser asking first (CORS)
             if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
@@ -48,6 +55,8 @@ def add_click_routes(gradio_app: FastAPI, runtime: Runtime) -> None:
                 return JSONResponse({"error": "Send the click as a JSON object; reload the page."}, 400)
             try:
                 person = who(request)
+                if inspect.iscoroutinefunction(act):
+                    return JSONResponse(await act(person, body))
                 return JSONResponse(await run_in_threadpool(act, person, body))
             except AuthError as exc:
                 return JSONResponse({"error": str(exc)}, 401)
@@ -62,11 +71,15 @@ def add_click_routes(gradio_app: FastAPI, runtime: Runtime) -> None:
     route("back", lambda p, b: page_view(service.back(p, b.get("ticket") or None)))
     route("next", lambda p, b: page_view(service.next(p)))
 
-    def saved(person: Identity, _: dict[str, Any]) -> dict[str, Any]:
-        status = service.wait_saved(person, timeout=3.0)
-        # the team's progress too: after a pause the page shows what the others did meanwhile
-        return {"saved": status.text, "pending": status.pending, "retrying": status.retrying, "message": None,
-                "progress": vars(service.progress(person))}
+    async def saved(person: Identity, _: dict[str, Any]) -> Reply:
+        # awaited on the event loop: a crowd pausing at once, or one person asking in a loop, holds no thread
+        status, waited = await service.await_saved(person, SAVED_WAIT_S)
+        reply: Reply = {"saved": status.text, "pending": status.pending, "retrying": status.retrying,
+                        "message": None}
+        if waited or not status.pending:
+            # the team's progress too: after a pause the page shows what the others did meanwhile
+            reply["progress"] = vars(await run_in_threadpool(lambda: service.progress(person, wait=0)))
+        return reply
 
     route("saved", saved)
     # first in Gradio's route list: matching a click against the ~80 routes before it cost 0.15 ms
