@@ -9,6 +9,7 @@ answer, what counts as a repeat) live here, not in the UI.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -23,6 +24,7 @@ from annotator.config import TaskSpec
 from annotator.metrics import LatencyWindow
 from annotator.prefetch import PrefetchBuffers, Slot
 from annotator.store import Record, ResponseWrite, utcnow
+from annotator.text import TextError, check_text
 from annotator.tickets import Signer, TicketError
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,14 @@ _REMEMBERED_TICKETS = 512
 
 class InputError(ValueError):
     """The request is wrong; the message tells the person what to do instead."""
+
+
+def checked_text(value: str, what: str) -> str:
+    """`value` if a store can keep it (text.check_text), else InputError with the reason."""
+    try:
+        return check_text(value, what)
+    except TextError as exc:
+        raise InputError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -260,6 +270,8 @@ class AnnotationService:
         with self._people_lock:
             person = self._people.get(user)
             if person is None:
+                # a name is stored with every answer: checked once, on first sight
+                checked_text(user, "Your user name")
                 # first sight in this process: one read of the person's earlier answers
                 rows = self.backend.user_responses(user)
                 today = _today()
@@ -285,6 +297,8 @@ class AnnotationService:
             answer = [answer]
         if not isinstance(answer, (list, tuple)) or not all(isinstance(a, str) for a in answer):
             raise InputError("The answer must be a label name or a list of label names.")
+        for a in answer:
+            checked_text(a, "The answer")
         labels = tuple(dict.fromkeys(answer))
         unknown = [a for a in labels if a not in self._labels]
         if unknown:
@@ -301,6 +315,7 @@ class AnnotationService:
             return ""
         if not isinstance(comment, str):
             raise InputError("The comment must be text.")
+        checked_text(comment, "The comment")
         if comment and not self.task.comment:
             raise InputError("This task takes no comments.")
         if len(comment) > self.max_comment_chars:
@@ -314,6 +329,8 @@ class AnnotationService:
             return None
         if isinstance(time_spent_ms, bool) or not isinstance(time_spent_ms, (int, float)):
             raise InputError("time_spent_ms must be a number of milliseconds.")
+        if isinstance(time_spent_ms, float) and not math.isfinite(time_spent_ms):  # JSON's NaN, Infinity, 1e400
+            raise InputError("time_spent_ms must be a finite number of milliseconds.")
         return max(0, min(int(time_spent_ms), 86_400_000))
 
     def _answer(self, user: str, record_id: int, nonce: str, status: str, labels: tuple[str, ...],
