@@ -26,6 +26,7 @@ from annotator.prefetch import PrefetchBuffers, Slot
 from annotator.store import Record, ResponseWrite, utcnow
 from annotator.text import TextError, check_text
 from annotator.tickets import Signer, TicketError
+from annotator.writer import WriteRejected
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,19 @@ class Progress:
 
 @dataclass(frozen=True)
 class SaveStatus:
-    """How many of this person's answers are still waiting for a commit."""
+    """How many of this person's answers are still waiting for a commit, and which could never be saved."""
     pending: int
     retrying: bool
     error: str | None
+    # answers refused for good since the last status (writer.WriteRejected): said once, and the record
+    # is open to this person again
+    rejected: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
+        if self.rejected:
+            more = f" ({len(self.rejected)} answers were refused.)" if len(self.rejected) > 1 else ""
+            return self.rejected[0] + more
         if self.retrying:
             return "Not saved yet: storage is failing, your answers are kept and retried"
         if self.pending:
@@ -111,7 +118,8 @@ class View:
                 "preload": [u.image_url for u in self.upcoming], "upcoming": [u.as_dict() for u in self.upcoming],
                 "held_by_others": self.held_by_others, "frees_at": self.frees_at,
                 "message": self.message, "saved": self.saved.text, "pending": self.saved.pending,
-                "retrying": self.saved.retrying, "progress": vars(self.progress)}
+                "retrying": self.saved.retrying, "rejected": list(self.saved.rejected),
+                "progress": vars(self.progress)}
 
 
 @dataclass
@@ -122,6 +130,7 @@ class _Person:
     today: set[int]  # records submitted (or changed to submitted) today; skips do not count
     today_date: str
     pending: dict[int, Future[None]] = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)  # refusals not told yet (see SaveStatus.rejected)
     shown_at: dict[int, float] = field(default_factory=dict)  # record -> when last shown
     used_tickets: OrderedDict[str, None] = field(default_factory=OrderedDict)
     # record -> the ticket of its current showing: showing the same record again (a repeated key
@@ -247,9 +256,11 @@ class AnnotationService:
         for ack in pending:
             try:
                 ack.result(max(0.0, deadline - time.monotonic()))
+            except WriteRejected:  # written (refused): the status says so
+                continue
             except Exception:  # timeout, or the writer is retrying: the status says so
                 break
-        return self._saved(person)
+        return self._saved(person, who.name)
 
     def suggestion_for(self, who: Identity, ticket: object) -> str | None:
         """The suggested label of the record a ticket names, for "accept suggestion"."""
@@ -392,14 +403,15 @@ class AnnotationService:
             state = self.backend.next(user)
             if state.kind != "ready":
                 self.prefetch.refill(user)
-                return View(state=state.kind, progress=self._progress(user, person), saved=self._saved(person),
-                            held_by_others=state.held_by_others, frees_at=state.frees_at)
+                return View(state=state.kind, progress=self._progress(user, person),
+                            saved=self._saved(person, user), held_by_others=state.held_by_others,
+                            frees_at=state.frees_at)
             slot = self._slot_for_record(user, state.record_id)  # type: ignore[arg-type]
         self._screens[user] = slot
         self.prefetch.refill(user)
         upcoming = tuple(self._shown(user, s, upcoming=True) for s in self.prefetch.peek(user))
         return View(state="ready", record=self._shown(user, slot), upcoming=upcoming,
-                    progress=self._progress(user, person), saved=self._saved(person))
+                    progress=self._progress(user, person), saved=self._saved(person, user))
 
     def _current_slot(self, user: str) -> Slot | None:
         """The record this person still holds on screen, so that asking again shows the same one."""
@@ -447,7 +459,7 @@ class AnnotationService:
         with person.lock:
             previous = person.answers.get(record_id)
         return View(state="ready", record=self._shown(user, slot, editing=True, previous=previous),
-                    progress=self._progress(user, person), saved=self._saved(person))
+                    progress=self._progress(user, person), saved=self._saved(person, user))
 
     def _progress(self, user: str, person: _Person, *, fresh: bool = False) -> Progress:
         counts = self.backend.counts(0.0 if fresh else None)
@@ -460,13 +472,44 @@ class AnnotationService:
                         team_total=counts["records"], team_answers=counts["submissions"],
                         remaining_for_me=self.backend.remaining_for(user))
 
-    def _saved(self, person: _Person) -> SaveStatus:
+    def _saved(self, person: _Person, user: str) -> SaveStatus:
+        refused: dict[int, WriteRejected] = {}
         with person.lock:
             for rid in [r for r, ack in person.pending.items() if ack.done()]:
-                del person.pending[rid]
+                ack = person.pending.pop(rid)
+                error = None if ack.cancelled() else ack.exception()
+                if isinstance(error, WriteRejected):
+                    refused[rid] = error
             pending = len(person.pending)
+        if refused:
+            self._forget_refused(user, person, refused)
+        with person.lock:
+            rejected, person.rejected = tuple(person.rejected), []
         failure = self.backend.write_failure() if pending else None
-        return SaveStatus(pending=pending, retrying=failure is not None, error=failure)
+        return SaveStatus(pending=pending, retrying=failure is not None, error=failure, rejected=rejected)
+
+    def _forget_refused(self, user: str, person: _Person, refused: dict[int, WriteRejected]) -> None:
+        """The person's view of their answers goes back to what the store holds for records whose last
+        answer was refused for good (the backend already opened those records to them again)."""
+        stored = {r.record_id: r for r in self.backend.user_responses(user) if r.record_id in refused}
+        today = _today()
+        with person.lock:
+            for rid, error in refused.items():
+                if rid in person.pending:  # answered again meanwhile: that answer decides
+                    continue
+                row = stored.get(rid)
+                if row is None:
+                    person.answers.pop(rid, None)
+                    if rid in person.order:
+                        person.order.remove(rid)
+                    person.today.discard(rid)
+                else:
+                    person.answers[rid] = (row.status, row.answer, row.comment or "")
+                    if row.status == "submitted" and row.updated_at.date().isoformat() == today:
+                        person.today.add(rid)
+                    else:
+                        person.today.discard(rid)
+                person.rejected.append(str(error))
 
 
 def _with_message(view: View, message: str) -> View:

@@ -126,6 +126,11 @@ class ReopenWrite:
 
 WriteOp = Union[ResponseWrite, UserSeen, AuditWrite, ReopenWrite]
 
+# Errors of apply() that come from the data of an op, not from storage: building its rows failed (text that
+# cannot be encoded, a number out of range, a wrong type). They fail again on every retry, so the writer
+# isolates and refuses the op instead (writer.py). Each store adds its engine's data errors.
+DATA_ERRORS: tuple[type[BaseException], ...] = (UnicodeError, ValueError, TypeError, OverflowError)
+
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema
@@ -470,6 +475,22 @@ class Store:
         return stats_result(records, submitted, skipped, overlap_rows, users)
 
     # --- the write path (writer thread only) -------------------------------
+
+    @staticmethod
+    def refuses(exc: BaseException) -> bool:
+        """Whether `apply` failed because of the data (it will fail again) rather than storage.
+
+        Data: DATA_ERRORS, DuckDB's data and constraint errors, and its
+        invalid input (a string it cannot convert). Storage, retried:
+        IOException, FatalException (the database is reopened), anything else.
+        """
+        return isinstance(exc, DATA_ERRORS + (duckdb.DataError, duckdb.IntegrityError, duckdb.InvalidInputException))
+
+    def audit_exists(self, entry: AuditWrite) -> bool:
+        """Whether this audit entry (same time, actor and action) is stored: replaying the recovery file
+        must not write it twice."""
+        return bool(self._cur().execute('SELECT count(*) FROM audit WHERE "at" = ? AND actor = ? AND action = ?',
+                                        [entry.at, entry.actor, entry.action]).fetchall()[0][0])
 
     def apply(self, ops: Sequence[WriteOp]) -> None:
         """Write a batch in one transaction; all or nothing.
