@@ -13,7 +13,6 @@ not take before the app stopped (recovery.py).
 
 from __future__ import annotations
 
-import logging
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -24,8 +23,6 @@ from annotator import recovery
 from annotator.scheduler import QueueState, Scheduler, SubmitOutcome
 from annotator.store import AuditWrite, Record, ReopenWrite, Response, ResponseWrite, Store, UserSeen, WriteOp, utcnow
 from annotator.writer import Writer, WriterClosedError, WriterHealth, fail, resolve
-
-log = logging.getLogger(__name__)
 
 
 class WorkBackend(Protocol):
