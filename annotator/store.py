@@ -12,6 +12,7 @@ Timestamps are stored as naive UTC.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ from typing import Any, Iterable, Iterator, Sequence, Union
 
 import duckdb
 import pyarrow as pa
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
@@ -290,6 +293,8 @@ class Store:
 
         The per-thread cursors are closed first: one left holding a half-read
         result keeps a transaction open, and CHECKPOINT refuses to run beside it.
+        A checkpoint that storage fails is logged, not raised: what was
+        committed is in the WAL, replayed when the file is opened again.
         """
         if self._closed:
             return
@@ -300,6 +305,9 @@ class Store:
             self._cursors.clear()
         try:
             self._db.execute("CHECKPOINT")
+        except (duckdb.IOException, duckdb.FatalException) as exc:
+            log.warning("could not checkpoint %s at close (%s); its committed answers are in the WAL beside it, "
+                        "replayed when it is opened again", self.path, str(exc).splitlines()[0])
         finally:
             self._db.close()
 
