@@ -244,11 +244,14 @@ class AnnotationService:
     def progress(self, who: Identity) -> Progress:
         """Counts that include this person's own answers: their commits are waited for (briefly) first,
         since a shared backend counts what is committed."""
-        self.wait_saved(who, 1.0)
+        self.wait_saved(who, 1.0, tell=False)
         return self._progress(who.name, self._person(who.name), fresh=True)
 
-    def wait_saved(self, who: Identity, timeout: float) -> SaveStatus:
-        """The deferred check after a pause: wait briefly for this person's pending commits."""
+    def wait_saved(self, who: Identity, timeout: float, *, tell: bool = True) -> SaveStatus:
+        """The deferred check after a pause: wait briefly for this person's pending commits.
+
+        `tell`: the status carries (and so uses up) the refusals not told yet.
+        """
         person = self._person(who.name)
         with person.lock:
             pending = list(person.pending.values())
@@ -260,7 +263,7 @@ class AnnotationService:
                 continue
             except Exception:  # timeout, or the writer is retrying: the status says so
                 break
-        return self._saved(person, who.name)
+        return self._saved(person, who.name, tell=tell)
 
     def suggestion_for(self, who: Identity, ticket: object) -> str | None:
         """The suggested label of the record a ticket names, for "accept suggestion"."""
@@ -472,7 +475,7 @@ class AnnotationService:
                         team_total=counts["records"], team_answers=counts["submissions"],
                         remaining_for_me=self.backend.remaining_for(user))
 
-    def _saved(self, person: _Person, user: str) -> SaveStatus:
+    def _saved(self, person: _Person, user: str, *, tell: bool = True) -> SaveStatus:
         refused: dict[int, WriteRejected] = {}
         with person.lock:
             for rid in [r for r, ack in person.pending.items() if ack.done()]:
@@ -484,7 +487,9 @@ class AnnotationService:
         if refused:
             self._forget_refused(user, person, refused)
         with person.lock:
-            rejected, person.rejected = tuple(person.rejected), []
+            rejected = tuple(person.rejected)
+            if tell:
+                person.rejected = []
         failure = self.backend.write_failure() if pending else None
         return SaveStatus(pending=pending, retrying=failure is not None, error=failure, rejected=rejected)
 

@@ -204,13 +204,14 @@ from test_service import ALICE, BOB, opener  # noqa: E402,F401 - the fixture run
 from annotator.scheduler import Scheduler  # noqa: E402
 
 
-def poison(rt, marker: str = "POISON") -> None:
+def poison(rt, marker: str = "POISON", gate: threading.Event | None = None) -> None:
     """From now on an answer whose comment is `marker` fails every batch holding it with a data error
-    (as text a store cannot encode did, before the edge check refused it)."""
+    (as text a store cannot encode did, before the edge check refused it), once `gate` is open."""
     real = rt.backend.writer._apply
 
     def apply(ops) -> None:
         if any(isinstance(op, ResponseWrite) and op.comment == marker for op in ops):
+            assert gate is None or gate.wait(10)
             raise ValueError("injected data error")
         real(ops)
     rt.backend.writer._apply = apply
@@ -219,16 +220,17 @@ def poison(rt, marker: str = "POISON") -> None:
 def test_a_refused_answer_is_told_to_its_owner_and_the_record_comes_back(opener) -> None:  # noqa: F811
     rt = opener(records=6, overlap=2)  # the record stays open to alice even if bob takes it meanwhile
     svc = rt.service
-    poison(rt)
+    gate = threading.Event()
+    poison(rt, gate=gate)
     shown = svc.next(ALICE).record
-    told = [svc.submit(ALICE, shown.ticket, ["circle"], "POISON").saved]  # a fast refusal shows here already
+    assert svc.submit(ALICE, shown.ticket, ["circle"], "POISON").saved.pending == 1
     other = svc.next(BOB).record
     svc.submit(BOB, other.ticket, ["square"])
+    gate.set()
     assert svc.wait_saved(BOB, 5).text == "All answers saved"
-    told.append(svc.wait_saved(ALICE, 5))
-    assert told[-1].pending == 0
-    [status] = [s for s in told if s.rejected]  # told once
-    assert len(status.rejected) == 1
+    svc.progress(ALICE)  # waits for her commits too, but does not use up the refusal
+    status = svc.wait_saved(ALICE, 5)
+    assert status.pending == 0 and len(status.rejected) == 1
     assert status.text.startswith("This answer could not be saved") and "Answer that record again" in status.text
     assert svc.wait_saved(ALICE, 1).rejected == ()
     assert rt.store.response(shown.record_id, "alice") is None
