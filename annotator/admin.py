@@ -26,6 +26,7 @@ from annotator.dashboard import EXPORT_NOT_CONFIGURED
 from annotator.export import export_local
 from annotator.runtime import Runtime
 from annotator.service import InputError, checked_text
+from annotator.writer import WriteRejected
 
 __all__ = ["ActionResult", "MAX_EXTRA", "active_settings", "audit_log", "export_now", "prepare_downloads",
            "release_user", "reopen_record"]
@@ -145,4 +146,7 @@ def _audited(rt: Runtime, who: Identity, action: str, detail: dict[str, Any], me
     except FutureTimeout:
         audited = False
         message += " (The audit entry is queued; storage is slow to commit it.)"
+    except WriteRejected as exc:  # the action was carried out; only its record in the audit log is missing
+        audited = False
+        message += f" (The audit entry could not be saved: {exc.cause}.)"
     return ActionResult(action, message, detail, audited)

@@ -263,3 +263,20 @@ def test_scheduler_correct_puts_a_counted_answer_back() -> None:
     s.correct("ann", 1, "submitted")  # an earlier submission is what the store holds
     assert s.answered("ann", 1) == "submitted" and s.counts() | {"leased": 0} == {
         "records": 3, "complete": 1, "partial": 0, "untouched": 2, "leased": 0, "submissions": 1, "skips": 0}
+
+
+def test_an_admin_action_whose_audit_entry_is_refused_says_so(opener) -> None:  # noqa: F811
+    from annotator import admin
+    from annotator.auth import Identity
+
+    rt = opener()
+    real = rt.backend.writer._apply
+
+    def apply(ops) -> None:
+        if any(isinstance(op, AuditWrite) for op in ops):
+            raise ValueError("injected data error")
+        real(ops)
+    rt.backend.writer._apply = apply
+    result = admin.release_user(rt, Identity("boss", True), "bob")
+    assert not result.audited and "The audit entry could not be saved: injected data error" in result.message
+    assert rt.store.audit_log() == []
