@@ -24,6 +24,7 @@ from annotator.pg_leases import PgLeases
 from annotator.pg_store import PgStore
 from annotator.scheduler import QueueState, SubmitOutcome
 from annotator.store import ReopenWrite, ResponseWrite
+from annotator.writer import WriteRejected
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class PgBackend(WriterBackend):
                 mine.pop(record_id, None)
                 if not mine:
                     del self._pending[user]
-        if error is not None:
+        if isinstance(error, WriteRejected):  # not at a stop (WriterClosedError): close() hands every lease back
             try:
                 self.leases_db.release(user, record_id, self._clock())
             except Exception:  # noqa: BLE001 - the lease then ends with its ttl
