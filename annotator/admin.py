@@ -27,7 +27,8 @@ from annotator.auth import Access, Identity
 from annotator.dashboard import EXPORT_NOT_CONFIGURED
 from annotator.export import export_local
 from annotator.runtime import Runtime
-from annotator.service import InputError
+from annotator.service import InputError, checked_text
+from annotator.writer import WriteRejected
 
 __all__ = ["ActionResult", "DownloadFolders", "MAX_EXTRA", "active_settings", "audit_log", "export_now",
            "prepare_downloads", "release_user", "reopen_record"]
@@ -119,6 +120,7 @@ def release_user(rt: Runtime, who: Identity, user: object) -> ActionResult:
     name = user.strip() if isinstance(user, str) else ""
     if not name or len(name) > 200:
         raise InputError("Name the annotator whose records to release (their user name, as in the table).")
+    checked_text(name, "The user name")  # it goes into the audit log
     released = rt.service.release(name)
     message = (f"Released {released} record(s) held by {name}; others can take them now." if released
                else f"{name} held no records; nothing to release.")
@@ -181,4 +183,7 @@ def _audited(rt: Runtime, who: Identity, action: str, detail: dict[str, Any], me
     except FutureTimeout:
         audited = False
         message += " (The audit entry is queued; storage is slow to commit it.)"
+    except WriteRejected as exc:  # the action was carried out; only its record in the audit log is missing
+        audited = False
+        message += f" (The audit entry could not be saved: {exc.cause}.)"
     return ActionResult(action, message, detail, audited)

@@ -4,18 +4,25 @@
 decides who gets what, the DuckDB store keeps the facts, and the writer thread
 commits them in groups. A PostgreSQL backend for several replicas implements
 the same protocol with leases in the database.
+
+Both hand the writer the store's `refuses` (which errors are about the data,
+so the op is refused to its owner instead of retried) and, given a
+`recovery_dir` (DATA_DIR), a spill to a recovery file for what storage did
+not take before the app stopped (recovery.py).
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from concurrent.futures import Future
-from typing import Any, Protocol, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
 
+from annotator import recovery
 from annotator.scheduler import QueueState, Scheduler, SubmitOutcome
 from annotator.store import AuditWrite, Record, ReopenWrite, Response, ResponseWrite, Store, UserSeen, WriteOp, utcnow
-from annotator.writer import Writer, WriterHealth
+from annotator.writer import Writer, WriterClosedError, WriterHealth, fail, resolve
 
 
 class WorkBackend(Protocol):
@@ -42,6 +49,38 @@ class WorkBackend(Protocol):
     def write_failure(self) -> str | None: ...
     def flush(self, timeout: float | None = None) -> bool: ...
     def close(self) -> None: ...
+
+
+def make_writer(store: Any, recovery_dir: Path | None) -> Writer[WriteOp]:
+    """The group-commit writer of a backend: data errors refused by the store's rule, and what is not
+    committed at close kept in a recovery file under `recovery_dir` (None: logged as lost)."""
+    spill: Callable[[list[WriteOp]], str] | None = None
+    if recovery_dir is not None:
+        def spill(ops: list[WriteOp]) -> str:
+            return str(recovery.save(recovery_dir, ops))
+    return Writer(store.apply, refuses=store.refuses, spill=spill)
+
+
+def relay(ack: Future[None], settle: Callable[[BaseException | None], None]) -> Future[None]:
+    """A Future for the caller that follows the writer's `ack`, after `settle(error or None)` ran.
+
+    The caller may cancel its Future (an asyncio timeout does) without the
+    backend missing the outcome: only the backend holds `ack`.
+    """
+    out: Future[None] = Future()
+
+    def done(finished: Future[None]) -> None:
+        error = finished.exception()
+        try:
+            settle(error)
+        finally:
+            if error is None:
+                resolve(out)
+            else:
+                fail(out, error)
+
+    ack.add_done_callback(done)
+    return out
 
 
 class WriterBackend:
@@ -73,18 +112,35 @@ class WriterBackend:
         return self.writer.flush(timeout)
 
 
+@dataclass
+class _Unsettled:
+    """Answers of one person to one record that are queued but not all written yet."""
+    stored: str | None  # the status the store holds: before the first of them, then the last committed
+    queued: int = 0
+    refused: bool = False
+
+
 class LocalBackend(WriterBackend):
     """One process: scheduler in memory, DuckDB store, group-commit writer.
+
+    The scheduler counts an answer when it is queued (the click never waits
+    for the disk). Should its write be refused for good (WriteRejected), the
+    count is put back to what the store holds once every queued answer of
+    that person to that record is written: a refused first answer leaves the
+    record open to them again, to be answered anew.
 
     Lifecycle: constructing it rebuilds the scheduler from the store and
     starts the writer; `close()` writes what is queued, then closes the store.
     """
 
-    def __init__(self, store: Store, order: Sequence[int], overlap: int, lease_ttl: float) -> None:
+    def __init__(self, store: Store, order: Sequence[int], overlap: int, lease_ttl: float, *,
+                 recovery_dir: Path | None = None) -> None:
         self.store = store
         self.scheduler = Scheduler(order, overlap, lease_ttl)
         self.scheduler.restore(store.assignment_facts(), store.extra_answers())
-        self.writer: Writer[WriteOp] = Writer(store.apply)
+        self._unsettled: dict[tuple[str, int], _Unsettled] = {}
+        self._answers_lock = threading.Lock()
+        self.writer = make_writer(store, recovery_dir)
         self.writer.start()
         self._closed = False
         self._close_lock = threading.Lock()
@@ -115,11 +171,39 @@ class LocalBackend(WriterBackend):
 
     def answer(self, write: ResponseWrite) -> tuple[SubmitOutcome, Future[None]]:
         """Count the answer in memory at once, and queue it for the next group commit."""
-        if write.status == "skipped":
-            outcome = self.scheduler.skip(write.user_id, write.record_id)
-        else:
-            outcome = self.scheduler.submit(write.user_id, write.record_id)
-        return outcome, self.writer.put(replace(write, first=outcome != "edit"))
+        key = (write.user_id, write.record_id)
+        with self._answers_lock:
+            stored = self.scheduler.answered(*key)
+            if write.status == "skipped":
+                outcome = self.scheduler.skip(*key)
+            else:
+                outcome = self.scheduler.submit(*key)
+            entry = self._unsettled.get(key)
+            if entry is None:
+                entry = self._unsettled[key] = _Unsettled(stored)
+            entry.queued += 1
+        try:
+            ack = self.writer.put(replace(write, first=outcome != "edit"))
+        except WriterClosedError:
+            self._settle(key, write.status, committed=False)
+            raise
+        return outcome, relay(ack, lambda error: self._settle(key, write.status, committed=error is None))
+
+    def _settle(self, key: tuple[str, int], status: str, committed: bool) -> None:
+        """One queued answer is written or refused; once none of this person's answers to this record is
+        queued, a refusal puts the scheduler back to what the store holds."""
+        with self._answers_lock:
+            entry = self._unsettled[key]
+            entry.queued -= 1
+            if committed:
+                entry.stored = status
+            else:
+                entry.refused = True
+            if entry.queued:
+                return
+            del self._unsettled[key]
+            if entry.refused:
+                self.scheduler.correct(*key, entry.stored)
 
     def reopen(self, record_id: int, extra: int) -> Future[None]:
         self.scheduler.reopen(record_id, extra)

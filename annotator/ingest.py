@@ -40,6 +40,7 @@ from annotator.config import (DEFAULT_MAX_IMAGE_PIXELS, ConfigError, Settings, T
                               load_task)
 from annotator.images import ImageError, describe, extension_for, write_atomic
 from annotator.store import NewRecord
+from annotator.text import TextError, check_tree
 from annotator.stores import AnyStore, open_store
 
 BATCH_SIZE = 1000
@@ -192,6 +193,12 @@ class _Batches:
         self.rows: list[NewRecord] = []
 
     def add(self, row: NewRecord) -> None:
+        try:  # text a store cannot keep (annotator/text.py) skips this image, not the whole batch
+            check_tree([row.source_key, row.image_path, row.suggestion, row.metadata], "Its file name or metadata")
+        except TextError as exc:
+            name = row.source_key.encode("utf-8", "backslashreplace").decode("utf-8")
+            self.report.skipped.append((name, str(exc)))
+            return
         self.rows.append(row)
         if len(self.rows) >= self.batch_size:
             self.flush()

@@ -10,28 +10,37 @@ has on screen, and the answers it queued but the writer has not committed yet
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable, Sequence
 
-from annotator.backend import WriterBackend
+from annotator.backend import WriterBackend, make_writer, relay
 from annotator.pg_leases import PgLeases
 from annotator.pg_store import PgStore
 from annotator.scheduler import QueueState, SubmitOutcome
-from annotator.store import ReopenWrite, ResponseWrite, WriteOp
-from annotator.writer import Writer
+from annotator.store import ReopenWrite, ResponseWrite
+from annotator.writer import WriteRejected
+
+log = logging.getLogger(__name__)
+
 
 class PgBackend(WriterBackend):
-    """Lifecycle: constructing it stores the hand-out order and starts the writer;
+    """An answer whose write is refused for good (WriteRejected) was never
+    counted (the database counts at commit); its lease, still held until
+    then, is handed back so that the record is open again, to its owner too.
+
+    Lifecycle: constructing it stores the hand-out order and starts the writer;
     `close()` commits what is queued, hands this replica's leases back and
     closes the store."""
 
     def __init__(self, store: PgStore, order: Sequence[int], overlap: int, lease_ttl: float, *,
                  replica: str | None = None, clock: Callable[[], float] = time.time,
-                 counts_every: float = 1.0) -> None:
+                 counts_every: float = 1.0, recovery_dir: Path | None = None) -> None:
         self.store = store
         self._clock = clock
         self.leases_db = PgLeases(store.pool, overlap, lease_ttl, replica or f"replica-{uuid.uuid4().hex[:8]}")
@@ -42,7 +51,7 @@ class PgBackend(WriterBackend):
         self._lock = threading.Lock()
         self._counts: tuple[float, dict[str, int]] | None = None
         self._counts_every = counts_every
-        self.writer: Writer[WriteOp] = Writer(store.apply)
+        self.writer = make_writer(store, recovery_dir)
         self.writer.start()
         self._closed = False
 
@@ -128,17 +137,22 @@ class PgBackend(WriterBackend):
             self._pending.setdefault(write.user_id, {})[write.record_id] = not seen
         outcome: SubmitOutcome = "edit" if seen else ("new" if on_screen else "late")
         ack = self.writer.put(replace(write, first=not seen))
-        ack.add_done_callback(lambda _: self._committed(*key))
-        return outcome, ack
+        return outcome, relay(ack, lambda error: self._written(*key, error))
 
-    def _committed(self, user: str, record_id: int) -> None:
-        """An answer is committed: its lease is gone; it is no longer queued."""
+    def _written(self, user: str, record_id: int, error: BaseException | None) -> None:
+        """An answer is committed (its lease went in the same transaction) or refused; it is no longer queued."""
         with self._lock:
             mine = self._pending.get(user)
             if mine is not None:
                 mine.pop(record_id, None)
                 if not mine:
                     del self._pending[user]
+        if isinstance(error, WriteRejected):  # not at a stop (WriterClosedError): close() hands every lease back
+            try:
+                self.leases_db.release(user, record_id, self._clock())
+            except Exception:  # noqa: BLE001 - the lease then ends with its ttl
+                log.warning("could not hand back the lease of %s on record %d after its answer was refused",
+                            user, record_id, exc_info=True)
 
     def reopen(self, record_id: int, extra: int) -> Future[None]:
         if not self.store.records([record_id]):

@@ -29,9 +29,10 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from annotator.config import scrub_url
-from annotator.store import (_RECORD_COLUMNS, _RESPONSE_COLUMNS, AuditWrite, LastPush, NewRecord, Record, ReopenWrite,
-                             Response, ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, _split_answers,
-                             _record, _response, answers_in_record_order, stats_result, user_spans, utcnow)
+from annotator.store import (_RECORD_COLUMNS, _RESPONSE_COLUMNS, DATA_ERRORS, AuditWrite, LastPush, NewRecord, Record,
+                             ReopenWrite, Response, ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp,
+                             _record, _response, _split_answers, answers_in_record_order, stats_result, user_spans,
+                             utcnow)
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: the DuckDB schema, plus what the lease code needs
@@ -367,6 +368,21 @@ class PgStore:
         return stats_result(records, submitted, skipped, overlap_rows, users)
 
     # --- the write path (writer thread only) -------------------------------
+
+    @staticmethod
+    def refuses(exc: BaseException) -> bool:
+        """Whether `apply` failed because of the data (it will fail again) rather than the server.
+
+        Data: DATA_ERRORS and PostgreSQL's data and integrity errors (a NUL
+        in text, a value out of range, a constraint). Retried: a lost
+        connection, a serialization failure, a pool timeout, anything else.
+        """
+        return isinstance(exc, DATA_ERRORS + (psycopg.DataError, psycopg.IntegrityError))
+
+    def audit_exists(self, entry: AuditWrite) -> bool:
+        """Whether this audit entry (same time, actor and action) is stored (see Store.audit_exists)."""
+        return self._one('SELECT count(*) FROM audit WHERE "at" = %s AND actor = %s AND action = %s',
+                         [entry.at, entry.actor, entry.action])[0] > 0
 
     def apply(self, ops: Sequence[WriteOp]) -> None:
         """Write a batch in one transaction; all or nothing.

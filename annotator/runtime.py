@@ -29,6 +29,7 @@ from annotator.images import ImageCache
 from annotator.pg_backend import PgBackend
 from annotator.pg_store import PgStore
 from annotator.prefetch import PrefetchBuffers
+from annotator.recovery import RecoveryError, replay
 from annotator.service import AnnotationService
 from annotator.snapshot import Snapshotter, restore_snapshot
 from annotator.storage_probe import StorageReport, probe
@@ -78,6 +79,19 @@ def _abandon(store: AnyStore, created: list[Path]) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+def commit_recovered(store: AnyStore, settings: Settings) -> None:
+    """Commit what the last run could not save before it stopped (recovery files in DATA_DIR), once.
+
+    Runs after the store opened and before assignment is rebuilt from it, so
+    the scheduler counts these answers. A file whose writes storage does not
+    take stops the start, and is kept.
+    """
+    try:
+        replay(store, settings.data_dir)
+    except RecoveryError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def record_order(ids: list[int], task: TaskSpec) -> list[int]:
@@ -150,9 +164,11 @@ class Runtime:
                 log.info("ingest: %s", report.summary())
                 if store.record_count() == 0 and not settings.allow_empty:
                     raise EmptySourceError(settings, report)
+            commit_recovered(store, settings)
             order = record_order(store.record_ids(), task)
-            backend = PgBackend(store, order, task.overlap, settings.lease_ttl) if isinstance(store, PgStore) \
-                else LocalBackend(store, order, task.overlap, settings.lease_ttl)
+            backend = PgBackend(store, order, task.overlap, settings.lease_ttl, recovery_dir=settings.data_dir) \
+                if isinstance(store, PgStore) else \
+                LocalBackend(store, order, task.overlap, settings.lease_ttl, recovery_dir=settings.data_dir)
         except BaseException as exc:
             _abandon(store, created)
             if isinstance(exc, psycopg.Error):

@@ -462,6 +462,52 @@ class Scheduler:
             self._refresh(rec)
             return outcome
 
+    def correct(self, user: str, rid: int, status: str | None) -> None:
+        """Set what the user's answer to `rid` counts as: "submitted", "skipped" or None (no answer).
+
+        For an answer counted by `submit`/`skip` whose write was then refused
+        for good: the store keeps `status` (the last answer that committed),
+        and so must the counts. With None the record is open to the user again
+        (I1 holds: it is not one they answered). Unknown records are ignored.
+        """
+        if status not in ("submitted", "skipped", None):
+            raise ValueError(f"unknown status {status!r}")
+        with self._lock:
+            rec = self._recs.get(rid)
+            if rec is None:
+                return
+            before = "submitted" if user in rec.submitted else \
+                "skipped" if rec.skipped and user in rec.skipped else None
+            if before == status:
+                return
+            if not rec.complete and (before is None) != (status is None):
+                self._seen_open[user] = self._seen_open.get(user, 0) + (1 if before is None else -1)
+            if before == "submitted":
+                rec.submitted.discard(user)
+                self._n_submissions -= 1
+            elif before == "skipped":
+                rec.skipped.discard(user)  # type: ignore[union-attr]
+                self._n_skips -= 1
+            if status == "submitted":
+                rec.submitted.add(user)
+                self._n_submissions += 1
+            elif status == "skipped":
+                if rec.skipped is None:
+                    rec.skipped = set()
+                rec.skipped.add(user)
+                self._n_skips += 1
+            self._refresh(rec)
+
+    def answered(self, user: str, rid: int) -> str | None:
+        """"submitted", "skipped" or None: how the user's answer to `rid` counts now."""
+        with self._lock:
+            rec = self._recs.get(rid)
+            if rec is None:
+                return None
+            if user in rec.submitted:
+                return "submitted"
+            return "skipped" if rec.skipped and user in rec.skipped else None
+
     # --- views -------------------------------------------------------------
 
     def submitted_users(self, rid: int) -> frozenset[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -25,7 +26,9 @@ from annotator.config import TaskSpec
 from annotator.metrics import LatencyWindow
 from annotator.prefetch import PrefetchBuffers, Slot
 from annotator.store import Record, ResponseWrite, utcnow
+from annotator.text import TextError, check_text
 from annotator.tickets import Signer, TicketError
+from annotator.writer import WriteRejected
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,14 @@ MAX_SAVED_WAITS = 3
 
 class InputError(ValueError):
     """The request is wrong; the message tells the person what to do instead."""
+
+
+def checked_text(value: str, what: str) -> str:
+    """`value` if a store can keep it (text.check_text), else InputError with the reason."""
+    try:
+        return check_text(value, what)
+    except TextError as exc:
+        raise InputError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -50,13 +61,19 @@ class Progress:
 
 @dataclass(frozen=True)
 class SaveStatus:
-    """How many of this person's answers are still waiting for a commit."""
+    """How many of this person's answers are still waiting for a commit, and which could never be saved."""
     pending: int
     retrying: bool
     error: str | None
+    # answers refused for good since the last status (writer.WriteRejected): said once, and the record
+    # is open to this person again
+    rejected: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
+        if self.rejected:
+            more = f" ({len(self.rejected)} answers were refused.)" if len(self.rejected) > 1 else ""
+            return self.rejected[0] + more
         if self.retrying:
             return "Not saved yet: storage is failing, your answers are kept and retried"
         if self.pending:
@@ -105,7 +122,8 @@ class View:
                 "preload": [u.image_url for u in self.upcoming], "upcoming": [u.as_dict() for u in self.upcoming],
                 "held_by_others": self.held_by_others, "frees_at": self.frees_at,
                 "message": self.message, "saved": self.saved.text, "pending": self.saved.pending,
-                "retrying": self.saved.retrying, "progress": vars(self.progress)}
+                "retrying": self.saved.retrying, "rejected": list(self.saved.rejected),
+                "progress": vars(self.progress)}
 
 
 @dataclass
@@ -116,6 +134,7 @@ class _Person:
     today: set[int]  # records submitted (or changed to submitted) today; skips do not count
     today_date: str
     pending: dict[int, Future[None]] = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)  # refusals not told yet (see SaveStatus.rejected)
     shown_at: dict[int, float] = field(default_factory=dict)  # record -> when last shown
     used_tickets: OrderedDict[str, None] = field(default_factory=OrderedDict)
     # record -> the ticket of its current showing: showing the same record again (a repeated key
@@ -233,17 +252,18 @@ class AnnotationService:
         committed. `wait=0`: the caller already waited; the cached counts do (the page's saved check,
         once per pause, must not cost a scan of every record on PostgreSQL)."""
         if wait > 0:
-            self.wait_saved(who, wait)
+            self.wait_saved(who, wait, tell=False)
         return self._progress(who.name, self._person(who.name), fresh=wait > 0)
 
-    def wait_saved(self, who: Identity, timeout: float) -> SaveStatus:
+    def wait_saved(self, who: Identity, timeout: float, *, tell: bool = True) -> SaveStatus:
         """Block (a worker thread, e.g. the programmatic API's) until this person's pending answers
-        are committed or `timeout` passes; the page's check uses `await_saved`, which holds no thread."""
+        are committed or refused, or `timeout` passes; the page's check uses `await_saved`, which holds
+        no thread. `tell`: the status carries (and so uses up) the refusals not told yet."""
         person = self._person(who.name)
         with person.lock:
             pending = list(person.pending.values())
         futures.wait(pending, timeout)
-        return self._saved(person)
+        return self._saved(person, who.name, tell=tell)
 
     async def await_saved(self, who: Identity, timeout: float) -> tuple[SaveStatus, bool]:
         """On the event loop: wait until this person's pending answers are committed (or `timeout`).
@@ -268,7 +288,7 @@ class AnnotationService:
             finally:
                 with person.lock:
                     person.saved_waits -= 1
-        return self._saved(person), waiting
+        return self._saved(person, who.name), waiting
 
     def suggestion_for(self, who: Identity, ticket: object) -> str | None:
         """The suggested label of the record a ticket names, for "accept suggestion"."""
@@ -289,6 +309,8 @@ class AnnotationService:
         with self._people_lock:
             person = self._people.get(user)
             if person is None:
+                # a name is stored with every answer: checked once, on first sight
+                checked_text(user, "Your user name")
                 # first sight in this process: one read of the person's earlier answers
                 rows = self.backend.user_responses(user)
                 today = _today()
@@ -314,6 +336,8 @@ class AnnotationService:
             answer = [answer]
         if not isinstance(answer, (list, tuple)) or not all(isinstance(a, str) for a in answer):
             raise InputError("The answer must be a label name or a list of label names.")
+        for a in answer:
+            checked_text(a, "The answer")
         labels = tuple(dict.fromkeys(answer))
         unknown = [a for a in labels if a not in self._labels]
         if unknown:
@@ -330,6 +354,7 @@ class AnnotationService:
             return ""
         if not isinstance(comment, str):
             raise InputError("The comment must be text.")
+        checked_text(comment, "The comment")
         if comment and not self.task.comment:
             raise InputError("This task takes no comments.")
         if len(comment) > self.max_comment_chars:
@@ -343,6 +368,8 @@ class AnnotationService:
             return None
         if isinstance(time_spent_ms, bool) or not isinstance(time_spent_ms, (int, float)):
             raise InputError("time_spent_ms must be a number of milliseconds.")
+        if isinstance(time_spent_ms, float) and not math.isfinite(time_spent_ms):  # JSON's NaN, Infinity, 1e400
+            raise InputError("time_spent_ms must be a finite number of milliseconds.")
         return max(0, min(int(time_spent_ms), 86_400_000))
 
     def _answer(self, user: str, record_id: int, nonce: str, status: str, labels: tuple[str, ...],
@@ -404,14 +431,15 @@ class AnnotationService:
             state = self.backend.next(user)
             if state.kind != "ready":
                 self.prefetch.refill(user)
-                return View(state=state.kind, progress=self._progress(user, person), saved=self._saved(person),
-                            held_by_others=state.held_by_others, frees_at=state.frees_at)
+                return View(state=state.kind, progress=self._progress(user, person),
+                            saved=self._saved(person, user), held_by_others=state.held_by_others,
+                            frees_at=state.frees_at)
             slot = self._slot_for_record(user, state.record_id)  # type: ignore[arg-type]
         self._screens[user] = slot
         self.prefetch.refill(user)
         upcoming = tuple(self._shown(user, s, upcoming=True) for s in self.prefetch.peek(user))
         return View(state="ready", record=self._shown(user, slot), upcoming=upcoming,
-                    progress=self._progress(user, person), saved=self._saved(person))
+                    progress=self._progress(user, person), saved=self._saved(person, user))
 
     def _current_slot(self, user: str) -> Slot | None:
         """The record this person still holds on screen, so that asking again shows the same one."""
@@ -459,7 +487,7 @@ class AnnotationService:
         with person.lock:
             previous = person.answers.get(record_id)
         return View(state="ready", record=self._shown(user, slot, editing=True, previous=previous),
-                    progress=self._progress(user, person), saved=self._saved(person))
+                    progress=self._progress(user, person), saved=self._saved(person, user))
 
     def _progress(self, user: str, person: _Person, *, fresh: bool = False) -> Progress:
         counts = self.backend.counts(0.0 if fresh else None)
@@ -472,13 +500,46 @@ class AnnotationService:
                         team_total=counts["records"], team_answers=counts["submissions"],
                         remaining_for_me=self.backend.remaining_for(user))
 
-    def _saved(self, person: _Person) -> SaveStatus:
+    def _saved(self, person: _Person, user: str, *, tell: bool = True) -> SaveStatus:
+        refused: dict[int, WriteRejected] = {}
         with person.lock:
             for rid in [r for r, ack in person.pending.items() if ack.done()]:
-                del person.pending[rid]
+                ack = person.pending.pop(rid)
+                error = None if ack.cancelled() else ack.exception()
+                if isinstance(error, WriteRejected):
+                    refused[rid] = error
             pending = len(person.pending)
+        if refused:
+            self._forget_refused(user, person, refused)
+        with person.lock:
+            rejected = tuple(person.rejected)
+            if tell:
+                person.rejected = []
         failure = self.backend.write_failure() if pending else None
-        return SaveStatus(pending=pending, retrying=failure is not None, error=failure)
+        return SaveStatus(pending=pending, retrying=failure is not None, error=failure, rejected=rejected)
+
+    def _forget_refused(self, user: str, person: _Person, refused: dict[int, WriteRejected]) -> None:
+        """The person's view of their answers goes back to what the store holds for records whose last
+        answer was refused for good (the backend already opened those records to them again)."""
+        stored = {r.record_id: r for r in self.backend.user_responses(user) if r.record_id in refused}
+        today = _today()
+        with person.lock:
+            for rid, error in refused.items():
+                if rid in person.pending:  # answered again meanwhile: that answer decides
+                    continue
+                row = stored.get(rid)
+                if row is None:
+                    person.answers.pop(rid, None)
+                    if rid in person.order:
+                        person.order.remove(rid)
+                    person.today.discard(rid)
+                else:
+                    person.answers[rid] = (row.status, row.answer, row.comment or "")
+                    if row.status == "submitted" and row.updated_at.date().isoformat() == today:
+                        person.today.add(rid)
+                    else:
+                        person.today.discard(rid)
+                person.rejected.append(str(error))
 
 
 def _settled(acks: Sequence[Future[None]]) -> Future[None]:

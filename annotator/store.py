@@ -12,6 +12,7 @@ Timestamps are stored as naive UTC.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -23,6 +24,8 @@ from typing import Any, Iterable, Iterator, Sequence, Union
 
 import duckdb
 import pyarrow as pa
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
@@ -126,6 +129,11 @@ class ReopenWrite:
 
 
 WriteOp = Union[ResponseWrite, UserSeen, AuditWrite, ReopenWrite]
+
+# Errors of apply() that come from the data of an op, not from storage: building its rows failed (text that
+# cannot be encoded, a number out of range, a wrong type). They fail again on every retry, so the writer
+# isolates and refuses the op instead (writer.py). Each store adds its engine's data errors.
+DATA_ERRORS: tuple[type[BaseException], ...] = (UnicodeError, ValueError, TypeError, OverflowError)
 
 
 _MIGRATIONS: tuple[str, ...] = (
@@ -301,6 +309,8 @@ class Store:
 
         The per-thread cursors are closed first: one left holding a half-read
         result keeps a transaction open, and CHECKPOINT refuses to run beside it.
+        A checkpoint that storage fails is logged, not raised: what was
+        committed is in the WAL, replayed when the file is opened again.
         """
         if self._closed:
             return
@@ -311,6 +321,9 @@ class Store:
             self._cursors.clear()
         try:
             self._db.execute("CHECKPOINT")
+        except (duckdb.IOException, duckdb.FatalException) as exc:
+            log.warning("could not checkpoint %s at close (%s); its committed answers are in the WAL beside it, "
+                        "replayed when it is opened again", self.path, str(exc).splitlines()[0])
         finally:
             self._db.close()
 
@@ -486,6 +499,22 @@ class Store:
         return stats_result(records, submitted, skipped, overlap_rows, users)
 
     # --- the write path (writer thread only) -------------------------------
+
+    @staticmethod
+    def refuses(exc: BaseException) -> bool:
+        """Whether `apply` failed because of the data (it will fail again) rather than storage.
+
+        Data: DATA_ERRORS, DuckDB's data and constraint errors, and its
+        invalid input (a string it cannot convert). Storage, retried:
+        IOException, FatalException (the database is reopened), anything else.
+        """
+        return isinstance(exc, DATA_ERRORS + (duckdb.DataError, duckdb.IntegrityError, duckdb.InvalidInputException))
+
+    def audit_exists(self, entry: AuditWrite) -> bool:
+        """Whether this audit entry (same time, actor and action) is stored: replaying the recovery file
+        must not write it twice."""
+        return bool(self._cur().execute('SELECT count(*) FROM audit WHERE "at" = ? AND actor = ? AND action = ?',
+                                        [entry.at, entry.actor, entry.action]).fetchall()[0][0])
 
     def apply(self, ops: Sequence[WriteOp]) -> None:
         """Write a batch in one transaction; all or nothing.

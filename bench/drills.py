@@ -1,10 +1,12 @@
-"""Fault drills: kill -9 under load, storage that fails and recovers, an unwritable DATA_DIR, a second process.
+"""Fault drills: kill -9 under load, storage that fails and recovers, an unwritable DATA_DIR, a second process,
+poisoned answers.
 
     python bench/drills.py kill9 --rounds 20
     python bench/drills.py failing-storage --mode write     # ENOSPC on writes (a full disk)
     python bench/drills.py failing-storage --mode sync      # EIO on fsync (a broken network disk)
     python bench/drills.py unwritable
     python bench/drills.py two-processes                    # a second app on the same DATA_DIR, each mode
+    python bench/drills.py poison --users 200 --seconds 60  # one unstorable answer a second under a crowd
     python bench/drills.py all
 
 Each drill starts the real app (`app.py`, password mode) on its own DATA_DIR,
@@ -38,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -577,6 +580,128 @@ def two_processes(workdir: Path, first_mode: str = "direct", second_mode: str = 
     return result
 
 
+# --- drill (e): one poisoned answer a second under a crowd ---------------------------------------
+
+# Unstorable comments as a hostile client sends them (raw JSON escapes): a lone surrogate failed DuckDB's
+# group commit, a NUL PostgreSQL's; each used to stop everyone's saving.
+POISONS = ("\\ud800", "x \\udfff y", "\\u0000", "a\\u0000b")
+
+
+def poison(workdir: Path, users: int = 20, seconds: float = 40.0, delay_ms: float = 30.0, seed: int = 0,
+           log=print) -> dict[str, Any]:
+    """A crowd answers while one person posts an unstorable answer every second, in alternating phases.
+
+    Phases of `seconds / 4` alternate clean / poisoned on the same server, so
+    machine noise falls on both alike. After every answer each annotator asks
+    whether it is saved (the page's saved check, which waits for the commit):
+    that wait is the answer's acknowledgement time. Passes when every poisoned
+    answer is refused with a 400, no page ever hears "not saved", nothing
+    accepted is missing after a clean stop, and the acknowledgement p99 with
+    poison is within noise of the one without (at most 2x + 100 ms).
+    """
+    rng = random.Random(seed)
+    names = [f"pouser{i}" for i in range(users)]
+    env = slow_env(loadgen.app_env(workdir, names + ["poisoner"], records=max(400, users * 40), overlap=2),
+                   delay_ms)
+    data_dir = Path(env["DATA_DIR"])
+    loadgen.ingest(env)
+    persons = [Person(u) for u in names]
+    server = loadgen.start_server("ours", env, workdir / "server.log")
+    acks: dict[str, list[float]] = {"clean": [], "poisoned": []}
+    clicks = {"clean": 0, "poisoned": 0}
+    refused: Counter = Counter()
+    not_saved: list[str] = []
+    phase = {"name": "clean"}
+    result: dict[str, Any] = {"drill": "poison-op", "users": users, "problems": []}
+
+    async def annotate(b: Browser, until: float, r: random.Random) -> None:
+        n_labels = len(b.profile.labels) if b.profile and b.profile.labels else 1
+        while time.monotonic() < until:
+            if b.view is None or b.view.state != "ready":
+                await asyncio.sleep(0.5)
+                await b.recheck()
+                continue
+            await asyncio.sleep(r.expovariate(1 / 0.5))
+            name = phase["name"]
+            await b.click_label(r.randrange(n_labels))
+            started = time.monotonic()
+            kind = await b.check_saved()
+            if phase["name"] == name:  # an answer that straddles a phase change counts for neither
+                clicks[name] += 1
+                if kind == "saved":
+                    acks[name].append(time.monotonic() - started)
+            if kind != "saved":
+                not_saved.append(kind)
+
+    async def poisoner(b: Browser, until: float) -> None:
+        i = 0
+        while time.monotonic() < until:
+            await asyncio.sleep(1.0)
+            if phase["name"] != "poisoned" or b.view is None or b.view.state != "ready":
+                continue
+            bad = POISONS[i % len(POISONS)]
+            i += 1
+            body = f'{{"ticket": {json.dumps(b.view.ticket)}, "answer": ["{b.profile.labels[0]}"], ' \
+                   f'"comment": "{bad}"}}'
+            r = await b.client.post(f"{loadgen.CLICK_ROUTE}/answer", content=body.encode(),
+                                    headers={"content-type": "application/json"})
+            refused[str(r.status_code)] += 1
+
+    async def phases(until: float) -> None:
+        step = (until - time.monotonic()) / 4
+        for name in ("clean", "poisoned", "clean", "poisoned"):
+            phase["name"] = name
+            await asyncio.sleep(step)
+
+    async def run() -> None:
+        rec = Recorder()
+        browsers = [Browser(server.url, p, rec, timeout=30) for p in persons]
+        bad = Browser(server.url, Person("poisoner"), rec, timeout=30)
+        for b in browsers + [bad]:
+            await b.login()
+        profile = Profile.from_config((await bad.client.get("/config")).json())
+        for b in browsers + [bad]:
+            await b.open_page(profile, heartbeat=False)
+        until = time.monotonic() + seconds
+        await asyncio.gather(phases(until), poisoner(bad, until),
+                             *(annotate(b, until, random.Random(rng.random())) for b in browsers))
+        await asyncio.gather(*(b.close() for b in browsers + [bad]), return_exceptions=True)
+
+    try:
+        asyncio.run(run())
+        code = server.stop()
+        got = read_answers(data_dir)
+        lost = missing(persons, got, saved_only=False)
+    finally:
+        server.kill()
+    poisoned_stored = [k for k in got if k[1] == "poisoner"]
+
+    result.update({
+        "seconds": seconds, "commit_delay_ms": delay_ms,
+        "clicks": clicks, "ack_p50_ms": {k: loadgen.pct(v, 50) for k, v in acks.items()},
+        "ack_p99_ms": {k: loadgen.pct(v, 99) for k, v in acks.items()},
+        "poison_sent": sum(refused.values()), "poison_replies": dict(refused),
+        "not_saved_reports": len(not_saved), "accepted_lost": len(lost), "poison_stored": len(poisoned_stored),
+        "exit_code": code,
+    })
+    p99 = result["ack_p99_ms"]
+    if not refused or set(refused) != {"400"}:
+        result["problems"].append(f"poisoned answers not all refused with 400: {dict(refused)}")
+    if not_saved:
+        result["problems"].append(f"{len(not_saved)} saved checks did not say saved: {Counter(not_saved)}")
+    if lost:
+        result["problems"].append(f"{len(lost)} accepted answers missing after a clean stop: {lost[:3]}")
+    if poisoned_stored:
+        result["problems"].append(f"poisoned answers stored: {poisoned_stored[:3]}")
+    if None in p99.values() or p99["poisoned"] > 2 * p99["clean"] + 100:
+        result["problems"].append(f"acknowledgements slower with poison: p99 {p99}")
+    if code not in CLEAN_EXIT:
+        result["problems"].append(f"the clean stop exited with {code}")
+    result["ok"] = not result["problems"]
+    log(f"poison: {clicks} clicks, ack p99 {p99} ms, poison replies {dict(refused)}, lost {len(lost)}")
+    return result
+
+
 # --- command line -----------------------------------------------------------------------
 
 
@@ -593,10 +718,11 @@ def _print(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("drill", choices=["kill9", "failing-storage", "unwritable", "two-processes", "all"])
+    p.add_argument("drill", choices=["kill9", "failing-storage", "unwritable", "two-processes", "poison", "all"])
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--users", type=int, default=4)
     p.add_argument("--mode", choices=["write", "sync", "both"], default="both")
+    p.add_argument("--seconds", type=float, default=60.0, help="poison: how long the crowd answers")
     p.add_argument("--commit-delay-ms", type=float, default=30.0)
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)
@@ -619,6 +745,9 @@ def main(argv: list[str] | None = None) -> int:
             where = root / f"two-{first_mode}-{second_mode}{'-nolock' if no_locks else ''}"
             results.append(two_processes(where, first_mode, second_mode, no_locks=no_locks, users=args.users))
             _print(results[-1])
+    if args.drill in ("poison", "all"):
+        results.append(poison(root / "poison", users=args.users, seconds=args.seconds, delay_ms=args.commit_delay_ms))
+        _print(results[-1])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     print(f"\n{sum(1 for r in results if r.get('ok'))} of {len(results)} drills passed; files in {root}")

@@ -106,7 +106,8 @@ _SCRIPT = r"""
     const view = A.view;
     if (!box || !view || view.saved === undefined) return;  // signed out: nothing to say about saving
     const n = unsent();
-    let css = view.retrying ? 'ann-failed' : view.pending ? 'ann-pending' : 'ann-saved', text = view.saved;
+    const refused = view.rejected && view.rejected.length;  // an answer that can never be saved: say so in red
+    let css = view.retrying || refused ? 'ann-failed' : view.pending ? 'ann-pending' : 'ann-saved', text = view.saved;
     if (A.lost && n) {
       css = 'ann-failed'; text = `${n} answer${n === 1 ? '' : 's'} not sent yet — keep this tab open`;
     } else if (A.lost) {

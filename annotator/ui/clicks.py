@@ -75,7 +75,7 @@ def add_click_routes(gradio_app: FastAPI, runtime: Runtime) -> None:
         # awaited on the event loop: a crowd pausing at once, or one person asking in a loop, holds no thread
         status, waited = await service.await_saved(person, SAVED_WAIT_S)
         reply: Reply = {"saved": status.text, "pending": status.pending, "retrying": status.retrying,
-                        "message": None}
+                        "rejected": list(status.rejected), "message": None}
         if waited or not status.pending:
             # the team's progress too: after a pause the page shows what the others did meanwhile
             reply["progress"] = vars(await run_in_threadpool(lambda: service.progress(person, wait=0)))
