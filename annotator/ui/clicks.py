@@ -21,6 +21,7 @@ from annotator.auth import AuthError, Identity
 from annotator.runtime import Runtime
 from annotator.service import InputError
 from annotator.ui.annotate import CLICK_ROUTE, page_view
+from annotator.ui.errors import report
 from annotator.ui.identity import identify_http
 
 def add_click_routes(gradio_app: FastAPI, runtime: Runtime) -> None:
@@ -53,6 +54,8 @@ def add_click_routes(gradio_app: FastAPI, runtime: Runtime) -> None:
                 return JSONResponse({"error": str(exc)}, 401)
             except InputError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
+            except Exception as exc:  # noqa: BLE001 - a bug: the log gets the traceback, the page a reference
+                return JSONResponse({"error": report(exc, f"{CLICK_ROUTE}/{name}")}, 500)
 
         gradio_app.add_api_route(f"{CLICK_ROUTE}/{name}", endpoint, methods=["POST"], include_in_schema=False)
 

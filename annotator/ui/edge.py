@@ -177,7 +177,7 @@ def cross_site_reason(scope: Scope, headers: dict[str, str], rule: Rule) -> str 
             return None
         if navigation and headers.get("sec-fetch-mode") == "navigate":
             return None
-        return f"it was sent by a page on another site (Sec-Fetch-Site: {site})"
+        return f"it came from a page on another site (Sec-Fetch-Site: {site})"
     # no Fetch Metadata: an older browser (or plain http to a remote host), or a script
     origin = headers.get("origin")
     source = origin if origin is not None else (None if navigation else headers.get("referer"))
@@ -185,7 +185,7 @@ def cross_site_reason(scope: Scope, headers: dict[str, str], rule: Rule) -> str 
         return None  # gradio_client, curl: no one else's cookies
     if _origin_of(source) in own_origins(scope, headers):
         return None
-    return f"it was sent by a page on {source[:100]!r}"
+    return f"it came from a page on another site ({source[:100]!r})"
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -5,7 +5,9 @@ they can carry cache headers and a per-user signature, and so DATA_DIR never
 has to be in `allowed_paths` (which would make every file in it public). An
 image URL names one rendering of one record until it expires, so it is
 marked immutable: a preloaded image is never asked for again. The page's
-click routes (`annotator.ui.clicks`) are added to Gradio's own app.
+click routes (`annotator.ui.clicks`) are added to Gradio's own app. Every
+request passes the edge first (`annotator.ui.edge`: who may call what, from
+where, with how large a body).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from annotator.tickets import IMAGE_ROUTE, TicketError
 from annotator.ui.blocks import build_blocks
 from annotator.ui.clicks import add_click_routes
 from annotator.ui.edge import UPLOAD_MAX_BYTES, Budget, Edge, check_people
+from annotator.ui.errors import hide_unexpected_errors
 from annotator.ui.identity import identify_http
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                         headers={"Cache-Control": f"private, max-age={max_age}, immutable"})
 
     blocks, head = build_blocks(runtime)
+    hide_unexpected_errors(blocks)
     auth = None
     if runtime.settings.auth_mode == "password":
         passwords = PasswordFile(runtime.settings.password_file)
