@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import pytest
 
-from annotator.ui.edge import Surface, cross_site_reason
-
 from edgehelpers import EVIL, SPACE_HOST, SPACE_ORIGIN, my_progress, password_client, space_client, \
     start_space_servers
 
@@ -113,6 +111,8 @@ def test_the_page_and_sign_in_open_inside_another_sites_frame(servers):
 def test_only_the_page_and_sign_in_may_be_opened_by_another_site():
     """The OAuth callback arrives as a navigation from huggingface.co (the simulated Space has no provider
     to sign in with, so this is checked on the rules themselves); nothing else is navigable from outside."""
+    from annotator.ui.edge import Surface, cross_site_reason  # here: the other tests run on any version
+
     frame = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate", "host": SPACE_HOST}
     surface = Surface()
     for path in ("/", "/login/huggingface", "/login/callback"):
