@@ -254,41 +254,46 @@ class Edge:
         if scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS") and "transfer-encoding" not in headers:
             await self.app(scope, receive, send)
             return
-        await self.app(scope, *_capped(receive, send, rule.max_body))
+        capped = _CappedBody(receive, send, rule.max_body)
+        try:
+            await self.app(scope, capped.receive, capped.send)
+        except Exception:
+            if not capped.refused:
+                raise
+            # the app failed only because its body was cut off (it was told the client left): already answered
 
 
-def _capped(receive: Receive, send: Send, limit: int) -> tuple[Receive, Send]:
+class _CappedBody:
     """receive/send for a body of unknown length: past `limit` bytes, answer 413 and end the body there.
 
-    The app is told the client left (raising here would make FastAPI answer 400); anything it
-    sends after the 413 is dropped.
+    The app is told the client left (raising from receive would make FastAPI answer 400); anything
+    it sends after the 413 is dropped. Not meant to be used directly (see Edge).
     """
-    seen = 0
-    started = refused = False
 
-    async def capped_receive() -> Message:
-        nonlocal seen, refused
-        if refused:
+    def __init__(self, receive: Receive, send: Send, limit: int) -> None:
+        self._receive, self._send, self.limit = receive, send, limit
+        self.seen = 0
+        self.started = self.refused = False
+
+    async def receive(self) -> Message:
+        if self.refused:
             return {"type": "http.disconnect"}
-        message = await receive()
+        message = await self._receive()
         if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                refused = True
-                if not started:
-                    await refuse(send, 413, _too_large(limit))
+            self.seen += len(message.get("body", b""))
+            if self.seen > self.limit:
+                self.refused = True
+                if not self.started:
+                    await refuse(self._send, 413, _too_large(self.limit))
                 return {"type": "http.disconnect"}
         return message
 
-    async def guarded_send(message: Message) -> None:
-        nonlocal started
-        if refused:
+    async def send(self, message: Message) -> None:
+        if self.refused:
             return
         if message["type"] == "http.response.start":
-            started = True
-        await send(message)
-
-    return capped_receive, guarded_send
+            self.started = True
+        await self._send(message)
 
 
 class Budget:
