@@ -24,10 +24,11 @@ USERS = ("alice", "bob", "carol")
 ADMIN = "carol"
 
 
-def start_space_servers(tmp_path_factory: Any, *, records: int = 12) -> dict[str, Any]:
-    """{"oauth": server, "password": server}, each with `.passwords` (password mode) set."""
-    specs = []
-    for mode in ("oauth", "password"):
+def start_space_servers(tmp_path_factory: Any, *, records: int = 12,
+                        modes: tuple[str, ...] = ("oauth", "password")) -> dict[str, Any]:
+    """{mode: server} for "oauth" and "password"; the password server has `.passwords`."""
+    specs, passwords = [], {}
+    for mode in modes:
         base: Path = tmp_path_factory.mktemp(f"edge-{mode}")
         make_images(base / "source", records)
         env = {"SOURCE_DIR": str(base / "source"), "TASK_FILE": str(write_task(base / "task.toml", overlap=2)),
@@ -38,9 +39,10 @@ def start_space_servers(tmp_path_factory: Any, *, records: int = 12) -> dict[str
         else:
             env.update(oauth_space_env())
         specs.append((base / "data", env))
-    oauth, password = start_many(*specs)
-    password.passwords = passwords
-    return {"oauth": oauth, "password": password}
+    servers = dict(zip(modes, start_many(*specs)))
+    for server in servers.values():
+        server.passwords = passwords
+    return servers
 
 
 def space_client(server: Any, user: str | None = None, **headers: str) -> httpx.Client:
