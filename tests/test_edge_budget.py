@@ -13,7 +13,7 @@ import pytest
 
 from edgehelpers import space_client, start_space_servers
 
-FLOOD_MAX = 1000  # requests; the budget refills at 10/s, so any client faster than that meets a 429 well before
+FLOOD_MAX = 1000  # requests; the budget refills at 20/s, so any client faster than that meets a 429 well before
 
 
 @pytest.fixture(scope="module")

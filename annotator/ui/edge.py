@@ -299,13 +299,14 @@ class _CappedBody:
 class Budget:
     """A token bucket per person: `burst` calls at once, then `rate` a second; bounded memory.
 
-    Sized for the fastest honest annotator: keys pressed as fast as a person can (each press is one
-    call), and a tab that was offline sending what it kept, one call at a time. A script flooding
-    in one person's name is held to `rate`. At most `max_people` buckets are kept; a full bucket
-    is the same as none, so the ones idle longest are dropped first.
+    Sized for the fastest honest annotator: the page sends one call per key press (plus one saved
+    check after a pause), so a burst of ~20 keys, or a tab that was offline sending its ~40 kept
+    answers one at a time, fits in `burst`; the fault drills' people (an answer every 0.1 s) stay
+    under `rate`. A script flooding in one person's name is held to `rate`. At most `max_people`
+    buckets are kept; a full bucket is the same as none, so the ones idle longest are dropped first.
     """
 
-    def __init__(self, rate: float = 10.0, burst: float = 60.0, max_people: int = 10_000,
+    def __init__(self, rate: float = 20.0, burst: float = 60.0, max_people: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.rate, self.burst, self.max_people, self.clock = rate, burst, max_people, clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # name -> (tokens, at)

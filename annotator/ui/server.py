@@ -115,8 +115,6 @@ def _add_healthz(gradio_app: FastAPI, runtime: Runtime) -> None:
         return JSONResponse(body)
 
     gradio_app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
-    routes = gradio_app.router.routes
-    routes.insert(0, routes.pop())
 
 
 def _slow_queue_polling(blocks: gr.Blocks) -> None:
