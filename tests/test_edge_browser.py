@@ -3,7 +3,7 @@
 Debian's Chromium with third-party cookies allowed (the setting under which
 the attacks worked) visits the app at https://space.test (a simulated Space:
 TLS in front of the real server, so its SameSite=None; Secure cookies are
-sent cross-site as on a real Space), then a page on https://evil.test that
+sent cross-site as on a real Space), then a page on http://evil.test that
 tries to read the person's next record and answer it, run a named endpoint,
 read the password session's token, and sign the person out. Each is refused,
 and the app itself keeps working. (The app inside another site's frame is
@@ -19,6 +19,7 @@ import shutil
 import ssl
 import subprocess
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ from oauth_cookies import forge_session_cookie, oauth_space_env
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 WAIT = 20_000  # ms
-EVIL = "https://evil.test"
+EVIL_PAGE = b"<html><body><h1>a page on another site</h1></body></html>"
 
 
 class TlsFront:
@@ -118,6 +119,38 @@ def space(tmp_path_factory):
         server.stop()
 
 
+class EvilSite:
+    """Another site: a page at http://evil.test:<port> (loopback, so the browser treats it as local, as
+    it does the simulated Space; a page Playwright made up would count as public, and Chromium keeps
+    public pages from reaching local addresses at all, which would prove nothing here)."""
+
+    def __init__(self) -> None:
+        class Page(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(EVIL_PAGE)))
+                self.end_headers()
+                self.wfile.write(EVIL_PAGE)
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+        self.url = f"http://evil.test:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def evil():
+    site = EvilSite()
+    yield site.url
+    site.close()
+
+
 @pytest.fixture(scope="module")
 def context(tmp_path_factory):
     """A Chromium profile that allows third-party cookies, where the attacks worked."""
@@ -132,8 +165,6 @@ def context(tmp_path_factory):
             str(profile), executable_path=CHROMIUM, headless=True, ignore_https_errors=True,
             args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--ignore-certificate-errors",
                   "--host-resolver-rules=MAP space.test 127.0.0.1, MAP evil.test 127.0.0.1"])
-        ctx.route(f"{EVIL}/**", lambda route: route.fulfill(
-            status=200, content_type="text/html", body="<html><body><h1>a page on another site</h1></body></html>"))
         yield ctx
         ctx.close()
 
@@ -161,7 +192,7 @@ def _session_cookie(ctx, url: str):
     return [c for c in ctx.cookies(url) if c["name"] == "session"]
 
 
-def test_a_page_on_another_site_cannot_read_answer_or_sign_out_in_hf_mode(space, context):
+def test_a_page_on_another_site_cannot_read_answer_or_sign_out_in_hf_mode(space, context, evil):
     from playwright.sync_api import expect
 
     url, server = space["oauth"]
@@ -176,27 +207,32 @@ def test_a_page_on_another_site_cannot_read_answer_or_sign_out_in_hf_mode(space,
     cookie = _session_cookie(context, url)
     assert cookie, "the signed-in session cookie is missing"
 
-    evil = context.new_page()
-    evil.goto(f"{EVIL}/")
-    out = evil.evaluate(ATTACK, url)
+    evil_page = context.new_page()
+    evil_page.goto(f"{evil}/")
+    out = evil_page.evaluate(ATTACK, url)
     for name in ("next", "endpoint", "token"):
         assert not out[name].startswith("200"), (name, out[name])
     assert "answer" not in out, out  # no ticket was read, so none could be answered
+    assert out["answer_no_cors"].startswith("0"), out  # a control: the other site's page does reach the server
+    # the page framed by the other site is still the app, signed in (a navigation is allowed)
+    evil_page.evaluate("(u) => { const f = document.createElement('iframe'); f.src = u + '/'; f.width = 900;"
+                       " f.height = 700; document.body.appendChild(f); }", url)
+    expect(evil_page.frame_locator("iframe").locator("#ann-img")).to_be_visible(timeout=WAIT)
     # sign-out by another site: a link the person follows (a top-level navigation)
-    evil.evaluate("(u) => { const a = document.createElement('a'); a.href = u + '/logout'; a.id = 'out';"
+    evil_page.evaluate("(u) => { const a = document.createElement('a'); a.href = u + '/logout'; a.id = 'out';"
                   " a.textContent = 'win a prize'; document.body.appendChild(a); }", url)
-    with evil.expect_navigation():
-        evil.click("#out")
+    with evil_page.expect_navigation():
+        evil_page.click("#out")
     assert _session_cookie(context, url) == cookie, "another site's link changed the session cookie"
     with space_client(server, "alice") as alice:
         assert my_progress(alice) == before, "another site's page changed alice's answers"
     page.reload()
     expect(page.get_by_role("button", name="Logout (alice)")).to_be_visible(timeout=WAIT)
-    evil.close()
+    evil_page.close()
     page.close()
 
 
-def test_a_page_on_another_site_cannot_read_the_password_token(space, context):
+def test_a_page_on_another_site_cannot_read_the_password_token(space, context, evil):
     from playwright.sync_api import expect
 
     url, _ = space["password"]
@@ -209,11 +245,11 @@ def test_a_page_on_another_site_cannot_read_the_password_token(space, context):
     own = page.evaluate("async () => (await fetch('/gradio_api/token')).json()")
     assert own["user"] == "bob" and own["token"], own  # the app's own page still reads it
 
-    evil = context.new_page()
-    evil.goto(f"{EVIL}/")
-    out = evil.evaluate(ATTACK, url)
+    evil_page = context.new_page()
+    evil_page.goto(f"{evil}/")
+    out = evil_page.evaluate(ATTACK, url)
     assert own["token"] not in json.dumps(out), out
     for name in ("next", "endpoint", "token"):
         assert not out[name].startswith("200"), (name, out[name])
-    evil.close()
+    evil_page.close()
     page.close()
