@@ -131,6 +131,8 @@ def is_url(target: str) -> bool:
         if decoded == target:
             break
         target = decoded
+    else:
+        return True  # still encoded after five rounds: no file of Gradio's is named like that
     t = "".join(c for c in target if c > " ").replace("\\", "/").lower()  # browsers drop controls, treat \ as /
     return t.startswith("//") or "://" in t or bool(_SCHEME.match(t))
 
