@@ -27,7 +27,7 @@ Reported, printed and written as JSON (`--json`):
 Then the ratios ours / baseline.
 
 `--breakdown` adds, on the idle server after the crowd left, the server CPU
-and latency of single requests: a bare FastAPI route, a queue=False Gradio
+and latency of single requests: a plain route (/healthz), a queue=False Gradio
 event (the page load), the saved check and the click on the page's JSON
 routes, an image, and the baseline's queued click.
 """
@@ -450,7 +450,7 @@ async def breakdown(kind: str, server: loadgen.Server, profile: Profile, n: int 
         async def image() -> None:
             (await b.client.get(url)).raise_for_status()
 
-        await measure("GET /healthz (bare FastAPI route)", healthz)
+        await measure("GET /healthz (plain route in Gradio's app)", healthz)
         await measure("queue=False Gradio event (page load: next)", gradio_event)
         await measure("POST /ann/saved (JSON route, nothing pending)", saved, pace=0.06)
         await measure("POST /ann/answer (the click, JSON route)", click, pace=0.06)
