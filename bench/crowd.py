@@ -27,7 +27,7 @@ Reported, printed and written as JSON (`--json`):
 Then the ratios ours / baseline.
 
 `--breakdown` adds, on the idle server after the crowd left, the server CPU
-and latency of single requests: a bare FastAPI route, a queue=False Gradio
+and latency of single requests: a plain route (/healthz), a queue=False Gradio
 event (the page load), the saved check and the click on the page's JSON
 routes, an image, and the baseline's queued click.
 """
@@ -67,18 +67,20 @@ LABELS = ["cat", "dog", "bird", "other"]
 
 
 def server_env(kind: str, args: argparse.Namespace, run: Path, source: Path, users: list[str],
-               folder: Path) -> dict[str, str]:
+               folder: Path, edge: bool = True) -> dict[str, str]:
     import slowsync
 
     base = slowsync.env(args.commit_delay_ms)
     data = folder / "data"
     env = {**base, "DATA_DIR": str(data), "GRADIO_TEMP_DIR": str(folder / "gradio-tmp"),
            "SOURCE_DIR": str(source), "LOG_LEVEL": "WARNING"}
-    if args.profile_server:
-        site = folder / "profile-site"
+    site_code = (PROFILE_SITE if args.profile_server else "") + ("" if edge else NO_EDGE_SITE)
+    if site_code:
+        site = folder / "server-site"
         site.mkdir(parents=True, exist_ok=True)
-        (site / "sitecustomize.py").write_text(PROFILE_SITE)
+        (site / "sitecustomize.py").write_text(site_code)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH", "")]))
+    if args.profile_server:
         env["CROWD_PROFILE"] = str(folder / "server-profile.json")
     if kind == "ours":
         task = loadgen.write_task(folder / "task.toml", LABELS, args.overlap)
@@ -91,6 +93,26 @@ def server_env(kind: str, args: argparse.Namespace, run: Path, source: Path, use
         env.update({"OVERLAP": str(args.overlap), "LABELS": ",".join(LABELS),
                     "PASSWORD_FILE": str(folder / "passwords.json")})
     return env
+
+
+# --- optional: our server without its edge (--without-edge) ------------------------------
+
+NO_EDGE_SITE = r"""
+# Written by bench/crowd.py --without-edge: loaded by the server through PYTHONPATH (sitecustomize).
+# The edge (annotator/ui/edge.py) becomes a pass-through and no person check is installed, to measure
+# what the edge costs per request. A benchmark's server only: never run a real one like this.
+import sys as _sys
+_sys.path.insert(0, %r)
+import annotator.ui.edge as _edge
+
+
+async def _pass_through(self, scope, receive, send):
+    await self.app(scope, receive, send)
+
+
+_edge.Edge.__call__ = _pass_through
+_edge.check_people = lambda *args, **kwargs: None
+""" % str(Path(__file__).resolve().parent.parent)
 
 
 # --- optional in-server profile (--profile-server) --------------------------------------
@@ -385,18 +407,28 @@ async def breakdown(kind: str, server: loadgen.Server, profile: Profile, n: int 
     rec = Recorder()
     out: dict[str, Any] = {}
 
-    async def measure(name: str, call) -> None:
+    async def measure(name: str, call, pace: float = 0.0) -> None:
+        """`pace` > 0: that many seconds between calls, and only the calls' CPU counted (the click
+        routes' per-person budget refills at 20/s; back-to-back calls would meet its 429)."""
         lat = []
         for _ in range(10):  # warm up
             await call()
+            await asyncio.sleep(pace)
+        cpu = 0.0
         c0 = proc.cpu_times()
         for _ in range(n):
             t = time.monotonic()
             await call()
             lat.append(time.monotonic() - t)
-        c1 = proc.cpu_times()
-        out[name] = {"server_cpu_ms": round(1000 * ((c1.user + c1.system) - (c0.user + c0.system)) / n, 2),
-                     "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
+            if pace:
+                c1 = proc.cpu_times()
+                cpu += (c1.user + c1.system) - (c0.user + c0.system)
+                await asyncio.sleep(pace)
+                c0 = proc.cpu_times()
+        if not pace:
+            c1 = proc.cpu_times()
+            cpu = (c1.user + c1.system) - (c0.user + c0.system)
+        out[name] = {"server_cpu_ms": round(1000 * cpu / n, 2), "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
 
     if kind == "ours":
         b = Browser(server.url, person, rec)
@@ -422,10 +454,10 @@ async def breakdown(kind: str, server: loadgen.Server, profile: Profile, n: int 
         async def image() -> None:
             (await b.client.get(url)).raise_for_status()
 
-        await measure("GET /healthz (bare FastAPI route)", healthz)
+        await measure("GET /healthz (plain route in Gradio's app)", healthz)
         await measure("queue=False Gradio event (page load: next)", gradio_event)
-        await measure("POST /ann/saved (JSON route, nothing pending)", saved)
-        await measure("POST /ann/answer (the click, JSON route)", click)
+        await measure("POST /ann/saved (JSON route, nothing pending)", saved, pace=0.06)
+        await measure("POST /ann/answer (the click, JSON route)", click, pace=0.06)
         if url:
             await measure("GET /img/<id> (image, 64x48..320x240 JPEG)", image)
         await b.close()
@@ -564,13 +596,14 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def run_one(kind: str, args: argparse.Namespace, run: Path, source: Path, users: list[str],
-            replicas: int = 0) -> dict[str, Any]:
+            replicas: int = 0, edge: bool = True) -> dict[str, Any]:
     """One app under the crowd. `replicas` > 0: that many copies of ours on one PostgreSQL server
-    (STORE_URL; one shared DATA_DIR for the images and one SECRET_KEY, as behind one URL)."""
-    name = f"pg-x{replicas}" if replicas else kind
+    (STORE_URL; one shared DATA_DIR for the images and one SECRET_KEY, as behind one URL).
+    `edge=False`: ours with its edge replaced by a pass-through (see NO_EDGE_SITE)."""
+    name = f"pg-x{replicas}" if replicas else kind if edge else f"{kind}-without-edge"
     folder = run / name
     folder.mkdir(parents=True, exist_ok=True)
-    env = server_env(kind, args, run, source, users, folder)
+    env = server_env(kind, args, run, source, users, folder, edge)
     pg = None
     if replicas:
         import postgres  # noqa: PLC0415
@@ -622,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--breakdown", action="store_true", help="also time single requests on the idle server")
     p.add_argument("--profile-server", action="store_true",
                    help="load a sampler into the server (sitecustomize): CPU per thread and GC pauses")
+    p.add_argument("--without-edge", action="store_true",
+                   help="also run ours with its edge (annotator/ui/edge.py) replaced by a pass-through, in the "
+                        "same run: what the edge's checks cost per annotation")
     p.add_argument("--workdir", type=Path, default=None, help="keep the run's files here (default: a temp dir)")
     args = p.parse_args(argv)
     if args.ramp is None:
@@ -640,12 +676,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.records} records, +{args.commit_delay_ms:g} ms per fsync; files in {run}", flush=True)
     apps = {"both": ["ours", "baseline"], "none": []}.get(args.app, [args.app])
     results = {kind: run_one(kind, args, run, source, users) for kind in apps}
+    if args.without_edge:
+        results["ours-without-edge"] = run_one("ours", args, run, source, users, edge=False)
     for n in [int(x) for x in args.pg_replicas.split(",") if x.strip()]:
         results[f"pg-x{n}"] = run_one("ours", args, run, source, users, replicas=n)
     command = "python bench/crowd.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print()
     print(command)
     print(table(results))
+    if "ours" in results and "ours-without-edge" in results:
+        a, b = (results[k]["server_cpu_ms_per_annotation"] for k in ("ours", "ours-without-edge"))
+        if a and b:
+            print(f"the edge's cost: server CPU per annotation {a} ms with it, {b} ms without "
+                  f"({100 * (a / b - 1):+.1f}%)")
     if args.json:
         args.json.write_text(json.dumps({"command": command, "args": {k: str(v) if isinstance(v, Path) else v
                                                                        for k, v in vars(args).items()},

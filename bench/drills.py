@@ -317,7 +317,8 @@ def failing_storage(workdir: Path, mode: str = "write", users: int = 3, healthy_
     flag.unlink(missing_ok=True)
     data_dir = Path(base["DATA_DIR"])
     loadgen.ingest(base)
-    env = failsync_env(slow_env(base, 5), flag, data_dir, mode)
+    # the first person is an admin: /healthz shows the writer's queue depth to admins only
+    env = {**failsync_env(slow_env(base, 5), flag, data_dir, mode), "ADMINS": names[0]}
     persons = [Person(u) for u in names]
     result: dict[str, Any] = {"drill": f"failing-storage ({mode})", "ok": True, "problems": []}
     server = loadgen.start_server("ours", env, workdir / "server.log")
@@ -327,13 +328,13 @@ def failing_storage(workdir: Path, mode: str = "write", users: int = 3, healthy_
     first_failing: dict[str, int] = {}
 
     async def poll_health(until: float) -> None:
-        async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
-            while time.monotonic() < until:
-                try:
-                    health.append((time.monotonic(), (await c.get("/healthz")).json()))
-                except (httpx.HTTPError, ValueError):
-                    pass
-                await asyncio.sleep(0.25)
+        c = crew.browsers[names[0]].client  # the admin's session
+        while time.monotonic() < until:
+            try:
+                health.append((time.monotonic(), (await c.get("/healthz")).json()))
+            except (httpx.HTTPError, ValueError):
+                pass
+            await asyncio.sleep(0.25)
 
     async def run() -> None:
         await crew.open()

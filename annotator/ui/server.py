@@ -5,7 +5,9 @@ they can carry cache headers and a per-user signature, and so DATA_DIR never
 has to be in `allowed_paths` (which would make every file in it public). An
 image URL names one rendering of one record until it expires, so it is
 marked immutable: a preloaded image is never asked for again. The page's
-click routes (`annotator.ui.clicks`) are added to Gradio's own app.
+click routes (`annotator.ui.clicks`) are added to Gradio's own app. Every
+request passes the edge first (`annotator.ui.edge`: who may call what, from
+where, with how large a body).
 """
 
 from __future__ import annotations
@@ -18,18 +20,21 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import gradio as gr
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Mount
 
-from annotator.auth import PasswordFile
+from annotator.auth import AuthError, PasswordFile
 from annotator.images import ImageError
 from annotator.runtime import Runtime
 from annotator.tickets import IMAGE_ROUTE, TicketError
 from annotator.ui.blocks import build_blocks
 from annotator.ui.clicks import add_click_routes
 from annotator.ui.cookies import PartitionedSessionCookies
+from annotator.ui.edge import UPLOAD_MAX_BYTES, Budget, Edge, check_people
+from annotator.ui.errors import hide_unexpected_errors
+from annotator.ui.identity import identify_http
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +80,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         return Response(path.read_bytes(), media_type=media_type,
                         headers={"Cache-Control": f"private, max-age={max_age}, immutable"})
 
-    @app.get("/healthz")
-    def healthz() -> JSONResponse:
-        health = runtime.backend.writer_health()
-        return JSONResponse({"ok": not health.retrying, "queue_depth": health.queue_depth,
-                             "failed_commits": health.failed_commits})
-
     blocks, head = build_blocks(runtime)
+    hide_unexpected_errors(blocks)
     auth = None
     if runtime.settings.auth_mode == "password":
         passwords = PasswordFile(runtime.settings.password_file)
@@ -89,13 +89,37 @@ def create_app(runtime: Runtime) -> FastAPI:
             log.warning("AUTH_MODE=password but %s has no users; add one with "
                         "`python -m annotator adduser NAME`", runtime.settings.password_file)
         auth = passwords.check
-    gr.mount_gradio_app(app, blocks, path="/", auth=auth, head=head, show_error=True,
+    # show_error=False: an unexpected exception's text (paths, SQL, settings) never reaches the page
+    gr.mount_gradio_app(app, blocks, path="/", auth=auth, head=head, show_error=False,
+                        max_file_size=UPLOAD_MAX_BYTES, enable_monitoring=False,
                         auth_message="Sign in with the name and password the organizer gave you.")
     _slow_queue_polling(blocks)
     gradio_app = next(r.app for r in app.routes if isinstance(r, Mount))
     add_click_routes(gradio_app, runtime)
+    _add_healthz(gradio_app, runtime)
+    check_people(gradio_app, lambda request: identify_http(runtime.access, gradio_app, request), Budget())
     app.add_middleware(PartitionedSessionCookies)  # sign-in inside the Hub's frame (annotator/ui/cookies.py)
+    app.add_middleware(Edge)  # outermost: nothing reaches Gradio or a route before the edge's rules
     return app
+
+
+def _add_healthz(gradio_app: FastAPI, runtime: Runtime) -> None:
+    """GET /healthz: ok or not for anyone; the writer's queue and failures for admins.
+
+    Inside Gradio's app, where its session names the person, as on the click routes.
+    """
+
+    def healthz(request: Request) -> JSONResponse:
+        health = runtime.backend.writer_health()
+        body: dict[str, object] = {"ok": not health.retrying}
+        try:
+            if identify_http(runtime.access, gradio_app, request).is_admin:
+                body.update(queue_depth=health.queue_depth, failed_commits=health.failed_commits)
+        except AuthError:
+            pass  # anyone may ask whether the app is up
+        return JSONResponse(body)
+
+    gradio_app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
 
 
 def _slow_queue_polling(blocks: gr.Blocks) -> None:
