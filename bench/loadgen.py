@@ -520,7 +520,7 @@ class Browser(_Tab):
         return r.status_code, _json(r)
 
     async def act(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.rec.events[route] += 1
+        self.rec.events[route.split("?")[0]] += 1
         try:
             status, payload = await self.raw_click(route, body)
         except httpx.HTTPError as exc:
@@ -587,7 +587,9 @@ class Browser(_Tab):
         shown_at = started if ahead else None
         retries = self.rec.events["retry_after_dropped_connection"]
         try:
-            data = await self.act("answer", {"ticket": shown.ticket, "answer": [label], "comment": comment})
+            # the page's last queued answer asks its reply to wait for the commit (annotator.ui.clicks)
+            data = await self.act("answer?saved=wait", {"ticket": shown.ticket, "answer": [label],
+                                                        "comment": comment})
         except EventError as exc:
             if self.rec.in_window(started):
                 self.rec.error("click_" + exc.kind)
@@ -601,6 +603,9 @@ class Browser(_Tab):
         if shown.record_id is not None and (not replay or retried):
             self.person.accepted.append(Answer(self.person.user, shown.record_id, label, comment.strip(),
                                                time.monotonic()))
+        if view.saved == "saved" and len(self.person.accepted) > self.person.saved_upto \
+                and self.rec.in_window(started):
+            self.rec.answer_to_saved.append(time.monotonic() - self.person.accepted[-1].at)
         await self.show(view, started, shown_at=shown_at)
         return view
 

@@ -30,9 +30,10 @@ from annotator.runtime import Runtime
 from annotator.service import View
 from annotator.ui.identity import identify
 
-# The page asks whether its answers are saved as soon as it has none left to send, and the server's
-# reply waits for the commit; when a reply still says pending (commits lag or fail), it asks again
-# after this long. One request per pause, none per click.
+# An answer sent with nothing queued behind it asks its reply to wait for the commit (a fraction of a
+# second, see annotator.ui.clicks), so "All answers saved" usually needs no request of its own. When a
+# reply still says pending (commits lag or fail), the page asks /saved, whose reply waits for the
+# commit, and asks again this long after a reply that still says pending.
 SAVED_CHECK_DELAY_MS = 1000
 CLICK_ROUTE = "/ann"  # the page's JSON routes, see annotator.ui.clicks
 
@@ -268,9 +269,12 @@ _SCRIPT = r"""
     A.sending = true;
     const entry = A.outbox[0];
     if (entry.record) A.sentAnswers += 1;
+    // the last answer queued, with the next record already on screen: its reply may wait for the
+    // commit, so "saved" needs no request of its own (the page's saved check covers what lags longer)
+    const wait = entry.record && !entry.blocking && A.outbox.length === 1 ? '?saved=wait' : '';
     let res = null, body = null;
     try {
-      res = await fetch(`${C.route}/${entry.path}`, {method: 'POST', credentials: 'same-origin',
+      res = await fetch(`${C.route}/${entry.path}${wait}`, {method: 'POST', credentials: 'same-origin',
         headers: {'Content-Type': 'application/json'}, body: JSON.stringify(entry.body)});
       body = await res.json().catch(() => null);
     } catch (err) { res = null; }
