@@ -29,6 +29,7 @@ from annotator.runtime import Runtime
 from annotator.tickets import IMAGE_ROUTE, TicketError
 from annotator.ui.blocks import build_blocks
 from annotator.ui.clicks import add_click_routes
+from annotator.ui.login import password_sign_in
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         if not len(passwords):
             log.warning("AUTH_MODE=password but %s has no users; add one with "
                         "`python -m annotator adduser NAME`", runtime.settings.password_file)
-        auth = passwords.check
+        auth = password_sign_in(app, passwords, runtime.access.sign_in_limits)
     gr.mount_gradio_app(app, blocks, path="/", auth=auth, head=head, show_error=True,
                         auth_message="Sign in with the name and password the organizer gave you.")
     _slow_queue_polling(blocks)
