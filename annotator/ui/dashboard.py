@@ -23,7 +23,7 @@ from annotator.dashboard import (EXPORT_NOT_CONFIGURED, AgreementSummary, Dashbo
                                  TeamView)
 from annotator.metrics import AgreementResult
 from annotator.runtime import Runtime
-from annotator.ui.admin import AdminActions
+from annotator.ui.admin import DASHBOARD_GROUP, AdminActions, AdminGate
 from annotator.ui.identity import identify
 
 REFRESH_SECONDS = 15.0
@@ -198,7 +198,7 @@ class DashboardView:
     def __init__(self, runtime: Runtime, board: Dashboard) -> None:
         self.rt = runtime
         self.board = board
-        self.actions = AdminActions(runtime)
+        self.actions = AdminActions(runtime, AdminGate())
 
     def build(self) -> None:
         """Call inside the Dashboard tab."""
@@ -254,7 +254,7 @@ class DashboardView:
         def stop() -> gr.Timer:
             return gr.Timer(active=False)
 
-        common = dict(concurrency_limit=4, concurrency_id="dashboard", show_progress="hidden")
+        common = dict(**DASHBOARD_GROUP, show_progress="hidden")
         tab.select(refresh, None, self.outputs(), api_name=False, **common)
         self.refresh.click(refresh, None, self.outputs(), api_name=False, **common)
         self.timer.tick(refresh, None, self.outputs(), api_name=False, **common)
