@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +156,7 @@ class SignInStatus:
 
 
 FORGET_AFTER_S = 3600.0  # failures older than this no longer count
+BUSY_RETRY_S = 1.0  # past the free failures, one check at a time per address and name
 
 
 @dataclass
@@ -171,10 +172,29 @@ class _StrikeTable:
     def __init__(self, free: int, first_delay: float, max_delay: float, capacity: int) -> None:
         self.free, self.first_delay, self.max_delay, self.capacity = free, first_delay, max_delay, capacity
         self._keys: OrderedDict[str, _Strikes] = OrderedDict()
+        self._checking: Counter[str] = Counter()  # checks in progress per key (at most the waiting ones)
 
     def wait(self, key: str, now: float) -> float:
         strikes = self._keys.get(key)
         return max(0.0, strikes.until - now) if strikes else 0.0
+
+    def busy(self, key: str, now: float) -> bool:
+        """True when a check for `key` is in progress and it could be the one that uses up the free failures:
+        past that, one check at a time, so a burst cannot slip many guesses in before the first failure counts."""
+        checking = self._checking[key]
+        if not checking:
+            return False
+        strikes = self._keys.get(key)
+        failures = strikes.failures if strikes and now - strikes.last <= FORGET_AFTER_S else 0
+        return failures + checking >= self.free
+
+    def begin(self, key: str) -> None:
+        self._checking[key] += 1
+
+    def end(self, key: str) -> None:
+        self._checking[key] -= 1
+        if self._checking[key] <= 0:
+            del self._checking[key]
 
     def fail(self, key: str, now: float) -> float:
         """Count a failure; the delay it starts (0 while within the free failures)."""
@@ -224,20 +244,43 @@ class SignInLimits:
         with self._lock:
             return max(self._addresses.wait(address, now), self._names.wait(name, now) if name is not None else 0.0)
 
-    def fail(self, address: str, name: str, now: float | None = None) -> tuple[float, float]:
-        """Count one failed check; the delays it starts for the address and the name (0: none)."""
+    def admit(self, address: str, name: str, now: float | None = None) -> float:
+        """0 and a check begins (end it with `fail`, `succeed` or `abandon`); else seconds to wait."""
         now = time.monotonic() if now is None else now
         with self._lock:
+            wait = max(self._addresses.wait(address, now), self._names.wait(name, now))
+            if not wait and (self._addresses.busy(address, now) or self._names.busy(name, now)):
+                wait = BUSY_RETRY_S
+            if not wait:
+                self._addresses.begin(address)
+                self._names.begin(name)
+            return wait
+
+    def fail(self, address: str, name: str, now: float | None = None) -> tuple[float, float]:
+        """End a check that failed; the delays it starts for the address and the name (0: none)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._end(address, name)
             self._failed += 1
             return self._addresses.fail(address, now), self._names.fail(name, now)
+
+    def abandon(self, address: str, name: str) -> None:
+        """End a check that did not finish (the request went away)."""
+        with self._lock:
+            self._end(address, name)
+
+    def _end(self, address: str, name: str) -> None:
+        self._addresses.end(address)
+        self._names.end(name)
 
     def refused(self) -> None:
         """Count one attempt refused without a check."""
         with self._lock:
             self._refused += 1
 
-    def succeed(self, name: str) -> None:
+    def succeed(self, address: str, name: str) -> None:
         with self._lock:
+            self._end(address, name)
             self._names.forget(name)
 
     def status(self, now: float | None = None) -> SignInStatus:
@@ -258,17 +301,17 @@ class SignIn:
     """Password checks off the event loop, a few at a time, behind `SignInLimits`.
 
     PBKDF2 takes tens of ms of CPU: it runs on its own `checks_at_once`
-    threads (default: half the cores), never on the event loop or the worker
-    threads that serve clicks, and at most `max_waiting` attempts wait for
-    them; beyond that an attempt is refused at once. Call `attempt` from the
-    event loop.
+    threads (default: half the cores) at a lower CPU priority, never on the
+    event loop or the worker threads that serve clicks, and at most
+    `max_waiting` attempts wait for them; beyond that an attempt is refused at
+    once. Call `attempt` from the event loop.
     """
 
     def __init__(self, passwords: PasswordFile, limits: SignInLimits, *, checks_at_once: int | None = None,
                  max_waiting: int = 32) -> None:
         self.passwords, self.limits = passwords, limits
         workers = checks_at_once or max(1, (os.cpu_count() or 2) // 2)
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sign-in")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sign-in", initializer=_yield_cpu)
         self._max_waiting = max_waiting
         self._waiting = 0
 
@@ -282,21 +325,24 @@ class SignIn:
 
     async def attempt(self, address: str, username: str, password: str) -> bool:
         """True for the right password; False for a wrong one; SignInRefused while limited or overloaded."""
-        wait = self.limits.wait(address, username)
-        if wait:
-            self.limits.refused()
-            raise SignInRefused(_try_again(wait), wait)
         if self._waiting >= self._max_waiting:
             self.limits.refused()
             raise SignInRefused("Many people are signing in at this moment; try again in a few seconds.", 5.0)
+        wait = self.limits.admit(address, username)
+        if wait:
+            self.limits.refused()
+            raise SignInRefused(_try_again(wait), wait)
         self._waiting += 1
         try:
             ok = await asyncio.get_running_loop().run_in_executor(self._pool, self.passwords.check, username,
                                                                   password)
+        except BaseException:
+            self.limits.abandon(address, username)
+            raise
         finally:
             self._waiting -= 1
         if ok:
-            self.limits.succeed(username)
+            self.limits.succeed(address, username)
             return True
         address_delay, name_delay = self.limits.fail(address, username)
         if address_delay:
@@ -309,6 +355,15 @@ class SignIn:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _yield_cpu() -> None:
+    """A sign-in thread runs at a lower CPU priority (Linux per-thread nice): clicks first when the CPU is short."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + 10))
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: the checks run at normal priority
+        log.info("sign-in checks run at normal CPU priority (%s)", exc)
 
 
 def _try_again(seconds: float) -> str:

@@ -158,12 +158,26 @@ def test_delays_grow_and_are_forgotten():
     assert limits.wait("b", "n1", now) == 0.0
     assert limits.fail("b", "n1", now)[1] == 2.0  # the name's second failure
     assert limits.wait("c", "n1", now + 1) == 1.0
-    limits.succeed("n1")
+    limits.succeed("c", "n1")
     assert limits.wait("c", "n1", now + 1) == 0.0
     status = limits.status(now)
     assert status.limited_addresses == ("a",) and status.failed == 7
     # an hour without failures: counting starts again
     assert limits.fail("a", "z", now + 3601)[0] == 0.0
+
+
+def test_a_burst_cannot_slip_past_the_free_failures():
+    """Guesses that arrive together: once they could use up the free failures, one check at a time."""
+    limits = SignInLimits(address_free=3, name_free=100)
+    now = 0.0
+    assert [limits.admit("a", f"n{i}", now) for i in range(4)] == [0.0, 0.0, 0.0, 1.0]
+    assert limits.admit("b", "n9", now) == 0.0  # another address is not held up
+    for i in range(3):
+        assert limits.fail("a", f"n{i}", now) == (0.0, 0.0)
+    assert limits.admit("a", "n3", now) == 0.0
+    assert limits.admit("a", "n4", now) == 1.0  # the fourth check is still running
+    assert limits.fail("a", "n3", now)[0] == 1.0
+    assert limits.wait("a", now=now) == 1.0
 
 
 def test_the_limiter_memory_is_bounded():
