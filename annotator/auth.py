@@ -231,7 +231,7 @@ class SignInLimits:
     least recently failed are forgotten. Thread-safe (the health view reads it).
     """
 
-    def __init__(self, *, address_free: int = 20, name_free: int = 5, capacity: int = 10_000) -> None:
+    def __init__(self, *, address_free: int = 10, name_free: int = 5, capacity: int = 10_000) -> None:
         self._addresses = _StrikeTable(address_free, 1.0, 900.0, capacity)
         self._names = _StrikeTable(name_free, 2.0, 300.0, capacity)
         self._lock = threading.Lock()
