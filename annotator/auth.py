@@ -353,9 +353,6 @@ class SignIn:
                         username[:64], name_delay)
         return False
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
 
 def _yield_cpu() -> None:
     """A sign-in thread runs at a lower CPU priority (Linux per-thread nice): clicks first when the CPU is short."""
