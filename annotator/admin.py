@@ -14,6 +14,7 @@ organizer; the view shows it next to the action.
 from __future__ import annotations
 
 import math
+import re
 import secrets
 import shutil
 import threading
@@ -163,15 +164,15 @@ def _whole(value: object, what: str) -> int:
     if isinstance(value, bool):
         raise InputError(f"The {what} must be a whole number.")
     if isinstance(value, str):
-        value = value.strip()
-        try:
-            value = float(value) if value else None
-        except ValueError:
-            raise InputError(f"The {what} must be a whole number, not {value!r}.") from None
-    if isinstance(value, int):
-        return value
+        text = value.strip()
+        # ASCII digits only: float() also reads "١٢" (Arabic-Indic digits) as 12
+        if not re.fullmatch(r"[+-]?[0-9]{1,18}(\.0*)?", text):
+            raise InputError(f"The {what} must be a whole number, not {text[:40]!r}.")
+        value = float(text)
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
+        value = int(value)
+    if isinstance(value, int) and abs(value) < 2**63:  # what the store's BIGINT holds
+        return value
     raise InputError(f"The {what} must be a whole number.")
 
 

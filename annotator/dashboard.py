@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from annotator import metrics
-from annotator.auth import Identity
+from annotator.auth import Identity, SignInStatus
 from annotator.metrics import AgreementResult
 from annotator.runtime import Runtime
 from annotator.store import utcnow
@@ -161,6 +161,7 @@ class Health:
     total_bytes: int | None
     export: ExportInfo | None                # None: export not configured
     warnings: tuple[str, ...]
+    sign_ins: SignInStatus | None = None     # password mode only: failed and refused sign-ins
 
 
 @dataclass(frozen=True)
@@ -396,6 +397,11 @@ class Dashboard:
                             f"is not configured (set EXPORT_REPO and HF_TOKEN).")
         if free is not None and free < LOW_DISK_BYTES:
             warnings.append(f"Only {free / 2**20:.0f} MB free on DATA_DIR={data_dir}.")
+        sign_ins = rt.access.sign_in_limits.status() if rt.settings.auth_mode == "password" else None
+        if sign_ins is not None and (sign_ins.limited_addresses or sign_ins.limited_names):
+            warnings.append(f"Sign-in is limited after repeated failed attempts: "
+                            f"{len(sign_ins.limited_addresses)} address(es), {len(sign_ins.limited_names)} user "
+                            f"name(s). Someone may be guessing passwords; details under Health, sign-ins.")
         if export is not None and export.last_result == "failed":
             warnings.append(f"The last export to {export.repo} failed: {export.last_error or 'no error text'}.")
         return Health(
@@ -405,7 +411,7 @@ class Dashboard:
             click_p50_ms=_ms(click["p50"]), click_p99_ms=_ms(click["p99"]), clicks=clicks.count,
             leases=holders, data_dir=str(data_dir), persistent=persistent, storage=facts,
             storage_recommendation=recommendation, free_bytes=free, total_bytes=total, export=export,
-            warnings=tuple(warnings))
+            warnings=tuple(warnings), sign_ins=sign_ins)
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 from pathlib import Path
 from urllib.parse import urlencode
 
 IMAGE_ROUTE = "/img"  # served by annotator.ui.server
+# ASCII digits only: str.isdigit() also accepts "²" or "٣", which int() then refuses or reads as another number
+_WHOLE = re.compile(r"[0-9]{1,18}")
 
 
 class TicketError(ValueError):
@@ -46,7 +49,8 @@ class Signer:
         self._secret = secret
 
     def _mac(self, *parts: object) -> str:
-        message = "\x1f".join(str(p) for p in parts).encode()
+        # surrogatepass: a ticket from JSON may hold a lone surrogate, which is simply not a valid nonce
+        message = "\x1f".join(str(p) for p in parts).encode("utf-8", "surrogatepass")
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:24]
 
     def issue(self, record_id: int, user: str, *, edit: bool = False) -> str:
@@ -68,10 +72,10 @@ class Signer:
         if not isinstance(ticket, str) or len(ticket) > 100:
             raise TicketError("the record reference is missing or malformed")
         parts = ticket.split(".")
-        if len(parts) != 3 or not parts[0].isdigit():
+        if len(parts) != 3 or not _WHOLE.fullmatch(parts[0]):
             raise TicketError("the record reference is malformed")
         record, nonce, mac = parts
-        if not hmac.compare_digest(mac, self._mac("ticket", int(record), nonce, user)):
+        if not _same(mac, self._mac("ticket", int(record), nonce, user)):
             raise TicketError("this record was not issued to you")
         return int(record), nonce
 
@@ -88,7 +92,14 @@ class Signer:
         return f"{IMAGE_ROUTE}/{record_id}?{query}"
 
     def verify_image(self, record_id: int, user: str, expires: str, mac: str, now: float | None = None) -> None:
-        if not expires.isdigit() or int(expires) < (now or time.time()):
-            raise TicketError("this image link has expired; reload the page")
-        if not hmac.compare_digest(mac, self._mac("image", record_id, user, int(expires))):
+        if not _WHOLE.fullmatch(expires):
             raise TicketError("this image link is not valid")
+        if int(expires) < (now or time.time()):
+            raise TicketError("this image link has expired; reload the page")
+        if not _same(mac, self._mac("image", record_id, user, int(expires))):
+            raise TicketError("this image link is not valid")
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison that also takes non-ASCII text (compare_digest refuses non-ASCII str)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())

@@ -26,6 +26,11 @@ Reported, printed and written as JSON (`--json`):
   people told "done" while a record they could still annotate remained.
 Then the ratios ours / baseline.
 
+`--flood login|person` runs ours a second time with the same crowd and a
+flood beside it through the measured window (bench/floods.py: wrong
+passwords at `--flood-rate` a second, or one signed-in person clicking back
+to back), and reports the crowd's click p99 against the run without it.
+
 `--breakdown` adds, on the idle server after the crowd left, the server CPU
 and latency of single requests: a plain route (/healthz), a queue=False Gradio
 event (the page load), the saved check and the click on the page's JSON
@@ -47,7 +52,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 import psutil
@@ -55,6 +60,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import floods  # noqa: E402
 import loadgen  # noqa: E402
 from annotator.ui.annotate import SAVED_CHECK_DELAY_MS  # noqa: E402  (what the page does)
 from loadgen import (Answer, BaselineBrowser, Browser, EventError, Person, Profile, Recorder,  # noqa: E402
@@ -316,8 +322,11 @@ async def _annotate_baseline(b: BaselineBrowser, n_labels: int, end: float, thin
 
 
 async def drive(kind: str, servers: list[loadgen.Server], users: list[str], args: argparse.Namespace,
-                db_pids: Callable[[], list[int]] = list) -> tuple[Recorder, list[Person], dict[str, Any]]:
-    """Annotators spread over the servers round-robin (replicas behind a sticky load balancer)."""
+                db_pids: Callable[[], list[int]] = list, flood: str | None = None
+                ) -> tuple[Recorder, list[Person], dict[str, Any]]:
+    """Annotators spread over the servers round-robin (replicas behind a sticky load balancer).
+
+    `flood` (login | person, see bench/floods.py) runs beside them through the measured window."""
     rec = Recorder()
     persons = [Person(u) for u in users]
     cls = Browser if kind == "ours" else BaselineBrowser
@@ -367,7 +376,14 @@ async def drive(kind: str, servers: list[loadgen.Server], users: list[str], args
         info["profile_end"] = read_profile(profile_path)
         info["lag_window"] = sampler.lag[lag_from:]
 
-    await asyncio.gather(marks(), *tasks)
+    async def flooding() -> None:
+        attacker = floods.FloodProcess(flood, server.url, start_in=window[0] - time.monotonic(),
+                                       rate=args.flood_rate, connections=args.flood_connections, names=users,
+                                       password=loadgen.password_for(floods.FLOOD_USER), route=loadgen.CLICK_ROUTE)
+        await asyncio.sleep(max(0.0, window[1] - time.monotonic()))
+        info["flood"] = await asyncio.to_thread(attacker.finish)
+
+    await asyncio.gather(marks(), *tasks, *([flooding()] if flood else []))
     info["server_peak_rss_mb"] = round(max(sampler.hwm(), sampler.peak_rss) / 2**20, 1)
     stop.set()
     await sampling
@@ -596,11 +612,13 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def run_one(kind: str, args: argparse.Namespace, run: Path, source: Path, users: list[str],
-            replicas: int = 0, edge: bool = True) -> dict[str, Any]:
+            replicas: int = 0, edge: bool = True, flood: str | None = None) -> dict[str, Any]:
     """One app under the crowd. `replicas` > 0: that many copies of ours on one PostgreSQL server
     (STORE_URL; one shared DATA_DIR for the images and one SECRET_KEY, as behind one URL).
-    `edge=False`: ours with its edge replaced by a pass-through (see NO_EDGE_SITE)."""
-    name = f"pg-x{replicas}" if replicas else kind if edge else f"{kind}-without-edge"
+    `edge=False`: ours with its edge replaced by a pass-through (see NO_EDGE_SITE).
+    `flood`: the same crowd with a flood beside it (bench/floods.py)."""
+    name = f"pg-x{replicas}" if replicas else f"{kind}+{flood}-flood" if flood else kind if edge \
+        else f"{kind}-without-edge"
     folder = run / name
     folder.mkdir(parents=True, exist_ok=True)
     env = server_env(kind, args, run, source, users, folder, edge)
@@ -620,7 +638,7 @@ def run_one(kind: str, args: argparse.Namespace, run: Path, source: Path, users:
             servers.append(loadgen.start_server(kind, env, folder / f"server{i or ''}.log", timeout=600))
         print(f"[{name}] up in {time.monotonic() - t:.1f}s; {args.annotators} annotators log in, ramp "
               f"{args.ramp:g}s, measure {args.duration:g}s", flush=True)
-        rec, persons, info = asyncio.run(drive(kind, servers, users, args, pg.pids if pg else list))
+        rec, persons, info = asyncio.run(drive(kind, servers, users, args, pg.pids if pg else list, flood))
     finally:
         codes = [server.stop(signal.SIGTERM if kind == "ours" else signal.SIGINT, timeout=90) for server in servers]
     try:
@@ -632,9 +650,15 @@ def run_one(kind: str, args: argparse.Namespace, run: Path, source: Path, users:
             pg.stop()
     result = summarize(name, rec, persons, info, store, args)
     result["server_exit_code"] = info["server_exit"]
+    if "flood" in info:
+        result["flood"] = info["flood"]
     print(f"[{name}] done: {result['clicks']} clicks, p99 {result['click_p99_ms']} ms, "
           f"{result['server_cpu_ms_per_annotation']} ms CPU/annotation, errors {result['error_count']}", flush=True)
     return result
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -659,6 +683,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="also run ours with its edge (annotator/ui/edge.py) replaced by a pass-through, in the "
                         "same run: what the edge's checks cost per annotation")
     p.add_argument("--workdir", type=Path, default=None, help="keep the run's files here (default: a temp dir)")
+    p.add_argument("--flood", choices=["login", "person"], default=None,
+                   help="also run ours with this flood beside the same crowd (bench/floods.py) and compare")
+    p.add_argument("--flood-rate", type=float, default=20.0, help="--flood login: wrong sign-ins a second")
+    p.add_argument("--flood-connections", type=int, default=8, help="--flood person: connections, back to back")
     args = p.parse_args(argv)
     if args.ramp is None:
         args.ramp = max(2.0, args.annotators / 10)
@@ -680,6 +708,13 @@ def main(argv: list[str] | None = None) -> int:
         results["ours-without-edge"] = run_one("ours", args, run, source, users, edge=False)
     for n in [int(x) for x in args.pg_replicas.split(",") if x.strip()]:
         results[f"pg-x{n}"] = run_one("ours", args, run, source, users, replicas=n)
+    if args.flood:
+        if "ours" not in results:
+            results["ours"] = run_one("ours", args, run, source, users)
+        flooded = results[f"ours+{args.flood}-flood"] = run_one("ours", args, run, source, users, flood=args.flood)
+        flooded["click_p99_vs_no_flood"] = _ratio(flooded["click_p99_ms"], results["ours"]["click_p99_ms"])
+        print(f"[flood] {args.flood}: {flooded['flood']}; click p99 {flooded['click_p99_ms']} ms against "
+              f"{results['ours']['click_p99_ms']} ms without: x{flooded['click_p99_vs_no_flood']}", flush=True)
     command = "python bench/crowd.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print()
     print(command)

@@ -5,20 +5,28 @@ function of `annotator.admin`, which refuses non-admins before doing
 anything. The section is shown only to admins, but nothing relies on that:
 a non-admin who triggers a handler (or calls the API) gets a refusal and
 changes nothing.
+
+Concurrency: Gradio's concurrency groups are first come, first served, so a
+flood of refusals queued in the admins' group would make an admin wait behind
+it. The admin events therefore have no Gradio limit (a refusal starts at once
+and takes microseconds) and the work waits in `AdminGate` instead, which only
+an admin enters. The public `dashboard` endpoint shares the dashboard tab's
+group (annotator.ui.dashboard), never the admins'.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import gradio as gr
 import pandas as pd
 
 from annotator import admin
-from annotator.auth import AuthError, Identity
+from annotator.auth import Access, AuthError, Identity
 from annotator.dashboard import Dashboard
 from annotator.runtime import Runtime
 from annotator.service import InputError
@@ -26,6 +34,21 @@ from annotator.ui.identity import identify, speak
 
 AUDIT_COLUMNS = ["at (UTC)", "who", "action", "detail"]
 SETTINGS_COLUMNS = ["setting", "value"]
+ADMIN_SLOTS = 2  # admin actions running at once (an export or a download can take seconds)
+DASHBOARD_GROUP = dict(concurrency_limit=4, concurrency_id="dashboard")  # the public dashboard's Gradio group
+T = TypeVar("T")
+
+
+class AdminGate:
+    """Runs an admin action once the caller is known to be an admin, at most ADMIN_SLOTS at a time."""
+
+    def __init__(self, slots: int = ADMIN_SLOTS) -> None:
+        self._slots = threading.BoundedSemaphore(slots)
+
+    def run(self, who: Identity, action: Callable[[], T]) -> T:
+        Access.require_admin(who)  # before waiting: nobody else ever waits for, or holds, a slot
+        with self._slots:
+            return action()
 
 
 def _ok(message: str) -> str:
@@ -40,8 +63,9 @@ def _error(message: str) -> str:
 class AdminActions:
     """Export now, release a person's records, reopen a record, show settings; and the audit log."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, gate: AdminGate) -> None:
         self.rt = runtime
+        self.gate = gate
 
     def build(self) -> None:
         """Call inside the dashboard's admin-only section."""
@@ -84,7 +108,7 @@ class AdminActions:
                 call: Callable[[Identity], admin.ActionResult]) -> list[Any]:
             try:
                 who = identify(rt.access, profile, request)
-                result = call(who)
+                result = self.gate.run(who, lambda: call(who))
             except (AuthError, InputError) as exc:
                 return [_error(str(exc)), gr.skip()]
             return [_ok(result.message), self.audit_frame(who)]
@@ -102,7 +126,7 @@ class AdminActions:
         def settings_handler(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
             try:
                 who = identify(rt.access, profile, request)
-                items, result = admin.active_settings(rt, who)
+                items, result = self.gate.run(who, lambda: admin.active_settings(rt, who))
             except AuthError as exc:
                 return [_error(str(exc)), gr.skip(), gr.Dataframe(visible=False)]
             table = pd.DataFrame(sorted(items.items()), columns=SETTINGS_COLUMNS)
@@ -111,13 +135,13 @@ class AdminActions:
         def download_handler(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
             try:
                 who = identify(rt.access, profile, request)
-                files, result = admin.prepare_downloads(rt, who, self.downloads)
+                files, result = self.gate.run(who, lambda: admin.prepare_downloads(rt, who, self.downloads))
             except (AuthError, InputError) as exc:
                 return [_error(str(exc)), gr.skip(), gr.File(visible=False)]
             return [_ok(result.message), self.audit_frame(who),
                     gr.File(value=[str(f) for f in files], visible=True)]
 
-        common = dict(api_name=False, concurrency_limit=2, concurrency_id="admin-actions")
+        common = dict(api_name=False, concurrency_limit=None)  # AdminGate limits the work, see the module doc
         outputs = [self.result, self.audit]
         self.export.click(export_handler, None, outputs, **common)
         self.release.click(release_handler, [self.user], outputs, **common)
@@ -126,7 +150,7 @@ class AdminActions:
         self.download.click(download_handler, None, outputs + [self.files], **common)
 
 
-def register_api(runtime: Runtime, board: Dashboard) -> None:
+def register_api(runtime: Runtime, board: Dashboard, gate: AdminGate) -> None:
     """Named endpoints: the dashboard for everyone signed in, the admin actions for admins only."""
     access = runtime.access
 
@@ -140,24 +164,26 @@ def register_api(runtime: Runtime, board: Dashboard) -> None:
     def admin_export(profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
         """Admins: push the results to EXPORT_REPO now."""
         caller = who(profile, request)
-        return speak(lambda: admin.export_now(runtime, caller)).as_dict()
+        return speak(lambda: gate.run(caller, lambda: admin.export_now(runtime, caller))).as_dict()
 
     def admin_release_user(user: str, profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
         """Admins: free every record `user` holds."""
         caller = who(profile, request)
-        return speak(lambda: admin.release_user(runtime, caller, user)).as_dict()
+        return speak(lambda: gate.run(caller, lambda: admin.release_user(runtime, caller, user))).as_dict()
 
     def admin_reopen(record_id: int, extra: int, profile: gr.OAuthProfile | None,
                      request: gr.Request) -> dict[str, Any]:
         """Admins: ask for `extra` (1-10) more answers on record `record_id`."""
         caller = who(profile, request)
-        return speak(lambda: admin.reopen_record(runtime, caller, record_id, extra)).as_dict()
+        return speak(lambda: gate.run(caller, lambda: admin.reopen_record(runtime, caller, record_id,
+                                                                          extra))).as_dict()
 
     def admin_settings(profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
         """Admins: the settings in force, secrets masked."""
         caller = who(profile, request)
-        items, result = speak(lambda: admin.active_settings(runtime, caller))
+        items, result = speak(lambda: gate.run(caller, lambda: admin.active_settings(runtime, caller)))
         return {"settings": items, **result.as_dict()}
 
-    for fn in (dashboard, admin_export, admin_release_user, admin_reopen, admin_settings):
-        gr.api(fn, api_name=fn.__name__, concurrency_limit=4, concurrency_id="admin-api")
+    gr.api(dashboard, api_name="dashboard", **DASHBOARD_GROUP)
+    for fn in (admin_export, admin_release_user, admin_reopen, admin_settings):
+        gr.api(fn, api_name=fn.__name__, concurrency_limit=None)  # AdminGate limits the work

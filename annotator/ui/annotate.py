@@ -48,11 +48,21 @@ def page_view(view: View) -> dict[str, Any]:
     return out
 
 
+# What could end or bend a <script> from inside a JSON string: `</script>`, `<!--`, and line separators
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                                 "\u2029": "\\u2029"})
+
+
+def script_json(value: Any) -> str:
+    """`value` as JSON that stays inert inside <script>, whatever strings a task file puts in it."""
+    return json.dumps(value).translate(_SCRIPT_ESCAPES)
+
+
 def page_script(task: TaskSpec) -> str:
     """The view's script and style, injected into <head>: keys, rendering, the answer queue, the saved check."""
-    config = json.dumps({"labels": [{"name": l.name, "key": l.key} for l in task.labels],
-                         "multi": task.kind == "multi_label", "route": CLICK_ROUTE,
-                         "savedDelay": SAVED_CHECK_DELAY_MS})
+    config = script_json({"labels": [{"name": l.name, "key": l.key} for l in task.labels],
+                          "multi": task.kind == "multi_label", "route": CLICK_ROUTE,
+                          "savedDelay": SAVED_CHECK_DELAY_MS})
     return "<script>\nconst ANN_CONFIG = %s;\n%s\n</script>\n%s" % (config, _SCRIPT, _STYLE)
 
 

@@ -29,7 +29,7 @@ def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, str]:
             dashboard.build()
         dashboard.wire(dashboard_tab, [annotate_tab])
         _api(runtime)
-        register_api(runtime, board)
+        register_api(runtime, board, dashboard.actions.gate)
     return demo, page_script(task)
 
 

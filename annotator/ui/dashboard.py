@@ -18,12 +18,12 @@ from typing import Any, Sequence
 import gradio as gr
 import pandas as pd
 
-from annotator.auth import AuthError, Identity
+from annotator.auth import AuthError, Identity, SignInStatus
 from annotator.dashboard import (EXPORT_NOT_CONFIGURED, AgreementSummary, Dashboard, Health, Snapshot,
                                  TeamView)
 from annotator.metrics import AgreementResult
 from annotator.runtime import Runtime
-from annotator.ui.admin import AdminActions
+from annotator.ui.admin import DASHBOARD_GROUP, AdminActions, AdminGate
 from annotator.ui.identity import identify
 
 REFRESH_SECONDS = 15.0
@@ -142,6 +142,15 @@ def _bytes(n: int | None) -> str:
     return str(n)
 
 
+def _sign_ins_row(s: SignInStatus | None) -> str:
+    if s is None:
+        return ""
+    limited = "; ".join(f"{what}: {', '.join(_esc(k) for k in keys[:10])}{' …' if len(keys) > 10 else ''}"
+                        for what, keys in (("addresses", s.limited_addresses), ("names", s.limited_names)) if keys)
+    return (f"<tr><td>sign-ins</td><td id='dash-sign-ins'>{s.failed} failed, {s.refused} refused without a check"
+            f" · limited now: {limited or 'nobody'}</td></tr>")
+
+
 def health_html(h: Health) -> str:
     warnings = "".join(f"<div class='dash-warn'>⚠ {_esc(w)}</div>" for w in h.warnings)
     persistent = {True: "<span class='dash-ok'>yes</span>", False: "<b style='color:#b91c1c'>NO</b>",
@@ -176,7 +185,7 @@ def health_html(h: Health) -> str:
               f"<span class='dash-muted'>(last {h.clicks} clicks)</span>")
     return (f"<div id='dash-health-box'><h3>Health</h3>{warnings}<table class='dash-table'>"
             f"<tr><td>writer</td><td>{writer}</td></tr>"
-            f"<tr><td>click handling</td><td>{clicks}</td></tr>"
+            f"<tr><td>click handling</td><td>{clicks}</td></tr>{_sign_ins_row(h.sign_ins)}"
             f"<tr><td>DATA_DIR</td><td>{_esc(h.data_dir)} · persistent: {persistent} · free "
             f"{_bytes(h.free_bytes)} of {_bytes(h.total_bytes)}</td></tr>{storage}"
             f"<tr><td>last export</td><td id='dash-export'>{export}</td></tr>"
@@ -189,7 +198,7 @@ class DashboardView:
     def __init__(self, runtime: Runtime, board: Dashboard) -> None:
         self.rt = runtime
         self.board = board
-        self.actions = AdminActions(runtime)
+        self.actions = AdminActions(runtime, AdminGate())
 
     def build(self) -> None:
         """Call inside the Dashboard tab."""
@@ -245,7 +254,7 @@ class DashboardView:
         def stop() -> gr.Timer:
             return gr.Timer(active=False)
 
-        common = dict(concurrency_limit=4, concurrency_id="dashboard", show_progress="hidden")
+        common = dict(**DASHBOARD_GROUP, show_progress="hidden")
         tab.select(refresh, None, self.outputs(), api_name=False, **common)
         self.refresh.click(refresh, None, self.outputs(), api_name=False, **common)
         self.timer.tick(refresh, None, self.outputs(), api_name=False, **common)

@@ -35,6 +35,7 @@ from annotator.ui.cookies import PartitionedSessionCookies
 from annotator.ui.edge import UPLOAD_MAX_BYTES, Budget, Edge, check_people
 from annotator.ui.errors import hide_unexpected_errors
 from annotator.ui.identity import identify_http
+from annotator.ui.login import password_sign_in
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         if not len(passwords):
             log.warning("AUTH_MODE=password but %s has no users; add one with "
                         "`python -m annotator adduser NAME`", runtime.settings.password_file)
-        auth = passwords.check
+        auth = password_sign_in(app, passwords, runtime.access.sign_in_limits)
     # show_error=False: an unexpected exception's text (paths, SQL, settings) never reaches the page
     gr.mount_gradio_app(app, blocks, path="/", auth=auth, head=head, show_error=False,
                         max_file_size=UPLOAD_MAX_BYTES, enable_monitoring=False,
