@@ -25,12 +25,10 @@ from pathlib import Path
 
 import pytest
 
+from browserhelpers import chromium
 from clients import add_users, make_images, read_store, start_many, write_task
 from oauth_cookies import oauth_space_env, playwright_cookie
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 WAIT = 20_000  # ms; generous, the machine may be busy
 LABELS = {"1": "circle", "2": "square", "3": "triangle", "4": "other"}
 SHOTS = Path(os.environ.get("ANNOTATOR_SCREENSHOTS", "")) if os.environ.get("ANNOTATOR_SCREENSHOTS") else None
@@ -54,27 +52,10 @@ EXPECTED: dict[str, dict[str, dict[int, tuple[str, tuple[str, ...]]]]] = {"passw
 HISTORY: dict[str, set[tuple[int, str]]] = {"password": set(), "oauth": set()}  # (record, user) changed once
 
 
-def _no_browser(reason: str) -> None:
-    if os.environ.get("ANNOTATOR_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"ANNOTATOR_REQUIRE_BROWSER=1 but {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        _no_browser(f"playwright is not installed ({exc})")
-    if not os.path.exists(CHROMIUM):
-        _no_browser(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        except Exception as exc:  # noqa: BLE001 - a broken install counts as missing
-            _no_browser(f"chromium at {CHROMIUM} does not start: {exc}")
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,39 +7,16 @@ Without them the test is skipped, or fails when ANNOTATOR_REQUIRE_BROWSER=1.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
+from browserhelpers import chromium
 from dashhelpers import annotate, password, sign_in, start_password_app
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-def _browser_missing() -> str | None:
-    if not shutil.which(CHROMIUM):
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is missing (pip install playwright)"
-    return None
-
 
 @pytest.fixture
 def browser():
-    missing = _browser_missing()
-    if missing:
-        if os.environ.get("ANNOTATOR_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"ANNOTATOR_REQUIRE_BROWSER=1 but {missing}")
-        pytest.skip(missing)
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def open_dashboard(browser, url: str, user: str):

@@ -22,18 +22,15 @@ ANNOTATOR_REQUIRE_BROWSER=1 (CI).
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from apphelpers import free_port
+from browserhelpers import chromium
 from clients import ApiUser, add_users, make_images, start_many, write_task
 from fakeprovider import SPACE_HOST, StandInHub, chromium_args
 from oauth_cookies import oauth_space_env, playwright_cookie
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", *chromium_args()]
 WAIT = 20_000  # ms; generous, the machine may be busy
 SIGN_IN = "Sign in with Hugging Face"
 
@@ -44,27 +41,10 @@ THIRD_PARTY_COOKIE_STORED = """() => {
 }"""
 
 
-def _no_browser(reason: str) -> None:
-    if os.environ.get("ANNOTATOR_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"ANNOTATOR_REQUIRE_BROWSER=1 but {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        _no_browser(f"playwright is not installed ({exc})")
-    if not os.path.exists(CHROMIUM):
-        _no_browser(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        except Exception as exc:  # noqa: BLE001 - a broken install counts as missing
-            _no_browser(f"chromium at {CHROMIUM} does not start: {exc}")
+    with chromium(chromium_args()) as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,17 +16,15 @@ fails when ANNOTATOR_REQUIRE_BROWSER=1 (CI) and is skipped otherwise.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from browserhelpers import chromium
 from clients import make_images
 
 from annotator.auth import PasswordFile
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 WAIT = 30_000  # ms; the machine may be busy
 
 
@@ -48,24 +46,8 @@ def _toml(value: str) -> str:
 
 @pytest.fixture(scope="module")
 def browser():
-    missing = None
-    if not shutil.which(CHROMIUM):
-        missing = f"{CHROMIUM} is missing (apt-get install chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            missing = "the playwright package is missing (pip install playwright)"
-    if missing:
-        if os.environ.get("ANNOTATOR_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"ANNOTATOR_REQUIRE_BROWSER=1 but {missing}")
-        pytest.skip(missing)
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
