@@ -157,6 +157,34 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
+class TlsFronts:
+    """TLS fronts (`TlsFront`) sharing one certificate and one loop thread, added and closed from test code.
+
+    StandInHub keeps its fronts here, on its own loop; a test that only needs
+    the app behind TLS (test_edge_browser.py) makes one with its own loop.
+    """
+
+    def __init__(self, cert: Path, key: Path, loop: _Loop | None = None) -> None:
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert, key)
+        self._own_loop = loop is None
+        self._loop = _Loop() if loop is None else loop
+        self._fronts: list[TlsFront] = []
+
+    def add(self, port: int, target: int) -> None:
+        """Terminate TLS on 127.0.0.1:`port` and relay to 127.0.0.1:`target`; returns once it listens."""
+        front = TlsFront(self.context, port, target)
+        self._loop.run(front.start())
+        self._fronts.append(front)
+
+    def close(self) -> None:
+        for front in self._fronts:
+            self._loop.run(front.stop())
+        self._fronts.clear()
+        if self._own_loop:
+            self._loop.close()
+
+
 class StandInHub:
     """huggingface.co for one test module: the Space page and the OpenID provider (see the module)."""
 
@@ -164,12 +192,10 @@ class StandInHub:
         self.user = user  # who /oauth/authorize signs in; a test may change it between sign-ins
         self.authorized: list[str] = []  # the `user` of each sign-in the provider completed
         self.cert, self.key = make_certificate(folder)
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.load_cert_chain(self.cert, self.key)
         self.http_port, self.tls_port = free_port(), free_port()
         self.spaces: dict[str, str] = {}  # name -> https://space.test:<port>, by front_app
         self._loop: _Loop | None = None
-        self._fronts: list[TlsFront] = []
+        self._fronts: TlsFronts | None = None
         self._server: Any = None
 
     # --- addresses ------------------------------------------------------------
@@ -199,6 +225,7 @@ class StandInHub:
         import uvicorn
 
         self._loop = _Loop()
+        self._fronts = TlsFronts(self.cert, self.key, self._loop)
         config = uvicorn.Config(self._app(), host="127.0.0.1", port=self.http_port, log_level="warning",
                                 lifespan="off")
         self._server = uvicorn.Server(config)
@@ -218,16 +245,13 @@ class StandInHub:
         return self.spaces[name]
 
     def _add_front(self, port: int, target: int) -> None:
-        assert self._loop is not None, "start() first"
-        front = TlsFront(self.context, port, target)
-        self._loop.run(front.start())
-        self._fronts.append(front)
+        assert self._fronts is not None, "start() first"
+        self._fronts.add(port, target)
 
     def stop(self) -> None:
-        if self._loop is None:
+        if self._loop is None or self._fronts is None:
             return
-        for front in self._fronts:
-            self._loop.run(front.stop())
+        self._fronts.close()
         self._server.should_exit = True
         deadline = time.monotonic() + 10
         while self._server.started and time.monotonic() < deadline:

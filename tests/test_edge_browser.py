@@ -12,98 +12,36 @@ the subject of the partitioned-cookie tests, annotator/ui/cookies.py.)
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import shutil
-import ssl
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from apphelpers import free_port
+from browserhelpers import check_browser, chromium_profile
 from clients import add_users, make_images, start_many, write_task
 from edgehelpers import my_progress, space_client
+from fakeprovider import SPACE_HOST, TlsFronts, make_certificate
 from oauth_cookies import forge_session_cookie, oauth_space_env
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 WAIT = 20_000  # ms
 EVIL_PAGE = b"<html><body><h1>a page on another site</h1></body></html>"
-
-
-class TlsFront:
-    """TLS in front of a server, as a Space's proxy is: bytes piped both ways. Runs on its own thread."""
-
-    def __init__(self, port: int, target_port: int, cert: Path, key: Path) -> None:
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.load_cert_chain(cert, key)
-        self.port, self.target_port = port, target_port
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
-        assert ready.wait(30), "the TLS front did not start"
-
-    def _run(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(
-            asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.context))
-        ready.set()
-        self.loop.run_forever()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (OSError, ssl.SSLError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-
-
-def _browser_or_fail() -> None:
-    try:
-        import playwright  # noqa: F401
-    except ImportError as exc:
-        pytest.fail(f"playwright is not installed ({exc}); pip install -r requirements-test.txt")
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    if not shutil.which("openssl"):
-        pytest.fail("openssl is needed to make the simulated Space's certificate")
 
 
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
     """Both auth modes behind TLS at space.test:<port>; {mode: (url, server)}."""
-    _browser_or_fail()
+    check_browser(require=True)  # this module fails, never skips, without a browser
     base = tmp_path_factory.mktemp("edge-browser")
-    cert, key = base / "cert.pem", base / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                    "/CN=space.test", "-addext", "subjectAltName=DNS:space.test", "-keyout", str(key),
-                    "-out", str(cert)], check=True, capture_output=True)
+    cert, key = make_certificate(base)  # for space.test (and hf.test, 127.0.0.1)
     fronts = {mode: free_port() for mode in ("oauth", "password")}
     specs = []
     for mode, port in fronts.items():
         make_images(base / mode / "source", 20)
         env = {"SOURCE_DIR": str(base / mode / "source"), "TASK_FILE": str(write_task(base / mode / "task.toml")),
                "SECRET_KEY": "edge-browser-key", "ADMINS": "carol",
-               "GRADIO_ROOT_PATH": f"https://space.test:{port}"}  # the public URL, as behind a Space's proxy
+               "GRADIO_ROOT_PATH": f"https://{SPACE_HOST}:{port}"}  # the public URL, as behind a Space's proxy
         if mode == "password":
             env["AUTH_MODE"] = "password"
             add_users(base / mode / "data" / "passwords.json", ["alice", "bob", "carol"])
@@ -111,10 +49,11 @@ def space(tmp_path_factory):
             env.update(oauth_space_env())
         specs.append((base / mode / "data", env))
     servers = dict(zip(fronts, start_many(*specs)))
-    tls = [TlsFront(fronts[m], int(servers[m].url.rsplit(":", 1)[1]), cert, key) for m in fronts]
-    yield {m: (f"https://space.test:{fronts[m]}", servers[m]) for m in fronts}
-    for front in tls:
-        front.close()
+    tls = TlsFronts(cert, key)
+    for m in fronts:
+        tls.add(fronts[m], int(servers[m].url.rsplit(":", 1)[1]))
+    yield {m: (f"https://{SPACE_HOST}:{fronts[m]}", servers[m]) for m in fronts}
+    tls.close()
     for server in servers.values():
         server.stop()
 
@@ -154,19 +93,13 @@ def evil():
 @pytest.fixture(scope="module")
 def context(tmp_path_factory):
     """A Chromium profile that allows third-party cookies, where the attacks worked."""
-    _browser_or_fail()
-    from playwright.sync_api import sync_playwright
-
     profile = tmp_path_factory.mktemp("edge-profile")
     (profile / "Default").mkdir()
     (profile / "Default" / "Preferences").write_text(json.dumps({"profile": {"cookie_controls_mode": 0}}))
-    with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, ignore_https_errors=True,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--ignore-certificate-errors",
-                  "--host-resolver-rules=MAP space.test 127.0.0.1, MAP evil.test 127.0.0.1"])
+    with chromium_profile(profile, ["--ignore-certificate-errors",
+                                    f"--host-resolver-rules=MAP {SPACE_HOST} 127.0.0.1, MAP evil.test 127.0.0.1"],
+                          require=True, ignore_https_errors=True) as ctx:
         yield ctx
-        ctx.close()
 
 
 ATTACK = """async (S) => {
@@ -196,7 +129,7 @@ def test_a_page_on_another_site_cannot_read_answer_or_sign_out_in_hf_mode(space,
     from playwright.sync_api import expect
 
     url, server = space["oauth"]
-    context.add_cookies([{"name": "session", "value": forge_session_cookie("alice"), "domain": "space.test",
+    context.add_cookies([{"name": "session", "value": forge_session_cookie("alice"), "domain": SPACE_HOST,
                           "path": "/", "httpOnly": True, "secure": True, "sameSite": "None"}])
     page = context.new_page()
     page.goto(url + "/")  # the app works through the edge, event streams included
