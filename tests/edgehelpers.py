@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+import pytest
 
 from clients import add_users, make_images, start_many, write_task
 from oauth_cookies import forge_session_cookie, oauth_space_env
@@ -43,6 +44,16 @@ def start_space_servers(tmp_path_factory: Any, *, records: int = 12,
     for server in servers.values():
         server.passwords = passwords
     return servers
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
+    """Both servers (`start_space_servers`) for a test module, stopped after it; a module uses it by importing
+    the name (`from edgehelpers import servers`)."""
+    found = start_space_servers(tmp_path_factory)
+    yield found
+    for server in found.values():
+        server.stop()
 
 
 def space_client(server: Any, user: str | None = None, **headers: str) -> httpx.Client:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgehelpers import EVIL, SPACE_HOST, SPACE_ORIGIN, my_progress, password_client, space_client, \
-    start_space_servers
+from edgehelpers import EVIL, SPACE_HOST, SPACE_ORIGIN, my_progress, password_client, space_client
+from edgehelpers import servers  # noqa: F401,F811 - the module's fixture: both servers
 
 # what a browser adds to a request another site's page makes (fetch, form, image, frame)
 FROM_OTHER_SITES = {
@@ -30,14 +30,6 @@ FROM_OTHER_SITES = {
     "older browser, Referer only": {"Referer": f"{EVIL}/page.html"},
 }
 OWN_PAGE = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors", "Origin": SPACE_ORIGIN}
-
-
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    found = start_space_servers(tmp_path_factory)
-    yield found
-    for server in found.values():
-        server.stop()
 
 
 def test_a_preflight_from_another_site_gets_no_credentials(servers):

@@ -15,18 +15,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from edgehelpers import ADMIN, SPACE_HOST, space_client, start_space_servers
+from edgehelpers import ADMIN, SPACE_HOST, space_client
+from edgehelpers import servers  # noqa: F401,F811 - the module's fixture: both servers
 from oauth_cookies import forge_session_cookie
 
 ANSWER_WITHIN_S = 30  # generous on a busy machine; a server that waits for the body never answers
-
-
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    found = start_space_servers(tmp_path_factory)
-    yield found
-    for server in found.values():
-        server.stop()
 
 
 def _status_while_sending(server, head: str, parts: list[bytes]) -> int | None:
