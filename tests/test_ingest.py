@@ -20,27 +20,16 @@ from annotator import ingest  # noqa: E402
 from annotator.config import load_settings, load_task  # noqa: E402
 from annotator.ingest import IngestError, ingest_dataset, ingest_folder, ingest_from_settings  # noqa: E402
 from annotator.store import Store  # noqa: E402
+from ingesthelpers import png  # noqa: E402
+from ingesthelpers import store  # noqa: E402,F401,F811 - the fixture
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def png(colour: tuple[int, int, int], size: tuple[int, int] = (24, 16)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (20, 30)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, colour).save(buf, "JPEG", quality=90)
     return buf.getvalue()
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path / "db" / "annotator.duckdb")
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -24,14 +24,10 @@ from PIL import Image
 from annotator import ingest
 from annotator.ingest import IngestReport, ingest_dataset, ingest_folder
 from annotator.store import Store
+from ingesthelpers import png
+from ingesthelpers import store  # noqa: F401,F811 - the fixture
 
 DEADLINE_S = 120
-
-
-def png(colour: tuple[int, int, int], size: tuple[int, int] = (24, 16)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def huge_png(width: int, height: int) -> bytes:
@@ -65,13 +61,6 @@ def _catch(run: Callable[[], IngestReport]) -> object:
         return run()
     except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
         return exc
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path / "db" / "annotator.duckdb")
-    yield s
-    s.close()
 
 
 @pytest.fixture
