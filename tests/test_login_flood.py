@@ -84,6 +84,7 @@ def test_a_login_flood_does_not_stall_a_signed_in_person(server):
         t0 = time.monotonic()
         person.click("next")
         latencies.append(time.monotonic() - t0)
+        time.sleep(0.1)  # a person's pace: the edge's per-person budget (20/s) refuses a tighter loop
     person.close()
     median = statistics.median(latencies)
     print(f"one sign-in {one_sign_in * 1000:.0f} ms; clicks during the flood: median {median * 1000:.0f} ms "

@@ -114,11 +114,11 @@ def test_failed_or_interrupted_restore_leaves_the_store_empty(hub, tmp_path, mon
         from annotator import ingest
         real, calls = ingest._save_image, []
 
-        def flaky(data, images_dir):
+        def flaky(data, images_dir, *rest):
             calls.append(1)
             if len(calls) == 4:
                 raise OSError("disk full")
-            return real(data, images_dir)
+            return real(data, images_dir, *rest)
 
         monkeypatch.setattr(ingest, "_save_image", flaky)
         with pytest.raises(RestoreError, match="disk full"):
