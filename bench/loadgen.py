@@ -346,7 +346,8 @@ class Recorder:
     image: list[float] = field(default_factory=list)  # main image fetched on the click path
     preload: list[float] = field(default_factory=list)  # images fetched ahead of time
     saved_check: list[float] = field(default_factory=list)
-    # from the reply to a person's latest answer until a saved check reported it committed
+    # from the key press of a person's latest answer until the page was told it is committed (by the
+    # answer's own reply, or by a saved check)
     answer_to_saved: list[float] = field(default_factory=list)
     page_load: list[float] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
@@ -367,6 +368,7 @@ class Answer:
     label: str
     comment: str
     at: float  # when the click's answer arrived (monotonic)
+    pressed: float = 0.0  # when the key was pressed (monotonic)
 
 
 @dataclass
@@ -587,9 +589,10 @@ class Browser(_Tab):
         shown_at = started if ahead else None
         retries = self.rec.events["retry_after_dropped_connection"]
         try:
-            # the page's last queued answer asks its reply to wait for the commit (annotator.ui.clicks)
-            data = await self.act("answer?saved=wait", {"ticket": shown.ticket, "answer": [label],
-                                                        "comment": comment})
+            # the page's last queued answer, with the next record already on screen, asks its reply to
+            # wait for the commit (annotator.ui.clicks); an answer the person waits for does not
+            data = await self.act("answer?saved=wait" if ahead else "answer",
+                                  {"ticket": shown.ticket, "answer": [label], "comment": comment})
         except EventError as exc:
             if self.rec.in_window(started):
                 self.rec.error("click_" + exc.kind)
@@ -602,10 +605,10 @@ class Browser(_Tab):
         retried = self.rec.events["retry_after_dropped_connection"] > retries  # the first try may have counted
         if shown.record_id is not None and (not replay or retried):
             self.person.accepted.append(Answer(self.person.user, shown.record_id, label, comment.strip(),
-                                               time.monotonic()))
+                                               time.monotonic(), started))
         if view.saved == "saved" and len(self.person.accepted) > self.person.saved_upto \
                 and self.rec.in_window(started):
-            self.rec.answer_to_saved.append(time.monotonic() - self.person.accepted[-1].at)
+            self.rec.answer_to_saved.append(time.monotonic() - started)
         await self.show(view, started, shown_at=shown_at)
         return view
 
@@ -630,7 +633,7 @@ class Browser(_Tab):
         kind = saved_kind(data)
         if kind == "saved":
             if upto > self.person.saved_upto and self.rec.in_window(started):
-                self.rec.answer_to_saved.append(time.monotonic() - self.person.accepted[upto - 1].at)
+                self.rec.answer_to_saved.append(time.monotonic() - self.person.accepted[upto - 1].pressed)
             self.person.saved_upto = max(self.person.saved_upto, upto)
         elif kind == "failed":
             self.person.failed_seen = True
