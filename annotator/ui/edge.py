@@ -32,6 +32,7 @@ its own cookies.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -346,10 +347,20 @@ def check_people(gradio_app: Any, who: Callable[[Request], Identity], budget: Bu
 class PersonCheck:
     """The inner layer: identity, role and request budget on the routes whose rule asks for them."""
 
+    # An over-budget request is answered (429) only after this long, so a script sending back to back
+    # makes a few requests a second instead of thousands, each of which would cost the server as much
+    # as a click: a flood in one name must not cost the crowd CPU. At most MAX_HELD of one person's
+    # requests are held at once; more are refused at once. Honest people never reach the budget.
+    HOLD_S = 1.0
+    MAX_HELD = 8
+    LOG_EVERY_S = 10.0  # one log line per flooding person and interval, not one per refused request
+
     def __init__(self, app: ASGIApp, who: Callable[[Request], Identity], budget: Budget,
                  surface: Surface | None = None) -> None:
         self.app, self.who, self.budget = app, who, budget
         self.surface = surface or Surface()
+        self._held: dict[str, int] = {}
+        self._refused: dict[str, tuple[float, int]] = {}  # name -> (last logged, refused since)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -371,8 +382,30 @@ class PersonCheck:
             wait = self.budget.spend(person.name)
             if wait > 0:
                 seconds = max(1, round(wait + 0.5))
-                log.info("request budget: %s refused on %s (retry in %ss)", person.name, scope["path"], seconds)
+                await self._hold(person.name, scope["path"])
                 await refuse(send, 429, f"Too many requests from {person.name} at once; wait {seconds} s, "
                                         f"then go on.", ((b"retry-after", str(seconds).encode()),))
                 return
         await self.app(scope, receive, send)
+
+    async def _hold(self, name: str, path: str) -> None:
+        """Hold an over-budget request for HOLD_S (see there) unless MAX_HELD of this person's already are."""
+        now = time.monotonic()
+        logged, count = self._refused.get(name, (0.0, 0))
+        if now - logged >= self.LOG_EVERY_S:
+            log.info("request budget: %s refused %d more request(s), the latest on %s", name, count + 1, path)
+            logged, count = now, 0
+        else:
+            count += 1
+        self._refused[name] = (logged, count)
+        if len(self._refused) > self.budget.max_people:
+            self._refused.pop(next(iter(self._refused)))
+        if self._held.get(name, 0) >= self.MAX_HELD:
+            return
+        self._held[name] = self._held.get(name, 0) + 1
+        try:
+            await asyncio.sleep(self.HOLD_S)
+        finally:
+            self._held[name] -= 1
+            if not self._held[name]:
+                del self._held[name]
