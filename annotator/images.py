@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from annotator.files import write_atomic
 from annotator.config import DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_CEILING
 
 # Pillow's own guard warns above its limit and refuses above twice it, with a message nobody can act on;
@@ -114,19 +113,6 @@ def describe(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[s
 
 def extension_for(fmt: str) -> str:
     return _BROWSER_FORMATS.get(fmt.upper(), ".img")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Readers see the whole file or none of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- what a viewer shows ------------------------------------------------------

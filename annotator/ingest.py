@@ -38,7 +38,8 @@ from typing import Any, Iterable, Iterator
 
 from annotator.config import (DEFAULT_MAX_IMAGE_PIXELS, ConfigError, Settings, TaskSpec, load_settings,
                               load_task)
-from annotator.images import ImageError, describe, extension_for, write_atomic
+from annotator.files import write_atomic
+from annotator.images import ImageError, describe, extension_for
 from annotator.store import NewRecord
 from annotator.text import TextError, check_tree
 from annotator.stores import AnyStore, open_store

@@ -26,12 +26,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from annotator.files import fsync_dir, write_atomic
 from annotator.store import AuditWrite, ReopenWrite, ResponseWrite, UserSeen, WriteOp, utcnow
 from annotator.stores import AnyStore
 from annotator.writer import Writer, WriteRejected
@@ -103,17 +103,7 @@ def save(data_dir: Path, ops: Sequence[WriteOp]) -> Path:
     final = folder / f"unsaved-{stamp}-{os.getpid()}.jsonl"
     lines = [json.dumps({"kind": KIND, "version": VERSION, "ops": len(ops), "written_at": utcnow().isoformat()})]
     lines += [json.dumps(encode(op), sort_keys=True) for op in ops]  # ASCII: any string survives the round trip
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".unsaved-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write("\n".join(lines) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)
+    write_atomic(final, ("\n".join(lines) + "\n").encode("ascii"), durable=True)
     return final
 
 
@@ -154,7 +144,7 @@ def replay(store: AnyStore, data_dir: Path, *, timeout: float = 60.0) -> list[Re
         todo = _not_stored(store, ops)
         refused = _commit(store, todo, path, timeout)
         path.unlink()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         result = Replayed(path, len(ops), len(todo) - refused, len(ops) - len(todo), refused)
         log.warning("recovery: %s", result.summary())
         done.append(result)
@@ -193,9 +183,3 @@ def _commit(store: AnyStore, ops: list[WriteOp], path: Path, timeout: float) -> 
     return sum(isinstance(ack.exception(0), WriteRejected) for ack in acks)
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -55,6 +55,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from annotator.config import Settings
+from annotator.files import fsync_dir
 from annotator.datadir_lock import DataDirLock, DataDirLostError
 from annotator.periodic import PeriodicJob, Run
 from annotator.store import Store
@@ -85,20 +86,6 @@ def snapshot_path(settings: Settings) -> Path:
 
 def _wal(path: Path) -> Path:
     return path.with_name(path.name + ".wal")
-
-
-def _fsync_dir(folder: Path) -> None:
-    """fsync a folder so a rename in it is durable; some filesystems (FUSE) refuse, which is fine."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _copy_durably(source: Path, target: Path) -> int:
@@ -172,7 +159,7 @@ def restore_snapshot(settings: Settings) -> Path | None:
             os.replace(wal_tmp, _wal(local))
         size = _copy_durably(remote, tmp)
         os.replace(tmp, local)
-        _fsync_dir(local.parent)
+        fsync_dir(local.parent)
     except OSError as exc:
         raise SnapshotError(f"cannot copy the snapshot {remote} to {local} ({exc.strerror or exc}); check "
                             f"CACHE_DIR has free space, or set DB_MODE=direct.") from None
@@ -310,7 +297,7 @@ class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
             _wal(target).unlink(missing_ok=True)
             os.replace(remote_tmp, target)
             self._write_marker()
-            _fsync_dir(data)
+            fsync_dir(data)
             self._seen = _remote_state(self.settings)
             return size
         finally:
