@@ -11,6 +11,7 @@ Timestamps are stored as naive UTC.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar, Union
 
 import duckdb
 import pyarrow as pa
@@ -38,6 +39,34 @@ class StoreLockedError(StoreError):
 
 class StoreClosedError(StoreError):
     """The store was closed; nothing more can be read or written."""
+
+
+_T = TypeVar("_T")
+
+
+def _read(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Run a read again on a fresh connection when the database was invalidated under it.
+
+    A failed fsync in the writer's commit invalidates the whole DuckDB
+    database; a read racing it (a person's click) would otherwise fail with
+    FatalException before the writer marks the store for reconnection. Reads
+    need no fsync, so the reconnected database serves them while the writer
+    retries. A reconnection by another thread closes this thread's cursor
+    (ConnectionException): the next attempt takes a new one.
+    """
+    @functools.wraps(method)
+    def run(self: "Store", *args: Any, **kwargs: Any) -> _T:
+        for _ in range(2):
+            generation = self._generation
+            try:
+                return method(self, *args, **kwargs)
+            except (duckdb.FatalException, duckdb.ConnectionException):
+                if self._closed:
+                    raise
+                if self._generation == generation:
+                    self._invalid = True  # _cur() reconnects
+        return method(self, *args, **kwargs)
+    return run
 
 
 def utcnow() -> datetime:
@@ -358,6 +387,7 @@ class Store:
                 cur.execute("ROLLBACK")
                 raise
 
+    @_read
     def schema_version(self) -> int:
         return self._cur().execute("SELECT max(version) FROM schema_version").fetchone()[0]
 
@@ -407,13 +437,16 @@ class Store:
             raise
         return ids
 
+    @_read
     def source_keys(self) -> set[str]:
         return {k for (k,) in self._cur().execute("SELECT source_key FROM records").fetchall()}
 
+    @_read
     def record(self, record_id: int) -> Record | None:
         row = self._cur().execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE id = ?", [record_id]).fetchone()
         return _record(row) if row else None
 
+    @_read
     def records(self, record_ids: Sequence[int]) -> dict[int, Record]:
         """Rows by id. A few ids (a buffer refill) take an IN list, half the cost of the join."""
         if not record_ids:
@@ -428,38 +461,46 @@ class Store:
             f"FROM records r JOIN ids USING (id)").fetchall()
         return {row[0]: _record(row) for row in rows}
 
+    @_read
     def record_ids(self) -> list[int]:
         """All record ids in dataset order."""
         return [i for (i,) in self._cur().execute("SELECT id FROM records ORDER BY position").fetchall()]
 
+    @_read
     def record_count(self) -> int:
         return self._cur().execute("SELECT count(*) FROM records").fetchone()[0]
 
+    @_read
     def extra_answers(self) -> dict[int, int]:
         return dict(self._cur().execute("SELECT id, extra_answers FROM records WHERE extra_answers > 0").fetchall())
 
     # --- responses ---------------------------------------------------------
 
+    @_read
     def assignment_facts(self) -> list[tuple[int, str, str]]:
         """(record_id, user_id, status) for every current answer: what the scheduler is rebuilt from."""
         return self._cur().execute("SELECT record_id, user_id, status FROM responses").fetchall()
 
+    @_read
     def response(self, record_id: int, user_id: str) -> Response | None:
         row = self._cur().execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE record_id = ? AND user_id = ?",
                                   [record_id, user_id]).fetchone()
         return _response(row) if row else None
 
+    @_read
     def user_responses(self, user_id: str) -> list[Response]:
         """One person's current answers, oldest first."""
         rows = self._cur().execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE user_id = ? "
                                    f"ORDER BY created_at, record_id", [user_id]).fetchall()
         return [_response(r) for r in rows]
 
+    @_read
     def record_responses(self, record_id: int) -> list[Response]:
         rows = self._cur().execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE record_id = ? "
                                    f"ORDER BY created_at", [record_id]).fetchall()
         return [_response(r) for r in rows]
 
+    @_read
     def history(self, record_id: int, user_id: str) -> list[Response]:
         rows = self._cur().execute(f"SELECT {_RESPONSE_COLUMNS} FROM response_history WHERE record_id = ? "
                                    f"AND user_id = ? ORDER BY replaced_at", [record_id, user_id]).fetchall()
@@ -477,11 +518,13 @@ class Store:
         finally:
             cur.close()
 
+    @_read
     def audit_log(self, limit: int = 100) -> list[tuple[datetime, str, str, dict[str, Any]]]:
         rows = self._cur().execute('SELECT "at", actor, action, detail FROM audit ORDER BY "at" DESC LIMIT ?',
                                    [limit]).fetchall()
         return [(at, actor, action, json.loads(detail)) for at, actor, action, detail in rows]
 
+    @_read
     def stats(self) -> dict[str, Any]:
         """Counts for `python -m annotator stats` and the dashboard's first paint."""
         cur = self._cur()
@@ -510,6 +553,7 @@ class Store:
         """
         return isinstance(exc, DATA_ERRORS + (duckdb.DataError, duckdb.IntegrityError, duckdb.InvalidInputException))
 
+    @_read
     def audit_exists(self, entry: AuditWrite) -> bool:
         """Whether this audit entry (same time, actor and action) is stored: replaying the recovery file
         must not write it twice."""
@@ -583,6 +627,7 @@ class Store:
 
     # --- export and restore ------------------------------------------------
 
+    @_read
     def export_fingerprint(self) -> str:
         """A short string that changes whenever a record, an answer or a reopen changes.
 
@@ -755,6 +800,7 @@ class Store:
     # dashboard_overlapping_answers, which returns the answers agreement is
     # computed from.
 
+    @_read
     def dashboard_record_groups(self) -> list[tuple[int, int, int, int]]:
         """(extra_answers, submitted, skipped, records): how many records share each combination.
 
@@ -767,18 +813,21 @@ class Store:
             "count(*) FILTER (status = 'skipped') AS skipped FROM responses GROUP BY 1) s ON s.record_id = r.id "
             "GROUP BY ALL ORDER BY ALL").fetchall()
 
+    @_read
     def dashboard_timeline(self, since: datetime, bucket_seconds: int) -> list[tuple[datetime, str, int]]:
         """(bucket start, status, answers) of current answers first given at or after `since`, oldest first."""
         return self._cur().execute(
             "SELECT time_bucket(to_seconds(?), created_at) AS bucket, status, count(*) FROM responses "
             "WHERE created_at >= ? GROUP BY ALL ORDER BY ALL", [int(bucket_seconds), since]).fetchall()
 
+    @_read
     def dashboard_label_counts(self) -> list[tuple[str, int]]:
         """How many submitted answers carry each label (a multi-label answer counts once per label)."""
         return self._cur().execute(
             "SELECT label, count(*) FROM (SELECT unnest(answer) AS label FROM responses "
             "WHERE status = 'submitted') GROUP BY 1 ORDER BY 1").fetchall()
 
+    @_read
     def dashboard_users(self) -> list[tuple[str, int, int, float | None, datetime | None]]:
         """(user, submitted, skipped, median ms per submitted answer, last activity) for everyone seen.
 
@@ -793,6 +842,7 @@ class Store:
             "greatest(a.last_answer, u.last_seen) FROM a FULL OUTER JOIN users u ON u.user_id = a.user_id "
             "ORDER BY 1").fetchall()
 
+    @_read
     def dashboard_answers_version(self) -> tuple[int, datetime | None]:
         """(current answers, latest change): differs whenever an answer is added or changed."""
         # fetchall, not fetchone: a result left unexhausted keeps this thread's read transaction open, and
@@ -800,6 +850,7 @@ class Store:
         [(count, latest)] = self._cur().execute("SELECT count(*), max(updated_at) FROM responses").fetchall()
         return count, latest
 
+    @_read
     def dashboard_overlapping_answers(self) -> list[tuple[int, str, tuple[str, ...]]]:
         """(record_id, user_id, answer) of the submitted answers on records that have at least two of them."""
         rows = self._cur().execute(
