@@ -1025,7 +1025,7 @@ def restore_from_hub(store: AnyStore, settings: Settings, task: TaskSpec | None 
 
     def record_batches() -> Iterator[list[Record]]:
         from annotator.images import ImageError
-        from annotator.ingest import _save_image
+        from annotator.images import save_original
         columns = ["image", "record_id", "source_key", "image_file", "sha256", "width", "height", "metadata",
                    "suggestion", "position", "extra_answers"]
         for path in sorted((local / RECORDS).glob("*.parquet")):
@@ -1038,7 +1038,7 @@ def restore_from_hub(store: AnyStore, settings: Settings, task: TaskSpec | None 
                     width, height, size = row["width"] or 0, row["height"] or 0, 0
                     if data:
                         try:
-                            relative, sha, width, height = _save_image(data, images_dir, settings.max_image_pixels)
+                            relative, sha, width, height = save_original(data, images_dir, settings.max_image_pixels)
                             size = len(data)
                         except ImageError as exc:
                             log.warning("restore: the image of record %s is unreadable (%s)", row["record_id"], exc)

@@ -24,6 +24,7 @@ import io
 import re
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
@@ -113,6 +114,46 @@ def describe(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[s
 
 def extension_for(fmt: str) -> str:
     return _BROWSER_FORMATS.get(fmt.upper(), ".img")
+
+
+# --- the originals, as ingest and restore store them ---------------------------
+
+class SavedImage(NamedTuple):
+    """Where `save_original` put an image (relative to the images folder), and what it is."""
+    path: str
+    sha256: str
+    width: int
+    height: int
+
+
+def _original_extension(fmt: str) -> str:
+    ext = extension_for(fmt)
+    if ext != ".img":
+        return ext
+    for suffix, name in Image.registered_extensions().items():  # formats browsers do not show (TIFF, BMP...)
+        if name == fmt.upper():                                  # keep a real suffix anyway
+            return suffix
+    return ext
+
+
+def save_original(data: bytes, images_dir: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> SavedImage:
+    """Check image bytes and store them as they are, at `<sha256[:2]>/<sha256><ext>` under `images_dir`.
+
+    Content-addressed, so a duplicate is stored once, and written atomically,
+    so a half-written file never carries a final name. Raises ImageError when
+    the bytes are not a complete, readable image of at most `max_pixels`.
+    """
+    fmt, width, height = describe(data, max_pixels)
+    sha = hashlib.sha256(data).hexdigest()
+    relative = f"{sha[:2]}/{sha}{_original_extension(fmt)}"
+    target = images_dir / relative
+    try:
+        present = target.stat().st_size == len(data)
+    except OSError:
+        present = False
+    if not present:
+        write_atomic(target, data)
+    return SavedImage(relative, sha, width, height)
 
 
 # --- what a viewer shows ------------------------------------------------------

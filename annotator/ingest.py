@@ -24,7 +24,6 @@ import argparse
 import csv
 import datetime as dt
 import decimal
-import hashlib
 import io
 import json
 import os
@@ -38,8 +37,7 @@ from typing import Any, Iterable, Iterator
 
 from annotator.config import (DEFAULT_MAX_IMAGE_PIXELS, ConfigError, Settings, TaskSpec, load_settings,
                               load_task)
-from annotator.files import write_atomic
-from annotator.images import ImageError, describe, extension_for
+from annotator.images import ImageError, save_original
 from annotator.store import NewRecord
 from annotator.text import TextError, check_tree
 from annotator.stores import AnyStore, open_store
@@ -91,37 +89,6 @@ class IngestReport:
 
 
 # --- shared helpers ---------------------------------------------------------
-
-def _extension(fmt: str) -> str:
-    ext = extension_for(fmt)
-    if ext != ".img":
-        return ext
-    from PIL import Image  # formats browsers do not show (TIFF, BMP...): keep a real suffix anyway
-    for suffix, name in Image.registered_extensions().items():
-        if name == fmt.upper():
-            return suffix
-    return ext
-
-
-def _save_image(data: bytes, images_dir: Path,
-                max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[str, str, int, int]:
-    """Check and store image bytes as they are; return (relative path, sha256, width, height).
-
-    Raises ImageError when the bytes are not a complete, readable image of at
-    most `max_pixels`.
-    """
-    fmt, width, height = describe(data, max_pixels)
-    sha = hashlib.sha256(data).hexdigest()
-    relative = f"{sha[:2]}/{sha}{_extension(fmt)}"
-    target = images_dir / relative
-    try:
-        present = target.stat().st_size == len(data)
-    except OSError:
-        present = False
-    if not present:
-        write_atomic(target, data)
-    return relative, sha, width, height
-
 
 def _too_big(size: int) -> str:
     return f"too large: {size / 2**20:.0f} MB, the limit is {MAX_FILE_BYTES // 2**20} MB"
@@ -328,7 +295,7 @@ def ingest_folder(store: AnyStore, folder: Path, images_dir: Path, *, suggestion
             continue
         try:
             data = _read_file(folder / rel, root)
-            relative, sha, width, height = _save_image(data, images_dir, max_pixels)
+            relative, sha, width, height = save_original(data, images_dir, max_pixels)
         except ImageError as exc:
             reason = str(exc)
             if reason == "not an image" and Path(rel).suffix.lower() in IMAGE_SUFFIXES:
@@ -514,7 +481,7 @@ def ingest_dataset(store: AnyStore, dataset: Any, images_dir: Path, *, config: s
             report.skipped.append((item, f"cannot read the image ({exc.strerror or exc})"))
             continue
         try:  # an OSError here is about images_dir (full, read-only): that stops the ingest
-            relative, sha, width, height = _save_image(data, images_dir, max_pixels)
+            relative, sha, width, height = save_original(data, images_dir, max_pixels)
         except ImageError as exc:
             report.skipped.append((item, str(exc)))
             continue

@@ -111,8 +111,8 @@ def test_failed_or_interrupted_restore_leaves_the_store_empty(hub, tmp_path, mon
         assert store.record_count() == 0
         hub.clear_failures()
 
-        from annotator import ingest
-        real, calls = ingest._save_image, []
+        from annotator import images
+        real, calls = images.save_original, []
 
         def flaky(data, images_dir, *rest):
             calls.append(1)
@@ -120,11 +120,11 @@ def test_failed_or_interrupted_restore_leaves_the_store_empty(hub, tmp_path, mon
                 raise OSError("disk full")
             return real(data, images_dir, *rest)
 
-        monkeypatch.setattr(ingest, "_save_image", flaky)
+        monkeypatch.setattr(images, "save_original", flaky)
         with pytest.raises(RestoreError, match="disk full"):
             restore_from_hub(store, settings, make_task(), endpoint=hub.endpoint)
         assert store.record_count() == 0 and store.stats()["responses"] == 0  # one transaction: all or nothing
-        monkeypatch.setattr(ingest, "_save_image", real)
+        monkeypatch.setattr(images, "save_original", real)
 
         report = restore_from_hub(store, settings, make_task(), endpoint=hub.endpoint)  # simply runs again
         assert report is not None and report.records == 6
