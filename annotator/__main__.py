@@ -1,38 +1,8 @@
-"""Command line: `python -m annotator {ingest,stats,export,adduser,migrate}`.
+"""`python -m annotator ...`: the command line, in annotator/cli.py."""
 
-Each command opens the store itself (`stores.open_store`): on DuckDB it must not
-run while the app holds the same DATA_DIR (one process per file; the error says
-so); on PostgreSQL (STORE_URL) it may run beside the replicas.
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
 
-from annotator.auth import AuthError
-from annotator.config import ConfigError
-from annotator.store import StoreError
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m annotator", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    from annotator import auth, export, ingest, stats, stores
-    ingest.add_command(commands)
-    stats.add_command(commands)
-    export.add_command(commands)
-    auth.add_command(commands)
-    stores.add_command(commands)
-
-    args = parser.parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except (ConfigError, StoreError, AuthError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
+from annotator.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

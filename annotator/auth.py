@@ -8,16 +8,13 @@ sends. OAuth does not gate Gradio's endpoints, so every handler asks
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import getpass
 import hashlib
 import hmac
 import json
 import logging
 import os
 import secrets
-import sys
 import tempfile
 import threading
 import time
@@ -366,22 +363,3 @@ def _yield_cpu() -> None:
 def _try_again(seconds: float) -> str:
     return (f"Too many failed sign-in attempts; try again in {max(1, round(seconds))} s. If you forgot your "
             f"password, ask the organizer.")
-
-
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    cmd = subparsers.add_parser("adduser", help="add or change a user for AUTH_MODE=password")
-    cmd.add_argument("name")
-    cmd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    cmd.set_defaults(run=_adduser)
-
-
-def _adduser(args: argparse.Namespace) -> int:
-    from annotator.config import load_settings
-    settings = load_settings()
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
-    if len(password) < 8:
-        print("error: the password must have at least 8 characters", file=sys.stderr)
-        return 2
-    PasswordFile(settings.password_file).add(args.name, password)
-    print(f"{args.name} can now sign in (users are kept in {settings.password_file})")
-    return 0

@@ -30,7 +30,6 @@ module produces (logs, status, errors, the card) is scrubbed of it.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
@@ -38,7 +37,6 @@ import os
 import posixpath
 import re
 import shutil
-import sys
 import threading
 import time
 from collections import Counter
@@ -54,7 +52,7 @@ from annotator import metrics
 from annotator.config import ConfigError, Settings, TaskSpec
 from annotator.periodic import PeriodicJob, Run
 from annotator.store import AuditWrite, Record, Response, StoreError, utcnow
-from annotator.stores import AnyStore, describe, open_store
+from annotator.stores import AnyStore
 
 log = logging.getLogger(__name__)
 
@@ -1084,69 +1082,7 @@ def restore_from_hub(store: AnyStore, settings: Settings, task: TaskSpec | None 
     return report
 
 
-# --- command line ------------------------------------------------------------------------------
-
-def _run(args: argparse.Namespace) -> int:
-    from annotator.config import load_settings, load_task
-    if not args.out and not args.push:
-        print("error: give --out DIR, --push, or both", file=sys.stderr)
-        return 2
-    settings = load_settings()
-    task = load_task(settings.task_file)
-    if args.push and not settings.export_repo:
-        raise ConfigError("EXPORT_REPO is not set; set it to the dataset id (owner/name) to push to.")
-    if settings.db_mode == "snapshot":
-        from annotator.snapshot import restore_snapshot
-        restore_snapshot(settings)
-    store = open_store(settings)
-    try:
-        if store.record_count() == 0:
-            print(f"error: the store {describe(settings)} has no records; nothing to export", file=sys.stderr)
-            return 1
-
-        def show(done: int, total: int) -> None:
-            if not args.quiet:
-                print(f"\r  {done}/{total} records", end="", file=sys.stderr, flush=True)
-
-        if args.out:
-            out = Path(args.out).expanduser()
-            result = export_local(store, task, out, settings.images_dir, progress=show)
-            if not args.quiet:
-                print(file=sys.stderr)
-            print(f"wrote {result.summary.records} records and {result.summary.responses} answers to {out} "
-                  f"in {result.seconds:.1f}s:")
-            for (_, _), path in sorted(result.files.items()):
-                print(f"  {path}")
-        if args.push:
-            exporter = Exporter(store, task, settings, retries=3, retry_initial=2.0)
-            try:
-                pushed = exporter.push_now(progress=show)
-            except ExportError as exc:
-                print(f"\nerror: {exc}", file=sys.stderr)
-                return 1
-            if not args.quiet:
-                print(file=sys.stderr)
-            print(f"pushed {pushed.records} records and {pushed.responses} answers to {settings.export_repo} "
-                  f"in {pushed.seconds:.1f}s" + (f": {pushed.commit_url}" if pushed.commit_url else ""))
-    finally:
-        store.close()
-    return 0
-
-
-def add_command(subparsers: Any) -> None:
-    """Add `export` to the `python -m annotator` command line."""
-    parser = subparsers.add_parser(
-        "export", help="write the results to a folder and/or push them to EXPORT_REPO",
-        description="Export records and answers: --out DIR writes records/responses as Parquet (images "
-                    "embedded), JSONL and CSV; --push pushes them to the Hub dataset EXPORT_REPO with a "
-                    "dataset card (token from HF_TOKEN). Do not run while the app uses the same DATA_DIR.")
-    parser.add_argument("--out", metavar="DIR", help="folder to write the files into")
-    parser.add_argument("--push", action="store_true", help="push to EXPORT_REPO")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.set_defaults(run=_run)
-
-
 __all__ = ["CONFIGS", "ExportError", "ExportResult", "ExportStatus", "ExportSummary", "ExportTables", "Exporter",
-           "ExporterClosedError", "LocalExport", "RestoreError", "RestoreReport", "add_command", "build_tables",
+           "ExporterClosedError", "LocalExport", "RestoreError", "RestoreReport", "build_tables",
            "dataset_card", "export_local", "protect_token_in_logs", "records_features", "responses_features", "restore_from_hub",
            "save_export_state", "scrub", "write_hub_files"]

@@ -20,7 +20,6 @@ is refused from its header, before it is decoded.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as dt
 import decimal
@@ -35,12 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from annotator.config import (DEFAULT_MAX_IMAGE_PIXELS, ConfigError, Settings, TaskSpec, load_settings,
-                              load_task)
+from annotator.config import DEFAULT_MAX_IMAGE_PIXELS, ConfigError, Settings, TaskSpec
 from annotator.images import ImageError, save_original
 from annotator.store import NewRecord
 from annotator.text import TextError, check_tree
-from annotator.stores import AnyStore, open_store
+from annotator.stores import AnyStore
 
 BATCH_SIZE = 1000
 MAX_FILE_BYTES = 100 * 1024 * 1024  # larger files are skipped unread: no annotator image is this big
@@ -504,7 +502,7 @@ def ingest_dataset(store: AnyStore, dataset: Any, images_dir: Path, *, config: s
     return report
 
 
-# --- from the settings, and the command line ---------------------------------
+# --- from the settings ---------------------------------
 
 def ingest_from_settings(store: AnyStore, settings: Settings, task: TaskSpec, progress: bool = False) -> IngestReport:
     """Ingest SOURCE_DATASET when set, else SOURCE_DIR, into `settings.images_dir`."""
@@ -521,62 +519,5 @@ def ingest_from_settings(store: AnyStore, settings: Settings, task: TaskSpec, pr
                          max_pixels=settings.max_image_pixels)
 
 
-def _run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if args.suggestion_column is not None:
-        suggestion = args.suggestion_column.strip() or None
-    else:
-        suggestion = load_task(settings.task_file).suggestion_column
-    progress = not args.no_progress
-    store = open_store(settings)
-    try:
-        if args.folder is not None:
-            report = ingest_folder(store, Path(args.folder).expanduser(), settings.images_dir,
-                                   suggestion_column=suggestion, progress=progress,
-                                   max_pixels=settings.max_image_pixels)
-        elif args.dataset or settings.source_dataset:
-            report = ingest_dataset(
-                store, args.dataset or settings.source_dataset, settings.images_dir,
-                config=args.config if args.config is not None else settings.source_config,
-                split=args.split or settings.source_split,
-                image_column=args.image_column or settings.source_image_column,
-                suggestion_column=suggestion, token=settings.hf_token, progress=progress,
-                max_pixels=settings.max_image_pixels)
-        else:
-            if settings.source_dir is None:
-                raise IngestError("nothing to ingest: give --folder or --dataset, or set SOURCE_DIR or SOURCE_DATASET.")
-            report = ingest_folder(store, settings.source_dir, settings.images_dir,
-                                   suggestion_column=suggestion, progress=progress,
-                                   max_pixels=settings.max_image_pixels)
-        total = store.record_count()
-    finally:
-        store.close()
-    print(report.summary())
-    for item, reason in report.skipped:
-        print(f"  skipped {item}: {reason}")
-    print(f"the store now holds {total} records")
-    return 0
-
-
-def add_command(subparsers: Any) -> None:
-    """Add `ingest` to the `python -m annotator` command line."""
-    parser = subparsers.add_parser(
-        "ingest", help="add images from a folder or a dataset to the store",
-        description="Add images to the store. Re-running adds only what is new. Without --folder or "
-                    "--dataset, reads SOURCE_DATASET or SOURCE_DIR. Do not run while the app uses the same "
-                    "DATA_DIR.")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--folder", metavar="DIR", help="a folder of images (class sub-folders become labels)")
-    source.add_argument("--dataset", metavar="NAME", help="a Hub dataset id (default: SOURCE_DATASET)")
-    parser.add_argument("--config", metavar="C", default=None, help="dataset config (default: SOURCE_CONFIG)")
-    parser.add_argument("--split", default=None, help="dataset split (default: SOURCE_SPLIT, else train)")
-    parser.add_argument("--image-column", default=None, help="image column (default: SOURCE_IMAGE_COLUMN, else image)")
-    parser.add_argument("--suggestion-column", metavar="COL", default=None,
-                        help="metadata field holding a suggested label (default: the task's suggestion_column; "
-                             "'' for none)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=_run)
-
-
-__all__ = ["EmptySourceError", "IngestError", "IngestReport", "add_command", "ingest_dataset", "ingest_folder",
+__all__ = ["EmptySourceError", "IngestError", "IngestReport", "ingest_dataset", "ingest_folder",
            "ingest_from_settings"]

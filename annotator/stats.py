@@ -8,12 +8,9 @@ as answers).
 
 from __future__ import annotations
 
-import argparse
-import json
 from typing import Any
 
-from annotator.config import load_settings, load_task
-from annotator.stores import AnyStore, open_store
+from annotator.stores import AnyStore
 
 
 def summarize(store: AnyStore, overlap: int) -> dict[str, Any]:
@@ -73,35 +70,4 @@ def format_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    overlap = args.overlap if args.overlap is not None else load_task(settings.task_file).overlap
-    store = open_store(settings)
-    try:
-        summary = summarize(store, overlap)
-    finally:
-        store.close()
-    print(json.dumps(summary, indent=2, sort_keys=True) if args.json else format_text(summary))
-    return 0
-
-
-def _positive(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise argparse.ArgumentTypeError("the overlap is a whole number >= 1")
-    return value
-
-
-def add_command(subparsers: Any) -> None:
-    """Add `stats` to the `python -m annotator` command line."""
-    parser = subparsers.add_parser(
-        "stats", help="print progress counts",
-        description="Print records, responses, complete / partly done / untouched records and per-user "
-                    "counts. Do not run while the app uses the same DATA_DIR.")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument("--overlap", type=_positive, default=None,
-                        help="answers a record needs (default: the task file's overlap)")
-    parser.set_defaults(run=_run)
-
-
-__all__ = ["add_command", "format_text", "summarize"]
+__all__ = ["format_text", "summarize"]

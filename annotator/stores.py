@@ -2,15 +2,13 @@
 
 `open_store(settings)` is the one place that decides, so the app, the CLI
 commands and the tests open the same kind of store for the same settings.
-Also the `python -m annotator migrate` command.
 """
 
 from __future__ import annotations
 
-import argparse
-from typing import Any, Union
+from typing import Union
 
-from annotator.config import Settings, load_settings, scrub_url
+from annotator.config import Settings, scrub_url
 from annotator.pg_store import PgStore
 from annotator.store import Store
 
@@ -29,25 +27,4 @@ def describe(settings: Settings) -> str:
     return scrub_url(settings.store_url) if settings.store_url else str(settings.db_path)
 
 
-def _run_migrate(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    store = open_store(settings)  # opening applies the pending migrations
-    try:
-        version = store.schema_version()
-    finally:
-        store.close()
-    print(f"{describe(settings)}: schema version {version}")
-    return 0
-
-
-def add_command(subparsers: Any) -> None:
-    """Add `migrate` to the `python -m annotator` command line."""
-    parser = subparsers.add_parser(
-        "migrate", help="apply pending schema migrations and print the schema version",
-        description="Apply pending schema migrations to the store STORE_URL selects (the DuckDB file in "
-                    "DATA_DIR when unset) and print the schema version. Safe to run again, and beside running "
-                    "replicas on PostgreSQL.")
-    parser.set_defaults(run=_run_migrate)
-
-
-__all__ = ["AnyStore", "add_command", "describe", "open_store"]
+__all__ = ["AnyStore", "describe", "open_store"]

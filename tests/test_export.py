@@ -420,7 +420,7 @@ def test_cli_export_out(env, tmp_path, monkeypatch, capsys):
     for key, value in {"DATA_DIR": settings.data_dir, "CACHE_DIR": settings.cache_dir, "TASK_FILE": task_file,
                        "AUTH_MODE": "local", "EXPORT_REPO": "", "HF_TOKEN": ""}.items():
         monkeypatch.setenv(key, str(value))
-    from annotator.__main__ import main
+    from annotator.cli import main
     assert main(["export", "--out", str(tmp_path / "cli"), "--quiet"]) == 0
     assert "wrote 6 records and 9 answers" in capsys.readouterr().out
     assert (tmp_path / "cli" / "records.parquet").exists()

@@ -16,7 +16,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
-from annotator import ingest  # noqa: E402
+from annotator import cli, ingest  # noqa: E402
 from annotator.config import load_settings, load_task  # noqa: E402
 from annotator.ingest import IngestError, ingest_dataset, ingest_folder, ingest_from_settings  # noqa: E402
 from annotator.store import Store  # noqa: E402
@@ -301,7 +301,7 @@ def test_ingest_from_settings_uses_source_dir(store: Store, folder: Path, tmp_pa
 
 def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    ingest.add_command(parser.add_subparsers(dest="command", required=True))
+    cli.add_ingest(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.run(args)
 

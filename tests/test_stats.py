@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from annotator import stats
+from annotator import cli
 from annotator.stats import format_text, summarize
 from annotator.store import NewRecord, ReopenWrite, ResponseWrite, Store
 
@@ -74,7 +74,7 @@ def test_summarize_empty_store(store: Store) -> None:
 
 def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    stats.add_command(parser.add_subparsers(dest="command", required=True))
+    cli.add_stats(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -1,0 +1,238 @@
+"""Command line: `python -m annotator {ingest,stats,export,adduser,migrate}`.
+
+Each command opens the store itself (`stores.open_store`): on DuckDB it must not
+run while the app holds the same DATA_DIR (one process per file; the error says
+so); on PostgreSQL (STORE_URL) it may run beside the replicas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from annotator.auth import AuthError, PasswordFile
+from annotator.config import ConfigError, load_settings, load_task
+from annotator.export import ExportError, Exporter, export_local
+from annotator.ingest import IngestError, ingest_dataset, ingest_folder
+from annotator.snapshot import restore_snapshot
+from annotator.stats import format_text, summarize
+from annotator.store import StoreError
+from annotator.stores import describe, open_store
+
+Subparsers = Any  # what ArgumentParser.add_subparsers returns (argparse keeps its class private)
+
+
+# --- ingest ----------------------------------------------------------------------------------
+
+def _run_ingest(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.suggestion_column is not None:
+        suggestion = args.suggestion_column.strip() or None
+    else:
+        suggestion = load_task(settings.task_file).suggestion_column
+    progress = not args.no_progress
+    store = open_store(settings)
+    try:
+        if args.folder is not None:
+            report = ingest_folder(store, Path(args.folder).expanduser(), settings.images_dir,
+                                   suggestion_column=suggestion, progress=progress,
+                                   max_pixels=settings.max_image_pixels)
+        elif args.dataset or settings.source_dataset:
+            report = ingest_dataset(
+                store, args.dataset or settings.source_dataset, settings.images_dir,
+                config=args.config if args.config is not None else settings.source_config,
+                split=args.split or settings.source_split,
+                image_column=args.image_column or settings.source_image_column,
+                suggestion_column=suggestion, token=settings.hf_token, progress=progress,
+                max_pixels=settings.max_image_pixels)
+        else:
+            if settings.source_dir is None:
+                raise IngestError("nothing to ingest: give --folder or --dataset, or set SOURCE_DIR or SOURCE_DATASET.")
+            report = ingest_folder(store, settings.source_dir, settings.images_dir,
+                                   suggestion_column=suggestion, progress=progress,
+                                   max_pixels=settings.max_image_pixels)
+        total = store.record_count()
+    finally:
+        store.close()
+    print(report.summary())
+    for item, reason in report.skipped:
+        print(f"  skipped {item}: {reason}")
+    print(f"the store now holds {total} records")
+    return 0
+
+
+def add_ingest(subparsers: Subparsers) -> None:
+    """Add `ingest`: images from a folder or a dataset into the store."""
+    parser = subparsers.add_parser(
+        "ingest", help="add images from a folder or a dataset to the store",
+        description="Add images to the store. Re-running adds only what is new. Without --folder or "
+                    "--dataset, reads SOURCE_DATASET or SOURCE_DIR. Do not run while the app uses the same "
+                    "DATA_DIR.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--folder", metavar="DIR", help="a folder of images (class sub-folders become labels)")
+    source.add_argument("--dataset", metavar="NAME", help="a Hub dataset id (default: SOURCE_DATASET)")
+    parser.add_argument("--config", metavar="C", default=None, help="dataset config (default: SOURCE_CONFIG)")
+    parser.add_argument("--split", default=None, help="dataset split (default: SOURCE_SPLIT, else train)")
+    parser.add_argument("--image-column", default=None, help="image column (default: SOURCE_IMAGE_COLUMN, else image)")
+    parser.add_argument("--suggestion-column", metavar="COL", default=None,
+                        help="metadata field holding a suggested label (default: the task's suggestion_column; "
+                             "'' for none)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_run_ingest)
+
+
+# --- stats -----------------------------------------------------------------------------------
+
+def _run_stats(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    overlap = args.overlap if args.overlap is not None else load_task(settings.task_file).overlap
+    store = open_store(settings)
+    try:
+        summary = summarize(store, overlap)
+    finally:
+        store.close()
+    print(json.dumps(summary, indent=2, sort_keys=True) if args.json else format_text(summary))
+    return 0
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("the overlap is a whole number >= 1")
+    return value
+
+
+def add_stats(subparsers: Subparsers) -> None:
+    """Add `stats`: progress counts, as text or JSON."""
+    parser = subparsers.add_parser(
+        "stats", help="print progress counts",
+        description="Print records, responses, complete / partly done / untouched records and per-user "
+                    "counts. Do not run while the app uses the same DATA_DIR.")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--overlap", type=_positive, default=None,
+                        help="answers a record needs (default: the task file's overlap)")
+    parser.set_defaults(run=_run_stats)
+
+
+# --- export ----------------------------------------------------------------------------------
+
+def _run_export(args: argparse.Namespace) -> int:
+    if not args.out and not args.push:
+        print("error: give --out DIR, --push, or both", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    task = load_task(settings.task_file)
+    if args.push and not settings.export_repo:
+        raise ConfigError("EXPORT_REPO is not set; set it to the dataset id (owner/name) to push to.")
+    if settings.db_mode == "snapshot":
+        restore_snapshot(settings)
+    store = open_store(settings)
+    try:
+        if store.record_count() == 0:
+            print(f"error: the store {describe(settings)} has no records; nothing to export", file=sys.stderr)
+            return 1
+
+        def show(done: int, total: int) -> None:
+            if not args.quiet:
+                print(f"\r  {done}/{total} records", end="", file=sys.stderr, flush=True)
+
+        if args.out:
+            out = Path(args.out).expanduser()
+            result = export_local(store, task, out, settings.images_dir, progress=show)
+            if not args.quiet:
+                print(file=sys.stderr)
+            print(f"wrote {result.summary.records} records and {result.summary.responses} answers to {out} "
+                  f"in {result.seconds:.1f}s:")
+            for (_, _), path in sorted(result.files.items()):
+                print(f"  {path}")
+        if args.push:
+            exporter = Exporter(store, task, settings, retries=3, retry_initial=2.0)
+            try:
+                pushed = exporter.push_now(progress=show)
+            except ExportError as exc:
+                print(f"\nerror: {exc}", file=sys.stderr)
+                return 1
+            if not args.quiet:
+                print(file=sys.stderr)
+            print(f"pushed {pushed.records} records and {pushed.responses} answers to {settings.export_repo} "
+                  f"in {pushed.seconds:.1f}s" + (f": {pushed.commit_url}" if pushed.commit_url else ""))
+    finally:
+        store.close()
+    return 0
+
+
+def add_export(subparsers: Subparsers) -> None:
+    """Add `export`: the results to a folder and/or the Hub dataset EXPORT_REPO."""
+    parser = subparsers.add_parser(
+        "export", help="write the results to a folder and/or push them to EXPORT_REPO",
+        description="Export records and answers: --out DIR writes records/responses as Parquet (images "
+                    "embedded), JSONL and CSV; --push pushes them to the Hub dataset EXPORT_REPO with a "
+                    "dataset card (token from HF_TOKEN). Do not run while the app uses the same DATA_DIR.")
+    parser.add_argument("--out", metavar="DIR", help="folder to write the files into")
+    parser.add_argument("--push", action="store_true", help="push to EXPORT_REPO")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.set_defaults(run=_run_export)
+
+
+# --- adduser ---------------------------------------------------------------------------------
+
+def _run_adduser(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
+    if len(password) < 8:
+        print("error: the password must have at least 8 characters", file=sys.stderr)
+        return 2
+    PasswordFile(settings.password_file).add(args.name, password)
+    print(f"{args.name} can now sign in (users are kept in {settings.password_file})")
+    return 0
+
+
+def add_adduser(subparsers: Subparsers) -> None:
+    """Add `adduser`: a user for AUTH_MODE=password, or a new password for one."""
+    cmd = subparsers.add_parser("adduser", help="add or change a user for AUTH_MODE=password")
+    cmd.add_argument("name")
+    cmd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    cmd.set_defaults(run=_run_adduser)
+
+
+# --- migrate ---------------------------------------------------------------------------------
+
+def _run_migrate(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = open_store(settings)  # opening applies the pending migrations
+    try:
+        version = store.schema_version()
+    finally:
+        store.close()
+    print(f"{describe(settings)}: schema version {version}")
+    return 0
+
+
+def add_migrate(subparsers: Subparsers) -> None:
+    """Add `migrate`: pending schema migrations applied, the schema version printed."""
+    parser = subparsers.add_parser(
+        "migrate", help="apply pending schema migrations and print the schema version",
+        description="Apply pending schema migrations to the store STORE_URL selects (the DuckDB file in "
+                    "DATA_DIR when unset) and print the schema version. Safe to run again, and beside running "
+                    "replicas on PostgreSQL.")
+    parser.set_defaults(run=_run_migrate)
+
+
+# --- all of them -----------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code, 2 for a usage, settings, store or permission error."""
+    parser = argparse.ArgumentParser(prog="python -m annotator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (add_ingest, add_stats, add_export, add_adduser, add_migrate):
+        add(commands)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (ConfigError, StoreError, AuthError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
