@@ -108,7 +108,7 @@ def main() -> int:
 
     from annotator.config import ConfigError
     from annotator.datadir_lock import DataDirBusyError
-    from annotator.export import RestoreError
+    from annotator.export.restore import RestoreError
     from annotator.runtime import Runtime
     from annotator.snapshot import SnapshotError
     from annotator.store import StoreError

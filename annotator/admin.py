@@ -26,7 +26,7 @@ from typing import Any
 
 from annotator.auth import Access, Identity
 from annotator.dashboard import EXPORT_NOT_CONFIGURED
-from annotator.export import export_local
+from annotator.export.local import export_local
 from annotator.runtime import Runtime
 from annotator.service import InputError, checked_text
 from annotator.writer import WriteRejected

@@ -11,12 +11,14 @@ import argparse
 import getpass
 import json
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from annotator.auth import AuthError, PasswordFile
 from annotator.config import ConfigError, load_settings, load_task
-from annotator.export import ExportError, Exporter, export_local
+from annotator.export.hub import ExportError, Exporter
+from annotator.export.local import export_local
 from annotator.ingest import IngestError, ingest_dataset, ingest_folder
 from annotator.snapshot import restore_snapshot
 from annotator.stats import format_text, summarize
@@ -35,8 +37,7 @@ def _run_ingest(args: argparse.Namespace) -> int:
     else:
         suggestion = load_task(settings.task_file).suggestion_column
     progress = not args.no_progress
-    store = open_store(settings)
-    try:
+    with closing(open_store(settings)) as store:
         if args.folder is not None:
             report = ingest_folder(store, Path(args.folder).expanduser(), settings.images_dir,
                                    suggestion_column=suggestion, progress=progress,
@@ -56,8 +57,6 @@ def _run_ingest(args: argparse.Namespace) -> int:
                                    suggestion_column=suggestion, progress=progress,
                                    max_pixels=settings.max_image_pixels)
         total = store.record_count()
-    finally:
-        store.close()
     print(report.summary())
     for item, reason in report.skipped:
         print(f"  skipped {item}: {reason}")
@@ -90,11 +89,8 @@ def add_ingest(subparsers: Subparsers) -> None:
 def _run_stats(args: argparse.Namespace) -> int:
     settings = load_settings()
     overlap = args.overlap if args.overlap is not None else load_task(settings.task_file).overlap
-    store = open_store(settings)
-    try:
+    with closing(open_store(settings)) as store:
         summary = summarize(store, overlap)
-    finally:
-        store.close()
     print(json.dumps(summary, indent=2, sort_keys=True) if args.json else format_text(summary))
     return 0
 
@@ -130,8 +126,7 @@ def _run_export(args: argparse.Namespace) -> int:
         raise ConfigError("EXPORT_REPO is not set; set it to the dataset id (owner/name) to push to.")
     if settings.db_mode == "snapshot":
         restore_snapshot(settings)
-    store = open_store(settings)
-    try:
+    with closing(open_store(settings)) as store:
         if store.record_count() == 0:
             print(f"error: the store {describe(settings)} has no records; nothing to export", file=sys.stderr)
             return 1
@@ -160,8 +155,6 @@ def _run_export(args: argparse.Namespace) -> int:
                 print(file=sys.stderr)
             print(f"pushed {pushed.records} records and {pushed.responses} answers to {settings.export_repo} "
                   f"in {pushed.seconds:.1f}s" + (f": {pushed.commit_url}" if pushed.commit_url else ""))
-    finally:
-        store.close()
     return 0
 
 
@@ -203,11 +196,8 @@ def add_adduser(subparsers: Subparsers) -> None:
 
 def _run_migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
-    store = open_store(settings)  # opening applies the pending migrations
-    try:
+    with closing(open_store(settings)) as store:  # opening applies the pending migrations
         version = store.schema_version()
-    finally:
-        store.close()
     print(f"{describe(settings)}: schema version {version}")
     return 0
 

@@ -1,6 +1,6 @@
 """The lifecycle of a background job that runs on a schedule, on demand and once more at stop.
 
-The Hub export (`export.Exporter`) and the DuckDB snapshot
+The Hub export (`export.hub.Exporter`) and the DuckDB snapshot
 (`snapshot.Snapshotter`) share it; each says what one run does and keeps its
 own status fields beside the two kept here (`state`, `next_run_at`). Model:
 huggingface_hub's CommitScheduler. No I/O of its own.

@@ -24,7 +24,8 @@ from annotator.auth import Access
 from annotator.backend import LocalBackend
 from annotator.config import ConfigError, Settings, TaskSpec, load_settings, load_task
 from annotator.datadir_lock import DataDirLock
-from annotator.export import Exporter, restore_from_hub
+from annotator.export.hub import Exporter
+from annotator.export.restore import restore_from_hub
 from annotator.images import ImageCache
 from annotator.pg_backend import PgBackend
 from annotator.pg_store import PgStore

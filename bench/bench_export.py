@@ -132,12 +132,14 @@ def measure(folder: Path, mode: str, endpoint: str | None) -> dict:
 
     import pyarrow as pa
 
-    from annotator import export
+    from annotator.export.format import records_features
+    from annotator.export.hub import Exporter, write_hub_files
+    from annotator.export.local import export_local
     from annotator.store import Store
     repo = "bench/results" if mode == "push" else None
     settings = _settings(folder, repo)
     task = _task()
-    export.records_features(task)  # import datasets before the baseline
+    records_features(task)  # import datasets before the baseline
     store = Store(settings.db_path)
     out = folder / f"out-{mode}"
     shutil.rmtree(out, ignore_errors=True)
@@ -147,14 +149,14 @@ def measure(folder: Path, mode: str, endpoint: str | None) -> dict:
     with _RssSampler() as rss:
         if mode == "hub files":
             out.mkdir()
-            files, summary = export.write_hub_files(store, task, settings.images_dir, out)
+            files, summary = write_hub_files(store, task, settings.images_dir, out)
             size = sum(p.stat().st_size for paths in files.values() for p in paths)
         elif mode == "local":
-            result = export.export_local(store, task, out, settings.images_dir)
+            result = export_local(store, task, out, settings.images_dir)
             summary = result.summary
             size = sum(p.stat().st_size for p in result.files.values())
         else:
-            exporter = export.Exporter(store, task, settings, endpoint=endpoint, retries=1)
+            exporter = Exporter(store, task, settings, endpoint=endpoint, retries=1)
             pushed = exporter.push_now()
             exporter.stop(final_push=False)
             summary = None

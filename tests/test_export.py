@@ -32,9 +32,13 @@ import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from annotator import export, metrics  # noqa: E402
+from annotator import metrics  # noqa: E402
 from annotator.config import Label, Settings, TaskSpec, load_settings  # noqa: E402
-from annotator.export import ExportError, Exporter, ExporterClosedError, export_local  # noqa: E402
+from annotator.export.card import dataset_card  # noqa: E402
+from annotator.export.hub import ExportError, Exporter, ExporterClosedError  # noqa: E402
+from annotator.export.local import export_local  # noqa: E402
+from annotator.export.summary import AlphaAccumulator  # noqa: E402
+from annotator.export.tables import build_tables  # noqa: E402
 from annotator.store import NewRecord, ReopenWrite, ResponseWrite, Store, StoreError  # noqa: E402
 from fakehub import FakeHub  # noqa: E402
 
@@ -136,7 +140,7 @@ def wait_for(predicate, timeout: float = 20.0, step: float = 0.02) -> bool:
 def test_build_tables_rows_and_summary(env):
     settings, store = env
     ids = fill(store, settings)
-    tables = export.build_tables(store, make_task(), settings.images_dir, shard_rows=4)
+    tables = build_tables(store, make_task(), settings.images_dir, shard_rows=4)
     shards = list(tables)
     assert len(shards) == 2  # 6 records in shards of 4
     records = [row for s in shards for row in s.records.to_pylist()]
@@ -175,13 +179,13 @@ def test_multi_label_majority_and_agreement(env):
     for user, answer in (("a", ("cat", "dog")), ("b", ("cat",)), ("c", ("cat", "bird")), ("d", ("dog",))):
         store.apply([ResponseWrite(ids[0], user, "submitted", answer, None, 10, T0)])
     task = make_task("multi_label", overlap=3)
-    tables = export.build_tables(store, task, settings.images_dir)
+    tables = build_tables(store, task, settings.images_dir)
     row = next(iter(tables)).records.to_pylist()[0]
     assert row["majority"] == ["cat"] and row["tied"] == ["dog"]  # cat 3/4, dog 2/4 (tied), bird 1/4
     sets = [frozenset(a) for a in (("cat", "dog"), ("cat",), ("cat", "bird"), ("dog",))]
     assert row["agreement"] == pytest.approx(metrics.record_agreement_multi(sets, task.label_names))
     assert row["status"] == "complete"
-    card = export.dataset_card(task, tables.summary, REPO)
+    card = dataset_card(task, tables.summary, REPO)
     assert "| cat | 3 | 1 |" in card
 
 
@@ -189,14 +193,14 @@ def test_alpha_accumulator_matches_metrics():
     rng = random.Random(7)
     units = {i: [rng.choice("abcd") if rng.random() > 0.1 else None for _ in range(rng.randint(0, 5))]
              for i in range(300)}
-    acc = export._AlphaAccumulator()
+    acc = AlphaAccumulator()
     for values in units.values():
         acc.add(values)
     expected = metrics.krippendorff_alpha_nominal(units)
     got = acc.result()
     assert got.n_records == expected.n_records and got.n_answers == expected.n_answers
     assert got.value == pytest.approx(expected.value, abs=1e-12)
-    one = export._AlphaAccumulator()
+    one = AlphaAccumulator()
     one.add(["a", "a"])
     assert one.result().value is None  # a single value throughout: undefined, as in metrics
 

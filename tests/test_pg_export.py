@@ -20,7 +20,7 @@ import test_export
 from test_export import REPO, T0, export_commits, make_settings, make_task, wait_for
 from test_export import hub  # noqa: F401 - fixture
 
-from annotator.export import Exporter
+from annotator.export.hub import Exporter
 from annotator.pg_store import PgStore
 from annotator.store import ResponseWrite, StoreClosedError
 

@@ -20,6 +20,7 @@ from storehelpers import rows
 from test_export import hub  # noqa: F401 - fixture
 
 from annotator.config import ConfigError, load_settings
+from annotator.export.restore import restore_from_hub
 from annotator.pg_store import PgStore, connect_error
 from annotator.store import (AuditWrite, NewRecord, ReopenWrite, ResponseWrite, Store, StoreClosedError, StoreError,
                              UserSeen)
@@ -303,7 +304,7 @@ def test_restore_from_the_hub_into_postgresql(hub, tmp_path: Path, pg_url: str) 
     settings = test_export.make_settings(tmp_path / "b", store_url=pg_url)
     store = open_store(settings)
     try:
-        report = test_export.export.restore_from_hub(store, settings, test_export.make_task(), endpoint=hub.endpoint)
+        report = restore_from_hub(store, settings, test_export.make_task(), endpoint=hub.endpoint)
         assert report is not None and (report.records, report.responses) == (6, 10)
         assert store.last_push(settings.export_repo).fingerprint == store.export_fingerprint()  # for every replica
         assert [store.record(i) for i in source.record_ids()] == [source.record(i) for i in source.record_ids()]

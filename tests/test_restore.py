@@ -14,8 +14,10 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from annotator import export  # noqa: E402
-from annotator.export import Exporter, RestoreError, restore_from_hub  # noqa: E402
+from annotator.export import restore  # noqa: E402
+from annotator.export.format import CONFIGS, RECORD_COLUMNS, records_features  # noqa: E402
+from annotator.export.hub import Exporter  # noqa: E402
+from annotator.export.restore import RestoreError, restore_from_hub  # noqa: E402
 from annotator.store import ResponseWrite, Store  # noqa: E402
 from test_export import REPO, T0, TOKEN, add_images, export_commits, fill, hub, make_settings, make_task  # noqa: E402,F401
 
@@ -111,8 +113,7 @@ def test_failed_or_interrupted_restore_leaves_the_store_empty(hub, tmp_path, mon
         assert store.record_count() == 0
         hub.clear_failures()
 
-        from annotator import images
-        real, calls = images.save_original, []
+        real, calls = restore.save_original, []
 
         def flaky(data, images_dir, *rest):
             calls.append(1)
@@ -120,11 +121,11 @@ def test_failed_or_interrupted_restore_leaves_the_store_empty(hub, tmp_path, mon
                 raise OSError("disk full")
             return real(data, images_dir, *rest)
 
-        monkeypatch.setattr(images, "save_original", flaky)
+        monkeypatch.setattr(restore, "save_original", flaky)
         with pytest.raises(RestoreError, match="disk full"):
             restore_from_hub(store, settings, make_task(), endpoint=hub.endpoint)
         assert store.record_count() == 0 and store.stats()["responses"] == 0  # one transaction: all or nothing
-        monkeypatch.setattr(images, "save_original", real)
+        monkeypatch.setattr(restore, "save_original", real)
 
         report = restore_from_hub(store, settings, make_task(), endpoint=hub.endpoint)  # simply runs again
         assert report is not None and report.records == 6
@@ -143,4 +144,10 @@ def test_import_snapshot_refuses_a_store_with_records(tmp_path):
         assert store.record_count() == 2
     finally:
         store.close()
-    assert export.CONFIGS == ("records", "responses")
+    assert CONFIGS == ("records", "responses")
+
+
+def test_restore_reads_only_columns_the_export_writes():
+    """Restore names no column of its own: it reads back the record's columns of the one schema, not the
+    computed ones (majority, answers...)."""
+    assert set(RECORD_COLUMNS) < set(records_features(make_task()))

@@ -1,0 +1,162 @@
+"""The records and responses tables of a store, built shard by shard (`build_tables`).
+
+One pass over the store gives both tables, so memory stays flat in the number
+of records; the consensus of each record (majority, ties, agreement, status)
+is computed here, and the export's totals are filled on the way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pyarrow as pa
+
+from annotator import metrics
+from annotator.config import TaskSpec
+from annotator.export.format import IMAGE, record_row, records_features, response_row, responses_features
+from annotator.export.summary import AlphaAccumulator, ExportSummary
+from annotator.store import Record, Response
+from annotator.stores import AnyStore
+
+log = logging.getLogger(__name__)
+
+SHARD_ROWS = 256                    # records read from the store per shard
+SHARD_BYTES = 64 * 2**20            # ... or fewer, once their images reach this size
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard of both tables: at most `shard_rows` records, and every answer to them."""
+    records: pa.Table
+    responses: pa.Table
+
+
+class ExportTables:
+    """The records and responses tables, produced shard by shard by iterating.
+
+    One pass over a consistent snapshot of the store (`Store.iter_export`);
+    each shard holds at most `shard_rows` records and about `shard_bytes` of
+    image bytes, so memory does not grow with the store. `summary` is complete
+    once iteration ends. Iterate once.
+    """
+
+    def __init__(self, store: AnyStore, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
+                 shard_bytes: int = SHARD_BYTES, progress: Progress | None = None) -> None:
+        self.store, self.task, self.images_dir = store, task, Path(images_dir)
+        self._images_root = str(self.images_dir)
+        self.shard_rows, self.shard_bytes = max(1, shard_rows), max(1, shard_bytes)
+        self.progress = progress
+        self.records_schema: pa.Schema = records_features(task).arrow_schema
+        self.responses_schema: pa.Schema = responses_features().arrow_schema
+        self.total_records = store.record_count()
+        self.summary = ExportSummary()
+        self._single = task.kind == "single_label"
+        self._alpha = AlphaAccumulator()
+        self._alpha_labels: dict[str, AlphaAccumulator] = {}
+
+    def __iter__(self) -> Iterator[Shard]:
+        done = 0
+        rec_rows: list[dict[str, Any]] = []
+        resp_rows: list[dict[str, Any]] = []
+        size = 0
+        if self.progress:
+            self.progress(0, self.total_records)
+        for records, responses in self.store.iter_export(self.shard_rows):
+            by_record: dict[int, list[Response]] = {}
+            for r in responses:
+                by_record.setdefault(r.record_id, []).append(r)
+            for record in records:
+                answers = by_record.get(record.id, [])
+                row = self._record_row(record, answers)
+                image = row[IMAGE]
+                size += len(image["bytes"]) if image else 0
+                rec_rows.append(row)
+                resp_rows.extend(response_row(record, r) for r in answers)
+                if len(rec_rows) >= self.shard_rows or size >= self.shard_bytes:
+                    yield self._shard(rec_rows, resp_rows)
+                    done += len(rec_rows)
+                    rec_rows, resp_rows, size = [], [], 0
+                    if self.progress:
+                        self.progress(done, self.total_records)
+        if rec_rows or resp_rows:
+            yield self._shard(rec_rows, resp_rows)
+            done += len(rec_rows)
+        self._finish()
+        if self.progress:
+            self.progress(done, max(done, self.total_records))
+
+    def _shard(self, rec_rows: list[dict[str, Any]], resp_rows: list[dict[str, Any]]) -> Shard:
+        return Shard(pa.Table.from_pylist(rec_rows, schema=self.records_schema),
+                     pa.Table.from_pylist(resp_rows, schema=self.responses_schema))
+
+    def _image(self, record: Record) -> dict[str, Any] | None:
+        try:  # os.path, not pathlib: pathlib interns every path part, a leak of ~100 B per record
+            with open(os.path.join(self._images_root, record.image_path), "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            self.summary.missing_images += 1
+            if self.summary.missing_images <= 5:
+                log.warning("export: the image of record %d (%s) cannot be read (%s); exported without it",
+                            record.id, record.image_path, exc.strerror or exc)
+            return None
+        return {"bytes": data, "path": posixpath.basename(record.image_path)}
+
+    def _record_row(self, record: Record, answers: list[Response]) -> dict[str, Any]:
+        s = self.summary
+        submitted = [a for a in answers if a.status == "submitted"]
+        s.records += 1
+        s.submitted += len(submitted)
+        s.skipped += len(answers) - len(submitted)
+        s.annotators.update(a.user_id for a in answers)
+        for a in submitted:
+            s.answer_counts.update(a.answer)
+        tied: list[str] = []
+        if self._single:
+            labels = [a.answer[0] if a.answer else None for a in submitted]
+            vote = metrics.majority(labels)
+            majority: Any = vote.label
+            tied = list(vote.tied)
+            agreement = metrics.record_agreement(labels)
+            self._alpha.add(labels)
+            if vote.label is not None:
+                s.majority_counts[vote.label] += 1
+        else:
+            # a label is in the majority when more than half of the answers chose it; chosen by
+            # exactly half it is tied (stated, not decided)
+            sets = [frozenset(a.answer) for a in submitted]
+            chosen = Counter(label for one in sets for label in one)
+            half = len(sets) / 2
+            majority = sorted(label for label, c in chosen.items() if c > half)
+            tied = sorted(label for label, c in chosen.items() if c == half)
+            agreement = metrics.record_agreement_multi(sets, self.task.label_names)
+            for label in dict.fromkeys((*self.task.label_names, *sorted(chosen))):
+                self._alpha_labels.setdefault(label, AlphaAccumulator()).add([label in one for one in sets])
+            s.majority_counts.update(majority)
+        if len(tied) > 1 or (not self._single and tied):
+            s.ties += 1
+        needed = self.task.overlap + record.extra_answers
+        status = "complete" if len(submitted) >= needed else "partial" if submitted else "untouched"
+        s.status[status] += 1
+        return record_row(record, self._image(record), submitted, skipped=len(answers) - len(submitted),
+                          majority=majority, tied=tied, agreement=agreement, status=status)
+
+    def _finish(self) -> None:
+        if self._single:
+            self.summary.alpha = self._alpha.result()
+        else:
+            self.summary.alpha_per_label = {label: acc.result() for label, acc in self._alpha_labels.items()}
+
+
+def build_tables(store: AnyStore, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
+                 shard_bytes: int = SHARD_BYTES, progress: Progress | None = None) -> ExportTables:
+    """The records and responses tables of `store`, to iterate shard by shard (see ExportTables)."""
+    return ExportTables(store, task, images_dir, shard_rows=shard_rows, shard_bytes=shard_bytes,
+                        progress=progress)
