@@ -12,7 +12,7 @@ import sys
 
 from annotator.auth import AuthError
 from annotator.config import ConfigError
-from annotator.store import StoreError
+from annotator.model import StoreError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from annotator import recovery
-from annotator.scheduler import QueueState, Scheduler, SubmitOutcome
-from annotator.store import AuditWrite, Record, ReopenWrite, Response, ResponseWrite, Store, UserSeen, WriteOp, utcnow
+from annotator.model import (AuditWrite, QueueState, Record, ReopenWrite, Response, ResponseWrite, SubmitOutcome,
+                             UserSeen, WriteOp, utcnow)
+from annotator.scheduler import Scheduler
+from annotator.store import Store
 from annotator.writer import Writer, WriterClosedError, WriterHealth, fail, resolve
 
 

@@ -33,8 +33,8 @@ from typing import Any, Iterable, Sequence
 from annotator import metrics
 from annotator.auth import Identity, SignInStatus
 from annotator.metrics import AgreementResult
+from annotator.model import utcnow
 from annotator.runtime import Runtime
-from annotator.store import utcnow
 
 __all__ = [
     "AdminView", "AgreementSummary", "AnnotatorStats", "Dashboard", "ExportInfo", "Health", "LabelAgreement",

@@ -52,8 +52,8 @@ import pyarrow.parquet as pq
 
 from annotator import metrics
 from annotator.config import ConfigError, Settings, TaskSpec
+from annotator.model import AuditWrite, Record, Response, StoreError, utcnow
 from annotator.periodic import PeriodicJob, Run
-from annotator.store import AuditWrite, Record, Response, StoreError, utcnow
 from annotator.stores import AnyStore, describe, open_store
 
 log = logging.getLogger(__name__)

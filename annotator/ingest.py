@@ -40,9 +40,9 @@ from annotator.config import (DEFAULT_MAX_IMAGE_PIXELS, ConfigError, Settings, T
                               load_task)
 from annotator.files import write_atomic
 from annotator.images import ImageError, describe, extension_for
-from annotator.store import NewRecord
-from annotator.text import TextError, check_tree
+from annotator.model import NewRecord
 from annotator.stores import AnyStore, open_store
+from annotator.text import TextError, check_tree
 
 BATCH_SIZE = 1000
 MAX_FILE_BYTES = 100 * 1024 * 1024  # larger files are skipped unread: no annotator image is this big

@@ -32,7 +32,7 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from annotator.scheduler import QueueState
+from annotator.model import QueueState
 
 T = TypeVar("T")
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from annotator.files import fsync_dir, write_atomic
-from annotator.store import AuditWrite, ReopenWrite, ResponseWrite, UserSeen, WriteOp, utcnow
+from annotator.model import AuditWrite, ReopenWrite, ResponseWrite, UserSeen, WriteOp, utcnow
 from annotator.stores import AnyStore
 from annotator.writer import Writer, WriteRejected
 

@@ -26,6 +26,7 @@ from annotator.config import ConfigError, Settings, TaskSpec, load_settings, loa
 from annotator.datadir_lock import DataDirLock
 from annotator.export import Exporter, restore_from_hub
 from annotator.images import ImageCache
+from annotator.model import StoreError
 from annotator.pg_backend import PgBackend
 from annotator.pg_store import PgStore
 from annotator.prefetch import PrefetchBuffers
@@ -33,7 +34,6 @@ from annotator.recovery import RecoveryError, replay
 from annotator.service import AnnotationService
 from annotator.snapshot import Snapshotter, restore_snapshot
 from annotator.storage_probe import StorageReport, probe
-from annotator.store import StoreError
 from annotator.stores import AnyStore, describe, open_store
 from annotator.tickets import Signer, load_secret
 

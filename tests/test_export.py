@@ -35,7 +35,8 @@ from PIL import Image  # noqa: E402
 from annotator import export, metrics  # noqa: E402
 from annotator.config import Label, Settings, TaskSpec, load_settings  # noqa: E402
 from annotator.export import ExportError, Exporter, ExporterClosedError, export_local  # noqa: E402
-from annotator.store import NewRecord, ReopenWrite, ResponseWrite, Store, StoreError  # noqa: E402
+from annotator.model import NewRecord, ReopenWrite, ResponseWrite, StoreError  # noqa: E402
+from annotator.store import Store  # noqa: E402
 from fakehub import FakeHub  # noqa: E402
 
 TOKEN = "hf_exportSecretToken0123456789abcdef"

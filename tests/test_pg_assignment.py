@@ -20,10 +20,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from annotator.model import NewRecord, ResponseWrite, utcnow
 from annotator.pg_backend import PgBackend
 from annotator.pg_leases import to_ts
 from annotator.pg_store import PgStore
-from annotator.store import NewRecord, ResponseWrite, utcnow
 
 TTL = 10.0
 MAX_USERS = 50

@@ -20,9 +20,9 @@ from storehelpers import rows
 from test_export import hub  # noqa: F401 - fixture
 
 from annotator.config import ConfigError, load_settings
+from annotator.model import AuditWrite, NewRecord, ReopenWrite, ResponseWrite, StoreClosedError, StoreError, UserSeen
 from annotator.pg_store import PgStore, connect_error
-from annotator.store import (AuditWrite, NewRecord, ReopenWrite, ResponseWrite, Store, StoreClosedError, StoreError,
-                             UserSeen)
+from annotator.store import Store
 from annotator.stores import open_store
 
 ROOT = Path(__file__).resolve().parent.parent

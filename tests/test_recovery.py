@@ -22,9 +22,9 @@ import pytest
 from storehelpers import any_store, engine, make_store, rows  # noqa: F401 - fixtures
 
 from annotator import recovery
+from annotator.model import AuditWrite, ReopenWrite, ResponseWrite, UserSeen, utcnow
 from annotator.pg_store import PgStore
 from annotator.recovery import RecoveryError
-from annotator.store import AuditWrite, ReopenWrite, ResponseWrite, UserSeen, utcnow
 from annotator.stores import AnyStore
 from annotator.writer import Writer, WriterClosedError
 
@@ -34,7 +34,7 @@ def answer(rid: int, user: str, label: str, at=None, comment: str | None = None)
 
 
 def add_records(store: AnyStore, n: int) -> None:
-    from annotator.store import NewRecord
+    from annotator.model import NewRecord
     store.add_records([NewRecord(f"k{i}", f"img/{i}.png", "0" * 64, 10, 10, 100) for i in range(n)])
 
 

@@ -16,7 +16,8 @@ import pytest  # noqa: E402
 
 from annotator import export  # noqa: E402
 from annotator.export import Exporter, RestoreError, restore_from_hub  # noqa: E402
-from annotator.store import ResponseWrite, Store  # noqa: E402
+from annotator.model import ResponseWrite  # noqa: E402
+from annotator.store import Store  # noqa: E402
 from test_export import REPO, T0, TOKEN, add_images, export_commits, fill, hub, make_settings, make_task  # noqa: E402,F401
 
 
@@ -137,7 +138,7 @@ def test_import_snapshot_refuses_a_store_with_records(tmp_path):
     store = Store(settings.db_path)
     try:
         add_images(store, settings, 2)
-        from annotator.store import StoreError
+        from annotator.model import StoreError
         with pytest.raises(StoreError, match="not empty"):
             store.import_snapshot([[store.record(store.record_ids()[0])]], [])
         assert store.record_count() == 2

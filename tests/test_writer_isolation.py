@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from storehelpers import any_store, engine, make_store, rows  # noqa: F401 - fixtures
 
+from annotator.model import AuditWrite, ResponseWrite, UserSeen, utcnow
 from annotator.pg_store import PgStore
-from annotator.store import AuditWrite, ResponseWrite, UserSeen, utcnow
 from annotator.stores import AnyStore
 from annotator.writer import Writer, WriterClosedError, WriteRejected
 
