@@ -1,6 +1,6 @@
 """Command line: `python -m annotator {ingest,stats,export,adduser,migrate}`.
 
-Each command opens the store itself (`stores.open_store`): on DuckDB it must not
+Each command opens the store itself (`engine.open_store`): on DuckDB it must not
 run while the app holds the same DATA_DIR (one process per file; the error says
 so); on PostgreSQL (STORE_URL) it may run beside the replicas.
 """
@@ -19,12 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m annotator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    from annotator import auth, export, ingest, stats, stores
+    from annotator import auth, engine, export, ingest, stats
     ingest.add_command(commands)
     stats.add_command(commands)
     export.add_command(commands)
     auth.add_command(commands)
-    stores.add_command(commands)
+    engine.add_command(commands)
 
     args = parser.parse_args(argv)
     try:

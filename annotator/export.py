@@ -52,9 +52,10 @@ import pyarrow.parquet as pq
 
 from annotator import metrics
 from annotator.config import ConfigError, Settings, TaskSpec
+from annotator.engine import describe, open_store
 from annotator.model import AuditWrite, Record, Response, StoreError, utcnow
 from annotator.periodic import PeriodicJob, Run
-from annotator.stores import AnyStore, describe, open_store
+from annotator.store_protocol import StoreProtocol
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +275,7 @@ class ExportTables:
     once iteration ends. Iterate once.
     """
 
-    def __init__(self, store: AnyStore, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
+    def __init__(self, store: StoreProtocol, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
                  shard_bytes: int = SHARD_BYTES, progress: Progress | None = None) -> None:
         self.store, self.task, self.images_dir = store, task, Path(images_dir)
         self._images_root = str(self.images_dir)
@@ -406,7 +407,7 @@ class ExportTables:
             self.summary.alpha_per_label = {label: acc.result() for label, acc in self._alpha_labels.items()}
 
 
-def build_tables(store: AnyStore, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
+def build_tables(store: StoreProtocol, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
                  shard_bytes: int = SHARD_BYTES, progress: Progress | None = None) -> ExportTables:
     """The records and responses tables of `store`, to iterate shard by shard (see ExportTables)."""
     return ExportTables(store, task, images_dir, shard_rows=shard_rows, shard_bytes=shard_bytes,
@@ -492,7 +493,7 @@ class LocalExport:
     seconds: float
 
 
-def export_local(store: AnyStore, task: TaskSpec, out_dir: Path, images_dir: Path, *,
+def export_local(store: StoreProtocol, task: TaskSpec, out_dir: Path, images_dir: Path, *,
                  formats: Sequence[str] = ("parquet", "jsonl", "csv"), progress: Progress | None = None,
                  shard_rows: int = SHARD_ROWS) -> LocalExport:
     """Write records.{parquet,jsonl,csv} and responses.{parquet,jsonl,csv} into `out_dir`.
@@ -550,7 +551,7 @@ def export_local(store: AnyStore, task: TaskSpec, out_dir: Path, images_dir: Pat
     return LocalExport(files, tables.summary, time.monotonic() - started)
 
 
-def write_hub_files(store: AnyStore, task: TaskSpec, images_dir: Path, folder: Path, *,
+def write_hub_files(store: StoreProtocol, task: TaskSpec, images_dir: Path, folder: Path, *,
                     progress: Progress | None = None, shard_rows: int = SHARD_ROWS,
                     file_bytes: int = HUB_FILE_BYTES) -> tuple[dict[str, list[Path]], ExportSummary]:
     """Write `records/train-*.parquet` and `responses/train-*.parquet` under `folder` for a push."""
@@ -738,7 +739,7 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
     closed_error = ExporterClosedError
     noun = "exporter"
 
-    def __init__(self, store: AnyStore, task: TaskSpec, settings: Settings, *, endpoint: str | None = None,
+    def __init__(self, store: StoreProtocol, task: TaskSpec, settings: Settings, *, endpoint: str | None = None,
                  retries: int = 5, retry_initial: float = 5.0, retry_max: float = 120.0,
                  final_attempts: int = 2, shard_rows: int = SHARD_ROWS, file_bytes: int = HUB_FILE_BYTES,
                  lock_wait: float = LOCK_WAIT) -> None:
@@ -928,7 +929,8 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
         return state.get("fingerprint") if state.get("repo") == self.repo_id else None
 
 
-def save_export_state(store: AnyStore, settings: Settings, fingerprint: str, commit_url: str | None = None) -> None:
+def save_export_state(store: StoreProtocol, settings: Settings, fingerprint: str,
+                      commit_url: str | None = None) -> None:
     """Remember that EXPORT_REPO holds the store state `fingerprint` (best effort: at worst one push more).
 
     In the store, for the other replicas on a PostgreSQL database, and in
@@ -971,7 +973,7 @@ class RestoreReport:
         return text
 
 
-def restore_from_hub(store: AnyStore, settings: Settings, task: TaskSpec | None = None, *,
+def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | None = None, *,
                      endpoint: str | None = None) -> RestoreReport | None:
     """Fill an EMPTY store from the latest export in EXPORT_REPO; None when there is nothing to do.
 

@@ -1,6 +1,6 @@
-"""The PostgreSQL store: `PgStore`, the twin of the DuckDB `Store` for several app replicas.
+"""The PostgreSQL store: `PgStore` implements StoreProtocol (store_protocol.py) for several app replicas.
 
-Same public methods, signatures and return values as `store.Store`, so the
+Same signatures and return values as the DuckDB `store.Store`, so the
 service, export, dashboard and CLI do not know which one they talk to; the
 row converters and batch helpers both use are in sql_shared.py. What
 differs is underneath: a connection pool instead of one file, migrations
@@ -249,11 +249,6 @@ class PgStore:
             for version in range(current + 1, self.SCHEMA_VERSION + 1):
                 conn.execute(_MIGRATIONS[version - 1])
                 conn.execute("INSERT INTO schema_version VALUES (%s, %s)", [version, utcnow()])
-
-    def checkpoint(self) -> None:
-        """Nothing to do: PostgreSQL checkpoints by itself."""
-        if self._closed:
-            raise StoreClosedError(f"the store {self.where} is closed")
 
     def schema_version(self) -> int:
         return self._one("SELECT max(version) FROM schema_version")[0]

@@ -13,10 +13,11 @@ import json
 from typing import Any
 
 from annotator.config import load_settings, load_task
-from annotator.stores import AnyStore, open_store
+from annotator.engine import open_store
+from annotator.store_protocol import StoreProtocol
 
 
-def summarize(store: AnyStore, overlap: int) -> dict[str, Any]:
+def summarize(store: StoreProtocol, overlap: int) -> dict[str, Any]:
     """Counts over the whole store, as plain JSON-ready values.
 
     Keys: records, responses, submitted, skipped, overlap, complete, partial,

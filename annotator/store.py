@@ -1,4 +1,4 @@
-"""The DuckDB store: the only module that speaks SQL.
+"""The DuckDB store: `Store` implements StoreProtocol (store_protocol.py) on one DuckDB file.
 
 One `Store` owns one DuckDB file for the life of the process (DuckDB allows one
 process per file). Reads use one cursor per thread; every write made while the
@@ -667,7 +667,9 @@ class Store:
         finally:
             cur.close()
 
-    # --- one exporter at a time (see PgStore: several replicas share a database) ---
+    # --- one exporter at a time (StoreProtocol) ---------------------------------
+    # Part of the contract because PostgreSQL replicas share a database and must coordinate their
+    # exporters; on DuckDB one process owns the file, so the answers are trivial, not stubs to delete.
 
     @contextmanager
     def export_lock(self, wait: float = 0.0) -> Iterator[bool]:
