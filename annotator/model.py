@@ -1,19 +1,21 @@
-"""The domain: records, answers and the writes that change them.
+"""The domain: records, answers and the writes that change them, and the rules every layer shares.
 
-Plain data, importing nothing from the rest of the app, so the stores, the
-schedulers, the service, the dashboard and the export take their types from
-one place. Timestamps are naive UTC everywhere.
+Plain data and plain functions, importing nothing from the rest of the app, so
+the stores, the schedulers, the service, the dashboard and the export take
+their types and rules from one place. Timestamps are naive UTC everywhere.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal, Union
+from typing import Any, Literal, Sequence, Union
 
 __all__ = [
-    "AuditWrite", "LastPush", "LeaseKind", "NewRecord", "QueueState", "Record", "ReopenWrite", "Response",
-    "ResponseWrite", "StoreClosedError", "StoreError", "SubmitOutcome", "UserSeen", "WriteOp", "utcnow",
+    "AuditWrite", "LastPush", "LeaseKind", "NewRecord", "QueueState", "Record", "RecordStatus", "ReopenWrite",
+    "Response", "ResponseWrite", "StoreClosedError", "StoreError", "SubmitOutcome", "UserSeen", "WriteOp",
+    "hand_out_order", "record_status", "utcnow",
 ]
 
 
@@ -141,3 +143,37 @@ class QueueState:
     record_id: int | None = None
     held_by_others: int = 0
     frees_at: float | None = None
+
+
+# --- shared rules -----------------------------------------------------------------
+
+RecordStatus = Literal["complete", "partial", "skipped", "untouched"]
+
+
+def record_status(submitted: int, need: int, skipped: int = 0) -> RecordStatus:
+    """Where a record stands: complete, partly done, only skipped, or untouched.
+
+    `need` is the task's overlap plus the extra answers a reopen asked for.
+    Complete when the submitted answers reach it; partly done with at least
+    one submitted answer but fewer. Skips are not answers: a record with
+    skips and no submitted answer is "skipped" when `skipped` is given, and
+    "untouched" when it is left 0. The scheduler, the PostgreSQL leases, the
+    stats command and the export publish three classes (complete / partial /
+    untouched) and leave it 0; the dashboard passes it to show the fourth.
+    """
+    if submitted >= need:
+        return "complete"
+    if submitted:
+        return "partial"
+    return "skipped" if skipped else "untouched"
+
+
+def hand_out_order(ids: Sequence[int], order: str, seed: int | None) -> list[int]:
+    """The order records are handed out in: dataset order (`ids`), or the task's seeded shuffle of it.
+
+    Both assignment engines take this order (records already started still come first).
+    """
+    ids = list(ids)
+    if order == "shuffle":
+        random.Random(seed).shuffle(ids)
+    return ids

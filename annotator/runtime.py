@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 import shutil
 import tempfile
 import threading
@@ -26,7 +25,7 @@ from annotator.datadir_lock import DataDirLock
 from annotator.engine import Backend, describe, mode, open_engine, store_files
 from annotator.export import Exporter, restore_from_hub
 from annotator.images import ImageCache
-from annotator.model import StoreError
+from annotator.model import StoreError, hand_out_order
 from annotator.prefetch import PrefetchBuffers
 from annotator.recovery import RecoveryError, replay
 from annotator.service import AnnotationService
@@ -89,13 +88,6 @@ def commit_recovered(store: StoreProtocol, settings: Settings) -> None:
         replay(store, settings.data_dir)
     except RecoveryError as exc:
         raise ConfigError(str(exc)) from None
-
-
-def record_order(ids: list[int], task: TaskSpec) -> list[int]:
-    if task.order == "shuffle":
-        ids = list(ids)
-        random.Random(task.seed).shuffle(ids)
-    return ids
 
 
 @dataclass
@@ -161,7 +153,7 @@ class Runtime:
                 if store.record_count() == 0 and not settings.allow_empty:
                     raise EmptySourceError(settings, report)
             commit_recovered(store, settings)
-            order = record_order(store.record_ids(), task)
+            order = hand_out_order(store.record_ids(), task.order, task.seed)
             backend = engine.backend(order, task.overlap, settings.lease_ttl, recovery_dir=settings.data_dir)
         except BaseException as exc:
             _abandon(store, created)

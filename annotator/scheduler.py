@@ -18,7 +18,7 @@ from bisect import bisect_left, insort
 from itertools import islice
 from typing import Iterable, Mapping, Sequence
 
-from annotator.model import LeaseKind, QueueState, SubmitOutcome
+from annotator.model import LeaseKind, QueueState, SubmitOutcome, record_status
 
 __all__ = ["Scheduler"]
 
@@ -726,7 +726,8 @@ class Scheduler:
         """Bring counters and lists in line with the record's answers, leases and target."""
         target = self._overlap + rec.extra
         ns = len(rec.submitted)
-        complete = ns >= target
+        status = record_status(ns, target)  # skips are no answers: an only-skipped record counts as untouched
+        complete = status == "complete"
         if complete != rec.complete:
             rec.complete = complete
             d = -1 if complete else 1
@@ -741,7 +742,7 @@ class Scheduler:
                 # Nobody has seen a soft lease yet: free the buffers. Hard leases stay (work on screen).
                 for u in [h for h in rec.holders if self._hard.get(h) != rec.rid]:
                     self._unlease(u, rec)
-        partial = 0 < ns and not complete
+        partial = status == "partial"
         if partial != rec.partial:
             rec.partial = partial
             self._n_partial += 1 if partial else -1
@@ -760,8 +761,9 @@ class Scheduler:
         for rec in self._recs.values():
             target = self._overlap + rec.extra
             ns = len(rec.submitted)
-            rec.complete = ns >= target
-            rec.partial = 0 < ns and not rec.complete
+            status = record_status(ns, target)
+            rec.complete = status == "complete"
+            rec.partial = status == "partial"
             self._n_partial += rec.partial
             if rec.complete:
                 self._n_complete += 1

@@ -210,6 +210,12 @@ def machine(url: str, overlap: int) -> type[RuleBasedStateMachine]:
                 assert leased == f.all_leases[rid], f"records.leased of {rid} is off"
                 assert f.submitted(rid) + len(f.holders(rid)) <= f.target(rid, overlap) + self.unleased[rid], \
                     f"I2: record {rid} over its overlap"
+            complete = sum(f.complete(rid, overlap) for rid in f.records)
+            partial = sum(0 < f.submitted(rid) and not f.complete(rid, overlap) for rid in f.records)
+            counts = self.replicas[0].leases_db.counts(self.clock())
+            assert (counts["complete"], counts["partial"], counts["untouched"], counts["submissions"]) == \
+                (complete, partial, len(f.records) - complete - partial, sum(map(f.submitted, f.records))), \
+                "the team progress is off from the rows"
 
     return PgAssignment
 
