@@ -109,9 +109,9 @@ def main() -> int:
     from annotator.config import ConfigError
     from annotator.datadir_lock import DataDirBusyError
     from annotator.export.restore import RestoreError
+    from annotator.model import StoreError
     from annotator.runtime import Runtime
     from annotator.snapshot import SnapshotError
-    from annotator.store import StoreError
 
     try:
         runtime = Runtime.open()

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from annotator import recovery
-from annotator.scheduler import QueueState, Scheduler, SubmitOutcome
-from annotator.store import AuditWrite, Record, ReopenWrite, Response, ResponseWrite, Store, UserSeen, WriteOp, utcnow
+from annotator.model import (AuditWrite, QueueState, Record, ReopenWrite, Response, ResponseWrite, SubmitOutcome,
+                             UserSeen, WriteOp, utcnow)
+from annotator.scheduler import Scheduler
+from annotator.store_protocol import StoreProtocol
 from annotator.writer import Writer, WriterClosedError, WriterHealth, fail, resolve
 
 
@@ -51,7 +53,7 @@ class WorkBackend(Protocol):
     def close(self) -> None: ...
 
 
-def make_writer(store: Any, recovery_dir: Path | None) -> Writer[WriteOp]:
+def make_writer(store: StoreProtocol, recovery_dir: Path | None) -> Writer[WriteOp]:
     """The group-commit writer of a backend: data errors refused by the store's rule, and what is not
     committed at close kept in a recovery file under `recovery_dir` (None: logged as lost)."""
     spill: Callable[[list[WriteOp]], str] | None = None
@@ -87,7 +89,7 @@ class WriterBackend:
     """What every backend does alike: facts are queued for the group-commit writer, rows are read
     from the store, and the writer's health is reported. Subclasses set `store` and `writer`."""
 
-    store: Any
+    store: StoreProtocol
     writer: Writer[WriteOp]
 
     def user_seen(self, user: str) -> Future[None]:
@@ -133,7 +135,7 @@ class LocalBackend(WriterBackend):
     starts the writer; `close()` writes what is queued, then closes the store.
     """
 
-    def __init__(self, store: Store, order: Sequence[int], overlap: int, lease_ttl: float, *,
+    def __init__(self, store: StoreProtocol, order: Sequence[int], overlap: int, lease_ttl: float, *,
                  recovery_dir: Path | None = None) -> None:
         self.store = store
         self.scheduler = Scheduler(order, overlap, lease_ttl)

@@ -1,6 +1,6 @@
 """Command line: `python -m annotator {ingest,stats,export,adduser,migrate}`.
 
-Each command opens the store itself (`stores.open_store`): on DuckDB it must not
+Each command opens the store itself (`engine.open_store`): on DuckDB it must not
 run while the app holds the same DATA_DIR (one process per file; the error says
 so); on PostgreSQL (STORE_URL) it may run beside the replicas.
 """
@@ -23,7 +23,7 @@ from annotator.ingest import IngestError, ingest_dataset, ingest_folder
 from annotator.snapshot import restore_snapshot
 from annotator.stats import format_text, summarize
 from annotator.store import StoreError
-from annotator.stores import describe, open_store
+from annotator.engine import describe, open_store
 
 Subparsers = Any  # what ArgumentParser.add_subparsers returns (argparse keeps its class private)
 

@@ -11,11 +11,13 @@ annotator table and, only when an answer changed since the last time, the
 read of the overlapping answers that agreement is computed from. Writer,
 click-latency and lease figures are read from memory.
 
-Progress categories are disjoint: a record is *complete* when its submitted
-answers reach the overlap plus the extra answers asked for by a reopen,
-*partly done* with at least one submitted answer but fewer, *only skipped*
-with no submitted answer but at least one skip, *untouched* with neither.
-(`annotator.stats` counts only-skipped records as untouched.)
+Progress categories are disjoint, as model.record_status gives them: a record
+is *complete* when its submitted answers reach the overlap plus the extra
+answers asked for by a reopen, *partly done* with at least one submitted
+answer but fewer, *only skipped* with no submitted answer but at least one
+skip, *untouched* with neither. The dashboard alone shows the fourth class
+(organizers see what people pass over); the scheduler, `annotator.stats` and
+the export count only-skipped records as untouched.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import dataclasses
 import shutil
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,8 +35,8 @@ from typing import Any, Iterable, Sequence
 from annotator import metrics
 from annotator.auth import Identity, SignInStatus
 from annotator.metrics import AgreementResult
+from annotator.model import record_status, utcnow
 from annotator.runtime import Runtime
-from annotator.store import utcnow
 
 __all__ = [
     "AdminView", "AgreementSummary", "AnnotatorStats", "Dashboard", "ExportInfo", "Health", "LabelAgreement",
@@ -192,7 +194,8 @@ class Snapshot:
 
 def team_progress(groups: Iterable[tuple[int, int, int, int]], overlap: int) -> TeamProgress:
     """Progress from (extra_answers, submitted, skipped, records) groups (`Store.dashboard_record_groups`)."""
-    records = complete = partial = skipped = untouched = answers = skips = done = needed = 0
+    records = answers = skips = done = needed = 0
+    by_status: Counter[str] = Counter()
     for extra, n_submitted, n_skipped, n in groups:
         need = overlap + extra
         records += n
@@ -200,15 +203,9 @@ def team_progress(groups: Iterable[tuple[int, int, int, int]], overlap: int) -> 
         skips += n_skipped * n
         needed += need * n
         done += min(n_submitted, need) * n
-        if n_submitted >= need:
-            complete += n
-        elif n_submitted:
-            partial += n
-        elif n_skipped:
-            skipped += n
-        else:
-            untouched += n
-    return TeamProgress(records, complete, partial, skipped, untouched, answers, skips, done, needed)
+        by_status[record_status(n_submitted, need, n_skipped)] += n
+    return TeamProgress(records, by_status["complete"], by_status["partial"], by_status["skipped"],
+                        by_status["untouched"], answers, skips, done, needed)
 
 
 def timeline(rows: Iterable[tuple[datetime, str, int]], bucket: timedelta, until: datetime,

@@ -36,9 +36,9 @@ from typing import Any, Iterable, Iterator
 
 from annotator.config import DEFAULT_MAX_IMAGE_PIXELS, ConfigError, Settings, TaskSpec
 from annotator.images import ImageError, save_original
-from annotator.store import NewRecord
+from annotator.model import NewRecord
+from annotator.store_protocol import StoreProtocol
 from annotator.text import TextError, check_tree
-from annotator.stores import AnyStore
 
 BATCH_SIZE = 1000
 MAX_FILE_BYTES = 100 * 1024 * 1024  # larger files are skipped unread: no annotator image is this big
@@ -154,7 +154,7 @@ def _suggestion(metadata: dict[str, Any], column: str | None) -> str | None:
 class _Batches:
     """Collects records and hands them to the store BATCH_SIZE at a time."""
 
-    def __init__(self, store: AnyStore, report: IngestReport, batch_size: int) -> None:
+    def __init__(self, store: StoreProtocol, report: IngestReport, batch_size: int) -> None:
         self.store, self.report, self.batch_size = store, report, max(1, batch_size)
         self.rows: list[NewRecord] = []
 
@@ -255,7 +255,7 @@ def _read_metadata(folder: Path, root: Path, files: list[str], report: IngestRep
     return fields
 
 
-def ingest_folder(store: AnyStore, folder: Path, images_dir: Path, *, suggestion_column: str | None = "label",
+def ingest_folder(store: StoreProtocol, folder: Path, images_dir: Path, *, suggestion_column: str | None = "label",
                   progress: bool = False, batch_size: int = BATCH_SIZE,
                   max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> IngestReport:
     """Ingest every image under `folder` (recursively, sorted by path).
@@ -415,7 +415,7 @@ def _load(dataset: str, config: str | None, split: str, streaming: bool, token: 
                           f"name, config and split, and that HF_TOKEN can read it.") from exc
 
 
-def ingest_dataset(store: AnyStore, dataset: Any, images_dir: Path, *, config: str | None = None,
+def ingest_dataset(store: StoreProtocol, dataset: Any, images_dir: Path, *, config: str | None = None,
                    split: str = "train", image_column: str = "image", suggestion_column: str | None = None,
                    streaming: bool = True, progress: bool = False, name: str | None = None,
                    token: str | bool | None = None, data_dir: str | None = None, data_files: Any = None,
@@ -504,7 +504,8 @@ def ingest_dataset(store: AnyStore, dataset: Any, images_dir: Path, *, config: s
 
 # --- from the settings ---------------------------------
 
-def ingest_from_settings(store: AnyStore, settings: Settings, task: TaskSpec, progress: bool = False) -> IngestReport:
+def ingest_from_settings(store: StoreProtocol, settings: Settings, task: TaskSpec,
+                         progress: bool = False) -> IngestReport:
     """Ingest SOURCE_DATASET when set, else SOURCE_DIR, into `settings.images_dir`."""
     if settings.source_dataset:
         return ingest_dataset(store, settings.source_dataset, settings.images_dir, config=settings.source_config,

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from annotator.backend import WriterBackend, make_writer, relay
+from annotator.model import QueueState, ReopenWrite, ResponseWrite, SubmitOutcome
 from annotator.pg_leases import PgLeases
 from annotator.pg_store import PgStore
-from annotator.scheduler import QueueState, SubmitOutcome
-from annotator.store import ReopenWrite, ResponseWrite
 from annotator.writer import WriteRejected
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
-"""The PostgreSQL store: `PgStore`, the twin of the DuckDB `Store` for several app replicas.
+"""The PostgreSQL store: `PgStore` implements StoreProtocol (store_protocol.py) for several app replicas.
 
-Same public methods, signatures and return values as `store.Store`, so the
-service, export, dashboard and CLI do not know which one they talk to. What
+Same signatures and return values as the DuckDB `store.Store`, so the
+service, export, dashboard and CLI do not know which one they talk to; the
+row converters and batch helpers both use are in sql_shared.py. What
 differs is underneath: a connection pool instead of one file, migrations
 guarded by an advisory lock (replicas starting together migrate once), and
 bookkeeping columns the lease code (`pg_leases.py`) relies on: records.submitted,
@@ -29,10 +30,10 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from annotator.config import scrub_url
-from annotator.store import (_RECORD_COLUMNS, _RESPONSE_COLUMNS, DATA_ERRORS, AuditWrite, LastPush, NewRecord, Record,
-                             ReopenWrite, Response, ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp,
-                             _record, _response, _split_answers, answers_in_record_order, stats_result, user_spans,
-                             utcnow)
+from annotator.model import (AuditWrite, LastPush, NewRecord, Record, ReopenWrite, Response, ResponseWrite,
+                             StoreClosedError, StoreError, UserSeen, WriteOp, utcnow)
+from annotator.sql_shared import (DATA_ERRORS, RECORD_COLUMNS, RESPONSE_COLUMNS, answers_in_record_order,
+                                  record_from_row, response_from_row, split_answers, stats_result, user_spans)
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: the DuckDB schema, plus what the lease code needs
@@ -235,11 +236,6 @@ class PgStore:
         self._closed = True
         self._pool.close()
 
-    def checkpoint(self) -> None:
-        """Nothing to do: PostgreSQL checkpoints by itself."""
-        if self._closed:
-            raise StoreClosedError(f"the store {self.where} is closed")
-
     def _migrate(self, conn: psycopg.Connection) -> None:
         """Apply pending migrations in one transaction under an advisory lock, so concurrent starts migrate once."""
         with conn.transaction():
@@ -292,14 +288,14 @@ class PgStore:
         return {k for (k,) in self._all("SELECT source_key FROM records")}
 
     def record(self, record_id: int) -> Record | None:
-        row = self._one(f"SELECT {_RECORD_COLUMNS} FROM records WHERE id = %s", [record_id])
-        return _record(row) if row else None
+        row = self._one(f"SELECT {RECORD_COLUMNS} FROM records WHERE id = %s", [record_id])
+        return record_from_row(row) if row else None
 
     def records(self, record_ids: Sequence[int]) -> dict[int, Record]:
         if not record_ids:
             return {}
-        rows = self._all(f"SELECT {_RECORD_COLUMNS} FROM records WHERE id = ANY(%s)", [list(record_ids)])
-        return {row[0]: _record(row) for row in rows}
+        rows = self._all(f"SELECT {RECORD_COLUMNS} FROM records WHERE id = ANY(%s)", [list(record_ids)])
+        return {row[0]: record_from_row(row) for row in rows}
 
     def record_ids(self) -> list[int]:
         """All record ids in dataset order."""
@@ -318,33 +314,33 @@ class PgStore:
         return self._all("SELECT record_id, user_id, status FROM responses")
 
     def response(self, record_id: int, user_id: str) -> Response | None:
-        row = self._one(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE record_id = %s AND user_id = %s",
+        row = self._one(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE record_id = %s AND user_id = %s",
                         [record_id, user_id])
-        return _response(row) if row else None
+        return response_from_row(row) if row else None
 
     def user_responses(self, user_id: str) -> list[Response]:
         """One person's current answers, oldest first."""
-        rows = self._all(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE user_id = %s "
+        rows = self._all(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE user_id = %s "
                          f"ORDER BY created_at, record_id", [user_id])
-        return [_response(r) for r in rows]
+        return [response_from_row(r) for r in rows]
 
     def record_responses(self, record_id: int) -> list[Response]:
-        rows = self._all(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE record_id = %s "
+        rows = self._all(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE record_id = %s "
                          f"ORDER BY created_at, user_id COLLATE \"C\"", [record_id])
-        return [_response(r) for r in rows]
+        return [response_from_row(r) for r in rows]
 
     def history(self, record_id: int, user_id: str) -> list[Response]:
-        rows = self._all(f"SELECT {_RESPONSE_COLUMNS} FROM response_history WHERE record_id = %s "
+        rows = self._all(f"SELECT {RESPONSE_COLUMNS} FROM response_history WHERE record_id = %s "
                          f"AND user_id = %s ORDER BY replaced_at, updated_at", [record_id, user_id])
-        return [_response(r) for r in rows]
+        return [response_from_row(r) for r in rows]
 
     def iter_responses(self, batch_size: int = 10_000) -> Iterator[list[Response]]:
         """Every current answer in record order, in batches, through a server-side cursor (flat memory)."""
         with self._conn() as conn, conn.transaction(), conn.cursor(name="iter_responses") as cur:
-            cur.execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses ORDER BY record_id, created_at, "
+            cur.execute(f"SELECT {RESPONSE_COLUMNS} FROM responses ORDER BY record_id, created_at, "
                         f"user_id COLLATE \"C\"")
             while batch := cur.fetchmany(batch_size):
-                yield [_response(r) for r in batch]
+                yield [response_from_row(r) for r in batch]
 
     def audit_log(self, limit: int = 100) -> list[tuple[datetime, str, str, dict[str, Any]]]:
         rows = self._all('SELECT "at", actor, action, detail FROM audit ORDER BY "at" DESC LIMIT %s', [limit])
@@ -403,7 +399,7 @@ class PgStore:
             locked = sorted(set(answered) | set(reopens))
             if locked:
                 conn.execute("SELECT id FROM records WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [locked])
-            _, rounds = _split_answers(responses, trust_first=False)  # one answer per (record, person) a round
+            _, rounds = split_answers(responses, trust_first=False)  # one answer per (record, person) a round
             for g in range(max((g for g, _ in rounds), default=-1) + 1):
                 self._write_responses(conn, [row for k, row in rounds if k == g])
             if responses:
@@ -432,13 +428,13 @@ class PgStore:
     def _write_responses(conn: psycopg.Connection, rows: Sequence[ResponseWrite]) -> None:
         """One generation (no (record, user) twice): the replaced answers go to the history, then upsert."""
         conn.execute(
-            f"INSERT INTO response_history SELECT {', '.join('r.' + c for c in _RESPONSE_COLUMNS.split(', '))}, "
+            f"INSERT INTO response_history SELECT {', '.join('r.' + c for c in RESPONSE_COLUMNS.split(', '))}, "
             "b.at FROM responses r JOIN unnest(%s::int[], %s::text[], %s::timestamp[]) AS b(record_id, user_id, at) "
             "ON r.record_id = b.record_id AND r.user_id = b.user_id",
             [[r.record_id for r in rows], [r.user_id for r in rows], [r.at for r in rows]])
         with conn.cursor() as cur:
             cur.executemany(
-                f"INSERT INTO responses ({_RESPONSE_COLUMNS}) VALUES (%s, %s, %s, %s::text[], %s, %s, %s, %s) "
+                f"INSERT INTO responses ({RESPONSE_COLUMNS}) VALUES (%s, %s, %s, %s::text[], %s, %s, %s, %s) "
                 "ON CONFLICT (record_id, user_id) DO UPDATE SET status = excluded.status, answer = excluded.answer, "
                 "comment = excluded.comment, time_spent_ms = excluded.time_spent_ms, "
                 "updated_at = excluded.updated_at",
@@ -479,16 +475,16 @@ class PgStore:
             last: tuple[int, int] | None = None
             while True:
                 if last is None:
-                    rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records ORDER BY position, id LIMIT %s",
+                    rows = conn.execute(f"SELECT {RECORD_COLUMNS} FROM records ORDER BY position, id LIMIT %s",
                                         [batch_size]).fetchall()
                 else:
-                    rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE (position, id) > (%s, %s) "
+                    rows = conn.execute(f"SELECT {RECORD_COLUMNS} FROM records WHERE (position, id) > (%s, %s) "
                                         f"ORDER BY position, id LIMIT %s", [*last, batch_size]).fetchall()
                 if not rows:
                     break
-                records = [_record(row) for row in rows]
+                records = [record_from_row(row) for row in rows]
                 last = (records[-1].position, records[-1].id)
-                found = conn.execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE record_id = ANY(%s) "
+                found = conn.execute(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE record_id = ANY(%s) "
                                      f"ORDER BY record_id, created_at, user_id COLLATE \"C\"",
                                      [[r.id for r in records]]).fetchall()
                 yield records, answers_in_record_order(records, found)
@@ -516,7 +512,7 @@ class PgStore:
                         copy.write_row((r.id, r.source_key, r.image_path, r.sha256, r.width, r.height, r.size_bytes,
                                         _metadata_json(r.metadata), r.suggestion, r.position, r.extra_answers, now))
                     n_records += len(batch)
-            with cur.copy(f"COPY responses ({_RESPONSE_COLUMNS}) FROM STDIN") as copy:
+            with cur.copy(f"COPY responses ({RESPONSE_COLUMNS}) FROM STDIN") as copy:
                 copy.set_types(_RESPONSE_TYPES)
                 for batch in responses:
                     for s in batch:

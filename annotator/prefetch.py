@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 from annotator.backend import WorkBackend
 from annotator.images import ImageCache, ImageError
-from annotator.store import Record
+from annotator.model import Record
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from annotator.files import fsync_dir, write_atomic
-from annotator.store import AuditWrite, ReopenWrite, ResponseWrite, UserSeen, WriteOp, utcnow
-from annotator.stores import AnyStore
+from annotator.model import AuditWrite, ReopenWrite, ResponseWrite, UserSeen, WriteOp, utcnow
+from annotator.store_protocol import StoreProtocol
 from annotator.writer import Writer, WriteRejected
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def load(path: Path) -> list[WriteOp]:
 # --- committing at start ---------------------------------------------------------------------
 
 
-def replay(store: AnyStore, data_dir: Path, *, timeout: float = 60.0) -> list[Replayed]:
+def replay(store: StoreProtocol, data_dir: Path, *, timeout: float = 60.0) -> list[Replayed]:
     """Commit every pending recovery file once, oldest first, and delete each after its commit.
 
     Runs before the app's writer starts (nothing else writes meanwhile).
@@ -151,7 +151,7 @@ def replay(store: AnyStore, data_dir: Path, *, timeout: float = 60.0) -> list[Re
     return done
 
 
-def _not_stored(store: AnyStore, ops: Iterable[WriteOp]) -> list[WriteOp]:
+def _not_stored(store: StoreProtocol, ops: Iterable[WriteOp]) -> list[WriteOp]:
     out: list[WriteOp] = []
     stored: dict[tuple[int, str], datetime | None] = {}
     for op in ops:
@@ -168,7 +168,7 @@ def _not_stored(store: AnyStore, ops: Iterable[WriteOp]) -> list[WriteOp]:
     return out
 
 
-def _commit(store: AnyStore, ops: list[WriteOp], path: Path, timeout: float) -> int:
+def _commit(store: StoreProtocol, ops: list[WriteOp], path: Path, timeout: float) -> int:
     """Commit through a Writer (data errors isolated as in the app); how many were refused for good."""
     if not ops:
         return 0

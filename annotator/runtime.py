@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 import shutil
 import tempfile
 import threading
@@ -21,21 +20,19 @@ import duckdb
 import psycopg
 
 from annotator.auth import Access
-from annotator.backend import LocalBackend
 from annotator.config import ConfigError, Settings, TaskSpec, load_settings, load_task
 from annotator.datadir_lock import DataDirLock
+from annotator.engine import Backend, describe, mode, open_engine, store_files
 from annotator.export.hub import Exporter
 from annotator.export.restore import restore_from_hub
 from annotator.images import ImageCache
-from annotator.pg_backend import PgBackend
-from annotator.pg_store import PgStore
+from annotator.model import StoreError, hand_out_order
 from annotator.prefetch import PrefetchBuffers
 from annotator.recovery import RecoveryError, replay
 from annotator.service import AnnotationService
 from annotator.snapshot import Snapshotter, restore_snapshot
 from annotator.storage_probe import StorageReport, probe
-from annotator.store import StoreError
-from annotator.stores import AnyStore, describe, open_store
+from annotator.store_protocol import StoreProtocol
 from annotator.tickets import Signer, load_secret
 
 log = logging.getLogger(__name__)
@@ -63,15 +60,14 @@ def own_data_dir(settings: Settings) -> DataDirLock:
     Waits up to DATA_DIR_LOCK_WAIT seconds for a process that is stopping;
     raises DataDirBusyError when the holder stays.
     """
-    mode = "postgres" if settings.store_url else settings.db_mode
     try:
-        return DataDirLock.acquire(settings.data_dir, mode=mode, wait=settings.lock_wait)
+        return DataDirLock.acquire(settings.data_dir, mode=mode(settings), wait=settings.lock_wait)
     except OSError as exc:
         raise ConfigError(f"DATA_DIR={str(settings.data_dir)!r}: cannot create its lock file "
                           f"({exc.strerror or exc}). Set DATA_DIR to a writable folder.") from None
 
 
-def _abandon(store: AnyStore, created: list[Path]) -> None:
+def _abandon(store: StoreProtocol, created: list[Path]) -> None:
     """A start that failed half-way leaves nothing behind that it created."""
     with contextlib.suppress(Exception):
         store.close()
@@ -82,7 +78,7 @@ def _abandon(store: AnyStore, created: list[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
-def commit_recovered(store: AnyStore, settings: Settings) -> None:
+def commit_recovered(store: StoreProtocol, settings: Settings) -> None:
     """Commit what the last run could not save before it stopped (recovery files in DATA_DIR), once.
 
     Runs after the store opened and before assignment is rebuilt from it, so
@@ -95,19 +91,12 @@ def commit_recovered(store: AnyStore, settings: Settings) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def record_order(ids: list[int], task: TaskSpec) -> list[int]:
-    if task.order == "shuffle":
-        ids = list(ids)
-        random.Random(task.seed).shuffle(ids)
-    return ids
-
-
 @dataclass
 class Runtime:
     settings: Settings
     task: TaskSpec
-    store: AnyStore
-    backend: LocalBackend | PgBackend
+    store: StoreProtocol
+    backend: Backend
     images: ImageCache
     signer: Signer
     prefetch: PrefetchBuffers
@@ -135,17 +124,16 @@ class Runtime:
     @classmethod
     def _open_owned(cls, settings: Settings, task: TaskSpec, owner: DataDirLock, *, ingest: bool) -> "Runtime":
         """Everything after DATA_DIR is owned: the caller releases `owner` when this raises."""
-        storage = probe(settings.data_dir, engine="postgres" if settings.store_url else settings.db_mode)
+        storage = probe(settings.data_dir, engine=mode(settings))
         for line in storage.lines():
             log.info("DATA_DIR: %s", line)
         if settings.db_mode == "snapshot":
             restored = restore_snapshot(settings)
             if restored is not None:
                 log.info("restored the database from the snapshot %s", restored)
-        files = (settings.images_dir,) if settings.store_url else \
-            (settings.db_path, settings.db_path.with_name(settings.db_path.name + ".wal"), settings.images_dir)
-        created = [path for path in files if not path.exists()]
-        store = open_store(settings)
+        created = [path for path in (*store_files(settings), settings.images_dir) if not path.exists()]
+        engine = open_engine(settings)
+        store = engine.store
         try:
             if settings.export_repo and store.record_count() == 0:
                 # an empty disk with an export configured: the export is the second copy
@@ -166,10 +154,8 @@ class Runtime:
                 if store.record_count() == 0 and not settings.allow_empty:
                     raise EmptySourceError(settings, report)
             commit_recovered(store, settings)
-            order = record_order(store.record_ids(), task)
-            backend = PgBackend(store, order, task.overlap, settings.lease_ttl, recovery_dir=settings.data_dir) \
-                if isinstance(store, PgStore) else \
-                LocalBackend(store, order, task.overlap, settings.lease_ttl, recovery_dir=settings.data_dir)
+            order = hand_out_order(store.record_ids(), task.order, task.seed)
+            backend = engine.backend(order, task.overlap, settings.lease_ttl, recovery_dir=settings.data_dir)
         except BaseException as exc:
             _abandon(store, created)
             if isinstance(exc, psycopg.Error):

@@ -1,7 +1,7 @@
 """In-memory assignment of records to annotators: leases, overlap, priorities.
 
-Pure and thread-safe: no I/O, no imports from the rest of the project, time is
-passed in. Deciding "what next" in memory takes microseconds and is correct by
+Pure and thread-safe: no I/O, nothing imported from the project but its domain
+(model.py), time is passed in. Deciding "what next" in memory takes microseconds and is correct by
 construction (one lock), where the same decision in SQL took milliseconds and
 raced (see notes/duckdb-facts.md, section 4). The store keeps the facts
 (answers); this module is rebuilt from them at start-up with `restore`.
@@ -15,33 +15,15 @@ import threading
 import time
 from array import array
 from bisect import bisect_left, insort
-from dataclasses import dataclass
 from itertools import islice
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
-__all__ = ["QueueState", "Scheduler", "SubmitOutcome", "LeaseKind"]
+from annotator.model import LeaseKind, QueueState, SubmitOutcome, record_status
 
-SubmitOutcome = Literal["new", "edit", "late"]
-LeaseKind = Literal["soft", "hard"]
+__all__ = ["Scheduler"]
 
 _AVAIL = 1  # incomplete and submitted + leases < target: can be leased
 _FULL = 2   # incomplete but fully held: frees up when a lease ends
-
-
-@dataclass(frozen=True)
-class QueueState:
-    """What a user's queue looks like right now.
-
-    ready: `record_id` is (or, from `state`, would be) theirs to annotate.
-    waiting: everything left for them is leased by others; `held_by_others`
-    records, the first lease ends at `frees_at` unless its holder stays active.
-    done: nothing is left that they could annotate.
-    """
-
-    kind: Literal["ready", "waiting", "done"]
-    record_id: int | None = None
-    held_by_others: int = 0
-    frees_at: float | None = None
 
 
 class _Segment:
@@ -744,7 +726,8 @@ class Scheduler:
         """Bring counters and lists in line with the record's answers, leases and target."""
         target = self._overlap + rec.extra
         ns = len(rec.submitted)
-        complete = ns >= target
+        status = record_status(ns, target)  # skips are no answers: an only-skipped record counts as untouched
+        complete = status == "complete"
         if complete != rec.complete:
             rec.complete = complete
             d = -1 if complete else 1
@@ -759,7 +742,7 @@ class Scheduler:
                 # Nobody has seen a soft lease yet: free the buffers. Hard leases stay (work on screen).
                 for u in [h for h in rec.holders if self._hard.get(h) != rec.rid]:
                     self._unlease(u, rec)
-        partial = 0 < ns and not complete
+        partial = status == "partial"
         if partial != rec.partial:
             rec.partial = partial
             self._n_partial += 1 if partial else -1
@@ -778,8 +761,9 @@ class Scheduler:
         for rec in self._recs.values():
             target = self._overlap + rec.extra
             ns = len(rec.submitted)
-            rec.complete = ns >= target
-            rec.partial = 0 < ns and not rec.complete
+            status = record_status(ns, target)
+            rec.complete = status == "complete"
+            rec.partial = status == "partial"
             self._n_partial += rec.partial
             if rec.complete:
                 self._n_complete += 1

@@ -24,8 +24,8 @@ from annotator.auth import Access, Identity
 from annotator.backend import WorkBackend
 from annotator.config import TaskSpec
 from annotator.metrics import LatencyWindow
+from annotator.model import Record, ResponseWrite, utcnow
 from annotator.prefetch import PrefetchBuffers, Slot
-from annotator.store import Record, ResponseWrite, utcnow
 from annotator.text import TextError, check_text
 from annotator.tickets import Signer, TicketError
 from annotator.writer import WriteRejected

@@ -1,19 +1,21 @@
 """Progress counts: `python -m annotator stats [--json]`, and `summarize()` for the dashboard.
 
-A record is complete when its submitted answers reach the task's overlap plus
-the extra answers an admin asked for on it; partly done when it has at least
-one submitted answer but fewer; untouched when it has none (skips do not count
-as answers).
+A record's status is model.record_status: complete when its submitted answers
+reach the task's overlap plus the extra answers an admin asked for on it;
+partly done when it has at least one submitted answer but fewer; untouched
+when it has none (skips do not count as answers, so this command, like the
+scheduler's counts, has no "only skipped" class).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from annotator.stores import AnyStore
+from annotator.model import record_status
+from annotator.store_protocol import StoreProtocol
 
 
-def summarize(store: AnyStore, overlap: int) -> dict[str, Any]:
+def summarize(store: StoreProtocol, overlap: int) -> dict[str, Any]:
     """Counts over the whole store, as plain JSON-ready values.
 
     Keys: records, responses, submitted, skipped, overlap, complete, partial,
@@ -27,9 +29,10 @@ def summarize(store: AnyStore, overlap: int) -> dict[str, Any]:
     for _record_id, extra, submitted in raw["answers_per_record"]:
         need = overlap + extra
         done += min(submitted, need)
-        if submitted >= need:
+        status = record_status(submitted, need)
+        if status == "complete":
             complete += 1
-        elif submitted > 0:
+        elif status == "partial":
             partial += 1
     needed = records * overlap + sum(store.extra_answers().values())
     return {

@@ -1,4 +1,4 @@
-"""The DuckDB store: the only module that speaks SQL.
+"""The DuckDB store: `Store` implements StoreProtocol (store_protocol.py) on one DuckDB file.
 
 One `Store` owns one DuckDB file for the life of the process (DuckDB allows one
 process per file). Reads use one cursor per thread; every write made while the
@@ -18,27 +18,23 @@ import os
 import re
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar, Union
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import duckdb
 import pyarrow as pa
 
+from annotator.model import (AuditWrite, LastPush, NewRecord, Record, ReopenWrite, Response, ResponseWrite,
+                             StoreClosedError, StoreError, UserSeen, WriteOp, utcnow)
+from annotator.sql_shared import (DATA_ERRORS, RECORD_COLUMNS, RESPONSE_COLUMNS, answers_in_record_order,
+                                  record_from_row, response_from_row, split_answers, stats_result, user_spans)
+
 log = logging.getLogger(__name__)
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or used; the message says what to change."""
 
 
 class StoreLockedError(StoreError):
     """Another process holds the DuckDB file."""
-
-
-class StoreClosedError(StoreError):
-    """The store was closed; nothing more can be read or written."""
 
 
 _T = TypeVar("_T")
@@ -67,102 +63,6 @@ def _read(method: Callable[..., _T]) -> Callable[..., _T]:
                     self._invalid = True  # _cur() reconnects
         return method(self, *args, **kwargs)
     return run
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class NewRecord:
-    """A record as ingest hands it over; the store assigns the id."""
-    source_key: str
-    image_path: str
-    sha256: str
-    width: int
-    height: int
-    size_bytes: int
-    metadata: dict[str, Any] = field(default_factory=dict)
-    suggestion: str | None = None
-
-
-@dataclass(frozen=True)
-class Record:
-    id: int
-    source_key: str
-    image_path: str
-    sha256: str
-    width: int
-    height: int
-    size_bytes: int
-    metadata: dict[str, Any]
-    suggestion: str | None
-    position: int
-    extra_answers: int
-
-
-@dataclass(frozen=True)
-class Response:
-    record_id: int
-    user_id: str
-    status: str
-    answer: tuple[str, ...]
-    comment: str | None
-    time_spent_ms: int | None
-    created_at: datetime
-    updated_at: datetime
-
-
-# --- write operations: what the writer thread hands to apply() -------------
-
-@dataclass(frozen=True)
-class ResponseWrite:
-    """One person's answer (or skip) for one record; a later one replaces it."""
-    record_id: int
-    user_id: str
-    status: str  # "submitted" | "skipped"
-    answer: tuple[str, ...]
-    comment: str | None
-    time_spent_ms: int | None
-    at: datetime
-    first: bool = False  # no earlier answer by this person (the service or the scheduler knows): a plain insert
-
-
-@dataclass(frozen=True)
-class LastPush:
-    """What an export repo last received, as any replica's exporter recorded it."""
-    fingerprint: str
-    commit_url: str | None
-    pushed_at: datetime  # naive UTC, like every timestamp in the stores
-
-
-@dataclass(frozen=True)
-class UserSeen:
-    user_id: str
-    at: datetime
-
-
-@dataclass(frozen=True)
-class AuditWrite:
-    actor: str
-    action: str
-    detail: dict[str, Any]
-    at: datetime
-
-
-@dataclass(frozen=True)
-class ReopenWrite:
-    """Ask for `extra` more answers on a record than the task's overlap."""
-    record_id: int
-    extra: int
-
-
-WriteOp = Union[ResponseWrite, UserSeen, AuditWrite, ReopenWrite]
-
-# Errors of apply() that come from the data of an op, not from storage: building its rows failed (text that
-# cannot be encoded, a number out of range, a wrong type). They fail again on every retry, so the writer
-# isolates and refuses the op instead (writer.py). Each store adds its engine's data errors.
-DATA_ERRORS: tuple[type[BaseException], ...] = (UnicodeError, ValueError, TypeError, OverflowError)
 
 
 _MIGRATIONS: tuple[str, ...] = (
@@ -223,19 +123,6 @@ _MIGRATIONS: tuple[str, ...] = (
 # ~0.8 ms less server CPU per annotation), and the other core stays free for the web server. The
 # dashboard's aggregates at 100,000 records take ~1.5x longer (18 -> 28 ms); Python dominates the rest.
 _DUCKDB_CONFIG = {"threads": 1}
-
-_RESPONSE_COLUMNS = "record_id, user_id, status, answer, comment, time_spent_ms, created_at, updated_at"
-_RECORD_COLUMNS = ("id, source_key, image_path, sha256, width, height, size_bytes, metadata, suggestion, "
-                   "position, extra_answers")
-
-
-def _record(row: tuple) -> Record:
-    return Record(*row[:7], json.loads(row[7]), *row[8:])  # type: ignore[arg-type]
-
-
-def _response(row: tuple) -> Response:
-    return Response(row[0], row[1], row[2], tuple(row[3]), *row[4:])
-
 
 def _owner_only(*paths: Path) -> None:
     """Answers are as private as the key and the passwords: mode 0600 for the database and its WAL.
@@ -443,8 +330,8 @@ class Store:
 
     @_read
     def record(self, record_id: int) -> Record | None:
-        row = self._cur().execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE id = ?", [record_id]).fetchone()
-        return _record(row) if row else None
+        row = self._cur().execute(f"SELECT {RECORD_COLUMNS} FROM records WHERE id = ?", [record_id]).fetchone()
+        return record_from_row(row) if row else None
 
     @_read
     def records(self, record_ids: Sequence[int]) -> dict[int, Record]:
@@ -452,14 +339,14 @@ class Store:
         if not record_ids:
             return {}
         if len(record_ids) <= 64:
-            rows = self._cur().execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE id IN "
+            rows = self._cur().execute(f"SELECT {RECORD_COLUMNS} FROM records WHERE id IN "
                                        f"({', '.join('?' * len(record_ids))})", list(record_ids)).fetchall()
-            return {row[0]: _record(row) for row in rows}
+            return {row[0]: record_from_row(row) for row in rows}
         ids = pa.table({"id": pa.array(list(record_ids), pa.int32())})
         rows = self._cur().execute(
-            f"SELECT {', '.join('r.' + c.strip() for c in _RECORD_COLUMNS.split(','))} "
+            f"SELECT {', '.join('r.' + c.strip() for c in RECORD_COLUMNS.split(','))} "
             f"FROM records r JOIN ids USING (id)").fetchall()
-        return {row[0]: _record(row) for row in rows}
+        return {row[0]: record_from_row(row) for row in rows}
 
     @_read
     def record_ids(self) -> list[int]:
@@ -483,28 +370,28 @@ class Store:
 
     @_read
     def response(self, record_id: int, user_id: str) -> Response | None:
-        row = self._cur().execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE record_id = ? AND user_id = ?",
+        row = self._cur().execute(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE record_id = ? AND user_id = ?",
                                   [record_id, user_id]).fetchone()
-        return _response(row) if row else None
+        return response_from_row(row) if row else None
 
     @_read
     def user_responses(self, user_id: str) -> list[Response]:
         """One person's current answers, oldest first."""
-        rows = self._cur().execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE user_id = ? "
+        rows = self._cur().execute(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE user_id = ? "
                                    f"ORDER BY created_at, record_id", [user_id]).fetchall()
-        return [_response(r) for r in rows]
+        return [response_from_row(r) for r in rows]
 
     @_read
     def record_responses(self, record_id: int) -> list[Response]:
-        rows = self._cur().execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses WHERE record_id = ? "
+        rows = self._cur().execute(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE record_id = ? "
                                    f"ORDER BY created_at", [record_id]).fetchall()
-        return [_response(r) for r in rows]
+        return [response_from_row(r) for r in rows]
 
     @_read
     def history(self, record_id: int, user_id: str) -> list[Response]:
-        rows = self._cur().execute(f"SELECT {_RESPONSE_COLUMNS} FROM response_history WHERE record_id = ? "
+        rows = self._cur().execute(f"SELECT {RESPONSE_COLUMNS} FROM response_history WHERE record_id = ? "
                                    f"AND user_id = ? ORDER BY replaced_at", [record_id, user_id]).fetchall()
-        return [_response(r) for r in rows]
+        return [response_from_row(r) for r in rows]
 
     def iter_responses(self, batch_size: int = 10_000) -> Iterator[list[Response]]:
         """Every current answer in record order, in batches (memory stays flat for export)."""
@@ -512,9 +399,9 @@ class Store:
             raise StoreClosedError(f"the store {self.path} is closed")
         cur = self._db.cursor()
         try:
-            cur.execute(f"SELECT {_RESPONSE_COLUMNS} FROM responses ORDER BY record_id, created_at")
+            cur.execute(f"SELECT {RESPONSE_COLUMNS} FROM responses ORDER BY record_id, created_at")
             while batch := cur.fetchmany(batch_size):
-                yield [_response(r) for r in batch]
+                yield [response_from_row(r) for r in batch]
         finally:
             cur.close()
 
@@ -585,7 +472,7 @@ class Store:
         acknowledgement in the batch waits for. DuckDB finds the tables by
         their local names in this frame.
         """
-        fresh, changed = _split_answers([op for op in ops if isinstance(op, ResponseWrite)], trust_first)
+        fresh, changed = split_answers([op for op in ops if isinstance(op, ResponseWrite)], trust_first)
         seen_users = _seen_table([op for op in ops if isinstance(op, UserSeen)])
         audit_rows = _audit_table([op for op in ops if isinstance(op, AuditWrite)])
         reopened = _reopen_table([op for op in ops if isinstance(op, ReopenWrite)])
@@ -598,7 +485,7 @@ class Store:
         for g in range(rounds):  # an answer replaced within the batch goes to the history first
             source = "changed_answers" if rounds == 1 else f"(SELECT * FROM changed_answers WHERE g = {g})"
             statements += [
-                f"INSERT INTO response_history SELECT {', '.join('r.' + c for c in _RESPONSE_COLUMNS.split(', '))}, "
+                f"INSERT INTO response_history SELECT {', '.join('r.' + c for c in RESPONSE_COLUMNS.split(', '))}, "
                 f'b."at" FROM responses r JOIN {source} b USING (record_id, user_id)',
                 f"INSERT INTO responses SELECT {_ANSWER_VALUES} FROM {source} ON CONFLICT DO UPDATE SET "
                 "status = excluded.status, answer = excluded.answer, comment = excluded.comment, "
@@ -657,20 +544,20 @@ class Store:
             last_position, last_id = None, None
             while True:
                 if last_position is None:
-                    rows = cur.execute(f"SELECT {_RECORD_COLUMNS} FROM records ORDER BY position, id LIMIT ?",
+                    rows = cur.execute(f"SELECT {RECORD_COLUMNS} FROM records ORDER BY position, id LIMIT ?",
                                        [batch_size]).fetchall()
                 else:
-                    rows = cur.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE position > ? OR "
+                    rows = cur.execute(f"SELECT {RECORD_COLUMNS} FROM records WHERE position > ? OR "
                                        f"(position = ? AND id > ?) ORDER BY position, id LIMIT ?",
                                        [last_position, last_position, last_id, batch_size]).fetchall()
                 if not rows:
                     break
-                records = [_record(row) for row in rows]
+                records = [record_from_row(row) for row in rows]
                 last_position, last_id = records[-1].position, records[-1].id
                 ids = pa.table({"id": pa.array([r.id for r in records], pa.int32())})
                 lo, hi = min(r.id for r in records), max(r.id for r in records)
                 found = cur.execute(
-                    f"SELECT {', '.join('s.' + c for c in _RESPONSE_COLUMNS.split(', '))} FROM responses s "
+                    f"SELECT {', '.join('s.' + c for c in RESPONSE_COLUMNS.split(', '))} FROM responses s "
                     f"JOIN ids ON ids.id = s.record_id WHERE s.record_id BETWEEN ? AND ? "
                     f"ORDER BY s.record_id, s.created_at, s.user_id", [lo, hi]).fetchall()
                 yield records, answers_in_record_order(records, found)
@@ -735,7 +622,7 @@ class Store:
                         "created_at": pa.array([r.created_at for r in batch], pa.timestamp("us")),
                         "updated_at": pa.array([r.updated_at for r in batch], pa.timestamp("us")),
                     })
-                    cur.execute(f"INSERT INTO responses ({_RESPONSE_COLUMNS}) SELECT * FROM incoming")
+                    cur.execute(f"INSERT INTO responses ({RESPONSE_COLUMNS}) SELECT * FROM incoming")
                     n_responses += len(batch)
                 cur.execute("INSERT INTO users SELECT user_id, min(created_at), max(updated_at) FROM responses "
                             "GROUP BY user_id ON CONFLICT DO NOTHING")
@@ -780,7 +667,9 @@ class Store:
         finally:
             cur.close()
 
-    # --- one exporter at a time (see PgStore: several replicas share a database) ---
+    # --- one exporter at a time (StoreProtocol) ---------------------------------
+    # Part of the contract because PostgreSQL replicas share a database and must coordinate their
+    # exporters; on DuckDB one process owns the file, so the answers are trivial, not stubs to delete.
 
     @contextmanager
     def export_lock(self, wait: float = 0.0) -> Iterator[bool]:
@@ -860,38 +749,6 @@ class Store:
         return [(rid, user, tuple(answer)) for rid, user, answer in rows]
 
 
-# --- pure helpers shared with the PostgreSQL store (pg_store.py) ------------------
-
-def stats_result(records: int, submitted: int, skipped: int, overlap_rows: Iterable[tuple[int, int, int]],
-                 users: Iterable[tuple[str, int, int]]) -> dict[str, Any]:
-    """The `stats()` dict from its counts, the same for both engines."""
-    return {
-        "records": records,
-        "responses": submitted + skipped,
-        "submitted": submitted,
-        "skipped": skipped,
-        "answers_per_record": [(rid, extra, n) for rid, extra, n in overlap_rows],
-        "users": {u: {"submitted": s, "skipped": k} for u, s, k in users},
-    }
-
-
-def user_spans(seen: Iterable[UserSeen]) -> dict[str, tuple[datetime, datetime]]:
-    """user -> (earliest, latest) sighting in one batch."""
-    span: dict[str, tuple[datetime, datetime]] = {}
-    for op in seen:
-        first, last = span.get(op.user_id, (op.at, op.at))
-        span[op.user_id] = (min(first, op.at), max(last, op.at))
-    return span
-
-
-def answers_in_record_order(records: Sequence[Record], rows: Iterable[tuple]) -> list[Response]:
-    """Response rows (sorted by record, then oldest first) regrouped in the order of `records`."""
-    by_record: dict[int, list[Response]] = {}
-    for row in rows:
-        by_record.setdefault(row[0], []).append(_response(row))
-    return [resp for r in records for resp in by_record.get(r.id, ())]
-
-
 _ANSWER_VALUES = 'record_id, user_id, status, answer, comment, time_spent_ms, "at", "at"'
 
 
@@ -908,28 +765,6 @@ def _answer_table(rows: Sequence[ResponseWrite], rounds: Sequence[int] | None = 
     if rounds is not None:
         columns["g"] = pa.array(rounds, pa.int32())
     return pa.table(columns)
-
-
-def _split_answers(rows: Iterable[ResponseWrite], trust_first: bool
-                   ) -> tuple[list[ResponseWrite], list[tuple[int, ResponseWrite]]]:
-    """(plain inserts, (round, answer) for the upsert path).
-
-    No (record, user) may appear twice in one INSERT (DuckDB refuses that), so
-    the n-th answer of a person to a record in this batch goes in round n.
-    Only a first round answer the scheduler marked `first` skips the upsert.
-    """
-    fresh: list[ResponseWrite] = []
-    changed: list[tuple[int, ResponseWrite]] = []
-    seen: dict[tuple[int, str], int] = {}
-    for row in rows:
-        key = (row.record_id, row.user_id)
-        g = seen.get(key, 0)
-        seen[key] = g + 1
-        if g == 0 and trust_first and row.first:
-            fresh.append(row)
-        else:
-            changed.append((g, row))
-    return fresh, changed
 
 
 def _seen_table(seen: Sequence[UserSeen]) -> pa.Table | None:

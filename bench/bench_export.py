@@ -67,7 +67,8 @@ def setup(folder: Path, n: int, answers: int) -> None:
 
     from PIL import Image
 
-    from annotator.store import NewRecord, ResponseWrite, Store
+    from annotator.model import NewRecord, ResponseWrite
+    from annotator.store import Store
     settings = _settings(folder)
     store = Store(settings.db_path)
     rows = []

@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from annotator.model import hand_out_order  # noqa: E402
 from annotator.scheduler import Scheduler  # noqa: E402
 
 
@@ -47,9 +48,7 @@ def rss_bytes() -> int | None:
 def make_order(n: int, kind: str, seed: int) -> list[int] | range:
     if kind == "range":
         return range(n)
-    ids = list(range(n))
-    random.Random(seed).shuffle(ids)
-    return ids
+    return hand_out_order(range(n), "shuffle", seed)  # the app's seeded shuffle
 
 
 def make_facts(order, n_responses: int, overlap: int, n_users: int, skip_rate: float, seed: int):

@@ -39,7 +39,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from annotator.store import ResponseWrite, utcnow  # noqa: E402
+from annotator.model import ResponseWrite, utcnow  # noqa: E402
 
 GOAL_RATE = 1000.0
 GOAL_P99_MS = 100.0
@@ -73,7 +73,8 @@ def response(i: int) -> ResponseWrite:
 
 
 def open_store(folder: Path, n: int):
-    from annotator.store import NewRecord, Store
+    from annotator.model import NewRecord
+    from annotator.store import Store
     store = Store(folder / "bench.duckdb")
     store.add_records([NewRecord(f"img{i:06d}", f"/images/{i}.jpg", "0" * 64, 1024, 768, 200_000)
                        for i in range(n // USERS + 2)])

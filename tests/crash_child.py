@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from annotator.store import NewRecord, ResponseWrite, Store, UserSeen  # noqa: E402
+from annotator.model import NewRecord, ResponseWrite, UserSeen  # noqa: E402
+from annotator.store import Store  # noqa: E402
 from annotator.writer import Writer  # noqa: E402
 
 

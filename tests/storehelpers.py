@@ -15,7 +15,7 @@ from pgserver import create_database, drop_database
 
 from annotator.pg_store import PgStore
 from annotator.store import Store
-from annotator.stores import AnyStore
+from annotator.store_protocol import StoreProtocol
 
 ENGINES = ("duckdb", "postgresql")
 
@@ -26,14 +26,14 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_store(engine: str, tmp_path: Path) -> Iterator[Callable[[], AnyStore]]:
+def make_store(engine: str, tmp_path: Path) -> Iterator[Callable[[], StoreProtocol]]:
     """Opens a new, empty store of the test's engine; all are closed (and dropped) after the test."""
-    opened: list[AnyStore] = []
+    opened: list[StoreProtocol] = []
     databases: list[str] = []
 
-    def make() -> AnyStore:
+    def make() -> StoreProtocol:
         if engine == "duckdb":
-            store: AnyStore = Store(tmp_path / f"store{len(opened)}.duckdb")
+            store: StoreProtocol = Store(tmp_path / f"store{len(opened)}.duckdb")
         else:
             databases.append(create_database())
             store = PgStore(databases[-1])
@@ -48,12 +48,12 @@ def make_store(engine: str, tmp_path: Path) -> Iterator[Callable[[], AnyStore]]:
 
 
 @pytest.fixture
-def any_store(make_store: Callable[[], AnyStore]) -> AnyStore:
+def any_store(make_store: Callable[[], StoreProtocol]) -> StoreProtocol:
     return make_store()
 
 
-def rows(store: AnyStore, sql: str) -> list[tuple]:
-    """Run a read query written in SQL both engines speak."""
+def rows(store: StoreProtocol, sql: str) -> list[tuple]:
+    """Run a read query written in SQL both engines speak, on the engine's own connection."""
     if isinstance(store, PgStore):
         return store._all(sql)
     return store._cur().execute(sql).fetchall()

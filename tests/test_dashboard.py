@@ -19,10 +19,11 @@ from annotator import admin
 from annotator.auth import AuthError, Identity
 from annotator.config import load_settings
 from annotator.dashboard import EXPORT_NOT_CONFIGURED, Dashboard, agreement, team_progress, timeline
+from annotator.engine import open_store
+from annotator.model import NewRecord, ReopenWrite, ResponseWrite, utcnow
 from annotator.runtime import Runtime
 from annotator.service import InputError
-from annotator.store import NewRecord, ReopenWrite, ResponseWrite, Store, utcnow
-from annotator.stores import open_store
+from annotator.store import Store
 
 BOSS = Identity("boss", is_admin=True)
 ANN = Identity("ann", is_admin=False)

@@ -39,7 +39,8 @@ from annotator.export.hub import ExportError, Exporter, ExporterClosedError  # n
 from annotator.export.local import export_local  # noqa: E402
 from annotator.export.summary import AlphaAccumulator  # noqa: E402
 from annotator.export.tables import build_tables  # noqa: E402
-from annotator.store import NewRecord, ReopenWrite, ResponseWrite, Store, StoreError  # noqa: E402
+from annotator.model import NewRecord, ReopenWrite, ResponseWrite, StoreError  # noqa: E402
+from annotator.store import Store  # noqa: E402
 from fakehub import FakeHub  # noqa: E402
 
 TOKEN = "hf_exportSecretToken0123456789abcdef"

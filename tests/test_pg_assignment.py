@@ -20,10 +20,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from annotator.model import NewRecord, ResponseWrite, utcnow
 from annotator.pg_backend import PgBackend
 from annotator.pg_leases import to_ts
 from annotator.pg_store import PgStore
-from annotator.store import NewRecord, ResponseWrite, utcnow
 
 TTL = 10.0
 MAX_USERS = 50
@@ -210,6 +210,12 @@ def machine(url: str, overlap: int) -> type[RuleBasedStateMachine]:
                 assert leased == f.all_leases[rid], f"records.leased of {rid} is off"
                 assert f.submitted(rid) + len(f.holders(rid)) <= f.target(rid, overlap) + self.unleased[rid], \
                     f"I2: record {rid} over its overlap"
+            complete = sum(f.complete(rid, overlap) for rid in f.records)
+            partial = sum(0 < f.submitted(rid) and not f.complete(rid, overlap) for rid in f.records)
+            counts = self.replicas[0].leases_db.counts(self.clock())
+            assert (counts["complete"], counts["partial"], counts["untouched"], counts["submissions"]) == \
+                (complete, partial, len(f.records) - complete - partial, sum(map(f.submitted, f.records))), \
+                "the team progress is off from the rows"
 
     return PgAssignment
 

@@ -21,8 +21,8 @@ from test_export import REPO, T0, export_commits, make_settings, make_task, wait
 from test_export import hub  # noqa: F401 - fixture
 
 from annotator.export.hub import Exporter
+from annotator.model import ResponseWrite, StoreClosedError
 from annotator.pg_store import PgStore
-from annotator.store import ResponseWrite, StoreClosedError
 
 
 @pytest.fixture

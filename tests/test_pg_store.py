@@ -20,11 +20,12 @@ from storehelpers import rows
 from test_export import hub  # noqa: F401 - fixture
 
 from annotator.config import ConfigError, load_settings
+from annotator.engine import open_store
 from annotator.export.restore import restore_from_hub
+from annotator.model import AuditWrite, NewRecord, ReopenWrite, ResponseWrite, StoreClosedError, StoreError, UserSeen
 from annotator.pg_store import PgStore, connect_error
-from annotator.store import (AuditWrite, NewRecord, ReopenWrite, ResponseWrite, Store, StoreClosedError, StoreError,
-                             UserSeen)
-from annotator.stores import open_store
+from annotator.store import Store
+from annotator.store_protocol import StoreProtocol
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2025, 3, 1, 9, 0, 0)
@@ -53,15 +54,17 @@ def bookkeeping(store: PgStore) -> dict[int, tuple[int, int, bool]]:
 
 # --- the same public API and the same answers -------------------------------------------
 
-def test_every_public_store_method_with_the_same_signature() -> None:
+def test_both_engines_implement_the_store_protocol_with_the_same_signatures() -> None:
     def public(cls: type) -> dict[str, inspect.Signature]:
         return {name: inspect.signature(f) for name, f in vars(cls).items()
                 if callable(f) and not name.startswith("_")}
 
-    duck, pg = public(Store), public(PgStore)
-    assert set(duck) - set(pg) == {"backup_to"}  # DuckDB-only: DB_MODE=snapshot
-    for name in set(duck) & set(pg):
+    contract, duck, pg = public(StoreProtocol), public(Store), public(PgStore)
+    assert set(duck) - set(contract) == {"backup_to", "checkpoint"}  # DuckDB-only: DB_MODE=snapshot
+    assert set(pg) == set(contract)
+    for name in contract:
         assert str(pg[name]) == str(duck[name]), name
+        assert str(pg[name].parameters) == str(contract[name].parameters), name
     assert PgStore.SCHEMA_VERSION >= 1
 
 
@@ -274,7 +277,7 @@ def test_closed_store_raises_store_closed_error(pg_url: str) -> None:
     store = PgStore(pg_url)
     store.close()
     store.close()  # idempotent
-    for call in (store.record_ids, store.stats, store.checkpoint, lambda: list(store.iter_export()),
+    for call in (store.record_ids, store.stats, lambda: list(store.iter_export()),
                  lambda: store.apply([UserSeen("a", T0)]), lambda: store.add_records([rec("a")])):
         with pytest.raises(StoreClosedError):
             call()

@@ -22,10 +22,10 @@ import pytest
 from storehelpers import any_store, engine, make_store, rows  # noqa: F401 - fixtures
 
 from annotator import recovery
+from annotator.model import AuditWrite, ReopenWrite, ResponseWrite, UserSeen, utcnow
 from annotator.pg_store import PgStore
 from annotator.recovery import RecoveryError
-from annotator.store import AuditWrite, ReopenWrite, ResponseWrite, UserSeen, utcnow
-from annotator.stores import AnyStore
+from annotator.store_protocol import StoreProtocol
 from annotator.writer import Writer, WriterClosedError
 
 
@@ -33,15 +33,15 @@ def answer(rid: int, user: str, label: str, at=None, comment: str | None = None)
     return ResponseWrite(rid, user, "submitted", (label,), comment, 1200, at or utcnow(), first=True)
 
 
-def add_records(store: AnyStore, n: int) -> None:
-    from annotator.store import NewRecord
+def add_records(store: StoreProtocol, n: int) -> None:
+    from annotator.model import NewRecord
     store.add_records([NewRecord(f"k{i}", f"img/{i}.png", "0" * 64, 10, 10, 100) for i in range(n)])
 
 
 class Failing:
     """store.apply while `failing` is set: raises the engine's I/O error (a transient failure)."""
 
-    def __init__(self, store: AnyStore) -> None:
+    def __init__(self, store: StoreProtocol) -> None:
         self.real = store.apply
         self.failing = threading.Event()
         self.error = psycopg.OperationalError if isinstance(store, PgStore) else duckdb.IOException
@@ -78,7 +78,7 @@ def test_unreadable_file_names_itself(tmp_path: Path) -> None:
         recovery.load(folder / "unsaved-1.jsonl")
 
 
-def test_replay_commits_once_and_never_over_a_newer_answer(any_store: AnyStore, tmp_path: Path) -> None:
+def test_replay_commits_once_and_never_over_a_newer_answer(any_store: StoreProtocol, tmp_path: Path) -> None:
     add_records(any_store, 4)
     t0 = utcnow()
     committed_before_stop = answer(1, "ann", "cat", t0)
@@ -104,7 +104,7 @@ def test_replay_commits_once_and_never_over_a_newer_answer(any_store: AnyStore, 
     assert recovery.replay(any_store, tmp_path) == []  # nothing left: a second start changes nothing
 
 
-def test_replay_keeps_the_file_while_storage_fails(any_store: AnyStore, tmp_path: Path,
+def test_replay_keeps_the_file_while_storage_fails(any_store: StoreProtocol, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     add_records(any_store, 2)
     path = recovery.save(tmp_path, [answer(1, "ann", "cat")])
@@ -120,7 +120,7 @@ def test_replay_keeps_the_file_while_storage_fails(any_store: AnyStore, tmp_path
     assert rows(any_store, "SELECT answer FROM responses") == [(["cat"],)]
 
 
-def test_close_while_storage_fails_spills_instead_of_dropping(any_store: AnyStore, tmp_path: Path) -> None:
+def test_close_while_storage_fails_spills_instead_of_dropping(any_store: StoreProtocol, tmp_path: Path) -> None:
     add_records(any_store, 20)
     failing = Failing(any_store)
     writer = Writer(failing, refuses=any_store.refuses, spill=lambda ops: str(recovery.save(tmp_path, ops)),

@@ -18,7 +18,8 @@ from annotator.export import restore  # noqa: E402
 from annotator.export.format import CONFIGS, RECORD_COLUMNS, records_features  # noqa: E402
 from annotator.export.hub import Exporter  # noqa: E402
 from annotator.export.restore import RestoreError, restore_from_hub  # noqa: E402
-from annotator.store import ResponseWrite, Store  # noqa: E402
+from annotator.model import ResponseWrite  # noqa: E402
+from annotator.store import Store  # noqa: E402
 from test_export import REPO, T0, TOKEN, add_images, export_commits, fill, hub, make_settings, make_task  # noqa: E402,F401
 
 
@@ -138,7 +139,7 @@ def test_import_snapshot_refuses_a_store_with_records(tmp_path):
     store = Store(settings.db_path)
     try:
         add_images(store, settings, 2)
-        from annotator.store import StoreError
+        from annotator.model import StoreError
         with pytest.raises(StoreError, match="not empty"):
             store.import_snapshot([[store.record(store.record_ids()[0])]], [])
         assert store.record_count() == 2

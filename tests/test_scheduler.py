@@ -9,7 +9,8 @@ import random
 
 import pytest
 
-from annotator.scheduler import QueueState, Scheduler
+from annotator.model import QueueState
+from annotator.scheduler import Scheduler
 
 TTL = 10.0
 

@@ -17,7 +17,8 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from annotator.scheduler import QueueState, Scheduler
+from annotator.model import QueueState
+from annotator.scheduler import Scheduler
 
 TTL = 10.0
 MAX_USERS = 50

@@ -18,8 +18,9 @@ import pytest
 from annotator.config import Settings, load_settings
 from annotator.snapshot import (OWNER_MARKER, ForeignSnapshotError, SnapshotError, Snapshotter,
                                 SnapshotterClosedError, restore_snapshot, snapshot_path)
+from annotator.model import NewRecord, ResponseWrite
 from annotator.storage_probe import find_mount, parse_mounts, probe
-from annotator.store import NewRecord, ResponseWrite, Store
+from annotator.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2025, 5, 1, 12, 0, 0)
@@ -168,8 +169,9 @@ from dataclasses import replace
 from datetime import datetime
 sys.path.insert(0, sys.argv[1])
 from annotator.config import load_settings
+from annotator.model import ResponseWrite
 from annotator.snapshot import Snapshotter
-from annotator.store import ResponseWrite, Store
+from annotator.store import Store
 settings = replace(load_settings(json.loads(sys.argv[2])), db_mode="snapshot")
 store = Store(settings.db_path)
 t = datetime(2025, 1, 1)

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from annotator import cli
+from annotator.model import NewRecord, ReopenWrite, ResponseWrite
 from annotator.stats import format_text, summarize
-from annotator.store import NewRecord, ReopenWrite, ResponseWrite, Store
+from annotator.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2024, 6, 1, 12, 0, 0)

@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from storehelpers import rows
 
-from annotator.store import (AuditWrite, NewRecord, ReopenWrite, ResponseWrite, Store, StoreClosedError,
-                             StoreError, StoreLockedError, UserSeen)
+from annotator.model import AuditWrite, NewRecord, ReopenWrite, ResponseWrite, StoreClosedError, StoreError, UserSeen
+from annotator.store import Store, StoreLockedError
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2025, 3, 1, 9, 0, 0)
@@ -366,7 +366,8 @@ def test_unwritable_parent_folder_gives_store_error_naming_data_dir(tmp_path: Pa
 UNWRITABLE = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, sys.argv[2])
-    from annotator.store import Store, StoreError   # import first: root's Python may be unreadable to nobody
+    from annotator.model import StoreError  # import first: root's Python may be unreadable to nobody
+    from annotator.store import Store
     if os.geteuid() == 0:                             # root ignores permissions: become nobody
         os.setgid(65534); os.setuid(65534)
     try:

@@ -26,7 +26,8 @@ CHILD = textwrap.dedent("""
     import json, sys, threading
     from pathlib import Path
     import duckdb
-    from annotator.store import NewRecord, Store
+    from annotator.model import NewRecord
+    from annotator.store import Store
 
     db, flag = Path(sys.argv[1]), Path(sys.argv[2])
     store = Store(db)

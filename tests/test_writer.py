@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from annotator.store import NewRecord, ResponseWrite, Store, utcnow
+from annotator.model import NewRecord, ResponseWrite, utcnow
+from annotator.store import Store
 from annotator.writer import Writer, WriterClosedError
 
 

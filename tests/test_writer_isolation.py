@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from storehelpers import any_store, engine, make_store, rows  # noqa: F401 - fixtures
 
+from annotator.model import AuditWrite, ResponseWrite, UserSeen, utcnow
 from annotator.pg_store import PgStore
-from annotator.store import AuditWrite, ResponseWrite, UserSeen, utcnow
-from annotator.stores import AnyStore
+from annotator.store_protocol import StoreProtocol
 from annotator.writer import Writer, WriterClosedError, WriteRejected
 
 
@@ -130,7 +130,7 @@ def bad_ops(engine: str, n: int, i: int) -> list[object]:
 class Flaky:
     """store.apply, but the calls whose numbers are in `fail` raise a transient error before touching the store."""
 
-    def __init__(self, store: AnyStore, fail: set[int]) -> None:
+    def __init__(self, store: StoreProtocol, fail: set[int]) -> None:
         self.store, self.fail, self.calls = store, fail, 0
         self.error = duckdb.IOException if not isinstance(store, PgStore) else psycopg.OperationalError
 
@@ -145,7 +145,7 @@ class Flaky:
 @given(kinds=st.lists(st.sampled_from(["good", "good", "good", "audit", "seen", "bad"]), min_size=1, max_size=40),
        bad_pick=st.randoms(use_true_random=False),
        transient=st.sets(st.integers(min_value=1, max_value=12), max_size=4))
-def test_random_batches_every_good_op_once_every_bad_op_refused(any_store: AnyStore, engine: str,  # noqa: F811
+def test_random_batches_every_good_op_once_every_bad_op_refused(any_store: StoreProtocol, engine: str,  # noqa: F811
                                                                  kinds: list[str], bad_pick, transient: set[int]
                                                                  ) -> None:
     n = next(_example)

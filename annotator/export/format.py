@@ -18,7 +18,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from annotator.config import TaskSpec
-from annotator.store import Record, Response
+from annotator.model import Record, Response
 
 if TYPE_CHECKING:
     from annotator.images import SavedImage

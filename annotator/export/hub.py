@@ -37,7 +37,7 @@ from annotator.export.tables import SHARD_ROWS, Progress, build_tables
 from annotator.export.token_scrub import describe_error, protect_token_in_logs, scrub
 from annotator.export.writers import table_sink
 from annotator.periodic import PeriodicJob, Run
-from annotator.stores import AnyStore
+from annotator.store_protocol import StoreProtocol
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class ExporterClosedError(ExportError):
     """trigger() after stop()."""
 
 
-def write_hub_files(store: AnyStore, task: TaskSpec, images_dir: Path, folder: Path, *,
+def write_hub_files(store: StoreProtocol, task: TaskSpec, images_dir: Path, folder: Path, *,
                     progress: Progress | None = None, shard_rows: int = SHARD_ROWS,
                     file_bytes: int = HUB_FILE_BYTES) -> tuple[dict[str, list[Path]], ExportSummary]:
     """Write `records/train-*.parquet` and `responses/train-*.parquet` under `folder` for a push."""
@@ -147,7 +147,7 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
     closed_error = ExporterClosedError
     noun = "exporter"
 
-    def __init__(self, store: AnyStore, task: TaskSpec, settings: Settings, *, endpoint: str | None = None,
+    def __init__(self, store: StoreProtocol, task: TaskSpec, settings: Settings, *, endpoint: str | None = None,
                  retries: int = 5, retry_initial: float = 5.0, retry_max: float = 120.0,
                  final_attempts: int = 2, shard_rows: int = SHARD_ROWS, file_bytes: int = HUB_FILE_BYTES,
                  lock_wait: float = LOCK_WAIT) -> None:

@@ -19,7 +19,7 @@ from annotator.export.format import RECORDS, RESPONSES
 from annotator.export.summary import ExportSummary
 from annotator.export.tables import SHARD_ROWS, Progress, build_tables
 from annotator.export.writers import ParquetSink, TextSink, table_sink
-from annotator.stores import AnyStore
+from annotator.store_protocol import StoreProtocol
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class LocalExport:
     seconds: float
 
 
-def export_local(store: AnyStore, task: TaskSpec, out_dir: Path, images_dir: Path, *,
+def export_local(store: StoreProtocol, task: TaskSpec, out_dir: Path, images_dir: Path, *,
                  formats: Sequence[str] = ("parquet", "jsonl", "csv"), progress: Progress | None = None,
                  shard_rows: int = SHARD_ROWS) -> LocalExport:
     """Write records.{parquet,jsonl,csv} and responses.{parquet,jsonl,csv} into `out_dir`.

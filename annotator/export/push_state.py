@@ -12,8 +12,8 @@ import os
 
 from annotator.config import Settings
 from annotator.export.token_scrub import describe_error
-from annotator.store import utcnow
-from annotator.stores import AnyStore
+from annotator.model import utcnow
+from annotator.store_protocol import StoreProtocol
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def pushed_fingerprint(settings: Settings) -> str | None:
     return state.get("fingerprint") if state.get("repo") == settings.export_repo else None
 
 
-def save_export_state(store: AnyStore, settings: Settings, fingerprint: str, commit_url: str | None = None) -> None:
+def save_export_state(store: StoreProtocol, settings: Settings, fingerprint: str, commit_url: str | None = None) -> None:
     """Remember that EXPORT_REPO holds the store state `fingerprint` (best effort: at worst one push more).
 
     In the store, for the other replicas on a PostgreSQL database, and in

@@ -23,8 +23,8 @@ from annotator.export.push_state import save_export_state
 from annotator.export.tables import SHARD_ROWS
 from annotator.export.token_scrub import describe_error, protect_token_in_logs
 from annotator.images import ImageError, SavedImage, save_original
-from annotator.store import AuditWrite, Record, Response, StoreError, utcnow
-from annotator.stores import AnyStore
+from annotator.model import AuditWrite, Record, Response, StoreError, utcnow
+from annotator.store_protocol import StoreProtocol
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class RestoreReport:
         return text
 
 
-def restore_from_hub(store: AnyStore, settings: Settings, task: TaskSpec | None = None, *,
+def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | None = None, *,
                      endpoint: str | None = None) -> RestoreReport | None:
     """Fill an EMPTY store from the latest export in EXPORT_REPO; None when there is nothing to do.
 

@@ -21,8 +21,8 @@ from annotator import metrics
 from annotator.config import TaskSpec
 from annotator.export.format import IMAGE, record_row, records_features, response_row, responses_features
 from annotator.export.summary import AlphaAccumulator, ExportSummary
-from annotator.store import Record, Response
-from annotator.stores import AnyStore
+from annotator.model import Record, Response, record_status
+from annotator.store_protocol import StoreProtocol
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class ExportTables:
     once iteration ends. Iterate once.
     """
 
-    def __init__(self, store: AnyStore, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
+    def __init__(self, store: StoreProtocol, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
                  shard_bytes: int = SHARD_BYTES, progress: Progress | None = None) -> None:
         self.store, self.task, self.images_dir = store, task, Path(images_dir)
         self._images_root = str(self.images_dir)
@@ -143,7 +143,7 @@ class ExportTables:
         if len(tied) > 1 or (not self._single and tied):
             s.ties += 1
         needed = self.task.overlap + record.extra_answers
-        status = "complete" if len(submitted) >= needed else "partial" if submitted else "untouched"
+        status = record_status(len(submitted), needed)
         s.status[status] += 1
         return record_row(record, self._image(record), submitted, skipped=len(answers) - len(submitted),
                           majority=majority, tied=tied, agreement=agreement, status=status)
@@ -155,7 +155,7 @@ class ExportTables:
             self.summary.alpha_per_label = {label: acc.result() for label, acc in self._alpha_labels.items()}
 
 
-def build_tables(store: AnyStore, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
+def build_tables(store: StoreProtocol, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
                  shard_bytes: int = SHARD_BYTES, progress: Progress | None = None) -> ExportTables:
     """The records and responses tables of `store`, to iterate shard by shard (see ExportTables)."""
     return ExportTables(store, task, images_dir, shard_rows=shard_rows, shard_bytes=shard_bytes,

@@ -1,0 +1,179 @@
+"""The domain: records, answers and the writes that change them, and the rules every layer shares.
+
+Plain data and plain functions, importing nothing from the rest of the app, so
+the stores, the schedulers, the service, the dashboard and the export take
+their types and rules from one place. Timestamps are naive UTC everywhere.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal, Sequence, Union
+
+__all__ = [
+    "AuditWrite", "LastPush", "LeaseKind", "NewRecord", "QueueState", "Record", "RecordStatus", "ReopenWrite",
+    "Response", "ResponseWrite", "StoreClosedError", "StoreError", "SubmitOutcome", "UserSeen", "WriteOp",
+    "hand_out_order", "record_status", "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """Now as naive UTC, the form every store keeps timestamps in."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# --- errors ---------------------------------------------------------------------
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used; the message says what to change."""
+
+
+class StoreClosedError(StoreError):
+    """The store was closed; nothing more can be read or written."""
+
+
+# --- records and answers --------------------------------------------------------
+
+@dataclass(frozen=True)
+class NewRecord:
+    """A record as ingest hands it over; the store assigns the id."""
+    source_key: str
+    image_path: str
+    sha256: str
+    width: int
+    height: int
+    size_bytes: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    suggestion: str | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    id: int
+    source_key: str
+    image_path: str
+    sha256: str
+    width: int
+    height: int
+    size_bytes: int
+    metadata: dict[str, Any]
+    suggestion: str | None
+    position: int
+    extra_answers: int
+
+
+@dataclass(frozen=True)
+class Response:
+    record_id: int
+    user_id: str
+    status: str
+    answer: tuple[str, ...]
+    comment: str | None
+    time_spent_ms: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- write operations: what the writer thread hands to a store's apply() --------
+
+@dataclass(frozen=True)
+class ResponseWrite:
+    """One person's answer (or skip) for one record; a later one replaces it."""
+    record_id: int
+    user_id: str
+    status: str  # "submitted" | "skipped"
+    answer: tuple[str, ...]
+    comment: str | None
+    time_spent_ms: int | None
+    at: datetime
+    first: bool = False  # no earlier answer by this person (the service or the scheduler knows): a plain insert
+
+
+@dataclass(frozen=True)
+class UserSeen:
+    user_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AuditWrite:
+    actor: str
+    action: str
+    detail: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ReopenWrite:
+    """Ask for `extra` more answers on a record than the task's overlap."""
+    record_id: int
+    extra: int
+
+
+WriteOp = Union[ResponseWrite, UserSeen, AuditWrite, ReopenWrite]
+
+
+@dataclass(frozen=True)
+class LastPush:
+    """What an export repo last received, as any replica's exporter recorded it."""
+    fingerprint: str
+    commit_url: str | None
+    pushed_at: datetime  # naive UTC, like every timestamp in the stores
+
+
+# --- assignment: what the in-memory scheduler and the PostgreSQL leases both answer --
+
+SubmitOutcome = Literal["new", "edit", "late"]
+LeaseKind = Literal["soft", "hard"]
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """What a user's queue looks like right now.
+
+    ready: `record_id` is (or, from `state`, would be) theirs to annotate.
+    waiting: everything left for them is leased by others; `held_by_others`
+    records, the first lease ends at `frees_at` unless its holder stays active.
+    done: nothing is left that they could annotate.
+    """
+
+    kind: Literal["ready", "waiting", "done"]
+    record_id: int | None = None
+    held_by_others: int = 0
+    frees_at: float | None = None
+
+
+# --- shared rules -----------------------------------------------------------------
+
+RecordStatus = Literal["complete", "partial", "skipped", "untouched"]
+
+
+def record_status(submitted: int, need: int, skipped: int = 0) -> RecordStatus:
+    """Where a record stands: complete, partly done, only skipped, or untouched.
+
+    `need` is the task's overlap plus the extra answers a reopen asked for.
+    Complete when the submitted answers reach it; partly done with at least
+    one submitted answer but fewer. Skips are not answers: a record with
+    skips and no submitted answer is "skipped" when `skipped` is given, and
+    "untouched" when it is left 0. The scheduler, the PostgreSQL leases, the
+    stats command and the export publish three classes (complete / partial /
+    untouched) and leave it 0; the dashboard passes it to show the fourth.
+    """
+    if submitted >= need:
+        return "complete"
+    if submitted:
+        return "partial"
+    return "skipped" if skipped else "untouched"
+
+
+def hand_out_order(ids: Sequence[int], order: str, seed: int | None) -> list[int]:
+    """The order records are handed out in: dataset order (`ids`), or the task's seeded shuffle of it.
+
+    Both assignment engines take this order (records already started still come first).
+    """
+    ids = list(ids)
+    if order == "shuffle":
+        random.Random(seed).shuffle(ids)
+    return ids

@@ -1,0 +1,123 @@
+"""`StoreProtocol`: what the app asks of a store, whichever engine holds the data.
+
+`store.Store` (one DuckDB file) and `pg_store.PgStore` (PostgreSQL shared by
+replicas) both implement it with the same signatures and the same answers;
+everything above the stores (backends, writer, recovery, export, stats,
+dashboard, runtime, service) is typed against this protocol only. What a
+single engine alone offers stays off it: DuckDB's `backup_to` and
+`checkpoint` (DB_MODE=snapshot), PostgreSQL's connection `pool` (its leases).
+Timestamps are naive UTC; every call after `close()` raises StoreClosedError.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ContextManager, Iterable, Iterator, Protocol, Sequence
+
+from annotator.model import AuditWrite, LastPush, NewRecord, Record, Response, WriteOp
+
+
+class StoreProtocol(Protocol):
+    # --- lifecycle ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the database. Idempotent; the caller stops the writer first."""
+
+    def schema_version(self) -> int: ...
+
+    # --- records -------------------------------------------------------------------
+
+    def add_records(self, rows: Sequence[NewRecord]) -> list[int]:
+        """Insert records whose source_key is new, in one transaction; return the new ids."""
+
+    def source_keys(self) -> set[str]: ...
+
+    def record(self, record_id: int) -> Record | None: ...
+
+    def records(self, record_ids: Sequence[int]) -> dict[int, Record]: ...
+
+    def record_ids(self) -> list[int]:
+        """All record ids in dataset order."""
+
+    def record_count(self) -> int: ...
+
+    def extra_answers(self) -> dict[int, int]:
+        """record id -> extra answers asked for by a reopen, for records that have any."""
+
+    # --- answers -------------------------------------------------------------------
+
+    def assignment_facts(self) -> list[tuple[int, str, str]]:
+        """(record_id, user_id, status) for every current answer: what assignment is rebuilt from."""
+
+    def response(self, record_id: int, user_id: str) -> Response | None: ...
+
+    def user_responses(self, user_id: str) -> list[Response]:
+        """One person's current answers, oldest first."""
+
+    def record_responses(self, record_id: int) -> list[Response]: ...
+
+    def history(self, record_id: int, user_id: str) -> list[Response]:
+        """The answers this person's current one replaced, oldest first."""
+
+    def iter_responses(self, batch_size: int = 10_000) -> Iterator[list[Response]]:
+        """Every current answer in record order, in batches."""
+
+    def audit_log(self, limit: int = 100) -> list[tuple[datetime, str, str, dict[str, Any]]]: ...
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for the stats command and the dashboard (sql_shared.stats_result)."""
+
+    # --- the write path (writer thread only) -----------------------------------------
+
+    @staticmethod
+    def refuses(exc: BaseException) -> bool:
+        """Whether `apply` failed because of the data (it will fail again) rather than storage."""
+
+    def audit_exists(self, entry: AuditWrite) -> bool:
+        """Whether this audit entry is stored (a recovery replay must not write it twice)."""
+
+    def apply(self, ops: Sequence[WriteOp]) -> None:
+        """Write a batch in one transaction; all or nothing."""
+
+    # --- export and restore ------------------------------------------------------------
+
+    def export_fingerprint(self) -> str:
+        """A short string that changes whenever a record, an answer or a reopen changes."""
+
+    def iter_export(self, batch_size: int = 500) -> Iterator[tuple[list[Record], list[Response]]]:
+        """Every record in dataset order with its current answers, from one consistent snapshot."""
+
+    def import_snapshot(self, records: Iterable[Sequence[Record]], responses: Iterable[Sequence[Response]],
+                        audit: AuditWrite | None = None) -> tuple[int, int]:
+        """Load records and answers into an EMPTY store, in one transaction."""
+
+    # one exporter at a time: several PostgreSQL replicas share a database; a DuckDB file has one process,
+    # so there the lock is always held and nothing is shared between exporters
+
+    def export_lock(self, wait: float = 0.0) -> ContextManager[bool]:
+        """Hold the export lock while the block runs; the block gets False when another process holds it."""
+
+    def last_push(self, repo: str) -> LastPush | None:
+        """What `repo` last received from any process's exporter (None when nothing is shared)."""
+
+    def record_push(self, repo: str, fingerprint: str, commit_url: str | None = None) -> None:
+        """Tell the other processes' exporters that `repo` now holds the state `fingerprint`."""
+
+    # --- dashboard aggregates ------------------------------------------------------------
+
+    def dashboard_record_groups(self) -> list[tuple[int, int, int, int]]:
+        """(extra_answers, submitted, skipped, records): how many records share each combination."""
+
+    def dashboard_timeline(self, since: datetime, bucket_seconds: int) -> list[tuple[datetime, str, int]]:
+        """(bucket start, status, answers) of current answers first given at or after `since`."""
+
+    def dashboard_label_counts(self) -> list[tuple[str, int]]: ...
+
+    def dashboard_users(self) -> list[tuple[str, int, int, float | None, datetime | None]]: ...
+
+    def dashboard_answers_version(self) -> tuple[int, datetime | None]: ...
+
+    def dashboard_overlapping_answers(self) -> list[tuple[int, str, tuple[str, ...]]]: ...
+
+
+__all__ = ["StoreProtocol"]
