@@ -185,7 +185,8 @@ class Runtime:
         ttl = settings.image_url_ttl
         prefetch = PrefetchBuffers(backend, images, settings.prefetch_depth,
                                    lambda rid, user: signer.image_url(rid, user, ttl))
-        service = AnnotationService(task, backend, prefetch, signer, max_comment_chars=settings.max_comment_chars)
+        service = AnnotationService(task, backend, prefetch, signer, images,
+                                     max_comment_chars=settings.max_comment_chars)
         service.start()
         exporter = Exporter(store, task, settings) if settings.export_repo else None
         if exporter is not None:

@@ -3,6 +3,7 @@ process `app.py` runs: what it says at start, how it stops, a busy port."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import socket
@@ -134,3 +135,44 @@ def test_the_start_log_is_true_for_postgresql(tmp_path: Path) -> None:
     assert "Answers are committed to PostgreSQL (STORE_URL)" in started, started
     assert "DB_MODE=direct" not in started and "committed there" not in started, started
     assert "DB_MODE=snapshot" not in started, started
+
+
+def test_closing_a_persons_last_tab_frees_their_records_for_others(tmp_path: Path) -> None:
+    """Each tab's page load tells the service it opened, Gradio's unload (the heartbeat closing) that
+    it closed: the records come free when the last of a person's tabs closes, not before."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import loadgen
+
+    env = loadgen.app_env(tmp_path, ["ann", "bob", "cy"], records=2, overlap=1)
+    env["PREFETCH_DEPTH"] = "0"
+    loadgen.ingest(env)
+    server = loadgen.start_server("ours", env, tmp_path / "server.log")
+
+    async def run() -> None:
+        rec = loadgen.Recorder()
+        tabs = [loadgen.Browser(server.url, loadgen.Person(u), rec) for u in ("ann", "ann", "bob", "cy")]
+        ann1, ann2, bob, cy = tabs
+        try:
+            for tab in tabs:
+                await tab.login()
+            assert (await ann1.open_page()).state == "ready"
+            assert (await ann2.open_page()).state == "ready"  # the same record, in a second tab
+            assert (await bob.open_page()).state == "ready"
+            assert (await cy.open_page(heartbeat=False)).state == "waiting"
+            await ann1.close()
+            await asyncio.sleep(1.0)
+            assert (await cy.recheck()).state == "waiting"  # ann still has a tab open
+            await ann2.close()
+            deadline = time.monotonic() + 10
+            while (view := await cy.recheck()).state != "ready":
+                assert time.monotonic() < deadline, "ann's record was not freed when her last tab closed"
+                await asyncio.sleep(0.2)
+            assert view.record_id == ann1.view.record_id
+        finally:
+            for tab in (ann1, ann2, bob, cy):
+                await tab.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        server.stop()

@@ -13,10 +13,8 @@ where, with how large a body).
 from __future__ import annotations
 
 import logging
-import mimetypes
 import time
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import AsyncIterator
 
 import gradio as gr
@@ -28,6 +26,7 @@ from starlette.routing import Mount
 from annotator.auth import AuthError, PasswordFile
 from annotator.images import ImageError
 from annotator.runtime import Runtime
+from annotator.service import ImageFile
 from annotator.tickets import IMAGE_ROUTE, TicketError
 from annotator.ui.blocks import build_blocks
 from annotator.ui.clicks import add_click_routes
@@ -56,14 +55,14 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
-    def render(record_id: int) -> Path:
-        record = runtime.prefetch.rows([record_id]).get(record_id)
-        if record is None:
-            raise HTTPException(status_code=404, detail="no such record")
+    def render(record_id: int) -> ImageFile:
         try:
-            return runtime.images.prepare(record.sha256, record.image_path)
+            found = runtime.service.image(record_id)
         except ImageError as exc:
             raise HTTPException(status_code=422, detail=f"this image cannot be shown: {exc}") from None
+        if found is None:
+            raise HTTPException(status_code=404, detail="no such record")
+        return found
 
     @app.get(IMAGE_ROUTE + "/{record_id}")
     async def image(record_id: int, u: str = "", e: str = "", s: str = "") -> Response:
@@ -72,13 +71,9 @@ def create_app(runtime: Runtime) -> FastAPI:
             runtime.signer.verify_image(record_id, u, e, s)
         except TicketError as exc:
             raise HTTPException(status_code=403, detail=str(exc)) from None
-        row = runtime.prefetch.row_in_memory(record_id)  # the buffered records' rows: no store read here
-        path = runtime.images.cached(row.sha256) if row is not None else None
-        if path is None:
-            path = await run_in_threadpool(render, record_id)
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        found = runtime.service.cached_image(record_id) or await run_in_threadpool(render, record_id)
         max_age = max(0, int(e) - int(time.time()))
-        return Response(path.read_bytes(), media_type=media_type,
+        return Response(found.path.read_bytes(), media_type=found.media_type,
                         headers={"Cache-Control": f"private, max-age={max_age}, immutable"})
 
     blocks, head = build_blocks(runtime)
