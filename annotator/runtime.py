@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 
+from annotator.admin_actions import AdminDeps
 from annotator.auth import Access
 from annotator.backend import LocalBackend
 from annotator.config import ConfigError, Settings, TaskSpec, load_settings, load_task
@@ -30,6 +31,7 @@ from annotator.pg_backend import PgBackend
 from annotator.pg_store import PgStore
 from annotator.prefetch import PrefetchBuffers
 from annotator.recovery import RecoveryError, replay
+from annotator.reports import DashboardDeps
 from annotator.service import AnnotationService
 from annotator.snapshot import Snapshotter, restore_snapshot
 from annotator.storage_probe import StorageReport, probe
@@ -196,6 +198,16 @@ class Runtime:
             snapshots.start()
         return cls(settings, task, store, backend, images, signer, prefetch, service, Access(settings), storage,
                    exporter, snapshots, owner)
+
+    def dashboard_deps(self) -> DashboardDeps:
+        """The parts the dashboard reads (annotator.reports), and no more of the runtime."""
+        limits = self.access.sign_in_limits if self.settings.auth_mode == "password" else None
+        return DashboardDeps(self.store, self.task, self.backend, self.service.click_latency,
+                             self.settings.data_dir, self.storage, self.exporter, limits)
+
+    def admin_deps(self) -> AdminDeps:
+        """The parts the admin actions use (annotator.admin_actions), and no more of the runtime."""
+        return AdminDeps(self.settings, self.task, self.store, self.backend, self.service, self.exporter)
 
     def close(self) -> None:
         """Stop taking work, write everything queued, close the database. Idempotent."""
