@@ -19,7 +19,6 @@ from __future__ import annotations
 import html
 import json
 import threading
-from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import gradio as gr
@@ -30,6 +29,7 @@ from annotator.auth import Access, AuthError, Identity
 from annotator.reports import Dashboard
 from annotator.runtime import Runtime
 from annotator.service import InputError
+from annotator.ui.gradio_glue import file_cache_dir
 from annotator.ui.identity import identify, speak
 
 AUDIT_COLUMNS = ["at (UTC)", "who", "action", "detail"]
@@ -88,7 +88,7 @@ class AdminActions:
         self.files = gr.File(label="Results as files", file_count="multiple", interactive=False, visible=False,
                              elem_id="admin-files")
         # written straight into Gradio's cache, which serves them as they are: no second copy per click
-        self.downloads = admin_actions.DownloadFolders(Path(self.files.GRADIO_CACHE))
+        self.downloads = admin_actions.DownloadFolders(file_cache_dir(self.files))
         self.settings = gr.Dataframe(headers=SETTINGS_COLUMNS, visible=False, interactive=False,
                                      elem_id="admin-settings-table", label="Active settings (secrets masked)")
         self.audit = gr.Dataframe(headers=AUDIT_COLUMNS, interactive=False, elem_id="admin-audit",

@@ -21,7 +21,6 @@ import gradio as gr
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Mount
 
 from annotator.auth import AuthError, PasswordFile
 from annotator.images import ImageError
@@ -33,6 +32,7 @@ from annotator.ui.clicks import add_click_routes
 from annotator.ui.cookies import PartitionedSessionCookies
 from annotator.ui.edge import UPLOAD_MAX_BYTES, Budget, Edge, check_people
 from annotator.ui.errors import hide_unexpected_errors
+from annotator.ui.gradio_glue import mounted_app, slow_queue_polling
 from annotator.ui.identity import identify_http
 from annotator.ui.login import password_sign_in
 
@@ -89,8 +89,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     gr.mount_gradio_app(app, blocks, path="/", auth=auth, head=head, show_error=False,
                         max_file_size=UPLOAD_MAX_BYTES, enable_monitoring=False,
                         auth_message="Sign in with the name and password the organizer gave you.")
-    _slow_queue_polling(blocks)
-    gradio_app = next(r.app for r in app.routes if isinstance(r, Mount))
+    slow_queue_polling(blocks, QUEUE_IDLE_POLL_S, QUEUE_PROGRESS_POLL_S)
+    gradio_app = mounted_app(app)
     add_click_routes(gradio_app, runtime)
     _add_healthz(gradio_app, runtime)
     check_people(gradio_app, lambda request: identify_http(runtime.access, gradio_app, request), Budget())
@@ -116,14 +116,3 @@ def _add_healthz(gradio_app: FastAPI, runtime: Runtime) -> None:
         return JSONResponse(body)
 
     gradio_app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
-
-
-def _slow_queue_polling(blocks: gr.Blocks) -> None:
-    """Poll Gradio's idle queue less often (see QUEUE_IDLE_POLL_S); warn if Gradio renamed what is set."""
-    queue = blocks._queue
-    for name, seconds in (("sleep_when_free", QUEUE_IDLE_POLL_S),
-                          ("progress_update_sleep_when_free", QUEUE_PROGRESS_POLL_S)):
-        if not isinstance(getattr(queue, name, None), float):
-            log.warning("Gradio's queue has no %s any more: its idle polling is left as it is", name)
-            continue
-        setattr(queue, name, seconds)
