@@ -109,10 +109,8 @@ class Runtime:
     task: TaskSpec
     store: AnyStore
     backend: LocalBackend | PgBackend
-    images: ImageCache
     signer: Signer
-    prefetch: PrefetchBuffers
-    service: AnnotationService
+    service: AnnotationService  # holds the prefetch buffers and the image cache
     access: Access
     storage: StorageReport
     exporter: Exporter | None = None  # None when EXPORT_REPO is unset
@@ -196,8 +194,8 @@ class Runtime:
         snapshots = Snapshotter(store, settings, owner=owner) if settings.db_mode == "snapshot" else None
         if snapshots is not None:
             snapshots.start()
-        return cls(settings, task, store, backend, images, signer, prefetch, service, Access(settings), storage,
-                   exporter, snapshots, owner)
+        return cls(settings, task, store, backend, signer, service, Access(settings), storage, exporter, snapshots,
+                   owner)
 
     def dashboard_deps(self) -> DashboardDeps:
         """The parts the dashboard reads (annotator.reports), and no more of the runtime."""
