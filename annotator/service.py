@@ -555,8 +555,8 @@ class AnnotationService:
             mine_total = sum(1 for s, _, _ in person.answers.values() if s == "submitted")
             today = len(person.today)
         return PersonProgress(mine_today=today, mine_total=mine_total, team_complete=counts["complete"],
-                        team_total=counts["records"], team_answers=counts["submissions"],
-                        remaining_for_me=self.backend.remaining_for(user))
+                              team_total=counts["records"], team_answers=counts["submissions"],
+                              remaining_for_me=self.backend.remaining_for(user))
 
     def _saved(self, person: _Person, user: str, *, tell: bool = True) -> SaveStatus:
         refused: dict[int, WriteRejected] = {}
