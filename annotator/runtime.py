@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 
+from annotator.admin_actions import AdminDeps
 from annotator.auth import Access
 from annotator.config import ConfigError, Settings, TaskSpec, load_settings, load_task
 from annotator.datadir_lock import DataDirLock
@@ -29,6 +30,7 @@ from annotator.images import ImageCache
 from annotator.model import StoreError, hand_out_order
 from annotator.prefetch import PrefetchBuffers
 from annotator.recovery import RecoveryError, replay
+from annotator.reports import DashboardDeps
 from annotator.service import AnnotationService
 from annotator.snapshot import Snapshotter, restore_snapshot
 from annotator.storage_probe import StorageReport, probe
@@ -97,10 +99,8 @@ class Runtime:
     task: TaskSpec
     store: StoreProtocol
     backend: Backend
-    images: ImageCache
     signer: Signer
-    prefetch: PrefetchBuffers
-    service: AnnotationService
+    service: AnnotationService  # holds the prefetch buffers and the image cache
     access: Access
     storage: StorageReport
     exporter: Exporter | None = None  # None when EXPORT_REPO is unset
@@ -172,7 +172,8 @@ class Runtime:
         ttl = settings.image_url_ttl
         prefetch = PrefetchBuffers(backend, images, settings.prefetch_depth,
                                    lambda rid, user: signer.image_url(rid, user, ttl))
-        service = AnnotationService(task, backend, prefetch, signer, max_comment_chars=settings.max_comment_chars)
+        service = AnnotationService(task, backend, prefetch, signer, images,
+                                     max_comment_chars=settings.max_comment_chars)
         service.start()
         exporter = Exporter(store, task, settings) if settings.export_repo else None
         if exporter is not None:
@@ -180,8 +181,18 @@ class Runtime:
         snapshots = Snapshotter(store, settings, owner=owner) if settings.db_mode == "snapshot" else None
         if snapshots is not None:
             snapshots.start()
-        return cls(settings, task, store, backend, images, signer, prefetch, service, Access(settings), storage,
-                   exporter, snapshots, owner)
+        return cls(settings, task, store, backend, signer, service, Access(settings), storage, exporter, snapshots,
+                   owner)
+
+    def dashboard_deps(self) -> DashboardDeps:
+        """The parts the dashboard reads (annotator.reports), and no more of the runtime."""
+        limits = self.access.sign_in_limits if self.settings.auth_mode == "password" else None
+        return DashboardDeps(self.store, self.task, self.backend, self.service.click_latency,
+                             self.settings.data_dir, self.storage, self.exporter, limits)
+
+    def admin_deps(self) -> AdminDeps:
+        """The parts the admin actions use (annotator.admin_actions), and no more of the runtime."""
+        return AdminDeps(self.settings, self.task, self.store, self.backend, self.service, self.exporter)
 
     def close(self) -> None:
         """Stop taking work, write everything queued, close the database. Idempotent."""

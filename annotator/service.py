@@ -1,4 +1,4 @@
-"""The operations people perform: next, submit, skip, back, release, progress.
+"""The operations people perform: next, submit, skip, back, release, progress; and a person's tabs.
 
 Every method here is on the click path and touches memory only: the
 scheduler decides, the writer queues, the prefetch buffer has the next
@@ -11,18 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import mimetypes
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from concurrent import futures
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from annotator.auth import Access, Identity
+from annotator.auth import Identity
 from annotator.backend import WorkBackend
 from annotator.config import TaskSpec
+from annotator.images import ImageCache
 from annotator.metrics import LatencyWindow
 from annotator.model import Record, ResponseWrite, utcnow
 from annotator.prefetch import PrefetchBuffers, Slot
@@ -50,7 +53,8 @@ def checked_text(value: str, what: str) -> str:
 
 
 @dataclass(frozen=True)
-class Progress:
+class PersonProgress:
+    """One person's counts and the team's, as their page shows them."""
     mine_today: int
     mine_total: int
     team_complete: int
@@ -82,6 +86,17 @@ class SaveStatus:
 
 
 @dataclass(frozen=True)
+class ImageFile:
+    """A record's rendered image as the image route serves it."""
+    path: Path
+    media_type: str
+
+    @classmethod
+    def at(cls, path: Path) -> "ImageFile":
+        return cls(path, mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+
+
+@dataclass(frozen=True)
 class Shown:
     """A record on screen: what the page needs to show it and to answer it."""
     ticket: str
@@ -106,7 +121,7 @@ class Shown:
 @dataclass(frozen=True)
 class View:
     state: Literal["ready", "waiting", "done"]
-    progress: Progress
+    progress: PersonProgress
     saved: SaveStatus
     record: Shown | None = None
     # the buffered records that come next, each with its ticket: the page answers and swaps to them
@@ -152,17 +167,21 @@ class AnnotationService:
     """Lifecycle: `start()` runs the lease sweeper; `close()` stops it and the prefetch pool."""
 
     def __init__(self, task: TaskSpec, backend: WorkBackend, prefetch: PrefetchBuffers, signer: Signer,
-                 *, max_comment_chars: int = 2000, sweep_every: float = 5.0) -> None:
+                 images: ImageCache, *, max_comment_chars: int = 2000, sweep_every: float = 5.0) -> None:
         self.task = task
         self.backend = backend
         self.prefetch = prefetch
         self.signer = signer
+        self.images = images
         self.max_comment_chars = max_comment_chars
         self.click_latency = LatencyWindow()
         self._labels = set(task.label_names)
         self._people: dict[str, _Person] = {}
         self._people_lock = threading.Lock()
         self._screens: dict[str, Slot] = {}  # the record each person has on screen
+        self._tabs: dict[str, str] = {}  # open tab (Gradio session) -> the person in it
+        self._open_tabs: Counter[str] = Counter()  # person -> how many tabs they have open
+        self._tabs_lock = threading.Lock()
         self._stop = threading.Event()
         self._sweep_every = sweep_every
         self._sweeper = threading.Thread(target=self._sweep, name="lease-sweeper", daemon=True)
@@ -246,7 +265,46 @@ class AnnotationService:
         self._screens.pop(user, None)
         return self.backend.release(user)
 
-    def progress(self, who: Identity, *, wait: float = 1.0) -> Progress:
+    def tab_opened(self, tab: str | None, user: str) -> None:
+        """A page tab showed `user`'s view; `tab` names it until `tab_closed` (None: a caller with no tab)."""
+        if not tab:
+            return
+        with self._tabs_lock:
+            if self._tabs.get(tab) != user:
+                if tab in self._tabs:
+                    self._open_tabs[self._tabs[tab]] -= 1
+                self._tabs[tab] = user
+                self._open_tabs[user] += 1
+
+    def tab_closed(self, tab: str | None) -> None:
+        """A tab closed: when it was its person's last one, free their leases at once (I4)."""
+        with self._tabs_lock:
+            user = self._tabs.pop(tab, None) if tab else None
+            if user is None:
+                return
+            self._open_tabs[user] -= 1
+            last = self._open_tabs[user] <= 0
+            if last:
+                del self._open_tabs[user]
+        if last:
+            self.release(user)
+
+    def cached_image(self, record_id: int) -> ImageFile | None:
+        """The record's rendered image when its row is in memory and it is rendered already: no store
+        read and no rendering, so the image route can answer on the event loop. None: ask `image`."""
+        row = self.prefetch.row_in_memory(record_id)
+        path = self.images.cached(row.sha256) if row is not None else None
+        return ImageFile.at(path) if path is not None else None
+
+    def image(self, record_id: int) -> ImageFile | None:
+        """The record's rendered image, read and rendered when needed (blocking: call it from a worker
+        thread); None when there is no such record. Raises ImageError when it cannot be shown."""
+        record = self.prefetch.rows([record_id]).get(record_id)
+        if record is None:
+            return None
+        return ImageFile.at(self.images.prepare(record.sha256, record.image_path))
+
+    def progress(self, who: Identity, *, wait: float = 1.0) -> PersonProgress:
         """Counts that include this person's own answers: their commits are waited for (up to `wait`
         seconds, blocking) first and the team counts read afresh, since a shared backend counts what is
         committed. `wait=0`: the caller already waited; the cached counts do (the page's saved check,
@@ -489,16 +547,16 @@ class AnnotationService:
         return View(state="ready", record=self._shown(user, slot, editing=True, previous=previous),
                     progress=self._progress(user, person), saved=self._saved(person, user))
 
-    def _progress(self, user: str, person: _Person, *, fresh: bool = False) -> Progress:
+    def _progress(self, user: str, person: _Person, *, fresh: bool = False) -> PersonProgress:
         counts = self.backend.counts(0.0 if fresh else None)
         with person.lock:
             if person.today_date != _today():
                 person.today, person.today_date = set(), _today()
             mine_total = sum(1 for s, _, _ in person.answers.values() if s == "submitted")
             today = len(person.today)
-        return Progress(mine_today=today, mine_total=mine_total, team_complete=counts["complete"],
-                        team_total=counts["records"], team_answers=counts["submissions"],
-                        remaining_for_me=self.backend.remaining_for(user))
+        return PersonProgress(mine_today=today, mine_total=mine_total, team_complete=counts["complete"],
+                              team_total=counts["records"], team_answers=counts["submissions"],
+                              remaining_for_me=self.backend.remaining_for(user))
 
     def _saved(self, person: _Person, user: str, *, tell: bool = True) -> SaveStatus:
         refused: dict[int, WriteRejected] = {}

@@ -15,12 +15,12 @@ from typing import Iterator
 
 import pytest
 
-from annotator import admin
+from annotator import admin_actions
 from annotator.auth import AuthError, Identity
 from annotator.config import load_settings
-from annotator.dashboard import EXPORT_NOT_CONFIGURED, Dashboard, agreement, team_progress, timeline
 from annotator.engine import open_store
 from annotator.model import NewRecord, ReopenWrite, ResponseWrite, utcnow
+from annotator.reports import EXPORT_NOT_CONFIGURED, Dashboard, agreement, team_progress, timeline
 from annotator.runtime import Runtime
 from annotator.service import InputError
 from annotator.store import Store
@@ -54,6 +54,14 @@ def records(n: int) -> list[NewRecord]:
 
 
 NOW = utcnow()
+
+
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Each test's answers are timed from when it starts: "active" means within 5 minutes of the dashboard's
+    real clock, and a long suite reaches this file more than 5 minutes after the module was imported."""
+    global NOW
+    NOW = utcnow()
 
 
 def ans(rid: int, user: str, label: str | None, ms: int, ago: timedelta, *labels: str) -> ResponseWrite:
@@ -149,7 +157,7 @@ def test_multilabel_agreement_per_label_by_hand() -> None:
 
 def test_team_view_counts(single: tuple[Runtime, list[int]]) -> None:
     rt, _ = single
-    snap = Dashboard(rt).snapshot(ANN)
+    snap = Dashboard(rt.dashboard_deps()).snapshot(ANN)
     p = snap.team.progress
     assert (p.records, p.complete, p.partial, p.skipped, p.untouched) == (8, 3, 2, 2, 1)
     assert (p.answers, p.skips) == (10, 3)
@@ -169,7 +177,7 @@ def test_team_view_counts(single: tuple[Runtime, list[int]]) -> None:
 
 def test_admin_view_per_annotator_and_agreement(single: tuple[Runtime, list[int]]) -> None:
     rt, _ = single
-    snap = Dashboard(rt).snapshot(BOSS)
+    snap = Dashboard(rt.dashboard_deps()).snapshot(BOSS)
     rows = {a.user: a for a in snap.admin.annotators}
     assert set(rows) == {"ann", "bob", "cy"}
     ann, bob, cy = rows["ann"], rows["bob"], rows["cy"]
@@ -199,7 +207,7 @@ def test_health(single: tuple[Runtime, list[int]]) -> None:
     assert rt.backend.next("dee").kind == "ready"
     rt.service.click_latency.add(0.004)
     rt.service.click_latency.add(0.010)
-    h = Dashboard(rt).snapshot(BOSS).admin.health
+    h = Dashboard(rt.dashboard_deps()).snapshot(BOSS).admin.health
     assert h.queue_depth == 0 and h.failed_commits == 0 and not h.writer_retrying
     assert (h.click_p50_ms, h.click_p99_ms, h.clicks) == (4.0, 10.0, 2)
     assert [(l.user, l.on_screen is not None) for l in h.leases] == [("dee", True)]
@@ -208,14 +216,14 @@ def test_health(single: tuple[Runtime, list[int]]) -> None:
     if h.persistent is None:  # tmp_path is under /tmp: "unknown"
         assert any("may not survive a restart and export is not configured" in w for w in h.warnings)
     rt.storage = None  # type: ignore[assignment]
-    h = Dashboard(rt).snapshot(BOSS).admin.health
+    h = Dashboard(rt.dashboard_deps()).snapshot(BOSS).admin.health
     assert h.persistent is None and h.storage == ()
     assert any("was not measured and export is not configured" in w for w in h.warnings)
 
 
 class FakeStatus:
     repo, state, last_result, last_error = "org/out", "idle", "failed", "HTTP 503 from the Hub"
-    last_attempt_at = last_success_at = next_run_at = commit_url = None
+    last_attempt_at = last_success_at = next_run_at = commit_url = progress = None
 
 
 class FakeExporter:
@@ -244,16 +252,15 @@ class FakeStorage:
         return ["fsync 41.5 ms", self.recommendation]
 
 
-def test_health_storage_and_export_from_runtime_attributes(single: tuple[Runtime, list[int]]) -> None:
+def test_health_storage_and_export_from_the_runtime(single: tuple[Runtime, list[int]]) -> None:
     rt, _ = single
-    rt.storage = FakeStorage()  # type: ignore[attr-defined]
-    board = Dashboard(rt)
-    h = board.snapshot(BOSS).admin.health
+    rt.storage = FakeStorage()  # type: ignore[assignment]
+    h = Dashboard(rt.dashboard_deps()).snapshot(BOSS).admin.health
     assert h.persistent is False and h.storage_recommendation == "use DB_MODE=snapshot"
     assert h.storage == ("fsync 41.5 ms",)
     assert any("NOT persistent and export is not configured" in w for w in h.warnings)
-    rt.exporter = FakeExporter()  # type: ignore[attr-defined]
-    h = board.snapshot(BOSS).admin.health
+    rt.exporter = FakeExporter()  # type: ignore[assignment]
+    h = Dashboard(rt.dashboard_deps()).snapshot(BOSS).admin.health
     assert h.export.repo == "org/out" and h.export.last_result == "failed"
     assert not any("NOT persistent" in w for w in h.warnings)
     assert any("HTTP 503" in w for w in h.warnings)
@@ -261,11 +268,11 @@ def test_health_storage_and_export_from_runtime_attributes(single: tuple[Runtime
 
 def test_team_view_is_shared_for_a_few_seconds(single: tuple[Runtime, list[int]]) -> None:
     rt, ids = single
-    board = Dashboard(rt, team_max_age=60)
+    board = Dashboard(rt.dashboard_deps(), team_max_age=60)
     first = board.snapshot(ANN)
     rt.backend.answer(ResponseWrite(ids[5], "ann", "submitted", ("cat",), None, 10, utcnow()))[1].result(5)
     assert board.snapshot(ANN).team is first.team
-    assert Dashboard(rt).snapshot(ANN).team.progress.partial == 3
+    assert Dashboard(rt.dashboard_deps()).snapshot(ANN).team.progress.partial == 3
 
 
 # --- admin actions ---------------------------------------------------------------------------
@@ -281,9 +288,10 @@ def test_admin_actions_refused_for_non_admins(single: tuple[Runtime, list[int]])
     rt.backend.next("bob")
     before = store_state(rt)
     assert before[2] and not before[0]
-    for action in (lambda: admin.export_now(rt, ANN), lambda: admin.release_user(rt, ANN, "bob"),
-                   lambda: admin.reopen_record(rt, ANN, ids[0], 2), lambda: admin.active_settings(rt, ANN),
-                   lambda: admin.audit_log(rt, ANN)):
+    deps = rt.admin_deps()
+    for action in (lambda: admin_actions.export_now(deps, ANN), lambda: admin_actions.release_user(deps, ANN, "bob"),
+                   lambda: admin_actions.reopen_record(deps, ANN, ids[0], 2),
+                   lambda: admin_actions.active_settings(deps, ANN), lambda: admin_actions.audit_log(deps, ANN)):
         with pytest.raises(AuthError, match="not an admin"):
             action()
     assert store_state(rt) == before
@@ -293,23 +301,23 @@ def test_admin_actions_refused_for_non_admins(single: tuple[Runtime, list[int]])
 def test_admin_actions_audited(single: tuple[Runtime, list[int]]) -> None:
     rt, ids = single
     with pytest.raises(InputError, match=EXPORT_NOT_CONFIGURED):
-        admin.export_now(rt, BOSS)
+        admin_actions.export_now(rt.admin_deps(), BOSS)
     rt.exporter = FakeExporter()  # type: ignore[attr-defined]
-    result = admin.export_now(rt, BOSS)
+    result = admin_actions.export_now(rt.admin_deps(), BOSS)
     assert result.audited and rt.exporter.triggered == 1  # type: ignore[attr-defined]
 
     rt.backend.next("bob")
     rt.backend.lease_soft("bob", 2)
     held = len(rt.backend.leases()["bob"])
-    result = admin.release_user(rt, BOSS, " bob ")
+    result = admin_actions.release_user(rt.admin_deps(), BOSS, " bob ")
     assert result.detail == {"user": "bob", "released": held} and "bob" not in rt.backend.leases()
-    assert admin.release_user(rt, BOSS, "nobody").detail["released"] == 0
+    assert admin_actions.release_user(rt.admin_deps(), BOSS, "nobody").detail["released"] == 0
 
     r6 = ids[5]
-    result = admin.reopen_record(rt, BOSS, float(r6), "2")
+    result = admin_actions.reopen_record(rt.admin_deps(), BOSS, float(r6), "2")
     assert result.detail == {"record_id": r6, "extra": 2} and "needs 4 answers" in result.message
 
-    items, result = admin.active_settings(rt, BOSS)
+    items, result = admin_actions.active_settings(rt.admin_deps(), BOSS)
     assert items["ADMINS"] == "boss" and result.audited
 
     rt.backend.flush(5)
@@ -320,7 +328,7 @@ def test_admin_actions_audited(single: tuple[Runtime, list[int]]) -> None:
                    ("boss", "release_user", {"user": "nobody", "released": 0}),
                    ("boss", "reopen", {"record_id": r6, "extra": 2}),
                    ("boss", "view_settings", {})]
-    assert admin.audit_log(rt, BOSS)[0][2] == "view_settings"
+    assert admin_actions.audit_log(rt.admin_deps(), BOSS)[0][2] == "view_settings"
 
 
 @pytest.mark.parametrize("record, extra, message", [
@@ -331,7 +339,7 @@ def test_reopen_rejects_bad_input_and_changes_nothing(single: tuple[Runtime, lis
     rt, _ = single
     before = store_state(rt)
     with pytest.raises(InputError, match=message):
-        admin.reopen_record(rt, BOSS, record, extra)
+        admin_actions.reopen_record(rt.admin_deps(), BOSS, record, extra)
     assert store_state(rt) == before
 
 
@@ -339,7 +347,7 @@ def test_release_needs_a_name(single: tuple[Runtime, list[int]]) -> None:
     rt, _ = single
     for bad in ("", "   ", None, 3):
         with pytest.raises(InputError):
-            admin.release_user(rt, BOSS, bad)
+            admin_actions.release_user(rt.admin_deps(), BOSS, bad)
     assert not store_state(rt)[0]
 
 
@@ -348,7 +356,7 @@ def test_settings_secrets_masked(tmp_path: Path) -> None:
     Store(settings.db_path).close()
     rt = Runtime.open(settings, ingest=False)
     try:
-        items, _ = admin.active_settings(rt, BOSS)
+        items, _ = admin_actions.active_settings(rt.admin_deps(), BOSS)
     finally:
         rt.close()
     assert "hf_supersecret" not in str(items) and "signing-key-123" not in str(items)
@@ -364,24 +372,24 @@ def test_dashboard_reads_leave_no_transaction_open(tmp_path: Path) -> None:
     store.close()
     rt = Runtime.open(settings, ingest=False)
     try:
-        board = Dashboard(rt)
+        board = Dashboard(rt.dashboard_deps())
         # the second snapshot finds agreement up to date: its last query is the answers' version
         reader = threading.Thread(target=lambda: [board.snapshot(BOSS) for _ in range(2)])
         reader.start()
         reader.join()
-        admin.reopen_record(rt, BOSS, ids[5], 1)  # the writer commits an UPDATE afterwards
+        admin_actions.reopen_record(rt.admin_deps(), BOSS, ids[5], 1)  # the writer commits an UPDATE after
     finally:
         rt.close()  # raised "Cannot CHECKPOINT: there are other write transactions active" with fetchone()
 
 
 def test_downloads_only_for_admins_and_audited(single: tuple[Runtime, list[int]], tmp_path: Path) -> None:
     rt, _ = single
-    folders = admin.DownloadFolders(tmp_path / "downloads")
+    folders = admin_actions.DownloadFolders(tmp_path / "downloads")
     before = store_state(rt)
     with pytest.raises(AuthError, match="not an admin"):
-        admin.prepare_downloads(rt, ANN, folders)
+        admin_actions.prepare_downloads(rt.admin_deps(), ANN, folders)
     assert store_state(rt) == before
-    files, result = admin.prepare_downloads(rt, BOSS, folders)
+    files, result = admin_actions.prepare_downloads(rt.admin_deps(), BOSS, folders)
     assert sorted(f.name for f in files) == ["records.csv", "records.jsonl", "records.parquet",
                                              "responses.csv", "responses.jsonl", "responses.parquet"]
     assert all(f.stat().st_size > 0 for f in files)

@@ -3,7 +3,7 @@ process `app.py` runs: what it says at start, how it stops, a busy port."""
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import os
 import socket
 import subprocess
@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 
 import httpx
-from gradio.queueing import Queue
-from starlette.routing import Mount
 
 import pgserver
 from apphelpers import start_app
@@ -23,12 +21,13 @@ from clients import ApiUser, make_images, read_store, write_task
 from annotator.config import load_settings
 from annotator.runtime import Runtime
 from annotator.ui.annotate import CLICK_ROUTE
+from annotator.ui.gradio_glue import mounted_app
 from annotator.ui.server import QUEUE_IDLE_POLL_S, QUEUE_PROGRESS_POLL_S, create_app
 
 
 def test_click_routes_first_and_gradio_queue_polling_slowed(tmp_path: Path) -> None:
-    """Gradio's queue defaults (1 ms, 10 ms) cost an idle server ~55 ms of CPU a second; and Gradio must
-    still read the attributes we set, or setting them does nothing."""
+    """Gradio's queue defaults (1 ms, 10 ms) cost an idle server ~55 ms of CPU a second (that Gradio
+    still reads what is set: tests/test_gradio_glue.py)."""
     make_images(tmp_path / "source", 3, size=(48, 36))
     settings = load_settings({"DATA_DIR": str(tmp_path / "data"), "CACHE_DIR": str(tmp_path / "cache"),
                               "SOURCE_DIR": str(tmp_path / "source"),
@@ -36,7 +35,7 @@ def test_click_routes_first_and_gradio_queue_polling_slowed(tmp_path: Path) -> N
     runtime = Runtime.open(settings)
     try:
         app = create_app(runtime)
-        gradio_app = next(r.app for r in app.routes if isinstance(r, Mount))
+        gradio_app = mounted_app(app)
         queue = gradio_app.get_blocks()._queue
         # the click routes come first, so a click is not matched against every Gradio route before them
         assert [r.path for r in gradio_app.router.routes[:5]] == [f"{CLICK_ROUTE}/{name}" for name in
@@ -45,8 +44,6 @@ def test_click_routes_first_and_gradio_queue_polling_slowed(tmp_path: Path) -> N
                                                                                   QUEUE_PROGRESS_POLL_S)
     finally:
         runtime.close()
-    assert "self.sleep_when_free" in inspect.getsource(Queue.start_processing)
-    assert "self.progress_update_sleep_when_free" in inspect.getsource(Queue.start_progress_updates)
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,3 +131,44 @@ def test_the_start_log_is_true_for_postgresql(tmp_path: Path) -> None:
     assert "Answers are committed to PostgreSQL (STORE_URL)" in started, started
     assert "DB_MODE=direct" not in started and "committed there" not in started, started
     assert "DB_MODE=snapshot" not in started, started
+
+
+def test_closing_a_persons_last_tab_frees_their_records_for_others(tmp_path: Path) -> None:
+    """Each tab's page load tells the service it opened, Gradio's unload (the heartbeat closing) that
+    it closed: the records come free when the last of a person's tabs closes, not before."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import loadgen
+
+    env = loadgen.app_env(tmp_path, ["ann", "bob", "cy"], records=2, overlap=1)
+    env["PREFETCH_DEPTH"] = "0"
+    loadgen.ingest(env)
+    server = loadgen.start_server("ours", env, tmp_path / "server.log")
+
+    async def run() -> None:
+        rec = loadgen.Recorder()
+        tabs = [loadgen.Browser(server.url, loadgen.Person(u), rec) for u in ("ann", "ann", "bob", "cy")]
+        ann1, ann2, bob, cy = tabs
+        try:
+            for tab in tabs:
+                await tab.login()
+            assert (await ann1.open_page()).state == "ready"
+            assert (await ann2.open_page()).state == "ready"  # the same record, in a second tab
+            assert (await bob.open_page()).state == "ready"
+            assert (await cy.open_page(heartbeat=False)).state == "waiting"
+            await ann1.close()
+            await asyncio.sleep(1.0)
+            assert (await cy.recheck()).state == "waiting"  # ann still has a tab open
+            await ann2.close()
+            deadline = time.monotonic() + 10
+            while (view := await cy.recheck()).state != "ready":
+                assert time.monotonic() < deadline, "ann's record was not freed when her last tab closed"
+                await asyncio.sleep(0.2)
+            assert view.record_id == ann1.view.record_id
+        finally:
+            for tab in (ann1, ann2, bob, cy):
+                await tab.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        server.stop()

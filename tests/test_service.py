@@ -289,6 +289,33 @@ def test_release_gives_the_records_back_at_once(opener):
     assert svc.progress(ALICE).mine_total == 1
 
 
+def test_the_last_tab_of_a_person_closing_releases_their_records(opener):
+    svc = opener(records=2).service
+    a = svc.next(ALICE)
+    svc.next(BOB)
+    svc.tab_opened("tab-1", "alice")
+    svc.tab_opened("tab-2", "alice")
+    svc.tab_opened("tab-1", "alice")  # the same tab again (a reload of its view) counts once
+    svc.tab_opened(None, "alice")  # a caller with no tab (the API) is not counted
+    svc.tab_closed("tab-1")
+    assert svc.next(CAROL).state == "waiting"  # alice still has a tab open
+    svc.tab_closed("tab-unknown")
+    svc.tab_closed(None)
+    svc.tab_closed("tab-2")
+    c = svc.next(CAROL)
+    assert c.state == "ready" and c.record.record_id == a.record.record_id
+    svc.tab_closed("tab-2")  # closed twice: nothing more happens
+
+
+def test_the_image_route_gets_the_rendered_file_from_the_service(opener):
+    svc = opener(records=2).service
+    shown = svc.next(ALICE).record
+    found = svc.image(shown.record_id)
+    assert found is not None and found.path.is_file() and found.media_type.startswith("image/")
+    assert svc.cached_image(shown.record_id) == found  # rendered and its row in memory: no store read
+    assert svc.image(999_999) is None and svc.cached_image(999_999) is None
+
+
 def test_prefetched_records_are_taken_over_by_someone_with_nothing_else(opener):
     rt = opener(records=3, PREFETCH_DEPTH="2")
     svc = rt.service

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from test_service import ALICE, BOB, opener  # noqa: F401 - the fixture runs each test on both engines
 
-from annotator import admin
+from annotator import admin_actions
 from annotator.auth import Identity
 from annotator.ingest import ingest_folder
 from annotator.service import InputError
@@ -89,7 +89,7 @@ def test_admin_release_refuses_unstorable_name(opener) -> None:  # noqa: F811
     rt = opener()
     boss = Identity("boss", True)
     with pytest.raises(InputError, match="The user name contains"):
-        admin.release_user(rt, boss, "bob\ud800")
+        admin_actions.release_user(rt.admin_deps(), boss, "bob\ud800")
     assert rt.backend.flush(5)
     assert all(action != "release_user" for _, _, action, _ in rt.store.audit_log())
 

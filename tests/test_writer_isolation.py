@@ -266,7 +266,7 @@ def test_scheduler_correct_puts_a_counted_answer_back() -> None:
 
 
 def test_an_admin_action_whose_audit_entry_is_refused_says_so(opener) -> None:  # noqa: F811
-    from annotator import admin
+    from annotator import admin_actions
     from annotator.auth import Identity
 
     rt = opener()
@@ -277,6 +277,6 @@ def test_an_admin_action_whose_audit_entry_is_refused_says_so(opener) -> None:  
             raise ValueError("injected data error")
         real(ops)
     rt.backend.writer._apply = apply
-    result = admin.release_user(rt, Identity("boss", True), "bob")
+    result = admin_actions.release_user(rt.admin_deps(), Identity("boss", True), "bob")
     assert not result.audited and "The audit entry could not be saved: injected data error" in result.message
     assert rt.store.audit_log() == []

@@ -1,7 +1,7 @@
 """Admin actions on the dashboard, and the admin API endpoints.
 
 Each handler names the caller from the server-side session and calls one
-function of `annotator.admin`, which refuses non-admins before doing
+function of `annotator.admin_actions`, which refuses non-admins before doing
 anything. The section is shown only to admins, but nothing relies on that:
 a non-admin who triggers a handler (or calls the API) gets a refusal and
 changes nothing.
@@ -19,17 +19,17 @@ from __future__ import annotations
 import html
 import json
 import threading
-from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import gradio as gr
 import pandas as pd
 
-from annotator import admin
+from annotator import admin_actions
 from annotator.auth import Access, AuthError, Identity
-from annotator.dashboard import Dashboard
+from annotator.reports import Dashboard
 from annotator.runtime import Runtime
 from annotator.service import InputError
+from annotator.ui.gradio_glue import file_cache_dir
 from annotator.ui.identity import identify, speak
 
 AUDIT_COLUMNS = ["at (UTC)", "who", "action", "detail"]
@@ -64,7 +64,8 @@ class AdminActions:
     """Export now, release a person's records, reopen a record, show settings; and the audit log."""
 
     def __init__(self, runtime: Runtime, gate: AdminGate) -> None:
-        self.rt = runtime
+        self.access = runtime.access
+        self.deps = runtime.admin_deps()
         self.gate = gate
 
     def build(self) -> None:
@@ -80,14 +81,14 @@ class AdminActions:
             self.release = gr.Button("Release all their records", elem_id="admin-release", size="sm", scale=1)
         with gr.Row(equal_height=True):
             self.record = gr.Number(label="Record id", value=None, precision=0, elem_id="admin-record", scale=1)
-            self.extra = gr.Number(label=f"Extra answers (1-{admin.MAX_EXTRA})", value=1, precision=0, minimum=1,
-                                   maximum=admin.MAX_EXTRA, elem_id="admin-extra", scale=1)
+            self.extra = gr.Number(label=f"Extra answers (1-{admin_actions.MAX_EXTRA})", value=1, precision=0,
+                                   minimum=1, maximum=admin_actions.MAX_EXTRA, elem_id="admin-extra", scale=1)
             self.reopen = gr.Button("Reopen for more answers", elem_id="admin-reopen", size="sm", scale=1)
         self.result = gr.HTML(elem_id="admin-result-box")
         self.files = gr.File(label="Results as files", file_count="multiple", interactive=False, visible=False,
                              elem_id="admin-files")
         # written straight into Gradio's cache, which serves them as they are: no second copy per click
-        self.downloads = admin.DownloadFolders(Path(self.files.GRADIO_CACHE))
+        self.downloads = admin_actions.DownloadFolders(file_cache_dir(self.files))
         self.settings = gr.Dataframe(headers=SETTINGS_COLUMNS, visible=False, interactive=False,
                                      elem_id="admin-settings-table", label="Active settings (secrets masked)")
         self.audit = gr.Dataframe(headers=AUDIT_COLUMNS, interactive=False, elem_id="admin-audit",
@@ -98,35 +99,35 @@ class AdminActions:
         rows = []
         if who is not None and who.is_admin:
             rows = [[at.strftime("%Y-%m-%d %H:%M:%S"), actor, action, json.dumps(detail, sort_keys=True)]
-                    for at, actor, action, detail in admin.audit_log(self.rt, who)]
+                    for at, actor, action, detail in admin_actions.audit_log(self.deps, who)]
         return pd.DataFrame(rows, columns=AUDIT_COLUMNS)
 
     def wire(self) -> None:
-        rt = self.rt
+        access, deps = self.access, self.deps
 
         def run(profile: gr.OAuthProfile | None, request: gr.Request,
-                call: Callable[[Identity], admin.ActionResult]) -> list[Any]:
+                call: Callable[[Identity], admin_actions.ActionResult]) -> list[Any]:
             try:
-                who = identify(rt.access, profile, request)
+                who = identify(access, profile, request)
                 result = self.gate.run(who, lambda: call(who))
             except (AuthError, InputError) as exc:
                 return [_error(str(exc)), gr.skip()]
             return [_ok(result.message), self.audit_frame(who)]
 
         def export_handler(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
-            return run(profile, request, lambda who: admin.export_now(rt, who))
+            return run(profile, request, lambda who: admin_actions.export_now(deps, who))
 
         def release_handler(user: str, profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
-            return run(profile, request, lambda who: admin.release_user(rt, who, user))
+            return run(profile, request, lambda who: admin_actions.release_user(deps, who, user))
 
         def reopen_handler(record: float | None, extra: float | None, profile: gr.OAuthProfile | None,
                            request: gr.Request) -> list[Any]:
-            return run(profile, request, lambda who: admin.reopen_record(rt, who, record, extra))
+            return run(profile, request, lambda who: admin_actions.reopen_record(deps, who, record, extra))
 
         def settings_handler(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
             try:
-                who = identify(rt.access, profile, request)
-                items, result = self.gate.run(who, lambda: admin.active_settings(rt, who))
+                who = identify(access, profile, request)
+                items, result = self.gate.run(who, lambda: admin_actions.active_settings(deps, who))
             except AuthError as exc:
                 return [_error(str(exc)), gr.skip(), gr.Dataframe(visible=False)]
             table = pd.DataFrame(sorted(items.items()), columns=SETTINGS_COLUMNS)
@@ -134,8 +135,8 @@ class AdminActions:
 
         def download_handler(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
             try:
-                who = identify(rt.access, profile, request)
-                files, result = self.gate.run(who, lambda: admin.prepare_downloads(rt, who, self.downloads))
+                who = identify(access, profile, request)
+                files, result = self.gate.run(who, lambda: admin_actions.prepare_downloads(deps, who, self.downloads))
             except (AuthError, InputError) as exc:
                 return [_error(str(exc)), gr.skip(), gr.File(visible=False)]
             return [_ok(result.message), self.audit_frame(who),
@@ -152,7 +153,7 @@ class AdminActions:
 
 def register_api(runtime: Runtime, board: Dashboard, gate: AdminGate) -> None:
     """Named endpoints: the dashboard for everyone signed in, the admin actions for admins only."""
-    access = runtime.access
+    access, deps = runtime.access, runtime.admin_deps()
 
     def who(profile: gr.OAuthProfile | None, request: gr.Request) -> Identity:
         return speak(lambda: identify(access, profile, request))
@@ -164,24 +165,24 @@ def register_api(runtime: Runtime, board: Dashboard, gate: AdminGate) -> None:
     def admin_export(profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
         """Admins: push the results to EXPORT_REPO now."""
         caller = who(profile, request)
-        return speak(lambda: gate.run(caller, lambda: admin.export_now(runtime, caller))).as_dict()
+        return speak(lambda: gate.run(caller, lambda: admin_actions.export_now(deps, caller))).as_dict()
 
     def admin_release_user(user: str, profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
         """Admins: free every record `user` holds."""
         caller = who(profile, request)
-        return speak(lambda: gate.run(caller, lambda: admin.release_user(runtime, caller, user))).as_dict()
+        return speak(lambda: gate.run(caller, lambda: admin_actions.release_user(deps, caller, user))).as_dict()
 
     def admin_reopen(record_id: int, extra: int, profile: gr.OAuthProfile | None,
                      request: gr.Request) -> dict[str, Any]:
         """Admins: ask for `extra` (1-10) more answers on record `record_id`."""
         caller = who(profile, request)
-        return speak(lambda: gate.run(caller, lambda: admin.reopen_record(runtime, caller, record_id,
+        return speak(lambda: gate.run(caller, lambda: admin_actions.reopen_record(deps, caller, record_id,
                                                                           extra))).as_dict()
 
     def admin_settings(profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
         """Admins: the settings in force, secrets masked."""
         caller = who(profile, request)
-        items, result = speak(lambda: gate.run(caller, lambda: admin.active_settings(runtime, caller)))
+        items, result = speak(lambda: gate.run(caller, lambda: admin_actions.active_settings(deps, caller)))
         return {"settings": items, **result.as_dict()}
 
     gr.api(dashboard, api_name="dashboard", **DASHBOARD_GROUP)

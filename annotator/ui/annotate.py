@@ -1,12 +1,13 @@
 """The annotate view: the page's own script answers through plain JSON routes, memory only.
 
 Gradio draws the frame (title, guidelines) and runs two events per tab: the
-page load, which hands the script its first view (and registers the tab, so
-that closing it releases the person's leases), and the unload. Every click
-after that is the script's: it posts the answer to `annotator.ui.clicks`
-(about 2 ms of server CPU against 5-6 ms for the cheapest Gradio event, and
-none of Gradio's front-end update work in the browser) and shows the next
-record at once. The view carries the buffered records that come next with
+page load, which hands the script its first view and tells the service that a
+tab opened, and the unload, which tells it that the tab closed (the service
+frees a person's leases when their last tab closes). Every click after that
+is the script's: it posts the answer to `annotator.ui.clicks` (about 2 ms
+of server CPU against 5-6 ms for the cheapest Gradio event, and none of
+Gradio's front-end update work in the browser) and shows the next record at
+once. The view carries the buffered records that come next with
 their tickets and preloaded images, so the swap needs no round trip; the
 answers go out one at a time, in order, and each answer names the record the
 person saw (its ticket), so a burst of presses gives one answer per image
@@ -18,8 +19,6 @@ from __future__ import annotations
 import html
 import json
 import time
-from collections import Counter
-from threading import Lock
 from typing import Any
 
 import gradio as gr
@@ -503,39 +502,11 @@ def boot_html(data: dict[str, Any]) -> str:
 
 
 class AnnotateView:
-    """Builds the view inside a Blocks; tracks open tabs so the last one closing frees the leases."""
+    """Builds the view inside a Blocks; tells the service when a tab opens and closes."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.task = runtime.task
-        self._sessions: dict[str, str] = {}
-        self._open_tabs: Counter[str] = Counter()
-        self._sessions_lock = Lock()
-
-    def _opened(self, user: str, request: gr.Request) -> None:
-        session = getattr(request, "session_hash", None)
-        if not session:
-            return
-        with self._sessions_lock:
-            if self._sessions.get(session) != user:
-                if session in self._sessions:
-                    self._open_tabs[self._sessions[session]] -= 1
-                self._sessions[session] = user
-                self._open_tabs[user] += 1
-
-    def _ended(self, request: gr.Request) -> None:
-        """A tab closed: when it was the person's last, free their leases at once."""
-        session = getattr(request, "session_hash", None)
-        with self._sessions_lock:
-            user = self._sessions.pop(session, None)
-            if user is None:
-                return
-            self._open_tabs[user] -= 1
-            last = self._open_tabs[user] <= 0
-            if last:
-                del self._open_tabs[user]
-        if last:
-            self.rt.service.release(user)
 
     def build(self, demo: gr.Blocks) -> None:
         task, service = self.task, self.rt.service
@@ -550,11 +521,11 @@ class AnnotateView:
                 who = identify(self.rt.access, profile, request)
             except AuthError as exc:
                 return boot_html({"state": "signed_out", "message": str(exc)})
-            self._opened(who.name, request)
+            service.tab_opened(getattr(request, "session_hash", None), who.name)
             return boot_html(page_view(service.next(who)))
 
         def unload_handler(request: gr.Request) -> None:
-            self._ended(request)
+            service.tab_closed(getattr(request, "session_hash", None))
 
         demo.load(on_load, None, [boot], api_name="page_load", queue=False, show_progress="hidden")
         demo.unload(unload_handler)

@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from annotator.dashboard import Dashboard
+from annotator.reports import Dashboard
 from annotator.runtime import Runtime
 from annotator.ui.admin import register_api
 from annotator.ui.annotate import AnnotateView, page_script
@@ -17,7 +17,7 @@ from annotator.ui.identity import identify, speak
 def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, str]:
     """The Blocks and the <head> it needs (Gradio 6 takes head at launch/mount time)."""
     view = AnnotateView(runtime)
-    board = Dashboard(runtime)
+    board = Dashboard(runtime.dashboard_deps())
     dashboard = DashboardView(runtime, board)
     task = runtime.task
     with gr.Blocks(title=task.title, analytics_enabled=False) as demo:

@@ -23,6 +23,7 @@ from annotator.runtime import Runtime
 from annotator.service import InputError, SaveStatus
 from annotator.ui.annotate import CLICK_ROUTE, page_view
 from annotator.ui.errors import report
+from annotator.ui.gradio_glue import routes_first
 from annotator.ui.identity import identify_http
 
 # how long /saved waits for a commit before it answers with the status as it is (storage failing)
@@ -95,10 +96,7 @@ def add_click_routes(gradio_app: FastAPI, runtime: Runtime) -> None:
         return reply
 
     route("saved", saved)
-    # first in Gradio's route list: matching a click against the ~80 routes before it cost 0.15 ms
-    routes = gradio_app.router.routes
-    mine = [r for r in routes if getattr(r, "path", "").startswith(CLICK_ROUTE + "/")]
-    routes[:] = mine + [r for r in routes if r not in mine]
+    routes_first(gradio_app, CLICK_ROUTE + "/")  # matched before Gradio's ~80 routes
 
 
 def saved_fields(status: SaveStatus) -> Reply:

@@ -19,9 +19,9 @@ import gradio as gr
 import pandas as pd
 
 from annotator.auth import AuthError, Identity, SignInStatus
-from annotator.dashboard import (EXPORT_NOT_CONFIGURED, AgreementSummary, Dashboard, Health, Snapshot,
-                                 TeamView)
 from annotator.metrics import AgreementResult
+from annotator.reports import (EXPORT_NOT_CONFIGURED, AgreementSummary, Dashboard, Health, Snapshot,
+                               TeamView)
 from annotator.runtime import Runtime
 from annotator.ui.admin import DASHBOARD_GROUP, AdminActions, AdminGate
 from annotator.ui.identity import identify

@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Literal, MutableMapping
 from urllib.parse import unquote, urlsplit
 
-from starlette.middleware import Middleware
 from starlette.requests import Request
 
 from annotator.auth import AuthError, Identity
+from annotator.ui.gradio_glue import add_inner_middleware
 
 log = logging.getLogger(__name__)
 
@@ -339,9 +339,7 @@ def check_people(gradio_app: Any, who: Callable[[Request], Identity], budget: Bu
     Placed innermost among Gradio's middleware, after its session middleware has read the OAuth
     cookie, so `who` sees the same identity the handlers do. Call before the app serves anything.
     """
-    if gradio_app.middleware_stack is not None:
-        raise RuntimeError("check_people must run before Gradio's app serves its first request")
-    gradio_app.user_middleware.append(Middleware(PersonCheck, who=who, budget=budget))
+    add_inner_middleware(gradio_app, PersonCheck, who=who, budget=budget)
 
 
 class PersonCheck:

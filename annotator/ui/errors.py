@@ -16,6 +16,8 @@ from typing import Any, Callable
 import gradio as gr
 from gradio_client.exceptions import AppError
 
+from annotator.ui.gradio_glue import replace_event_functions
+
 log = logging.getLogger(__name__)
 
 
@@ -29,11 +31,13 @@ def report(exc: BaseException, where: str) -> str:
 
 def hide_unexpected_errors(blocks: gr.Blocks) -> None:
     """Wrap every event function of `blocks` so an unexpected exception becomes `report`'s sentence."""
-    for block_fn in blocks.fns.values():
-        fn = block_fn.fn
-        if fn is None or inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            continue  # no backend function; the app has no streaming events
-        block_fn.fn = _async_guarded(fn) if inspect.iscoroutinefunction(fn) else _guarded(fn)
+    replace_event_functions(blocks, _guard)
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        return fn  # the app has no streaming events
+    return _async_guarded(fn) if inspect.iscoroutinefunction(fn) else _guarded(fn)
 
 
 def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:

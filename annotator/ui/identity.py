@@ -6,10 +6,10 @@ from typing import Callable, TypeVar
 
 import gradio as gr
 from fastapi import FastAPI, Request
-from gradio.oauth import _get_valid_oauth_info_from_session
 
 from annotator.auth import Access, AuthError, Identity
 from annotator.service import InputError
+from annotator.ui.gradio_glue import login_user, oauth_userinfo
 
 T = TypeVar("T")
 
@@ -27,13 +27,7 @@ def identify_http(access: Access, gradio_app: FastAPI, request: Request) -> Iden
     `request.username` from its login token cookie (password mode); this
     reads both the same way, with Gradio's own expiry check.
     """
-    session = request.scope.get("session")  # present when Gradio installed its SessionMiddleware (hf mode)
-    info = _get_valid_oauth_info_from_session(session) if session is not None else None
-    cookie_id = getattr(gradio_app, "cookie_id", None)
-    token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(
-        f"access-token-unsecure-{cookie_id}")
-    username = getattr(gradio_app, "tokens", {}).get(token) if token else None
-    return access.identify(info["userinfo"] if info else None, username)
+    return access.identify(oauth_userinfo(request), login_user(gradio_app, request))
 
 
 def speak(call: Callable[[], T]) -> T:

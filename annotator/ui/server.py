@@ -13,27 +13,26 @@ where, with how large a body).
 from __future__ import annotations
 
 import logging
-import mimetypes
 import time
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import AsyncIterator
 
 import gradio as gr
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Mount
 
 from annotator.auth import AuthError, PasswordFile
 from annotator.images import ImageError
 from annotator.runtime import Runtime
+from annotator.service import ImageFile
 from annotator.tickets import IMAGE_ROUTE, TicketError
 from annotator.ui.blocks import build_blocks
 from annotator.ui.clicks import add_click_routes
 from annotator.ui.cookies import PartitionedSessionCookies
 from annotator.ui.edge import UPLOAD_MAX_BYTES, Budget, Edge, check_people
 from annotator.ui.errors import hide_unexpected_errors
+from annotator.ui.gradio_glue import mounted_app, slow_queue_polling
 from annotator.ui.identity import identify_http
 from annotator.ui.login import password_sign_in
 
@@ -56,14 +55,14 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
-    def render(record_id: int) -> Path:
-        record = runtime.prefetch.rows([record_id]).get(record_id)
-        if record is None:
-            raise HTTPException(status_code=404, detail="no such record")
+    def render(record_id: int) -> ImageFile:
         try:
-            return runtime.images.prepare(record.sha256, record.image_path)
+            found = runtime.service.image(record_id)
         except ImageError as exc:
             raise HTTPException(status_code=422, detail=f"this image cannot be shown: {exc}") from None
+        if found is None:
+            raise HTTPException(status_code=404, detail="no such record")
+        return found
 
     @app.get(IMAGE_ROUTE + "/{record_id}")
     async def image(record_id: int, u: str = "", e: str = "", s: str = "") -> Response:
@@ -72,13 +71,9 @@ def create_app(runtime: Runtime) -> FastAPI:
             runtime.signer.verify_image(record_id, u, e, s)
         except TicketError as exc:
             raise HTTPException(status_code=403, detail=str(exc)) from None
-        row = runtime.prefetch.row_in_memory(record_id)  # the buffered records' rows: no store read here
-        path = runtime.images.cached(row.sha256) if row is not None else None
-        if path is None:
-            path = await run_in_threadpool(render, record_id)
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        found = runtime.service.cached_image(record_id) or await run_in_threadpool(render, record_id)
         max_age = max(0, int(e) - int(time.time()))
-        return Response(path.read_bytes(), media_type=media_type,
+        return Response(found.path.read_bytes(), media_type=found.media_type,
                         headers={"Cache-Control": f"private, max-age={max_age}, immutable"})
 
     blocks, head = build_blocks(runtime)
@@ -94,8 +89,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     gr.mount_gradio_app(app, blocks, path="/", auth=auth, head=head, show_error=False,
                         max_file_size=UPLOAD_MAX_BYTES, enable_monitoring=False,
                         auth_message="Sign in with the name and password the organizer gave you.")
-    _slow_queue_polling(blocks)
-    gradio_app = next(r.app for r in app.routes if isinstance(r, Mount))
+    slow_queue_polling(blocks, QUEUE_IDLE_POLL_S, QUEUE_PROGRESS_POLL_S)
+    gradio_app = mounted_app(app)
     add_click_routes(gradio_app, runtime)
     _add_healthz(gradio_app, runtime)
     check_people(gradio_app, lambda request: identify_http(runtime.access, gradio_app, request), Budget())
@@ -121,14 +116,3 @@ def _add_healthz(gradio_app: FastAPI, runtime: Runtime) -> None:
         return JSONResponse(body)
 
     gradio_app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
-
-
-def _slow_queue_polling(blocks: gr.Blocks) -> None:
-    """Poll Gradio's idle queue less often (see QUEUE_IDLE_POLL_S); warn if Gradio renamed what is set."""
-    queue = blocks._queue
-    for name, seconds in (("sleep_when_free", QUEUE_IDLE_POLL_S),
-                          ("progress_update_sleep_when_free", QUEUE_PROGRESS_POLL_S)):
-        if not isinstance(getattr(queue, name, None), float):
-            log.warning("Gradio's queue has no %s any more: its idle polling is left as it is", name)
-            continue
-        setattr(queue, name, seconds)

@@ -25,17 +25,31 @@ from pathlib import Path
 from typing import Any
 
 from annotator.auth import Access, Identity
-from annotator.dashboard import EXPORT_NOT_CONFIGURED
+from annotator.backend import WorkBackend
+from annotator.config import Settings, TaskSpec
+from annotator.export.hub import Exporter
 from annotator.export.local import export_local
-from annotator.runtime import Runtime
-from annotator.service import InputError, checked_text
+from annotator.reports import EXPORT_NOT_CONFIGURED
+from annotator.service import AnnotationService, InputError, checked_text
+from annotator.store_protocol import StoreProtocol
 from annotator.writer import WriteRejected
 
-__all__ = ["ActionResult", "DownloadFolders", "MAX_EXTRA", "active_settings", "audit_log", "export_now",
-           "prepare_downloads", "release_user", "reopen_record"]
+__all__ = ["ActionResult", "AdminDeps", "DownloadFolders", "MAX_EXTRA", "active_settings", "audit_log",
+           "export_now", "prepare_downloads", "release_user", "reopen_record"]
 
 MAX_EXTRA = 10
 AUDIT_WAIT = 5.0
+
+
+@dataclass(frozen=True)
+class AdminDeps:
+    """What the admin actions use, handed over by the composition root (`Runtime.admin_deps`)."""
+    settings: Settings               # the export repo, the images folder, the settings shown
+    task: TaskSpec
+    store: StoreProtocol                  # the local export and the audit log, read
+    backend: WorkBackend             # records, reopen, and the audit rows written
+    service: AnnotationService       # releasing a person's records
+    exporter: Exporter | None        # None when EXPORT_REPO is unset
 
 
 @dataclass(frozen=True)
@@ -49,18 +63,18 @@ class ActionResult:
         return {"action": self.action, "message": self.message, "detail": self.detail, "audited": self.audited}
 
 
-def export_now(rt: Runtime, who: Identity) -> ActionResult:
+def export_now(deps: AdminDeps, who: Identity) -> ActionResult:
     """Ask the exporter for a push now; its outcome shows in the dashboard's health (last export)."""
     Access.require_admin(who)
-    exporter = getattr(rt, "exporter", None)
+    exporter = deps.exporter
     if exporter is None:
         raise InputError(EXPORT_NOT_CONFIGURED)
     try:
         exporter.trigger()
     except RuntimeError as exc:  # the exporter is stopped (shutting down)
         raise InputError(f"export cannot start: {exc}") from None
-    repo = rt.settings.export_repo or ""
-    return _audited(rt, who, "export_now", {"repo": repo},
+    repo = deps.settings.export_repo or ""
+    return _audited(deps, who, "export_now", {"repo": repo},
                     f"Export to {repo} started; its result shows under Health, last export.")
 
 
@@ -94,7 +108,7 @@ class DownloadFolders:
             shutil.rmtree(previous, ignore_errors=True)
 
 
-def prepare_downloads(rt: Runtime, who: Identity, folders: DownloadFolders) -> tuple[list[Path], ActionResult]:
+def prepare_downloads(deps: AdminDeps, who: Identity, folders: DownloadFolders) -> tuple[list[Path], ActionResult]:
     """Write the results as local files (Parquet with images, JSONL, CSV) for the admin to download.
 
     The files go to a fresh folder of `folders`, replacing this admin's previous
@@ -103,61 +117,61 @@ def prepare_downloads(rt: Runtime, who: Identity, folders: DownloadFolders) -> t
     Access.require_admin(who)
     out_dir = folders.fresh()
     try:
-        written = export_local(rt.store, rt.task, out_dir, rt.settings.images_dir)
+        written = export_local(deps.store, deps.task, out_dir, deps.settings.images_dir)
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)
         raise
     folders.keep(who.name, out_dir)
     files = sorted(written.files.values())
     summary = written.summary
-    return files, _audited(rt, who, "download_export", {"files": [f.name for f in files]},
+    return files, _audited(deps, who, "download_export", {"files": [f.name for f in files]},
                            f"{summary.records} records and {summary.responses} answers written as "
                            f"{len(files)} files in {written.seconds:.1f} s.")
 
 
-def release_user(rt: Runtime, who: Identity, user: object) -> ActionResult:
+def release_user(deps: AdminDeps, who: Identity, user: object) -> ActionResult:
     """End every lease `user` holds (records on screen and in the prefetch buffer) at once."""
     Access.require_admin(who)
     name = user.strip() if isinstance(user, str) else ""
     if not name or len(name) > 200:
         raise InputError("Name the annotator whose records to release (their user name, as in the table).")
     checked_text(name, "The user name")  # it goes into the audit log
-    released = rt.service.release(name)
+    released = deps.service.release(name)
     message = (f"Released {released} record(s) held by {name}; others can take them now." if released
                else f"{name} held no records; nothing to release.")
-    return _audited(rt, who, "release_user", {"user": name, "released": released}, message)
+    return _audited(deps, who, "release_user", {"user": name, "released": released}, message)
 
 
-def reopen_record(rt: Runtime, who: Identity, record_id: object, extra: object) -> ActionResult:
+def reopen_record(deps: AdminDeps, who: Identity, record_id: object, extra: object) -> ActionResult:
     """Ask for `extra` (1..MAX_EXTRA) more answers on one record than it needs now."""
     Access.require_admin(who)
     rid = _whole(record_id, "record id")
     more = _whole(extra, "number of extra answers")
     if not 1 <= more <= MAX_EXTRA:
         raise InputError(f"Ask for 1 to {MAX_EXTRA} extra answers, not {more}.")
-    record = rt.backend.records([rid]).get(rid) if rid > 0 else None
+    record = deps.backend.records([rid]).get(rid) if rid > 0 else None
     if record is None:
         raise InputError(f"There is no record {rid}; use an id from the export or the records table.")
     try:
-        rt.backend.reopen(rid, more)
+        deps.backend.reopen(rid, more)
     except KeyError:
         raise InputError(f"Record {rid} is not in this run's queue; restart the app to include it.") from None
-    need = rt.task.overlap + record.extra_answers + more
-    return _audited(rt, who, "reopen", {"record_id": rid, "extra": more},
+    need = deps.task.overlap + record.extra_answers + more
+    return _audited(deps, who, "reopen", {"record_id": rid, "extra": more},
                     f"Record {rid} reopened: it now needs {need} answers.")
 
 
-def active_settings(rt: Runtime, who: Identity) -> tuple[dict[str, str], ActionResult]:
+def active_settings(deps: AdminDeps, who: Identity) -> tuple[dict[str, str], ActionResult]:
     """The settings in force, by environment name, secrets masked."""
     Access.require_admin(who)
-    items = rt.settings.public_items()
-    return items, _audited(rt, who, "view_settings", {}, f"{len(items)} settings in force.")
+    items = deps.settings.public_items()
+    return items, _audited(deps, who, "view_settings", {}, f"{len(items)} settings in force.")
 
 
-def audit_log(rt: Runtime, who: Identity, limit: int = 20) -> list[tuple[datetime, str, str, dict[str, Any]]]:
+def audit_log(deps: AdminDeps, who: Identity, limit: int = 20) -> list[tuple[datetime, str, str, dict[str, Any]]]:
     """The latest audit entries, newest first: (at, actor, action, detail). Reading it is not audited."""
     Access.require_admin(who)
-    return rt.store.audit_log(limit)
+    return deps.store.audit_log(limit)
 
 
 def _whole(value: object, what: str) -> int:
@@ -176,8 +190,8 @@ def _whole(value: object, what: str) -> int:
     raise InputError(f"The {what} must be a whole number.")
 
 
-def _audited(rt: Runtime, who: Identity, action: str, detail: dict[str, Any], message: str) -> ActionResult:
-    ack = rt.backend.audit(who.name, action, detail)
+def _audited(deps: AdminDeps, who: Identity, action: str, detail: dict[str, Any], message: str) -> ActionResult:
+    ack = deps.backend.audit(who.name, action, detail)
     try:
         ack.result(timeout=AUDIT_WAIT)
         audited = True

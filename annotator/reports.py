@@ -33,15 +33,19 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from annotator import metrics
-from annotator.auth import Identity, SignInStatus
-from annotator.metrics import AgreementResult
+from annotator.auth import Identity, SignInLimits, SignInStatus
+from annotator.backend import WorkBackend
+from annotator.config import TaskSpec
+from annotator.export.hub import Exporter, ExportStatus
+from annotator.metrics import AgreementResult, LatencyWindow
 from annotator.model import record_status, utcnow
-from annotator.runtime import Runtime
+from annotator.storage_probe import StorageReport
+from annotator.store_protocol import StoreProtocol
 
 __all__ = [
-    "AdminView", "AgreementSummary", "AnnotatorStats", "Dashboard", "ExportInfo", "Health", "LabelAgreement",
-    "LeaseHolder", "Snapshot", "TeamProgress", "TeamView", "TimelinePoint", "agreement", "team_progress",
-    "timeline", "EXPORT_NOT_CONFIGURED",
+    "AdminView", "AgreementSummary", "AnnotatorStats", "Dashboard", "DashboardDeps", "ExportInfo", "Health",
+    "LabelAgreement", "LeaseHolder", "Snapshot", "TeamProgress", "TeamView", "TimelinePoint", "agreement",
+    "team_progress", "timeline", "EXPORT_NOT_CONFIGURED",
 ]
 
 EXPORT_NOT_CONFIGURED = "export not configured: set EXPORT_REPO and HF_TOKEN"
@@ -272,13 +276,24 @@ def agreement(rows: Iterable[tuple[int, str, Sequence[str]]], kind: str,
 
 # --- the reader ------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class DashboardDeps:
+    """What the dashboard reads, handed over by the composition root (`Runtime.dashboard_deps`)."""
+    store: StoreProtocol                      # the aggregate queries
+    task: TaskSpec
+    backend: WorkBackend                 # leases and the writer's health, from memory
+    click_latency: LatencyWindow         # the service's click handling times
+    data_dir: Path
+    storage: StorageReport | None        # the storage probe's report at start; None: not measured
+    exporter: Exporter | None            # None when EXPORT_REPO is unset
+    sign_in_limits: SignInLimits | None  # password mode only
+
+
 class Dashboard:
-    """Reads the dashboard for one runtime.
+    """Reads the dashboard from `deps` (see DashboardDeps).
 
     Args:
-        runtime: the open Runtime; its `exporter` (None when EXPORT_REPO is
-            unset) and `storage` (the storage probe's report at start) feed
-            the health view, and may be absent.
+        deps: the store, backend and running parts it reads.
         team_max_age: seconds a team view is shared between viewers (default 5).
         active_window: activity this recent counts as "active now" (default 5 minutes).
         bucket: width of a timeline bucket (default 5 minutes).
@@ -286,15 +301,15 @@ class Dashboard:
 
     Thread-safe; every method reads, none writes.
 
-        board = Dashboard(runtime)
+        board = Dashboard(runtime.dashboard_deps())
         snap = board.snapshot(runtime.access.identify(None, "ann"))
         snap.team.progress.complete, snap.admin   # None unless ann is an admin
     """
 
-    def __init__(self, runtime: Runtime, *, team_max_age: float = 5.0,
+    def __init__(self, deps: DashboardDeps, *, team_max_age: float = 5.0,
                  active_window: timedelta = timedelta(minutes=5), bucket: timedelta = timedelta(minutes=5),
                  span: timedelta = timedelta(hours=12)) -> None:
-        self.rt = runtime
+        self.deps = deps
         self.team_max_age = team_max_age
         self.active_window = active_window
         self.bucket = bucket
@@ -316,7 +331,7 @@ class Dashboard:
             cached = self._team
             if cached is not None and time.monotonic() - cached[0] < self.team_max_age:
                 return cached[1], cached[2]
-            store, task = self.rt.store, self.rt.task
+            store, task = self.deps.store, self.deps.task
             now = utcnow()
             progress = team_progress(store.dashboard_record_groups(), task.overlap)
             since = now - self.span
@@ -325,7 +340,7 @@ class Dashboard:
             seen = dict(store.dashboard_label_counts())
             labels = tuple((name, seen.pop(name, 0)) for name in task.label_names) + tuple(sorted(seen.items()))
             users = store.dashboard_users()
-            holders = set(self.rt.backend.leases())
+            holders = set(self.deps.backend.leases())
             cutoff = now - self.active_window
             active = tuple(sorted({u for u, *_rest, last in users if last is not None and last >= cutoff} | holders))
             view = TeamView(at=now, progress=progress, timeline=points, bucket_minutes=self.bucket.total_seconds() / 60,
@@ -334,7 +349,7 @@ class Dashboard:
             return view, users
 
     def _agreement_now(self) -> tuple[AgreementSummary, dict[str, AgreementResult]]:
-        store, task = self.rt.store, self.rt.task
+        store, task = self.deps.store, self.deps.task
         version = store.dashboard_answers_version()
         with self._lock:
             if self._agreement is not None and self._agreement[0] == version:
@@ -346,7 +361,7 @@ class Dashboard:
 
     def _admin_view(self, team: TeamView, users: list[tuple]) -> AdminView:
         summary, per_user = self._agreement_now()
-        leases = self.rt.backend.leases()
+        leases = self.deps.backend.leases()
         rows = []
         for user, answers, skips, median_ms, last in users:
             agree = per_user.get(user)
@@ -362,22 +377,22 @@ class Dashboard:
         return AdminView(annotators=tuple(rows), agreement=summary, health=self._health(leases))
 
     def _health(self, leases: dict[str, list[tuple[int, str]]]) -> Health:
-        rt = self.rt
-        writer = rt.backend.writer_health()
-        clicks = rt.service.click_latency
+        deps = self.deps
+        writer = deps.backend.writer_health()
+        clicks = deps.click_latency
         click = clicks.percentiles((50, 99))
         holders = tuple(LeaseHolder(user, next((r for r, kind in held if kind == "hard"), None),
                                     tuple(r for r, kind in held if kind != "hard"))
                         for user, held in sorted(leases.items()))
-        data_dir = Path(rt.settings.data_dir)
+        data_dir = deps.data_dir
         try:
             usage = shutil.disk_usage(data_dir)
             free, total = usage.free, usage.total
         except OSError:
             free = total = None
-        report = getattr(rt, "storage", None)
+        report = deps.storage
         persistent, facts, recommendation = _storage_facts(report)
-        exporter = getattr(rt, "exporter", None)
+        exporter = deps.exporter
         export = _export_info(exporter.status()) if exporter is not None else None
 
         warnings = []
@@ -394,7 +409,7 @@ class Dashboard:
                             f"is not configured (set EXPORT_REPO and HF_TOKEN).")
         if free is not None and free < LOW_DISK_BYTES:
             warnings.append(f"Only {free / 2**20:.0f} MB free on DATA_DIR={data_dir}.")
-        sign_ins = rt.access.sign_in_limits.status() if rt.settings.auth_mode == "password" else None
+        sign_ins = deps.sign_in_limits.status() if deps.sign_in_limits is not None else None
         if sign_ins is not None and (sign_ins.limited_addresses or sign_ins.limited_names):
             warnings.append(f"Sign-in is limited after repeated failed attempts: "
                             f"{len(sign_ins.limited_addresses)} address(es), {len(sign_ins.limited_names)} user "
@@ -415,29 +430,19 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 1)
 
 
-def _storage_facts(report: Any) -> tuple[bool | None, tuple[str, ...], str | None]:
+def _storage_facts(report: StorageReport | None) -> tuple[bool | None, tuple[str, ...], str | None]:
     """(persistent, what was measured as lines, recommendation) from the storage probe's report."""
     if report is None:
         return None, (), None
-    persistent = getattr(report, "persistent", None)
-    recommendation = getattr(report, "recommendation", None)
-    if callable(getattr(report, "lines", None)):
-        lines = [str(line) for line in report.lines() if line != recommendation]
-    elif dataclasses.is_dataclass(report):
-        lines = [f"{f.name.replace('_', ' ')}: {getattr(report, f.name)}" for f in dataclasses.fields(report)
-                 if f.name not in ("persistent", "recommendation")]
-    else:
-        lines = [str(report)]
-    return (persistent if isinstance(persistent, bool) else None), tuple(lines), \
-        None if recommendation is None else str(recommendation)
+    lines = tuple(line for line in report.lines() if line != report.recommendation)
+    return report.persistent, lines, report.recommendation
 
 
-def _export_info(status: Any) -> ExportInfo:
-    get = lambda name: getattr(status, name, None)  # noqa: E731 - the exporter's status, field by field
-    return ExportInfo(repo=str(get("repo") or ""), state=str(get("state") or "unknown"),
-                      last_result=get("last_result"), last_error=get("last_error"),
-                      last_attempt_at=get("last_attempt_at"), last_success_at=get("last_success_at"),
-                      next_run_at=get("next_run_at"), commit_url=get("commit_url"), progress=get("progress"))
+def _export_info(status: ExportStatus) -> ExportInfo:
+    return ExportInfo(repo=status.repo or "", state=status.state or "unknown", last_result=status.last_result,
+                      last_error=status.last_error, last_attempt_at=status.last_attempt_at,
+                      last_success_at=status.last_success_at, next_run_at=status.next_run_at,
+                      commit_url=status.commit_url, progress=status.progress)
 
 
 def _jsonable(value: Any) -> Any:
