@@ -13,6 +13,7 @@ not take before the app stopped (recovery.py).
 
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -58,9 +59,12 @@ def make_writer(store: StoreProtocol, recovery_dir: Path | None) -> Writer[Write
     committed at close kept in a recovery file under `recovery_dir` (None: logged as lost)."""
     spill: Callable[[list[WriteOp]], str] | None = None
     if recovery_dir is not None:
-        def spill(ops: list[WriteOp]) -> str:
-            return str(recovery.save(recovery_dir, ops))
+        spill = functools.partial(_spill, recovery_dir)
     return Writer(store.apply, refuses=store.refuses, spill=spill)
+
+
+def _spill(recovery_dir: Path, ops: list[WriteOp]) -> str:
+    return str(recovery.save(recovery_dir, ops))
 
 
 def relay(ack: Future[None], settle: Callable[[BaseException | None], None]) -> Future[None]:

@@ -33,7 +33,7 @@ from annotator.export.card import dataset_card
 from annotator.export.format import CONFIGS, RECORDS, RESPONSES
 from annotator.export.push_state import pushed_fingerprint, save_export_state
 from annotator.export.summary import ExportSummary
-from annotator.export.tables import SHARD_ROWS, Progress, build_tables
+from annotator.export.tables import SHARD_ROWS, ExportProgress, build_tables
 from annotator.export.token_scrub import describe_error, protect_token_in_logs, scrub
 from annotator.export.writers import table_sink
 from annotator.periodic import PeriodicJob, Run
@@ -54,7 +54,7 @@ class ExporterClosedError(ExportError):
 
 
 def write_hub_files(store: StoreProtocol, task: TaskSpec, images_dir: Path, folder: Path, *,
-                    progress: Progress | None = None, shard_rows: int = SHARD_ROWS,
+                    progress: ExportProgress | None = None, shard_rows: int = SHARD_ROWS,
                     file_bytes: int = HUB_FILE_BYTES) -> tuple[dict[str, list[Path]], ExportSummary]:
     """Write `records/train-*.parquet` and `responses/train-*.parquet` under `folder` for a push."""
     tables = build_tables(store, task, images_dir, shard_rows=shard_rows, progress=progress)
@@ -177,7 +177,7 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
         """Final push if something changed (unless final_push=False), then end the thread. Idempotent."""
         self._stop(final=final_push, timeout=timeout)
 
-    def push_now(self, progress: Progress | None = None) -> ExportResult:
+    def push_now(self, progress: ExportProgress | None = None) -> ExportResult:
         """Export and push at once in this thread, whether or not something changed (the CLI)."""
         return self._export(force=True, attempts=self.retries, wait=self.lock_wait, progress=progress)
 
@@ -208,7 +208,7 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
         with self._cond:
             return fingerprint != self._pushed_fingerprint or self._version != self._pushed_version
 
-    def _export(self, *, force: bool, attempts: int, wait: float, progress: Progress | None = None) -> ExportResult:
+    def _export(self, *, force: bool, attempts: int, wait: float, progress: ExportProgress | None = None) -> ExportResult:
         """One export under both locks: this process's, then the store's (other replicas'), waiting `wait` s."""
         with self._export_lock, self.store.export_lock(wait) as held:
             if not held:
@@ -233,7 +233,7 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
                 self._status = replace(self._status, last_success_at=pushed_at,
                                        commit_url=shared.commit_url or self._status.commit_url)
 
-    def _export_held(self, *, force: bool, attempts: int, progress: Progress | None) -> ExportResult:
+    def _export_held(self, *, force: bool, attempts: int, progress: ExportProgress | None) -> ExportResult:
         started = time.monotonic()
         with self._cond:
             version = self._version

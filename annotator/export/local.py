@@ -17,7 +17,7 @@ from typing import Sequence
 from annotator.config import TaskSpec
 from annotator.export.format import RECORDS, RESPONSES
 from annotator.export.summary import ExportSummary
-from annotator.export.tables import SHARD_ROWS, Progress, build_tables
+from annotator.export.tables import SHARD_ROWS, ExportProgress, build_tables
 from annotator.export.writers import ParquetSink, TextSink, table_sink
 from annotator.store_protocol import StoreProtocol
 
@@ -31,7 +31,7 @@ class LocalExport:
 
 
 def export_local(store: StoreProtocol, task: TaskSpec, out_dir: Path, images_dir: Path, *,
-                 formats: Sequence[str] = ("parquet", "jsonl", "csv"), progress: Progress | None = None,
+                 formats: Sequence[str] = ("parquet", "jsonl", "csv"), progress: ExportProgress | None = None,
                  shard_rows: int = SHARD_ROWS) -> LocalExport:
     """Write records.{parquet,jsonl,csv} and responses.{parquet,jsonl,csv} into `out_dir`.
 

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 SHARD_ROWS = 256                    # records read from the store per shard
 SHARD_BYTES = 64 * 2**20            # ... or fewer, once their images reach this size
 
-Progress = Callable[[int, int], None]
+ExportProgress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class ExportTables:
     """
 
     def __init__(self, store: StoreProtocol, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
-                 shard_bytes: int = SHARD_BYTES, progress: Progress | None = None) -> None:
+                 shard_bytes: int = SHARD_BYTES, progress: ExportProgress | None = None) -> None:
         self.store, self.task, self.images_dir = store, task, Path(images_dir)
         self._images_root = str(self.images_dir)
         self.shard_rows, self.shard_bytes = max(1, shard_rows), max(1, shard_bytes)
@@ -156,7 +156,7 @@ class ExportTables:
 
 
 def build_tables(store: StoreProtocol, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
-                 shard_bytes: int = SHARD_BYTES, progress: Progress | None = None) -> ExportTables:
+                 shard_bytes: int = SHARD_BYTES, progress: ExportProgress | None = None) -> ExportTables:
     """The records and responses tables of `store`, to iterate shard by shard (see ExportTables)."""
     return ExportTables(store, task, images_dir, shard_rows=shard_rows, shard_bytes=shard_bytes,
                         progress=progress)
