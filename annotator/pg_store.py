@@ -12,6 +12,11 @@ transaction as the answer. Every replica runs an exporter: `export_lock()`
 lets one push at a time, and `record_push()` / `last_push()` tell
 the others what it pushed.
 
+The schema and the read queries mirror store.py's line for line where the
+dialects differ: TEXT for VARCHAR, `FILTER (WHERE ...)`, `COLLATE "C"` for
+DuckDB's byte order, `ANY(%s)` for IN lists, unnest instead of Arrow scans.
+Pure helpers both sides share live in sql_shared.py.
+
 Transient errors (connection lost, serialization failure, deadlock) are raised
 as psycopg errors; the writer retries the whole batch. Timestamps are naive UTC
 in TIMESTAMP columns, as in DuckDB.
