@@ -30,12 +30,13 @@ import base64
 import datetime
 import ipaddress
 import json
+import socket
 import ssl
 import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Coroutine
+from typing import Any, Coroutine, Union
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import FastAPI, Request
@@ -107,6 +108,26 @@ async def _cancel_others() -> None:
     await asyncio.gather(*others, return_exceptions=True)
 
 
+# A front's port: a number, or a socket `hold_port()` keeps bound until the front listens on it
+Port = Union[int, socket.socket]
+
+
+def hold_port() -> socket.socket:
+    """A loopback socket bound to a free port, held until a front listens on it (`port_of` tells the number).
+
+    A port picked with free_port() stays unbound while the app servers start
+    (10 s and more), and another process can take it meanwhile ("address
+    already in use" at the front's start); a held one cannot be taken.
+    """
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    return held
+
+
+def port_of(port: Port) -> int:
+    return port.getsockname()[1] if isinstance(port, socket.socket) else port
+
+
 class TlsFront:
     """Terminates TLS on 127.0.0.1:`port` and relays the bytes to 127.0.0.1:`target` (plain HTTP).
 
@@ -116,13 +137,16 @@ class TlsFront:
     where it uses them, such as the password mode's /logout redirect).
     """
 
-    def __init__(self, context: ssl.SSLContext, port: int, target: int) -> None:
-        self.context, self.port, self.target = context, port, target
+    def __init__(self, context: ssl.SSLContext, listen: Port, target: int) -> None:
+        self.context, self.listen, self.target = context, listen, target
         self.server: asyncio.AbstractServer | None = None
         self.open: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port, ssl=self.context)
+        if isinstance(self.listen, socket.socket):
+            self.server = await asyncio.start_server(self._relay, sock=self.listen, ssl=self.context)
+        else:
+            self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.listen, ssl=self.context)
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -171,7 +195,7 @@ class TlsFronts:
         self._loop = _Loop() if loop is None else loop
         self._fronts: list[TlsFront] = []
 
-    def add(self, port: int, target: int) -> None:
+    def add(self, port: Port, target: int) -> None:
         """Terminate TLS on 127.0.0.1:`port` and relay to 127.0.0.1:`target`; returns once it listens."""
         front = TlsFront(self.context, port, target)
         self._loop.run(front.start())
@@ -192,7 +216,8 @@ class StandInHub:
         self.user = user  # who /oauth/authorize signs in; a test may change it between sign-ins
         self.authorized: list[str] = []  # the `user` of each sign-in the provider completed
         self.cert, self.key = make_certificate(folder)
-        self.http_port, self.tls_port = free_port(), free_port()
+        self.http_port, self._tls = free_port(), hold_port()
+        self.tls_port = port_of(self._tls)
         self.spaces: dict[str, str] = {}  # name -> https://space.test:<port>, by front_app
         self._loop: _Loop | None = None
         self._fronts: TlsFronts | None = None
@@ -230,7 +255,7 @@ class StandInHub:
                                 lifespan="off")
         self._server = uvicorn.Server(config)
         self._loop.spawn(self._server.serve())
-        self._add_front(self.tls_port, self.http_port)
+        self._add_front(self._tls, self.http_port)
         deadline = time.monotonic() + 30
         while not self._server.started:
             if time.monotonic() > deadline:
@@ -238,13 +263,13 @@ class StandInHub:
             time.sleep(0.05)
         return self
 
-    def front_app(self, name: str, port: int, app_url: str) -> str:
+    def front_app(self, name: str, port: Port, app_url: str) -> str:
         """Serve the app at https://space.test:`port` (it listens on plain HTTP at `app_url`); its URL."""
         self._add_front(port, urlsplit(app_url).port)
-        self.spaces[name] = f"https://{SPACE_HOST}:{port}"
+        self.spaces[name] = f"https://{SPACE_HOST}:{port_of(port)}"
         return self.spaces[name]
 
-    def _add_front(self, port: int, target: int) -> None:
+    def _add_front(self, port: Port, target: int) -> None:
         assert self._fronts is not None, "start() first"
         self._fronts.add(port, target)
 

@@ -18,11 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from apphelpers import free_port
 from browserhelpers import check_browser, chromium_profile
 from clients import add_users, make_images, start_many, write_task
 from edgehelpers import my_progress, space_client
-from fakeprovider import SPACE_HOST, TlsFronts, make_certificate
+from fakeprovider import SPACE_HOST, TlsFronts, hold_port, make_certificate, port_of
 from oauth_cookies import forge_session_cookie, oauth_space_env
 
 WAIT = 20_000  # ms
@@ -35,9 +34,10 @@ def space(tmp_path_factory):
     check_browser(require=True)  # this module fails, never skips, without a browser
     base = tmp_path_factory.mktemp("edge-browser")
     cert, key = make_certificate(base)  # for space.test (and hf.test, 127.0.0.1)
-    fronts = {mode: free_port() for mode in ("oauth", "password")}
+    fronts = {mode: hold_port() for mode in ("oauth", "password")}  # held: nobody takes them while the apps start
     specs = []
-    for mode, port in fronts.items():
+    for mode, held in fronts.items():
+        port = port_of(held)
         make_images(base / mode / "source", 20)
         env = {"SOURCE_DIR": str(base / mode / "source"), "TASK_FILE": str(write_task(base / mode / "task.toml")),
                "SECRET_KEY": "edge-browser-key", "ADMINS": "carol",
@@ -52,7 +52,7 @@ def space(tmp_path_factory):
     tls = TlsFronts(cert, key)
     for m in fronts:
         tls.add(fronts[m], int(servers[m].url.rsplit(":", 1)[1]))
-    yield {m: (f"https://{SPACE_HOST}:{fronts[m]}", servers[m]) for m in fronts}
+    yield {m: (f"https://{SPACE_HOST}:{port_of(fronts[m])}", servers[m]) for m in fronts}
     tls.close()
     for server in servers.values():
         server.stop()
