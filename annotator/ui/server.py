@@ -88,6 +88,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     # show_error=False: an unexpected exception's text (paths, SQL, settings) never reaches the page
     gr.mount_gradio_app(app, blocks, path="/", auth=auth, head=head, show_error=False,
                         max_file_size=UPLOAD_MAX_BYTES, enable_monitoring=False,
+                        footer_links=[],  # no Gradio footer for participants; admins find the API on the dashboard
                         auth_message="Sign in with the name and password the organizer gave you.")
     slow_queue_polling(blocks, QUEUE_IDLE_POLL_S, QUEUE_PROGRESS_POLL_S)
     gradio_app = mounted_app(app)
