@@ -32,6 +32,7 @@ from annotator.ui.clicks import add_click_routes
 from annotator.ui.cookies import PartitionedSessionCookies
 from annotator.ui.edge import UPLOAD_MAX_BYTES, Budget, Edge, check_people
 from annotator.ui.errors import hide_unexpected_errors
+from annotator.ui.frame import FrameCookieNotice
 from annotator.ui.gradio_glue import mounted_app, slow_queue_polling
 from annotator.ui.identity import identify_http
 from annotator.ui.login import password_sign_in
@@ -96,6 +97,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     _add_healthz(gradio_app, runtime)
     check_people(gradio_app, lambda request: identify_http(runtime.access, gradio_app, request), Budget())
     app.add_middleware(PartitionedSessionCookies)  # sign-in inside the Hub's frame (annotator/ui/cookies.py)
+    app.add_middleware(FrameCookieNotice)  # ...and a notice where the frame refuses them (annotator/ui/frame.py)
     app.add_middleware(Edge)  # outermost: nothing reaches Gradio or a route before the edge's rules
     return app
 
