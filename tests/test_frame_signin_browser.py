@@ -11,7 +11,10 @@ and has them label one image with a key, then asks the server what it stored:
 - hf mode, at the top level;
 - hf mode, a session cookie stored before the cookies were partitioned is
   still cleared by sign-out;
-- password mode, in the frame: Gradio's login form, then Gradio's sign-out.
+- password mode, in the frame: Gradio's login form, then Gradio's sign-out;
+- both modes, in the frame of a browser that refuses the app's cookies there even partitioned (a
+  Chromium profile whose settings block the app's site's cookies when framed by the Hub): the page says
+  so and offers the app in its own tab (issue 14), where signing in works.
 
 Every browser context here is Playwright's default (Incognito-like): this
 Chromium blocks third-party cookies there, and each frame test first checks
@@ -22,11 +25,12 @@ ANNOTATOR_REQUIRE_BROWSER=1 (CI).
 
 from __future__ import annotations
 
+import json
 
 import pytest
 
 from apphelpers import free_port
-from browserhelpers import chromium
+from browserhelpers import BASE_ARGS, CHROMIUM, chromium
 from clients import ApiUser, add_users, make_images, start_many, write_task
 from fakeprovider import SPACE_HOST, StandInHub, chromium_args
 from oauth_cookies import oauth_space_env, playwright_cookie
@@ -108,6 +112,14 @@ def assert_third_party_cookies_blocked(frame) -> None:
         "this browser stored a third-party cookie in the cross-site frame: the test would prove nothing")
 
 
+def expect_no_frame_notice(view) -> None:
+    """The page did not say that its cookies are refused (its script runs before the page's load event)."""
+    from playwright.sync_api import expect
+
+    view.wait_for_load_state("load")
+    expect(view.locator("#frame-cookie-notice")).to_have_count(0)
+
+
 def app_frame(page):
     """The app's frame in the stand-in Space page (the same Frame across its navigations)."""
     page.wait_for_selector("#space", timeout=WAIT)
@@ -124,6 +136,7 @@ def test_hf_sign_in_inside_the_hubs_frame_then_annotate_and_sign_out(browser, hu
     frame = app_frame(page)
     expect_signed_out(frame)
     assert_third_party_cookies_blocked(frame)
+    expect_no_frame_notice(frame)  # partitioned cookies work here: nothing to warn about
 
     frame.get_by_role("button", name=SIGN_IN).click()
     expect(frame.get_by_role("button", name="Logout (alice)")).to_be_visible(timeout=WAIT)
@@ -186,6 +199,7 @@ def test_password_sign_in_inside_the_hubs_frame_then_annotate_and_sign_out(brows
     frame.get_by_label("password").fill("pw-erin-secret")  # clients.add_users
     frame.get_by_role("button", name="Login").click()
     label_one_image(frame, page)
+    expect_no_frame_notice(frame)
     tokens = [c for c in ctx.cookies() if c["name"].startswith("access-token-")]
     assert tokens and all(c.get("partitionKey") for c in tokens), ctx.cookies()
     with ApiUser.with_password(apps["password"].url, "erin", "pw-erin-secret") as erin:
@@ -199,3 +213,52 @@ def test_password_sign_in_inside_the_hubs_frame_then_annotate_and_sign_out(brows
     expect(frame.get_by_label("username")).to_be_visible(timeout=WAIT)
     assert not [c for c in ctx.cookies() if c["name"].startswith("access-token-")], ctx.cookies()
     ctx.close()
+
+
+PARTITIONED_COOKIE_STORED = """() => {
+  document.cookie = "probechips=1; Path=/probe; SameSite=None; Secure; Partitioned";
+  return document.cookie.includes("probechips");
+}"""
+
+
+@pytest.mark.parametrize("mode", ["hf", "password"])
+def test_frame_that_refuses_the_cookies_offers_the_app_in_its_own_tab(browser, hub, apps, mode, tmp_path):
+    """Where the browser refuses the app's cookies inside the Hub's frame, even partitioned, signing in there
+    cannot work: the page says so and links to the app's own address in a new tab, where it works."""
+    from playwright.sync_api import expect
+
+    space = hub.spaces[mode]
+    # Chromium's cookie setting "block" for the app's site when the top-level site is the Hub (and only then)
+    (tmp_path / "Default").mkdir()
+    (tmp_path / "Default" / "Preferences").write_text(json.dumps(
+        {"profile": {"content_settings": {"exceptions": {"cookies": {f"{space},{hub.base}": {"setting": 2}}}}}}))
+    # a second Chromium on that profile, from the module's Playwright (one sync Playwright per thread)
+    ctx = browser.browser_type.launch_persistent_context(
+        str(tmp_path), executable_path=CHROMIUM, headless=True, args=[*BASE_ARGS, *chromium_args()],
+        viewport={"width": 1200, "height": 1000})
+    try:
+        page = ctx.new_page()
+        page.goto(hub.space_page_url(mode))
+        frame = app_frame(page)
+        notice = frame.locator("#frame-cookie-notice")
+        expect(notice).to_be_visible(timeout=WAIT)
+        assert not frame.evaluate(PARTITIONED_COOKIE_STORED), "the profile let a partitioned cookie through"
+        expect(notice).to_contain_text("blocks the app's sign-in cookie")
+        link = notice.get_by_role("link", name="Open the app in its own tab")
+        assert link.get_attribute("href") == space + "/"
+        assert link.get_attribute("target") == "_blank"
+        assert "noopener" in link.get_attribute("rel")
+
+        with page.expect_popup() as popup_info:
+            link.click()
+        top = popup_info.value
+        top.wait_for_load_state()
+        assert top.url.startswith(space + "/")
+        expect_no_frame_notice(top)
+        if mode == "password":  # at the top level the cookie is first-party: signing in works
+            top.get_by_label("username").fill("erin")
+            top.get_by_label("password").fill("pw-erin-secret")
+            top.get_by_role("button", name="Login").click()
+            expect(top.locator("#ann-img")).to_be_visible(timeout=WAIT)
+    finally:
+        ctx.close()

@@ -94,10 +94,10 @@ def _event_index(config: dict[str, Any], elem_id: str) -> int:
                 if any(target[0] in ids for target in dep["targets"]))
 
 
-def _run_event(api: ApiUser, fn_index: int) -> list[Any]:
+def _run_event(api: ApiUser, fn_index: int, data: list[Any]) -> list[Any]:
     """Trigger a queued event as the browser does (join, then read the session's event stream)."""
     session = uuid.uuid4().hex[:11]
-    joined = api.http.post("/gradio_api/queue/join", json={"data": [], "fn_index": fn_index,
+    joined = api.http.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index,
                                                            "session_hash": session, "event_data": None})
     assert joined.status_code == 200, joined.text
     with api.http.stream("GET", f"/gradio_api/queue/data?session_hash={session}", timeout=120) as stream:
@@ -118,11 +118,12 @@ def test_prepared_downloads_keep_one_copy_per_admin(tmp_path: Path) -> None:
         _answer(server.url, 2)
         with ApiUser.anonymous(server.url) as api:  # the local user is the admin
             download = _event_index(api.config(), "admin-download")
-            first = _run_event(api, download)
+            # its one input is the viewer's time zone (the page fills it in); its outputs end with the files
+            first = _run_event(api, download, ["UTC"])
             _answer(server.url, 1)  # the results change between the two clicks
-            second = _run_event(api, download)
-            links = {Path(f["path"]).name: f["url"] for f in second[2]["value"]}
-            assert {Path(f["path"]).name for f in first[2]["value"]} == set(links)
+            second = _run_event(api, download, ["UTC"])
+            links = {Path(f["path"]).name: f["url"] for f in second[-1]["value"]}
+            assert {Path(f["path"]).name for f in first[-1]["value"]} == set(links)
             served = httpx.get(links["responses.csv"], timeout=30)
             assert served.status_code == 200 and served.text.strip()
         copies = sorted(str(p.relative_to(temp)) for p in temp.rglob("records.parquet"))

@@ -31,8 +31,9 @@ from annotator.runtime import Runtime
 from annotator.service import InputError
 from annotator.ui.gradio_glue import file_cache_dir
 from annotator.ui.identity import identify, speak
+from annotator.ui.zone import ZONE_JS, ViewerZone
 
-AUDIT_COLUMNS = ["at (UTC)", "who", "action", "detail"]
+AUDIT_COLUMNS = ["at", "who", "action", "detail"]  # "at" gets the viewer's zone name
 SETTINGS_COLUMNS = ["setting", "value"]
 ADMIN_SLOTS = 2  # admin actions running at once (an export or a download can take seconds)
 DASHBOARD_GROUP = dict(concurrency_limit=4, concurrency_id="dashboard")  # the public dashboard's Gradio group
@@ -68,9 +69,12 @@ class AdminActions:
         self.deps = runtime.admin_deps()
         self.gate = gate
 
-    def build(self) -> None:
-        """Call inside the dashboard's admin-only section."""
-        gr.Markdown("### Admin actions\nEach action is checked on the server and written to the audit log.")
+    def build(self, zone: gr.Textbox) -> None:
+        """Call inside the dashboard's admin-only section; `zone` is the dashboard's viewer-zone box."""
+        self.zone = zone
+        gr.Markdown("### Admin actions\nEach action is checked on the server and written to the audit log. "
+                    "For scripts: the app's [API endpoints and their parameters](/gradio_api/info) "
+                    "(call them with `gradio_client`).", elem_id="admin-api")
         with gr.Row():
             self.export = gr.Button("Export to the Hub now", elem_id="admin-export", size="sm")
             self.show_settings = gr.Button("Show active settings", elem_id="admin-settings", size="sm")
@@ -80,7 +84,9 @@ class AdminActions:
             self.user = gr.Textbox(label="Annotator", placeholder="user name", elem_id="admin-user", scale=2)
             self.release = gr.Button("Release all their records", elem_id="admin-release", size="sm", scale=1)
         with gr.Row(equal_height=True):
-            self.record = gr.Number(label="Record id", value=None, precision=0, elem_id="admin-record", scale=1)
+            # a textbox: empty until filled (a Number shows 0), and what was typed reaches the check as it is
+            self.record = gr.Textbox(label="Record id", value="", placeholder="e.g. 42", elem_id="admin-record",
+                                     scale=1)
             self.extra = gr.Number(label=f"Extra answers (1-{admin_actions.MAX_EXTRA})", value=1, precision=0,
                                    minimum=1, maximum=admin_actions.MAX_EXTRA, elem_id="admin-extra", scale=1)
             self.reopen = gr.Button("Reopen for more answers", elem_id="admin-reopen", size="sm", scale=1)
@@ -91,64 +97,74 @@ class AdminActions:
         self.downloads = admin_actions.DownloadFolders(file_cache_dir(self.files))
         self.settings = gr.Dataframe(headers=SETTINGS_COLUMNS, visible=False, interactive=False,
                                      elem_id="admin-settings-table", label="Active settings (secrets masked)")
-        self.audit = gr.Dataframe(headers=AUDIT_COLUMNS, interactive=False, elem_id="admin-audit",
+        self.audit = gr.Dataframe(headers=audit_columns(ViewerZone()), interactive=False, elem_id="admin-audit",
                                   label="Audit log (latest 20)", max_height=300)
 
-    def audit_frame(self, who: Identity | None) -> pd.DataFrame:
-        """The latest audit entries for an admin; an empty table for anyone else."""
+    def audit_frame(self, who: Identity | None, zone: ViewerZone) -> pd.DataFrame:
+        """The latest audit entries for an admin, times in `zone`; an empty table for anyone else."""
         rows = []
         if who is not None and who.is_admin:
-            rows = [[at.strftime("%Y-%m-%d %H:%M:%S"), actor, action, json.dumps(detail, sort_keys=True)]
+            rows = [[zone.stamp(at, labelled=False), actor, action, json.dumps(detail, sort_keys=True)]
                     for at, actor, action, detail in admin_actions.audit_log(self.deps, who)]
-        return pd.DataFrame(rows, columns=AUDIT_COLUMNS)
+        return pd.DataFrame(rows, columns=audit_columns(zone))
 
     def wire(self) -> None:
+        """Each action's reply replaces the whole result area: its message, and the settings table or the
+        files only when that action produced them, so nothing from an earlier action stays on screen."""
         access, deps = self.access, self.deps
+        hide_settings, hide_files = gr.Dataframe(visible=False), gr.File(visible=False)
 
-        def run(profile: gr.OAuthProfile | None, request: gr.Request,
-                call: Callable[[Identity], admin_actions.ActionResult]) -> list[Any]:
+        def run(zone: str | None, profile: gr.OAuthProfile | None, request: gr.Request,
+                call: Callable[[Identity], tuple[admin_actions.ActionResult, Any, Any]]) -> list[Any]:
             try:
                 who = identify(access, profile, request)
-                result = self.gate.run(who, lambda: call(who))
+                result, settings, files = self.gate.run(who, lambda: call(who))
             except (AuthError, InputError) as exc:
-                return [_error(str(exc)), gr.skip()]
-            return [_ok(result.message), self.audit_frame(who)]
+                return [_error(str(exc)), gr.skip(), hide_settings, hide_files]
+            return [_ok(result.message), self.audit_frame(who, ViewerZone(zone)), settings, files]
 
-        def export_handler(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
-            return run(profile, request, lambda who: admin_actions.export_now(deps, who))
+        def only(result: admin_actions.ActionResult) -> tuple[admin_actions.ActionResult, Any, Any]:
+            return result, hide_settings, hide_files
 
-        def release_handler(user: str, profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
-            return run(profile, request, lambda who: admin_actions.release_user(deps, who, user))
+        def export_handler(zone: str, profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
+            return run(zone, profile, request, lambda who: only(admin_actions.export_now(deps, who)))
 
-        def reopen_handler(record: float | None, extra: float | None, profile: gr.OAuthProfile | None,
+        def release_handler(user: str, zone: str, profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
+            return run(zone, profile, request, lambda who: only(admin_actions.release_user(deps, who, user)))
+
+        def reopen_handler(record: str | None, extra: float | None, zone: str, profile: gr.OAuthProfile | None,
                            request: gr.Request) -> list[Any]:
-            return run(profile, request, lambda who: admin_actions.reopen_record(deps, who, record, extra))
+            if not (record or "").strip():
+                return [_error("Enter a record id first (a whole number from the export or the records table); "
+                               "nothing was changed."), gr.skip(), hide_settings, hide_files]
+            return run(zone, profile, request,
+                       lambda who: only(admin_actions.reopen_record(deps, who, record, extra)))
 
-        def settings_handler(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
-            try:
-                who = identify(access, profile, request)
-                items, result = self.gate.run(who, lambda: admin_actions.active_settings(deps, who))
-            except AuthError as exc:
-                return [_error(str(exc)), gr.skip(), gr.Dataframe(visible=False)]
-            table = pd.DataFrame(sorted(items.items()), columns=SETTINGS_COLUMNS)
-            return [_ok(result.message), self.audit_frame(who), gr.Dataframe(value=table, visible=True)]
+        def settings_handler(zone: str, profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
+            def show(who: Identity) -> tuple[admin_actions.ActionResult, Any, Any]:
+                items, result = admin_actions.active_settings(deps, who)
+                table = pd.DataFrame(sorted(items.items()), columns=SETTINGS_COLUMNS)
+                return result, gr.Dataframe(value=table, visible=True), hide_files
+            return run(zone, profile, request, show)
 
-        def download_handler(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
-            try:
-                who = identify(access, profile, request)
-                files, result = self.gate.run(who, lambda: admin_actions.prepare_downloads(deps, who, self.downloads))
-            except (AuthError, InputError) as exc:
-                return [_error(str(exc)), gr.skip(), gr.File(visible=False)]
-            return [_ok(result.message), self.audit_frame(who),
-                    gr.File(value=[str(f) for f in files], visible=True)]
+        def download_handler(zone: str, profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
+            def prepare(who: Identity) -> tuple[admin_actions.ActionResult, Any, Any]:
+                files, result = admin_actions.prepare_downloads(deps, who, self.downloads)
+                return result, hide_settings, gr.File(value=[str(f) for f in files], visible=True)
+            return run(zone, profile, request, prepare)
 
-        common = dict(api_name=False, concurrency_limit=None)  # AdminGate limits the work, see the module doc
-        outputs = [self.result, self.audit]
-        self.export.click(export_handler, None, outputs, **common)
-        self.release.click(release_handler, [self.user], outputs, **common)
-        self.reopen.click(reopen_handler, [self.record, self.extra], outputs, **common)
-        self.show_settings.click(settings_handler, None, outputs + [self.settings], **common)
-        self.download.click(download_handler, None, outputs + [self.files], **common)
+        # AdminGate limits the work (see the module doc); ZONE_JS names the viewer's zone for the audit times
+        common = dict(api_name=False, concurrency_limit=None, js=ZONE_JS)
+        outputs = [self.result, self.audit, self.settings, self.files]
+        self.export.click(export_handler, [self.zone], outputs, **common)
+        self.release.click(release_handler, [self.user, self.zone], outputs, **common)
+        self.reopen.click(reopen_handler, [self.record, self.extra, self.zone], outputs, **common)
+        self.show_settings.click(settings_handler, [self.zone], outputs, **common)
+        self.download.click(download_handler, [self.zone], outputs, **common)
+
+
+def audit_columns(zone: ViewerZone) -> list[str]:
+    return [zone.column(c) if c == "at" else c for c in AUDIT_COLUMNS]
 
 
 def register_api(runtime: Runtime, board: Dashboard, gate: AdminGate) -> None:

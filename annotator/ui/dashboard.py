@@ -6,13 +6,13 @@ admin sections are filled only for admins, whatever the page shows or hides.
 Refresh is a button, the tab's select event, and a 15 s timer that runs only
 for an admin while the Dashboard tab is selected (selecting another tab
 stops it). Annotators never get a timer: each tick in each open tab would be
-a queued event.
+a queued event. Every time shown is in the viewer's time zone and names it
+(`annotator.ui.zone`); the label chart starts at zero, as the timeline does.
 """
 
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
 from typing import Any, Sequence
 
 import gradio as gr
@@ -25,10 +25,11 @@ from annotator.reports import (EXPORT_NOT_CONFIGURED, AgreementSummary, Dashboar
 from annotator.runtime import Runtime
 from annotator.ui.admin import DASHBOARD_GROUP, AdminActions, AdminGate
 from annotator.ui.identity import identify
+from annotator.ui.zone import ZONE_JS, ViewerZone
 
 REFRESH_SECONDS = 15.0
 ANNOTATOR_COLUMNS = ["annotator", "answers", "skips", "median s / record", "agreement %", "compared on",
-                     "last active (UTC)", "active", "leases"]
+                     "last active", "active", "leases"]  # "last active" gets the zone's name
 
 CSS = """<style>
   #dash-progress .dash-bar { display: flex; height: 18px; border-radius: 4px; overflow: hidden; background: #e5e7eb; }
@@ -47,10 +48,6 @@ CSS = """<style>
 
 def _esc(value: Any) -> str:
     return html.escape(str(value))
-
-
-def _when(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%d %H:%M:%S") if at else "never"
 
 
 def _num(value: float | None, digits: int = 3, unit: str = "") -> str:
@@ -94,14 +91,18 @@ def labels_frame(team: TeamView) -> pd.DataFrame:
     return frame
 
 
-def annotators_frame(snapshot: Snapshot | None) -> pd.DataFrame:
-    """The per-annotator table; empty for anyone but an admin (or no snapshot)."""
+def annotators_frame(snapshot: Snapshot | None, zone: ViewerZone) -> pd.DataFrame:
+    """The per-annotator table, times in `zone`; empty for anyone but an admin (or no snapshot)."""
     rows = []
     for a in snapshot.admin.annotators if snapshot and snapshot.admin else ():
         rows.append([a.user, a.answers, a.skips, a.median_seconds,
                      None if a.agreement is None else round(100 * a.agreement, 1), a.compared,
-                     _when(a.last_active) if a.last_active else "", "yes" if a.active else "", a.leases])
-    return pd.DataFrame(rows, columns=ANNOTATOR_COLUMNS)
+                     zone.stamp(a.last_active, labelled=False) if a.last_active else "", "yes" if a.active else "", a.leases])
+    return pd.DataFrame(rows, columns=annotator_columns(zone))
+
+
+def annotator_columns(zone: ViewerZone) -> list[str]:
+    return [zone.column(c) if c == "last active" else c for c in ANNOTATOR_COLUMNS]
 
 
 def _result(name: str, r: AgreementResult | None) -> str:
@@ -151,7 +152,7 @@ def _sign_ins_row(s: SignInStatus | None) -> str:
             f" · limited now: {limited or 'nobody'}</td></tr>")
 
 
-def health_html(h: Health) -> str:
+def health_html(h: Health, zone: ViewerZone) -> str:
     warnings = "".join(f"<div class='dash-warn'>⚠ {_esc(w)}</div>" for w in h.warnings)
     persistent = {True: "<span class='dash-ok'>yes</span>", False: "<b style='color:#b91c1c'>NO</b>",
                   None: "unknown" if h.storage else "not measured"}[h.persistent]
@@ -166,9 +167,9 @@ def health_html(h: Health) -> str:
         e = h.export
         doing = f" {100 * e.progress:.0f}%" if e.progress is not None and e.state in ("building", "uploading") else ""
         export = (f"{_esc(e.repo)}: {_esc(e.state)}{doing}; last result <b>{_esc(e.last_result or 'none yet')}</b>"
-                  f" at {_esc(_when(e.last_attempt_at))}; last success {_esc(_when(e.last_success_at))}"
+                  f" at {_esc(zone.stamp(e.last_attempt_at))}; last success {_esc(zone.stamp(e.last_success_at))}"
                   + (f"; error: {_esc(e.last_error)}" if e.last_error else "")
-                  + (f"; next run {_esc(_when(e.next_run_at))}" if e.next_run_at else ""))
+                  + (f"; next run {_esc(zone.stamp(e.next_run_at))}" if e.next_run_at else ""))
     if h.leases:
         lease_rows = "".join(
             f"<tr><td>{_esc(l.user)}</td><td>{'' if l.on_screen is None else l.on_screen}</td>"
@@ -203,61 +204,65 @@ class DashboardView:
     def build(self) -> None:
         """Call inside the Dashboard tab."""
         gr.HTML(CSS, elem_classes=["dash-css"], padding=False)
+        # the viewer's time zone, filled in by ZONE_JS in the page before each dashboard event
+        self.zone = gr.Textbox(value="UTC", visible=False, elem_id="dash-zone")
         with gr.Row():
             self.status = gr.Markdown("Open this tab to load the dashboard.", elem_id="dash-status")
             self.refresh = gr.Button("Refresh", elem_id="dash-refresh", size="sm", scale=0)
         self.progress = gr.HTML(elem_id="dash-progress-box")
         with gr.Row():
             self.timeline = gr.LinePlot(x="time", y="answers", color="kind", elem_id="dash-timeline",
-                                        label="Answers per 5 minutes", x_title="time", y_title="answers",
+                                        label="Answers per 5 minutes", x_title="time (UTC)", y_title="answers",
                                         color_map={"submitted": "#2563eb", "skipped": "#f59e0b"}, y_lim=[0, None])
             self.labels = gr.BarPlot(x="label", y="answers", elem_id="dash-labels", label="Label distribution",
-                                     x_title="label", y_title="answers", sort=None)
+                                     x_title="label", y_title="answers", sort=None,
+                                     y_lim=[0, None])  # from zero: the smallest label's bar is never cut away
         with gr.Column(visible=False, elem_id="dash-admin") as self.admin_section:
             gr.Markdown("### Annotators\nClick a column header to sort.")
-            self.annotators = gr.Dataframe(headers=ANNOTATOR_COLUMNS, elem_id="dash-annotators", interactive=False,
+            self.annotators = gr.Dataframe(headers=annotator_columns(ViewerZone()), elem_id="dash-annotators", interactive=False,
                                            datatype=["str", "number", "number", "number", "number", "number",
                                                      "str", "str", "number"], max_height=400)
             with gr.Row():
                 self.agreement = gr.HTML(elem_id="dash-agreement")
                 self.health = gr.HTML(elem_id="dash-health")
-            self.actions.build()
+            self.actions.build(self.zone)
         self.timer = gr.Timer(value=REFRESH_SECONDS, active=False)
 
     def outputs(self) -> list[Any]:
         return [self.status, self.progress, self.timeline, self.labels, self.admin_section, self.annotators,
                 self.agreement, self.health, self.actions.audit, self.timer]
 
-    def render(self, who: Identity, snap: Snapshot) -> list[Any]:
+    def render(self, who: Identity, snap: Snapshot, zone: ViewerZone) -> list[Any]:
         admin = snap.admin
-        when = snap.at.replace(tzinfo=timezone.utc).strftime("%H:%M:%S UTC")
-        status = f"Updated {when}" + (f" · refreshes every {REFRESH_SECONDS:g} s while this tab is open"
+        status = f"Updated {zone.time(snap.at)}" + (f" · refreshes every {REFRESH_SECONDS:g} s while this tab is open"
                                       if admin else " · press Refresh for newer numbers")
-        return [status, progress_html(snap.team), timeline_frame(snap.team), labels_frame(snap.team),
-                gr.Column(visible=admin is not None), annotators_frame(snap),
-                agreement_html(admin.agreement) if admin else "", health_html(admin.health) if admin else "",
-                self.actions.audit_frame(who),
+        return [status, progress_html(snap.team),
+                # Vega draws the times in the browser's zone: the one named here
+                gr.LinePlot(value=timeline_frame(snap.team), x_title=zone.column("time")), labels_frame(snap.team),
+                gr.Column(visible=admin is not None), annotators_frame(snap, zone),
+                agreement_html(admin.agreement) if admin else "", health_html(admin.health, zone) if admin else "",
+                self.actions.audit_frame(who, zone),
                 gr.Timer(value=REFRESH_SECONDS, active=admin is not None)]
 
     def _signed_out(self, message: str) -> list[Any]:
-        return [message, "", None, None, gr.Column(visible=False), annotators_frame(None), "", "",
-                self.actions.audit_frame(None), gr.Timer(active=False)]
+        return [message, "", None, None, gr.Column(visible=False), annotators_frame(None, ViewerZone()), "", "",
+                self.actions.audit_frame(None, ViewerZone()), gr.Timer(active=False)]
 
     def wire(self, tab: gr.Tab, other_tabs: Sequence[gr.Tab]) -> None:
-        def refresh(profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
+        def refresh(zone: str | None, profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
             try:
                 who = identify(self.rt.access, profile, request)
             except AuthError as exc:
                 return self._signed_out(str(exc))
-            return self.render(who, self.board.snapshot(who))
+            return self.render(who, self.board.snapshot(who), ViewerZone(zone))
 
         def stop() -> gr.Timer:
             return gr.Timer(active=False)
 
-        common = dict(**DASHBOARD_GROUP, show_progress="hidden")
-        tab.select(refresh, None, self.outputs(), api_name=False, **common)
-        self.refresh.click(refresh, None, self.outputs(), api_name=False, **common)
-        self.timer.tick(refresh, None, self.outputs(), api_name=False, **common)
+        common = dict(**DASHBOARD_GROUP, show_progress="hidden", js=ZONE_JS)
+        tab.select(refresh, [self.zone], self.outputs(), api_name=False, **common)
+        self.refresh.click(refresh, [self.zone], self.outputs(), api_name=False, **common)
+        self.timer.tick(refresh, [self.zone], self.outputs(), api_name=False, **common)
         for other in other_tabs:
             other.select(stop, None, [self.timer], api_name=False, queue=False, show_progress="hidden")
         self.actions.wire()

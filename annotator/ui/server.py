@@ -32,6 +32,7 @@ from annotator.ui.clicks import add_click_routes
 from annotator.ui.cookies import PartitionedSessionCookies
 from annotator.ui.edge import UPLOAD_MAX_BYTES, Budget, Edge, check_people
 from annotator.ui.errors import hide_unexpected_errors
+from annotator.ui.frame import FrameCookieNotice
 from annotator.ui.gradio_glue import mounted_app, slow_queue_polling
 from annotator.ui.identity import identify_http
 from annotator.ui.login import password_sign_in
@@ -88,6 +89,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     # show_error=False: an unexpected exception's text (paths, SQL, settings) never reaches the page
     gr.mount_gradio_app(app, blocks, path="/", auth=auth, head=head, show_error=False,
                         max_file_size=UPLOAD_MAX_BYTES, enable_monitoring=False,
+                        footer_links=[],  # no Gradio footer for participants; admins find the API on the dashboard
                         auth_message="Sign in with the name and password the organizer gave you.")
     slow_queue_polling(blocks, QUEUE_IDLE_POLL_S, QUEUE_PROGRESS_POLL_S)
     gradio_app = mounted_app(app)
@@ -95,6 +97,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     _add_healthz(gradio_app, runtime)
     check_people(gradio_app, lambda request: identify_http(runtime.access, gradio_app, request), Budget())
     app.add_middleware(PartitionedSessionCookies)  # sign-in inside the Hub's frame (annotator/ui/cookies.py)
+    app.add_middleware(FrameCookieNotice)  # ...and a notice where the frame refuses them (annotator/ui/frame.py)
     app.add_middleware(Edge)  # outermost: nothing reaches Gradio or a route before the edge's rules
     return app
 
