@@ -29,10 +29,9 @@ import json
 
 import pytest
 
-from apphelpers import free_port
 from browserhelpers import BASE_ARGS, CHROMIUM, chromium
 from clients import ApiUser, add_users, make_images, start_many, write_task
-from fakeprovider import SPACE_HOST, StandInHub, chromium_args
+from fakeprovider import SPACE_HOST, StandInHub, chromium_args, hold_port, port_of
 from oauth_cookies import oauth_space_env, playwright_cookie
 
 WAIT = 20_000  # ms; generous, the machine may be busy
@@ -60,14 +59,14 @@ def hub(tmp_path_factory):
 @pytest.fixture(scope="module")
 def apps(hub, tmp_path_factory):
     """An hf-mode app on a simulated Space whose provider is the stand-in, and a password-mode app; both behind TLS."""
-    ports = {"hf": free_port(), "password": free_port()}
+    ports = {"hf": hold_port(), "password": hold_port()}  # held: nobody takes them while the apps start
     specs = []
     for mode in ("hf", "password"):
         base = tmp_path_factory.mktemp(f"frame-{mode}")
         make_images(base / "source", 12)
         env = {"SOURCE_DIR": str(base / "source"), "TASK_FILE": str(write_task(base / "task.toml", overlap=1))}
         if mode == "hf":
-            env.update({**oauth_space_env(), **hub.space_env(ports["hf"])})
+            env.update({**oauth_space_env(), **hub.space_env(port_of(ports["hf"]))})
         else:
             env["AUTH_MODE"] = "password"
             add_users(base / "data" / "passwords.json", ["erin"])
