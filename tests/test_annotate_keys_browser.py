@@ -19,18 +19,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from browserhelpers import chromium
+from browserhelpers import browser  # noqa: F401,F811 - the module's fixture: one Chromium
 from clients import SHAPES, make_images, start_many, write_task
 from oauth_cookies import oauth_space_env, playwright_cookie
 
 WAIT = 20_000
 MANY = [*SHAPES, "ellipse", "star", "hexagon", "pentagon", "arrow", "cross", "heart", "moon"]  # 12 labels
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")
