@@ -154,6 +154,10 @@ def test_question_mark_opens_a_dialog_listing_every_key_and_esc_closes_it(browse
     from playwright.sync_api import expect
 
     page = open_page(browser, servers["many"].url, "dave")
+    buttons = page.locator("#ann-root button:visible")
+    assert buttons.count() >= len(MANY) + 4
+    for n in range(buttons.count()):  # every button on screen has an accessible name
+        expect(buttons.nth(n)).to_have_accessible_name(re.compile(r"\w"))
     hint = page.locator("#btn-help")
     expect(hint).to_be_visible()
     expect(hint).to_contain_text("?")
