@@ -247,3 +247,22 @@ def test_the_waiting_message_shows_the_browsers_local_time(browser, servers):
     expect(waiting).to_contain_text(f"frees up at {tokyo} your local time (Asia/Tokyo)")
     ctx.close()
     holder.context.close()
+
+
+def test_a_script_that_loads_after_the_view_was_drawn_still_starts(browser, servers):
+    """The script is a fetched file now, not inline: when it arrives after Gradio drew the view and handed
+    over the first record, it must still show it (it used to wait for a DOM change that may never come)."""
+    import time
+
+    from playwright.sync_api import expect
+
+    ctx = browser.new_context(viewport={"width": 1100, "height": 900})
+    ctx.add_cookies([playwright_cookie("frank")])
+    ctx.route("**/ann-static/*.js", lambda route: (time.sleep(4), route.continue_()))
+    page = ctx.new_page()
+    page.goto(servers["many"].url)
+    expect(page.locator("#ann-img")).to_be_visible(timeout=WAIT)
+    first = shown(page)
+    page.keyboard.press("1")
+    wait_next(page, first)
+    ctx.close()

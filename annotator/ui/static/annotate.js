@@ -446,7 +446,8 @@
   });
 
   // --- start: the page load event hands over the first view; a re-drawn view is drawn again ---------
-  new MutationObserver(() => {
+  // the file may load after Gradio drew the view (it is fetched, not inline): look once now, then on changes
+  const bootOnce = () => {
     const boot = $('ann-boot-data');
     if (boot && boot.dataset.view && !boot.dataset.used) {
       boot.dataset.used = '1';
@@ -459,7 +460,9 @@
     }
     const root = $('ann-root');
     if (root && !root.dataset.bound) { root.dataset.bound = '1'; renderAll(); }
-  }).observe(document.documentElement, {childList: true, subtree: true});
+  };
+  new MutationObserver(bootOnce).observe(document.documentElement, {childList: true, subtree: true});
+  bootOnce();
 };
 
   // Gradio adds the <head> elements itself, in order: the config is there before this file runs, but
