@@ -287,7 +287,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 _TASK_KEYS = {"title", "guidelines", "question", "kind", "labels", "comment", "overlap", "order",
               "seed", "suggestion_column"}
-_DEFAULT_KEYS = "123456789"
 
 
 def _task_error(path: Path, key: str, value: object, allowed: str) -> ConfigError:
@@ -346,7 +345,19 @@ def load_task(path: Path) -> TaskSpec:
     )
 
 
-_RESERVED_KEYS = {"enter", "s", "backspace", "?"}
+# The page's action keys (Enter, Backspace and Esc are not one character, so no label can take them):
+# S skips, ? shows the keys. C and G are kept for the comment and the guidelines (issue 14), so no label
+# is given them automatically; a task file that names them explicitly still may.
+_RESERVED_KEYS = frozenset({"enter", "s", "backspace", "?"})
+_KEPT_FOR_ACTIONS = frozenset({"c", "g"})
+# Keys given to labels without one, by position: 1-9, 0, then the letters no action uses (33 in all).
+AUTO_KEYS = "1234567890" + "".join(c for c in "abcdefghijklmnopqrstuvwxyz"
+                                    if c not in _RESERVED_KEYS | _KEPT_FOR_ACTIONS)
+
+
+def auto_key(position: int) -> str:
+    """The key a label at `position` gets when the task file names none; "" (no key) past the 33rd."""
+    return AUTO_KEYS[position] if position < len(AUTO_KEYS) else ""
 
 
 def _labels(path: Path, raw: object) -> tuple[Label, ...]:
@@ -362,8 +373,10 @@ def _labels(path: Path, raw: object) -> tuple[Label, ...]:
         name = item.get("name")
         if not isinstance(name, str) or not name.strip():
             raise _task_error(path, f"{where}.name", name, "each label needs a non-empty name")
-        default_key = _DEFAULT_KEYS[i] if i < len(_DEFAULT_KEYS) else ""
-        key = item.get("key", default_key)
+        if "key" not in item:
+            labels.append(Label(name=name.strip(), key=auto_key(i)))
+            continue
+        key = item["key"]
         if not isinstance(key, str) or len(key) != 1 or key.lower() in _RESERVED_KEYS:
             raise _task_error(path, f"{where}.key", key,
                               "a shortcut is one character and not s or ? (those skip and show help)")
@@ -375,5 +388,7 @@ def _labels(path: Path, raw: object) -> tuple[Label, ...]:
     keys = [label.key for label in labels if label.key]
     dup_key = next((k for k in keys if keys.count(k) > 1), None)
     if dup_key is not None:
-        raise _task_error(path, "labels.key", dup_key, "shortcut keys must be unique")
+        raise _task_error(path, "labels.key", dup_key,
+                          "shortcut keys must be unique (a label without a key gets one by its position: "
+                          f"{AUTO_KEYS[:10]}, then {', '.join(AUTO_KEYS[10:])})")
     return tuple(labels)

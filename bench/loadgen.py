@@ -327,7 +327,7 @@ class Profile:
         labels: list[str] = []
         for comp in config.get("components", []):
             props = comp.get("props", {})
-            if props.get("elem_id") == "ann-view":  # the view's buttons (or checkboxes) name the labels
+            if props.get("elem_id") == "ann-view":  # the view's label buttons name the labels
                 labels = [html.unescape(n) for n in _LABEL.findall(str(props.get("value", "")))]
             elif comp.get("type") == "radio" and props.get("choices"):  # the baseline
                 labels = [c[0] if isinstance(c, (list, tuple)) else c for c in props["choices"]]

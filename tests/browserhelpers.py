@@ -84,3 +84,11 @@ def chromium_profile(profile: Path, extra_args: Sequence[str] = (), *, require: 
             no_browser(f"chromium at {CHROMIUM} does not start: {exc}", require=require)
         yield context
         context.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """A Chromium for a test module; a module uses it by importing the name (`from browserhelpers import
+    browser`)."""
+    with chromium() as b:
+        yield b

@@ -128,3 +128,33 @@ def test_secrets_are_masked_in_public_items(tmp_path: Path) -> None:
     shown = settings.public_items()
     assert "hf_secret_value" not in repr(shown) and "hf_secret_value" not in repr(settings)
     assert shown["HF_TOKEN"] == "(set, hidden)"
+
+
+def test_keys_past_nine_labels_are_assigned_automatically(tmp_path: Path) -> None:
+    """Issue 14.7: a task with more than nine labels needed invented keys (`labels[9].key = ''`)."""
+    from annotator.config import AUTO_KEYS
+
+    names = [f"class {i}" for i in range(30)]
+    text = 'title = "Many"\n' + "".join(f'\n[[labels]]\nname = "{n}"\n' for n in names)
+    task = load_task(write_task(tmp_path, text))
+    keys = [label.key for label in task.labels]
+    assert keys[:12] == list("1234567890ab")
+    assert len(set(keys)) == 30 and not {"s", "c", "g", "?"} & set(keys)  # no action key, none kept for C/G
+    assert keys == list(AUTO_KEYS[:30])
+    # past the 33 keys there are, a label has no key (a button still answers it)
+    text = 'title = "More"\n' + "".join(f'\n[[labels]]\nname = "l{i}"\n' for i in range(35))
+    assert [label.key for label in load_task(write_task(tmp_path, text)).labels][32:] == ["z", "", ""]
+
+
+def test_explicit_keys_are_still_checked_beside_automatic_ones(tmp_path: Path) -> None:
+    many = 'title = "Many"\n' + "".join(f'\n[[labels]]\nname = "l{i}"\n' for i in range(11))
+    # the 12th label takes "a" explicitly, which the 11th got by its position: the message says why
+    with pytest.raises(ConfigError) as err:
+        load_task(write_task(tmp_path, many + '\n[[labels]]\nname = "x"\nkey = "a"\n'))
+    assert "labels.key = 'a'" in str(err.value) and "by its position" in str(err.value)
+    with pytest.raises(ConfigError, match=r"labels\[11\]\.key = 's'"):
+        load_task(write_task(tmp_path, many + '\n[[labels]]\nname = "x"\nkey = "s"\n'))
+    with pytest.raises(ConfigError, match=r"labels\[11\]\.key = '\?'"):
+        load_task(write_task(tmp_path, many + '\n[[labels]]\nname = "x"\nkey = "?"\n'))
+    task = load_task(write_task(tmp_path, many + '\n[[labels]]\nname = "x"\nkey = "k"\n'))
+    assert task.labels[-1].key == "k" and task.labels[10].key == "a"

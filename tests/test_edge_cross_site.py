@@ -110,7 +110,7 @@ def test_only_the_page_and_sign_in_may_be_opened_by_another_site():
     for path in ("/", "/login/huggingface", "/login/callback"):
         assert cross_site_reason({"method": "GET"}, frame, surface.rule(path)) is None, path
     for path in ("/logout", "/gradio_api/token", "/ann/next", "/gradio_api/info", "/config", "/healthz",
-                 "/gradio_api/file=/tmp/x.csv", "/gradio_api/heartbeat/abc"):
+                 "/gradio_api/file=/tmp/x.csv", "/gradio_api/heartbeat/abc", "/ann-static/annotate.0123456789ab.js"):
         assert cross_site_reason({"method": "GET"}, frame, surface.rule(path)) is not None, path
     assert cross_site_reason({"method": "POST"}, frame, surface.rule("/login")) is not None
 

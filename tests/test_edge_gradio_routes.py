@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,24 @@ def test_files_gradio_serves_still_download(server):
         path = carol.post("/gradio_api/upload", files={"files": ("a.txt", b"abc", "text/plain")}).json()[0]
         r = carol.get(f"/gradio_api/file={path}")
         assert r.status_code == 200 and r.content == b"abc"
+
+
+def test_the_pages_own_files_are_served_by_versioned_name_and_nothing_else(server):
+    """/ann-static/ (annotator/ui/assets.py): the script and style the page names, cached for good; any other
+    name under it, any `..`, a body, another site's read: refused."""
+    with space_client(server) as anonymous:
+        page = anonymous.get("/").text
+        urls = set(re.findall(r'/ann-static/[^"\\]+', page))
+        assert {u.rsplit(".", 1)[1] for u in urls} == {"js", "css"}, urls
+        for u in urls:
+            r = anonymous.get(u)
+            assert r.status_code == 200 and r.headers["cache-control"] == "public, max-age=31536000, immutable"
+        js = next(u for u in urls if u.endswith(".js"))
+        for path in ("/ann-static/annotate.js", "/ann-static/x/" + js.rsplit("/", 1)[1], "/ann-static/%2e%2e/app.py",
+                     "/ann-static/..%2f..%2fapp.py", js[:-3] + ".css"):
+            assert anonymous.get(path).status_code == 404, path
+        assert anonymous.post(js, content=b"x").status_code == 413
+        assert anonymous.get(js, headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}).status_code == 403
 
 
 def test_an_unexpected_error_shows_a_reference_and_the_log_holds_the_traceback(tmp_path, caplog):

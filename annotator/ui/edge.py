@@ -80,6 +80,8 @@ SURFACE: tuple[Rule, ...] = (
     Rule("/logout*", "anyone", 0, why="sign-out, only from the app's own page"),
     Rule("/ann/*", "signed-in", 64 * KB, budget=True, why="the page's clicks: a ticket, labels, a comment"),
     Rule("/img/*", "anyone", 0, why="images, signed per person (the route checks the signature)"),
+    Rule("/ann-static/*", "anyone", 0,
+         why="the page's script and style by content-versioned name (annotator/ui/assets.py); nothing else"),
     Rule("/healthz", "anyone", 0, why="ok or not; the details for admins"),
     Rule("/gradio_api/queue/join", "anyone", 256 * KB, why="Gradio's events; each handler checks the person"),
     Rule("/gradio_api/call/*", "anyone", 256 * KB, why="named endpoints for scripts (gradio_client)"),

@@ -27,6 +27,7 @@ from annotator.images import ImageError
 from annotator.runtime import Runtime
 from annotator.service import ImageFile
 from annotator.tickets import IMAGE_ROUTE, TicketError
+from annotator.ui.assets import add_static_routes
 from annotator.ui.blocks import build_blocks
 from annotator.ui.clicks import add_click_routes
 from annotator.ui.cookies import PartitionedSessionCookies
@@ -77,6 +78,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         return Response(found.path.read_bytes(), media_type=found.media_type,
                         headers={"Cache-Control": f"private, max-age={max_age}, immutable"})
 
+    add_static_routes(app)  # the page's script and style (annotator/ui/static), by content-versioned URL
     blocks, head = build_blocks(runtime)
     hide_unexpected_errors(blocks)
     auth = None

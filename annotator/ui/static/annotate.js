@@ -1,0 +1,483 @@
+// The annotate page's script. annotator/ui/annotate.py draws the elements it fills and puts the task's
+// settings (labels, keys, routes) in <script type="application/json" id="ann-config">, read here as data.
+// Loaded once per page from a URL that names its content (annotator/ui/assets.py), cached for good.
+(() => {
+  'use strict';
+  const annStart = (C) => {
+  const $ = (id) => document.getElementById(id);
+  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}[c]));
+  const A = {
+    view: null,         // the last view the server sent
+    shown: null,        // the record on screen (an item of a view), or null
+    shownAt: 0,
+    buffer: [],         // records that come next, with tickets: shown at once on the next answer
+    outbox: [],         // actions not yet answered by the server, sent one at a time in order
+    sending: false,
+    lost: false,        // the last request got no answer: the status says so until one gets through
+    blocked: false,     // an answer the page cannot apply ahead of the server is in flight
+    answered: new Set(),
+    seenIds: new Set(),
+    images: new Map(),  // url -> preloaded, decoded <img>
+    sentAnswers: 0,     // answers sent so far: a saved reply counts only if none was sent after its request
+    checking: false, checkAgain: false,  // the saved check in flight (at most one), and one more asked for
+    imageRetried: new Set(),  // records whose image failed and for which a fresh view was asked once
+    savedTimer: null, recheckTimer: null,
+    selected: new Set(), selectedFor: null,  // multi-label: the labels chosen for the record on screen (a suggestion is not chosen)
+    spoken: '',           // the last saved/unsent state announced to a screen reader
+  };
+  const unsent = () => A.outbox.filter((e) => e.record).length;  // answers the server has not replied to
+  const answersQueued = () => unsent() > 0;
+  // what closing the tab would lose: an answer not sent, or sent but not yet committed
+  const unsaved = () => answersQueued() || (!!A.view && !!(A.view.pending || A.view.retrying));
+
+  // --- rendering ---------------------------------------------------------------------
+  // a screen reader hears the new record and each change of saving state (polite live regions)
+  const announce = (id, text) => { const box = $(id); if (box && box.textContent !== text) box.textContent = text; };
+  // after every action the keys go on working: focus leaves buttons and text fields for the image's stage
+  const focusStage = () => {
+    const stage = $('ann-image');
+    if (stage && document.activeElement !== stage) stage.focus({preventScroll: true});
+  };
+  const showError = (text) => {
+    const slot = $('ann-error');
+    if (slot) { slot.textContent = text || ''; slot.classList.toggle('ann-hidden', !text); }
+  };
+  const preload = (items) => {
+    const keep = new Set(items.map((i) => i.image_url));
+    if (A.shown) keep.add(A.shown.image_url);
+    for (const url of A.images.keys()) if (!keep.has(url)) A.images.delete(url);
+    for (const item of items) {
+      if (A.images.has(item.image_url)) continue;
+      const img = new Image();
+      img.src = item.image_url;
+      img.decode().catch(() => {});
+      A.images.set(item.image_url, img);
+    }
+  };
+  // the server's word on saving counts only once the page has nothing left to send; offline, the page
+  // says how many answers only it holds, never that they are saved
+  const renderStatus = () => {
+    const box = $('ann-status');
+    const view = A.view;
+    if (!box || !view || view.saved === undefined) return;  // signed out: nothing to say about saving
+    const n = unsent();
+    const refused = view.rejected && view.rejected.length;  // an answer that can never be saved: say so in red
+    let css = view.retrying || refused ? 'ann-failed' : view.pending ? 'ann-pending' : 'ann-saved', text = view.saved;
+    if (A.lost && n) {
+      css = 'ann-failed'; text = `${n} answer${n === 1 ? '' : 's'} not sent yet — keep this tab open`;
+    } else if (A.lost) {
+      css = 'ann-failed';
+      text = view.pending ? 'Connection lost before your last answers were confirmed saved — keep this tab open'
+                          : 'Connection lost; your answers so far are saved';
+    } else if (n) {
+      css = 'ann-pending'; text = 'Saving…';
+    }
+    const msg = view.message ? ` · <span id="ann-message">${esc(view.message)}</span>` : '';
+    box.innerHTML = `<span class="${css}" id="ann-saved">${esc(text)}</span>${msg}`;
+    if (css !== 'ann-pending' && text !== A.spoken) { A.spoken = text; announce('ann-live-status', text); }
+  };
+  const renderProgress = (view) => {
+    const box = $('ann-progress');
+    if (!box || !view || !view.progress) return;
+    const p = view.progress;
+    const share = p.team_total ? 100 * p.team_complete / p.team_total : 100;
+    box.innerHTML = `You: <b>${p.mine_today}</b> today, <b>${p.mine_total}</b> in total · ` +
+      `Team: <b>${p.team_complete}</b> of ${p.team_total} records complete · <b>${p.remaining_for_me}</b> left for you` +
+      `<div class="ann-bar"><div style="width:${share.toFixed(1)}%"></div></div>`;
+  };
+  const renderItem = () => {
+    const box = $('ann-image');
+    const item = A.shown;
+    if (!box || !item) return;
+    let notes = '';
+    if (item.editing) {
+      notes = `<div class="ann-suggestion" id="ann-editing">Changing your earlier answer: ` +
+              `<b>${esc(item.answer.join(', ') || 'skipped')}</b></div>`;
+    } else if (item.suggestion) {
+      const how = C.multi ? 'press its key to choose it, or Enter to accept it alone' : 'press Enter to accept';
+      notes = `<div class="ann-suggestion">Suggested: <b>${esc(item.suggestion)}</b> (${how})</div>`;
+    }
+    let img = A.images.get(item.image_url);
+    if (!img) { img = new Image(); img.src = item.image_url; A.images.set(item.image_url, img); }
+    box.innerHTML = notes;
+    img.className = 'ann-main'; img.id = 'ann-img';
+    img.alt = `record ${item.record_id}`; img.width = item.width; img.height = item.height;
+    img.dataset.record = String(item.record_id);
+    img.onerror = () => imageFailed(img);
+    box.appendChild(img);
+    if (img.complete && img.naturalWidth === 0) imageFailed(img);  // its preload had failed already
+    const shownKey = `${item.record_id}${item.editing ? ':earlier' : ''}`;
+    if (A.selectedFor !== shownKey) {  // a new record: its earlier answer is chosen; a suggestion is only suggested
+      A.selectedFor = shownKey;
+      A.selected = new Set(C.multi && item.editing ? item.answer : []);
+    }
+    renderChoices();
+    const comment = document.querySelector('#ann-comment textarea');
+    if (comment) comment.value = item.comment || '';
+    const where = A.view && A.view.progress ? `; ${A.view.progress.remaining_for_me} left for you` : '';
+    const said = item.editing ? `Changing your earlier answer on image ${item.record_id}`
+                              : `Image ${item.record_id}${item.suggestion ? `, suggested: ${item.suggestion}` : ''}`;
+    announce('ann-live', `${said}${where}.`);
+  };
+  // the label buttons: chosen (pressed, ticked), suggested (a badge, not chosen), earlier answer
+  const renderChoices = () => {
+    const item = A.shown;
+    if (!item) return;
+    C.labels.forEach((l, i) => {
+      const b = $('label-' + i);
+      if (!b) return;
+      const suggested = !item.editing && item.suggestion === l.name;
+      b.classList.toggle('ann-suggested', suggested && !A.selected.has(l.name));
+      b.classList.toggle('ann-earlier', !!item.editing && item.answer.includes(l.name));
+      if (C.multi) {
+        const on = A.selected.has(l.name);
+        b.classList.toggle('ann-selected', on);
+        b.setAttribute('aria-pressed', on ? 'true' : 'false');
+      }
+    });
+    renderAccept(item);
+  };
+  // what Enter does on this record, on its button: keep the earlier answer, accept the suggestion, or submit
+  const renderAccept = (item) => {
+    const b = $('btn-accept');
+    if (!b) return;
+    const keep = !C.multi && item.editing && item.answer.length;
+    const suggestionOnly = C.multi && !A.selected.size && item.suggestion && !item.editing;
+    const text = C.multi && !suggestionOnly ? 'Submit (Enter)' : keep ? 'Keep earlier answer (Enter)' : 'Accept suggestion (Enter)';
+    b.textContent = text;
+    b.classList.toggle('ann-hidden', !C.multi && !keep && !item.suggestion);
+  };
+  // the controls are there only while a record is on screen; Back stays (to change an earlier answer)
+  const renderControls = () => {
+    const root = $('ann-root');
+    if (!root) return;
+    root.classList.toggle('ann-idle', !A.shown);
+    root.classList.toggle('ann-signed-out', !!A.view && A.view.state === 'signed_out');
+  };
+  const renderState = (view) => {
+    const box = $('ann-image');
+    if (!box) return;
+    if (view.state === 'waiting') {
+      box.innerHTML = `<div class="ann-state" id="ann-waiting">Waiting: ${view.held_by_others} record(s) are being ` +
+        `annotated by others. The first one frees up ${esc(freesAt(view.frees_at))}; this page checks again by itself.</div>`;
+    } else if (view.state === 'done') {
+      box.innerHTML = '<div class="ann-state" id="ann-done">All done: there is nothing left for you to annotate. Thank you!</div>';
+    } else if (view.state === 'signed_out') {
+      box.innerHTML = `<div class="ann-state" id="ann-signin">${esc(view.message)}</div>`;
+    } else {
+      box.innerHTML = '<div class="ann-state" id="ann-loading">Loading the next image…</div>';
+    }
+  };
+  // when a lease ends, in the person's own time zone (the server's clock is UTC on a Space), and saying so
+  const freesAt = (epochSeconds) => {
+    if (!epochSeconds) return 'soon';
+    const at = new Date(epochSeconds * 1000), two = (n) => String(n).padStart(2, '0');
+    const zone = (Intl.DateTimeFormat().resolvedOptions().timeZone || '').replace(/_/g, ' ');
+    return `at ${two(at.getHours())}:${two(at.getMinutes())} your local time${zone ? ` (${zone})` : ''}`;
+  };
+  // the image on screen did not load (its link expired, or the server could not render it): ask once
+  // for a fresh view, whose links are signed anew; if that fails too, say what to do
+  const imageFailed = (img) => {
+    const item = A.shown;
+    if (!item || img.id !== 'ann-img' || img.getAttribute('src') !== item.image_url) return;
+    if (A.imageRetried.has(item.record_id)) { showError(CANNOT_SHOW); return; }
+    A.imageRetried.add(item.record_id);
+    enqueue({path: 'next', body: {}});
+  };
+  const CANNOT_SHOW = 'This image cannot be shown right now; press S to skip it.';
+  // the reply to that request: load the fresh link in place (nothing else on screen changes); the same
+  // link again means the link was not the problem
+  const repairImage = (view) => {
+    const item = A.shown, img = $('ann-img');
+    if (!item || !A.imageRetried.has(item.record_id) || view.state !== 'ready' || !img ||
+        img.dataset.record !== String(item.record_id) || !(img.complete && img.naturalWidth === 0)) return;
+    const fresh = [view.item, ...view.upcoming].find((i) => i.record_id === item.record_id && !i.editing);
+    if (!fresh || fresh.image_url === item.image_url) { showError(CANNOT_SHOW); return; }
+    item.image_url = fresh.image_url;
+    img.src = fresh.image_url;
+    A.images.set(fresh.image_url, img);
+  };
+  const show = (item) => {
+    A.shown = item; A.shownAt = performance.now();
+    if (item) { A.seenIds.add(item.record_id); renderItem(); }
+    renderControls();
+  };
+  const renderAll = () => {
+    if (!A.view) return;
+    renderProgress(A.view); renderStatus(); renderControls();
+    if (A.shown) renderItem(); else renderState(A.view);
+  };
+
+  // --- the server's answers ----------------------------------------------------------------
+  const apply = (view, refill) => {
+    A.view = view;
+    renderProgress(view); renderStatus();
+    if (refill && A.shown && A.shown.editing) {
+      // a refill asked for before the person pressed Back only fills the buffer: the earlier answer stays on screen
+      const next = view.state === 'ready' ? [view.item, ...view.upcoming] : [];
+      A.buffer = next.filter((i) => !A.answered.has(i.record_id) && i.record_id !== A.shown.record_id);
+      preload(A.buffer);
+      return;
+    }
+    clearTimeout(A.recheckTimer);
+    if (view.state !== 'ready') {
+      if (answersQueued()) return;  // answers still queued name records the page showed: they decide
+      A.buffer = []; show(null); renderState(view); preload([]);
+      if (view.recheck_after) A.recheckTimer = setTimeout(() => enqueue({path: 'next', body: {}}), view.recheck_after * 1000);
+      return;
+    }
+    const next = [view.item, ...view.upcoming];
+    if (answersQueued()) {
+      // the page is ahead of the server: keep what it showed, take the rest in the server's order
+      A.buffer = next.filter((i) => !A.seenIds.has(i.record_id));
+    } else {
+      if (!A.shown || A.shown.record_id !== view.item.record_id || A.shown.editing !== view.item.editing) show(view.item);
+      else A.shown = {...view.item, image_url: A.shown.image_url};  // the image on screen stays (see repairImage)
+      A.buffer = view.upcoming.filter((i) => !A.answered.has(i.record_id) && i.record_id !== view.item.record_id);
+    }
+    repairImage(view);
+    preload(A.buffer);
+  };
+  const refused = (entry, status, message) => {
+    if (status === 401) message = 'You are signed out (the server may have restarted): reload the page to sign in again.';
+    showError(message || 'The server could not do that; reload the page.');
+    if (entry.record) A.answered.delete(entry.record.record_id);
+    if (entry.record && !answersQueued() && (!A.shown || A.shown.record_id !== entry.record.record_id)) {
+      if (A.shown) A.buffer.unshift(A.shown);  // the answer was not taken: its record comes back
+      show({...entry.record, comment: entry.body.comment || ''});
+    }
+  };
+  const pump = async () => {
+    if (A.sending || !A.outbox.length) return;
+    A.sending = true;
+    const entry = A.outbox[0];
+    if (entry.record) A.sentAnswers += 1;
+    // the last answer queued, with the next record already on screen: its reply may wait for the
+    // commit, so "saved" needs no request of its own (the page's saved check covers what lags longer)
+    const wait = entry.record && !entry.blocking && A.outbox.length === 1 ? '?saved=wait' : '';
+    let res = null, body = null;
+    try {
+      res = await fetch(`${C.route}/${entry.path}${wait}`, {method: 'POST', credentials: 'same-origin',
+        headers: {'Content-Type': 'application/json'}, body: JSON.stringify(entry.body)});
+      body = await res.json().catch(() => null);
+    } catch (err) { res = null; }
+    A.sending = false;
+    if (res === null || res.status >= 500 && !(body && body.error)) {
+      connectionLost();
+      setTimeout(pump, 1500);
+      return;
+    }
+    A.outbox.shift();
+    if (entry.blocking) A.blocked = false;
+    if (res.ok) {
+      reconnected();
+      apply(body, entry.refill);
+    } else {
+      refused(entry, res.status, body && (body.error || body.detail));
+    }
+    renderStatus();
+    if (!answersQueued() && unsaved()) checkSaved();
+    pump();
+  };
+  const enqueue = (entry) => { A.outbox.push(entry); renderStatus(); pump(); };
+  const connectionLost = () => {
+    A.lost = true;
+    showError('The connection to the server was lost; your answers are kept and sent again…');
+    renderStatus();
+  };
+  const reconnected = () => {
+    if (A.lost) { A.lost = false; showError(''); }
+  };
+
+  // --- "saved" follows the commit ---------------------------------------------------------
+  // Asked when the page has no answer left to send and the server's last word was "pending"; the
+  // server replies once the commit is done (or after a few seconds if it lags). Beside the answer
+  // queue, not in it: the next answer never waits behind this check.
+  const checkSaved = async () => {
+    if (A.checking) { A.checkAgain = true; return; }
+    clearTimeout(A.savedTimer);
+    A.checking = true; A.checkAgain = false;
+    const asOf = A.sentAnswers;
+    let res = null, body = null;
+    try {
+      res = await fetch(`${C.route}/saved`, {method: 'POST', credentials: 'same-origin',
+        headers: {'Content-Type': 'application/json'}, body: '{}'});
+      body = await res.json().catch(() => null);
+    } catch (err) { res = null; }
+    A.checking = false;
+    if (res === null || res.status >= 500 && !(body && body.error)) {
+      connectionLost();
+      A.savedTimer = setTimeout(checkSaved, 1500);
+      return;
+    }
+    if (!res.ok) {
+      refused({path: 'saved', body: {}}, res.status, body && (body.error || body.detail));
+      return;
+    }
+    reconnected();
+    // an answer sent after this request may be missing from the reply: only a later check can tell
+    if (asOf === A.sentAnswers && !answersQueued() && A.view) {
+      Object.assign(A.view, body);
+      renderProgress(A.view);
+    }
+    renderStatus();
+    if (A.checkAgain) checkSaved();
+    else if (!answersQueued() && unsaved()) A.savedTimer = setTimeout(checkSaved, C.savedDelay);
+  };
+  window.addEventListener('beforeunload', (e) => {
+    if (!unsaved()) return;
+    e.preventDefault();
+    e.returnValue = '';  // the browser asks the person whether to leave; answers only this tab holds would be lost
+  });
+
+  // --- what the person does -------------------------------------------------------------
+  const answer = (path, labels) => {
+    const item = A.shown;
+    if (!item || A.blocked) return;  // nothing on screen to answer (the next record is on its way)
+    const area = document.querySelector('#ann-comment textarea');
+    const comment = area ? area.value : '';
+    const body = {ticket: item.record, comment, time_spent_ms: Math.round(performance.now() - A.shownAt)};
+    if (labels) body.answer = labels;
+    const ahead = !item.editing && !comment && A.buffer.length > 0;
+    const entry = {path, body, record: item, blocking: !ahead};
+    A.answered.add(item.record_id);
+    showError('');
+    if (ahead) {
+      show(A.buffer.shift());
+      preload(A.buffer);
+    } else {
+      A.blocked = true;
+    }
+    enqueue(entry);
+  };
+  const back = () => {
+    if (A.blocked) return;
+    A.blocked = true;
+    showError('');
+    enqueue({path: 'back', body: {ticket: A.shown ? A.shown.record : ''}, blocking: true});
+  };
+  const accept = () => {
+    const item = A.shown;
+    if (!item) return;
+    if (C.multi) {
+      // the chosen labels in the task's order; with none chosen, Enter accepts the suggestion alone
+      const chosen = C.labels.map((l) => l.name).filter((n) => A.selected.has(n));
+      if (chosen.length) answer('answer', chosen);
+      else if (item.suggestion && !item.editing) answer('answer', [item.suggestion]);
+      else showError('Choose a label first, or press S to skip.');
+    } else if (item.editing && item.answer.length) {
+      answer('answer', item.answer.slice(0, 1));  // Enter keeps the earlier answer when changing one
+    } else if (item.suggestion) {
+      answer('answer', [item.suggestion]);
+    } else {
+      showError('Choose a label with its key or button; this record has no suggestion to accept.');
+    }
+  };
+  const pressLabel = (i) => {
+    if (C.multi) {
+      if (!A.shown) return;
+      // a suggested label is not chosen yet: its key chooses it (confirms it); a chosen one's key un-chooses it
+      const name = C.labels[i].name;
+      if (A.selected.has(name)) A.selected.delete(name); else A.selected.add(name);
+      renderChoices();
+    } else {
+      answer('answer', [C.labels[i].name]);
+    }
+  };
+  const visible = () => { const root = $('ann-root'); return !!root && root.getClientRects().length > 0; };
+
+  // --- the keys overlay (?) ----------------------------------------------------------------
+  const helpOpen = () => { const h = $('ann-help'); return !!h && !h.classList.contains('ann-hidden'); };
+  const toggleHelp = (open) => {
+    const h = $('ann-help');
+    if (!h) return;
+    h.classList.toggle('ann-hidden', !open);
+    const hint = $('btn-help');
+    if (hint) hint.setAttribute('aria-expanded', open ? 'true' : 'false');
+    if (open) h.focus({preventScroll: true}); else focusStage();
+  };
+
+  document.addEventListener('click', (e) => {
+    const b = e.target.closest && e.target.closest('#ann-root button');
+    if (!b) return;
+    if (b.id.startsWith('label-')) pressLabel(Number(b.id.slice(6)));
+    else if (b.id === 'btn-accept') accept();
+    else if (b.id === 'btn-skip') answer('skip', null);
+    else if (b.id === 'btn-back') back();
+    else if (b.id === 'btn-help') { toggleHelp(true); return; }
+    else if (b.id === 'btn-help-close') { toggleHelp(false); return; }
+    else return;
+    focusStage();  // not the button: Enter or Space must not press it again, and the keys keep working
+  });
+  const keyIndex = {};
+  C.labels.forEach((l, i) => { if (l.key) keyIndex[l.key.toLowerCase()] = i; });
+  const typingIn = (t) => !!t && (t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable ||
+    (t.tagName === 'INPUT' && !['checkbox', 'radio', 'button', 'submit', 'reset', 'range'].includes(t.type)));
+  document.addEventListener('keydown', (e) => {
+    if (e.isComposing || !visible() || !A.view || A.view.state === 'signed_out') return;
+    const t = (e.composedPath && e.composedPath()[0]) || e.target;
+    if (helpOpen()) {  // the overlay is modal: Esc or ? closes it, other keys do nothing behind it
+      if (e.key === 'Escape' || e.key === '?') { e.preventDefault(); toggleHelp(false); }
+      else if (e.key !== 'Tab') e.preventDefault();
+      return;
+    }
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !e.altKey) {  // submit from the comment, or anywhere
+      e.preventDefault();
+      if (!e.repeat) { accept(); focusStage(); }
+      return;
+    }
+    if (typingIn(t)) {  // a text field keeps every key it types; Esc leaves it
+      if (e.key === 'Escape') { e.preventDefault(); t.blur(); focusStage(); }
+      return;
+    }
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    let hit = true;
+    if (k in keyIndex) pressLabel(keyIndex[k]);
+    else if (k === 'Enter') accept();
+    else if (k === 's') answer('skip', null);
+    else if (k === 'Backspace') back();
+    else if (k === '?') toggleHelp(true);
+    else if (k === 'Escape') focusStage();
+    else hit = false;
+    if (!hit) return;
+    e.preventDefault();  // else Enter or Space would also press a focused button
+    if (t && t.tagName === 'BUTTON') focusStage();
+  });
+
+  // --- start: the page load event hands over the first view; a re-drawn view is drawn again ---------
+  // the file may load after Gradio drew the view (it is fetched, not inline): look once now, then on changes
+  const bootOnce = () => {
+    const boot = $('ann-boot-data');
+    if (boot && boot.dataset.view && !boot.dataset.used) {
+      boot.dataset.used = '1';
+      const view = JSON.parse(boot.dataset.view);
+      if (view.state === 'signed_out') { A.view = view; renderState(view); renderControls(); }
+      else apply(view);
+      // the buffer fills just after the first view: ask once for it, so the first answer swaps at once too
+      if (view.state === 'ready' && !view.upcoming.length) setTimeout(() => enqueue({path: 'next', body: {}, refill: true}), 700);
+      if (unsaved()) checkSaved();  // answers of an earlier visit not committed yet
+    }
+    const root = $('ann-root');
+    if (root && !root.dataset.bound) { root.dataset.bound = '1'; renderAll(); }
+  };
+  new MutationObserver(bootOnce).observe(document.documentElement, {childList: true, subtree: true});
+  bootOnce();
+};
+
+  // Gradio adds the <head> elements itself, in order: the config is there before this file runs, but
+  // wait for it all the same rather than run without it
+  const readConfig = () => {
+    const el = document.getElementById('ann-config');
+    return el ? JSON.parse(el.textContent) : null;
+  };
+  const found = readConfig();
+  if (found) annStart(found);
+  else {
+    const wait = new MutationObserver(() => {
+      const c = readConfig();
+      if (c) { wait.disconnect(); annStart(c); }
+    });
+    wait.observe(document.documentElement, {childList: true, subtree: true});
+  }
+})();
