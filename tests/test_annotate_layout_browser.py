@@ -8,7 +8,8 @@ At 1920x1080, 1280x720 and 390x844, over 20 records of mixed sizes and aspect ra
 - the chips' and buttons' boxes are the same, to the pixel, on every record (the stage's size is the
   window's, not the image's);
 - a 32 px image is shown enlarged, with crisp pixels.
-And an axe-core scan of the annotate page finds no serious or critical violation.
+And an axe-core scan of the annotate page finds no serious or critical violation; the colours follow the
+system's dark scheme and reduced motion; G shows the guidelines over the image without moving it.
 
 Before this change the image was at most 70vh tall but as small as its file (32 px stayed 32 px), its
 height changed per record so the buttons moved, and at 1280x720 the buttons were below the fold.
@@ -147,4 +148,35 @@ def test_dark_scheme_and_reduced_motion_follow_the_system(browser, server):
     assert dark_chip == ["rgb(31, 41, 55)", "rgb(243, 244, 246)"], dark_chip
     assert set(page.evaluate("getComputedStyle(document.querySelector('#label-0')).transitionDuration")
                .split(", ")) == {"0s"}
+    page.context.close()
+
+
+def test_g_shows_the_guidelines_over_the_image_without_moving_it(browser, server):
+    from playwright.sync_api import expect
+
+    page = open_page(browser, server.url, "dave", 1280, 720)
+    box = "(s) => { const r = document.querySelector(s).getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }"
+    before = page.evaluate(box, "#ann-image"), page.evaluate(box, "#ann-bar")
+    expect(page.get_by_text("Pick the shape.")).to_be_hidden()
+    page.keyboard.press("g")
+    expect(page.get_by_text("Pick the shape.")).to_be_visible(timeout=WAIT)
+    text = page.get_by_text("Pick the shape.").bounding_box()
+    assert 0 <= text["y"] and text["y"] + text["height"] <= 720, text  # over the image, in the window
+    if os.environ.get("ANN_LAYOUT_SHOTS"):
+        page.screenshot(path=f"{os.environ['ANN_LAYOUT_SHOTS']}/layout-guidelines.png")
+    assert (page.evaluate(box, "#ann-image"), page.evaluate(box, "#ann-bar")) == before
+    assert page.evaluate("window.scrollY") == 0
+    record = page.locator("#ann-img").get_attribute("data-record")
+    page.keyboard.press("1")  # the overlay is modal: no answer behind it
+    page.wait_for_timeout(300)
+    assert page.locator("#ann-img").get_attribute("data-record") == record
+    page.keyboard.press("Escape")
+    expect(page.get_by_text("Pick the shape.")).to_be_hidden()
+    assert page.evaluate("document.activeElement.id") == "ann-image"
+    page.keyboard.press("g")
+    expect(page.get_by_text("Pick the shape.")).to_be_visible(timeout=WAIT)
+    page.keyboard.press("g")
+    expect(page.get_by_text("Pick the shape.")).to_be_hidden()
+    page.keyboard.press("1")  # closed: the keys answer again
+    expect(page.locator("#ann-img")).not_to_have_attribute("data-record", record, timeout=WAIT)
     page.context.close()

@@ -84,7 +84,7 @@ def _keys_help(task: TaskSpec) -> str:
     rows += [("Enter", enter), ("Ctrl+Enter", "submit, also from the comment box (Cmd+Enter on a Mac)"),
              ("S", "skip this image"), ("Backspace", "go back to your previous answer, to change it"),
              ("Esc", "leave the comment box (the keys work again); close this help"),
-             ("?", "show or hide this help")]
+             ("G", "show or hide the guidelines (over the image)"), ("?", "show or hide this help")]
     keyless = [l.name for l in task.labels if not l.key]
     more = (f'<p>Labels without a key (click them): {esc(", ".join(keyless))}</p>' if keyless else "")
     table = "".join(f"<tr><td><kbd>{esc(k)}</kbd></td><td>{what}</td></tr>" for k, what in rows)

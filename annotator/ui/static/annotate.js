@@ -402,6 +402,17 @@
   const visible = () => { const root = $('ann-root'); return !!root && root.getClientRects().length > 0; };
 
   // --- the keys overlay (?) ----------------------------------------------------------------
+  // G: the guidelines (Gradio's accordion under the view) as an overlay over the image, not in the page's flow
+  const guidesOpen = () => { const g = $('ann-guidelines'); return !!g && g.classList.contains('ann-overlay'); };
+  const toggleGuides = (open) => {
+    const g = $('ann-guidelines'), head = g && g.querySelector('button');
+    if (!g || !head) return;
+    const body = g.querySelector('.prose, .md'), shown = !!body && body.getClientRects().length > 0;
+    if (open !== shown) head.click();  // Gradio's accordion opens and closes from its own header
+    g.classList.toggle('ann-overlay', open);
+    if (open) { g.setAttribute('role', 'dialog'); g.setAttribute('aria-label', 'Guidelines'); head.focus(); }
+    else { g.removeAttribute('role'); g.removeAttribute('aria-label'); focusStage(); }
+  };
   const helpOpen = () => { const h = $('ann-help'); return !!h && !h.classList.contains('ann-hidden'); };
   const toggleHelp = (open) => {
     const h = $('ann-help');
@@ -436,6 +447,11 @@
       else if (e.key !== 'Tab') e.preventDefault();
       return;
     }
+    if (guidesOpen()) {  // modal as the help is: Esc or G closes it, other keys do nothing behind it
+      if (e.key === 'Escape' || e.key.toLowerCase() === 'g') { e.preventDefault(); toggleGuides(false); }
+      else if (e.key !== 'Tab' && e.key !== 'Enter' && e.key !== ' ') e.preventDefault();
+      return;
+    }
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !e.altKey) {  // submit from the comment, or anywhere
       e.preventDefault();
       if (!e.repeat) { accept(); focusStage(); }
@@ -453,6 +469,7 @@
     else if (k === 's') answer('skip', null);
     else if (k === 'Backspace') back();
     else if (k === '?') toggleHelp(true);
+    else if (k === 'g') toggleGuides(true);
     else if (k === 'Escape') focusStage();
     else hit = false;
     if (!hit) return;
