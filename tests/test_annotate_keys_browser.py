@@ -166,7 +166,7 @@ def test_question_mark_opens_a_dialog_listing_every_key_and_esc_closes_it(browse
     page.keyboard.press("?")
     expect(dialog).to_be_visible()
     keys = page.locator("#ann-keys kbd").all_inner_texts()
-    assert keys == [*"1234567890ab", "Enter", "Ctrl+Enter", "S", "Backspace", "Esc", "?"], keys
+    assert keys == [*"1234567890ab", "Enter", "Ctrl+Enter", "S", "Backspace", "Esc", "G", "?"], keys
     for name in MANY:
         expect(dialog).to_contain_text(name)
     first = shown(page)

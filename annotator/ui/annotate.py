@@ -84,7 +84,7 @@ def _keys_help(task: TaskSpec) -> str:
     rows += [("Enter", enter), ("Ctrl+Enter", "submit, also from the comment box (Cmd+Enter on a Mac)"),
              ("S", "skip this image"), ("Backspace", "go back to your previous answer, to change it"),
              ("Esc", "leave the comment box (the keys work again); close this help"),
-             ("?", "show or hide this help")]
+             ("G", "show or hide the guidelines (over the image)"), ("?", "show or hide this help")]
     keyless = [l.name for l in task.labels if not l.key]
     more = (f'<p>Labels without a key (click them): {esc(", ".join(keyless))}</p>' if keyless else "")
     table = "".join(f"<tr><td><kbd>{esc(k)}</kbd></td><td>{what}</td></tr>" for k, what in rows)
@@ -103,25 +103,31 @@ def skeleton(task: TaskSpec) -> str:
     def chip(i: int, key: str, name: str) -> str:
         badge = f'<span class="ann-key">{esc(key)}</span> ' if key else ""
         shortcut = f' aria-keyshortcuts="{esc(key)}"' if key else ""
-        return (f'<button type="button" id="label-{i}" data-label="{esc(name)}"{pressed}{shortcut}>'
+        return (f'<button type="button" id="label-{i}" class="ann-chip" data-label="{esc(name)}"{pressed}{shortcut}>'
                 f'{badge}{esc(name)}</button>')
 
     chips = "".join(chip(i, l.key, l.name) for i, l in enumerate(task.labels))
     group = ' role="group" aria-label="Labels"'
-    choices = f'<div class="ann-row ann-needs-item" id="ann-choices"{group}>{chips}</div>'
-    comment = ('<div id="ann-comment" class="ann-needs-item"><label>Comment (optional; Esc leaves the box, '
-               'Ctrl+Enter submits)<br><textarea rows="2"></textarea></label></div>' if task.comment else "")
+    choices = f'<div class="ann-chips ann-needs-item" id="ann-choices"{group}>{chips}</div>'
+    comment = ('<div id="ann-comment" class="ann-needs-item"><label>Comment <span class="ann-hint">(optional; Esc '
+               'leaves the box, Ctrl+Enter submits)</span><textarea rows="1"></textarea></label></div>'
+               if task.comment else "")
     accept = "Submit (Enter)" if multi else "Accept suggestion (Enter)"
-    return (f'<div id="ann-root"><div id="ann-progress-box"><div id="ann-progress"></div></div>'
-            f'<div id="ann-image" tabindex="-1" aria-label="The image to annotate">'
+    # the stage's height is the window's, not the image's (annotate.js fits it once per window size), and the
+    # bar under it sticks to the window's bottom: the chips and buttons never move between records
+    # the task's title is the page's one <h1>; title, question and progress share one compact line
+    return (f'<div id="ann-root"><div id="ann-head"><h1>{esc(task.title)}</h1><p>{esc(task.question)}</p>'
+            f'<div id="ann-progress-box"><div id="ann-progress"></div></div></div>'
+            f'<div id="ann-stage-box"><div id="ann-image" tabindex="-1" aria-label="The image to annotate">'
             f'<div class="ann-state" id="ann-loading">Loading…</div></div>'
-            f'<div class="ann-controls">{choices}{comment}'
-            f'<div class="ann-row"><button type="button" id="btn-back">Back (Backspace)</button>'
+            f'<div id="ann-error" class="ann-hidden" role="alert"></div></div>'
+            f'<div class="ann-controls" id="ann-bar"><div class="ann-row ann-chips-line">{choices}{comment}</div>'
+            f'<div class="ann-row ann-actions"><button type="button" id="btn-back">Back (Backspace)</button>'
             f'<button type="button" id="btn-skip" class="ann-needs-item">Skip (S)</button>'
             f'<button type="button" id="btn-accept" class="ann-primary ann-needs-item">{accept}</button>'
+            f'<div id="ann-status"></div>'
             f'<button type="button" id="btn-help" class="ann-hint" aria-haspopup="dialog" aria-expanded="false">'
             f'Press <b>?</b> for all keys</button></div></div>'
-            f'<div id="ann-status"></div><div id="ann-error" class="ann-hidden" role="alert"></div>'
             f'<div id="ann-live" class="ann-sr" role="status" aria-live="polite"></div>'
             f'<div id="ann-live-status" class="ann-sr" aria-live="polite"></div>'
             f'{_keys_help(task)}</div>')
@@ -140,10 +146,10 @@ class AnnotateView:
 
     def build(self, demo: gr.Blocks) -> None:
         task, service = self.task, self.rt.service
-        gr.Markdown(f"## {html.escape(task.title)}\n{html.escape(task.question)}")
-        with gr.Accordion("Guidelines", open=False):
+        gr.HTML(skeleton(task), elem_id="ann-view", js_on_load=None, padding=False)
+        # under the view: opening them never pushes the image down
+        with gr.Accordion("Guidelines", open=False, elem_id="ann-guidelines"):
             gr.Markdown(task.guidelines or "No guidelines were given for this task.")
-        gr.HTML(skeleton(task), elem_id="ann-view", js_on_load=None)
         boot = gr.HTML(visible="hidden", elem_id="ann-boot", js_on_load=None)
 
         def on_load(profile: gr.OAuthProfile | None, request: gr.Request) -> str:

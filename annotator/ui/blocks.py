@@ -22,7 +22,7 @@ def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, str]:
     task = runtime.task
     with gr.Blocks(title=task.title, analytics_enabled=False) as demo:
         if runtime.settings.auth_mode == "hf":
-            gr.LoginButton()
+            gr.LoginButton(size="sm", elem_id="ann-login")  # compact: the image gets the height
         with gr.Tab("Annotate", id="annotate") as annotate_tab:
             view.build(demo)
         with gr.Tab("Dashboard", id="dashboard", elem_id="tab-dashboard") as dashboard_tab:

@@ -100,11 +100,13 @@
     let img = A.images.get(item.image_url);
     if (!img) { img = new Image(); img.src = item.image_url; A.images.set(item.image_url, img); }
     box.innerHTML = notes;
-    img.className = 'ann-main'; img.id = 'ann-img';
+    // tiny images are enlarged with crisp pixels; every image fills the stage, contained
+    img.className = item.width < 128 && item.height < 128 ? 'ann-main ann-tiny' : 'ann-main'; img.id = 'ann-img';
     img.alt = `record ${item.record_id}`; img.width = item.width; img.height = item.height;
     img.dataset.record = String(item.record_id);
     img.onerror = () => imageFailed(img);
     box.appendChild(img);
+    fitStage();
     if (img.complete && img.naturalWidth === 0) imageFailed(img);  // its preload had failed already
     const shownKey = `${item.record_id}${item.editing ? ':earlier' : ''}`;
     if (A.selectedFor !== shownKey) {  // a new record: its earlier answer is chosen; a suggestion is only suggested
@@ -145,8 +147,21 @@
     const suggestionOnly = C.multi && !A.selected.size && item.suggestion && !item.editing;
     const text = C.multi && !suggestionOnly ? 'Submit (Enter)' : keep ? 'Keep earlier answer (Enter)' : 'Accept suggestion (Enter)';
     b.textContent = text;
-    b.classList.toggle('ann-hidden', !C.multi && !keep && !item.suggestion);
+    // invisible, not removed: the buttons after it keep their place
+    b.classList.toggle('ann-invisible', !C.multi && !keep && !item.suggestion);
   };
+  // the stage's height: what the window leaves under the page's top and above the action bar, fitted once per
+  // window size (at the first record, when Gradio has drawn what is above), never per image
+  const fitStage = () => {
+    const stage = $('ann-image'), bar = $('ann-bar');
+    const size = `${window.innerWidth}x${window.innerHeight}`;
+    if (!stage || !bar || A.fittedFor === size) return;
+    A.fittedFor = size;
+    const top = stage.getBoundingClientRect().top + window.scrollY;
+    const left = window.innerHeight - top - bar.offsetHeight - 12;
+    stage.style.height = `${Math.max(200, Math.floor(left))}px`;
+  };
+  window.addEventListener('resize', () => { if (A.shown) fitStage(); });
   // the controls are there only while a record is on screen; Back stays (to change an earlier answer)
   const renderControls = () => {
     const root = $('ann-root');
@@ -387,6 +402,17 @@
   const visible = () => { const root = $('ann-root'); return !!root && root.getClientRects().length > 0; };
 
   // --- the keys overlay (?) ----------------------------------------------------------------
+  // G: the guidelines (Gradio's accordion under the view) as an overlay over the image, not in the page's flow
+  const guidesOpen = () => { const g = $('ann-guidelines'); return !!g && g.classList.contains('ann-overlay'); };
+  const toggleGuides = (open) => {
+    const g = $('ann-guidelines'), head = g && g.querySelector('button');
+    if (!g || !head) return;
+    const body = g.querySelector('.prose, .md'), shown = !!body && body.getClientRects().length > 0;
+    if (open !== shown) head.click();  // Gradio's accordion opens and closes from its own header
+    g.classList.toggle('ann-overlay', open);
+    if (open) { g.setAttribute('role', 'dialog'); g.setAttribute('aria-label', 'Guidelines'); head.focus(); }
+    else { g.removeAttribute('role'); g.removeAttribute('aria-label'); focusStage(); }
+  };
   const helpOpen = () => { const h = $('ann-help'); return !!h && !h.classList.contains('ann-hidden'); };
   const toggleHelp = (open) => {
     const h = $('ann-help');
@@ -421,6 +447,11 @@
       else if (e.key !== 'Tab') e.preventDefault();
       return;
     }
+    if (guidesOpen()) {  // modal as the help is: Esc or G closes it, other keys do nothing behind it
+      if (e.key === 'Escape' || e.key.toLowerCase() === 'g') { e.preventDefault(); toggleGuides(false); }
+      else if (e.key !== 'Tab' && e.key !== 'Enter' && e.key !== ' ') e.preventDefault();
+      return;
+    }
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !e.altKey) {  // submit from the comment, or anywhere
       e.preventDefault();
       if (!e.repeat) { accept(); focusStage(); }
@@ -438,6 +469,7 @@
     else if (k === 's') answer('skip', null);
     else if (k === 'Backspace') back();
     else if (k === '?') toggleHelp(true);
+    else if (k === 'g') toggleGuides(true);
     else if (k === 'Escape') focusStage();
     else hit = false;
     if (!hit) return;
