@@ -26,7 +26,8 @@ from typing import Any
 
 from annotator.auth import Access, Identity
 from annotator.backend import WorkBackend
-from annotator.config import Settings, TaskSpec
+from annotator.config import Settings
+from annotator.task import TaskSpec
 from annotator.export.hub import Exporter
 from annotator.export.local import export_local
 from annotator.reports import EXPORT_NOT_CONFIGURED

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from annotator.auth import AuthError, PasswordFile
-from annotator.config import ConfigError, load_settings, load_task
+from annotator.config import ConfigError, load_settings
+from annotator.task import load_task
 from annotator.export.hub import ExportError, Exporter
 from annotator.export.local import export_local
 from annotator.ingest import IngestError, ingest_dataset, ingest_folder

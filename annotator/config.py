@@ -1,7 +1,6 @@
-"""Settings (environment variables) and the task spec (task.toml).
+"""Settings (environment variables), read once at start-up (the task spec is annotator/task.py).
 
-Both are read once at start-up. A wrong value stops start-up with one message
-that names the setting, the value and what is allowed, because the person who
+A wrong value stops start-up with one message that names the setting, the value and what is allowed, because the person who
 reads it is an organizer editing a Space's variables, not a developer.
 """
 
@@ -9,13 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
-QuestionKind = Literal["single_label", "multi_label"]
 AuthMode = Literal["hf", "password", "local"]
 DbMode = Literal["direct", "snapshot"]
 
@@ -29,30 +26,6 @@ MIN_IMAGE_PIXELS, MAX_IMAGE_PIXELS_CEILING = 1_000_000, 1_000_000_000
 
 class ConfigError(ValueError):
     """A setting or task-file value is wrong; the message says which and how to fix it."""
-
-
-@dataclass(frozen=True)
-class Label:
-    name: str
-    key: str
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    title: str
-    guidelines: str
-    question: str
-    kind: QuestionKind
-    labels: tuple[Label, ...]
-    comment: bool
-    overlap: int
-    order: Literal["sequential", "shuffle"]
-    seed: int
-    suggestion_column: str | None
-
-    @property
-    def label_names(self) -> tuple[str, ...]:
-        return tuple(label.name for label in self.labels)
 
 
 @dataclass(frozen=True)
@@ -283,112 +256,3 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allow_empty=_flag(env, "ALLOW_EMPTY", False),
         lock_wait=_number(env, "DATA_DIR_LOCK_WAIT", 30.0, minimum=0),
     )
-
-
-_TASK_KEYS = {"title", "guidelines", "question", "kind", "labels", "comment", "overlap", "order",
-              "seed", "suggestion_column"}
-
-
-def _task_error(path: Path, key: str, value: object, allowed: str) -> ConfigError:
-    return ConfigError(f"{path}: {key} = {value!r} is not allowed; {allowed}.")
-
-
-def load_task(path: Path) -> TaskSpec:
-    """Read and check the task file; raise ConfigError naming the first wrong key."""
-    if not path.is_file():
-        raise ConfigError(f"TASK_FILE={str(path)!r} does not exist; point TASK_FILE at a task.toml "
-                          f"(see data/task.toml for an example).")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc}).") from None
-    unknown = sorted(set(raw) - _TASK_KEYS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; allowed keys are {', '.join(sorted(_TASK_KEYS))}.")
-
-    def text(key: str, default: str | None) -> str:
-        value = raw.get(key, default)
-        if not isinstance(value, str) or (default is None and not value.strip()):
-            raise _task_error(path, key, value, "it must be a non-empty string")
-        return value
-
-    kind = raw.get("kind", "single_label")
-    if kind not in ("single_label", "multi_label"):
-        raise _task_error(path, "kind", kind, "use 'single_label' or 'multi_label'")
-    order = raw.get("order", "sequential")
-    if order not in ("sequential", "shuffle"):
-        raise _task_error(path, "order", order, "use 'sequential' or 'shuffle'")
-    overlap = raw.get("overlap", 1)
-    if not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 1:
-        raise _task_error(path, "overlap", overlap, "it is the number of annotators per record, a whole number >= 1")
-    seed = raw.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise _task_error(path, "seed", seed, "it must be a whole number")
-    comment = raw.get("comment", False)
-    if not isinstance(comment, bool):
-        raise _task_error(path, "comment", comment, "use true or false")
-    suggestion = raw.get("suggestion_column")
-    if suggestion is not None and (not isinstance(suggestion, str) or not suggestion.strip()):
-        raise _task_error(path, "suggestion_column", suggestion, "it must name a metadata column, or be left out")
-    labels = _labels(path, raw.get("labels"))
-    return TaskSpec(
-        title=text("title", None),
-        guidelines=text("guidelines", ""),
-        question=text("question", "Choose a label"),
-        kind=kind,
-        labels=labels,
-        comment=comment,
-        overlap=overlap,
-        order=order,
-        seed=seed,
-        suggestion_column=suggestion,
-    )
-
-
-# The page's action keys (Enter, Backspace and Esc are not one character, so no label can take them):
-# S skips, ? shows the keys. C and G are kept for the comment and the guidelines (issue 14), so no label
-# is given them automatically; a task file that names them explicitly still may.
-_RESERVED_KEYS = frozenset({"enter", "s", "backspace", "?"})
-_KEPT_FOR_ACTIONS = frozenset({"c", "g"})
-# Keys given to labels without one, by position: 1-9, 0, then the letters no action uses (33 in all).
-AUTO_KEYS = "1234567890" + "".join(c for c in "abcdefghijklmnopqrstuvwxyz"
-                                    if c not in _RESERVED_KEYS | _KEPT_FOR_ACTIONS)
-
-
-def auto_key(position: int) -> str:
-    """The key a label at `position` gets when the task file names none; "" (no key) past the 33rd."""
-    return AUTO_KEYS[position] if position < len(AUTO_KEYS) else ""
-
-
-def _labels(path: Path, raw: object) -> tuple[Label, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise _task_error(path, "labels", raw, "give at least one [[labels]] table with a name")
-    labels: list[Label] = []
-    for i, item in enumerate(raw):
-        where = f"labels[{i}]"
-        if isinstance(item, str):
-            item = {"name": item}
-        if not isinstance(item, dict):
-            raise _task_error(path, where, item, "each label is a table with a name and an optional key")
-        name = item.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise _task_error(path, f"{where}.name", name, "each label needs a non-empty name")
-        if "key" not in item:
-            labels.append(Label(name=name.strip(), key=auto_key(i)))
-            continue
-        key = item["key"]
-        if not isinstance(key, str) or len(key) != 1 or key.lower() in _RESERVED_KEYS:
-            raise _task_error(path, f"{where}.key", key,
-                              "a shortcut is one character and not s or ? (those skip and show help)")
-        labels.append(Label(name=name.strip(), key=key.lower()))
-    names = [label.name for label in labels]
-    dup = next((n for n in names if names.count(n) > 1), None)
-    if dup is not None:
-        raise _task_error(path, "labels", dup, "label names must be unique")
-    keys = [label.key for label in labels if label.key]
-    dup_key = next((k for k in keys if keys.count(k) > 1), None)
-    if dup_key is not None:
-        raise _task_error(path, "labels.key", dup_key,
-                          "shortcut keys must be unique (a label without a key gets one by its position: "
-                          f"{AUTO_KEYS[:10]}, then {', '.join(AUTO_KEYS[10:])})")
-    return tuple(labels)

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from annotator.config import DEFAULT_MAX_IMAGE_PIXELS, ConfigError, Settings, TaskSpec
+from annotator.config import DEFAULT_MAX_IMAGE_PIXELS, ConfigError, Settings
+from annotator.task import TaskSpec
 from annotator.images import ImageError, save_original
 from annotator.model import NewRecord
 from annotator.store_protocol import StoreProtocol

@@ -35,7 +35,7 @@ from typing import Any, Iterable, Sequence
 from annotator import metrics
 from annotator.auth import Identity, SignInLimits, SignInStatus
 from annotator.backend import WorkBackend
-from annotator.config import TaskSpec
+from annotator.task import TaskSpec
 from annotator.export.hub import Exporter, ExportStatus
 from annotator.metrics import AgreementResult, LatencyWindow
 from annotator.model import record_status, utcnow

@@ -21,7 +21,8 @@ import psycopg
 
 from annotator.admin_actions import AdminDeps
 from annotator.auth import Access
-from annotator.config import ConfigError, Settings, TaskSpec, load_settings, load_task
+from annotator.config import ConfigError, Settings, load_settings
+from annotator.task import TaskSpec, load_task
 from annotator.datadir_lock import DataDirLock
 from annotator.engine import Backend, describe, mode, open_engine, store_files
 from annotator.export.hub import Exporter

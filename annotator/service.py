@@ -24,7 +24,7 @@ from typing import Any, Literal, Sequence
 
 from annotator.auth import Identity
 from annotator.backend import WorkBackend
-from annotator.config import TaskSpec
+from annotator.task import TaskSpec
 from annotator.images import ImageCache
 from annotator.metrics import LatencyWindow
 from annotator.model import Record, ResponseWrite, utcnow

@@ -53,10 +53,9 @@ def _settings(folder: Path, endpoint_repo: str | None = None):
 
 
 def _task():
-    from annotator.config import Label, TaskSpec
-    return TaskSpec(title="Bench", guidelines="", question="Which?", kind="single_label",
-                    labels=tuple(Label(n, str(i + 1)) for i, n in enumerate(("cat", "dog", "bird", "fish"))),
-                    comment=False, overlap=3, order="sequential", seed=0, suggestion_column=None)
+    from annotator.task import Label, classification_task
+    return classification_task("Bench", tuple(Label(n, str(i + 1)) for i, n in enumerate(("cat", "dog", "bird", "fish"))),
+                               question="Which?", overlap=3)
 
 
 def setup(folder: Path, n: int, answers: int) -> None:

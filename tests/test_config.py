@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from annotator.config import ConfigError, load_settings, load_task
+from annotator.config import ConfigError, load_settings
+from annotator.task import load_task
 
 GOOD_TASK = """
 title = "Cats"
@@ -132,7 +133,7 @@ def test_secrets_are_masked_in_public_items(tmp_path: Path) -> None:
 
 def test_keys_past_nine_labels_are_assigned_automatically(tmp_path: Path) -> None:
     """Issue 14.7: a task with more than nine labels needed invented keys (`labels[9].key = ''`)."""
-    from annotator.config import AUTO_KEYS
+    from annotator.task import AUTO_KEYS
 
     names = [f"class {i}" for i in range(30)]
     text = 'title = "Many"\n' + "".join(f'\n[[labels]]\nname = "{n}"\n' for n in names)

@@ -33,7 +33,8 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from annotator import metrics  # noqa: E402
-from annotator.config import Label, Settings, TaskSpec, load_settings  # noqa: E402
+from annotator.config import Settings, load_settings  # noqa: E402
+from annotator.task import Label, TaskSpec, classification_task  # noqa: E402
 from annotator.export.card import dataset_card  # noqa: E402
 from annotator.export.hub import ExportError, Exporter, ExporterClosedError  # noqa: E402
 from annotator.export.local import export_local  # noqa: E402
@@ -70,10 +71,9 @@ def png(colour: tuple[int, int, int], size: tuple[int, int]) -> bytes:
 
 
 def make_task(kind: str = "single_label", overlap: int = 2) -> TaskSpec:
-    return TaskSpec(title="Pets | test", guidelines="Pick the animal.\n\n---\nWhen unsure, skip.",
-                    question="Which animal?", kind=kind,  # type: ignore[arg-type]
-                    labels=(Label("cat", "1"), Label("dog", "2"), Label("bird", "3")), comment=True,
-                    overlap=overlap, order="sequential", seed=0, suggestion_column=None)
+    return classification_task("Pets | test", (Label("cat", "1"), Label("dog", "2"), Label("bird", "3")),
+                               guidelines="Pick the animal.\n\n---\nWhen unsure, skip.", question="Which animal?",
+                               kind=kind, comment=True, overlap=overlap)
 
 
 def make_settings(root: Path, **changes: object) -> Settings:

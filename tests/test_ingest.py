@@ -17,7 +17,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 from annotator import cli, ingest  # noqa: E402
-from annotator.config import load_settings, load_task  # noqa: E402
+from annotator.config import load_settings  # noqa: E402
+from annotator.task import load_task  # noqa: E402
 from annotator.ingest import IngestError, ingest_dataset, ingest_folder, ingest_from_settings  # noqa: E402
 from annotator.store import Store  # noqa: E402
 from ingesthelpers import png  # noqa: E402

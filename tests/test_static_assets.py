@@ -44,12 +44,10 @@ def test_the_files_are_in_git_not_generated() -> None:
 
 
 def test_the_page_refers_to_the_versioned_files_and_keeps_its_config_inert() -> None:
-    from annotator.config import Label, TaskSpec
+    from annotator.task import Label, classification_task
     from annotator.ui.annotate import page_script
 
-    task = TaskSpec(title="t", guidelines="", question="q", kind="single_label",
-                    labels=(Label("</script><script>alert(1)</script>", "1"),), comment=False, overlap=1,
-                    order="sequential", seed=0, suggestion_column=None)
+    task = classification_task("t", (Label("</script><script>alert(1)</script>", "1"),), question="q")
     head = page_script(task)
     assert assets.url("annotate.js") in head and assets.url("annotate.css") in head
     assert '<script type="application/json" id="ann-config">' in head

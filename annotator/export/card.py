@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timezone
 
 from annotator import metrics
-from annotator.config import TaskSpec
+from annotator.task import TaskSpec
 from annotator.export.format import RECORDS, RESPONSES
 from annotator.export.summary import ExportSummary
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from annotator.config import TaskSpec
+from annotator.task import TaskSpec
 from annotator.model import Record, Response
 
 if TYPE_CHECKING:

@@ -28,7 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from annotator.config import ConfigError, Settings, TaskSpec
+from annotator.config import ConfigError, Settings
+from annotator.task import TaskSpec
 from annotator.export.card import dataset_card
 from annotator.export.format import CONFIGS, RECORDS, RESPONSES
 from annotator.export.push_state import pushed_fingerprint, save_export_state

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from annotator.config import TaskSpec
+from annotator.task import TaskSpec
 from annotator.export.format import RECORDS, RESPONSES
 from annotator.export.summary import ExportSummary
 from annotator.export.tables import SHARD_ROWS, ExportProgress, build_tables

@@ -16,7 +16,8 @@ from typing import Any, Iterator
 
 import pyarrow.parquet as pq
 
-from annotator.config import Settings, TaskSpec
+from annotator.config import Settings
+from annotator.task import TaskSpec
 from annotator.export.format import (CONFIGS, RECORD_COLUMNS, RECORDS, RESPONSES, image_bytes, record_from_row,
                                      response_from_row)
 from annotator.export.push_state import save_export_state

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 
 from annotator import metrics
-from annotator.config import TaskSpec
+from annotator.task import TaskSpec
 from annotator.export.format import IMAGE, record_row, records_features, response_row, responses_features
 from annotator.export.summary import AlphaAccumulator, ExportSummary
 from annotator.model import Record, Response, record_status

@@ -24,7 +24,7 @@ from typing import Any
 import gradio as gr
 
 from annotator.auth import AuthError
-from annotator.config import TaskSpec
+from annotator.task import TaskSpec
 from annotator.runtime import Runtime
 from annotator.service import View
 from annotator.ui import assets

@@ -1,0 +1,316 @@
+"""The task spec (task.toml): what is asked about each record, read once at start-up.
+
+A task is a list of questions. Today's task files (`kind` + `[[labels]]` at the
+top) are read as a task with one question, so they keep working unchanged. A
+wrong value stops start-up with one message naming the key, because the person
+who reads it is an organizer editing a task file, not a developer.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from annotator.config import ConfigError
+
+QuestionKind = Literal["label", "labels", "rating", "text"]
+QUESTION_KINDS: tuple[QuestionKind, ...] = ("label", "labels", "rating", "text")
+# today's top-level `kind` values, and the question kind each one is
+LEGACY_KINDS: dict[str, QuestionKind] = {"single_label": "label", "multi_label": "labels"}
+# a question's name becomes a column of the export and a key of the answer object
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# names the export's records and responses tables use for their own columns
+RESERVED_NAMES = frozenset({"record_id", "source_key", "image", "image_path", "sha256", "width", "height",
+                            "metadata", "suggestion", "user_id", "status", "comment", "time_spent_ms",
+                            "created_at", "updated_at", "position", "answers", "submitted", "skipped"})
+MAX_TEXT_CHARS = 10_000
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question of the task. Fields that do not belong to its kind keep their defaults.
+
+    label / labels: `labels` with their keys. rating: the integers `low`..`high`, the
+    key of a value is its last digit, `low_word`/`high_word` name the ends. text:
+    `min_chars`..`max_chars`; `key` focuses the box (none: Tab reaches it).
+    """
+    name: str
+    title: str
+    kind: QuestionKind
+    required: bool = True
+    labels: tuple[Label, ...] = ()
+    low: int = 1
+    high: int = 5
+    low_word: str = ""
+    high_word: str = ""
+    min_chars: int = 0
+    max_chars: int = 2000
+    key: str = ""
+    suggestion_column: str | None = None
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(label.name for label in self.labels)
+
+    @property
+    def scale(self) -> range:
+        """The values a rating question takes."""
+        return range(self.low, self.high + 1)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    title: str
+    guidelines: str
+    questions: tuple[Question, ...]
+    comment: bool
+    overlap: int
+    order: Literal["sequential", "shuffle"]
+    seed: int
+
+    # Today's one classification question, for the callers that know only that kind (issue 15 moves
+    # them to `questions` one by one; these go when the last one has moved).
+    @property
+    def kind(self) -> str:
+        return "multi_label" if self.questions[0].kind == "labels" else "single_label"
+
+    @property
+    def labels(self) -> tuple[Label, ...]:
+        return self.questions[0].labels
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.questions[0].label_names
+
+    @property
+    def question(self) -> str:
+        return self.questions[0].title
+
+    @property
+    def suggestion_column(self) -> str | None:
+        return self.questions[0].suggestion_column
+
+
+def classification_task(title: str, labels: tuple[Label, ...], *, kind: str = "single_label",
+                        question: str = "Choose a label", guidelines: str = "", comment: bool = False,
+                        overlap: int = 1, order: Literal["sequential", "shuffle"] = "sequential", seed: int = 0,
+                        suggestion_column: str | None = None) -> TaskSpec:
+    """A task of today's form: one label (or labels) question, as a legacy task file reads."""
+    q_kind = LEGACY_KINDS[kind]
+    return TaskSpec(title=title, guidelines=guidelines, comment=comment, overlap=overlap, order=order, seed=seed,
+                    questions=(Question(name=q_kind, title=question, kind=q_kind, labels=labels,
+                                        suggestion_column=suggestion_column),))
+
+
+# The page's action keys (Enter, Backspace and Esc are not one character, so no label can take them):
+# S skips, ? shows the keys. C and G are kept for the comment and the guidelines (issue 14), so no label
+# is given them automatically; a task file that names them explicitly still may.
+_RESERVED_KEYS = frozenset({"enter", "s", "backspace", "?"})
+_KEPT_FOR_ACTIONS = frozenset({"c", "g"})
+# Keys given to labels without one, by position: 1-9, 0, then the letters no action uses (33 in all).
+AUTO_KEYS = "1234567890" + "".join(c for c in "abcdefghijklmnopqrstuvwxyz"
+                                    if c not in _RESERVED_KEYS | _KEPT_FOR_ACTIONS)
+
+
+def auto_key(position: int) -> str:
+    """The key a label at `position` gets when the task file names none; "" (no key) past the 33rd."""
+    return AUTO_KEYS[position] if position < len(AUTO_KEYS) else ""
+
+
+_TASK_KEYS = {"title", "guidelines", "question", "kind", "labels", "comment", "overlap", "order",
+              "seed", "suggestion_column", "questions"}
+_LEGACY_KEYS = {"question", "kind", "labels", "suggestion_column"}
+_QUESTION_KEYS = {
+    "label": {"name", "title", "kind", "required", "labels", "suggestion_column"},
+    "labels": {"name", "title", "kind", "required", "labels", "suggestion_column"},
+    "rating": {"name", "title", "kind", "required", "min", "max", "min_word", "max_word", "suggestion_column"},
+    "text": {"name", "title", "kind", "required", "min_chars", "max_chars", "key", "suggestion_column"},
+}
+
+
+def _task_error(path: Path, key: str, value: object, allowed: str) -> ConfigError:
+    return ConfigError(f"{path}: {key} = {value!r} is not allowed; {allowed}.")
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def load_task(path: Path) -> TaskSpec:
+    """Read and check the task file; raise ConfigError naming the first wrong key."""
+    if not path.is_file():
+        raise ConfigError(f"TASK_FILE={str(path)!r} does not exist; point TASK_FILE at a task.toml "
+                          f"(see data/task.toml for an example).")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}).") from None
+    unknown = sorted(set(raw) - _TASK_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; allowed keys are {', '.join(sorted(_TASK_KEYS))}.")
+
+    title = raw.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise _task_error(path, "title", title, "it must be a non-empty string")
+    guidelines = raw.get("guidelines", "")
+    if not isinstance(guidelines, str):
+        raise _task_error(path, "guidelines", guidelines, "it must be a string")
+    order = raw.get("order", "sequential")
+    if order not in ("sequential", "shuffle"):
+        raise _task_error(path, "order", order, "use 'sequential' or 'shuffle'")
+    overlap = raw.get("overlap", 1)
+    if not _whole(overlap) or overlap < 1:
+        raise _task_error(path, "overlap", overlap, "it is the number of annotators per record, a whole number >= 1")
+    seed = raw.get("seed", 0)
+    if not _whole(seed):
+        raise _task_error(path, "seed", seed, "it must be a whole number")
+    comment = raw.get("comment", False)
+    if not isinstance(comment, bool):
+        raise _task_error(path, "comment", comment, "use true or false")
+    if "questions" in raw:
+        legacy = sorted(_LEGACY_KEYS & set(raw))
+        if legacy:
+            raise _task_error(path, legacy[0], raw[legacy[0]],
+                              "with [[questions]], each question has its own kind, title and labels: move "
+                              f"{legacy[0]!r} into its question")
+        questions = _questions(path, raw["questions"])
+    else:
+        questions = (_legacy_question(path, raw),)
+    return TaskSpec(title=title, guidelines=guidelines, questions=questions, comment=comment, overlap=overlap,
+                    order=order, seed=seed)
+
+
+def _legacy_question(path: Path, raw: dict[str, Any]) -> Question:
+    """Today's task file: `kind`, `question`, `[[labels]]` and `suggestion_column` at the top."""
+    kind = raw.get("kind", "single_label")
+    if kind not in LEGACY_KINDS:
+        raise _task_error(path, "kind", kind, "use 'single_label' or 'multi_label' (or a [[questions]] list)")
+    title = raw.get("question", "Choose a label")
+    if not isinstance(title, str):
+        raise _task_error(path, "question", title, "it must be a string")
+    q_kind = LEGACY_KINDS[kind]
+    return Question(name=q_kind, title=title, kind=q_kind, labels=_labels(path, raw.get("labels"), "labels"),
+                    suggestion_column=_suggestion(path, raw, "suggestion_column"))
+
+
+def _suggestion(path: Path, raw: dict[str, Any], where: str) -> str | None:
+    value = raw.get("suggestion_column")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise _task_error(path, where, value, "it must name a metadata column, or be left out")
+    return value
+
+
+def _questions(path: Path, raw: object) -> tuple[Question, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise _task_error(path, "questions", raw, "give at least one [[questions]] table with a name and a kind")
+    questions = tuple(_question(path, f"questions[{i}]", item) for i, item in enumerate(raw))
+    names = [q.name for q in questions]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise _task_error(path, "questions.name", dup, "question names must be unique")
+    return questions
+
+
+def _question(path: Path, where: str, raw: object) -> Question:
+    if not isinstance(raw, dict):
+        raise _task_error(path, where, raw, "each question is a [[questions]] table with a name and a kind")
+    kind = raw.get("kind")
+    if kind not in QUESTION_KINDS:
+        raise _task_error(path, f"{where}.kind", kind, f"use one of {', '.join(QUESTION_KINDS)}")
+    unknown = sorted(set(raw) - _QUESTION_KEYS[kind])
+    if unknown:
+        raise _task_error(path, f"{where}.{unknown[0]}", raw[unknown[0]],
+                          f"a {kind} question takes {', '.join(sorted(_QUESTION_KEYS[kind]))}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name in RESERVED_NAMES:
+        raise _task_error(path, f"{where}.name", name,
+                          "a name is 1-32 lower-case letters, digits or _ starting with a letter (it names the "
+                          f"export's column), and not one of the export's own: {', '.join(sorted(RESERVED_NAMES))}")
+    title = raw.get("title", name)
+    if not isinstance(title, str) or not title.strip():
+        raise _task_error(path, f"{where}.title", title, "it must be a non-empty string")
+    required = raw.get("required", True)
+    if not isinstance(required, bool):
+        raise _task_error(path, f"{where}.required", required, "use true or false")
+    common = dict(name=name, title=title, kind=kind, required=required,
+                  suggestion_column=_suggestion(path, raw, f"{where}.suggestion_column"))
+    if kind in ("label", "labels"):
+        return Question(**common, labels=_labels(path, raw.get("labels"), f"{where}.labels"))
+    if kind == "rating":
+        return Question(**common, **_rating(path, where, raw))
+    return Question(**common, **_text(path, where, raw))
+
+
+def _rating(path: Path, where: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """An integer scale whose values are typed by their last digit, so at most ten values and no clash."""
+    low, high = raw.get("min", 1), raw.get("max", 5)
+    if not _whole(low) or low not in (0, 1):
+        raise _task_error(path, f"{where}.min", low, "a rating scale starts at 0 or 1")
+    if not _whole(high) or not low < high <= low + 9:
+        raise _task_error(path, f"{where}.max", high,
+                          f"a rating scale from {low} ends above it and at most at {low + 9} "
+                          "(each value is typed by one digit key)")
+    words = {}
+    for key in ("min_word", "max_word"):
+        value = raw.get(key, "")
+        if not isinstance(value, str):
+            raise _task_error(path, f"{where}.{key}", value, "it must be a string")
+        words[key.replace("min", "low").replace("max", "high")] = value.strip()
+    return dict(low=low, high=high, **words)
+
+
+def _text(path: Path, where: str, raw: dict[str, Any]) -> dict[str, Any]:
+    low, high = raw.get("min_chars", 0), raw.get("max_chars", 2000)
+    if not _whole(low) or low < 0:
+        raise _task_error(path, f"{where}.min_chars", low, "it must be a whole number >= 0")
+    if not _whole(high) or not max(low, 1) <= high <= MAX_TEXT_CHARS:
+        raise _task_error(path, f"{where}.max_chars", high,
+                          f"it must be a whole number from {max(low, 1)} (min_chars) to {MAX_TEXT_CHARS}")
+    key = raw.get("key", "")
+    if not isinstance(key, str) or len(key) > 1 or key.lower() in _RESERVED_KEYS or key.isdigit():
+        raise _task_error(path, f"{where}.key", key,
+                          "the key that focuses the box is one letter, not s or ? (or leave it out: Tab reaches it)")
+    return dict(min_chars=low, max_chars=high, key=key.lower())
+
+
+def _labels(path: Path, raw: object, where: str) -> tuple[Label, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise _task_error(path, where, raw, f"give at least one label (a [[{where}]] table with a name)")
+    labels: list[Label] = []
+    for i, item in enumerate(raw):
+        at = f"{where}[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict):
+            raise _task_error(path, at, item, "each label is a table with a name and an optional key")
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise _task_error(path, f"{at}.name", name, "each label needs a non-empty name")
+        if "key" not in item:
+            labels.append(Label(name=name.strip(), key=auto_key(i)))
+            continue
+        key = item["key"]
+        if not isinstance(key, str) or len(key) != 1 or key.lower() in _RESERVED_KEYS:
+            raise _task_error(path, f"{at}.key", key,
+                              "a shortcut is one character and not s or ? (those skip and show help)")
+        labels.append(Label(name=name.strip(), key=key.lower()))
+    names = [label.name for label in labels]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise _task_error(path, where, dup, "label names must be unique")
+    keys = [label.key for label in labels if label.key]
+    dup_key = next((k for k in keys if keys.count(k) > 1), None)
+    if dup_key is not None:
+        raise _task_error(path, f"{where}.key", dup_key,
+                          "shortcut keys must be unique (a label without a key gets one by its position: "
+                          f"{AUTO_KEYS[:10]}, then {', '.join(AUTO_KEYS[10:])})")
+    return tuple(labels)
