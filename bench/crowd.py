@@ -35,7 +35,12 @@ to back), and reports the crowd's click p99 against the run without it.
 screens beside it through the run (each polls /projector/data every 5 s, as
 annotator/ui/static/projector.js does, as a signed-in person; LEADERBOARD=on
 and a GOAL, so the leaderboard is computed too), and reports server CPU per
-annotation with 0 and N screens (issue 17: at most +0.2 ms for five).
+annotation with 0 and N screens (issue 17: at most +0.2 ms for five). On a
+shared machine that difference is within the runs' noise, so it also
+measures, on the server the crowd just left (its store full), the CPU of a
+poll that computes the view and of one served from the shared computation,
+and models the screens' cost per annotation from them (one computation per
+5 s plus N polls, over the run's annotations a second).
 
 `--breakdown` adds, on the idle server after the crowd left, the server CPU
 and latency of single requests: a plain route (/healthz), a queue=False Gradio
@@ -401,6 +406,12 @@ async def drive(kind: str, servers: list[loadgen.Server], users: list[str], args
     info["server_peak_rss_mb"] = round(max(sampler.hwm(), sampler.peak_rss) / 2**20, 1)
     stop.set()
     await sampling
+    if projectors:  # on the server the crowd just left, its store full: what one screen's poll costs
+        cost = await projector_cost(server, browsers[0].client.cookies)
+        per_s = len(rec.click) / (sampler.marks["end"][0] - sampler.marks["start"][0])
+        # a computation every PROJECTOR_EVERY_S whatever the number of screens, plus one cheap poll per screen
+        model = (cost["fresh_ms"] + projectors * cost["cached_ms"]) / PROJECTOR_EVERY_S / per_s if per_s else None
+        info["projector"].update(cost, modelled_ms_per_annotation=None if model is None else round(model, 3))
     (t_a, s_a, m_a), (t_b, s_b, m_b) = sampler.marks["start"], sampler.marks["end"]
     info["window_s"] = round(t_b - t_a, 2)
     info["server_cpu_s"] = round(s_b - s_a, 3)
@@ -453,6 +464,31 @@ async def projector_screen(url: str, cookies: httpx.Cookies, start_at: float, wi
                 seen["polls"] += 1
                 seen["ms"].append(1000 * (time.monotonic() - t))
             await asyncio.sleep(max(0.0, PROJECTOR_EVERY_S - (time.monotonic() - t)))
+
+
+async def projector_cost(server: loadgen.Server, cookies: httpx.Cookies, fresh: int = 8,
+                         cached: int = 60) -> dict[str, float]:
+    """Server CPU of one /projector/data poll that computes the view (the first after PROJECTOR_EVERY_S)
+    and of one served from the shared computation, each the mean over `fresh` / `cached` polls, one at a
+    time (the CPU clock ticks every 10 ms: single calls would be too coarse)."""
+    proc = psutil.Process(server.pid)
+
+    def cpu() -> float:
+        t = proc.cpu_times()
+        return t.user + t.system
+
+    async with httpx.AsyncClient(base_url=server.url, cookies=cookies, timeout=30.0) as client:
+        spent = 0.0
+        for _ in range(fresh):
+            await asyncio.sleep(PROJECTOR_EVERY_S + 0.2)
+            c0 = cpu()
+            (await client.get("/projector/data")).raise_for_status()
+            spent += cpu() - c0
+        c0 = cpu()
+        for _ in range(cached):
+            (await client.get("/projector/data")).raise_for_status()
+        # the last `cached` polls may include one recomputation when they outlast PROJECTOR_EVERY_S
+        return {"fresh_ms": round(1000 * spent / fresh, 2), "cached_ms": round(1000 * (cpu() - c0) / cached, 2)}
 
 
 async def breakdown(kind: str, server: loadgen.Server, profile: Profile, n: int = 150) -> dict[str, Any]:
@@ -769,7 +805,8 @@ def main(argv: list[str] | None = None) -> int:
         a, b = shown["server_cpu_ms_per_annotation"], results["ours"]["server_cpu_ms_per_annotation"]
         shown["projector_cpu_ms_per_annotation"] = round(a - b, 2) if a is not None and b is not None else None
         print(f"[projectors] {args.projectors} screens: {shown['projector']}; server CPU per annotation {a} ms "
-              f"against {b} ms without them ({shown['projector_cpu_ms_per_annotation']:+} ms)", flush=True)
+              f"against {b} ms without them ({shown['projector_cpu_ms_per_annotation']:+} ms; from the cost of "
+              f"one poll: {shown['projector']['modelled_ms_per_annotation']} ms)", flush=True)
     command = "python bench/crowd.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print()
     print(command)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from browserhelpers import chromium
-from dashhelpers import annotate, password, sign_in, start_password_app
+import dashhelpers
+from dashhelpers import annotate, sign_in, start_password_app
 
 ZONE = "Asia/Tokyo"
 
@@ -24,13 +25,7 @@ def browser():
 
 
 def signed_in_page(browser, url: str, user: str):
-    page = browser.new_context(viewport={"width": 1920, "height": 1080}, timezone_id=ZONE).new_page()
-    page.goto(url)
-    page.get_by_label("username").fill(user)
-    page.get_by_label("password").fill(password(user))
-    page.get_by_role("button", name="Login").click()
-    page.get_by_role("tab", name="Dashboard").wait_for()
-    return page
+    return dashhelpers.signed_in_page(browser, url, user, viewport={"width": 1920, "height": 1080}, timezone_id=ZONE)
 
 
 def test_goal_bar_estimate_and_no_leaderboard_by_default(browser, tmp_path: Path) -> None:
@@ -91,6 +86,7 @@ def test_leaderboard_on_shows_a_chosen_nickname_and_numbers(browser, tmp_path: P
         board = page.locator("#proj-board")
         expect(board).to_be_visible(timeout=20_000)
         expect(board).to_contain_text("Owl")
+        assert page.locator(".proj-who", has_text="Owl").bounding_box()["width"] > 30  # drawn, not squeezed away
         expect(board).to_contain_text("Annotator ")
         expect(board).to_contain_text("agree")
         expect(page.locator("#proj-board-how")).to_contain_text("never by speed")
