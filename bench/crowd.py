@@ -395,14 +395,14 @@ async def drive(kind: str, servers: list[loadgen.Server], users: list[str], args
         await asyncio.sleep(max(0.0, window[1] - time.monotonic()))
         info["flood"] = await asyncio.to_thread(attacker.finish)
 
-    seen: dict[str, Any] = {"polls": 0, "errors": Counter(), "ms": []}
+    seen: dict[str, Any] = {"polls": 0, "errors": Counter(), "seconds": []}
     screens = [projector_screen(server.url, browsers[i].client.cookies,
                                 t0 + i * PROJECTOR_EVERY_S / max(1, projectors), window, seen)
                for i in range(projectors)]
     await asyncio.gather(marks(), *tasks, *([flooding()] if flood else []), *screens)
     if projectors:
         info["projector"] = {"screens": projectors, "polls": seen["polls"], "errors": dict(seen["errors"]),
-                             "p50_ms": pct(seen["ms"], 50), "p99_ms": pct(seen["ms"], 99)}
+                             "p50_ms": pct(seen["seconds"], 50), "p99_ms": pct(seen["seconds"], 99)}
     info["server_peak_rss_mb"] = round(max(sampler.hwm(), sampler.peak_rss) / 2**20, 1)
     stop.set()
     await sampling
@@ -462,7 +462,7 @@ async def projector_screen(url: str, cookies: httpx.Cookies, start_at: float, wi
                 seen["errors"][type(exc).__name__] += 1
             if ok and window[0] <= t <= window[1]:
                 seen["polls"] += 1
-                seen["ms"].append(1000 * (time.monotonic() - t))
+                seen["seconds"].append(time.monotonic() - t)
             await asyncio.sleep(max(0.0, PROJECTOR_EVERY_S - (time.monotonic() - t)))
 
 
