@@ -68,7 +68,7 @@ class GoalProgress:
     text: str                   # the goal in words (Goal.describe)
     unit: GoalUnit
     target: int
-    done: int                   # in the goal's unit, capped at nothing: a team may pass its goal
+    done: int                   # in the goal's unit; a team may pass its goal
     per_minute: float           # submitted answers a minute over the recent window; 0: no pace yet
     remaining_answers: int      # answers still to give to reach the goal (an estimate for records)
     finish_at: datetime | None  # naive UTC; None when reached or while there is no pace

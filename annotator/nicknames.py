@@ -177,5 +177,6 @@ class Nicknames:
             return "Your nickname is on its way; storage is slow, it shows within a minute."
         except WriteRejected as exc:
             raise NicknameError(f"Your nickname could not be saved ({exc.cause}); try another.") from None
-        return (f"The room's screen now shows you as {nickname!r}." if nickname
-                else "The room's screen now shows you as a number.")
+        later = " from its next update of the leaderboard (within a minute)"
+        return (f"The room's screen shows you as {nickname!r}{later}." if nickname
+                else f"The room's screen shows you as a number{later}.")

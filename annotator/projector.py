@@ -7,7 +7,8 @@ does. Everything is read from the store (the team counts, the answers of the
 last minutes, the per-annotator agreement, the names), never from this
 process's memory, so every PostgreSQL replica shows the same screen.
 
-The leaderboard (`LEADERBOARD=on|anonymous`, off by default) ranks by answers
+The leaderboard (`LEADERBOARD=on|anonymous`, off by default; recomputed at
+most every LEADERBOARD_MAX_AGE_S, as agreement reads every overlapping answer) ranks by answers
 weighted by agreement with the others' majority, never by speed or volume
 alone. The weight is the person's agreement rate shrunk towards the team's
 (`PRIOR_RECORDS` records of the team's rate are added to their own), so a
@@ -36,6 +37,9 @@ __all__ = ["HOW_RANKED", "Leaderboard", "Projector", "ProjectorView", "Standing"
 PACE_WINDOW = timedelta(minutes=10)   # answers a minute: over this much of the recent past
 SHOWN_MINUTES = 15                    # minutes drawn in the pace chart
 PRIOR_RECORDS = 5                     # how many records of the team's agreement rate a person starts with
+# The ranking needs every overlapping answer (agreement), which grows with the workshop; standings move
+# slowly, so it is recomputed at most this often while the goal and the pace follow every `max_age`.
+LEADERBOARD_MAX_AGE_S = 30.0
 LEADERBOARD_SIZE = 10
 HOW_RANKED = ("Ranked by answers × agreement with the others' majority (each person's rate shrunk towards the "
               "team's until enough of their answers are compared), never by speed.")
@@ -149,6 +153,7 @@ class Projector:
                                span=timedelta(minutes=max(SHOWN_MINUTES, PACE_WINDOW.total_seconds() / 60) + 1))
         self._lock = threading.Lock()
         self._cached: tuple[float, ProjectorView, bytes] | None = None
+        self._ranked: tuple[float, Leaderboard] | None = None
 
     def view(self) -> ProjectorView:
         return self._current()[0]
@@ -174,9 +179,16 @@ class Projector:
                              per_minute=per_minute, now=team.at)
         shown_from = team.at - timedelta(minutes=SHOWN_MINUTES)
         minutes = tuple((pt.start, pt.submitted) for pt in team.timeline if pt.start > shown_from)
-        board = None
-        if self.mode != "off":
+        return ProjectorView(at=team.at, title=task.title, goal=goal, minutes=minutes, labels=team.labels,
+                             active=len(team.active), leaderboard=self._leaderboard(),
+                             refresh_seconds=self.max_age)
+
+    def _leaderboard(self) -> Leaderboard | None:
+        """The ranking, recomputed at most every LEADERBOARD_MAX_AGE_S (called under the lock); None: off."""
+        if self.mode == "off":
+            return None
+        if self._ranked is None or time.monotonic() - self._ranked[0] >= LEADERBOARD_MAX_AGE_S:
             answers = {user: n for user, n, *_ in self.deps.store.dashboard_users()}
             board = rank(answers, self.board.annotator_agreement(), self.nicknames.names())
-        return ProjectorView(at=team.at, title=task.title, goal=goal, minutes=minutes, labels=team.labels,
-                             active=len(team.active), leaderboard=board, refresh_seconds=self.max_age)
+            self._ranked = (time.monotonic(), board)
+        return self._ranked[1]

@@ -209,7 +209,7 @@ class CountingStore:
     """A store stand-in with the dashboard's reads, counting the record-group scans."""
 
     def __init__(self) -> None:
-        self.scans = 0
+        self.scans = self.name_reads = 0
         self.lock = threading.Lock()
 
     def dashboard_record_groups(self) -> list[tuple[int, int, int, int]]:
@@ -233,6 +233,7 @@ class CountingStore:
         return [(1, "ann", ("cat",)), (1, "bob", ("cat",)), (2, "ann", ("dog",)), (2, "bob", ("cat",))]
 
     def audit_entries(self, action: str) -> list[tuple[datetime, str, dict[str, Any]]]:
+        self.name_reads += 1
         return [(utcnow(), "bob", {"nickname": "Owl"})]
 
     def users_by_first_seen(self) -> list[str]:
@@ -276,3 +277,10 @@ def test_the_leaderboard_shows_nicknames_or_numbers_never_user_names() -> None:
     assert b'"ann"' not in projector("on")[0].payload() and b'"bob"' not in projector("on")[0].payload()
     anonymous = {s.name for s in projector("anonymous")[0].view().leaderboard.standings}  # type: ignore[union-attr]
     assert anonymous == {"Annotator 1", "Annotator 2"}
+
+
+def test_the_goal_follows_every_refresh_and_the_ranking_every_half_minute() -> None:
+    board, store = projector("on", max_age=0.0)
+    board.view()
+    board.view()
+    assert store.scans == 2 and store.name_reads == 1
