@@ -1,7 +1,7 @@
 """What the room's screen shows: the team goal, the pace, the labels and the opt-in leaderboard; no Gradio.
 
 One computation serves every screen: `Projector.payload()` builds the view
-from the store at most once per `max_age` seconds (default 5) under a lock
+from the store at most once per `max_age` seconds (the page's refresh) under a lock
 and hands every caller the same JSON bytes, so five projectors cost what one
 does. Everything is read from the store (the team counts, the answers of the
 last minutes, the per-annotator agreement, the names), never from this
@@ -147,7 +147,7 @@ class Projector:
     """
 
     def __init__(self, deps: DashboardDeps, goal: Goal, mode: LeaderboardMode, nicknames: Nicknames, *,
-                 max_age: float = 5.0) -> None:
+                 max_age: float = 10.0) -> None:
         self.deps, self.goal, self.mode, self.nicknames, self.max_age = deps, goal, mode, nicknames, max_age
         self.board = Dashboard(deps, team_max_age=max_age, bucket=timedelta(minutes=1),
                                span=timedelta(minutes=max(SHOWN_MINUTES, PACE_WINDOW.total_seconds() / 60) + 1))

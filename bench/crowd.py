@@ -32,7 +32,7 @@ passwords at `--flood-rate` a second, or one signed-in person clicking back
 to back), and reports the crowd's click p99 against the run without it.
 
 `--projectors N` runs ours a second time with the same crowd and N projector
-screens beside it through the run (each polls /projector/data every 5 s, as
+screens beside it through the run (each polls /projector/data every 10 s, as
 annotator/ui/static/projector.js does, as a signed-in person; LEADERBOARD=on
 and a GOAL, so the leaderboard is computed too), and reports server CPU per
 annotation with 0 and N screens (issue 17: at most +0.2 ms for five). On a
@@ -40,7 +40,7 @@ shared machine that difference is within the runs' noise, so it also
 measures, on the server the crowd just left (its store full), the CPU of a
 poll that computes the view and of one served from the shared computation,
 and models the screens' cost per annotation from them (one computation per
-5 s plus N polls, over the run's annotations a second).
+10 s plus N polls, over the run's annotations a second).
 
 `--breakdown` adds, on the idle server after the crowd left, the server CPU
 and latency of single requests: a plain route (/healthz), a queue=False Gradio
@@ -74,6 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import floods  # noqa: E402
 import loadgen  # noqa: E402
 from annotator.ui.annotate import SAVED_CHECK_DELAY_MS  # noqa: E402  (what the page does)
+from annotator.ui.projector import REFRESH_SECONDS as PROJECTOR_EVERY_S  # noqa: E402  (what projector.js does)
 from loadgen import (Answer, BaselineBrowser, Browser, EventError, Person, Profile, Recorder,  # noqa: E402
                      pct)
 
@@ -441,7 +442,6 @@ async def drive(kind: str, servers: list[loadgen.Server], users: list[str], args
     return rec, persons, info
 
 
-PROJECTOR_EVERY_S = 5.0  # what projector.js asks for (the data's refresh_seconds)
 
 
 async def projector_screen(url: str, cookies: httpx.Cookies, start_at: float, window: tuple[float, float],
