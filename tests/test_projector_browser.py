@@ -34,13 +34,18 @@ def test_goal_bar_estimate_and_no_leaderboard_by_default(browser, tmp_path: Path
     server = start_password_app(tmp_path, env={"GOAL": "10 answers"})
     try:
         with sign_in(server, "ann") as api:
-            annotate(api, 4, seed=1)
+            annotate(api, 3, seed=1)
+        with sign_in(server, "bob") as api:
+            annotate(api, 1, seed=2)
         anonymous = browser.new_context().new_page()
         anonymous.goto(server.url + "/projector")
         expect(anonymous.locator("#proj-status")).to_contain_text("signed in", timeout=20_000)
         expect(anonymous.locator("#proj-status a")).to_have_attribute("href", "/")
 
         page = signed_in_page(browser, server.url, "bob")
+        # the annotator's own screen: their count and their share of the goal (1 of 10 answers)
+        expect(page.locator("#ann-progress")).to_contain_text("1 in total", timeout=20_000)
+        expect(page.locator("#ann-goal-share")).to_have_text("10%")
         page.goto(server.url + "/projector")
         expect(page.locator("#proj-goal-text")).to_contain_text("of 10 answers", timeout=20_000)
         expect(page.locator("#proj-goal-text")).to_contain_text("40%")
