@@ -1,20 +1,22 @@
 """What the room's screen shows: the team goal, the pace, the labels and the opt-in leaderboard; no Gradio.
 
 One computation serves every screen: `Projector.payload()` builds the view
-from the store at most once per `max_age` seconds (the page's refresh) under a lock
-and hands every caller the same JSON bytes, so five projectors cost what one
-does. Everything is read from the store (the team counts, the answers of the
+from the store at most once per `max_age` seconds (the page's refresh) under
+a lock and hands every caller the same JSON bytes, so five projectors cost
+what one does. Everything is read from the store (the team counts, the answers of the
 last minutes, the per-annotator agreement, the names), never from this
 process's memory, so every PostgreSQL replica shows the same screen.
 
 The leaderboard (`LEADERBOARD=on|anonymous`, off by default; recomputed at
-most every LEADERBOARD_MAX_AGE_S, as agreement reads every overlapping answer) ranks by answers
-weighted by agreement with the others' majority, never by speed or volume
-alone. The weight is the person's agreement rate shrunk towards the team's
+most every LEADERBOARD_MAX_AGE_S, as agreement reads every overlapping
+answer) ranks by answers weighted by agreement with the others' majority,
+never by speed or volume alone. The weight is the person's agreement rate shrunk towards the team's
 (`PRIOR_RECORDS` records of the team's rate are added to their own), so a
 lucky first match is not a perfect score; only people with at least one
 answer compared with someone else's are ranked. With overlap 1 nobody is
-ever compared, and the screen says why the board is empty.
+ever compared, and the screen says why the board is empty. With overlap 2
+the others' majority is one person, so a disagreeing pair both lose: gold
+records (issue 17, later) are what can tell who was right.
 """
 
 from __future__ import annotations
