@@ -13,8 +13,12 @@ from pathlib import Path
 from typing import Literal, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
+from annotator.goal import Goal, parse_goal
+
 AuthMode = Literal["hf", "password", "local"]
 DbMode = Literal["direct", "snapshot"]
+# LEADERBOARD: off; on (a person's chosen nickname, else "Annotator N"); anonymous (always "Annotator N")
+LeaderboardMode = Literal["off", "on", "anonymous"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TASK_FILE = REPO_ROOT / "data" / "task.toml"
@@ -63,6 +67,8 @@ class Settings:
     # ALLOW_EMPTY: start even when the store has no record (else an empty or all-bad source stops start-up)
     allow_empty: bool = False
     lock_wait: float = 30.0  # DATA_DIR_LOCK_WAIT: seconds to wait for another process to let go of DATA_DIR
+    goal: Goal = Goal()  # GOAL: the team goal on the projector and each person's share of it; unset: the whole task
+    leaderboard: LeaderboardMode = "off"  # LEADERBOARD: the projector's ranking (annotator/projector.py)
 
     @property
     def db_path(self) -> Path:
@@ -104,6 +110,8 @@ class Settings:
             "MAX_IMAGE_PIXELS": str(self.max_image_pixels),
             "ALLOW_EMPTY": "true" if self.allow_empty else "false",
             "DATA_DIR_LOCK_WAIT": f"{self.lock_wait:g}",
+            "GOAL": f"{self.goal.count} {self.goal.unit}" if self.goal.count else "(not set: the whole task)",
+            "LEADERBOARD": self.leaderboard,
         }
 
 
@@ -167,6 +175,15 @@ def scrub_url(url: str) -> str:
         userinfo, host = netloc.rsplit("@", 1)
         netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _goal(env: Mapping[str, str]) -> Goal:
+    """GOAL: `500 answers` or `200 records` (complete); unset: every record complete."""
+    raw = env.get("GOAL", "").strip()
+    try:
+        return parse_goal(raw)
+    except ValueError as exc:
+        raise ConfigError(f"GOAL={raw!r} is not a goal: {exc}; or leave GOAL unset for the whole task.") from None
 
 
 def _store_url(env: Mapping[str, str]) -> str | None:
@@ -255,4 +272,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_image_pixels=_pixels(env),
         allow_empty=_flag(env, "ALLOW_EMPTY", False),
         lock_wait=_number(env, "DATA_DIR_LOCK_WAIT", 30.0, minimum=0),
+        goal=_goal(env),
+        leaderboard=_choice(env, "LEADERBOARD", "off", ("off", "on", "anonymous")),  # type: ignore[arg-type]
     )

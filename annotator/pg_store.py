@@ -351,6 +351,15 @@ class PgStore:
         rows = self._all('SELECT "at", actor, action, detail FROM audit ORDER BY "at" DESC LIMIT %s', [limit])
         return [(at, actor, action, json.loads(detail)) for at, actor, action, detail in rows]
 
+    # --- projector (annotator/projector.py, annotator/nicknames.py) ---
+    def audit_entries(self, action: str) -> list[tuple[datetime, str, dict[str, Any]]]:
+        rows = self._all('SELECT "at", actor, detail FROM audit WHERE action = %s ORDER BY "at"', [action])
+        return [(at, actor, json.loads(detail)) for at, actor, detail in rows]
+
+    def users_by_first_seen(self) -> list[str]:
+        return [u for (u,) in self._all('SELECT user_id FROM users ORDER BY first_seen, user_id COLLATE "C"')]
+    # --- end projector ---
+
     def stats(self) -> dict[str, Any]:
         """Counts for `python -m annotator stats` and the dashboard's first paint."""
         with self._conn() as conn:

@@ -324,6 +324,17 @@ class Dashboard:
         admin = self._admin_view(team, users) if who.is_admin else None
         return Snapshot(at=team.at, team=team, admin=admin)
 
+    # --- for the projector (annotator/projector.py) ---
+    def team(self) -> TeamView:
+        """The team view everyone signed in may see, shared for `team_max_age` seconds."""
+        return self._team_view()[0]
+
+    def annotator_agreement(self) -> dict[str, AgreementResult]:
+        """Each annotator's agreement with the others' majority (the admin view's column), for the
+        leaderboard's weights; recomputed only when an answer changed."""
+        return self._agreement_now()[1]
+    # --- end projector ---
+
     # --- internals -------------------------------------------------------------------------
 
     def _team_view(self) -> tuple[TeamView, list[tuple]]:

@@ -174,7 +174,7 @@ class Runtime:
         prefetch = PrefetchBuffers(backend, images, settings.prefetch_depth,
                                    lambda rid, user: signer.image_url(rid, user, ttl))
         service = AnnotationService(task, backend, prefetch, signer, images,
-                                     max_comment_chars=settings.max_comment_chars)
+                                     max_comment_chars=settings.max_comment_chars, goal=settings.goal)
         service.start()
         exporter = Exporter(store, task, settings) if settings.export_repo else None
         if exporter is not None:

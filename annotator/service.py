@@ -24,6 +24,7 @@ from typing import Any, Literal, Sequence
 
 from annotator.auth import Identity
 from annotator.backend import WorkBackend
+from annotator.goal import Goal
 from annotator.task import TaskSpec
 from annotator.images import ImageCache
 from annotator.metrics import LatencyWindow
@@ -61,6 +62,7 @@ class PersonProgress:
     team_total: int
     team_answers: int
     remaining_for_me: int
+    goal_share: float = 0.0  # projector (issue 17): mine_total as % of the answers GOAL takes (annotator/goal.py)
 
 
 @dataclass(frozen=True)
@@ -167,8 +169,10 @@ class AnnotationService:
     """Lifecycle: `start()` runs the lease sweeper; `close()` stops it and the prefetch pool."""
 
     def __init__(self, task: TaskSpec, backend: WorkBackend, prefetch: PrefetchBuffers, signer: Signer,
-                 images: ImageCache, *, max_comment_chars: int = 2000, sweep_every: float = 5.0) -> None:
+                 images: ImageCache, *, max_comment_chars: int = 2000, sweep_every: float = 5.0,
+                 goal: Goal = Goal()) -> None:
         self.task = task
+        self.goal = goal  # projector (issue 17): each person's share of it in their progress
         self.backend = backend
         self.prefetch = prefetch
         self.signer = signer
@@ -556,7 +560,9 @@ class AnnotationService:
             today = len(person.today)
         return PersonProgress(mine_today=today, mine_total=mine_total, team_complete=counts["complete"],
                               team_total=counts["records"], team_answers=counts["submissions"],
-                              remaining_for_me=self.backend.remaining_for(user))
+                              remaining_for_me=self.backend.remaining_for(user),
+                              goal_share=round(100 * self.goal.share(mine_total, counts["records"],
+                                                                     self.task.overlap), 1))
 
     def _saved(self, person: _Person, user: str, *, tell: bool = True) -> SaveStatus:
         refused: dict[int, WriteRejected] = {}

@@ -411,6 +411,18 @@ class Store:
                                    [limit]).fetchall()
         return [(at, actor, action, json.loads(detail)) for at, actor, action, detail in rows]
 
+    # --- projector (annotator/projector.py, annotator/nicknames.py) ---
+    @_read
+    def audit_entries(self, action: str) -> list[tuple[datetime, str, dict[str, Any]]]:
+        rows = self._cur().execute('SELECT "at", actor, detail FROM audit WHERE action = ? ORDER BY "at"',
+                                   [action]).fetchall()
+        return [(at, actor, json.loads(detail)) for at, actor, detail in rows]
+
+    @_read
+    def users_by_first_seen(self) -> list[str]:
+        return [u for (u,) in self._cur().execute("SELECT user_id FROM users ORDER BY first_seen, user_id").fetchall()]
+    # --- end projector ---
+
     @_read
     def stats(self) -> dict[str, Any]:
         """Counts for `python -m annotator stats` and the dashboard's first paint."""

@@ -64,6 +64,14 @@ class StoreProtocol(Protocol):
 
     def audit_log(self, limit: int = 100) -> list[tuple[datetime, str, str, dict[str, Any]]]: ...
 
+    # --- projector (annotator/projector.py, annotator/nicknames.py) ---
+    def audit_entries(self, action: str) -> list[tuple[datetime, str, dict[str, Any]]]:
+        """(at, actor, detail) of every audit entry of `action`, oldest first (the nicknames: the latest wins)."""
+
+    def users_by_first_seen(self) -> list[str]:
+        """Everyone the store has seen, in the order first seen (ties by name): a stable number per person."""
+    # --- end projector ---
+
     def stats(self) -> dict[str, Any]:
         """Counts for the stats command and the dashboard (sql_shared.stats_result)."""
 

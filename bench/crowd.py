@@ -31,6 +31,17 @@ flood beside it through the measured window (bench/floods.py: wrong
 passwords at `--flood-rate` a second, or one signed-in person clicking back
 to back), and reports the crowd's click p99 against the run without it.
 
+`--projectors N` runs ours a second time with the same crowd and N projector
+screens beside it through the run (each polls /projector/data every 10 s, as
+annotator/ui/static/projector.js does, as a signed-in person; LEADERBOARD=on
+and a GOAL, so the leaderboard is computed too), and reports server CPU per
+annotation with 0 and N screens (issue 17: at most +0.2 ms for five). On a
+shared machine that difference is within the runs' noise, so it also
+measures, on the server the crowd just left (its store full), the CPU of a
+poll that computes the view and of one served from the shared computation,
+and models the screens' cost per annotation from them (one computation per
+10 s plus N polls, over the run's annotations a second).
+
 `--breakdown` adds, on the idle server after the crowd left, the server CPU
 and latency of single requests: a plain route (/healthz), a queue=False Gradio
 event (the page load), the saved check and the click on the page's JSON
@@ -63,6 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import floods  # noqa: E402
 import loadgen  # noqa: E402
 from annotator.ui.annotate import SAVED_CHECK_DELAY_MS  # noqa: E402  (what the page does)
+from annotator.ui.projector import REFRESH_SECONDS as PROJECTOR_EVERY_S  # noqa: E402  (what projector.js does)
 from loadgen import (Answer, BaselineBrowser, Browser, EventError, Person, Profile, Recorder,  # noqa: E402
                      pct)
 
@@ -322,11 +334,12 @@ async def _annotate_baseline(b: BaselineBrowser, n_labels: int, end: float, thin
 
 
 async def drive(kind: str, servers: list[loadgen.Server], users: list[str], args: argparse.Namespace,
-                db_pids: Callable[[], list[int]] = list, flood: str | None = None
+                db_pids: Callable[[], list[int]] = list, flood: str | None = None, projectors: int = 0
                 ) -> tuple[Recorder, list[Person], dict[str, Any]]:
     """Annotators spread over the servers round-robin (replicas behind a sticky load balancer).
 
-    `flood` (login | person, see bench/floods.py) runs beside them through the measured window."""
+    `flood` (login | person, see bench/floods.py) runs beside them through the measured window;
+    `projectors` screens poll the projector view from the start of the ramp to the window's end."""
     rec = Recorder()
     persons = [Person(u) for u in users]
     cls = Browser if kind == "ours" else BaselineBrowser
@@ -383,10 +396,23 @@ async def drive(kind: str, servers: list[loadgen.Server], users: list[str], args
         await asyncio.sleep(max(0.0, window[1] - time.monotonic()))
         info["flood"] = await asyncio.to_thread(attacker.finish)
 
-    await asyncio.gather(marks(), *tasks, *([flooding()] if flood else []))
+    seen: dict[str, Any] = {"polls": 0, "errors": Counter(), "seconds": []}
+    screens = [projector_screen(server.url, browsers[i].client.cookies,
+                                t0 + i * PROJECTOR_EVERY_S / max(1, projectors), window, seen)
+               for i in range(projectors)]
+    await asyncio.gather(marks(), *tasks, *([flooding()] if flood else []), *screens)
+    if projectors:
+        info["projector"] = {"screens": projectors, "polls": seen["polls"], "errors": dict(seen["errors"]),
+                             "p50_ms": pct(seen["seconds"], 50), "p99_ms": pct(seen["seconds"], 99)}
     info["server_peak_rss_mb"] = round(max(sampler.hwm(), sampler.peak_rss) / 2**20, 1)
     stop.set()
     await sampling
+    if projectors:  # on the server the crowd just left, its store full: what one screen's poll costs
+        cost = await projector_cost(server, browsers[0].client.cookies)
+        per_s = len(rec.click) / (sampler.marks["end"][0] - sampler.marks["start"][0])
+        # a computation every PROJECTOR_EVERY_S whatever the number of screens, plus one cheap poll per screen
+        model = (cost["fresh_ms"] + projectors * cost["cached_ms"]) / PROJECTOR_EVERY_S / per_s if per_s else None
+        info["projector"].update(cost, modelled_ms_per_annotation=None if model is None else round(model, 3))
     (t_a, s_a, m_a), (t_b, s_b, m_b) = sampler.marks["start"], sampler.marks["end"]
     info["window_s"] = round(t_b - t_a, 2)
     info["server_cpu_s"] = round(s_b - s_a, 3)
@@ -414,6 +440,55 @@ async def drive(kind: str, servers: list[loadgen.Server], users: list[str], args
         info["breakdown"] = await breakdown(kind, server, profile)
     await asyncio.gather(*(b.close() for b in browsers), return_exceptions=True)
     return rec, persons, info
+
+
+
+
+async def projector_screen(url: str, cookies: httpx.Cookies, start_at: float, window: tuple[float, float],
+                           seen: dict[str, Any]) -> None:
+    """One projector screen: GET /projector/data every PROJECTOR_EVERY_S with a signed-in person's cookies,
+    from `start_at` until the window ends; polls inside the window are counted, with their latency."""
+    async with httpx.AsyncClient(base_url=url, cookies=cookies, timeout=30.0) as client:
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        while time.monotonic() < window[1]:
+            t = time.monotonic()
+            try:
+                r = await client.get("/projector/data")
+                ok = r.status_code == 200
+                if not ok:
+                    seen["errors"][f"http_{r.status_code}"] += 1
+            except httpx.HTTPError as exc:
+                ok = False
+                seen["errors"][type(exc).__name__] += 1
+            if ok and window[0] <= t <= window[1]:
+                seen["polls"] += 1
+                seen["seconds"].append(time.monotonic() - t)
+            await asyncio.sleep(max(0.0, PROJECTOR_EVERY_S - (time.monotonic() - t)))
+
+
+async def projector_cost(server: loadgen.Server, cookies: httpx.Cookies, fresh: int = 8,
+                         cached: int = 60) -> dict[str, float]:
+    """Server CPU of one /projector/data poll that computes the view (the first after PROJECTOR_EVERY_S)
+    and of one served from the shared computation, each the mean over `fresh` / `cached` polls, one at a
+    time (the CPU clock ticks every 10 ms: single calls would be too coarse)."""
+    proc = psutil.Process(server.pid)
+
+    def cpu() -> float:
+        t = proc.cpu_times()
+        return t.user + t.system
+
+    async with httpx.AsyncClient(base_url=server.url, cookies=cookies, timeout=30.0) as client:
+        spent = 0.0
+        for _ in range(fresh):
+            await asyncio.sleep(PROJECTOR_EVERY_S + 0.2)
+            c0 = cpu()
+            (await client.get("/projector/data")).raise_for_status()
+            spent += cpu() - c0
+        c0 = cpu()
+        for _ in range(cached):
+            (await client.get("/projector/data")).raise_for_status()
+        # the last `cached` polls may include one recomputation when they outlast PROJECTOR_EVERY_S
+        return {"fresh_ms": round(1000 * spent / fresh, 2), "cached_ms": round(1000 * (cpu() - c0) / cached, 2)}
 
 
 async def breakdown(kind: str, server: loadgen.Server, profile: Profile, n: int = 150) -> dict[str, Any]:
@@ -612,16 +687,19 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def run_one(kind: str, args: argparse.Namespace, run: Path, source: Path, users: list[str],
-            replicas: int = 0, edge: bool = True, flood: str | None = None) -> dict[str, Any]:
+            replicas: int = 0, edge: bool = True, flood: str | None = None, projectors: int = 0) -> dict[str, Any]:
     """One app under the crowd. `replicas` > 0: that many copies of ours on one PostgreSQL server
     (STORE_URL; one shared DATA_DIR for the images and one SECRET_KEY, as behind one URL).
     `edge=False`: ours with its edge replaced by a pass-through (see NO_EDGE_SITE).
-    `flood`: the same crowd with a flood beside it (bench/floods.py)."""
-    name = f"pg-x{replicas}" if replicas else f"{kind}+{flood}-flood" if flood else kind if edge \
-        else f"{kind}-without-edge"
+    `flood`: the same crowd with a flood beside it (bench/floods.py).
+    `projectors`: the same crowd with that many projector screens polling (LEADERBOARD=on, a GOAL)."""
+    name = f"pg-x{replicas}" if replicas else f"{kind}+{flood}-flood" if flood else \
+        f"{kind}+{projectors}-projectors" if projectors else kind if edge else f"{kind}-without-edge"
     folder = run / name
     folder.mkdir(parents=True, exist_ok=True)
     env = server_env(kind, args, run, source, users, folder, edge)
+    if projectors:
+        env.update({"LEADERBOARD": "on", "GOAL": f"{args.records * args.overlap} answers"})
     pg = None
     if replicas:
         import postgres  # noqa: PLC0415
@@ -638,7 +716,8 @@ def run_one(kind: str, args: argparse.Namespace, run: Path, source: Path, users:
             servers.append(loadgen.start_server(kind, env, folder / f"server{i or ''}.log", timeout=600))
         print(f"[{name}] up in {time.monotonic() - t:.1f}s; {args.annotators} annotators log in, ramp "
               f"{args.ramp:g}s, measure {args.duration:g}s", flush=True)
-        rec, persons, info = asyncio.run(drive(kind, servers, users, args, pg.pids if pg else list, flood))
+        rec, persons, info = asyncio.run(drive(kind, servers, users, args, pg.pids if pg else list, flood,
+                                               projectors))
     finally:
         codes = [server.stop(signal.SIGTERM if kind == "ours" else signal.SIGINT, timeout=90) for server in servers]
     try:
@@ -650,8 +729,9 @@ def run_one(kind: str, args: argparse.Namespace, run: Path, source: Path, users:
             pg.stop()
     result = summarize(name, rec, persons, info, store, args)
     result["server_exit_code"] = info["server_exit"]
-    if "flood" in info:
-        result["flood"] = info["flood"]
+    for extra in ("flood", "projector"):
+        if extra in info:
+            result[extra] = info[extra]
     print(f"[{name}] done: {result['clicks']} clicks, p99 {result['click_p99_ms']} ms, "
           f"{result['server_cpu_ms_per_annotation']} ms CPU/annotation, errors {result['error_count']}", flush=True)
     return result
@@ -687,6 +767,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also run ours with this flood beside the same crowd (bench/floods.py) and compare")
     p.add_argument("--flood-rate", type=float, default=20.0, help="--flood login: wrong sign-ins a second")
     p.add_argument("--flood-connections", type=int, default=8, help="--flood person: connections, back to back")
+    p.add_argument("--projectors", type=int, default=0,
+                   help="also run ours with this many projector screens polling beside the same crowd, and compare")
     args = p.parse_args(argv)
     if args.ramp is None:
         args.ramp = max(2.0, args.annotators / 10)
@@ -715,6 +797,16 @@ def main(argv: list[str] | None = None) -> int:
         flooded["click_p99_vs_no_flood"] = _ratio(flooded["click_p99_ms"], results["ours"]["click_p99_ms"])
         print(f"[flood] {args.flood}: {flooded['flood']}; click p99 {flooded['click_p99_ms']} ms against "
               f"{results['ours']['click_p99_ms']} ms without: x{flooded['click_p99_vs_no_flood']}", flush=True)
+    if args.projectors:
+        if "ours" not in results:
+            results["ours"] = run_one("ours", args, run, source, users)
+        shown = results[f"ours+{args.projectors}-projectors"] = run_one("ours", args, run, source, users,
+                                                                         projectors=args.projectors)
+        a, b = shown["server_cpu_ms_per_annotation"], results["ours"]["server_cpu_ms_per_annotation"]
+        shown["projector_cpu_ms_per_annotation"] = round(a - b, 2) if a is not None and b is not None else None
+        print(f"[projectors] {args.projectors} screens: {shown['projector']}; server CPU per annotation {a} ms "
+              f"against {b} ms without them ({shown['projector_cpu_ms_per_annotation']:+} ms; from the cost of "
+              f"one poll: {shown['projector']['modelled_ms_per_annotation']} ms)", flush=True)
     command = "python bench/crowd.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print()
     print(command)

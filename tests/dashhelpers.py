@@ -47,3 +47,15 @@ def annotate(api: ApiUser, n: int, seed: int) -> list[int]:
         done.append(item["record_id"])
         view = api.submit(item["record"], [label])
     return done
+
+
+def signed_in_page(browser, url: str, user: str, **context: object):
+    """A new page in `browser` (a Playwright Browser; `context` its new_context options), signed in as
+    `user` through the password form, once the app's tabs show."""
+    page = browser.new_context(**context).new_page()
+    page.goto(url)
+    page.get_by_label("username").fill(user)
+    page.get_by_label("password").fill(password(user))
+    page.get_by_role("button", name="Login").click()
+    page.get_by_role("tab", name="Dashboard").wait_for()
+    return page

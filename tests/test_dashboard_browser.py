@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from browserhelpers import chromium
-from dashhelpers import annotate, password, sign_in, start_password_app
+from dashhelpers import annotate, sign_in, signed_in_page, start_password_app
 
 @pytest.fixture
 def browser():
@@ -20,11 +20,7 @@ def browser():
 
 
 def open_dashboard(browser, url: str, user: str):
-    page = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
-    page.goto(url)
-    page.get_by_label("username").fill(user)
-    page.get_by_label("password").fill(password(user))
-    page.get_by_role("button", name="Login").click()
+    page = signed_in_page(browser, url, user, viewport={"width": 1300, "height": 1000})
     page.get_by_role("tab", name="Dashboard").click()
     return page
 

@@ -25,6 +25,7 @@ from annotator.reports import (EXPORT_NOT_CONFIGURED, AgreementSummary, Dashboar
 from annotator.runtime import Runtime
 from annotator.ui.admin import DASHBOARD_GROUP, AdminActions, AdminGate
 from annotator.ui.identity import identify
+from annotator.ui.nickname import NicknameBox
 from annotator.ui.zone import ZONE_JS, ViewerZone
 
 REFRESH_SECONDS = 15.0
@@ -200,6 +201,7 @@ class DashboardView:
         self.rt = runtime
         self.board = board
         self.actions = AdminActions(runtime, AdminGate())
+        self.nickname = NicknameBox(runtime)  # the projector link and one's name on it (annotator/ui/nickname.py)
 
     def build(self) -> None:
         """Call inside the Dashboard tab."""
@@ -217,6 +219,7 @@ class DashboardView:
             self.labels = gr.BarPlot(x="label", y="answers", elem_id="dash-labels", label="Label distribution",
                                      x_title="label", y_title="answers", sort=None,
                                      y_lim=[0, None])  # from zero: the smallest label's bar is never cut away
+        self.nickname.build()
         with gr.Column(visible=False, elem_id="dash-admin") as self.admin_section:
             gr.Markdown("### Annotators\nClick a column header to sort.")
             self.annotators = gr.Dataframe(headers=annotator_columns(ViewerZone()), elem_id="dash-annotators", interactive=False,
@@ -266,4 +269,5 @@ class DashboardView:
         for other in other_tabs:
             other.select(stop, None, [self.timer], api_name=False, queue=False, show_progress="hidden")
         self.actions.wire()
+        self.nickname.wire()
 

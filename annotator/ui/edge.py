@@ -83,6 +83,11 @@ SURFACE: tuple[Rule, ...] = (
     Rule("/ann-static/*", "anyone", 0,
          why="the page's script and style by content-versioned name (annotator/ui/assets.py); nothing else"),
     Rule("/healthz", "anyone", 0, why="ok or not; the details for admins"),
+    Rule("/projector", "anyone", 0, navigate=True,
+         why="the room's screen: a page with no data in it (annotator/ui/projector.py); a link may open it"),
+    Rule("/projector/data", "signed-in", 0, budget=True,
+         why="the room's screen's numbers, for everyone signed in as the dashboard's team view; one shared "
+             "computation every few seconds"),
     Rule("/gradio_api/queue/join", "anyone", 256 * KB, why="Gradio's events; each handler checks the person"),
     Rule("/gradio_api/call/*", "anyone", 256 * KB, why="named endpoints for scripts (gradio_client)"),
     Rule("/gradio_api/run/*", "anyone", 256 * KB, why="the page's queue=False events"),

@@ -37,6 +37,7 @@ from annotator.ui.frame import FrameCookieNotice
 from annotator.ui.gradio_glue import mounted_app, slow_queue_polling
 from annotator.ui.identity import identify_http
 from annotator.ui.login import password_sign_in
+from annotator.ui.projector import add_projector_routes
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     slow_queue_polling(blocks, QUEUE_IDLE_POLL_S, QUEUE_PROGRESS_POLL_S)
     gradio_app = mounted_app(app)
     add_click_routes(gradio_app, runtime)
+    add_projector_routes(gradio_app, runtime)  # the room's screen (annotator/ui/projector.py)
     _add_healthz(gradio_app, runtime)
     check_people(gradio_app, lambda request: identify_http(runtime.access, gradio_app, request), Budget())
     app.add_middleware(PartitionedSessionCookies)  # sign-in inside the Hub's frame (annotator/ui/cookies.py)

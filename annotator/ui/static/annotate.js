@@ -81,7 +81,8 @@
     if (!box || !view || !view.progress) return;
     const p = view.progress;
     const share = p.team_total ? 100 * p.team_complete / p.team_total : 100;
-    box.innerHTML = `You: <b>${p.mine_today}</b> today, <b>${p.mine_total}</b> in total · ` +
+    box.innerHTML = `You: <b>${p.mine_today}</b> today, <b>${p.mine_total}</b> in total` +
+      ` (<b id="ann-goal-share">${p.goal_share}%</b> of the team goal) · ` +  // projector (issue 17)
       `Team: <b>${p.team_complete}</b> of ${p.team_total} records complete · <b>${p.remaining_for_me}</b> left for you` +
       `<div class="ann-bar"><div style="width:${share.toFixed(1)}%"></div></div>`;
   };
