@@ -6,7 +6,7 @@ could read their tickets, answer in their name, run admin endpoints, read the
 password session's token and sign them out. The edge (annotator/ui/edge.py)
 refuses every request a browser marks as coming from another site
 (Sec-Fetch-Site, or Origin/Referer where a browser sends no Fetch Metadata)
-except navigations to the page and to sign-in. Scripts (no Origin, no
+except navigations to the pages (annotate, projector) and to sign-in. Scripts (no Origin, no
 Sec-Fetch-*) and the app's own page keep working.
 """
 
@@ -100,17 +100,19 @@ def test_the_page_and_sign_in_open_inside_another_sites_frame(servers):
         assert c.get("/", headers=FROM_OTHER_SITES["fetch from another site"]).status_code == 403
 
 
-def test_only_the_page_and_sign_in_may_be_opened_by_another_site():
+def test_only_the_pages_and_sign_in_may_be_opened_by_another_site():
     """The OAuth callback arrives as a navigation from huggingface.co (the simulated Space has no provider
-    to sign in with, so this is checked on the rules themselves); nothing else is navigable from outside."""
+    to sign in with, so this is checked on the rules themselves); the projector's page holds no data and is
+    opened from links; nothing else is navigable from outside (its data route included)."""
     from annotator.ui.edge import Surface, cross_site_reason  # here: the other tests run on any version
 
     frame = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate", "host": SPACE_HOST}
     surface = Surface()
-    for path in ("/", "/login/huggingface", "/login/callback"):
+    for path in ("/", "/login/huggingface", "/login/callback", "/projector"):
         assert cross_site_reason({"method": "GET"}, frame, surface.rule(path)) is None, path
     for path in ("/logout", "/gradio_api/token", "/ann/next", "/gradio_api/info", "/config", "/healthz",
-                 "/gradio_api/file=/tmp/x.csv", "/gradio_api/heartbeat/abc", "/ann-static/annotate.0123456789ab.js"):
+                 "/gradio_api/file=/tmp/x.csv", "/gradio_api/heartbeat/abc", "/ann-static/annotate.0123456789ab.js",
+                 "/projector/data"):
         assert cross_site_reason({"method": "GET"}, frame, surface.rule(path)) is not None, path
     assert cross_site_reason({"method": "POST"}, frame, surface.rule("/login")) is not None
 
