@@ -106,6 +106,7 @@
     img.alt = `record ${item.record_id}`; img.width = item.width; img.height = item.height;
     img.dataset.record = String(item.record_id);
     img.onerror = () => imageFailed(img);
+    img.draggable = false;  // a drag pans a zoomed image; the browser's own image drag would cancel it
     const layer = document.createElement('div');  // what zoom scales and moves: the image, later its large one
     layer.id = 'ann-zoom';
     layer.appendChild(img);
@@ -211,6 +212,7 @@
     Z.large = item.image_url;
     const big = new Image();
     big.className = 'ann-main ann-large'; big.id = 'ann-img-large'; big.alt = '';  // the same picture, sharper
+    big.draggable = false;
     big.src = item.image_url.replace(/^[^?]*/, (path) => `${path}/large`);
     big.decode().then(() => { if ($('ann-zoom') === layer) layer.appendChild(big); }, () => {});
   };
@@ -232,7 +234,7 @@
     const at = stageAt(e);
     if (!at || (e.pointerType === 'mouse' && e.button !== 0)) return;
     Z.pointers.set(e.pointerId, at);
-    at.stage.setPointerCapture(e.pointerId);
+    try { at.stage.setPointerCapture(e.pointerId); } catch (err) { /* a pointer already gone */ }
     if (Z.pointers.size === 2) Z.pinch = spread();
     Z.drag = Z.pointers.size === 1 ? at : null;
   });
@@ -622,7 +624,7 @@
     else hit = false;
     if (!hit) return;
     e.preventDefault();  // else Enter or Space would also press a focused button
-    if (t && t.tagName === 'BUTTON') focusStage();
+    if (t && t.tagName === 'BUTTON' && document.activeElement === t) focusStage();  // unless the key moved focus (C)
   });
 
   // --- start: the page load event hands over the first view; a re-drawn view is drawn again ---------
