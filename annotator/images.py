@@ -23,6 +23,7 @@ import hashlib
 import io
 import re
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,6 +38,12 @@ from annotator.config import DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_CEILING
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS_CEILING
 
 JPEG_QUALITY = 85
+# The zoomed view's rendition: this many times the display size on its longest side, never more than the
+# original (a smaller original is its own large rendition). Asked for only when someone zooms.
+ZOOM_FACTOR = 2
+# Large renditions rendered at once: each decodes an original of up to MAX_IMAGE_PIXELS (hundreds of MB
+# and up to a second of CPU), on request, so a crowd zooming at once queues here instead of filling memory.
+LARGE_RENDERS_AT_ONCE = 2
 RENDERER_VERSION = 2  # bump when the same original and settings would render differently: old files go unused
 
 # formats every browser shows as they are: small originals are copied, not re-encoded
@@ -231,13 +238,20 @@ class ImageCache:
     """
 
     def __init__(self, source_dir: Path, cache_dir: Path, max_side: int,
-                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, *, zoom_factor: int = ZOOM_FACTOR,
+                 renders_at_once: int | None = None) -> None:
         self.source_dir = source_dir.resolve()
         self.cache_dir = cache_dir / "renditions" / f"{max_side}px-q{JPEG_QUALITY}-v{RENDERER_VERSION}"
         self.max_side = max_side
         self.max_pixels = max_pixels
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._locks = [threading.Lock() for _ in range(64)]
+        self._renders = threading.BoundedSemaphore(renders_at_once) if renders_at_once else nullcontext()
+        # the rendition a zoomed view loads: the same rules and cache, `zoom_factor` times the side, rendered
+        # on demand only, a few at a time; the large cache's own `large` is itself
+        self.large: ImageCache = (self if zoom_factor <= 1 else
+                                  ImageCache(source_dir, cache_dir, max_side * zoom_factor, max_pixels, zoom_factor=1,
+                                             renders_at_once=LARGE_RENDERS_AT_ONCE))
 
     def original(self, relative: str) -> Path:
         """The original's path; refuses any name that leaves the images folder."""
@@ -279,7 +293,8 @@ class ImageCache:
                 raise ImageError(f"cannot read {relative} ({exc.strerror})") from None
             if hashlib.sha256(data).hexdigest() != sha256:
                 raise ImageError(f"{relative} has changed since it was ingested; ingest it again")
-            ext, out = self._render(data, relative)
+            with self._renders:
+                ext, out = self._render(data, relative)
             path = self.cache_dir / sha256[:2] / f"{sha256}{ext}"
             write_atomic(path, out)
             return path

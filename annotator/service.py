@@ -293,20 +293,23 @@ class AnnotationService:
         if last:
             self.release(user)
 
-    def cached_image(self, record_id: int) -> ImageFile | None:
+    def cached_image(self, record_id: int, *, large: bool = False) -> ImageFile | None:
         """The record's rendered image when its row is in memory and it is rendered already: no store
-        read and no rendering, so the image route can answer on the event loop. None: ask `image`."""
+        read and no rendering, so the image route can answer on the event loop. None: ask `image`.
+        `large`: the zoomed view's rendition (`ImageCache.large`)."""
         row = self.prefetch.row_in_memory(record_id)
-        path = self.images.cached(row.sha256) if row is not None else None
+        cache = self.images.large if large else self.images
+        path = cache.cached(row.sha256) if row is not None else None
         return ImageFile.at(path) if path is not None else None
 
-    def image(self, record_id: int) -> ImageFile | None:
+    def image(self, record_id: int, *, large: bool = False) -> ImageFile | None:
         """The record's rendered image, read and rendered when needed (blocking: call it from a worker
         thread); None when there is no such record. Raises ImageError when it cannot be shown."""
         record = self.prefetch.rows([record_id]).get(record_id)
         if record is None:
             return None
-        return ImageFile.at(self.images.prepare(record.sha256, record.image_path))
+        cache = self.images.large if large else self.images
+        return ImageFile.at(cache.prepare(record.sha256, record.image_path))
 
     def progress(self, who: Identity, *, wait: float = 1.0) -> PersonProgress:
         """Counts that include this person's own answers: their commits are waited for (up to `wait`

@@ -56,7 +56,6 @@ sys.path.insert(0, str(ROOT))
 
 from annotator.ui.annotate import CLICK_ROUTE  # noqa: E402  (where the page posts its clicks)
 
-BENCH = ROOT / "bench"
 CACHE = Path(os.environ.get("ANNOTATOR_BENCH_CACHE", Path.home() / ".cache" / "annotator-bench"))
 
 # --- generated inputs ------------------------------------------------------------
@@ -178,16 +177,17 @@ class Server:
 
 
 def start_server(kind: str, env: dict[str, str], log_path: Path, *, port: int | None = None,
-                 timeout: float = 180) -> Server:
+                 timeout: float = 180, root: Path = ROOT) -> Server:
     """Start `app.py` (kind "ours") or `bench/baseline_app.py` (kind "baseline"); wait until it answers.
 
-    Offline from the Hub unless `env` says HF_HUB_OFFLINE otherwise (the tests' fake Hub)."""
+    `root`: the checkout to run it from (another revision's, for a before/after benchmark). Offline from
+    the Hub unless `env` says HF_HUB_OFFLINE otherwise (the tests' fake Hub)."""
     port = port or free_port()
     full = {"HF_HUB_OFFLINE": "1", **env, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
             "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    script = ROOT / "app.py" if kind == "ours" else BENCH / "baseline_app.py"
+    script = root / "app.py" if kind == "ours" else root / "bench" / "baseline_app.py"
     with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=full,
+        process = subprocess.Popen([sys.executable, str(script)], cwd=root, env=full,
                                    stdout=log, stderr=subprocess.STDOUT)
     server = Server(process, f"http://127.0.0.1:{port}", full, log_path, kind)
     probe = "/healthz" if kind == "ours" else "/"

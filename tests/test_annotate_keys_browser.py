@@ -1,5 +1,6 @@
 """The annotate page's keyboard model, help overlay, keys past nine labels, local times and live regions
-(issue 14 items 1, 2, 3, 7 and the waiting message of item 4), in Debian's chromium through Playwright.
+(issue 14 items 1, 2, 3, 7 and the waiting message of item 4) and the comment behind C, in Debian's chromium
+through Playwright.
 
 Each test failed on the page before this change:
 - typing "blurry edge12" in the comment answered with label 1 and 2 keys' meaning lost (the export held
@@ -79,6 +80,15 @@ def wait_next(page, before: str) -> str:
     return shown(page)
 
 
+def wait_sent(page, n: int) -> None:
+    """Until `n` answers have gone out (the page sends them one at a time, after showing the next image)."""
+    for _ in range(WAIT // 50):
+        if len(page.sent) >= n:
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"{len(page.sent)} answers sent, expected {n}: {page.sent}")
+
+
 def focused_id(page) -> str:
     return page.evaluate("document.activeElement ? document.activeElement.id : ''")
 
@@ -89,6 +99,8 @@ def test_typing_a_comment_answers_nothing_and_esc_gives_the_keys_back(browser, s
     page = open_page(browser, servers["many"].url, "alice")
     first = shown(page)
     box = page.locator("#ann-comment textarea")
+    page.keyboard.press("c")  # the comment opens with C (issue 14: it takes no room until then)
+    expect(box).to_be_focused()
     box.click()
     page.keyboard.type("blurry edge12 s?")  # label keys, the skip key and the help key, typed as text
     page.keyboard.press("Backspace")
@@ -122,6 +134,7 @@ def test_ctrl_enter_submits_from_the_comment(browser, servers):
     page = open_page(browser, servers["many"].url, "bob")
     first = shown(page)
     suggestion = page.locator(".ann-suggestion b").inner_text()
+    page.locator("#btn-comment").click()  # its button opens it as C does
     page.locator("#ann-comment textarea").click()
     page.keyboard.type("looks fine")
     page.keyboard.press("Control+Enter")
@@ -135,6 +148,48 @@ def test_ctrl_enter_submits_from_the_comment(browser, servers):
     page.context.close()
 
 
+def test_the_comment_takes_no_room_until_c_and_goes_with_the_answer(browser, servers):
+    """An optional comment is folded away behind C: opening it moves neither the image nor the controls; Esc
+    leaves it (an empty one folds again, one with text stays in view); the text goes with the answer; the
+    next record starts folded. Before this change the comment box sat in the bar on every record."""
+    from playwright.sync_api import expect
+
+    page = open_page(browser, servers["many"].url, "grace")
+    comment, box = page.locator("#ann-comment"), page.locator("#ann-comment textarea")
+    where = "(sels) => sels.map((s) => { const r = document.querySelector(s).getBoundingClientRect(); " \
+            "return [r.x, r.y, r.width, r.height]; })"
+    fixed = ["#ann-image", "#label-0", "#label-11", "#btn-skip", "#btn-accept", "#btn-comment"]
+    before = page.evaluate(where, fixed)
+    expect(comment).to_be_hidden()
+    expect(page.locator("#btn-comment")).to_have_attribute("aria-expanded", "false")
+    first = shown(page)
+    page.keyboard.press("c")
+    expect(comment).to_be_visible()
+    expect(box).to_be_focused()
+    expect(page.locator("#btn-comment")).to_have_attribute("aria-expanded", "true")
+    assert box.input_value() == ""  # the C that opened it was not typed
+    assert page.evaluate(where, fixed) == before, "opening the comment moved the image or the controls"
+    page.keyboard.press("Escape")  # empty: it folds away again
+    expect(comment).to_be_hidden()
+    assert focused_id(page) == "ann-image"
+    page.keyboard.press("c")
+    page.keyboard.type("cut off 1 c")
+    page.keyboard.press("Escape")  # with text: it stays in view, the keys work again
+    expect(comment).to_be_visible()
+    assert focused_id(page) == "ann-image" and shown(page) == first and page.sent == []
+    page.keyboard.press("2")
+    second = wait_next(page, first)
+    wait_sent(page, 1)
+    assert page.sent[0][1]["answer"] == [MANY[1]] and page.sent[0][1]["comment"] == "cut off 1 c"
+    expect(comment).to_be_hidden()  # the next record starts folded, and empty
+    assert box.input_value() == ""
+    page.keyboard.press("3")
+    wait_next(page, second)
+    wait_sent(page, 2)
+    assert page.sent[1][1]["comment"] == ""
+    page.context.close()
+
+
 def test_twelve_labels_load_and_answer_with_their_shown_keys(browser, servers):
     from playwright.sync_api import expect
 
@@ -142,10 +197,11 @@ def test_twelve_labels_load_and_answer_with_their_shown_keys(browser, servers):
     for i, key in ((8, "9"), (9, "0"), (10, "a"), (11, "b")):
         expect(page.locator(f"#label-{i} .ann-key")).to_have_text(key)
         expect(page.locator(f"#label-{i}")).to_have_attribute("aria-keyshortcuts", key)
-    for i, key in ((9, "0"), (10, "a"), (11, "b")):
+    for n, (i, key) in enumerate(((9, "0"), (10, "a"), (11, "b"))):
         before = shown(page)
         page.keyboard.press(key)
         wait_next(page, before)
+        wait_sent(page, n + 1)  # the next image shows before its answer goes out (one at a time)
         assert page.sent[-1][1]["answer"] == [MANY[i]], (key, page.sent)
     page.context.close()
 
@@ -166,7 +222,7 @@ def test_question_mark_opens_a_dialog_listing_every_key_and_esc_closes_it(browse
     page.keyboard.press("?")
     expect(dialog).to_be_visible()
     keys = page.locator("#ann-keys kbd").all_inner_texts()
-    assert keys == [*"1234567890ab", "Enter", "Ctrl+Enter", "S", "Backspace", "Esc", "G", "?"], keys
+    assert keys == [*"1234567890ab", "Enter", "Ctrl+Enter", "S", "Backspace", "C", "Esc", "G", "+ / -", "?"], keys
     for name in MANY:
         expect(dialog).to_contain_text(name)
     first = shown(page)

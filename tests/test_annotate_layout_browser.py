@@ -31,7 +31,7 @@ SIZES = [(32, 32), (1600, 400), (300, 1200), (1600, 1200)]
 RECORDS = 20
 VIEWPORTS = {"desktop-1920x1080": (1920, 1080, "alice"), "laptop-1280x720": (1280, 720, "bob"),
              "phone-390x844": (390, 844, "carol")}
-CONTROLS = [f"#label-{i}" for i in range(len(SHAPES))] + ["#btn-back", "#btn-skip", "#btn-accept"]
+CONTROLS = [f"#label-{i}" for i in range(len(SHAPES))] + ["#btn-back", "#btn-skip", "#btn-accept", "#btn-comment"]
 
 
 def make_mixed_images(folder, n: int) -> None:
@@ -155,12 +155,15 @@ def test_g_shows_the_guidelines_over_the_image_without_moving_it(browser, server
     from playwright.sync_api import expect
 
     page = open_page(browser, server.url, "dave", 1280, 720)
+    page.keyboard.press("Enter")  # the first-visit card (it shows the guidelines too) closes
+    expect(page.locator("#ann-welcome")).to_be_hidden()
+    guides = page.locator("#ann-guidelines").get_by_text("Pick the shape.")
     box = "(s) => { const r = document.querySelector(s).getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }"
     before = page.evaluate(box, "#ann-image"), page.evaluate(box, "#ann-bar")
-    expect(page.get_by_text("Pick the shape.")).to_be_hidden()
+    expect(guides).to_be_hidden()
     page.keyboard.press("g")
-    expect(page.get_by_text("Pick the shape.")).to_be_visible(timeout=WAIT)
-    text = page.get_by_text("Pick the shape.").bounding_box()
+    expect(guides).to_be_visible(timeout=WAIT)
+    text = guides.bounding_box()
     assert 0 <= text["y"] and text["y"] + text["height"] <= 720, text  # over the image, in the window
     if os.environ.get("ANN_LAYOUT_SHOTS"):
         page.screenshot(path=f"{os.environ['ANN_LAYOUT_SHOTS']}/layout-guidelines.png")
@@ -171,12 +174,12 @@ def test_g_shows_the_guidelines_over_the_image_without_moving_it(browser, server
     page.wait_for_timeout(300)
     assert page.locator("#ann-img").get_attribute("data-record") == record
     page.keyboard.press("Escape")
-    expect(page.get_by_text("Pick the shape.")).to_be_hidden()
+    expect(guides).to_be_hidden()
     assert page.evaluate("document.activeElement.id") == "ann-image"
     page.keyboard.press("g")
-    expect(page.get_by_text("Pick the shape.")).to_be_visible(timeout=WAIT)
+    expect(guides).to_be_visible(timeout=WAIT)
     page.keyboard.press("g")
-    expect(page.get_by_text("Pick the shape.")).to_be_hidden()
+    expect(guides).to_be_hidden()
     page.keyboard.press("1")  # closed: the keys answer again
     expect(page.locator("#ann-img")).not_to_have_attribute("data-record", record, timeout=WAIT)
     page.context.close()

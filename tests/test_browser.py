@@ -239,6 +239,7 @@ def test_a_refusal_is_shown_on_the_page_and_enter_keeps_a_changed_answer(browser
     press_and_wait(page, "2")
     current = on_screen(page)
     # a comment over MAX_COMMENT_CHARS: the click is refused, the page says why and keeps the record
+    page.keyboard.press("c")  # the comment opens with C
     page.locator("#ann-comment textarea").fill("x" * 41)
     page.locator("#label-0").click()
     expect(page.locator("#ann-error")).to_contain_text("too long", timeout=WAIT)

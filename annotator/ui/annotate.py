@@ -16,12 +16,14 @@ shown and a repeat is ignored by the service.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import time
 from typing import Any
 
 import gradio as gr
+from markdown_it import MarkdownIt
 
 from annotator.auth import AuthError
 from annotator.task import TaskSpec
@@ -68,34 +70,77 @@ def page_script(task: TaskSpec) -> str:
     """
     config = script_json({"labels": [{"name": l.name, "key": l.key} for l in task.labels],
                           "multi": task.kind == "multi_label", "route": CLICK_ROUTE,
-                          "savedDelay": SAVED_CHECK_DELAY_MS})
+                          "savedDelay": SAVED_CHECK_DELAY_MS, "task": task_key(task)})
     return (f'<script type="application/json" id="ann-config">{config}</script>\n'
             f'<link rel="stylesheet" href="{assets.url("annotate.css")}">\n'
             f'<script src="{assets.url("annotate.js")}" defer></script>')
 
 
-def _keys_help(task: TaskSpec) -> str:
-    """The ? overlay: a dialog listing every key the page answers to."""
+def task_key(task: TaskSpec) -> str:
+    """A short name for what the task asks (title, guidelines, labels, kind): the page remembers per task that
+    a person has seen its first-visit card, so a new task (or new guidelines) shows the card again."""
+    what = [task.title, task.guidelines, task.kind, [(l.name, l.key) for l in task.labels]]
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
+
+
+def _key_rows(task: TaskSpec) -> list[tuple[str, str]]:
+    """Every key the page answers to and what it does (HTML), for the ? dialog and the first-visit card."""
     esc = html.escape
     multi = task.kind == "multi_label"
     rows = [(l.key, f"{'choose or un-choose' if multi else 'answer'} <b>{esc(l.name)}</b>") for l in task.labels if l.key]
     enter = ("submit the chosen labels; with none chosen, accept the suggestion" if multi
              else "accept the suggestion, or keep your earlier answer when changing one")
     rows += [("Enter", enter), ("Ctrl+Enter", "submit, also from the comment box (Cmd+Enter on a Mac)"),
-             ("S", "skip this image"), ("Backspace", "go back to your previous answer, to change it"),
-             ("Esc", "leave the comment box (the keys work again); close this help"),
-             ("G", "show or hide the guidelines (over the image)"), ("?", "show or hide this help")]
+             ("S", "skip this image"), ("Backspace", "go back to your previous answer, to change it")]
+    if task.comment:
+        rows.append(("C", "write a comment (optional; it goes with your answer)"))
+    rows += [("Esc", "leave the comment box (the keys work again); close this help; fit a zoomed image"),
+             ("G", "show or hide the guidelines (over the image)"),
+             ("+ / -", "zoom in / out (also the mouse wheel or a pinch; drag or the arrow keys to move)")]
+    if all(l.key != "0" for l in task.labels):
+        rows.append(("0", "fit the whole image again"))
+    return [*rows, ("?", "show or hide this help")]
+
+
+def _keys_table(task: TaskSpec, table_id: str = "") -> str:
+    ident = f' id="{table_id}"' if table_id else ""
+    cells = "".join(f"<tr><td><kbd>{html.escape(k)}</kbd></td><td>{what}</td></tr>" for k, what in _key_rows(task))
+    return f"<table{ident}>{cells}</table>"
+
+
+def _keys_help(task: TaskSpec) -> str:
+    """The ? overlay: a dialog listing every key the page answers to."""
     keyless = [l.name for l in task.labels if not l.key]
-    more = (f'<p>Labels without a key (click them): {esc(", ".join(keyless))}</p>' if keyless else "")
-    table = "".join(f"<tr><td><kbd>{esc(k)}</kbd></td><td>{what}</td></tr>" for k, what in rows)
+    more = (f'<p>Labels without a key (click them): {html.escape(", ".join(keyless))}</p>' if keyless else "")
     return (f'<div id="ann-help" class="ann-hidden" role="dialog" aria-modal="true" aria-labelledby="ann-help-title" '
             f'tabindex="-1"><div class="ann-dialog"><h2 id="ann-help-title">Keyboard keys</h2>'
-            f'<table id="ann-keys">{table}</table>{more}'
+            f'{_keys_table(task, "ann-keys")}{more}'
             f'<button type="button" id="btn-help-close">Close (Esc)</button></div></div>')
 
 
-def skeleton(task: TaskSpec) -> str:
-    """The view's fixed elements; the script fills in the record, progress and status."""
+# the task's guidelines are the organizer's Markdown: rendered without raw HTML (markdown-it escapes it and
+# refuses javascript: links), so a task file cannot put markup or script in the page
+_MARKDOWN = MarkdownIt("commonmark", {"html": False})
+
+
+def _welcome_card(task: TaskSpec) -> str:
+    """The first-visit card over the image: the guidelines and the keys. annotate.js shows it on a person's
+    first visit to this task (remembered in the browser per `task_key`); Enter, its button or any action
+    closes it."""
+    guides = _MARKDOWN.render(task.guidelines) if task.guidelines else "<p>No guidelines were given for this task.</p>"
+    return (f'<div id="ann-welcome" class="ann-hidden" role="dialog" aria-labelledby="ann-welcome-title">'
+            f'<div class="ann-dialog"><h2 id="ann-welcome-title">Before you start: {html.escape(task.title)}</h2>'
+            f'<div class="ann-guides">{guides}</div><h3>Keys</h3>{_keys_table(task)}'
+            f'<p class="ann-hint">G shows the guidelines again, ? the keys.</p>'
+            f'<button type="button" id="btn-welcome" class="ann-primary">Start (Enter)</button></div></div>')
+
+
+def skeleton(task: TaskSpec, display_side: int) -> str:
+    """The view's fixed elements; the script fills in the record, progress and status.
+
+    `display_side` is IMAGE_MAX_SIDE: a zoomed view asks for the larger rendition only of an image whose
+    original is larger than that (a smaller one is shown whole already).
+    """
     esc = html.escape
     multi = task.kind == "multi_label"
     pressed = ' aria-pressed="false"' if multi else ""
@@ -109,22 +154,26 @@ def skeleton(task: TaskSpec) -> str:
     chips = "".join(chip(i, l.key, l.name) for i, l in enumerate(task.labels))
     group = ' role="group" aria-label="Labels"'
     choices = f'<div class="ann-chips ann-needs-item" id="ann-choices"{group}>{chips}</div>'
-    comment = ('<div id="ann-comment" class="ann-needs-item"><label>Comment <span class="ann-hint">(optional; Esc '
-               'leaves the box, Ctrl+Enter submits)</span><textarea rows="1"></textarea></label></div>'
+    # the comment takes no room until C (or its button) opens it over the image's bottom edge
+    comment = ('<div id="ann-comment" class="ann-needs-item ann-hidden"><label>Comment <span class="ann-hint">'
+               '(optional; Esc leaves the box, Ctrl+Enter submits)</span><textarea rows="2"></textarea></label></div>'
                if task.comment else "")
+    comment_button = ('<button type="button" id="btn-comment" class="ann-needs-item" aria-expanded="false" '
+                      'aria-controls="ann-comment">Comment (C)</button>' if task.comment else "")
     accept = "Submit (Enter)" if multi else "Accept suggestion (Enter)"
     # the stage's height is the window's, not the image's (annotate.js fits it once per window size), and the
     # bar under it sticks to the window's bottom: the chips and buttons never move between records
     # the task's title is the page's one <h1>; title, question and progress share one compact line
     return (f'<div id="ann-root"><div id="ann-head"><h1>{esc(task.title)}</h1><p>{esc(task.question)}</p>'
             f'<div id="ann-progress-box"><div id="ann-progress"></div></div></div>'
-            f'<div id="ann-stage-box"><div id="ann-image" tabindex="-1" aria-label="The image to annotate">'
-            f'<div class="ann-state" id="ann-loading">Loading…</div></div>'
-            f'<div id="ann-error" class="ann-hidden" role="alert"></div></div>'
-            f'<div class="ann-controls" id="ann-bar"><div class="ann-row ann-chips-line">{choices}{comment}</div>'
+            f'<div id="ann-stage-box"><div id="ann-image" tabindex="-1" aria-label="The image to annotate" '
+            f'data-display-side="{display_side}"><div class="ann-state" id="ann-loading">Loading…</div></div>'
+            f'<div id="ann-error" class="ann-hidden" role="alert"></div>{_welcome_card(task)}</div>'
+            f'<div class="ann-controls" id="ann-bar">{comment}<div class="ann-row ann-chips-line">{choices}</div>'
             f'<div class="ann-row ann-actions"><button type="button" id="btn-back">Back (Backspace)</button>'
             f'<button type="button" id="btn-skip" class="ann-needs-item">Skip (S)</button>'
             f'<button type="button" id="btn-accept" class="ann-primary ann-needs-item">{accept}</button>'
+            f'{comment_button}'
             f'<div id="ann-status"></div>'
             f'<button type="button" id="btn-help" class="ann-hint" aria-haspopup="dialog" aria-expanded="false">'
             f'Press <b>?</b> for all keys</button></div></div>'
@@ -146,7 +195,7 @@ class AnnotateView:
 
     def build(self, demo: gr.Blocks) -> None:
         task, service = self.task, self.rt.service
-        gr.HTML(skeleton(task), elem_id="ann-view", js_on_load=None, padding=False)
+        gr.HTML(skeleton(task, self.rt.settings.image_max_side), elem_id="ann-view", js_on_load=None, padding=False)
         # under the view: opening them never pushes the image down
         with gr.Accordion("Guidelines", open=False, elem_id="ann-guidelines"):
             gr.Markdown(task.guidelines or "No guidelines were given for this task.")

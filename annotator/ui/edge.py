@@ -79,7 +79,7 @@ SURFACE: tuple[Rule, ...] = (
          why="sign-in: the password form, the OAuth start and its callback from huggingface.co"),
     Rule("/logout*", "anyone", 0, why="sign-out, only from the app's own page"),
     Rule("/ann/*", "signed-in", 64 * KB, budget=True, why="the page's clicks: a ticket, labels, a comment"),
-    Rule("/img/*", "anyone", 0, why="images, signed per person (the route checks the signature)"),
+    Rule("/img/*", "anyone", 0, why="images, display and zoomed (/large), signed per person (the route checks it)"),
     Rule("/ann-static/*", "anyone", 0,
          why="the page's script and style by content-versioned name (annotator/ui/assets.py); nothing else"),
     Rule("/healthz", "anyone", 0, why="ok or not; the details for admins"),

@@ -4,7 +4,9 @@ Images are served by a plain FastAPI route rather than Gradio's file route so
 they can carry cache headers and a per-user signature, and so DATA_DIR never
 has to be in `allowed_paths` (which would make every file in it public). An
 image URL names one rendering of one record until it expires, so it is
-marked immutable: a preloaded image is never asked for again. The page's
+marked immutable: a preloaded image is never asked for again. A zoomed view
+asks for `<the image's URL path>/large` under the same signature: a larger
+rendition, rendered on demand (`ImageCache.large`). The page's
 click routes (`annotator.ui.clicks`) are added to Gradio's own app. Every
 request passes the edge first (`annotator.ui.edge`: who may call what, from
 where, with how large a body).
@@ -58,26 +60,37 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
-    def render(record_id: int) -> ImageFile:
+    def render(record_id: int, large: bool) -> ImageFile:
         try:
-            found = runtime.service.image(record_id)
+            found = runtime.service.image(record_id, large=large)
         except ImageError as exc:
             raise HTTPException(status_code=422, detail=f"this image cannot be shown: {exc}") from None
         if found is None:
             raise HTTPException(status_code=404, detail="no such record")
         return found
 
-    @app.get(IMAGE_ROUTE + "/{record_id}")
-    async def image(record_id: int, u: str = "", e: str = "", s: str = "") -> Response:
+    async def serve(record_id: int, u: str, e: str, s: str, *, large: bool) -> Response:
         # async, and the small rendered file read at once: a FileResponse's thread hops cost more than the read
         try:
             runtime.signer.verify_image(record_id, u, e, s)
         except TicketError as exc:
             raise HTTPException(status_code=403, detail=str(exc)) from None
-        found = runtime.service.cached_image(record_id) or await run_in_threadpool(render, record_id)
+        found = (runtime.service.cached_image(record_id, large=large)
+                 or await run_in_threadpool(render, record_id, large))
         max_age = max(0, int(e) - int(time.time()))
         return Response(found.path.read_bytes(), media_type=found.media_type,
                         headers={"Cache-Control": f"private, max-age={max_age}, immutable"})
+
+    @app.get(IMAGE_ROUTE + "/{record_id}")
+    async def image(record_id: int, u: str = "", e: str = "", s: str = "") -> Response:
+        return await serve(record_id, u, e, s, large=False)
+
+    @app.get(IMAGE_ROUTE + "/{record_id}/large")
+    async def large_image(record_id: int, u: str = "", e: str = "", s: str = "") -> Response:
+        """The zoomed view's rendition, under the display link's own signature: the link proves the
+        record's image was handed to this person until its expiry, whichever size they look at. Rendered
+        when first asked for (the display rendition stays the click path's only work)."""
+        return await serve(record_id, u, e, s, large=True)
 
     add_static_routes(app)  # the page's script and style (annotator/ui/static), by content-versioned URL
     blocks, head = build_blocks(runtime)

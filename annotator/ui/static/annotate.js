@@ -24,6 +24,7 @@
     savedTimer: null, recheckTimer: null,
     selected: new Set(), selectedFor: null,  // multi-label: the labels chosen for the record on screen (a suggestion is not chosen)
     spoken: '',           // the last saved/unsent state announced to a screen reader
+    welcomed: false,      // the first-visit card was shown in this page already
   };
   const unsent = () => A.outbox.filter((e) => e.record).length;  // answers the server has not replied to
   const answersQueued = () => unsent() > 0;
@@ -106,7 +107,13 @@
     img.alt = `record ${item.record_id}`; img.width = item.width; img.height = item.height;
     img.dataset.record = String(item.record_id);
     img.onerror = () => imageFailed(img);
-    box.appendChild(img);
+    img.draggable = false;  // a drag pans a zoomed image; the browser's own image drag would cancel it
+    const layer = document.createElement('div');  // what zoom scales and moves: the image, later its large one
+    layer.id = 'ann-zoom';
+    layer.appendChild(img);
+    box.appendChild(layer);
+    Z.scale = 1; Z.x = 0; Z.y = 0; Z.large = null;  // every record starts whole
+    applyZoom();
     fitStage();
     if (img.complete && img.naturalWidth === 0) imageFailed(img);  // its preload had failed already
     const shownKey = `${item.record_id}${item.editing ? ':earlier' : ''}`;
@@ -116,7 +123,7 @@
     }
     renderChoices();
     const comment = document.querySelector('#ann-comment textarea');
-    if (comment) comment.value = item.comment || '';
+    if (comment) { comment.value = item.comment || ''; showComment(!!comment.value); }  // collapsed unless it has text
     const where = A.view && A.view.progress ? `; ${A.view.progress.remaining_for_me} left for you` : '';
     const said = item.editing ? `Changing your earlier answer on image ${item.record_id}`
                               : `Image ${item.record_id}${item.suggestion ? `, suggested: ${item.suggestion}` : ''}`;
@@ -162,7 +169,137 @@
     const left = window.innerHeight - top - bar.offsetHeight - 12;
     stage.style.height = `${Math.max(200, Math.floor(left))}px`;
   };
-  window.addEventListener('resize', () => { if (A.shown) fitStage(); });
+  window.addEventListener('resize', () => { if (A.shown) { fitStage(); zoomTo(1); } });
+
+  // --- zoom and pan ----------------------------------------------------------------------
+  // The image's layer (#ann-zoom, the stage's size) is scaled and moved with a CSS transform: nothing around
+  // the stage moves. Zooming in past the display size loads the record's large rendition once (the display
+  // link with /large, signed alike), laid over the display image when decoded; the next record starts whole.
+  const Z = {scale: 1, x: 0, y: 0, large: null, pointers: new Map(), pinch: 0, drag: null};
+  const MAX_ZOOM = 8, ZOOM_STEP = 1.5, PAN_STEP = 0.15;
+  const displaySide = () => Number(($('ann-image') || {dataset: {}}).dataset.displaySide) || Infinity;
+  const applyZoom = () => {
+    const layer = $('ann-zoom'), stage = $('ann-image');
+    if (layer) layer.style.transform = Z.scale === 1 ? '' : `translate(${Z.x}px, ${Z.y}px) scale(${Z.scale})`;
+    if (stage) stage.classList.toggle('ann-zoomed', Z.scale > 1);
+  };
+  // keep the layer covering the stage: no empty band beside a moved image
+  const clampPan = (w, h) => {
+    Z.x = Math.min(0, Math.max(w - w * Z.scale, Z.x));
+    Z.y = Math.min(0, Math.max(h - h * Z.scale, Z.y));
+  };
+  // zoom to `scale` keeping the stage's point (px, py) where it is (the centre by default)
+  const zoomTo = (scale, px, py) => {
+    const stage = $('ann-image');
+    if (!stage || !$('ann-zoom')) return;
+    const w = stage.clientWidth, h = stage.clientHeight;
+    const s = Math.min(MAX_ZOOM, Math.max(1, scale));
+    const cx = px === undefined ? w / 2 : px, cy = py === undefined ? h / 2 : py;
+    Z.x = cx - (cx - Z.x) * s / Z.scale; Z.y = cy - (cy - Z.y) * s / Z.scale; Z.scale = s;
+    clampPan(w, h);
+    applyZoom();
+    if (s > 1) loadLarge();
+  };
+  const panBy = (dx, dy) => {
+    const stage = $('ann-image');
+    if (!stage || Z.scale === 1) return;
+    Z.x += dx; Z.y += dy;
+    clampPan(stage.clientWidth, stage.clientHeight);
+    applyZoom();
+  };
+  const loadLarge = () => {
+    const item = A.shown, layer = $('ann-zoom');
+    if (!item || !layer || Z.large === item.image_url || Math.max(item.width, item.height) <= displaySide()) return;
+    Z.large = item.image_url;
+    const big = new Image();
+    big.className = 'ann-main ann-large'; big.id = 'ann-img-large'; big.alt = '';  // the same picture, sharper
+    big.draggable = false;
+    big.src = item.image_url.replace(/^[^?]*/, (path) => `${path}/large`);
+    big.decode().then(() => { if ($('ann-zoom') === layer) layer.appendChild(big); }, () => {});
+  };
+  const stageAt = (e) => {
+    const stage = e.target && e.target.closest ? e.target.closest('#ann-image') : null;
+    if (!stage || !A.shown) return null;
+    const r = stage.getBoundingClientRect();
+    return {stage, x: e.clientX - r.left, y: e.clientY - r.top};
+  };
+  document.addEventListener('wheel', (e) => {  // the wheel, and a touchpad's pinch (a wheel with Ctrl)
+    const at = stageAt(e);
+    if (!at) return;
+    e.preventDefault();
+    zoomTo(Z.scale * Math.exp(-e.deltaY * (e.ctrlKey ? 0.01 : 0.002)), at.x, at.y);
+  }, {passive: false});
+  // one pointer drags a zoomed image; two (fingers) pinch around their middle
+  const spread = () => { const [a, b] = [...Z.pointers.values()]; return Math.hypot(a.x - b.x, a.y - b.y); };
+  document.addEventListener('pointerdown', (e) => {
+    const at = stageAt(e);
+    if (!at || (e.pointerType === 'mouse' && e.button !== 0)) return;
+    Z.pointers.set(e.pointerId, at);
+    try { at.stage.setPointerCapture(e.pointerId); } catch (err) { /* a pointer already gone */ }
+    if (Z.pointers.size === 2) Z.pinch = spread();
+    Z.drag = Z.pointers.size === 1 ? at : null;
+  });
+  document.addEventListener('pointermove', (e) => {
+    if (!Z.pointers.has(e.pointerId)) return;
+    const at = stageAt(e);
+    if (!at) return;
+    const before = Z.pointers.get(e.pointerId);
+    Z.pointers.set(e.pointerId, at);
+    if (Z.pointers.size === 2 && Z.pinch) {
+      const now = spread(), [a, b] = [...Z.pointers.values()];
+      zoomTo(Z.scale * now / Z.pinch, (a.x + b.x) / 2, (a.y + b.y) / 2);
+      Z.pinch = now;
+    } else if (Z.drag) {
+      panBy(at.x - before.x, at.y - before.y);
+    }
+  });
+  const pointerGone = (e) => {
+    Z.pointers.delete(e.pointerId);
+    Z.pinch = 0;
+    Z.drag = Z.pointers.size === 1 ? [...Z.pointers.values()][0] : null;
+  };
+  document.addEventListener('pointerup', pointerGone);
+  document.addEventListener('pointercancel', pointerGone);
+
+  // --- the comment, behind C: no room until asked for ---------------------------------------
+  const commentBox = () => $('ann-comment');
+  const showComment = (open) => {
+    const box = commentBox(), b = $('btn-comment');
+    if (!box) return;
+    box.classList.toggle('ann-hidden', !open);
+    if (b) b.setAttribute('aria-expanded', open ? 'true' : 'false');
+  };
+  const openComment = () => {
+    const box = commentBox();
+    if (!box || !A.shown) return;
+    showComment(true);
+    box.querySelector('textarea').focus({preventScroll: true});
+  };
+  // Esc (or Ctrl+Enter) leaves it: an empty one folds away, one with text stays in view until the answer
+  const leaveComment = () => {
+    const area = document.querySelector('#ann-comment textarea');
+    if (area && !area.value) showComment(false);
+    focusStage();
+  };
+
+  // --- the first-visit card: the guidelines and the keys, once per task in this browser ------------
+  const SEEN_KEY = `ann-welcomed:${C.task}`;
+  const welcomeOpen = () => { const w = $('ann-welcome'); return !!w && !w.classList.contains('ann-hidden'); };
+  const seenBefore = () => { try { return localStorage.getItem(SEEN_KEY) === '1'; } catch (err) { return false; } };
+  const showWelcome = () => {
+    const card = $('ann-welcome');
+    if (!card || A.welcomed || seenBefore()) return;
+    A.welcomed = true;
+    card.classList.remove('ann-hidden');
+    const start = $('btn-welcome');
+    if (start) start.focus({preventScroll: true});
+  };
+  // Enter or its button closes it; so does starting to annotate (any key or button): it never blocks a key
+  const closeWelcome = () => {
+    if (!welcomeOpen()) return;
+    $('ann-welcome').classList.add('ann-hidden');
+    try { localStorage.setItem(SEEN_KEY, '1'); } catch (err) { /* storage blocked: shown once per page */ }
+  };
   // the controls are there only while a record is on screen; Back stays (to change an earlier answer)
   const renderControls = () => {
     const root = $('ann-root');
@@ -427,13 +564,15 @@
   document.addEventListener('click', (e) => {
     const b = e.target.closest && e.target.closest('#ann-root button');
     if (!b) return;
+    closeWelcome();
+    if (b.id === 'btn-comment') { if (commentBox().classList.contains('ann-hidden')) openComment(); else leaveComment(); return; }
     if (b.id.startsWith('label-')) pressLabel(Number(b.id.slice(6)));
     else if (b.id === 'btn-accept') accept();
     else if (b.id === 'btn-skip') answer('skip', null);
     else if (b.id === 'btn-back') back();
     else if (b.id === 'btn-help') { toggleHelp(true); return; }
     else if (b.id === 'btn-help-close') { toggleHelp(false); return; }
-    else return;
+    else if (b.id !== 'btn-welcome') return;
     focusStage();  // not the button: Enter or Space must not press it again, and the keys keep working
   });
   const keyIndex = {};
@@ -453,17 +592,23 @@
       else if (e.key !== 'Tab' && e.key !== 'Enter' && e.key !== ' ') e.preventDefault();
       return;
     }
+    if (welcomeOpen() && !['Shift', 'Control', 'Alt', 'Meta', 'Tab'].includes(e.key)) {
+      closeWelcome();  // the person starts: Enter and Esc only close the card, any other key acts as well
+      if (e.key === 'Enter' || e.key === 'Escape') { e.preventDefault(); focusStage(); return; }
+    }
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !e.altKey) {  // submit from the comment, or anywhere
       e.preventDefault();
       if (!e.repeat) { accept(); focusStage(); }
       return;
     }
     if (typingIn(t)) {  // a text field keeps every key it types; Esc leaves it
-      if (e.key === 'Escape') { e.preventDefault(); t.blur(); focusStage(); }
+      if (e.key === 'Escape') { e.preventDefault(); t.blur(); if (t.closest('#ann-comment')) leaveComment(); else focusStage(); }
       return;
     }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     const k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    const stage = $('ann-image'), step = stage ? PAN_STEP * Math.min(stage.clientWidth, stage.clientHeight) : 0;
+    const pans = {ArrowLeft: [step, 0], ArrowRight: [-step, 0], ArrowUp: [0, step], ArrowDown: [0, -step]};
     let hit = true;
     if (k in keyIndex) pressLabel(keyIndex[k]);
     else if (k === 'Enter') accept();
@@ -471,11 +616,16 @@
     else if (k === 'Backspace') back();
     else if (k === '?') toggleHelp(true);
     else if (k === 'g') toggleGuides(true);
-    else if (k === 'Escape') focusStage();
+    else if (k === 'c' && commentBox()) openComment();
+    else if (k === '+' || k === '=') zoomTo(Z.scale * ZOOM_STEP);
+    else if (k === '-') zoomTo(Z.scale / ZOOM_STEP);
+    else if (k === '0') zoomTo(1);
+    else if (k in pans && Z.scale > 1) panBy(...pans[k]);
+    else if (k === 'Escape') { zoomTo(1); focusStage(); }
     else hit = false;
     if (!hit) return;
     e.preventDefault();  // else Enter or Space would also press a focused button
-    if (t && t.tagName === 'BUTTON') focusStage();
+    if (t && t.tagName === 'BUTTON' && document.activeElement === t) focusStage();  // unless the key moved focus (C)
   });
 
   // --- start: the page load event hands over the first view; a re-drawn view is drawn again ---------
@@ -486,7 +636,7 @@
       boot.dataset.used = '1';
       const view = JSON.parse(boot.dataset.view);
       if (view.state === 'signed_out') { A.view = view; renderState(view); renderControls(); }
-      else apply(view);
+      else { apply(view); showWelcome(); }
       // the buffer fills just after the first view: ask once for it, so the first answer swaps at once too
       if (view.state === 'ready' && !view.upcoming.length) setTimeout(() => enqueue({path: 'next', body: {}, refill: true}), 700);
       if (unsaved()) checkSaved();  // answers of an earlier visit not committed yet
