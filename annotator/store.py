@@ -793,7 +793,11 @@ class Store:
             "SELECT record_id, user_id, answer FROM (SELECT record_id, user_id, answer, "
             "count(*) OVER (PARTITION BY record_id) AS n FROM responses WHERE status = 'submitted') "
             "WHERE n >= 2 ORDER BY record_id, user_id").fetchall()
-        return [(rid, user, decode_answer(answer)) for rid, user, answer in rows]
+        # the same answer text recurs on many records: each is parsed once (the dicts are shared, read-only)
+        decoded: dict[str, Answer] = {}
+        for text in {answer for _, _, answer in rows}:
+            decoded[text] = decode_answer(text)
+        return [(rid, user, decoded[answer]) for rid, user, answer in rows]
 
 
 _ANSWER_VALUES = 'record_id, user_id, status, answer, comment, time_spent_ms, "at", "at"'
