@@ -7,6 +7,8 @@ and filled the way the old code wrote answers: lists of label names.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +25,7 @@ from annotator.pg_store import PgStore
 from annotator.store import Store
 
 T0 = datetime(2025, 3, 1, 9, 0, 0)
+ROOT = Path(__file__).resolve().parent.parent
 # (record, user, status, answer as the old code stored it)
 OLD_SINGLE = [(1, "ana", "submitted", ["cat"]), (1, "bo", "skipped", []), (2, "ana", "submitted", ["chat été 猫"])]
 OLD_MULTI = [(1, "ana", "submitted", ["a", "b"]), (1, "bo", "submitted", []), (2, "ana", "skipped", [])]
@@ -128,6 +131,18 @@ def test_duckdb_migration_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.
     finally:
         con.close()
     monkeypatch.setattr(duck_store, "typed_answers", convert)
+    migrated_twice(lambda: Store(path, legacy=LegacyQuestion("label", "label")), "label")
+
+
+def test_a_kill_right_after_the_migration_leaves_a_file_that_opens(tmp_path: Path) -> None:
+    """The process dies right after the migration commits, before any close: the next open finds the new
+    schema (from the WAL, or the checkpoint DuckDB made at the commit). DuckDB 2.0.1 cannot replay an
+    ALTER ... TYPE JSON USING to_json from its WAL, so the migration must not use one."""
+    path = tmp_path / "annotator.duckdb"
+    make_old_duckdb(path, "label")
+    child = ("import os, sys; from annotator.model import LegacyQuestion; from annotator.store import Store; "
+             "Store(sys.argv[1], legacy=LegacyQuestion('label', 'label')); os._exit(0)")
+    subprocess.run([sys.executable, "-c", child, str(path)], cwd=ROOT, check=True, timeout=60)
     migrated_twice(lambda: Store(path, legacy=LegacyQuestion("label", "label")), "label")
 
 
