@@ -28,7 +28,7 @@ from annotator.goal import Goal
 from annotator.task import TaskSpec
 from annotator.images import ImageCache
 from annotator.metrics import LatencyWindow
-from annotator.model import Record, ResponseWrite, utcnow
+from annotator.model import Answer, LegacyQuestion, Record, ResponseWrite, utcnow
 from annotator.prefetch import PrefetchBuffers, Slot
 from annotator.text import TextError, check_text
 from annotator.tickets import Signer, TicketError
@@ -180,6 +180,7 @@ class AnnotationService:
         self.max_comment_chars = max_comment_chars
         self.click_latency = LatencyWindow()
         self._labels = set(task.label_names)
+        self._question = LegacyQuestion(task.questions[0].name, task.questions[0].kind)  # type: ignore[arg-type]
         self._people: dict[str, _Person] = {}
         self._people_lock = threading.Lock()
         self._screens: dict[str, Slot] = {}  # the record each person has on screen
@@ -380,7 +381,7 @@ class AnnotationService:
                 rows = self.backend.user_responses(user)
                 today = _today()
                 person = _Person(
-                    answers={r.record_id: (r.status, r.answer, r.comment or "") for r in rows},
+                    answers={r.record_id: (r.status, _chosen(r.answer), r.comment or "") for r in rows},
                     order=[r.record_id for r in rows],
                     today={r.record_id for r in rows
                            if r.status == "submitted" and r.updated_at.date().isoformat() == today},
@@ -463,7 +464,8 @@ class AnnotationService:
         if spent is None and shown is not None:
             spent = int((time.monotonic() - shown) * 1000)
         # a first-answer ticket that is no repeat is a first answer (answers of one person are serial here)
-        write = ResponseWrite(record_id, user, status, labels, comment or None, spent, utcnow(), first=first_ticket)
+        write = ResponseWrite(record_id, user, status, self._question.answer(labels, status), comment or None, spent,
+                              utcnow(), first=first_ticket)
         try:
             _, ack = self.backend.answer(write)
         except KeyError:
@@ -601,7 +603,7 @@ class AnnotationService:
                         person.order.remove(rid)
                     person.today.discard(rid)
                 else:
-                    person.answers[rid] = (row.status, row.answer, row.comment or "")
+                    person.answers[rid] = (row.status, _chosen(row.answer), row.comment or "")
                     if row.status == "submitted" and row.updated_at.date().isoformat() == today:
                         person.today.add(rid)
                     else:
@@ -641,3 +643,9 @@ def _with_message(view: View, message: str) -> View:
 
 def _today() -> str:
     return datetime.now(timezone.utc).date().isoformat()
+
+
+def _chosen(answer: Answer) -> tuple[str, ...]:
+    """The labels of a stored answer to the task's one question, the form the page shows them in."""
+    value = next(iter(answer.values()), ())
+    return (value,) if isinstance(value, str) else tuple(value)  # type: ignore[arg-type]

@@ -25,10 +25,12 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 import duckdb
 import pyarrow as pa
 
-from annotator.model import (AuditWrite, LastPush, NewRecord, Record, ReopenWrite, Response, ResponseWrite,
-                             StoreClosedError, StoreError, UserSeen, WriteOp, utcnow)
+from annotator.model import (Answer, AuditWrite, LastPush, LegacyQuestion, NewRecord, Record, ReopenWrite, Response,
+                             ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, decode_answer,
+                             encode_answer, utcnow)
 from annotator.sql_shared import (DATA_ERRORS, RECORD_COLUMNS, RESPONSE_COLUMNS, answers_in_record_order,
-                                  record_from_row, response_from_row, split_answers, stats_result, user_spans)
+                                  record_from_row, response_from_row, split_answers, stats_result, typed_answers,
+                                  user_spans)
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,41 @@ def _read(method: Callable[..., _T]) -> Callable[..., _T]:
     return run
 
 
-_MIGRATIONS: tuple[str, ...] = (
+def _typed_answer_columns(cur: duckdb.DuckDBPyConnection, legacy: LegacyQuestion | None, where: str) -> None:
+    """Migration 2: `answer` turns from a list of labels (VARCHAR[]) into one typed JSON answer (model.Answer).
+
+    Each table is copied into a new one of the same columns with a JSON
+    answer, each distinct (status, list) replaced by its typed answer
+    (LegacyQuestion.answer), and takes the old one's name. Not ALTER ... TYPE
+    JSON USING: DuckDB 2.0.1 cannot replay that from the WAL (it tries to
+    download the json extension), so a crash before the next checkpoint
+    would leave a file that does not open. Part of the migration's
+    transaction: a crash leaves the old schema or the new one, never half.
+    """
+    for table, extra in (("responses", ", PRIMARY KEY (record_id, user_id)"),
+                         ("response_history", ", replaced_at TIMESTAMP NOT NULL")):
+        pairs = cur.execute(f"SELECT DISTINCT status, answer FROM {table}").fetchall()
+        conv = pa.table(typed_answers(pairs, legacy, where), schema=_CONVERSION)
+        cur.execute(f"CREATE TABLE {table}_typed (record_id INTEGER NOT NULL, user_id VARCHAR NOT NULL, "
+                    f"status VARCHAR NOT NULL, answer JSON NOT NULL, comment VARCHAR, time_spent_ms INTEGER, "
+                    f"created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL{extra})")
+        columns = RESPONSE_COLUMNS + (", replaced_at" if table == "response_history" else "")
+        picked = ", ".join("conv.new" if c == "answer" else f"t.{c}" for c in columns.split(", "))
+        cur.execute(f"INSERT INTO {table}_typed SELECT {picked} FROM {table} t "
+                    f"JOIN conv ON conv.status = t.status AND conv.old = t.answer")
+        [(before,), (after,)] = cur.execute(f"SELECT count(*) FROM {table} UNION ALL "
+                                            f"SELECT count(*) FROM {table}_typed").fetchall()
+        if before != after:
+            raise StoreError(f"the database {where}: {before - after} answers in {table} could not be carried "
+                             f"over to typed answers; nothing was changed.")
+        cur.execute(f"DROP TABLE {table}")
+        cur.execute(f"ALTER TABLE {table}_typed RENAME TO {table}")
+
+
+_CONVERSION = pa.schema([("status", pa.string()), ("old", pa.list_(pa.string())), ("new", pa.string())])
+
+# each step is SQL, or a function of (cursor, the question old answers were given to, the database's name)
+_MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection, LegacyQuestion | None, str], None], ...] = (
     # 1: the initial schema
     """
     CREATE TABLE records (
@@ -116,6 +152,8 @@ _MIGRATIONS: tuple[str, ...] = (
         detail VARCHAR NOT NULL
     );
     """,
+    # 2: answers are typed, one JSON object per response (model.Answer)
+    _typed_answer_columns,
 )
 
 # One DuckDB worker thread: the store's work is many small queries (a group commit, a row read), where
@@ -144,12 +182,15 @@ class Store:
     Lifecycle: `Store(path)` opens (or creates) the file and applies pending
     migrations; `close()` is idempotent and checkpoints; after it every call
     raises StoreClosedError. The caller stops the writer before closing.
+    `legacy` names the question that answers stored before typed answers (lists
+    of labels) were given to; it is needed only to migrate such a file.
     """
 
     SCHEMA_VERSION = len(_MIGRATIONS)
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, legacy: LegacyQuestion | None = None) -> None:
         self.path = Path(path)
+        self._legacy = legacy
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -267,7 +308,11 @@ class Store:
         for version in range(current + 1, self.SCHEMA_VERSION + 1):
             cur.execute("BEGIN")
             try:
-                cur.execute(_MIGRATIONS[version - 1])
+                step = _MIGRATIONS[version - 1]
+                if isinstance(step, str):
+                    cur.execute(step)
+                else:
+                    step(cur, self._legacy, str(self.path))
                 cur.execute("INSERT INTO schema_version VALUES (?, ?)", [version, utcnow()])
                 cur.execute("COMMIT")
             except Exception:
@@ -628,7 +673,7 @@ class Store:
                         "record_id": pa.array([r.record_id for r in batch], pa.int32()),
                         "user_id": pa.array([r.user_id for r in batch], pa.string()),
                         "status": pa.array([r.status for r in batch], pa.string()),
-                        "answer": pa.array([list(r.answer) for r in batch], pa.list_(pa.string())),
+                        "answer": pa.array([encode_answer(r.answer) for r in batch], pa.string()),
                         "comment": pa.array([r.comment for r in batch], pa.string()),
                         "time_spent_ms": pa.array([r.time_spent_ms for r in batch], pa.int32()),
                         "created_at": pa.array([r.created_at for r in batch], pa.timestamp("us")),
@@ -722,11 +767,24 @@ class Store:
             "WHERE created_at >= ? GROUP BY ALL ORDER BY ALL", [int(bucket_seconds), since]).fetchall()
 
     @_read
-    def dashboard_label_counts(self) -> list[tuple[str, int]]:
-        """How many submitted answers carry each label (a multi-label answer counts once per label)."""
+    def dashboard_label_counts(self, questions: Sequence[str]) -> list[tuple[str, str, int]]:
+        """(question, label, submitted answers carrying it) for the named label and labels questions.
+
+        A labels answer counts once per label it holds; a question left open counts nowhere.
+        """
         return self._cur().execute(
-            "SELECT label, count(*) FROM (SELECT unnest(answer) AS label FROM responses "
-            "WHERE status = 'submitted') GROUP BY 1 ORDER BY 1").fetchall()
+            "SELECT q.key, l.value ->> '$', count(*) FROM responses, json_each(answer) q, "
+            "json_each(CASE json_type(q.value) WHEN 'ARRAY' THEN q.value ELSE json_array(q.value) END) l "
+            "WHERE status = 'submitted' AND q.key IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1, 2 ORDER BY 1, 2",
+            [list(questions)]).fetchall()
+
+    @_read
+    def dashboard_text_lengths(self, questions: Sequence[str]) -> list[tuple[str, int, int, float | None]]:
+        """(question, records, submitted answers, mean characters) for the named text questions that have answers."""
+        return self._cur().execute(
+            "SELECT q.key, count(DISTINCT record_id), count(*), avg(length(q.value ->> '$')) "
+            "FROM responses, json_each(answer) q WHERE status = 'submitted' "
+            "AND q.key IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1 ORDER BY 1", [list(questions)]).fetchall()
 
     @_read
     def dashboard_users(self) -> list[tuple[str, int, int, float | None, datetime | None]]:
@@ -752,13 +810,17 @@ class Store:
         return count, latest
 
     @_read
-    def dashboard_overlapping_answers(self) -> list[tuple[int, str, tuple[str, ...]]]:
+    def dashboard_overlapping_answers(self) -> list[tuple[int, str, Answer]]:
         """(record_id, user_id, answer) of the submitted answers on records that have at least two of them."""
         rows = self._cur().execute(
             "SELECT record_id, user_id, answer FROM (SELECT record_id, user_id, answer, "
             "count(*) OVER (PARTITION BY record_id) AS n FROM responses WHERE status = 'submitted') "
             "WHERE n >= 2 ORDER BY record_id, user_id").fetchall()
-        return [(rid, user, tuple(answer)) for rid, user, answer in rows]
+        # the same answer text recurs on many records: each is parsed once (the dicts are shared, read-only)
+        decoded: dict[str, Answer] = {}
+        for text in {answer for _, _, answer in rows}:
+            decoded[text] = decode_answer(text)
+        return [(rid, user, decoded[answer]) for rid, user, answer in rows]
 
 
 _ANSWER_VALUES = 'record_id, user_id, status, answer, comment, time_spent_ms, "at", "at"'
@@ -769,7 +831,7 @@ def _answer_table(rows: Sequence[ResponseWrite], rounds: Sequence[int] | None = 
         "record_id": pa.array([r.record_id for r in rows], pa.int32()),
         "user_id": pa.array([r.user_id for r in rows], pa.string()),
         "status": pa.array([r.status for r in rows], pa.string()),
-        "answer": pa.array([list(r.answer) for r in rows], pa.list_(pa.string())),
+        "answer": pa.array([encode_answer(r.answer) for r in rows], pa.string()),
         "comment": pa.array([r.comment for r in rows], pa.string()),
         "time_spent_ms": pa.array([r.time_spent_ms for r in rows], pa.int32()),
         "at": pa.array([r.at for r in rows], pa.timestamp("us")),

@@ -230,9 +230,9 @@ def test_twenty_users_at_once(crowd_server):
         r = stored[key]
         assert r.status == status, key
         if status == "submitted":
-            assert r.answer == (label,) and r.comment == comment, (key, r)
+            assert r.answer == {"label": label} and r.comment == comment, (key, r)
         else:
-            assert r.answer == () and not r.comment, (key, r)
+            assert r.answer == {} and not r.comment, (key, r)
     assert snap.history == {}  # nothing was written twice
     # I2 (store side): exactly `overlap` submissions per record, never more
     per_record_stored = snap.submitted_per_record()

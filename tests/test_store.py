@@ -6,6 +6,7 @@ PostgreSQL, see storehelpers); the rest are about the DuckDB file.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 import sys
@@ -18,9 +19,12 @@ from pathlib import Path
 import duckdb
 import psycopg
 import pytest
-from storehelpers import rows
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from storehelpers import rows, typed
 
-from annotator.model import AuditWrite, NewRecord, ReopenWrite, ResponseWrite, StoreClosedError, StoreError, UserSeen
+from annotator.model import (AuditWrite, NewRecord, ReopenWrite, ResponseWrite, StoreClosedError, StoreError, UserSeen,
+                             encode_answer)
 from annotator.store import Store, StoreLockedError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +38,7 @@ def rec(key: str, **extra) -> NewRecord:
 
 def answer(record_id: int, user: str, *labels: str, at: float = 0.0, status: str = "submitted",
            comment: str | None = None, ms: int | None = 1000) -> ResponseWrite:
-    return ResponseWrite(record_id, user, status, tuple(labels), comment, ms, T0 + timedelta(seconds=at))
+    return ResponseWrite(record_id, user, status, typed(labels, status), comment, ms, T0 + timedelta(seconds=at))
 
 
 def first(record_id: int, user: str, *labels: str, at: float = 0.0) -> ResponseWrite:
@@ -153,20 +157,20 @@ def test_apply_answers_edits_and_history(store3: Store) -> None:
     store.apply([answer(1, "ana", "cat", at=0), answer(1, "bo", "dog", at=1), answer(2, "ana", "dog", at=2)])
     r = store.response(1, "ana")
     assert r is not None
-    assert (r.status, r.answer, r.created_at, r.updated_at) == ("submitted", ("cat",), T0, T0)
+    assert (r.status, r.answer, r.created_at, r.updated_at) == ("submitted", {"label": "cat"}, T0, T0)
     assert store.history(1, "ana") == []
 
     # an edit replaces the answer and moves the earlier one to the history
     store.apply([answer(1, "ana", "cat", "dog", at=10, comment="both", ms=50)])
     r = store.response(1, "ana")
-    assert r.answer == ("cat", "dog") and r.comment == "both" and r.time_spent_ms == 50
+    assert r.answer == {"labels": ["cat", "dog"]} and r.comment == "both" and r.time_spent_ms == 50
     assert r.created_at == T0 and r.updated_at == T0 + timedelta(seconds=10)
     (old,) = store.history(1, "ana")
-    assert old.answer == ("cat",) and old.updated_at == T0
+    assert old.answer == {"label": "cat"} and old.updated_at == T0
     [(replaced_at,)] = rows(store, "SELECT replaced_at FROM response_history")
     assert replaced_at == T0 + timedelta(seconds=10)
 
-    assert store.response(1, "bo").answer == ("dog",)  # others untouched
+    assert store.response(1, "bo").answer == {"label": "dog"}  # others untouched
     assert store.history(1, "bo") == []
     assert [x.record_id for x in store.user_responses("ana")] == [1, 2]
     assert {x.user_id for x in store.record_responses(1)} == {"ana", "bo"}
@@ -195,16 +199,16 @@ def test_same_person_and_record_twice_in_one_batch_is_like_sequential_transactio
     assert len(snapshot(batched)[1]) == 3
 
     current = batched.response(1, "ana")
-    assert current.answer == ("bird",) and current.created_at == T0
+    assert current.answer == {"label": "bird"} and current.created_at == T0
     assert current.updated_at == T0 + timedelta(seconds=5)
-    assert [h.answer for h in batched.history(1, "ana")] == [("cat",), ("dog",), ()]
+    assert [h.answer for h in batched.history(1, "ana")] == [{"label": "cat"}, {"label": "dog"}, {}]
     assert [h.status for h in batched.history(1, "ana")] == ["submitted", "submitted", "skipped"]
 
 
 def test_skipped_status(store3: Store) -> None:
     store3.apply([answer(1, "ana", status="skipped", ms=None), answer(2, "ana", "cat")])
     r = store3.response(1, "ana")
-    assert r.status == "skipped" and r.answer == () and r.time_spent_ms is None
+    assert r.status == "skipped" and r.answer == {} and r.time_spent_ms is None
     assert sorted(store3.assignment_facts()) == [(1, "ana", "skipped"), (2, "ana", "submitted")]
     stats = store3.stats()
     assert (stats["submitted"], stats["skipped"], stats["responses"]) == (1, 1, 2)
@@ -256,7 +260,7 @@ def test_apply_is_all_or_nothing(store3: Store) -> None:
     with pytest.raises(RuntimeError):
         store3.apply([answer(1, "ana", "cat"), UserSeen("ana", T0), AuditWrite("x", "y", {"z": Boom()}, T0)])
     # a NULL user fails inside the transaction, after the first answers and before the users were written
-    broken = ResponseWrite(2, None, "submitted", ("dog",), None, 10, T0)  # type: ignore[arg-type]
+    broken = ResponseWrite(2, None, "submitted", {"label": "dog"}, None, 10, T0)  # type: ignore[arg-type]
     with pytest.raises((duckdb.ConstraintException, psycopg.errors.NotNullViolation)):
         store3.apply([first(1, "ana", "cat"), broken, UserSeen("ana", T0), ReopenWrite(3, 1)])
     assert store3.response(1, "ana") is None
@@ -264,7 +268,7 @@ def test_apply_is_all_or_nothing(store3: Store) -> None:
     assert rows(store3, "SELECT count(*) FROM users") == [(0,)]
     assert store3.extra_answers() == {}
     store3.apply([answer(1, "ana", "cat")])  # the store is usable afterwards
-    assert store3.response(1, "ana").answer == ("cat",)
+    assert store3.response(1, "ana").answer == {"label": "cat"}
 
 
 def test_answers_marked_first_are_written_like_unmarked_ones(tmp_path: Path) -> None:
@@ -286,10 +290,10 @@ def test_answers_marked_first_are_written_like_unmarked_ones(tmp_path: Path) -> 
             marked.apply(batch)
             unmarked.apply([replace(op, first=False) if isinstance(op, ResponseWrite) else op for op in batch])
         assert snapshot(marked) == snapshot(unmarked)
-        assert [h.answer for h in marked.history(2, "ana")] == [("dog",)]
-        assert [h.answer for h in marked.history(3, "ana")] == [("cat",)]
-        assert [h.answer for h in marked.history(3, "cy")] == [("dog",)]
-        assert marked.response(3, "cy").answer == ("cat",)
+        assert [h.answer for h in marked.history(2, "ana")] == [{"label": "dog"}]
+        assert [h.answer for h in marked.history(3, "ana")] == [{"label": "cat"}]
+        assert [h.answer for h in marked.history(3, "cy")] == [{"label": "dog"}]
+        assert marked.response(3, "cy").answer == {"label": "cat"}
         assert marked.extra_answers() == {3: 3}
         assert len(marked._cur().execute("SELECT * FROM response_history").fetchall()) == 4
     finally:
@@ -426,3 +430,33 @@ def test_reads_from_many_threads(store3: Store) -> None:
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(read, range(200)))
     assert all(r[1:] == (2, 2) for r in results)
+
+
+# any typed answer (model.Answer): question names as the task allows them, any text but NUL and lone surrogates
+# (the service refuses those before they reach a store)
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
+_ANSWERS = st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True),
+                           st.one_of(_TEXT, st.integers(-2**31, 2**31 - 1), st.lists(_TEXT, max_size=4)), max_size=4)
+
+
+_EXAMPLES = itertools.count()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(answers=st.lists(_ANSWERS, min_size=1, max_size=4))
+def test_any_typed_answer_reads_back_as_written(store: Store, answers: list) -> None:
+    """Every engine gives back the answer object written, in the current row and in the history."""
+    store.add_records([rec("a")])  # once: the same key again adds nothing
+    at = T0 + timedelta(minutes=next(_EXAMPLES))  # each example later than the last: its history row is the newest
+    store.apply([ResponseWrite(1, f"u{i}", "submitted", a, None, 1, at) for i, a in enumerate(answers)])
+    store.apply([ResponseWrite(1, "u0", "skipped", {}, None, 1, at + timedelta(seconds=1))])
+    assert [store.response(1, f"u{i}").answer for i in range(1, len(answers))] == answers[1:]
+    assert store.response(1, "u0").answer == {} and store.history(1, "u0")[-1].answer == answers[0]
+
+
+def test_an_answer_that_is_not_an_object_is_a_data_error(store: Store) -> None:
+    store.add_records([rec("a")])
+    with pytest.raises(TypeError, match="object by question name") as refused:
+        store.apply([ResponseWrite(1, "ana", "submitted", ["cat"], None, 1, T0)])  # type: ignore[arg-type]
+    assert store.refuses(refused.value) and store.response(1, "ana") is None
+    assert encode_answer({"b": 1, "a": ["é"]}) == '{"a":["é"],"b":1}'  # the one canonical text
