@@ -70,7 +70,7 @@ class ProjectorView:
     title: str
     goal: GoalProgress
     minutes: tuple[tuple[datetime, int], ...]  # submitted answers per minute, the last SHOWN_MINUTES
-    labels: tuple[tuple[str, int], ...]   # as the dashboard counts them
+    labels: tuple[tuple[str, str, int], ...]  # (question's title, label, answers) as the dashboard counts them
     active: int
     leaderboard: Leaderboard | None       # None: LEADERBOARD=off
     refresh_seconds: float
@@ -181,7 +181,9 @@ class Projector:
                              per_minute=per_minute, now=team.at)
         shown_from = team.at - timedelta(minutes=SHOWN_MINUTES)
         minutes = tuple((pt.start, pt.submitted) for pt in team.timeline if pt.start > shown_from)
-        return ProjectorView(at=team.at, title=task.title, goal=goal, minutes=minutes, labels=team.labels,
+        titles = {q.name: q.title for q in task.questions}
+        labels = tuple((titles.get(q, q), label, n) for q, label, n in team.labels)
+        return ProjectorView(at=team.at, title=task.title, goal=goal, minutes=minutes, labels=labels,
                              active=len(team.active), leaderboard=self._leaderboard(),
                              refresh_seconds=self.max_age)
 

@@ -380,9 +380,18 @@ class Dashboard:
         return self._team_view()[0]
 
     def annotator_agreement(self) -> dict[str, AgreementResult]:
-        """Each annotator's agreement with the others' majority (the admin view's column), for the
-        leaderboard's weights; recomputed only when an answer changed."""
-        return self._agreement_now()[1]
+        """Each annotator's agreement with the others (the admin view's columns) pooled over the task's
+        questions, for the leaderboard's weights: a compared record counts once per question, and the
+        value is the share of those comparisons that agreed. Recomputed only when an answer changed."""
+        pooled: dict[str, list[float]] = {}
+        for results in self._agreement_now()[1].values():
+            for user, r in results.items():
+                if r.value is None or not r.n_records:
+                    continue
+                agreed, records, answers = pooled.setdefault(user, [0.0, 0, 0])
+                pooled[user] = [agreed + r.value * r.n_records, records + r.n_records, answers + r.n_answers]
+        return {user: AgreementResult(agreed / records, int(records), int(answers))
+                for user, (agreed, records, answers) in pooled.items()}
     # --- end projector ---
 
     # --- internals -------------------------------------------------------------------------

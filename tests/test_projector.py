@@ -220,8 +220,8 @@ class CountingStore:
     def dashboard_timeline(self, since: datetime, bucket_seconds: int) -> list[tuple[datetime, str, int]]:
         return [(utcnow().replace(second=0, microsecond=0), "submitted", 6)]
 
-    def dashboard_label_counts(self) -> list[tuple[str, int]]:
-        return [("cat", 4), ("dog", 2)]
+    def dashboard_label_counts(self, questions: list[str]) -> list[tuple[str, str, int]]:
+        return [("label", "cat", 4), ("label", "dog", 2)]
 
     def dashboard_users(self) -> list[tuple[str, int, int, float | None, datetime | None]]:
         return [("ann", 3, 0, None, utcnow()), ("bob", 3, 0, None, utcnow())]
@@ -229,8 +229,9 @@ class CountingStore:
     def dashboard_answers_version(self) -> tuple[int, datetime | None]:
         return 6, None
 
-    def dashboard_overlapping_answers(self) -> list[tuple[int, str, tuple[str, ...]]]:
-        return [(1, "ann", ("cat",)), (1, "bob", ("cat",)), (2, "ann", ("dog",)), (2, "bob", ("cat",))]
+    def dashboard_overlapping_answers(self) -> list[tuple[int, str, dict[str, str]]]:
+        return [(1, "ann", {"label": "cat"}), (1, "bob", {"label": "cat"}), (2, "ann", {"label": "dog"}),
+                (2, "bob", {"label": "cat"})]
 
     def audit_entries(self, action: str) -> list[tuple[datetime, str, dict[str, Any]]]:
         self.name_reads += 1
@@ -265,7 +266,7 @@ def test_many_viewers_share_one_computation() -> None:
         t.join()
     assert store.scans == 1 and len(set(results)) == 1
     view = board.view()
-    assert view.goal.done == 6 and view.goal.target == 20 and view.labels == (("cat", 4), ("dog", 2))
+    assert view.goal.done == 6 and view.goal.target == 20 and view.labels == (("q", "cat", 4), ("q", "dog", 2))
     assert view.leaderboard is None  # LEADERBOARD is off by default
 
 

@@ -36,7 +36,7 @@ def test_routes_refuse_anonymous_and_cross_site_and_the_leaderboard_is_off(tmp_p
             assert body["leaderboard"] is None
             assert body["goal"]["text"] == "all 12 records complete" and body["title"]
             assert body["goal"]["unit"] == "records" and body["refresh_seconds"] == 10
-            assert sum(n for _, n in body["labels"]) == 4
+            assert sum(n for _, _, n in body["labels"]) == 4
             for headers in ({"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"},
                             {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "cors"},
                             {"Origin": "https://evil.test"}, {"Referer": "https://evil.test/page"}):

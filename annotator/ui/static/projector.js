@@ -59,11 +59,18 @@
     cols.setAttribute('aria-label', `answers in each of the last ${data.minutes.length} minutes`);
   };
 
+  // [question's title, label, answers]: the question's title heads its labels when the task asks several
   const renderLabels = (labels) => {
     const box = $('proj-label-bars');
-    const top = Math.max(1, ...labels.map((l) => l[1]));
+    const top = Math.max(1, ...labels.map((l) => l[2]));
+    const several = new Set(labels.map((l) => l[0])).size > 1;
     const rows = [];
-    for (const [name, n] of labels) {
+    let heading = null;
+    for (const [question, name, n] of labels) {
+      if (several && question !== heading) {
+        heading = question;
+        rows.push(el('div', 'proj-question', question));
+      }
       const track = el('div', 'proj-track');
       const fill = el('div', 'proj-fill');
       fill.style.width = `${(100 * n) / top}%`;   // from zero: the smallest label is never cut away
