@@ -23,10 +23,12 @@ QUESTION_KINDS: tuple[QuestionKind, ...] = ("label", "labels", "rating", "text")
 LEGACY_KINDS: dict[str, QuestionKind] = {"single_label": "label", "multi_label": "labels"}
 # a question's name becomes a column of the export and a key of the answer object
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
-# names the export's records and responses tables use for their own columns
-RESERVED_NAMES = frozenset({"record_id", "source_key", "image", "image_path", "sha256", "width", "height",
-                            "metadata", "suggestion", "user_id", "status", "comment", "time_spent_ms",
-                            "created_at", "updated_at", "position", "answers", "submitted", "skipped"})
+# names the export's records and responses tables use for their own columns (annotator/export/format.py),
+# and the store's, so that no question's column shadows one of them
+RESERVED_NAMES = frozenset({"record_id", "source_key", "image", "image_file", "image_path", "sha256", "width",
+                            "height", "metadata", "suggestion", "position", "extra_answers", "tied", "agreement",
+                            "n_answers", "n_skipped", "status", "answers", "answer", "annotator", "user_id",
+                            "comment", "time", "time_spent_ms", "created_at", "updated_at", "submitted", "skipped"})
 MAX_TEXT_CHARS = 10_000
 
 

@@ -103,3 +103,13 @@ def test_each_bad_question_value_is_named(tmp_path: Path, change: tuple[str, str
 def test_no_questions(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"questions = \[\]"):
         load_task(write(tmp_path, 'title = "x"\nquestions = []\n'))
+
+
+def test_no_question_name_shadows_an_export_column() -> None:
+    from annotator.export.format import RECORD_COLUMNS, RESPONSE_COLUMNS, records_features, responses_features
+    from annotator.task import RESERVED_NAMES, Label, classification_task
+
+    task = classification_task("t", (Label("a", "1"),))
+    own = {c for c in records_features(task) if c not in {q.name for q in task.questions}}
+    own |= {c for c in responses_features(task) if c not in {q.name for q in task.questions}}
+    assert own | set(RECORD_COLUMNS) | set(RESPONSE_COLUMNS) <= RESERVED_NAMES
