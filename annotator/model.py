@@ -36,6 +36,11 @@ class StoreClosedError(StoreError):
 
 # --- records and answers --------------------------------------------------------
 
+# One typed value per question: label -> str; labels -> list[str] (may be empty); rating -> int; text -> str.
+AnswerValue = Union[str, int, list[str]]
+# An answer by question name: an optional question left open is absent; a skip is {}.
+Answer = dict[str, AnswerValue]
+
 @dataclass(frozen=True)
 class NewRecord:
     """A record as ingest hands it over; the store assigns the id."""
