@@ -20,7 +20,7 @@ from annotator.model import Answer, AnswerValue, Record
 from annotator.task import Question, TaskSpec
 from annotator.text import text_problem
 
-__all__ = ["AnswerError", "check_answer", "suggested_answer"]
+__all__ = ["AnswerError", "check_answer", "question_specs", "suggested_answer"]
 
 # how much of a value the caller sent an error message repeats
 _ECHO = 80
@@ -202,3 +202,20 @@ def _echo(value: object) -> str:
 def _type(value: object) -> str:
     return {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list",
             tuple: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def question_specs(task: TaskSpec) -> list[dict[str, Any]]:
+    """The task's questions as plain JSON, as a script (the API's `next`) and the page read them: what
+    to send for each and which key answers what. Field names are the task file's."""
+    specs = []
+    for q in task.questions:
+        spec: dict[str, Any] = {"name": q.name, "title": q.title, "kind": q.kind, "required": q.required}
+        if q.kind in ("label", "labels"):
+            spec["labels"] = [{"name": label.name, "key": label.key} for label in q.labels]
+        elif q.kind == "rating":  # a value's key is its last digit
+            spec.update({"min": q.low, "max": q.high, "min_word": q.low_word, "max_word": q.high_word,
+                         "keys": {str(v): str(v)[-1] for v in q.scale}})
+        else:
+            spec.update({"min_chars": q.min_chars, "max_chars": q.max_chars, "key": q.key})
+        specs.append(spec)
+    return specs
