@@ -23,8 +23,9 @@ from typing import Any
 
 import gradio as gr
 
+from annotator.answers import question_specs
 from annotator.auth import AuthError
-from annotator.task import TaskSpec
+from annotator.task import Question, TaskSpec
 from annotator.runtime import Runtime
 from annotator.service import View
 from annotator.ui import assets
@@ -60,63 +61,138 @@ def script_json(value: Any) -> str:
     return json.dumps(value).translate(_SCRIPT_ESCAPES)
 
 
+def several(task: TaskSpec) -> bool:
+    """Whether the page shows question blocks (static/questions.js): several questions, or one that is
+    no label choice. A task of one label (or labels) question keeps the page it always had."""
+    return len(task.questions) > 1 or task.questions[0].kind not in ("label", "labels")
+
+
 def page_script(task: TaskSpec) -> str:
     """What the view puts in <head>: the task's settings as inert JSON, the script and style by versioned URL.
 
-    The script (static/annotate.js: keys, rendering, the answer queue, the saved check) and the style
-    are files served by annotator.ui.assets, so a browser loads them once, not with every page.
+    The script (static/annotate.js: keys, rendering, the answer queue, the saved check; with several
+    questions also static/questions.js and .css, loaded first: Gradio keeps the order of <head> scripts)
+    and the style are files served by annotator.ui.assets, so a browser loads them once, not with every page.
     """
-    config = script_json({"labels": [{"name": l.name, "key": l.key} for l in task.labels],
-                          "multi": task.kind == "multi_label", "route": CLICK_ROUTE,
-                          "savedDelay": SAVED_CHECK_DELAY_MS})
+    first = task.questions[0]
+    one = not several(task)
+    config = script_json({"labels": [{"name": l.name, "key": l.key} for l in first.labels] if one else [],
+                          "multi": first.kind == "labels", "question": first.name,
+                          "questions": None if one else question_specs(task),
+                          "route": CLICK_ROUTE, "savedDelay": SAVED_CHECK_DELAY_MS})
+    questions = "" if one else (f'<link rel="stylesheet" href="{assets.url("questions.css")}">\n'
+                                f'<script src="{assets.url("questions.js")}" defer></script>\n')
     return (f'<script type="application/json" id="ann-config">{config}</script>\n'
             f'<link rel="stylesheet" href="{assets.url("annotate.css")}">\n'
-            f'<script src="{assets.url("annotate.js")}" defer></script>')
+            f'{questions}<script src="{assets.url("annotate.js")}" defer></script>')
 
 
 def _keys_help(task: TaskSpec) -> str:
-    """The ? overlay: a dialog listing every key the page answers to."""
+    """The ? overlay: a dialog listing every key the page answers to (per question, with several)."""
     esc = html.escape
-    multi = task.kind == "multi_label"
-    rows = [(l.key, f"{'choose or un-choose' if multi else 'answer'} <b>{esc(l.name)}</b>") for l in task.labels if l.key]
-    enter = ("submit the chosen labels; with none chosen, accept the suggestion" if multi
-             else "accept the suggestion, or keep your earlier answer when changing one")
-    rows += [("Enter", enter), ("Ctrl+Enter", "submit, also from the comment box (Cmd+Enter on a Mac)"),
+    first = task.questions[0]
+    multi = first.kind == "labels"
+    if several(task):
+        rows = _question_keys(task)
+    else:
+        rows = [(l.key, f"{'choose or un-choose' if multi else 'answer'} <b>{esc(l.name)}</b>")
+                for l in first.labels if l.key]
+        enter = ("submit the chosen labels; with none chosen, accept the suggestion" if multi
+                 else "accept the suggestion, or keep your earlier answer when changing one")
+        rows.append(("Enter", enter))
+    rows += [("Ctrl+Enter", "submit, also from the comment box (Cmd+Enter on a Mac)"),
              ("S", "skip this image"), ("Backspace", "go back to your previous answer, to change it"),
              ("Esc", "leave the comment box (the keys work again); close this help"),
              ("G", "show or hide the guidelines (over the image)"), ("?", "show or hide this help")]
-    keyless = [l.name for l in task.labels if not l.key]
+    keyless = [l.name for q in task.questions for l in q.labels if not l.key]
     more = (f'<p>Labels without a key (click them): {esc(", ".join(keyless))}</p>' if keyless else "")
-    table = "".join(f"<tr><td><kbd>{esc(k)}</kbd></td><td>{what}</td></tr>" for k, what in rows)
+    table = "".join(f'<tr><th colspan="2" scope="rowgroup">{what}</th></tr>' if k is None
+                    else f"<tr><td><kbd>{esc(k)}</kbd></td><td>{what}</td></tr>" for k, what in rows)
     return (f'<div id="ann-help" class="ann-hidden" role="dialog" aria-modal="true" aria-labelledby="ann-help-title" '
             f'tabindex="-1"><div class="ann-dialog"><h2 id="ann-help-title">Keyboard keys</h2>'
             f'<table id="ann-keys">{table}</table>{more}'
             f'<button type="button" id="btn-help-close">Close (Esc)</button></div></div>')
 
 
+def _chip(elem_id: str, key: str, name: str, attrs: str) -> str:
+    """A choice's button: its key as a badge (and for assistive technology), its name."""
+    esc = html.escape
+    badge = f'<span class="ann-key">{esc(key)}</span> ' if key else ""
+    shortcut = f' aria-keyshortcuts="{esc(key)}"' if key else ""
+    return f'<button type="button" id="{elem_id}" class="ann-chip"{attrs}{shortcut}>{badge}{esc(name)}</button>'
+
+
+def _question_keys(task: TaskSpec) -> list[tuple[str | None, str]]:
+    """The ? overlay's rows for a page of question blocks: a heading per question (key None), its keys."""
+    esc = html.escape
+    rows: list[tuple[str | None, str]] = [
+        ("Tab", "the next question (Shift+Tab: the one before); the outlined question takes the keys")]
+    for q in task.questions:
+        rows.append((None, f"{esc(q.title)}{'' if q.required else ' (optional)'}"))
+        if q.kind == "label":
+            rows += [(l.key, f"answer <b>{esc(l.name)}</b>, then on to the next question") for l in q.labels if l.key]
+        elif q.kind == "labels":
+            rows += [(l.key, f"choose or un-choose <b>{esc(l.name)}</b>") for l in q.labels if l.key]
+        elif q.kind == "rating":
+            ends = f" ({esc(q.low_word or str(q.low))} to {esc(q.high_word or str(q.high))})"
+            rows.append((f"{str(q.low)[-1]}-{str(q.high)[-1]}",
+                         f"rate {q.low} to {q.high}{ends}" + (", 0 is 10" if q.high == 10 else "") +
+                         ", then on to the next question"))
+        else:
+            rows.append((q.key.upper() if q.key else "Tab",
+                         "write in the box; Esc leaves it, Ctrl+Enter submits from it"))
+    rows.append(("Enter", "submit, once every required question has an answer (a suggestion counts)"))
+    return rows
+
+
+def _question_block(i: int, q: Question) -> str:
+    """One question on the page: its title, and its chips (label, labels, rating) or its text box."""
+    esc = html.escape
+    title = f'<div class="ann-q-title" id="ann-q-{i}-title">{esc(q.title)}' + \
+        ("" if q.required else ' <span class="ann-hint">(optional)</span>') + "</div>"
+    pressed = ' aria-pressed="false"'
+    if q.kind in ("label", "labels"):
+        body = "".join(_chip(f"ann-q-{i}-{j}", l.key, l.name, f' data-value="{esc(l.name)}"{pressed}')
+                       for j, l in enumerate(q.labels))
+        body = f'<div class="ann-chips">{body}</div>'
+    elif q.kind == "rating":
+        chips = "".join(_chip(f"ann-q-{i}-{v}", str(v)[-1], str(v) if str(v)[-1] != str(v) else "",
+                              f' data-value="{v}" aria-label="{v}"{pressed}') for v in q.scale)
+        low = f'<span class="ann-q-word">{esc(q.low_word)}</span>' if q.low_word else ""
+        high = f'<span class="ann-q-word">{esc(q.high_word)}</span>' if q.high_word else ""
+        body = f'<div class="ann-chips ann-rating">{low}{chips}{high}</div>'
+    else:
+        key = f' aria-keyshortcuts="{esc(q.key)}"' if q.key else ""
+        badge = f'<span class="ann-key">{esc(q.key.upper())}</span> ' if q.key else ""
+        body = (f'<label class="ann-q-text">{badge}<textarea rows="2" aria-labelledby="ann-q-{i}-title"{key}>'
+                f'</textarea></label><span class="ann-hint" id="ann-q-{i}-count"></span>')
+    return (f'<div class="ann-q" id="ann-q-{i}" data-q="{i}" role="group" aria-labelledby="ann-q-{i}-title">'
+            f'{title}{body}</div>')
+
+
 def skeleton(task: TaskSpec) -> str:
     """The view's fixed elements; the script fills in the record, progress and status."""
     esc = html.escape
-    multi = task.kind == "multi_label"
+    first = task.questions[0]
+    multi = first.kind == "labels"
     pressed = ' aria-pressed="false"' if multi else ""
-
-    def chip(i: int, key: str, name: str) -> str:
-        badge = f'<span class="ann-key">{esc(key)}</span> ' if key else ""
-        shortcut = f' aria-keyshortcuts="{esc(key)}"' if key else ""
-        return (f'<button type="button" id="label-{i}" class="ann-chip" data-label="{esc(name)}"{pressed}{shortcut}>'
-                f'{badge}{esc(name)}</button>')
-
-    chips = "".join(chip(i, l.key, l.name) for i, l in enumerate(task.labels))
-    group = ' role="group" aria-label="Labels"'
-    choices = f'<div class="ann-chips ann-needs-item" id="ann-choices"{group}>{chips}</div>'
+    if several(task):
+        blocks = "".join(_question_block(i, q) for i, q in enumerate(task.questions))
+        choices = f'<div class="ann-needs-item" id="ann-questions">{blocks}</div>'
+    else:
+        chips = "".join(_chip(f"label-{i}", l.key, l.name, f' data-label="{esc(l.name)}"{pressed}')
+                        for i, l in enumerate(first.labels))
+        group = ' role="group" aria-label="Labels"'
+        choices = f'<div class="ann-chips ann-needs-item" id="ann-choices"{group}>{chips}</div>'
     comment = ('<div id="ann-comment" class="ann-needs-item"><label>Comment <span class="ann-hint">(optional; Esc '
                'leaves the box, Ctrl+Enter submits)</span><textarea rows="1"></textarea></label></div>'
                if task.comment else "")
-    accept = "Submit (Enter)" if multi else "Accept suggestion (Enter)"
+    accept = "Submit (Enter)" if multi or several(task) else "Accept suggestion (Enter)"
+    question = "" if several(task) else f"<p>{esc(first.title)}</p>"
     # the stage's height is the window's, not the image's (annotate.js fits it once per window size), and the
     # bar under it sticks to the window's bottom: the chips and buttons never move between records
     # the task's title is the page's one <h1>; title, question and progress share one compact line
-    return (f'<div id="ann-root"><div id="ann-head"><h1>{esc(task.title)}</h1><p>{esc(task.question)}</p>'
+    return (f'<div id="ann-root"><div id="ann-head"><h1>{esc(task.title)}</h1>{question}'
             f'<div id="ann-progress-box"><div id="ann-progress"></div></div></div>'
             f'<div id="ann-stage-box"><div id="ann-image" tabindex="-1" aria-label="The image to annotate">'
             f'<div class="ann-state" id="ann-loading">Loading…</div></div>'
