@@ -156,8 +156,10 @@ def _question_block(i: int, q: Question) -> str:
                        for j, l in enumerate(q.labels))
         body = f'<div class="ann-chips">{body}</div>'
     elif q.kind == "rating":
-        chips = "".join(_chip(f"ann-q-{i}-{v}", str(v)[-1], str(v) if str(v)[-1] != str(v) else "",
-                              f' data-value="{v}" aria-label="{v}"{pressed}') for v in q.scale)
+        # the number is the chip and its key (10's key is 0: said by its badge)
+        chips = "".join(_chip(f"ann-q-{i}-{v}", "0" if v == 10 else "", str(v),
+                              f' data-value="{v}"{pressed}' + ("" if v == 10 else f' aria-keyshortcuts="{v}"'))
+                        for v in q.scale)
         low = f'<span class="ann-q-word">{esc(q.low_word)}</span>' if q.low_word else ""
         high = f'<span class="ann-q-word">{esc(q.high_word)}</span>' if q.high_word else ""
         body = f'<div class="ann-chips ann-rating">{low}{chips}{high}</div>'

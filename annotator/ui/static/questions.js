@@ -90,7 +90,7 @@
       }
       const again = S.chosen[i] === value;
       S.chosen[i] = again ? null : value;
-      if (again || i === QS.length - 1) render(); else activate(i + 1, false);
+      if (again || i === QS.length - 1) render(); else activate(i + 1, true);  // a text box next: type at once
     };
     const submit = () => {
       const missing = QS.findIndex((q, i) => q.required && valueOf(i) === null);
