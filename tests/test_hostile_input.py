@@ -217,6 +217,15 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         case("click: 200 KB ticket", lambda: mallory.click(0, "1." + big))
         case("click: label not in the task", lambda: mallory.click(0, m_ticket, answer=["zebra"]))
         case("click: answer is an object", lambda: mallory.click(0, m_ticket, answer={"$ne": 1}))
+        # the answer object (issue 15) on this one-question task
+        case("click: answer object names an unknown question",
+             lambda: mallory.click(0, m_ticket, answer={"label": "cat", "mood": "x"}))
+        case("click: answer object, the label is a number", lambda: mallory.click(0, m_ticket, answer={"label": 3}))
+        case("click: answer object, the label is a list", lambda: mallory.click(0, m_ticket, answer={"label": ["cat"]}))
+        case("api submit: answer object, NUL in the label",
+             lambda: mallory.call("submit", [m_ticket, {"label": "cat\x00"}, None]))
+        case("click: answer object, lone surrogate in a question name", lambda: _post_raw(
+            mallory, f"{loadgen.CLICK_ROUTE}/answer", ('{"ticket": "%s", "answer": {"\\ud800": "cat"}}' % m_ticket).encode()))
         case("click: 200 KB comment", lambda: mallory.click(0, m_ticket, comment=big))
         case("click: empty body", lambda: mallory.act("answer", {}))
         case("click: body is not an object", lambda: mallory.act("answer", ["x"]))
