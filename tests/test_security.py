@@ -239,7 +239,7 @@ def test_nobody_touches_another_persons_answers(pw):
     view = carol.click("back", ticket="")
     assert view["item"] is None or not view["item"]["editing"]
     first = carol.next()
-    assert first["item"]["answer"] == [] and not first["item"]["editing"]
+    assert first["item"]["answer"] == {} and not first["item"]["editing"]
     # bob going back sees his own answer only, never alice's
     mine = [k for k in pw.accepted if k[1] == "bob"]
     b_view = bob.next()
