@@ -79,8 +79,9 @@
 
     // --- what the person does ----------------------------------------------------------------------
     // a label or rating value: choose it (a chosen one again un-chooses it); one value answers the question,
-    // so the next one becomes active; a list of labels stays active for more
-    const press = (i, value) => {
+    // so the next one becomes active (by a key, a text box next takes the typing at once); a list of labels
+    // stays active for more
+    const press = (i, value, byKey) => {
       const q = QS[i];
       S.active = i;
       if (q.kind === 'labels') {
@@ -90,7 +91,7 @@
       }
       const again = S.chosen[i] === value;
       S.chosen[i] = again ? null : value;
-      if (again || i === QS.length - 1) render(); else activate(i + 1, true);  // a text box next: type at once
+      if (again || i === QS.length - 1) render(); else activate(i + 1, byKey);
     };
     const submit = () => {
       const missing = QS.findIndex((q, i) => q.required && valueOf(i) === null);
@@ -112,10 +113,10 @@
       const q = QS[S.active];
       if (q.kind === 'label' || q.kind === 'labels') {
         const l = q.labels.find((x) => x.key && x.key.toLowerCase() === k);
-        if (l) return () => press(S.active, l.name);
+        if (l) return () => press(S.active, l.name, true);
       } else if (q.kind === 'rating') {
         const v = Object.keys(q.keys).find((value) => q.keys[value] === k);
-        if (v !== undefined) return () => press(S.active, Number(v));
+        if (v !== undefined) return () => press(S.active, Number(v), true);
       }
       const t = QS.findIndex((x) => x.kind === 'text' && x.key && x.key === k);
       return t >= 0 ? () => activate(t, true) : null;
@@ -141,7 +142,7 @@
       const c = e.target.closest && e.target.closest('.ann-q button.ann-chip');
       if (!c || !host.shown()) return;
       const i = Number(c.closest('.ann-q').dataset.q);
-      press(i, QS[i].kind === 'rating' ? Number(c.dataset.value) : c.dataset.value);
+      press(i, QS[i].kind === 'rating' ? Number(c.dataset.value) : c.dataset.value, false);
       host.focusStage();
     });
     document.addEventListener('focusin', (e) => {
