@@ -9,14 +9,14 @@ Ctrl+Enter submits from it; Back shows all four answers again; what is stored is
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
 from browserhelpers import browser  # noqa: F401,F811 - the module's fixture: one Chromium
 from clients import make_images, read_store
-from oauth_cookies import oauth_space_env, playwright_cookie
+from oauth_cookies import oauth_space_env
+from test_annotate_keys_browser import open_page as open_first_image
 
 from apphelpers import ROOT, start_app
 
@@ -35,17 +35,10 @@ def server(browser, tmp_path_factory):
 
 
 def open_page(browser, url: str, user: str):
-    """A signed-in page showing its first image; `page.sent` collects the answers, skips and backs sent."""
+    """A signed-in page on its first image, the first question active; `page.sent`: the clicks sent."""
     from playwright.sync_api import expect
 
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    ctx.add_cookies([playwright_cookie(user)])
-    page = ctx.new_page()
-    page.sent = []
-    page.on("request", lambda r: page.sent.append((r.url.split("?")[0].rsplit("/", 1)[1], json.loads(r.post_data)))
-            if re.search(r"/ann/(answer|skip|back)\b", r.url) else None)
-    page.goto(url)
-    expect(page.locator("#ann-img")).to_be_visible(timeout=WAIT)
+    page = open_first_image(browser, url, user)
     expect(page.locator("#ann-q-0")).to_have_attribute("aria-current", "true")
     return page
 

@@ -378,42 +378,16 @@ def test_a_wrong_answer_is_refused_before_anything_is_queued(opener, bad):
     assert stored(opener) == {}
 
 
-QUESTIONS_TASK = """title = "Shapes, described"
-[[questions]]
-name = "shape"
-kind = "label"
-labels = ["circle", "square", "triangle"]
-suggestion_column = "label"
-[[questions]]
-name = "issues"
-kind = "labels"
-required = false
-labels = ["noise", "small"]
-[[questions]]
-name = "clarity"
-kind = "rating"
-min = 1
-max = 5
-[[questions]]
-name = "caption"
-kind = "text"
-required = false
-max_chars = 20
-"""
-
-
-def test_several_questions_the_answer_object_its_suggestion_and_back(opener, tmp_path):
-    task = tmp_path / "questions.toml"
-    task.write_text(QUESTIONS_TASK)
-    rt = opener(TASK_FILE=str(task))
+def test_several_questions_the_answer_object_its_suggestion_and_back(opener):
+    rt = opener(TASK_FILE=str(Path(__file__).resolve().parent.parent / "examples" / "questions" / "task.toml"))
     svc = rt.service
     first = svc.next(ALICE)
     assert first.record.suggestion == {"shape": first.record.metadata["label"]}
     assert first.record.as_dict()["suggestion"] == first.record.suggestion and first.record.answer == {}
-    for bad, words in (({"shape": "circle"}, "'clarity' needs an answer"),
+    for bad, words in (({"shape": "circle"}, r"\(clarity\) needs an answer"),
                        ({"shape": "circle", "clarity": 6}, "6 is off the scale"),
                        ({"shape": "circle", "clarity": True}, "whole number"),
-                       ({"shape": "circle", "clarity": 2, "caption": "x" * 21}, "too long"),
+                       ({"shape": "circle", "clarity": 2, "caption": "x" * 201}, "too long"),
                        ("circle", "an object with a value per question")):
         with pytest.raises(InputError, match=words):
             svc.submit(ALICE, first.record.ticket, bad)
