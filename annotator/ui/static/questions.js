@@ -29,11 +29,13 @@
       }
       return chosen !== null ? chosen : (S.suggested[q.name] ?? null);
     };
+    const chars = (text) => [...text].length;  // characters as the server counts them (an emoji is one)
     const textProblem = (i) => {
       const q = QS[i], v = valueOf(i);
       if (q.kind !== 'text' || v === null) return null;
-      if (v.length < q.min_chars) return `“${q.title}” is too short (${v.length} characters); write at least ${q.min_chars}.`;
-      if (v.length > q.max_chars) return `“${q.title}” is too long (${v.length} characters); keep it to at most ${q.max_chars}.`;
+      const n = chars(v);
+      if (n < q.min_chars) return `“${q.title}” is too short (${n} characters); write at least ${q.min_chars}.`;
+      if (n > q.max_chars) return `“${q.title}” is too long (${n} characters); keep it to at most ${q.max_chars}.`;
       return null;
     };
     const summary = (answers) => QS.filter((q) => answers[q.name] !== undefined).map((q) => {
@@ -54,7 +56,7 @@
         if (q.kind === 'text') {
           const t = box(i), count = $(`ann-q-${i}-count`);
           t.classList.toggle('ann-suggested-text', !S.typed[i] && !!S.suggested[q.name] && t.value === S.suggested[q.name]);
-          if (count) count.textContent = `${t.value.trim().length} / ${q.min_chars ? q.min_chars + '–' : 'at most '}${q.max_chars} characters`;
+          if (count) count.textContent = `${chars(t.value.trim())} / ${q.min_chars ? q.min_chars + '–' : 'at most '}${q.max_chars} characters`;
           return;
         }
         const chosen = S.chosen[i], suggested = S.suggested[q.name];
