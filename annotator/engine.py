@@ -17,10 +17,12 @@ from typing import Callable, Union
 
 from annotator.backend import LocalBackend
 from annotator.config import Settings, scrub_url
+from annotator.model import LegacyQuestion
 from annotator.pg_backend import PgBackend
 from annotator.pg_store import PgStore
 from annotator.store import Store
 from annotator.store_protocol import StoreProtocol
+from annotator.task import TaskSpec, load_task
 
 # the assignment backends an engine builds: both are WorkBackends with a group-commit writer
 Backend = Union[LocalBackend, PgBackend]
@@ -52,18 +54,33 @@ def store_files(settings: Settings) -> tuple[Path, ...]:
     return settings.db_path, settings.db_path.with_name(settings.db_path.name + ".wal")
 
 
-def open_engine(settings: Settings) -> Engine:
-    """Open (and migrate) the store the settings name, with the backend factory that goes with it."""
+def legacy_question(task: TaskSpec) -> LegacyQuestion | None:
+    """What answers stored as lists of labels (before typed answers) answered: the task's first question,
+    when it is a label or labels question (today's task files have only that one)."""
+    first = task.questions[0]
+    return LegacyQuestion(first.name, first.kind) if first.kind in ("label", "labels") else None
+
+
+def open_engine(settings: Settings, task: TaskSpec | None = None) -> Engine:
+    """Open (and migrate) the store the settings name, with the backend factory that goes with it.
+
+    The task (read from TASK_FILE when not given and the file exists) says
+    which question the answers of an older store were given to, for the
+    migration to typed answers; a store that needs it and has none says so.
+    """
+    if task is None and settings.task_file.is_file():
+        task = load_task(settings.task_file)
+    legacy = legacy_question(task) if task is not None else None
     if uses_postgres(settings):
-        pg = PgStore(settings.store_url, pool_size=settings.store_pool_size)
+        pg = PgStore(settings.store_url, pool_size=settings.store_pool_size, legacy=legacy)
         return Engine(pg, partial(PgBackend, pg))
-    duck = Store(settings.db_path)
+    duck = Store(settings.db_path, legacy=legacy)
     return Engine(duck, partial(LocalBackend, duck))
 
 
-def open_store(settings: Settings) -> StoreProtocol:
+def open_store(settings: Settings, task: TaskSpec | None = None) -> StoreProtocol:
     """Open (and migrate) the store the settings name, without a backend (the command-line tools)."""
-    return open_engine(settings).store
+    return open_engine(settings, task).store
 
 
 def describe(settings: Settings) -> str:
@@ -71,5 +88,5 @@ def describe(settings: Settings) -> str:
     return scrub_url(settings.store_url) if uses_postgres(settings) else str(settings.db_path)
 
 
-__all__ = ["Backend", "BackendFactory", "Engine", "describe", "mode", "open_engine", "open_store",
+__all__ = ["Backend", "BackendFactory", "Engine", "describe", "legacy_question", "mode", "open_engine", "open_store",
            "store_files", "uses_postgres"]

@@ -7,15 +7,17 @@ their types and rules from one place. Timestamps are naive UTC everywhere.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, Sequence, Union
 
 __all__ = [
-    "AuditWrite", "LastPush", "LeaseKind", "NewRecord", "QueueState", "Record", "RecordStatus", "ReopenWrite",
-    "Response", "ResponseWrite", "StoreClosedError", "StoreError", "SubmitOutcome", "UserSeen", "WriteOp",
-    "hand_out_order", "record_status", "utcnow",
+    "Answer", "AnswerValue", "AuditWrite", "LastPush", "LeaseKind", "LegacyQuestion", "NewRecord", "QueueState",
+    "Record", "RecordStatus", "ReopenWrite", "Response", "ResponseWrite", "StoreClosedError", "StoreError",
+    "SubmitOutcome", "UserSeen", "WriteOp", "decode_answer", "encode_answer", "hand_out_order", "record_status",
+    "utcnow",
 ]
 
 
@@ -40,6 +42,41 @@ class StoreClosedError(StoreError):
 AnswerValue = Union[str, int, list[str]]
 # An answer by question name: an optional question left open is absent; a skip is {}.
 Answer = dict[str, AnswerValue]
+
+
+def encode_answer(answer: Answer) -> str:
+    """The one JSON text of an answer (sorted keys, UTF-8 kept, compact).
+
+    Every store writes this form, so the same answer is the same bytes: the
+    DuckDB store keeps the text as given, and its export fingerprint hashes it.
+    """
+    return json.dumps(answer, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_answer(stored: str | Answer) -> Answer:
+    """An answer as a store reads it back: DuckDB returns the JSON text, psycopg the parsed jsonb."""
+    return json.loads(stored) if isinstance(stored, str) else stored
+
+
+@dataclass(frozen=True)
+class LegacyQuestion:
+    """The question answers of the old form (a list of label names) were given to.
+
+    Before typed answers a response held a list of labels for the task's one
+    question; the store migration, the recovery files and the restore of an old
+    export all read such a list through `answer`, so they agree.
+    """
+    name: str
+    kind: Literal["label", "labels"]
+
+    def answer(self, labels: Sequence[str], status: str) -> Answer:
+        """A skip is {}; a label question takes the one label; a labels question the list (maybe empty)."""
+        if status != "submitted":
+            return {}
+        if self.kind == "labels":
+            return {self.name: list(labels)}
+        return {self.name: labels[0]} if labels else {}
+
 
 @dataclass(frozen=True)
 class NewRecord:
@@ -74,11 +111,13 @@ class Response:
     record_id: int
     user_id: str
     status: str
-    answer: tuple[str, ...]
+    answer: Answer
     comment: str | None
     time_spent_ms: int | None
     created_at: datetime
     updated_at: datetime
+
+    __hash__ = None  # type: ignore[assignment]  # the answer is a dict: equal rows compare, none is a key
 
 
 # --- write operations: what the writer thread hands to a store's apply() --------
@@ -89,11 +128,13 @@ class ResponseWrite:
     record_id: int
     user_id: str
     status: str  # "submitted" | "skipped"
-    answer: tuple[str, ...]
+    answer: Answer
     comment: str | None
     time_spent_ms: int | None
     at: datetime
     first: bool = False  # no earlier answer by this person (the service or the scheduler knows): a plain insert
+
+    __hash__ = None  # type: ignore[assignment]  # the answer is a dict: equal ops compare, none is a key
 
 
 @dataclass(frozen=True)

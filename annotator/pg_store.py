@@ -28,19 +28,42 @@ import json
 from collections import Counter
 from contextlib import contextmanager, suppress
 from datetime import datetime
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from annotator.config import scrub_url
-from annotator.model import (AuditWrite, LastPush, NewRecord, Record, ReopenWrite, Response, ResponseWrite,
-                             StoreClosedError, StoreError, UserSeen, WriteOp, utcnow)
+from annotator.model import (Answer, AuditWrite, LastPush, LegacyQuestion, NewRecord, Record, ReopenWrite, Response,
+                             ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, encode_answer, utcnow)
 from annotator.sql_shared import (DATA_ERRORS, RECORD_COLUMNS, RESPONSE_COLUMNS, answers_in_record_order,
-                                  record_from_row, response_from_row, split_answers, stats_result, user_spans)
+                                  record_from_row, response_from_row, split_answers, stats_result, typed_answers,
+                                  user_spans)
 
-_MIGRATIONS: tuple[str, ...] = (
+
+def _typed_answer_columns(conn: psycopg.Connection, legacy: LegacyQuestion | None, where: str) -> None:
+    """Migration 5: `answer` turns from a list of labels (text[]) into one typed jsonb answer (model.Answer).
+
+    As in the DuckDB store: each list becomes a JSON array in place, then each
+    distinct (status, array) is replaced by its typed answer. Runs in the
+    migration's transaction, so a crash leaves the old schema or the new one.
+    """
+    for table in ("responses", "response_history"):
+        conn.execute(f"ALTER TABLE {table} ALTER COLUMN answer TYPE jsonb USING to_jsonb(answer)")
+        conv = typed_answers(conn.execute(f"SELECT DISTINCT status, answer FROM {table}").fetchall(), legacy, where)
+        conn.execute(f"UPDATE {table} t SET answer = c.new::jsonb FROM unnest(%s::text[], %s::text[], %s::text[]) "
+                     f"AS c(status, old, new) WHERE t.status = c.status AND t.answer = c.old::jsonb",
+                     [conv["status"], conv["old"], conv["new"]])
+        left = conn.execute(f"SELECT count(*) FROM {table} WHERE jsonb_typeof(answer) <> 'object'").fetchone()[0]
+        if left:
+            raise StoreError(f"the database {where}: {left} answers in {table} could not be carried over to typed "
+                             f"answers; nothing was changed.")
+
+
+# each step is SQL, or a function of (connection, the question old answers were given to, the database's name)
+_MIGRATIONS: tuple[str | Callable[[psycopg.Connection, LegacyQuestion | None, str], None], ...] = (
     # 1: the DuckDB schema, plus what the lease code needs
     """
     CREATE TABLE records (
@@ -130,6 +153,8 @@ _MIGRATIONS: tuple[str, ...] = (
         pushed_at TIMESTAMP NOT NULL
     );
     """,
+    # 5: answers are typed, one jsonb object per response (model.Answer)
+    _typed_answer_columns,
 )
 
 # pg_advisory_xact_lock keys: one for migrations, one for ingest (ids continue after max(id));
@@ -141,7 +166,7 @@ _EXPORT_LOCK = 0x616E6E03
 _RECORD_INSERT = ("id, source_key, image_path, sha256, width, height, size_bytes, metadata, suggestion, position, "
                   "extra_answers, created_at")
 _RECORD_TYPES = ["int4", "text", "text", "text", "int4", "int4", "int8", "text", "text", "int4", "int4", "timestamp"]
-_RESPONSE_TYPES = ["int4", "text", "text", "text[]", "text", "int4", "timestamp", "timestamp"]
+_RESPONSE_TYPES = ["int4", "text", "text", "jsonb", "text", "int4", "timestamp", "timestamp"]
 # number of current submitted answers and "ever answered", for the given record ids
 _SET_SUBMITTED = ("UPDATE records r SET touched = true, submitted = (SELECT count(*) FROM responses s "
                   "WHERE s.record_id = r.id AND s.status = 'submitted') WHERE r.id = ANY(%s)")
@@ -181,12 +206,16 @@ class PgStore:
     whoever starts first) and opens a pool of up to `pool_size` connections;
     `close()` is idempotent; after it every call raises StoreClosedError.
     Several processes may hold a PgStore on the same database at once.
+    `legacy`: as for the DuckDB Store, the question answers stored as lists of
+    labels were given to; needed only to migrate such a database.
     """
 
     SCHEMA_VERSION = len(_MIGRATIONS)
 
-    def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 10.0,
+                 legacy: LegacyQuestion | None = None) -> None:
         self.where = scrub_url(url)
+        self._legacy = legacy
         self._url, self._connect_timeout = url, connect_timeout
         self._closed = False
         with self._connect() as conn:
@@ -252,7 +281,11 @@ class PgStore:
                 raise StoreError(f"the database {self.where} has schema version {current}, newer than this app "
                                  f"({self.SCHEMA_VERSION}); upgrade the app or point STORE_URL at another database.")
             for version in range(current + 1, self.SCHEMA_VERSION + 1):
-                conn.execute(_MIGRATIONS[version - 1])
+                step = _MIGRATIONS[version - 1]
+                if isinstance(step, str):
+                    conn.execute(step)
+                else:
+                    step(conn, self._legacy, self.where)
                 conn.execute("INSERT INTO schema_version VALUES (%s, %s)", [version, utcnow()])
 
     def schema_version(self) -> int:
@@ -439,11 +472,11 @@ class PgStore:
             [[r.record_id for r in rows], [r.user_id for r in rows], [r.at for r in rows]])
         with conn.cursor() as cur:
             cur.executemany(
-                f"INSERT INTO responses ({RESPONSE_COLUMNS}) VALUES (%s, %s, %s, %s::text[], %s, %s, %s, %s) "
+                f"INSERT INTO responses ({RESPONSE_COLUMNS}) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s) "
                 "ON CONFLICT (record_id, user_id) DO UPDATE SET status = excluded.status, answer = excluded.answer, "
                 "comment = excluded.comment, time_spent_ms = excluded.time_spent_ms, "
                 "updated_at = excluded.updated_at",
-                [(r.record_id, r.user_id, r.status, list(r.answer), r.comment, r.time_spent_ms, r.at, r.at)
+                [(r.record_id, r.user_id, r.status, encode_answer(r.answer), r.comment, r.time_spent_ms, r.at, r.at)
                  for r in rows])
 
     @staticmethod
@@ -521,7 +554,7 @@ class PgStore:
                 copy.set_types(_RESPONSE_TYPES)
                 for batch in responses:
                     for s in batch:
-                        copy.write_row((s.record_id, s.user_id, s.status, list(s.answer), s.comment,
+                        copy.write_row((s.record_id, s.user_id, s.status, Jsonb(s.answer, encode_answer), s.comment,
                                         s.time_spent_ms, s.created_at, s.updated_at))
                     n_responses += len(batch)
             conn.execute("UPDATE records r SET touched = true, submitted = s.n FROM (SELECT record_id, "
@@ -603,10 +636,13 @@ class PgStore:
             "count(*) FROM responses WHERE created_at >= %s GROUP BY 1, 2 ORDER BY 1, status COLLATE \"C\"",
             [int(bucket_seconds), since])
 
-    def dashboard_label_counts(self) -> list[tuple[str, int]]:
-        """How many submitted answers carry each label (a multi-label answer counts once per label)."""
-        return self._all("SELECT label, count(*) FROM responses, unnest(answer) AS label "
-                         "WHERE status = 'submitted' GROUP BY 1 ORDER BY label COLLATE \"C\"")
+    def dashboard_label_counts(self, questions: Sequence[str]) -> list[tuple[str, str, int]]:
+        """(question, label, submitted answers carrying it) for the named label and labels questions."""
+        return self._all(
+            "SELECT q.key, l.label, count(*) FROM responses, jsonb_each(answer) q, jsonb_array_elements_text("
+            "CASE jsonb_typeof(q.value) WHEN 'array' THEN q.value ELSE jsonb_build_array(q.value) END) l(label) "
+            "WHERE status = 'submitted' AND q.key = ANY(%s) GROUP BY 1, 2 "
+            "ORDER BY q.key COLLATE \"C\", l.label COLLATE \"C\"", [list(questions)])
 
     def dashboard_users(self) -> list[tuple[str, int, int, float | None, datetime | None]]:
         """(user, submitted, skipped, median ms per submitted answer, last activity) for everyone seen."""
@@ -623,10 +659,9 @@ class PgStore:
         """(current answers, latest change): differs whenever an answer is added or changed."""
         return self._one("SELECT count(*), max(updated_at) FROM responses")  # type: ignore[return-value]
 
-    def dashboard_overlapping_answers(self) -> list[tuple[int, str, tuple[str, ...]]]:
+    def dashboard_overlapping_answers(self) -> list[tuple[int, str, Answer]]:
         """(record_id, user_id, answer) of the submitted answers on records that have at least two of them."""
-        rows = self._all(
+        return self._all(  # type: ignore[return-value]  # psycopg parses jsonb into the answer dict
             "SELECT record_id, user_id, answer FROM (SELECT record_id, user_id, answer, "
             "count(*) OVER (PARTITION BY record_id) AS n FROM responses WHERE status = 'submitted') t "
             "WHERE n >= 2 ORDER BY record_id, user_id COLLATE \"C\"")
-        return [(rid, user, tuple(answer)) for rid, user, answer in rows]

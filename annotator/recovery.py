@@ -15,10 +15,13 @@ commit:
   replayed as it is (it carries no time to compare; it is only spilled when
   its commit failed).
 
-File format, version 1: the first line is a header
-`{"kind": "annotator-unsaved-writes", "version": 1, "ops": N, "written_at": ISO}`;
+File format, version 2: the first line is a header
+`{"kind": "annotator-unsaved-writes", "version": 2, "ops": N, "written_at": ISO}`;
 each further line one op: `{"type": "response" | "user_seen" | "audit" |
-"reopen", ...its fields}`, times as naive-UTC ISO strings.
+"reopen", ...its fields}`, times as naive-UTC ISO strings, a response's
+answer as its typed object (model.Answer). Version 1 files, written before
+typed answers, hold the answer as a list of labels; they are read through the
+task's first question (model.LegacyQuestion), as the store migration reads them.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from annotator.files import fsync_dir, write_atomic
-from annotator.model import AuditWrite, ReopenWrite, ResponseWrite, UserSeen, WriteOp, utcnow
+from annotator.model import AuditWrite, LegacyQuestion, ReopenWrite, ResponseWrite, UserSeen, WriteOp, utcnow
 from annotator.store_protocol import StoreProtocol
 from annotator.writer import Writer, WriteRejected
 
@@ -40,7 +43,8 @@ log = logging.getLogger(__name__)
 
 FOLDER = "recovery"
 KIND = "annotator-unsaved-writes"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: answers as lists of labels
 
 
 class RecoveryError(RuntimeError):
@@ -67,7 +71,7 @@ class Replayed:
 def encode(op: WriteOp) -> dict[str, Any]:
     if isinstance(op, ResponseWrite):
         return {"type": "response", "record_id": op.record_id, "user_id": op.user_id, "status": op.status,
-                "answer": list(op.answer), "comment": op.comment, "time_spent_ms": op.time_spent_ms,
+                "answer": op.answer, "comment": op.comment, "time_spent_ms": op.time_spent_ms,
                 "at": op.at.isoformat()}
     if isinstance(op, UserSeen):
         return {"type": "user_seen", "user_id": op.user_id, "at": op.at.isoformat()}
@@ -80,11 +84,20 @@ def encode(op: WriteOp) -> dict[str, Any]:
     raise TypeError(f"not a write op: {op!r}")
 
 
-def decode(row: dict[str, Any]) -> WriteOp:
+def decode(row: dict[str, Any], legacy: LegacyQuestion | None = None) -> WriteOp:
+    """The op of one line; a list answer (a version 1 file) is read as an answer to `legacy`."""
     kind = row["type"]
     if kind == "response":
+        answer = row["answer"]
+        if isinstance(answer, list):
+            if legacy is None:
+                raise ValueError("its answers are lists of labels, from before typed answers, and the task's first "
+                                 "question is not a label or labels question to give them to")
+            answer = legacy.answer(answer, row["status"])
+        elif not isinstance(answer, dict):
+            raise ValueError(f"an answer is {type(answer).__name__}, not an object")
         # first=False: replayed answers take the careful path (upsert, the replaced answer to the history)
-        return ResponseWrite(int(row["record_id"]), row["user_id"], row["status"], tuple(row["answer"]),
+        return ResponseWrite(int(row["record_id"]), row["user_id"], row["status"], answer,
                              row["comment"], row["time_spent_ms"], datetime.fromisoformat(row["at"]))
     if kind == "user_seen":
         return UserSeen(row["user_id"], datetime.fromisoformat(row["at"]))
@@ -113,13 +126,15 @@ def pending(data_dir: Path) -> list[Path]:
     return sorted(folder.glob("unsaved-*.jsonl")) if folder.is_dir() else []
 
 
-def load(path: Path) -> list[WriteOp]:
+def load(path: Path, legacy: LegacyQuestion | None = None) -> list[WriteOp]:
+    """The ops of a recovery file; `legacy` reads the list answers of a version 1 file (see decode)."""
     try:
         lines = path.read_text(encoding="ascii").splitlines()
         header = json.loads(lines[0]) if lines else {}
-        if header.get("kind") != KIND or header.get("version") != VERSION:
-            raise ValueError(f"not a version {VERSION} recovery file (header {lines[0][:200] if lines else ''!r})")
-        ops = [decode(json.loads(line)) for line in lines[1:] if line.strip()]
+        if header.get("kind") != KIND or header.get("version") not in READABLE_VERSIONS:
+            raise ValueError(f"not a version {' or '.join(map(str, READABLE_VERSIONS))} recovery file "
+                             f"(header {lines[0][:200] if lines else ''!r})")
+        ops = [decode(json.loads(line), legacy) for line in lines[1:] if line.strip()]
         if len(ops) != header.get("ops"):
             raise ValueError(f"the header announces {header.get('ops')} ops, the file holds {len(ops)}")
         return ops
@@ -131,16 +146,17 @@ def load(path: Path) -> list[WriteOp]:
 # --- committing at start ---------------------------------------------------------------------
 
 
-def replay(store: StoreProtocol, data_dir: Path, *, timeout: float = 60.0) -> list[Replayed]:
+def replay(store: StoreProtocol, data_dir: Path, *, legacy: LegacyQuestion | None = None,
+           timeout: float = 60.0) -> list[Replayed]:
     """Commit every pending recovery file once, oldest first, and delete each after its commit.
 
     Runs before the app's writer starts (nothing else writes meanwhile).
     Raises RecoveryError, keeping the file, when storage does not take the
-    writes within `timeout`.
+    writes within `timeout`. `legacy`: see load.
     """
     done = []
     for path in pending(data_dir):
-        ops = load(path)
+        ops = load(path, legacy)
         todo = _not_stored(store, ops)
         refused = _commit(store, todo, path, timeout)
         path.unlink()

@@ -24,7 +24,7 @@ from annotator.auth import Access
 from annotator.config import ConfigError, Settings, load_settings
 from annotator.task import TaskSpec, load_task
 from annotator.datadir_lock import DataDirLock
-from annotator.engine import Backend, describe, mode, open_engine, store_files
+from annotator.engine import Backend, describe, legacy_question, mode, open_engine, store_files
 from annotator.export.hub import Exporter
 from annotator.export.restore import restore_from_hub
 from annotator.images import ImageCache
@@ -81,7 +81,7 @@ def _abandon(store: StoreProtocol, created: list[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
-def commit_recovered(store: StoreProtocol, settings: Settings) -> None:
+def commit_recovered(store: StoreProtocol, settings: Settings, task: TaskSpec) -> None:
     """Commit what the last run could not save before it stopped (recovery files in DATA_DIR), once.
 
     Runs after the store opened and before assignment is rebuilt from it, so
@@ -89,7 +89,7 @@ def commit_recovered(store: StoreProtocol, settings: Settings) -> None:
     take stops the start, and is kept.
     """
     try:
-        replay(store, settings.data_dir)
+        replay(store, settings.data_dir, legacy=legacy_question(task))
     except RecoveryError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -133,7 +133,7 @@ class Runtime:
             if restored is not None:
                 log.info("restored the database from the snapshot %s", restored)
         created = [path for path in (*store_files(settings), settings.images_dir) if not path.exists()]
-        engine = open_engine(settings)
+        engine = open_engine(settings, task)
         store = engine.store
         try:
             if settings.export_repo and store.record_count() == 0:
@@ -154,7 +154,7 @@ class Runtime:
                 log.info("ingest: %s", report.summary())
                 if store.record_count() == 0 and not settings.allow_empty:
                     raise EmptySourceError(settings, report)
-            commit_recovered(store, settings)
+            commit_recovered(store, settings, task)
             order = hand_out_order(store.record_ids(), task.order, task.seed)
             backend = engine.backend(order, task.overlap, settings.lease_ttl, recovery_dir=settings.data_dir)
         except BaseException as exc:

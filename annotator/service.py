@@ -608,3 +608,4 @@ def _with_message(view: View, message: str) -> View:
 
 def _today() -> str:
     return datetime.now(timezone.utc).date().isoformat()
+

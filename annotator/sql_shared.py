@@ -11,7 +11,8 @@ import json
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-from annotator.model import Record, Response, ResponseWrite, UserSeen
+from annotator.model import (LegacyQuestion, Record, Response, ResponseWrite, StoreError, UserSeen, decode_answer,
+                             encode_answer)
 
 # Errors of apply() that come from the data of an op, not from storage: building its rows failed (text that
 # cannot be encoded, a number out of range, a wrong type). They fail again on every retry, so the writer
@@ -31,8 +32,32 @@ def record_from_row(row: tuple) -> Record:
 
 
 def response_from_row(row: tuple) -> Response:
-    """A Response from a row of RESPONSE_COLUMNS (answer comes back as a list)."""
-    return Response(row[0], row[1], row[2], tuple(row[3]), *row[4:])
+    """A Response from a row of RESPONSE_COLUMNS (answer: JSON text from DuckDB, a dict from PostgreSQL)."""
+    return Response(row[0], row[1], row[2], decode_answer(row[3]), *row[4:])
+
+
+def typed_answers(rows: Iterable[tuple[str, Any]], legacy: LegacyQuestion | None, where: str
+                  ) -> dict[str, list[Any]]:
+    """The migration to typed answers: {status, old, new} columns for each distinct (status, old answer).
+
+    `rows` are the distinct (status, answer) of a table whose answer column was
+    just turned from a list of labels into a JSON array (text from DuckDB, a
+    list from PostgreSQL); `old` is that value as given, so the store joins on
+    it exactly, and `new` the canonical JSON text of the typed answer
+    (LegacyQuestion.answer). Raises StoreError when there are answers and no
+    label question to give them to.
+    """
+    columns: dict[str, list[Any]] = {"status": [], "old": [], "new": []}
+    for status, old in rows:
+        if legacy is None:
+            raise StoreError(f"the database {where} holds answers from before typed answers (lists of labels); "
+                             f"the first question of the task (TASK_FILE) must be the label or labels question "
+                             f"they answered, so that they can be carried over.")
+        labels = json.loads(old) if isinstance(old, str) else old
+        columns["status"].append(status)
+        columns["old"].append(old if isinstance(old, str) else json.dumps(old))
+        columns["new"].append(encode_answer(legacy.answer(labels, status)))
+    return columns
 
 
 def stats_result(records: int, submitted: int, skipped: int, overlap_rows: Iterable[tuple[int, int, int]],

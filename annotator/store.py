@@ -25,10 +25,12 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 import duckdb
 import pyarrow as pa
 
-from annotator.model import (AuditWrite, LastPush, NewRecord, Record, ReopenWrite, Response, ResponseWrite,
-                             StoreClosedError, StoreError, UserSeen, WriteOp, utcnow)
+from annotator.model import (Answer, AuditWrite, LastPush, LegacyQuestion, NewRecord, Record, ReopenWrite, Response,
+                             ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, decode_answer,
+                             encode_answer, utcnow)
 from annotator.sql_shared import (DATA_ERRORS, RECORD_COLUMNS, RESPONSE_COLUMNS, answers_in_record_order,
-                                  record_from_row, response_from_row, split_answers, stats_result, user_spans)
+                                  record_from_row, response_from_row, split_answers, stats_result, typed_answers,
+                                  user_spans)
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,30 @@ def _read(method: Callable[..., _T]) -> Callable[..., _T]:
     return run
 
 
-_MIGRATIONS: tuple[str, ...] = (
+def _typed_answer_columns(cur: duckdb.DuckDBPyConnection, legacy: LegacyQuestion | None, where: str) -> None:
+    """Migration 2: `answer` turns from a list of labels (VARCHAR[]) into one typed JSON answer (model.Answer).
+
+    Each list becomes a JSON array in place (the column keeps its position),
+    then each distinct (status, array) is replaced by its typed answer
+    (LegacyQuestion.answer). Part of the migration's transaction: a crash
+    leaves the old schema or the new one, never half of it.
+    """
+    for table in ("responses", "response_history"):
+        cur.execute(f"ALTER TABLE {table} ALTER answer SET DATA TYPE JSON USING to_json(answer)")
+        conv = pa.table(typed_answers(cur.execute(f"SELECT DISTINCT status, answer::VARCHAR FROM {table}").fetchall(),
+                                      legacy, where), schema=_CONVERSION)
+        cur.execute(f"UPDATE {table} SET answer = conv.new FROM conv "
+                    f"WHERE {table}.status = conv.status AND {table}.answer::VARCHAR = conv.old")
+        left = cur.execute(f"SELECT count(*) FROM {table} WHERE json_type(answer) <> 'OBJECT'").fetchall()[0][0]
+        if left:
+            raise StoreError(f"the database {where}: {left} answers in {table} could not be carried over to typed "
+                             f"answers; nothing was changed.")
+
+
+_CONVERSION = pa.schema([("status", pa.string()), ("old", pa.string()), ("new", pa.string())])
+
+# each step is SQL, or a function of (cursor, the question old answers were given to, the database's name)
+_MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection, LegacyQuestion | None, str], None], ...] = (
     # 1: the initial schema
     """
     CREATE TABLE records (
@@ -116,6 +141,8 @@ _MIGRATIONS: tuple[str, ...] = (
         detail VARCHAR NOT NULL
     );
     """,
+    # 2: answers are typed, one JSON object per response (model.Answer)
+    _typed_answer_columns,
 )
 
 # One DuckDB worker thread: the store's work is many small queries (a group commit, a row read), where
@@ -144,12 +171,15 @@ class Store:
     Lifecycle: `Store(path)` opens (or creates) the file and applies pending
     migrations; `close()` is idempotent and checkpoints; after it every call
     raises StoreClosedError. The caller stops the writer before closing.
+    `legacy` names the question that answers stored before typed answers (lists
+    of labels) were given to; it is needed only to migrate such a file.
     """
 
     SCHEMA_VERSION = len(_MIGRATIONS)
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, legacy: LegacyQuestion | None = None) -> None:
         self.path = Path(path)
+        self._legacy = legacy
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -267,7 +297,11 @@ class Store:
         for version in range(current + 1, self.SCHEMA_VERSION + 1):
             cur.execute("BEGIN")
             try:
-                cur.execute(_MIGRATIONS[version - 1])
+                step = _MIGRATIONS[version - 1]
+                if isinstance(step, str):
+                    cur.execute(step)
+                else:
+                    step(cur, self._legacy, str(self.path))
                 cur.execute("INSERT INTO schema_version VALUES (?, ?)", [version, utcnow()])
                 cur.execute("COMMIT")
             except Exception:
@@ -616,7 +650,7 @@ class Store:
                         "record_id": pa.array([r.record_id for r in batch], pa.int32()),
                         "user_id": pa.array([r.user_id for r in batch], pa.string()),
                         "status": pa.array([r.status for r in batch], pa.string()),
-                        "answer": pa.array([list(r.answer) for r in batch], pa.list_(pa.string())),
+                        "answer": pa.array([encode_answer(r.answer) for r in batch], pa.string()),
                         "comment": pa.array([r.comment for r in batch], pa.string()),
                         "time_spent_ms": pa.array([r.time_spent_ms for r in batch], pa.int32()),
                         "created_at": pa.array([r.created_at for r in batch], pa.timestamp("us")),
@@ -710,11 +744,16 @@ class Store:
             "WHERE created_at >= ? GROUP BY ALL ORDER BY ALL", [int(bucket_seconds), since]).fetchall()
 
     @_read
-    def dashboard_label_counts(self) -> list[tuple[str, int]]:
-        """How many submitted answers carry each label (a multi-label answer counts once per label)."""
+    def dashboard_label_counts(self, questions: Sequence[str]) -> list[tuple[str, str, int]]:
+        """(question, label, submitted answers carrying it) for the named label and labels questions.
+
+        A labels answer counts once per label it holds; a question left open counts nowhere.
+        """
         return self._cur().execute(
-            "SELECT label, count(*) FROM (SELECT unnest(answer) AS label FROM responses "
-            "WHERE status = 'submitted') GROUP BY 1 ORDER BY 1").fetchall()
+            "SELECT q.key, l.value ->> '$', count(*) FROM responses, json_each(answer) q, "
+            "json_each(CASE json_type(q.value) WHEN 'ARRAY' THEN q.value ELSE json_array(q.value) END) l "
+            "WHERE status = 'submitted' AND q.key IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1, 2 ORDER BY 1, 2",
+            [list(questions)]).fetchall()
 
     @_read
     def dashboard_users(self) -> list[tuple[str, int, int, float | None, datetime | None]]:
@@ -740,13 +779,13 @@ class Store:
         return count, latest
 
     @_read
-    def dashboard_overlapping_answers(self) -> list[tuple[int, str, tuple[str, ...]]]:
+    def dashboard_overlapping_answers(self) -> list[tuple[int, str, Answer]]:
         """(record_id, user_id, answer) of the submitted answers on records that have at least two of them."""
         rows = self._cur().execute(
             "SELECT record_id, user_id, answer FROM (SELECT record_id, user_id, answer, "
             "count(*) OVER (PARTITION BY record_id) AS n FROM responses WHERE status = 'submitted') "
             "WHERE n >= 2 ORDER BY record_id, user_id").fetchall()
-        return [(rid, user, tuple(answer)) for rid, user, answer in rows]
+        return [(rid, user, decode_answer(answer)) for rid, user, answer in rows]
 
 
 _ANSWER_VALUES = 'record_id, user_id, status, answer, comment, time_spent_ms, "at", "at"'
@@ -757,7 +796,7 @@ def _answer_table(rows: Sequence[ResponseWrite], rounds: Sequence[int] | None = 
         "record_id": pa.array([r.record_id for r in rows], pa.int32()),
         "user_id": pa.array([r.user_id for r in rows], pa.string()),
         "status": pa.array([r.status for r in rows], pa.string()),
-        "answer": pa.array([list(r.answer) for r in rows], pa.list_(pa.string())),
+        "answer": pa.array([encode_answer(r.answer) for r in rows], pa.string()),
         "comment": pa.array([r.comment for r in rows], pa.string()),
         "time_spent_ms": pa.array([r.time_spent_ms for r in rows], pa.int32()),
         "at": pa.array([r.at for r in rows], pa.timestamp("us")),

@@ -6,7 +6,8 @@ everything above the stores (backends, writer, recovery, export, stats,
 dashboard, runtime, service) is typed against this protocol only. What a
 single engine alone offers stays off it: DuckDB's `backup_to` and
 `checkpoint` (DB_MODE=snapshot), PostgreSQL's connection `pool` (its leases).
-Timestamps are naive UTC; every call after `close()` raises StoreClosedError.
+Timestamps are naive UTC; every call after `close()` raises StoreClosedError. An answer is a
+`model.Answer` (one typed value per question), stored as one JSON value per response.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ContextManager, Iterable, Iterator, Protocol, Sequence
 
-from annotator.model import AuditWrite, LastPush, NewRecord, Record, Response, WriteOp
+from annotator.model import Answer, AuditWrite, LastPush, NewRecord, Record, Response, WriteOp
 
 
 class StoreProtocol(Protocol):
@@ -111,13 +112,14 @@ class StoreProtocol(Protocol):
     def dashboard_timeline(self, since: datetime, bucket_seconds: int) -> list[tuple[datetime, str, int]]:
         """(bucket start, status, answers) of current answers first given at or after `since`."""
 
-    def dashboard_label_counts(self) -> list[tuple[str, int]]: ...
+    def dashboard_label_counts(self, questions: Sequence[str]) -> list[tuple[str, str, int]]:
+        """(question, label, submitted answers carrying it) for the named label and labels questions."""
 
     def dashboard_users(self) -> list[tuple[str, int, int, float | None, datetime | None]]: ...
 
     def dashboard_answers_version(self) -> tuple[int, datetime | None]: ...
 
-    def dashboard_overlapping_answers(self) -> list[tuple[int, str, tuple[str, ...]]]: ...
+    def dashboard_overlapping_answers(self) -> list[tuple[int, str, Answer]]: ...
 
 
 __all__ = ["StoreProtocol"]

@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 import pytest
 from pgserver import create_database, drop_database
 
+from annotator.model import Answer
 from annotator.pg_store import PgStore
 from annotator.store import Store
 from annotator.store_protocol import StoreProtocol
@@ -57,3 +58,11 @@ def rows(store: StoreProtocol, sql: str) -> list[tuple]:
     if isinstance(store, PgStore):
         return store._all(sql)
     return store._cur().execute(sql).fetchall()
+
+
+def typed(labels: tuple[str, ...], status: str = "submitted") -> Answer:
+    """Labels as a typed answer for store tests (the store does not check answers against a task): one
+    label answers the question "label", several the question "labels"; a skip is {}."""
+    if status != "submitted" or not labels:
+        return {}
+    return {"label": labels[0]} if len(labels) == 1 else {"labels": list(labels)}

@@ -16,7 +16,7 @@ import pytest
 import test_export
 import test_restore
 from pgserver import server_url, with_database
-from storehelpers import rows
+from storehelpers import rows, typed
 from test_export import hub  # noqa: F401 - fixture
 
 from annotator.config import ConfigError, load_settings
@@ -37,7 +37,7 @@ def rec(key: str) -> NewRecord:
 
 def answer(rid: int, user: str, *labels: str, at: float = 0, status: str = "submitted",
            ms: int | None = 1000) -> ResponseWrite:
-    return ResponseWrite(rid, user, status, tuple(labels), None, ms, T0 + timedelta(seconds=at))
+    return ResponseWrite(rid, user, status, typed(labels, status), None, ms, T0 + timedelta(seconds=at))
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def read_everything(store) -> dict:
         "audit": store.audit_log(), "audit1": store.audit_log(limit=1),
         "groups": store.dashboard_record_groups(), "timeline5": store.dashboard_timeline(T0, 300),
         "timeline7": store.dashboard_timeline(T0 + timedelta(seconds=3), 7),
-        "labels": store.dashboard_label_counts(), "users": store.dashboard_users(),
+        "labels": store.dashboard_label_counts(["label", "labels"]), "users": store.dashboard_users(),
         "version": store.dashboard_answers_version(), "overlap": store.dashboard_overlapping_answers(),
     }
 
@@ -109,7 +109,7 @@ def test_same_workload_reads_the_same_on_both_engines(tmp_path: Path, pg: PgStor
         want, got = read_everything(duck), read_everything(pg)
         for key in want:
             assert got[key] == want[key], key
-        assert want["stats"]["responses"] == 8 and len(want["labels"]) == 6 and want["users"][-1][0] == "silent"
+        assert want["stats"]["responses"] == 8 and len(want["labels"]) == 7 and want["users"][-1][0] == "silent"
         assert pg.schema_version() == PgStore.SCHEMA_VERSION and pg.export_fingerprint() != ""
     finally:
         duck.close()
@@ -233,7 +233,7 @@ def test_lost_connection_raises_and_the_next_batch_commits(pg: PgStore, pg_url: 
     with pytest.raises(psycopg.OperationalError):
         pg.apply([answer(1, "ana", "cat")])  # the writer retries the whole batch on this
     pg.apply([answer(1, "ana", "cat")])
-    assert pg.response(1, "ana").answer == ("cat",)
+    assert pg.response(1, "ana").answer == {"label": "cat"}
 
 
 # --- snapshots, restore, closing --------------------------------------------------------------
@@ -249,7 +249,7 @@ def test_iter_export_reads_one_snapshot_while_others_commit(pg: PgStore) -> None
     records = first_records + [r for rs, _ in rest for r in rs]
     answers = [a for _, resp in rest for a in resp]
     assert [r.id for r in records] == [1, 2, 3, 4, 5, 6]  # not the record added after the first batch
-    assert {(a.user_id, a.answer) for a in answers} == {("ana", ("cat",))}  # nor the later answers
+    assert {(a.user_id, a.answer["label"]) for a in answers} == {("ana", "cat")}  # nor the later answers
     assert len(list(pg.iter_export())[-1][1]) >= 1 and pg.record_count() == 7
 
 

@@ -22,7 +22,7 @@ import pytest
 from storehelpers import any_store, engine, make_store, rows  # noqa: F401 - fixtures
 
 from annotator import recovery
-from annotator.model import AuditWrite, ReopenWrite, ResponseWrite, UserSeen, utcnow
+from annotator.model import AuditWrite, LegacyQuestion, ReopenWrite, ResponseWrite, UserSeen, decode_answer, utcnow
 from annotator.pg_store import PgStore
 from annotator.recovery import RecoveryError
 from annotator.store_protocol import StoreProtocol
@@ -30,7 +30,7 @@ from annotator.writer import Writer, WriterClosedError
 
 
 def answer(rid: int, user: str, label: str, at=None, comment: str | None = None) -> ResponseWrite:
-    return ResponseWrite(rid, user, "submitted", (label,), comment, 1200, at or utcnow(), first=True)
+    return ResponseWrite(rid, user, "submitted", {"label": label}, comment, 1200, at or utcnow(), first=True)
 
 
 def add_records(store: StoreProtocol, n: int) -> None:
@@ -55,19 +55,41 @@ class Failing:
 def test_file_round_trip_keeps_every_op_type_and_any_text(tmp_path: Path) -> None:
     at = utcnow()
     ops = [answer(3, "ann", "cat", at, comment="héllo \u2028 \U0001f600"),
-           ResponseWrite(4, "bob", "skipped", (), None, None, at),
+           ResponseWrite(4, "bob", "skipped", {}, None, None, at),
            UserSeen("ann", at), AuditWrite("boss", "reopen", {"record_id": 3, "extra": 1}, at), ReopenWrite(3, 1)]
     path = recovery.save(tmp_path, ops)
     assert path.parent == tmp_path / "recovery" and path.name.endswith(".jsonl")
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
     header = json.loads(path.read_text().splitlines()[0])
-    assert header["version"] == 1 and header["ops"] == 5 and header["kind"] == "annotator-unsaved-writes"
+    assert header["version"] == 2 and header["ops"] == 5 and header["kind"] == "annotator-unsaved-writes"
     loaded = recovery.load(path)
-    assert loaded[0] == ResponseWrite(3, "ann", "submitted", ("cat",), "héllo \u2028 \U0001f600", 1200, at)
+    assert loaded[0] == ResponseWrite(3, "ann", "submitted", {"label": "cat"}, "héllo \u2028 \U0001f600", 1200, at)
     assert loaded[1:] == ops[1:]
     assert recovery.pending(tmp_path) == [path]
     second = recovery.save(tmp_path, ops[:1])  # a later spill never overwrites an earlier one
     assert recovery.pending(tmp_path) == [path, second]
+
+
+@pytest.mark.parametrize("kind, want", [
+    ("label", [{"label": "cat"}, {}]),
+    ("labels", [{"labels": ["cat", "dog"]}, {}, {"labels": []}]),
+])
+def test_a_file_written_before_typed_answers_reads_its_label_lists(tmp_path: Path, kind: str, want: list) -> None:
+    """Version 1 files (answers as lists of labels) map through the task's first question, like the migration."""
+    lists = [["cat"], []] if kind == "label" else [["cat", "dog"], [], []]
+    statuses = ["submitted", "skipped", "submitted"]
+    at = "2025-03-01T09:00:00"
+    lines = [json.dumps({"kind": "annotator-unsaved-writes", "version": 1, "ops": len(lists), "written_at": at})]
+    lines += [json.dumps({"type": "response", "record_id": i + 1, "user_id": "ann", "status": statuses[i],
+                          "answer": answer, "comment": None, "time_spent_ms": 5, "at": at})
+              for i, answer in enumerate(lists)]
+    path = tmp_path / "recovery" / "unsaved-old.jsonl"
+    path.parent.mkdir()
+    path.write_text("\n".join(lines) + "\n")
+    loaded = recovery.load(path, LegacyQuestion(kind, kind))  # type: ignore[arg-type]
+    assert [op.answer for op in loaded] == want and [op.status for op in loaded] == statuses[:len(lists)]
+    with pytest.raises(RecoveryError, match="lists of labels"):
+        recovery.load(path)  # no label question to give them to: the file is named and kept
 
 
 def test_unreadable_file_names_itself(tmp_path: Path) -> None:
@@ -94,11 +116,12 @@ def test_replay_commits_once_and_never_over_a_newer_answer(any_store: StoreProto
     [done] = recovery.replay(any_store, tmp_path)
     assert (done.ops, done.committed, done.already_stored, done.refused) == (7, 4, 3, 0)
     assert not path.exists() and recovery.pending(tmp_path) == []
-    current = {(r, u): a for r, u, a in rows(any_store, "SELECT record_id, user_id, answer FROM responses")}
-    assert current == {(1, "ann"): ["cat"], (2, "bob"): ["dog"], (3, "ann"): ["fish"]}
+    current = {(r, u): decode_answer(a) for r, u, a in rows(any_store, "SELECT record_id, user_id, answer FROM responses")}
+    assert current == {(1, "ann"): {"label": "cat"}, (2, "bob"): {"label": "dog"}, (3, "ann"): {"label": "fish"}}
     # exactly once: the replayed first answer is not in the history twice, and only the in-file edit is
-    assert rows(any_store, "SELECT record_id, user_id, answer FROM response_history ORDER BY 1") == [
-        (3, "ann", ["bird"])]
+    assert [(r, u, decode_answer(a)) for r, u, a in
+            rows(any_store, "SELECT record_id, user_id, answer FROM response_history ORDER BY 1")] == [
+        (3, "ann", {"label": "bird"})]
     assert sorted(rows(any_store, "SELECT action FROM audit")) == [("release_user",), ("reopen",)]
     assert rows(any_store, "SELECT user_id FROM users WHERE user_id = 'carl'") == [("carl",)]
     assert recovery.replay(any_store, tmp_path) == []  # nothing left: a second start changes nothing
@@ -117,7 +140,7 @@ def test_replay_keeps_the_file_while_storage_fails(any_store: StoreProtocol, tmp
     assert path.exists() and recovery.pending(tmp_path) == [path]
     monkeypatch.undo()
     assert len(recovery.replay(any_store, tmp_path)) == 1 and not path.exists()
-    assert rows(any_store, "SELECT answer FROM responses") == [(["cat"],)]
+    assert [decode_answer(a) for (a,) in rows(any_store, "SELECT answer FROM responses")] == [{"label": "cat"}]
 
 
 def test_close_while_storage_fails_spills_instead_of_dropping(any_store: StoreProtocol, tmp_path: Path) -> None:
@@ -141,6 +164,6 @@ def test_close_while_storage_fails_spills_instead_of_dropping(any_store: StorePr
     assert len(recovery.load(path)) == 11
     [done] = recovery.replay(any_store, tmp_path)  # the next start, storage back
     assert done.committed == 11
-    got = {r: a for r, a in rows(any_store, "SELECT record_id, answer FROM responses WHERE user_id = 'ann'")}
-    assert got == {i: ["dog"] for i in range(1, 11)}
+    got = {r: decode_answer(a) for r, a in rows(any_store, "SELECT record_id, answer FROM responses WHERE user_id = 'ann'")}
+    assert got == {i: {"label": "dog"} for i in range(1, 11)}
     assert rows(any_store, "SELECT count(*) FROM response_history") == [(5,)]  # the five cats, once each

@@ -85,7 +85,7 @@ def test_next_then_submit_returns_the_following_record_and_commits(opener):
     snap = read_store(opener.data_dir, opener.store_url)
     [r] = snap.responses
     assert (r.record_id, r.user_id, r.status, r.answer, r.comment) == \
-        (first.record.record_id, "alice", "submitted", ("square",), "looks odd")
+        (first.record.record_id, "alice", "submitted", {"label": "square"}, "looks odd")
     assert r.time_spent_ms is not None and r.time_spent_ms >= 0
 
 
@@ -105,7 +105,7 @@ def test_a_repeated_ticket_counts_once_and_changes_nothing(opener):
     assert again.message == "That answer was already recorded."
     assert svc.progress(ALICE).mine_total == 1
     rt.close()
-    assert stored(opener) == {(first.record.record_id, "alice"): ("submitted", ("circle",), None)}
+    assert stored(opener) == {(first.record.record_id, "alice"): ("submitted", {"label": "circle"}, None)}
     assert read_store(opener.data_dir, opener.store_url).history == {}
 
 
@@ -172,7 +172,7 @@ def test_bad_answers_are_refused_with_a_message_and_change_nothing(opener, answe
     assert svc.next(ALICE).record.record_id == view.record.record_id  # still theirs to answer
     svc.submit(ALICE, view.record.ticket, ["circle"], "x" * 30)  # the ticket was not used up
     rt.close()
-    assert stored(opener) == {(view.record.record_id, "alice"): ("submitted", ("circle",), "x" * 30)}
+    assert stored(opener) == {(view.record.record_id, "alice"): ("submitted", {"label": "circle"}, "x" * 30)}
 
 
 def test_comments_are_refused_when_the_task_takes_none(opener):
@@ -189,7 +189,7 @@ def test_multi_label_takes_several_labels_once_each(opener):
     view = svc.next(ALICE)
     svc.submit(ALICE, view.record.ticket, ["square", "circle", "square"])
     rt.close()
-    assert stored(opener)[(view.record.record_id, "alice")][1] == ("square", "circle")
+    assert stored(opener)[(view.record.record_id, "alice")][1] == {"labels": ["square", "circle"]}
 
 
 @pytest.mark.parametrize("ticket", [None, "", 12, "1.2", "abc.def.ghi", "1.x.y", "9" * 200])
@@ -243,8 +243,8 @@ def test_skip_back_and_change_an_answer(opener):
     assert (p.mine_today, p.mine_total, p.team_answers) == (2, 2, 2)
     rt.close()
     assert stored(opener) == {
-        (first.record.record_id, "alice"): ("submitted", ("circle",), None),
-        (second.record.record_id, "alice"): ("submitted", ("triangle",), "on second thought"),
+        (first.record.record_id, "alice"): ("submitted", {"label": "circle"}, None),
+        (second.record.record_id, "alice"): ("submitted", {"label": "triangle"}, "on second thought"),
     }
     history = read_store(opener.data_dir, opener.store_url).history
     assert [h.status for h in history[(second.record.record_id, "alice")]] == ["skipped"]
@@ -360,7 +360,7 @@ def test_a_restart_keeps_answers_progress_and_outstanding_tickets(opener):
     assert back.record.editing
     rt2.close()
     got = stored(opener)
-    assert got[(third.record.record_id, "alice")] == ("submitted", ("square",), None)
+    assert got[(third.record.record_id, "alice")] == ("submitted", {"label": "square"}, None)
     assert got[(second.record.record_id, "alice")][0] == "skipped"
 
 

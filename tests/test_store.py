@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 import pytest
-from storehelpers import rows
+from storehelpers import rows, typed
 
 from annotator.model import AuditWrite, NewRecord, ReopenWrite, ResponseWrite, StoreClosedError, StoreError, UserSeen
 from annotator.store import Store, StoreLockedError
@@ -34,7 +34,7 @@ def rec(key: str, **extra) -> NewRecord:
 
 def answer(record_id: int, user: str, *labels: str, at: float = 0.0, status: str = "submitted",
            comment: str | None = None, ms: int | None = 1000) -> ResponseWrite:
-    return ResponseWrite(record_id, user, status, tuple(labels), comment, ms, T0 + timedelta(seconds=at))
+    return ResponseWrite(record_id, user, status, typed(labels, status), comment, ms, T0 + timedelta(seconds=at))
 
 
 def first(record_id: int, user: str, *labels: str, at: float = 0.0) -> ResponseWrite:
@@ -153,20 +153,20 @@ def test_apply_answers_edits_and_history(store3: Store) -> None:
     store.apply([answer(1, "ana", "cat", at=0), answer(1, "bo", "dog", at=1), answer(2, "ana", "dog", at=2)])
     r = store.response(1, "ana")
     assert r is not None
-    assert (r.status, r.answer, r.created_at, r.updated_at) == ("submitted", ("cat",), T0, T0)
+    assert (r.status, r.answer, r.created_at, r.updated_at) == ("submitted", {"label": "cat"}, T0, T0)
     assert store.history(1, "ana") == []
 
     # an edit replaces the answer and moves the earlier one to the history
     store.apply([answer(1, "ana", "cat", "dog", at=10, comment="both", ms=50)])
     r = store.response(1, "ana")
-    assert r.answer == ("cat", "dog") and r.comment == "both" and r.time_spent_ms == 50
+    assert r.answer == {"labels": ["cat", "dog"]} and r.comment == "both" and r.time_spent_ms == 50
     assert r.created_at == T0 and r.updated_at == T0 + timedelta(seconds=10)
     (old,) = store.history(1, "ana")
-    assert old.answer == ("cat",) and old.updated_at == T0
+    assert old.answer == {"label": "cat"} and old.updated_at == T0
     [(replaced_at,)] = rows(store, "SELECT replaced_at FROM response_history")
     assert replaced_at == T0 + timedelta(seconds=10)
 
-    assert store.response(1, "bo").answer == ("dog",)  # others untouched
+    assert store.response(1, "bo").answer == {"label": "dog"}  # others untouched
     assert store.history(1, "bo") == []
     assert [x.record_id for x in store.user_responses("ana")] == [1, 2]
     assert {x.user_id for x in store.record_responses(1)} == {"ana", "bo"}
@@ -195,16 +195,16 @@ def test_same_person_and_record_twice_in_one_batch_is_like_sequential_transactio
     assert len(snapshot(batched)[1]) == 3
 
     current = batched.response(1, "ana")
-    assert current.answer == ("bird",) and current.created_at == T0
+    assert current.answer == {"label": "bird"} and current.created_at == T0
     assert current.updated_at == T0 + timedelta(seconds=5)
-    assert [h.answer for h in batched.history(1, "ana")] == [("cat",), ("dog",), ()]
+    assert [h.answer for h in batched.history(1, "ana")] == [{"label": "cat"}, {"label": "dog"}, {}]
     assert [h.status for h in batched.history(1, "ana")] == ["submitted", "submitted", "skipped"]
 
 
 def test_skipped_status(store3: Store) -> None:
     store3.apply([answer(1, "ana", status="skipped", ms=None), answer(2, "ana", "cat")])
     r = store3.response(1, "ana")
-    assert r.status == "skipped" and r.answer == () and r.time_spent_ms is None
+    assert r.status == "skipped" and r.answer == {} and r.time_spent_ms is None
     assert sorted(store3.assignment_facts()) == [(1, "ana", "skipped"), (2, "ana", "submitted")]
     stats = store3.stats()
     assert (stats["submitted"], stats["skipped"], stats["responses"]) == (1, 1, 2)
@@ -256,7 +256,7 @@ def test_apply_is_all_or_nothing(store3: Store) -> None:
     with pytest.raises(RuntimeError):
         store3.apply([answer(1, "ana", "cat"), UserSeen("ana", T0), AuditWrite("x", "y", {"z": Boom()}, T0)])
     # a NULL user fails inside the transaction, after the first answers and before the users were written
-    broken = ResponseWrite(2, None, "submitted", ("dog",), None, 10, T0)  # type: ignore[arg-type]
+    broken = ResponseWrite(2, None, "submitted", {"label": "dog"}, None, 10, T0)  # type: ignore[arg-type]
     with pytest.raises((duckdb.ConstraintException, psycopg.errors.NotNullViolation)):
         store3.apply([first(1, "ana", "cat"), broken, UserSeen("ana", T0), ReopenWrite(3, 1)])
     assert store3.response(1, "ana") is None
@@ -264,7 +264,7 @@ def test_apply_is_all_or_nothing(store3: Store) -> None:
     assert rows(store3, "SELECT count(*) FROM users") == [(0,)]
     assert store3.extra_answers() == {}
     store3.apply([answer(1, "ana", "cat")])  # the store is usable afterwards
-    assert store3.response(1, "ana").answer == ("cat",)
+    assert store3.response(1, "ana").answer == {"label": "cat"}
 
 
 def test_answers_marked_first_are_written_like_unmarked_ones(tmp_path: Path) -> None:
@@ -286,10 +286,10 @@ def test_answers_marked_first_are_written_like_unmarked_ones(tmp_path: Path) -> 
             marked.apply(batch)
             unmarked.apply([replace(op, first=False) if isinstance(op, ResponseWrite) else op for op in batch])
         assert snapshot(marked) == snapshot(unmarked)
-        assert [h.answer for h in marked.history(2, "ana")] == [("dog",)]
-        assert [h.answer for h in marked.history(3, "ana")] == [("cat",)]
-        assert [h.answer for h in marked.history(3, "cy")] == [("dog",)]
-        assert marked.response(3, "cy").answer == ("cat",)
+        assert [h.answer for h in marked.history(2, "ana")] == [{"label": "dog"}]
+        assert [h.answer for h in marked.history(3, "ana")] == [{"label": "cat"}]
+        assert [h.answer for h in marked.history(3, "cy")] == [{"label": "dog"}]
+        assert marked.response(3, "cy").answer == {"label": "cat"}
         assert marked.extra_answers() == {3: 3}
         assert len(marked._cur().execute("SELECT * FROM response_history").fetchall()) == 4
     finally:

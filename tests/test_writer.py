@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from annotator.model import NewRecord, ResponseWrite, utcnow
+from annotator.model import NewRecord, ResponseWrite, decode_answer, utcnow
 from annotator.store import Store
 from annotator.writer import Writer, WriterClosedError
 
@@ -300,7 +300,7 @@ def test_32_threads_x_100_submits_into_a_real_store(tmp_path: Path) -> None:
     def annotate(t: int) -> None:
         try:
             barrier.wait()
-            acks = [writer.put(ResponseWrite(i + 1, f"user{t:02d}", "submitted", (f"label{(t + i) % 3}",), None,
+            acks = [writer.put(ResponseWrite(i + 1, f"user{t:02d}", "submitted", {"label": f"label{(t + i) % 3}"}, None,
                                              100, utcnow())) for i in range(per_thread)]
             for ack in acks:
                 ack.result(60)
@@ -326,7 +326,7 @@ def test_32_threads_x_100_submits_into_a_real_store(tmp_path: Path) -> None:
         keys = Counter((r, u) for r, u, _ in rows)
         assert set(keys) == {(i + 1, f"user{t:02d}") for t in range(threads_n) for i in range(per_thread)}
         assert max(keys.values()) == 1
-        assert all(a == [f"label{(int(u[4:]) + r - 1) % 3}"] for r, u, a in rows)
+        assert all(decode_answer(a) == {"label": f"label{(int(u[4:]) + r - 1) % 3}"} for r, u, a in rows)
         assert store._cur().execute("SELECT count(*) FROM response_history").fetchone()[0] == 0
     finally:
         store.close()

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from storehelpers import any_store, engine, make_store, rows  # noqa: F401 - fixtures
 
-from annotator.model import AuditWrite, ResponseWrite, UserSeen, utcnow
+from annotator.model import AuditWrite, ResponseWrite, UserSeen, decode_answer, utcnow
 from annotator.pg_store import PgStore
 from annotator.store_protocol import StoreProtocol
 from annotator.writer import Writer, WriterClosedError, WriteRejected
@@ -110,19 +110,19 @@ _example = itertools.count()
 
 
 def good_response(n: int, i: int) -> ResponseWrite:
-    return ResponseWrite(i + 1, f"x{n}-u{i}", "submitted", (f"label{i % 3}",), f"comment {i}", 10, utcnow(),
+    return ResponseWrite(i + 1, f"x{n}-u{i}", "submitted", {"label": f"label{i % 3}"}, f"comment {i}", 10, utcnow(),
                          first=True)
 
 
 def bad_ops(engine: str, n: int, i: int) -> list[object]:
     """Ops that fail on their own, whatever else is in the batch, on this engine."""
     ops: list[object] = [
-        ResponseWrite(i + 1, f"x{n}-bad{i}", "submitted", ("a",), "lone \ud800 surrogate", 10, utcnow(), first=True),
-        ResponseWrite(2**31 + i, f"x{n}-big{i}", "submitted", ("a",), None, 10, utcnow(), first=True),  # not int4
+        ResponseWrite(i + 1, f"x{n}-bad{i}", "submitted", {"label": "a"}, "lone \ud800 surrogate", 10, utcnow(), first=True),
+        ResponseWrite(2**31 + i, f"x{n}-big{i}", "submitted", {"label": "a"}, None, 10, utcnow(), first=True),  # not int4
         AuditWrite(f"x{n}-admin\udfff", "release_user", {"user": "b"}, utcnow()),
     ]
     if engine == "postgresql":
-        ops.append(ResponseWrite(i + 1, f"x{n}-nul{i}", "submitted", ("a",), "nul \x00 byte", 10, utcnow(),
+        ops.append(ResponseWrite(i + 1, f"x{n}-nul{i}", "submitted", {"label": "a"}, "nul \x00 byte", 10, utcnow(),
                                  first=True))
     return ops
 
@@ -184,10 +184,10 @@ def test_random_batches_every_good_op_once_every_bad_op_refused(any_store: Store
         else:
             assert ack.exception() is None, f"good op refused: {op!r}: {ack.exception()!r}"
 
-    answers = {(r, u): (a, c) for r, u, a, c in rows(
+    answers = {(r, u): (decode_answer(a), c) for r, u, a, c in rows(
         any_store, f"SELECT record_id, user_id, answer, comment FROM responses WHERE user_id LIKE 'x{n}-%'")}
     good = [op for op in ops if isinstance(op, ResponseWrite) and not any(op is b for b in bad)]
-    assert answers == {(op.record_id, op.user_id): (list(op.answer), op.comment) for op in good}
+    assert answers == {(op.record_id, op.user_id): (op.answer, op.comment) for op in good}
     # exactly once: a second commit of a first answer would have put the first one in the history,
     # and the audit table is append-only
     assert rows(any_store, f"SELECT count(*) FROM response_history WHERE user_id LIKE 'x{n}-%'") == [(0,)]
@@ -234,7 +234,7 @@ def test_a_refused_answer_is_told_to_its_owner_and_the_record_comes_back(opener)
     assert status.text.startswith("This answer could not be saved") and "Answer that record again" in status.text
     assert svc.wait_saved(ALICE, 1).rejected == ()
     assert rt.store.response(shown.record_id, "alice") is None
-    assert rt.store.response(other.record_id, "bob").answer == ("square",)
+    assert rt.store.response(other.record_id, "bob").answer == {"label": "square"}
     assert rt.backend.counts(0.0)["submissions"] == 1  # the refused answer is not counted as done
     assert svc.progress(ALICE).mine_total == 0
     # the record is open to alice again: skipping through her queue reaches it, and this time it is saved
@@ -246,7 +246,7 @@ def test_a_refused_answer_is_told_to_its_owner_and_the_record_comes_back(opener)
     assert view.record.record_id == shown.record_id and not view.record.editing
     svc.submit(ALICE, view.record.ticket, ["triangle"], "fine now")
     assert svc.wait_saved(ALICE, 5).text == "All answers saved"
-    assert rt.store.response(shown.record_id, "alice").answer == ("triangle",)
+    assert rt.store.response(shown.record_id, "alice").answer == {"label": "triangle"}
     assert rt.backend.writer_health().rejected == 1 and not rt.backend.writer_health().retrying
 
 
