@@ -40,7 +40,8 @@ def check_answer(task: TaskSpec, raw: object) -> Answer:
     whitespace.
     """
     questions = task.questions
-    if len(questions) == 1 and isinstance(raw, (str, list, tuple)):
+    solo = len(questions) == 1 and questions[0].kind in ("label", "labels")
+    if solo and (isinstance(raw, (str, list, tuple)) or not isinstance(raw, Mapping)):
         raw = {questions[0].name: _legacy(questions[0], raw)}
     if not isinstance(raw, Mapping):
         raise AnswerError("The answer must be an object with a value per question ("
@@ -52,7 +53,7 @@ def check_answer(task: TaskSpec, raw: object) -> Answer:
                           f"{', '.join(by_name)}.")
     answer: Answer = {}
     for q in questions:
-        value = _check_value(q, raw.get(q.name))
+        value = _check_value(q, raw.get(q.name), "this task" if solo else _named(q))
         if value is None:
             if q.required:
                 raise AnswerError(f"{_named(q)} needs an answer ({_expects(q)}), or press S to skip the image.")
@@ -86,33 +87,37 @@ def suggested_answer(task: TaskSpec, record: Record) -> Answer:
 
 # --- checking one value --------------------------------------------------------
 
-def _legacy(q: Question, raw: str | list[Any] | tuple[Any, ...]) -> object:
-    """Today's forms for the one question: a list of one name answers a label question; a name, a
-    labels question. Any other question kind takes its value as such."""
-    if q.kind == "label" and isinstance(raw, (list, tuple)):
-        names = list(dict.fromkeys(raw)) if all(isinstance(v, str) for v in raw) else raw
-        if len(names) != 1:
-            raise AnswerError(f"{_named(q)} takes exactly one label (one of {', '.join(q.label_names)}).")
-        return names[0]
-    if q.kind == "labels" and isinstance(raw, str):
-        return [raw]
-    if q.kind == "labels" and not raw:
+def _legacy(q: Question, raw: object) -> object:
+    """Today's forms for a task's one label (or labels) question, with today's messages: a label's name,
+    or a list of names (of one name, for a label question)."""
+    if isinstance(raw, str):
+        return raw if q.kind == "label" else [raw]
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(v, str) for v in raw):
+        raise AnswerError("The answer must be a label name or a list of label names "
+                          f"(or an object: {{{q.name!r}: ...}}).")
+    if not raw:
         raise AnswerError("Choose a label first, or press S to skip.")
-    return raw
+    names = list(dict.fromkeys(raw))
+    if q.kind == "labels":
+        return names
+    if len(names) != 1:
+        raise AnswerError("This task takes exactly one label per image.")
+    return names[0]
 
 
-def _check_value(q: Question, value: object) -> AnswerValue | None:
-    """The value checked and normalized for `q`; None for a question left open."""
+def _check_value(q: Question, value: object, where: str) -> AnswerValue | None:
+    """The value checked and normalized for `q`; None for a question left open. `where` names the
+    question in a message about a label ("this task" when it is the task's one question)."""
     if value is None:
         return None
     if q.kind == "label":
         if not isinstance(value, str):
             raise AnswerError(f"{_named(q)} takes one label's name as text, not {_type(value)}.")
-        return _label(q, value)
+        return _label(q, value, where)
     if q.kind == "labels":
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise AnswerError(f"{_named(q)} takes a list of label names, not {_type(value)}.")
-        chosen = [_label(q, v) for v in dict.fromkeys(value)]
+        chosen = [_label(q, v, where) for v in dict.fromkeys(value)]
         if not chosen and q.required:
             raise AnswerError(f"{_named(q)} needs at least one label ({', '.join(q.label_names)}).")
         return chosen
@@ -137,11 +142,11 @@ def _check_value(q: Question, value: object) -> AnswerValue | None:
     return text
 
 
-def _label(q: Question, name: str) -> str:
+def _label(q: Question, name: str, where: str) -> str:
     if name not in q.label_names:
         problem = text_problem(name)
         what = "a name with " + problem if problem else _echo(name)
-        raise AnswerError(f"{what} is not a label of {_named(q)}; choose one of: {', '.join(q.label_names)}.")
+        raise AnswerError(f"{what} is not a label of {where}; choose one of: {', '.join(q.label_names)}.")
     return name
 
 

@@ -144,9 +144,11 @@ def test_one_label_question_takes_a_name_or_a_list_of_one():
     assert check_answer(SINGLE, ["square", "square"]) == {"label": "square"}
     assert check_answer(SINGLE, {"label": "circle"}) == {"label": "circle"}
     refused(SINGLE, ["square", "circle"], "exactly one label")
-    refused(SINGLE, [], "exactly one label")
-    refused(SINGLE, "hexagon", "'hexagon' is not a label", "circle, square")
-    refused(SINGLE, [3], "one label's name as text")
+    refused(SINGLE, [], "Choose a label first")
+    refused(SINGLE, "hexagon", "'hexagon' is not a label of this task", "circle, square")
+    for wrong in ([3], 3, None, True):
+        refused(SINGLE, wrong, "a label name or a list of label names", "{'label': ...}")
+    refused(SINGLE, {"label": 3}, "'Choose a label' (label) takes one label's name as text, not a number")
 
 
 def test_one_labels_question_takes_a_name_or_a_list():
