@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import duckdb
 import pytest
 
-from clients import ApiError, ApiUser, add_users, make_images, read_store, start_many, write_task
+from clients import ApiError, ApiUser, add_users, labels_of, make_images, read_store, start_many, write_task
 from oauth_cookies import oauth_space_env
 
 from annotator.tickets import Signer
@@ -178,7 +178,7 @@ def test_oauth_mode_refuses_callers_without_a_valid_session(oauth):
                 caller.close()
     assert oauth.stop() in (0, -signal.SIGTERM)
     snap = read_store(oauth.data_dir)
-    assert [(r.user_id, r.record_id, r.answer) for r in snap.responses] == \
+    assert [(r.user_id, r.record_id, labels_of(r.answer)) for r in snap.responses] == \
         [("olga", first["item"]["record_id"], ("circle",))]
     users = {u for (u,) in _users(oauth.data_dir)}
     assert users == {"olga"}, users  # nobody without a valid session was even recorded as seen
@@ -358,7 +358,7 @@ def test_store_holds_exactly_the_accepted_answers(pw):
         pytest.skip("run the whole module: the tests above make the answers")
     assert pw.stop() in (0, -signal.SIGTERM)
     snap = read_store(pw.data_dir)
-    stored = {(r.record_id, r.user_id): (r.status, r.answer, r.comment or "") for r in snap.responses}
+    stored = {(r.record_id, r.user_id): (r.status, labels_of(r.answer), r.comment or "") for r in snap.responses}
     assert stored == pw.accepted
     assert snap.history == {}
     assert {u for (u,) in _users(pw.data_dir)} <= set(PW_USERS)
