@@ -127,7 +127,7 @@ def _run_export(args: argparse.Namespace) -> int:
         raise ConfigError("EXPORT_REPO is not set; set it to the dataset id (owner/name) to push to.")
     if settings.db_mode == "snapshot":
         restore_snapshot(settings)
-    with closing(open_store(settings)) as store:
+    with closing(open_store(settings, task)) as store:
         if store.record_count() == 0:
             print(f"error: the store {describe(settings)} has no records; nothing to export", file=sys.stderr)
             return 1

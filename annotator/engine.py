@@ -17,12 +17,11 @@ from typing import Callable, Union
 
 from annotator.backend import LocalBackend
 from annotator.config import Settings, scrub_url
-from annotator.model import LegacyQuestion
 from annotator.pg_backend import PgBackend
 from annotator.pg_store import PgStore
 from annotator.store import Store
 from annotator.store_protocol import StoreProtocol
-from annotator.task import TaskSpec, load_task
+from annotator.task import TaskSpec, legacy_question, load_task
 
 # the assignment backends an engine builds: both are WorkBackends with a group-commit writer
 Backend = Union[LocalBackend, PgBackend]
@@ -54,13 +53,6 @@ def store_files(settings: Settings) -> tuple[Path, ...]:
     return settings.db_path, settings.db_path.with_name(settings.db_path.name + ".wal")
 
 
-def legacy_question(task: TaskSpec) -> LegacyQuestion | None:
-    """What answers stored as lists of labels (before typed answers) answered: the task's first question,
-    when it is a label or labels question (today's task files have only that one)."""
-    first = task.questions[0]
-    return LegacyQuestion(first.name, first.kind) if first.kind in ("label", "labels") else None
-
-
 def open_engine(settings: Settings, task: TaskSpec | None = None) -> Engine:
     """Open (and migrate) the store the settings name, with the backend factory that goes with it.
 
@@ -88,5 +80,5 @@ def describe(settings: Settings) -> str:
     return scrub_url(settings.store_url) if uses_postgres(settings) else str(settings.db_path)
 
 
-__all__ = ["Backend", "BackendFactory", "Engine", "describe", "legacy_question", "mode", "open_engine", "open_store",
+__all__ = ["Backend", "BackendFactory", "Engine", "describe", "mode", "open_engine", "open_store",
            "store_files", "uses_postgres"]

@@ -29,10 +29,15 @@ __all__ = [
     "LatencyWindow",
     "Majority",
     "annotator_agreement",
+    "annotator_agreement_ordinal",
     "fleiss_kappa",
     "krippendorff_alpha_multilabel",
     "krippendorff_alpha_nominal",
+    "krippendorff_alpha_ordinal",
+    "label_set_majority",
+    "ordinal_alpha_from_coincidences",
     "majority",
+    "median",
     "percentiles",
     "record_agreement",
     "record_agreement_multi",
@@ -107,6 +112,31 @@ def majority(answers: Sequence[str]) -> Majority:
     return Majority(label=None, tied=tuple(leaders), count=top, total=total)
 
 
+def label_set_majority(answers: Sequence[Sequence[str]]) -> tuple[list[str], list[str]]:
+    """(labels chosen by more than half of the answers, labels chosen by exactly half), each sorted.
+
+    The consensus of a multi-label record, label by label; a label at exactly
+    half is a tie, stated rather than decided.
+    """
+    sets = [frozenset(a) for a in answers if a is not None]
+    chosen = Counter(label for s in sets for label in s)
+    half = len(sets) / 2
+    return (sorted(label for label, c in chosen.items() if c > half),
+            sorted(label for label, c in chosen.items() if c == half))
+
+
+def median(values: Sequence[float]) -> float | None:
+    """The median of the present values (the mean of the two middle ones for an even count); None when empty.
+
+    The consensus of a rating: unlike the mean it is not pulled by one extreme answer.
+    """
+    present = sorted(_present(values))
+    if not present:
+        return None
+    mid = len(present) // 2
+    return float(present[mid]) if len(present) % 2 else (present[mid - 1] + present[mid]) / 2
+
+
 def _pair_agreement(counts: Sequence[int]) -> float | None:
     """Share of agreeing ordered pairs: sum n_k(n_k-1) / (n(n-1))."""
     n = sum(counts)
@@ -150,8 +180,8 @@ def record_agreement_multi(
 # --------------------------------------------------------------------------
 
 
-def _count_matrix(units: Mapping[Hashable, Sequence]) -> np.ndarray:
-    """Units x categories counts for units with >= 2 (pairable) values."""
+def _count_matrix(units: Mapping[Hashable, Sequence]) -> tuple[np.ndarray, list]:
+    """Units x categories counts for units with >= 2 (pairable) values, and the category of each column."""
     rows: list[Counter] = []
     categories: dict = {}
     for values in units.values():
@@ -166,7 +196,7 @@ def _count_matrix(units: Mapping[Hashable, Sequence]) -> np.ndarray:
     for i, counts in enumerate(rows):
         for value, c in counts.items():
             matrix[i, categories[value]] = c
-    return matrix
+    return matrix, list(categories)
 
 
 def _alpha_from_counts(matrix: np.ndarray) -> AgreementResult:
@@ -207,7 +237,49 @@ def krippendorff_alpha_nominal(
     unit is pairable or when expected disagreement is zero (all pairable
     values identical), where alpha is undefined.
     """
-    return _alpha_from_counts(_count_matrix(units))
+    return _alpha_from_counts(_count_matrix(units)[0])
+
+
+def krippendorff_alpha_ordinal(units: Mapping[Hashable, Sequence[int]]) -> AgreementResult:
+    """Krippendorff's alpha for ordinal values (ratings), tolerant of missing answers.
+
+    A rating of 4 against 5 is a smaller disagreement than 1 against 5, which
+    nominal alpha cannot see. Pairable units, ``None`` and ``n_records`` /
+    ``n_answers`` as in krippendorff_alpha_nominal.
+    """
+    matrix, categories = _count_matrix(units)
+    if matrix.shape[0] == 0:
+        return AgreementResult(value=None, n_records=0, n_answers=0)
+    per_unit = matrix / (matrix.sum(axis=1) - 1)[:, None]
+    coincidence = matrix.T @ per_unit - np.diag(per_unit.sum(axis=0))
+    return ordinal_alpha_from_coincidences(categories, coincidence, int(matrix.shape[0]))
+
+
+def ordinal_alpha_from_coincidences(values: Sequence[float], coincidence: np.ndarray,
+                                    n_units: int) -> AgreementResult:
+    """Ordinal alpha from the coincidence matrix o_ck of `values` (in any order) over `n_units` pairable units.
+
+    With the values ranked and the marginals n_g of o, the ordinal metric is
+        delta_ck^2 = (sum_{g=c..k} n_g - (n_c + n_k) / 2)^2
+    and alpha = 1 - (n - 1) * sum o_ck delta_ck^2 / sum n_c n_k delta_ck^2
+    (Krippendorff 2011). Also for callers that add the coincidences up unit by
+    unit instead of holding every unit (the export's summary).
+    """
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    o = coincidence[np.ix_(order, order)]
+    n_g = o.sum(axis=1)
+    n = float(n_g.sum())
+    if n_units == 0:
+        return AgreementResult(value=None, n_records=0, n_answers=0)
+    cumulative = np.concatenate(([0.0], np.cumsum(n_g)))
+    rank = np.arange(len(n_g))
+    lo, hi = np.minimum.outer(rank, rank), np.maximum.outer(rank, rank)
+    delta2 = (cumulative[hi + 1] - cumulative[lo] - (n_g[:, None] + n_g[None, :]) / 2) ** 2
+    expected = float((np.outer(n_g, n_g) * delta2).sum())
+    if expected <= 0:
+        return AgreementResult(value=None, n_records=n_units, n_answers=int(round(n)))
+    alpha = 1.0 - (n - 1.0) * float((o * delta2).sum()) / expected
+    return AgreementResult(value=float(alpha), n_records=n_units, n_answers=int(round(n)))
 
 
 def krippendorff_alpha_multilabel(
@@ -247,7 +319,7 @@ def fleiss_kappa(units: Mapping[Hashable, Sequence[str]]) -> AgreementResult:
     are all labels seen.  ``value`` is also ``None`` with no eligible unit
     or when chance agreement is 1 (a single category used throughout).
     """
-    matrix = _count_matrix(units)
+    matrix = _count_matrix(units)[0]
     n_units = int(matrix.shape[0])
     raters = matrix.sum(axis=1)
     n_answers = int(round(float(raters.sum())))
@@ -299,6 +371,38 @@ def annotator_agreement(
             compared[who] += 1
             vote = majority(others)
             if vote.label == label or label in vote.tied:
+                agree[who] += 1
+    return {
+        who: AgreementResult(
+            value=(agree[who] / compared[who]) if compared[who] else None,
+            n_records=compared[who],
+            n_answers=answered[who],
+        )
+        for who in sorted(answered)
+    }
+
+
+def annotator_agreement_ordinal(
+    units: Mapping[Hashable, Mapping[str, int]],
+) -> dict[str, AgreementResult]:
+    """How often each annotator's rating matches the median of the others' ratings on a record.
+
+    As annotator_agreement, leaving the annotator out. A median between two
+    values (an even number of others) is matched by either of them, so a
+    rating that sits at the others' centre always counts as agreement.
+    """
+    agree: Counter = Counter()
+    compared: Counter = Counter()
+    answered: Counter = Counter()
+    for ratings in units.values():
+        present = {who: value for who, value in ratings.items() if value is not None}
+        for who, value in present.items():
+            answered[who] += 1
+            centre = median([v for other, v in present.items() if other != who])
+            if centre is None:
+                continue
+            compared[who] += 1
+            if math.floor(centre) <= value <= math.ceil(centre):
                 agree[who] += 1
     return {
         who: AgreementResult(

@@ -49,7 +49,11 @@ def encode_answer(answer: Answer) -> str:
 
     Every store writes this form, so the same answer is the same bytes: the
     DuckDB store keeps the text as given, and its export fingerprint hashes it.
+    Raises TypeError for anything but an object, a data error the writer
+    refuses to its owner rather than a value every reader would trip on.
     """
+    if not isinstance(answer, dict):
+        raise TypeError(f"an answer is an object by question name, not {type(answer).__name__}")
     return json.dumps(answer, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -644,6 +644,13 @@ class PgStore:
             "WHERE status = 'submitted' AND q.key = ANY(%s) GROUP BY 1, 2 "
             "ORDER BY q.key COLLATE \"C\", l.label COLLATE \"C\"", [list(questions)])
 
+    def dashboard_text_lengths(self, questions: Sequence[str]) -> list[tuple[str, int, int, float | None]]:
+        """(question, records, submitted answers, mean characters) for the named text questions that have answers."""
+        return self._all(
+            "SELECT q.key, count(DISTINCT record_id), count(*), avg(char_length(q.value))::float8 "
+            "FROM responses, jsonb_each_text(answer) q WHERE status = 'submitted' AND q.key = ANY(%s) "
+            "GROUP BY 1 ORDER BY q.key COLLATE \"C\"", [list(questions)])
+
     def dashboard_users(self) -> list[tuple[str, int, int, float | None, datetime | None]]:
         """(user, submitted, skipped, median ms per submitted answer, last activity) for everyone seen."""
         return self._all(

@@ -35,17 +35,17 @@ from typing import Any, Iterable, Sequence
 from annotator import metrics
 from annotator.auth import Identity, SignInLimits, SignInStatus
 from annotator.backend import WorkBackend
-from annotator.task import TaskSpec
+from annotator.task import Question, TaskSpec
 from annotator.export.hub import Exporter, ExportStatus
 from annotator.metrics import AgreementResult, LatencyWindow
-from annotator.model import record_status, utcnow
+from annotator.model import Answer, AnswerValue, record_status, utcnow
 from annotator.storage_probe import StorageReport
 from annotator.store_protocol import StoreProtocol
 
 __all__ = [
     "AdminView", "AgreementSummary", "AnnotatorStats", "Dashboard", "DashboardDeps", "ExportInfo", "Health",
     "LabelAgreement", "LeaseHolder", "Snapshot", "TeamProgress", "TeamView", "TimelinePoint", "agreement",
-    "team_progress", "timeline", "EXPORT_NOT_CONFIGURED",
+    "label_counts", "team_progress", "timeline", "EXPORT_NOT_CONFIGURED",
 ]
 
 EXPORT_NOT_CONFIGURED = "export not configured: set EXPORT_REPO and HF_TOKEN"
@@ -84,7 +84,9 @@ class TeamView:
     progress: TeamProgress
     timeline: tuple[TimelinePoint, ...]
     bucket_minutes: float
-    labels: tuple[tuple[str, int], ...]   # every label of the task, in task order, then any other seen
+    # (question, label, answers) for each label and labels question, in task order: its labels in task order,
+    # then any other seen
+    labels: tuple[tuple[str, str, int], ...]
     active: tuple[str, ...]               # annotators active within the active window, sorted
 
 
@@ -94,8 +96,9 @@ class AnnotatorStats:
     answers: int
     skips: int
     median_seconds: float | None          # median time per submitted answer
-    agreement: float | None               # share of compared records matching the others' majority
-    compared: int                         # records where others answered too
+    # question -> share of compared records matching the others' consensus (not for text questions)
+    agreement: dict[str, float | None]
+    compared: dict[str, int]              # question -> records where others answered it too
     last_active: datetime | None          # naive UTC
     active: bool
     leases: int
@@ -110,13 +113,16 @@ class LabelAgreement:
 
 @dataclass(frozen=True)
 class AgreementSummary:
-    """Agreement over records with at least two submitted answers.
+    """Agreement on one question over records with at least two submitted answers to it.
 
-    Single label: nominal Krippendorff alpha and Fleiss kappa (kappa only when
-    every such record has the same number of answers, else its value is None
-    and `equal_answers` is False). Multi label: both per label, each label
-    read as present/absent.
+    label: nominal Krippendorff alpha and Fleiss kappa (kappa only when every
+    such record has the same number of answers, else its value is None and
+    `equal_answers` is False). labels: both per label, each label read as
+    present/absent. rating: ordinal alpha (4 against 5 disagrees less than 1
+    against 5). text: no agreement; `n_records`/`n_answers` count every
+    record and answer that has one, and `mean_chars` their mean length.
     """
+    question: str
     kind: str
     n_records: int
     n_answers: int
@@ -124,6 +130,7 @@ class AgreementSummary:
     alpha: AgreementResult | None
     fleiss: AgreementResult | None
     per_label: tuple[LabelAgreement, ...]
+    mean_chars: float | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +180,7 @@ class Health:
 @dataclass(frozen=True)
 class AdminView:
     annotators: tuple[AnnotatorStats, ...]
-    agreement: AgreementSummary
+    agreement: tuple[AgreementSummary, ...]  # one per question, in task order
     health: Health
 
 
@@ -238,40 +245,82 @@ def timeline(rows: Iterable[tuple[datetime, str, int]], bucket: timedelta, until
     return tuple(points)
 
 
-def agreement(rows: Iterable[tuple[int, str, Sequence[str]]], kind: str,
-              labels: Sequence[str]) -> tuple[AgreementSummary, dict[str, AgreementResult]]:
-    """Agreement summary and per-annotator agreement with the others' majority.
+def agreement(rows: Iterable[tuple[int, str, Answer]], questions: Sequence[Question],
+              texts: Iterable[tuple[str, int, int, float | None]] = ()
+              ) -> tuple[tuple[AgreementSummary, ...], dict[str, dict[str, AgreementResult]]]:
+    """Per question, in task order: its agreement summary, and each annotator's agreement with the others'
+    consensus (question -> user -> result; text questions have none).
 
-    `rows` are (record_id, user, answer) of submitted answers; records with
-    fewer than two answers are left out. For multi-label tasks an annotator
-    agrees with the others when their whole label set matches the others'
-    most frequent set.
+    `rows` are (record_id, user, answer) of submitted answers; per question,
+    records with fewer than two answers to it are left out (a question left
+    open is no answer). An annotator agrees with the others when their label
+    is the others' majority label (label), their whole label set the others'
+    most frequent set (labels), their rating at the others' median (rating).
+    `texts` are (question, records, answers, mean length) of the text
+    questions (`StoreProtocol.dashboard_text_lengths`).
     """
-    by_record: dict[int, dict[str, tuple[str, ...]]] = defaultdict(dict)
+    by_question: dict[str, dict[int, dict[str, AnswerValue]]] = {q.name: defaultdict(dict) for q in questions}
     for rid, user, answer in rows:
-        by_record[rid][user] = tuple(answer)
-    by_record = {rid: answers for rid, answers in by_record.items() if len(answers) >= 2}
+        for name, value in answer.items():
+            if name in by_question:
+                by_question[name][rid][user] = value
+    text_stats = {name: (records, answers, mean) for name, records, answers, mean in texts}
+    summaries, per_user = [], {}
+    for q in questions:
+        if q.kind == "text":
+            records, answers, mean = text_stats.get(q.name, (0, 0, None))
+            summaries.append(AgreementSummary(q.name, q.kind, records, answers, True, None, None, (), mean))
+            continue
+        by_record = {rid: a for rid, a in by_question[q.name].items() if len(a) >= 2}
+        summary, per_user[q.name] = _question_agreement(q, by_record)
+        summaries.append(summary)
+    return tuple(summaries), per_user
+
+
+def _question_agreement(q: Question, by_record: dict[int, dict[str, AnswerValue]]
+                        ) -> tuple[AgreementSummary, dict[str, AgreementResult]]:
+    """One label, labels or rating question's agreement over records with two answers or more."""
     sizes = {len(answers) for answers in by_record.values()}
     n_answers = sum(len(answers) for answers in by_record.values())
     alpha = fleiss = None
     per_label: tuple[LabelAgreement, ...] = ()
-    if kind == "multi_label":
-        sets = {rid: [frozenset(a) for a in answers.values()] for rid, answers in by_record.items()}
-        alphas = metrics.krippendorff_alpha_multilabel(sets, labels)
+    if q.kind == "labels":
+        sets = {rid: [frozenset(a) for a in answers.values()] for rid, answers in by_record.items()}  # type: ignore[arg-type]
+        alphas = metrics.krippendorff_alpha_multilabel(sets, q.label_names)
         per_label = tuple(
             LabelAgreement(label, alphas[label],
                            metrics.fleiss_kappa({rid: [label in s for s in ss] for rid, ss in sets.items()}))
             for label in alphas)
-        votes = {rid: {user: "+".join(sorted(a)) for user, a in answers.items()}
+        votes = {rid: {user: "+".join(sorted(a)) for user, a in answers.items()}  # type: ignore[arg-type]
                  for rid, answers in by_record.items()}
+        per_user = metrics.annotator_agreement(votes)
+    elif q.kind == "rating":
+        alpha = metrics.krippendorff_alpha_ordinal({rid: list(a.values()) for rid, a in by_record.items()})  # type: ignore[misc]
+        per_user = metrics.annotator_agreement_ordinal(by_record)  # type: ignore[arg-type]
     else:
-        votes = {rid: {user: a[0] for user, a in answers.items() if a} for rid, answers in by_record.items()}
-        units = {rid: list(answers.values()) for rid, answers in votes.items()}
-        alpha = metrics.krippendorff_alpha_nominal(units)
-        fleiss = metrics.fleiss_kappa(units)
-    summary = AgreementSummary(kind=kind, n_records=len(by_record), n_answers=n_answers,
+        units = {rid: list(answers.values()) for rid, answers in by_record.items()}
+        alpha = metrics.krippendorff_alpha_nominal(units)  # type: ignore[arg-type]
+        fleiss = metrics.fleiss_kappa(units)  # type: ignore[arg-type]
+        per_user = metrics.annotator_agreement(by_record)  # type: ignore[arg-type]
+    summary = AgreementSummary(question=q.name, kind=q.kind, n_records=len(by_record), n_answers=n_answers,
                                equal_answers=len(sizes) <= 1, alpha=alpha, fleiss=fleiss, per_label=per_label)
-    return summary, metrics.annotator_agreement(votes)
+    return summary, per_user
+
+
+def label_counts(questions: Sequence[Question], rows: Iterable[tuple[str, str, int]]
+                 ) -> tuple[tuple[str, str, int], ...]:
+    """(question, label, answers) from `StoreProtocol.dashboard_label_counts`: each label and labels question
+    in task order, its labels in task order (unused ones at 0), then any other label seen, sorted."""
+    seen: dict[str, dict[str, int]] = defaultdict(dict)
+    for question, label, n in rows:
+        seen[question][label] = n
+    out: list[tuple[str, str, int]] = []
+    for q in questions:
+        if q.kind in ("label", "labels"):
+            counts = seen.get(q.name, {})
+            out += [(q.name, name, counts.pop(name, 0)) for name in q.label_names]
+            out += [(q.name, name, n) for name, n in sorted(counts.items())]
+    return tuple(out)
 
 
 # --- the reader ------------------------------------------------------------------------------
@@ -316,7 +365,7 @@ class Dashboard:
         self.span = span
         self._lock = threading.Lock()
         self._team: tuple[float, TeamView, list[tuple]] | None = None
-        self._agreement: tuple[tuple, AgreementSummary, dict[str, AgreementResult]] | None = None
+        self._agreement: tuple[tuple, tuple[AgreementSummary, ...], dict[str, dict[str, AgreementResult]]] | None = None
 
     def snapshot(self, who: Identity) -> Snapshot:
         """The team view for everyone; per-annotator, agreement and health only for admins."""
@@ -337,8 +386,8 @@ class Dashboard:
             since = now - self.span
             points = timeline(store.dashboard_timeline(since, int(self.bucket.total_seconds())), self.bucket, now,
                               since)
-            seen = dict(store.dashboard_label_counts())
-            labels = tuple((name, seen.pop(name, 0)) for name in task.label_names) + tuple(sorted(seen.items()))
+            labels = label_counts(task.questions, store.dashboard_label_counts(
+                [q.name for q in task.questions if q.kind in ("label", "labels")]))
             users = store.dashboard_users()
             holders = set(self.deps.backend.leases())
             cutoff = now - self.active_window
@@ -348,13 +397,15 @@ class Dashboard:
             self._team = (time.monotonic(), view, users)
             return view, users
 
-    def _agreement_now(self) -> tuple[AgreementSummary, dict[str, AgreementResult]]:
+    def _agreement_now(self) -> tuple[tuple[AgreementSummary, ...], dict[str, dict[str, AgreementResult]]]:
         store, task = self.deps.store, self.deps.task
         version = store.dashboard_answers_version()
         with self._lock:
             if self._agreement is not None and self._agreement[0] == version:
                 return self._agreement[1], self._agreement[2]
-        summary, per_user = agreement(store.dashboard_overlapping_answers(), task.kind, task.label_names)
+        texts = [q.name for q in task.questions if q.kind == "text"]
+        summary, per_user = agreement(store.dashboard_overlapping_answers(), task.questions,
+                                      store.dashboard_text_lengths(texts) if texts else ())
         with self._lock:
             self._agreement = (version, summary, per_user)
         return summary, per_user
@@ -364,14 +415,16 @@ class Dashboard:
         leases = self.deps.backend.leases()
         rows = []
         for user, answers, skips, median_ms, last in users:
-            agree = per_user.get(user)
+            mine = {q: results[user] for q, results in per_user.items() if user in results}
             rows.append(AnnotatorStats(
                 user=user, answers=answers, skips=skips,
                 median_seconds=None if median_ms is None else round(median_ms / 1000.0, 2),
-                agreement=agree.value if agree else None, compared=agree.n_records if agree else 0,
+                agreement={q: mine[q].value if q in mine else None for q in per_user},
+                compared={q: mine[q].n_records if q in mine else 0 for q in per_user},
                 last_active=last, active=user in team.active or user in leases, leases=len(leases.get(user, ()))))
         known = {r.user for r in rows}
-        rows += [AnnotatorStats(user, 0, 0, None, None, 0, None, True, len(held))
+        rows += [AnnotatorStats(user, 0, 0, None, dict.fromkeys(per_user), dict.fromkeys(per_user, 0), None, True,
+                                len(held))
                  for user, held in leases.items() if user not in known]
         rows.sort(key=lambda r: (-r.answers, r.user))
         return AdminView(annotators=tuple(rows), agreement=summary, health=self._health(leases))

@@ -22,9 +22,9 @@ import psycopg
 from annotator.admin_actions import AdminDeps
 from annotator.auth import Access
 from annotator.config import ConfigError, Settings, load_settings
-from annotator.task import TaskSpec, load_task
+from annotator.task import TaskSpec, legacy_question, load_task
 from annotator.datadir_lock import DataDirLock
-from annotator.engine import Backend, describe, legacy_question, mode, open_engine, store_files
+from annotator.engine import Backend, describe, mode, open_engine, store_files
 from annotator.export.hub import Exporter
 from annotator.export.restore import restore_from_hub
 from annotator.images import ImageCache

@@ -756,6 +756,14 @@ class Store:
             [list(questions)]).fetchall()
 
     @_read
+    def dashboard_text_lengths(self, questions: Sequence[str]) -> list[tuple[str, int, int, float | None]]:
+        """(question, records, submitted answers, mean characters) for the named text questions that have answers."""
+        return self._cur().execute(
+            "SELECT q.key, count(DISTINCT record_id), count(*), avg(length(q.value ->> '$')) "
+            "FROM responses, json_each(answer) q WHERE status = 'submitted' "
+            "AND q.key IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1 ORDER BY 1", [list(questions)]).fetchall()
+
+    @_read
     def dashboard_users(self) -> list[tuple[str, int, int, float | None, datetime | None]]:
         """(user, submitted, skipped, median ms per submitted answer, last activity) for everyone seen.
 

@@ -115,6 +115,9 @@ class StoreProtocol(Protocol):
     def dashboard_label_counts(self, questions: Sequence[str]) -> list[tuple[str, str, int]]:
         """(question, label, submitted answers carrying it) for the named label and labels questions."""
 
+    def dashboard_text_lengths(self, questions: Sequence[str]) -> list[tuple[str, int, int, float | None]]:
+        """(question, records, submitted answers, mean characters) for the named text questions that have answers."""
+
     def dashboard_users(self) -> list[tuple[str, int, int, float | None, datetime | None]]: ...
 
     def dashboard_answers_version(self) -> tuple[int, datetime | None]: ...

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from annotator.config import ConfigError
+from annotator.model import LegacyQuestion
 
 QuestionKind = Literal["label", "labels", "rating", "text"]
 QUESTION_KINDS: tuple[QuestionKind, ...] = ("label", "labels", "rating", "text")
@@ -98,6 +99,14 @@ class TaskSpec:
     @property
     def suggestion_column(self) -> str | None:
         return self.questions[0].suggestion_column
+
+
+def legacy_question(task: TaskSpec) -> LegacyQuestion | None:
+    """What answers stored as lists of labels (before typed answers) answered: the task's first question,
+    when it is a label or labels question (today's task files have only that one). The store migration,
+    the recovery files and the restore of an old export read those lists through it."""
+    first = task.questions[0]
+    return LegacyQuestion(first.name, first.kind) if first.kind in ("label", "labels") else None  # type: ignore[arg-type]
 
 
 def classification_task(title: str, labels: tuple[Label, ...], *, kind: str = "single_label",

@@ -21,6 +21,7 @@ from annotator.config import load_settings
 from annotator.engine import open_store
 from annotator.model import NewRecord, ReopenWrite, ResponseWrite, utcnow
 from annotator.reports import EXPORT_NOT_CONFIGURED, Dashboard, agreement, team_progress, timeline
+from annotator.task import Label, Question, classification_task
 from annotator.runtime import Runtime
 from annotator.service import InputError
 from annotator.store import Store
@@ -64,12 +65,13 @@ def _now() -> None:
     NOW = utcnow()
 
 
-def ans(rid: int, user: str, label: str | None, ms: int, ago: timedelta, *labels: str) -> ResponseWrite:
-    answer = (label, *labels) if label else ()
-    return ResponseWrite(rid, user, "submitted" if label else "skipped", answer, None, ms, NOW - ago)
+def ans(rid: int, user: str, label: str | None, ms: int, ago: timedelta) -> ResponseWrite:
+    return ResponseWrite(rid, user, "submitted" if label else "skipped", {"label": label} if label else {}, None, ms,
+                         NOW - ago)
 
 
 M = timedelta(minutes=1)
+CAT_DOG = (Label("cat", "1"), Label("dog", "2"))
 
 
 def fill_single(store: Store) -> list[int]:
@@ -128,9 +130,12 @@ def test_fleiss_and_alpha_with_equal_answers_by_hand() -> None:
     # units: [cat,cat] [cat,dog] [dog,dog] [cat,cat]; n=8, n_cat=5, n_dog=3
     # alpha = 1 - (n-1) * (n - sum o_cc) / (n^2 - sum n_c^2) = 1 - 7 * 2 / 30 = 8/15
     # Fleiss: P_bar = 3/4, P_e = (5/8)^2 + (3/8)^2 = 34/64, kappa = (3/4 - 34/64) / (1 - 34/64) = 7/15
-    rows = [(1, "a", ("cat",)), (1, "b", ("cat",)), (2, "a", ("cat",)), (2, "b", ("dog",)),
-            (3, "a", ("dog",)), (3, "b", ("dog",)), (4, "a", ("cat",)), (4, "c", ("cat",)), (5, "a", ("dog",))]
-    summary, per_user = agreement(rows, "single_label", ["cat", "dog"])
+    rows = [(rid, user, {"label": label}) for rid, user, label in [
+        (1, "a", "cat"), (1, "b", "cat"), (2, "a", "cat"), (2, "b", "dog"), (3, "a", "dog"), (3, "b", "dog"),
+        (4, "a", "cat"), (4, "c", "cat"), (5, "a", "dog")]]
+    [summary], by_question = agreement(rows, classification_task("t", CAT_DOG).questions)
+    per_user = by_question["label"]
+    assert (summary.question, summary.kind) == ("label", "label")
     assert summary.n_records == 4 and summary.n_answers == 8 and summary.equal_answers
     assert summary.alpha.value == pytest.approx(8 / 15)
     assert summary.fleiss.value == pytest.approx(7 / 15) and summary.fleiss.n_records == 4
@@ -142,9 +147,11 @@ def test_multilabel_agreement_per_label_by_hand() -> None:
     # r1: {a} {a,b}; r2: {b} {b}; r3: {a} {}.
     # label a: [T,T] [F,F] [T,F]: n=6, n_T=n_F=3, o_TT + o_FF = 4 -> alpha = 1 - 5 * 2 / 18 = 4/9;
     #   Fleiss: P_bar = 2/3, P_e = 1/2 -> kappa = 1/3.  Label b: [F,T] [T,T] [F,F], the same numbers.
-    rows = [(1, "x", ("a",)), (1, "y", ("a", "b")), (2, "x", ("b",)), (2, "y", ("b",)), (3, "x", ("a",)),
-            (3, "y", ())]
-    summary, per_user = agreement(rows, "multi_label", ["a", "b"])
+    rows = [(rid, user, {"labels": list(labels)}) for rid, user, labels in [
+        (1, "x", "a"), (1, "y", "ab"), (2, "x", "b"), (2, "y", "b"), (3, "x", "a"), (3, "y", "")]]
+    [summary], by_question = agreement(rows, classification_task("t", (Label("a", "1"), Label("b", "2")),
+                                                                 kind="multi_label").questions)
+    per_user = by_question["labels"]
     assert summary.alpha is None and summary.fleiss is None and summary.n_records == 3
     by_label = {l.label: l for l in summary.per_label}
     for label in "ab":
@@ -162,8 +169,7 @@ def test_team_view_counts(single: tuple[Runtime, list[int]]) -> None:
     assert (p.records, p.complete, p.partial, p.skipped, p.untouched) == (8, 3, 2, 2, 1)
     assert (p.answers, p.skips) == (10, 3)
     assert p.answers_needed == 8 * 2 + 1 and p.answers_done == 2 + 2 + 2 + 1 + 2
-    assert dict(snap.team.labels) == {"cat": 5, "dog": 4, "bird": 1}
-    assert [name for name, _ in snap.team.labels] == ["cat", "dog", "bird"]  # task order
+    assert snap.team.labels == (("label", "cat", 5), ("label", "dog", 4), ("label", "bird", 1))  # task order
     assert snap.team.active == ("cy",)  # answered 1-3 minutes ago; the others 30+ minutes ago
     assert sum(t.submitted for t in snap.team.timeline) == 10
     assert sum(t.skipped for t in snap.team.timeline) == 3
@@ -185,21 +191,21 @@ def test_admin_view_per_annotator_and_agreement(single: tuple[Runtime, list[int]
     assert (bob.answers, bob.skips, bob.median_seconds) == (3, 1, 4.0)
     assert (cy.answers, cy.skips, cy.median_seconds) == (2, 1, 1.5)
     # with the majority of the others: ann agrees on r1, r3, r7, not r2 (r4 has no other answer)
-    assert (ann.agreement, ann.compared) == (pytest.approx(3 / 4), 4)
-    assert (bob.agreement, bob.compared) == (pytest.approx(2 / 3), 3)
-    assert (cy.agreement, cy.compared) == (1.0, 2)
+    assert (ann.agreement["label"], ann.compared["label"]) == (pytest.approx(3 / 4), 4)
+    assert (bob.agreement["label"], bob.compared["label"]) == (pytest.approx(2 / 3), 3)
+    assert (cy.agreement["label"], cy.compared["label"]) == (1.0, 2)
     assert cy.active and not ann.active and not bob.active
     assert ann.last_active == NOW - 115 * M and cy.last_active == NOW - 1 * M
     assert [a.user for a in snap.admin.annotators] == ["ann", "bob", "cy"]  # most answers first
 
     # records with >= 2 answers: r1 [cat,cat] r2 [cat,dog] r3 [dog,dog,dog] r7 [cat,cat]; n = 9,
     # n_cat = 5, n_dog = 4, sum o_cc = 2 + 3 + 2 = 7: alpha = 1 - 8 * (9 - 7) / (81 - 41) = 0.6
-    g = snap.admin.agreement
+    [g] = snap.admin.agreement
     assert (g.n_records, g.n_answers, g.equal_answers) == (4, 9, False)
     assert g.alpha.value == pytest.approx(0.6) and g.alpha.n_records == 4
     assert g.fleiss.value is None  # r3 has three answers, the others two
     json_ready = snap.as_dict()
-    assert json_ready["agreement"]["alpha"]["value"] == pytest.approx(0.6)
+    assert json_ready["agreement"][0]["alpha"]["value"] == pytest.approx(0.6)
 
 
 def test_health(single: tuple[Runtime, list[int]]) -> None:
@@ -270,7 +276,7 @@ def test_team_view_is_shared_for_a_few_seconds(single: tuple[Runtime, list[int]]
     rt, ids = single
     board = Dashboard(rt.dashboard_deps(), team_max_age=60)
     first = board.snapshot(ANN)
-    rt.backend.answer(ResponseWrite(ids[5], "ann", "submitted", ("cat",), None, 10, utcnow()))[1].result(5)
+    rt.backend.answer(ResponseWrite(ids[5], "ann", "submitted", {"label": "cat"}, None, 10, utcnow()))[1].result(5)
     assert board.snapshot(ANN).team is first.team
     assert Dashboard(rt.dashboard_deps()).snapshot(ANN).team.progress.partial == 3
 
@@ -395,3 +401,28 @@ def test_downloads_only_for_admins_and_audited(single: tuple[Runtime, list[int]]
     assert all(f.stat().st_size > 0 for f in files)
     assert result.audited and "8 records and 13 answers" in result.message
     assert rt.store.audit_log()[0][1:3] == ("boss", "download_export")
+
+
+def test_agreement_per_question_and_kind_by_hand() -> None:
+    """A four-question task: each question gets its own kind of agreement, over its own answers."""
+    questions = (Question("animal", "Animal", "label", labels=CAT_DOG),
+                 Question("tags", "Tags", "labels", labels=(Label("a", "a"), Label("b", "b"))),
+                 Question("quality", "Quality", "rating", low=1, high=5),
+                 Question("caption", "Caption", "text", required=False))
+    rows = [(1, "x", {"animal": "cat", "tags": ["a"], "quality": 1, "caption": "one"}),
+            (1, "y", {"animal": "cat", "tags": ["a", "b"], "quality": 2}),
+            (2, "x", {"animal": "dog", "tags": ["b"], "quality": 2, "caption": "two"}),
+            (2, "y", {"animal": "cat", "tags": ["b"], "quality": 3}),
+            (3, "x", {"animal": "dog", "tags": ["a"], "quality": 5})]  # one answer: not pairable
+    summaries, per_user = agreement(rows, questions, [("caption", 2, 2, 3.0)])
+    by_name = {s.question: s for s in summaries}
+    assert [s.question for s in summaries] == ["animal", "tags", "quality", "caption"]
+    assert [s.kind for s in summaries] == ["label", "labels", "rating", "text"]
+    # ratings (1, 2) and (2, 3): the ordinal alpha worked by hand in test_metrics, 0.25
+    assert by_name["quality"].alpha.value == pytest.approx(0.25) and by_name["quality"].fleiss is None
+    # labels (cat, cat) (dog, cat): n = 4, n_cat = 3, sum o_cc = 2 -> alpha = 1 - 3 * 2 / (16 - 10) = 0
+    assert by_name["animal"].alpha.value == pytest.approx(0.0)
+    assert {l.label for l in by_name["tags"].per_label} == {"a", "b"}
+    assert (by_name["caption"].n_answers, by_name["caption"].mean_chars, by_name["caption"].alpha) == (2, 3.0, None)
+    assert "caption" not in per_user  # text answers are not compared
+    assert per_user["quality"]["x"].value == 0.0 and per_user["animal"]["y"].value == pytest.approx(1 / 2)

@@ -50,16 +50,16 @@ T0 = datetime(2025, 5, 1, 12, 0, 0)
 
 # (record index, user, status, answer, comment, time_spent_ms, minutes after T0)
 ANSWERS = [
-    (0, "alice", "submitted", ("cat",), None, 1200, 1),
-    (0, "bob", "submitted", ("cat",), "easy", 800, 2),
-    (1, "alice", "submitted", ("dog",), None, 900, 3),      # replaced below by "cat"
-    (1, "bob", "submitted", ("dog",), None, 700, 4),
-    (2, "alice", "submitted", ("dog",), None, 1000, 5),
-    (2, "bob", "skipped", (), None, 300, 6),
-    (2, "carol", "submitted", ("dog",), "blurry", 1500, 7),
-    (3, "alice", "submitted", ("bird",), None, 400, 8),
-    (4, "bob", "skipped", (), None, 200, 9),
-    (1, "alice", "submitted", ("cat",), "changed my mind", 2000, 10),
+    (0, "alice", "submitted", {"label": "cat"}, None, 1200, 1),
+    (0, "bob", "submitted", {"label": "cat"}, "easy", 800, 2),
+    (1, "alice", "submitted", {"label": "dog"}, None, 900, 3),      # replaced below by "cat"
+    (1, "bob", "submitted", {"label": "dog"}, None, 700, 4),
+    (2, "alice", "submitted", {"label": "dog"}, None, 1000, 5),
+    (2, "bob", "skipped", {}, None, 300, 6),
+    (2, "carol", "submitted", {"label": "dog"}, "blurry", 1500, 7),
+    (3, "alice", "submitted", {"label": "bird"}, None, 400, 8),
+    (4, "bob", "skipped", {}, None, 200, 9),
+    (1, "alice", "submitted", {"label": "cat"}, "changed my mind", 2000, 10),
 ]
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200), (200, 30, 200)]
 
@@ -149,42 +149,48 @@ def test_build_tables_rows_and_summary(env):
     by_id = {r["record_id"]: r for r in records}
     assert [r["record_id"] for r in records] == ids
     r0, r1, r2, r3, r4, r5 = (by_id[i] for i in ids)
-    assert (r0["majority"], r0["tied"], r0["agreement"], r0["n_answers"], r0["status"]) == ("cat", [], 1.0, 2, "partial")
+    assert (r0["label"], r0["tied"], r0["agreement"], r0["n_answers"], r0["status"]) == \
+        ("cat", [], {"label": 1.0}, 2, "partial")
     assert r0["extra_answers"] == 1
-    assert (r1["majority"], r1["tied"], r1["agreement"], r1["status"]) == (None, ["cat", "dog"], 0.0, "complete")
-    assert [(a["annotator"], a["answer"]) for a in r1["answers"]] == [("alice", ["cat"]), ("bob", ["dog"])]
-    assert (r2["majority"], r2["n_answers"], r2["n_skipped"], r2["status"]) == ("dog", 2, 1, "complete")
+    assert (r1["label"], r1["tied"], r1["agreement"], r1["status"]) == (
+        None, [{"question": "label", "label": "cat"}, {"question": "label", "label": "dog"}], {"label": 0.0}, "complete")
+    assert [(a["annotator"], a["answer"]) for a in r1["answers"]] == [("alice", {"label": "cat"}),
+                                                                      ("bob", {"label": "dog"})]
+    assert (r2["label"], r2["n_answers"], r2["n_skipped"], r2["status"]) == ("dog", 2, 1, "complete")
     assert [a["annotator"] for a in r2["answers"]] == ["alice", "carol"]
-    assert (r3["majority"], r3["agreement"], r3["status"]) == ("bird", None, "partial")
-    assert (r4["majority"], r4["n_skipped"], r4["status"]) == (None, 1, "untouched")
+    assert (r3["label"], r3["agreement"], r3["status"]) == ("bird", {"label": None}, "partial")
+    assert (r4["label"], r4["n_skipped"], r4["status"]) == (None, 1, "untouched")
     assert (r5["n_answers"], r5["status"], r5["answers"]) == (0, "untouched", [])
     assert json.loads(r0["metadata"]) == {"n": 0, "note": "é"} and r0["suggestion"] == "cat"
     original = (settings.images_dir / store.record(ids[2]).image_path).read_bytes()
     assert r2["image"]["bytes"] == original
     assert len(responses) == 9 and sum(r["status"] == "skipped" for r in responses) == 2
     alice_r1 = next(r for r in responses if r["record_id"] == ids[1] and r["annotator"] == "alice")
-    assert alice_r1["answer"] == ["cat"] and alice_r1["comment"] == "changed my mind"
+    assert alice_r1["label"] == "cat" and alice_r1["comment"] == "changed my mind"
+    assert all(r["label"] is None for r in responses if r["status"] == "skipped")
     assert alice_r1["created_at"] == T0 + timedelta(minutes=3) and alice_r1["updated_at"] == T0 + timedelta(minutes=10)
 
     s = tables.summary
     assert (s.records, s.submitted, s.skipped, len(s.annotators)) == (6, 7, 2, 3)
     assert s.status == {"complete": 2, "partial": 2, "untouched": 2}
-    assert s.answer_counts == {"cat": 3, "dog": 3, "bird": 1}
-    units = {i: [r.answer[0] for r in store.record_responses(i) if r.status == "submitted"] for i in ids}
-    assert s.alpha == metrics.krippendorff_alpha_nominal(units)
+    assert s.questions["label"].answer_counts == {"cat": 3, "dog": 3, "bird": 1}
+    units = {i: [r.answer["label"] for r in store.record_responses(i) if r.status == "submitted"] for i in ids}
+    assert s.questions["label"].alpha == metrics.krippendorff_alpha_nominal(units)
 
 
 def test_multi_label_majority_and_agreement(env):
     settings, store = env
     ids = add_images(store, settings, 2)
     for user, answer in (("a", ("cat", "dog")), ("b", ("cat",)), ("c", ("cat", "bird")), ("d", ("dog",))):
-        store.apply([ResponseWrite(ids[0], user, "submitted", answer, None, 10, T0)])
+        store.apply([ResponseWrite(ids[0], user, "submitted", {"labels": list(answer)}, None, 10, T0)])
     task = make_task("multi_label", overlap=3)
     tables = build_tables(store, task, settings.images_dir)
     row = next(iter(tables)).records.to_pylist()[0]
-    assert row["majority"] == ["cat"] and row["tied"] == ["dog"]  # cat 3/4, dog 2/4 (tied), bird 1/4
+    # cat 3/4, dog 2/4 (tied), bird 1/4
+    assert row["labels"] == ["cat"] and row["tied"] == [{"question": "labels", "label": "dog"}]
     sets = [frozenset(a) for a in (("cat", "dog"), ("cat",), ("cat", "bird"), ("dog",))]
-    assert row["agreement"] == pytest.approx(metrics.record_agreement_multi(sets, task.label_names))
+    assert row["agreement"]["labels"] == pytest.approx(
+        metrics.record_agreement_multi(sets, task.questions[0].label_names))
     assert row["status"] == "complete"
     card = dataset_card(task, tables.summary, REPO)
     assert "| cat | 3 | 1 |" in card
@@ -244,7 +250,7 @@ def test_push_then_load_dataset_both_configs(hub, env, tmp_path):
     assert "# Pets | test" in card and "exported by annotator" in card.lower()
     assert "| cat | 3 | 1 |" in card and "| dog | 3 | 1 |" in card and "| bird | 1 | 1 |" in card
     assert "by 3 annotators" in card and "2 complete, 2 partly done, 2 untouched" in card
-    units = {i: [r.answer[0] for r in store.record_responses(i) if r.status == "submitted"] for i in ids}
+    units = {i: [r.answer["label"] for r in store.record_responses(i) if r.status == "submitted"] for i in ids}
     alpha = metrics.krippendorff_alpha_nominal(units)
     assert f"{alpha.value:.3f} over {alpha.n_records} records" in card
     assert "When unsure, skip." in card and TOKEN not in card
@@ -258,14 +264,15 @@ def test_push_then_load_dataset_both_configs(hub, env, tmp_path):
         rec, row = store.record(rid), records[rid]
         assert row["pixel"] == list(COLOURS[n % len(COLOURS)]) and row["size"] == [rec.width, rec.height]
         submitted = [r for r in store.record_responses(rid) if r.status == "submitted"]
-        vote = metrics.majority([r.answer[0] for r in submitted])
-        assert row["majority"] == vote.label and row["tied"] == list(vote.tied)
-        assert row["agreement"] == metrics.record_agreement([r.answer[0] for r in submitted])
+        vote = metrics.majority([r.answer["label"] for r in submitted])
+        assert row["label"] == vote.label and [t["label"] for t in row["tied"]] == list(vote.tied)
+        assert row["agreement"] == {"label": metrics.record_agreement([r.answer["label"] for r in submitted])}
         assert row["n_answers"] == len(submitted)
-        assert [(a["annotator"], a["answer"]) for a in row["answers"]] == [(r.user_id, list(r.answer)) for r in submitted]
+        assert [(a["annotator"], a["answer"]) for a in row["answers"]] == [(r.user_id, r.answer) for r in submitted]
     assert [records[i]["status"] for i in ids] == ["partial", "complete", "complete", "partial", "untouched", "untouched"]
-    got = sorted((r["record_id"], r["annotator"], r["status"], tuple(r["answer"])) for r in data["responses"])
-    want = sorted((r.record_id, r.user_id, r.status, r.answer) for i in ids for r in store.record_responses(i))
+    got = sorted((r["record_id"], r["annotator"], r["status"], r["label"] or "") for r in data["responses"])
+    want = sorted((r.record_id, r.user_id, r.status, r.answer.get("label", "")) for i in ids
+                  for r in store.record_responses(i))
     assert got == want
 
 
@@ -284,7 +291,7 @@ def test_scheduled_export_only_after_changes_and_retry_reported(hub, env):
         assert exporter.status().last_result == "pushed" and exporter.status().pushes == 1
 
         hub.fail_next(1, status=500, path_contains="/commit/")
-        store.apply([ResponseWrite(ids[5], "dave", "submitted", ("bird",), None, 50, T0 + timedelta(hours=1))])
+        store.apply([ResponseWrite(ids[5], "dave", "submitted", {"label": "bird"}, None, 50, T0 + timedelta(hours=1))])
         assert wait_for(lambda: exporter.status().state == "retrying", step=0.005)
         failed = exporter.status()
         assert "500" in failed.last_error and failed.attempts == 1
@@ -320,7 +327,7 @@ def test_concurrent_triggers_make_one_export_and_stop_pushes_last_changes(hub, e
     again = exporter.trigger().result(timeout=30)
     assert not again.pushed and len(export_commits(hub)) == 1
 
-    store.apply([ResponseWrite(ids[4], "erin", "submitted", ("cat",), None, 10, T0 + timedelta(hours=2))])
+    store.apply([ResponseWrite(ids[4], "erin", "submitted", {"label": "cat"}, None, 10, T0 + timedelta(hours=2))])
     exporter.stop()
     assert len(export_commits(hub)) == 2  # the final push
     assert b"erin" in hub.files(REPO)["responses/train-00000-of-00001.parquet"]
@@ -409,7 +416,7 @@ def test_local_export_parquet_embeds_images(env, tmp_path):
     lines = [json.loads(x) for x in (out / "records.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [x["record_id"] for x in lines] == ids and "image" not in lines[0]
     assert lines[0]["image_file"] == store.record(ids[0]).image_path
-    assert lines[1]["tied"] == ["cat", "dog"]
+    assert lines[1]["tied"] == [{"question": "label", "label": "cat"}, {"question": "label", "label": "dog"}]
     header = (out / "records.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
     assert "image" not in header and "image_file" in header and "record_id" in header
     assert (out / "records.csv").stat().st_size < 10_000  # no image bytes in text files

@@ -176,7 +176,7 @@ def test_a_state_pushed_by_one_replica_is_not_pushed_by_another(hub, replicas) -
     assert b.status().commit_url == a.status().commit_url is not None  # b's dashboard links a's commit
     assert b.status().last_success_at is not None
 
-    replicas[1][1].apply([ResponseWrite(1, "dave", "submitted", ("bird",), None, 50, T0 + timedelta(hours=1))])
+    replicas[1][1].apply([ResponseWrite(1, "dave", "submitted", {"label": "bird"}, None, 50, T0 + timedelta(hours=1))])
     assert b.trigger().result(timeout=60).pushed and len(export_commits(hub)) == 2
     assert not a.trigger().result(timeout=30).pushed  # b's push is a's state too
     a.stop()  # nothing changed: no final push from either

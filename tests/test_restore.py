@@ -31,7 +31,7 @@ def _push(hub, root: Path):
     settings = make_settings(root)
     store = Store(settings.db_path)
     ids = fill(store, settings)
-    store.apply([ResponseWrite(ids[3], "zoe", "submitted", ("cat",), "ünïcode, \"quotes\"", None,
+    store.apply([ResponseWrite(ids[3], "zoe", "submitted", {"label": "cat"}, "ünïcode, \"quotes\"", None,
                                T0 + timedelta(hours=3, microseconds=123457))])
     exporter = Exporter(store, make_task(), settings, endpoint=hub.endpoint)
     exporter.push_now()

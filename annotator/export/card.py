@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import timezone
 
 from annotator import metrics
-from annotator.task import TaskSpec
+from annotator.task import Question, TaskSpec
 from annotator.export.format import RECORDS, RESPONSES
-from annotator.export.summary import ExportSummary
+from annotator.export.summary import ExportSummary, QuestionSummary
 
 
 def _size_category(n: int) -> str:
@@ -35,7 +35,7 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
     front = {
         "pretty_name": task.title,
         "tags": ["annotator", "image-annotation"],
-        "task_categories": ["image-classification"],
+        "task_categories": _task_categories(task),
         "size_categories": [_size_category(summary.records)],
         "configs": [
             {"config_name": RECORDS, "data_files": [{"split": "train", "path": f"{RECORDS}/*.parquet"}],
@@ -43,7 +43,6 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
             {"config_name": RESPONSES, "data_files": [{"split": "train", "path": f"{RESPONSES}/*.parquet"}]},
         ],
     }
-    kind = "one label per image" if task.kind == "single_label" else "any number of labels per image"
     when = summary.created_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     status = summary.status
     lines = [
@@ -53,40 +52,28 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
         f"- **Records:** {summary.records} ({status['complete']} complete, {status['partial']} partly done, "
         f"{status['untouched']} untouched)",
         f"- **Answers:** {summary.submitted} submitted and {summary.skipped} skipped, by "
-        f"{len(summary.annotators)} annotators",
-        f"- **Task:** {task.question} ({kind}); each image is wanted from {task.overlap} "
+        f"{len(summary.annotators)} annotators; each image is wanted from {task.overlap} "
         f"annotator{'s' if task.overlap != 1 else ''}",
     ]
-    if task.kind == "single_label":
-        lines.append(f"- **Agreement:** Krippendorff's alpha (nominal) {_alpha_text(summary.alpha)}")
-    else:
-        lines.append("- **Agreement:** Krippendorff's alpha (nominal) per label, each label as present/absent, "
-                     "in the table below")
-    if summary.ties:
-        lines.append(f"- **Ties:** {summary.ties} records have no majority (listed in `tied`)")
     if summary.missing_images:
         lines.append(f"- **Missing images:** {summary.missing_images} records were exported without their image "
                      f"(the file could not be read)")
-    lines += ["", "## Labels", ""]
-    names = list(dict.fromkeys((*task.label_names, *sorted(summary.answer_counts))))
-    if task.kind == "single_label":
-        lines += ["| label | answers | records with this majority |", "|---|---:|---:|"]
-        lines += [f"| {_cell(n)} | {summary.answer_counts[n]} | {summary.majority_counts[n]} |" for n in names]
-    else:
-        lines += ["| label | answers | records with this label in the majority | alpha |", "|---|---:|---:|---|"]
-        for n in names:
-            alpha = summary.alpha_per_label.get(n)
-            shown = f"{alpha.value:.3f} (n={alpha.n_records})" if alpha and alpha.value is not None else "n/a"
-            lines.append(f"| {_cell(n)} | {summary.answer_counts[n]} | {summary.majority_counts[n]} | {shown} |")
+    lines += ["", "## Questions", "",
+              "Each question is a column of `responses` (null when an answer left it open, and on skips) and, "
+              "except text, a consensus column of `records`.", ""]
+    for q in task.questions:
+        lines += _question_lines(q, summary.questions[q.name])
     if task.guidelines.strip():
         lines += ["", "## Guidelines given to annotators", "", task.guidelines.strip()]
     lines += [
         "", "## Configs", "",
         f"- `{RECORDS}` (default): one row per image: `image`, `record_id`, `source_key`, `metadata` (JSON), "
-        "`suggestion`, `majority` (None when tied), `tied`, `agreement` (share of agreeing answer pairs), "
+        "`suggestion`, the consensus of each question in a column named after it, `tied` (question, label: "
+        "the ties left undecided), `agreement` (per question, the share of agreeing answer pairs), "
         "`n_answers`, `n_skipped`, `status` (complete / partial / untouched) and `answers` "
-        "(annotator, answer, comment, time, time_spent_ms).",
-        f"- `{RESPONSES}`: one row per answer, skips included (`status` = skipped).", "",
+        "(annotator, answer by question, comment, time, time_spent_ms).",
+        f"- `{RESPONSES}`: one row per answer, skips included (`status` = skipped): `record_id`, `source_key`, "
+        "`annotator`, `status`, a column per question, `comment`, `time_spent_ms`, `created_at`, `updated_at`.", "",
         "```python", "from datasets import load_dataset", "",
         f'records = load_dataset("{repo_id}", "{RECORDS}", split="train")',
         f'responses = load_dataset("{repo_id}", "{RESPONSES}", split="train")', "```", "",
@@ -97,6 +84,62 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
         "replaces the previous one; the repository history keeps the earlier versions.", "",
     ]
     return "\n".join(lines)
+
+
+def _task_categories(task: TaskSpec) -> list[str]:
+    """Hub task ids for the questions: text answers (captions) are image-to-text, the rest classification."""
+    kinds = {q.kind for q in task.questions}
+    return (["image-classification"] if kinds - {"text"} else []) + (["image-to-text"] if "text" in kinds else [])
+
+
+_KIND_TEXT = {"label": "one label", "labels": "any number of labels", "rating": "a whole-number rating",
+              "text": "free text"}
+
+
+def _question_lines(q: Question, qs: QuestionSummary) -> list[str]:
+    """A question's part of the card: what was asked, its column type, consensus and agreement."""
+    if q.kind == "rating":
+        ends = f" ({q.low_word} to {q.high_word})" if q.low_word or q.high_word else ""
+        shape = f"{q.low} to {q.high}{ends}; column type int32, consensus: the median (float64)"
+    elif q.kind == "text":
+        shape = (f"{q.min_chars} to {q.max_chars} characters; column type string, no consensus; "
+                 f"{qs.answers} answers, {_mean(qs.mean_chars)} characters on average")
+    elif q.kind == "labels":
+        shape = ("column type list of strings, consensus: the labels more than half of the answers chose "
+                 "(a label chosen by exactly half is listed in `tied`)")
+    else:
+        shape = "column type string, consensus: the majority label (None on a tie, the tied labels in `tied`)"
+    lines = [f"### `{q.name}`: {q.title}", "",
+             f"- **Kind:** {q.kind}, {_KIND_TEXT[q.kind]}{'' if q.required else ' (optional)'}; {shape}"]
+    if q.kind == "label":
+        lines.append(f"- **Agreement:** Krippendorff's alpha (nominal) {_alpha_text(qs.alpha)}")
+    elif q.kind == "rating":
+        lines.append(f"- **Agreement:** Krippendorff's alpha (ordinal) {_alpha_text(qs.alpha)}")
+    elif q.kind == "labels":
+        lines.append("- **Agreement:** Krippendorff's alpha (nominal) per label, each label as present/absent, "
+                     "in the table below")
+    if qs.ties:
+        lines.append(f"- **Ties:** {qs.ties} records have no consensus on some label (listed in `tied`)")
+    if q.kind == "rating":
+        lines += ["", "| rating | answers |", "|---:|---:|"]
+        lines += [f"| {v} | {qs.answer_counts[str(v)]} |" for v in q.scale]
+    elif q.kind in ("label", "labels"):
+        names = list(dict.fromkeys((*q.label_names, *sorted(qs.answer_counts))))
+        if q.kind == "label":
+            lines += ["", "| label | answers | records with this majority |", "|---|---:|---:|"]
+            lines += [f"| {_cell(n)} | {qs.answer_counts[n]} | {qs.majority_counts[n]} |" for n in names]
+        else:
+            lines += ["", "| label | answers | records with this label in the majority | alpha |",
+                      "|---|---:|---:|---|"]
+            for n in names:
+                alpha = qs.alpha_per_label.get(n)
+                shown = f"{alpha.value:.3f} (n={alpha.n_records})" if alpha and alpha.value is not None else "n/a"
+                lines.append(f"| {_cell(n)} | {qs.answer_counts[n]} | {qs.majority_counts[n]} | {shown} |")
+    return lines + [""]
+
+
+def _mean(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
 
 
 def _cell(text: str) -> str:

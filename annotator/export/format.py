@@ -1,10 +1,18 @@
 """The export's two tables: their names, columns and types, and rows to and from the store's types.
 
 * `records`: one row per record: the image (a `datasets` Image feature holding
-  the original bytes), ids, metadata, the majority answer (None on a tie, the
-  tied labels listed), the record's agreement, answer counts, status
-  (complete / partial / untouched) and the list of answers;
-* `responses`: one row per answer, skips included with status "skipped".
+  the original bytes), ids, metadata, the consensus of each question in a
+  column named after it (label: the majority label, None on a tie; labels: the
+  labels more than half of the answers chose; rating: the median; text: none),
+  the ties stated (`tied`), the record's agreement per question, answer
+  counts, status (complete / partial / untouched) and the list of answers;
+* `responses`: one row per answer, skips included with status "skipped", one
+  column per question (label and text: string, labels: list of strings,
+  rating: int32; a question left open, or a skip, is null).
+
+Exports written before typed answers had one `answer` list column in
+`responses`; `response_from_row` reads it through the task's first question
+(model.LegacyQuestion), as the store migration does.
 
 Both directions live here, so a column is named in this module only: the
 export writes rows with `record_row` and `response_row`, restore reads them
@@ -17,8 +25,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from annotator.task import TaskSpec
-from annotator.model import Record, Response
+from annotator.task import Question, TaskSpec
+from annotator.model import Answer, LegacyQuestion, Record, Response
 
 if TYPE_CHECKING:
     from annotator.images import SavedImage
@@ -31,12 +39,36 @@ IMAGE = "image"  # the column of image bytes: in Parquet only, JSONL and CSV lea
 # the columns of `records` that hold the record as the store has it: all that restore reads back
 RECORD_COLUMNS = (IMAGE, "record_id", "source_key", "image_file", "sha256", "width", "height", "metadata",
                   "suggestion", "position", "extra_answers")
+# the columns of `responses` beside the questions' own; an export before typed answers added `answer`
+RESPONSE_COLUMNS = ("record_id", "source_key", "annotator", "status", "comment", "time_spent_ms", "created_at",
+                    "updated_at")
+LEGACY_ANSWER = "answer"
+
+
+def answer_feature(q: Question) -> Any:
+    """The `datasets` type of one question's answer: label and text a string, labels a list, rating int32."""
+    from datasets import List, Value
+    return {"label": Value("string"), "labels": List(Value("string")), "rating": Value("int32"),
+            "text": Value("string")}[q.kind]
+
+
+def consensus_feature(q: Question) -> Any:
+    """The `datasets` type of a label, labels or rating question's consensus in `records` (the median rating
+    may fall between two values)."""
+    from datasets import Value
+    return Value("float64") if q.kind == "rating" else answer_feature(q)
+
+
+def scored(task: TaskSpec) -> list[Question]:
+    """The questions a record's agreement is computed for: all but text."""
+    return [q for q in task.questions if q.kind != "text"]
 
 
 def records_features(task: TaskSpec) -> Any:
-    """The `datasets` Features of the records table (majority is a list of labels for multi_label)."""
+    """The `datasets` Features of the records table: a consensus column per question, beside the record's own."""
     from datasets import Features, Image, List, Value
-    majority = Value("string") if task.kind == "single_label" else List(Value("string"))
+    consensus = {q.name: consensus_feature(q) for q in scored(task)}
+    agreement = {q.name: Value("float64") for q in scored(task)}
     return Features({
         IMAGE: Image(),
         "record_id": Value("int32"),
@@ -47,15 +79,15 @@ def records_features(task: TaskSpec) -> Any:
         "height": Value("int32"),
         "metadata": Value("string"),
         "suggestion": Value("string"),
-        "majority": majority,
-        "tied": List(Value("string")),
-        "agreement": Value("float64"),
+        **consensus,
+        "tied": List({"question": Value("string"), "label": Value("string")}),
+        **({"agreement": agreement} if agreement else {}),
         "n_answers": Value("int32"),
         "n_skipped": Value("int32"),
         "status": Value("string"),
         "answers": List({
             "annotator": Value("string"),
-            "answer": List(Value("string")),
+            "answer": {q.name: answer_feature(q) for q in task.questions},
             "comment": Value("string"),
             "time": Value("timestamp[us]"),
             "time_spent_ms": Value("int32"),
@@ -65,15 +97,15 @@ def records_features(task: TaskSpec) -> Any:
     })
 
 
-def responses_features() -> Any:
-    """The `datasets` Features of the responses table."""
-    from datasets import Features, List, Value
+def responses_features(task: TaskSpec) -> Any:
+    """The `datasets` Features of the responses table: a column per question after `status`."""
+    from datasets import Features, Value
     return Features({
         "record_id": Value("int32"),
         "source_key": Value("string"),
         "annotator": Value("string"),
         "status": Value("string"),
-        "answer": List(Value("string")),
+        **{q.name: answer_feature(q) for q in task.questions},
         "comment": Value("string"),
         "time_spent_ms": Value("int32"),
         "created_at": Value("timestamp[us]"),
@@ -82,8 +114,10 @@ def responses_features() -> Any:
 
 
 def record_row(record: Record, image: dict[str, Any] | None, submitted: list[Response], *, skipped: int,
-               majority: Any, tied: list[str], agreement: float | None, status: str) -> dict[str, Any]:
-    """The `records` row of `record`: `image` as {"bytes", "path"}, the consensus as computed by the caller."""
+               consensus: dict[str, Any], tied: list[dict[str, str]], agreement: dict[str, float | None],
+               status: str) -> dict[str, Any]:
+    """The `records` row of `record`: `image` as {"bytes", "path"}; the consensus (by question), the ties
+    ({"question", "label"}) and the agreement (by question) as computed by the caller."""
     return {
         IMAGE: image,
         "record_id": record.id,
@@ -94,13 +128,13 @@ def record_row(record: Record, image: dict[str, Any] | None, submitted: list[Res
         "height": record.height,
         "metadata": json.dumps(record.metadata, sort_keys=True, ensure_ascii=False, default=str),
         "suggestion": record.suggestion,
-        "majority": majority,
+        **consensus,
         "tied": tied,
-        "agreement": agreement,
+        **({"agreement": agreement} if agreement else {}),
         "n_answers": len(submitted),
         "n_skipped": skipped,
         "status": status,
-        "answers": [{"annotator": a.user_id, "answer": list(a.answer), "comment": a.comment,
+        "answers": [{"annotator": a.user_id, "answer": a.answer, "comment": a.comment,
                      "time": a.updated_at, "time_spent_ms": a.time_spent_ms} for a in submitted],
         "position": record.position,
         "extra_answers": record.extra_answers,
@@ -108,9 +142,9 @@ def record_row(record: Record, image: dict[str, Any] | None, submitted: list[Res
 
 
 def response_row(record: Record, r: Response) -> dict[str, Any]:
-    """The `responses` row of the answer `r` to `record`."""
+    """The `responses` row of the answer `r` to `record` (a question it leaves open is left out: null)."""
     return {"record_id": r.record_id, "source_key": record.source_key, "annotator": r.user_id,
-            "status": r.status, "answer": list(r.answer), "comment": r.comment,
+            "status": r.status, **r.answer, "comment": r.comment,
             "time_spent_ms": r.time_spent_ms, "created_at": r.created_at, "updated_at": r.updated_at}
 
 
@@ -137,9 +171,18 @@ def record_from_row(row: dict[str, Any], saved: SavedImage | None) -> Record:
         else row["record_id"], extra_answers=row["extra_answers"] or 0)
 
 
-def response_from_row(row: dict[str, Any]) -> Response:
-    """The Response a `responses` row holds."""
+def response_from_row(row: dict[str, Any], legacy: LegacyQuestion | None = None) -> Response:
+    """The Response a `responses` row holds: every column beside RESPONSE_COLUMNS is a question, null when
+    left open. A row of an export before typed answers (`answer`, a list of labels) is read through
+    `legacy`; ValueError when there is none."""
+    if isinstance(row.get(LEGACY_ANSWER), list) and set(row) == {*RESPONSE_COLUMNS, LEGACY_ANSWER}:
+        if legacy is None:
+            raise ValueError("its answers are lists of labels, from before typed answers, and the task's first "
+                             "question is not a label or labels question to give them to")
+        answer: Answer = legacy.answer(row[LEGACY_ANSWER], row["status"])
+    else:
+        answer = {name: value for name, value in row.items() if name not in RESPONSE_COLUMNS and value is not None}
     return Response(record_id=row["record_id"], user_id=row["annotator"], status=row["status"],
-                    answer=tuple(row["answer"] or ()), comment=row["comment"],
+                    answer=answer, comment=row["comment"],
                     time_spent_ms=row["time_spent_ms"], created_at=row["created_at"],
                     updated_at=row["updated_at"])

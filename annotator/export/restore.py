@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import pyarrow.parquet as pq
 
 from annotator.config import Settings
-from annotator.task import TaskSpec
+from annotator.task import TaskSpec, legacy_question
 from annotator.export.format import (CONFIGS, RECORD_COLUMNS, RECORDS, RESPONSES, image_bytes, record_from_row,
                                      response_from_row)
 from annotator.export.push_state import save_export_state
@@ -104,7 +104,8 @@ def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | 
         raise RestoreError(f"cannot download the export {repo}: {describe_error(exc, token)}. Check HF_TOKEN and "
                            f"the network, or unset EXPORT_REPO to start without restoring.") from None
     counts = {"missing_images": 0, "unknown_labels": 0}
-    labels = set(task.label_names) if task else None
+    labels = {q.name: set(q.label_names) for q in task.questions if q.kind in ("label", "labels")} if task else None
+    legacy = legacy_question(task) if task else None
     images_dir = settings.images_dir
 
     def saved_image(row: dict[str, Any]) -> SavedImage | None:
@@ -127,10 +128,9 @@ def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | 
     def response_batches() -> Iterator[list[Response]]:
         for path in sorted((local / RESPONSES).glob("*.parquet")):
             for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
-                out = [response_from_row(row) for row in batch.to_pylist()]
+                out = [response_from_row(row, legacy) for row in batch.to_pylist()]
                 if labels is not None:
-                    counts["unknown_labels"] += sum(1 for r in out
-                                                    if r.status == "submitted" and not set(r.answer) <= labels)
+                    counts["unknown_labels"] += sum(1 for r in out if r.status == "submitted" and _unknown(r, labels))
                 yield out
 
     try:
@@ -149,3 +149,12 @@ def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | 
                            counts["unknown_labels"], time.monotonic() - started)
     log.info("restore: %s", report.summary())
     return report
+
+
+def _unknown(response: Response, labels: dict[str, set[str]]) -> bool:
+    """Whether an answer names a label its question (label or labels) does not have in the task."""
+    for name, known in labels.items():
+        value = response.answer.get(name)
+        if value is not None and not ({value} if isinstance(value, str) else set(value)) <= known:  # type: ignore[arg-type]
+            return True
+    return False

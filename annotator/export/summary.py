@@ -1,7 +1,8 @@
 """The totals of one export, filled while its tables are built: what the card says.
 
-Agreement is accumulated record by record (`AlphaAccumulator`), so a summary
-of any size of store takes memory per label, never per record.
+Agreement is accumulated record by record (`AlphaAccumulator`,
+`OrdinalAccumulator`), so a summary of any size of store takes memory per
+label or rating value, never per record.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Sequence
+
+import numpy as np
 
 from annotator import metrics
 
@@ -53,6 +56,60 @@ class AlphaAccumulator:
                                        n_records=self.units, n_answers=self.n)
 
 
+class OrdinalAccumulator:
+    """Krippendorff's ordinal alpha (ratings), accumulated one record at a time.
+
+    Keeps the coincidence sums per pair of values (a scale has at most ten),
+    which is all `metrics.ordinal_alpha_from_coincidences` needs.
+    """
+
+    def __init__(self) -> None:
+        self.units = 0
+        self.coincidences: Counter[tuple[int, int]] = Counter()
+
+    def add(self, values: Sequence[int | None]) -> None:
+        counts = Counter(v for v in values if v is not None)
+        m = sum(counts.values())
+        if m < 2:
+            return
+        self.units += 1
+        for c, n_c in counts.items():
+            for k, n_k in counts.items():
+                self.coincidences[c, k] += n_c * (n_k - (c == k)) / (m - 1)
+
+    def result(self) -> metrics.AgreementResult:
+        values = sorted({c for c, _ in self.coincidences})
+        index = {v: i for i, v in enumerate(values)}
+        matrix = np.zeros((len(values), len(values)))
+        for (c, k), o in self.coincidences.items():
+            matrix[index[c], index[k]] = o
+        return metrics.ordinal_alpha_from_coincidences(values, matrix, self.units)
+
+
+@dataclass
+class QuestionSummary:
+    """One question's totals in an export.
+
+    label / labels: `answer_counts` per label, `majority_counts` the records
+    whose consensus holds the label, `ties` the records with a tie stated.
+    rating: `answer_counts` per value. text: `chars` in all answers. `alpha`:
+    nominal (label) or ordinal (rating); `alpha_per_label` for labels.
+    """
+    name: str
+    kind: str
+    answers: int = 0
+    answer_counts: Counter[str] = field(default_factory=Counter)
+    majority_counts: Counter[str] = field(default_factory=Counter)
+    ties: int = 0
+    chars: int = 0
+    alpha: metrics.AgreementResult | None = None
+    alpha_per_label: dict[str, metrics.AgreementResult] = field(default_factory=dict)
+
+    @property
+    def mean_chars(self) -> float | None:
+        return self.chars / self.answers if self.answers else None
+
+
 @dataclass
 class ExportSummary:
     """Totals of one export, filled while its tables are built; the card is written from it."""
@@ -60,13 +117,9 @@ class ExportSummary:
     submitted: int = 0
     skipped: int = 0
     status: Counter[str] = field(default_factory=Counter)
-    answer_counts: Counter[str] = field(default_factory=Counter)
-    majority_counts: Counter[str] = field(default_factory=Counter)
-    ties: int = 0
+    questions: dict[str, QuestionSummary] = field(default_factory=dict)  # in task order
     annotators: set[str] = field(default_factory=set)
     missing_images: int = 0
-    alpha: metrics.AgreementResult | None = None
-    alpha_per_label: dict[str, metrics.AgreementResult] = field(default_factory=dict)
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property

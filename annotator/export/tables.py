@@ -1,8 +1,10 @@
 """The records and responses tables of a store, built shard by shard (`build_tables`).
 
 One pass over the store gives both tables, so memory stays flat in the number
-of records; the consensus of each record (majority, ties, agreement, status)
-is computed here, and the export's totals are filled on the way.
+of records; the consensus of each record, question by question (majority
+label, the labels more than half chose, the median rating; ties stated),
+its agreement and status are computed here, and the export's totals are
+filled on the way.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -18,9 +19,9 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 
 from annotator import metrics
-from annotator.task import TaskSpec
+from annotator.task import Question, TaskSpec
 from annotator.export.format import IMAGE, record_row, records_features, response_row, responses_features
-from annotator.export.summary import AlphaAccumulator, ExportSummary
+from annotator.export.summary import AlphaAccumulator, ExportSummary, OrdinalAccumulator, QuestionSummary
 from annotator.model import Record, Response, record_status
 from annotator.store_protocol import StoreProtocol
 
@@ -55,12 +56,14 @@ class ExportTables:
         self.shard_rows, self.shard_bytes = max(1, shard_rows), max(1, shard_bytes)
         self.progress = progress
         self.records_schema: pa.Schema = records_features(task).arrow_schema
-        self.responses_schema: pa.Schema = responses_features().arrow_schema
+        self.responses_schema: pa.Schema = responses_features(task).arrow_schema
         self.total_records = store.record_count()
-        self.summary = ExportSummary()
-        self._single = task.kind == "single_label"
-        self._alpha = AlphaAccumulator()
-        self._alpha_labels: dict[str, AlphaAccumulator] = {}
+        self.summary = ExportSummary(questions={q.name: QuestionSummary(q.name, q.kind) for q in task.questions})
+        self._alpha: dict[str, AlphaAccumulator | OrdinalAccumulator] = {
+            q.name: OrdinalAccumulator() if q.kind == "rating" else AlphaAccumulator()
+            for q in task.questions if q.kind in ("label", "rating")}
+        self._alpha_labels: dict[str, dict[str, AlphaAccumulator]] = {
+            q.name: {} for q in task.questions if q.kind == "labels"}
 
     def __iter__(self) -> Iterator[Shard]:
         done = 0
@@ -116,43 +119,59 @@ class ExportTables:
         s.submitted += len(submitted)
         s.skipped += len(answers) - len(submitted)
         s.annotators.update(a.user_id for a in answers)
-        for a in submitted:
-            s.answer_counts.update(a.answer)
-        tied: list[str] = []
-        if self._single:
-            labels = [a.answer[0] if a.answer else None for a in submitted]
-            vote = metrics.majority(labels)
-            majority: Any = vote.label
-            tied = list(vote.tied)
-            agreement = metrics.record_agreement(labels)
-            self._alpha.add(labels)
-            if vote.label is not None:
-                s.majority_counts[vote.label] += 1
-        else:
-            # a label is in the majority when more than half of the answers chose it; chosen by
-            # exactly half it is tied (stated, not decided)
-            sets = [frozenset(a.answer) for a in submitted]
-            chosen = Counter(label for one in sets for label in one)
-            half = len(sets) / 2
-            majority = sorted(label for label, c in chosen.items() if c > half)
-            tied = sorted(label for label, c in chosen.items() if c == half)
-            agreement = metrics.record_agreement_multi(sets, self.task.label_names)
-            for label in dict.fromkeys((*self.task.label_names, *sorted(chosen))):
-                self._alpha_labels.setdefault(label, AlphaAccumulator()).add([label in one for one in sets])
-            s.majority_counts.update(majority)
-        if len(tied) > 1 or (not self._single and tied):
-            s.ties += 1
+        consensus: dict[str, Any] = {}
+        agreement: dict[str, float | None] = {}
+        tied: list[dict[str, str]] = []
+        for q in self.task.questions:
+            values = [a.answer[q.name] for a in submitted if q.name in a.answer]
+            qs = s.questions[q.name]
+            qs.answers += len(values)
+            if q.kind == "text":
+                qs.chars += sum(len(v) for v in values)  # type: ignore[arg-type]
+                continue
+            ties = self._consensus(q, values, qs, consensus, agreement)
+            qs.ties += bool(ties)
+            tied += [{"question": q.name, "label": label} for label in ties]
         needed = self.task.overlap + record.extra_answers
         status = record_status(len(submitted), needed)
         s.status[status] += 1
         return record_row(record, self._image(record), submitted, skipped=len(answers) - len(submitted),
-                          majority=majority, tied=tied, agreement=agreement, status=status)
+                          consensus=consensus, tied=tied, agreement=agreement, status=status)
+
+    def _consensus(self, q: Question, values: list[Any], qs: QuestionSummary, consensus: dict[str, Any],
+                   agreement: dict[str, float | None]) -> list[str]:
+        """Fill one label, labels or rating question's consensus and agreement for a record; its ties."""
+        name = q.name
+        if q.kind == "labels":
+            # a label is in the consensus when more than half of the answers chose it; chosen by exactly
+            # half it is tied (stated, not decided)
+            chosen, ties = metrics.label_set_majority(values)
+            labels = q.label_names
+            consensus[name] = chosen
+            agreement[name] = metrics.record_agreement_multi(values, labels)
+            for value in values:
+                qs.answer_counts.update(value)
+            for label in dict.fromkeys((*labels, *sorted({v for value in values for v in value}))):
+                self._alpha_labels[name].setdefault(label, AlphaAccumulator()).add([label in v for v in values])
+            qs.majority_counts.update(chosen)
+            return ties
+        self._alpha[name].add(values)
+        agreement[name] = metrics.record_agreement(values)
+        qs.answer_counts.update(str(v) for v in values)
+        if q.kind == "rating":
+            consensus[name] = metrics.median(values)
+            return []
+        vote = metrics.majority(values)
+        consensus[name] = vote.label
+        if vote.label is not None:
+            qs.majority_counts[vote.label] += 1
+        return list(vote.tied)
 
     def _finish(self) -> None:
-        if self._single:
-            self.summary.alpha = self._alpha.result()
-        else:
-            self.summary.alpha_per_label = {label: acc.result() for label, acc in self._alpha_labels.items()}
+        for name, acc in self._alpha.items():
+            self.summary.questions[name].alpha = acc.result()
+        for name, per_label in self._alpha_labels.items():
+            self.summary.questions[name].alpha_per_label = {label: acc.result() for label, acc in per_label.items()}
 
 
 def build_tables(store: StoreProtocol, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,

@@ -23,13 +23,16 @@ from annotator.metrics import AgreementResult
 from annotator.reports import (EXPORT_NOT_CONFIGURED, AgreementSummary, Dashboard, Health, Snapshot,
                                TeamView)
 from annotator.runtime import Runtime
+from annotator.task import TaskSpec
 from annotator.ui.admin import DASHBOARD_GROUP, AdminActions, AdminGate
 from annotator.ui.identity import identify
 from annotator.ui.zone import ZONE_JS, ViewerZone
 
 REFRESH_SECONDS = 15.0
+# "last active" gets the zone's name; "agreement %" and "compared on" come once per question agreement is
+# computed for (the question's name added when there are several)
 ANNOTATOR_COLUMNS = ["annotator", "answers", "skips", "median s / record", "agreement %", "compared on",
-                     "last active", "active", "leases"]  # "last active" gets the zone's name
+                     "last active", "active", "leases"]
 
 CSS = """<style>
   #dash-progress .dash-bar { display: flex; height: 18px; border-radius: 4px; overflow: hidden; background: #e5e7eb; }
@@ -86,23 +89,42 @@ def timeline_frame(team: TeamView) -> pd.DataFrame:
 
 
 def labels_frame(team: TeamView) -> pd.DataFrame:
-    frame = pd.DataFrame(list(team.labels), columns=["label", "answers"])
+    """One bar per label; with several label questions each bar is named "question: label"."""
+    several = len({question for question, _, _ in team.labels}) > 1
+    frame = pd.DataFrame([(f"{q}: {label}" if several else label, n) for q, label, n in team.labels],
+                         columns=["label", "answers"])
     frame["answers"] = frame["answers"].astype("int64")
     return frame
 
 
-def annotators_frame(snapshot: Snapshot | None, zone: ViewerZone) -> pd.DataFrame:
-    """The per-annotator table, times in `zone`; empty for anyone but an admin (or no snapshot)."""
+def annotators_frame(snapshot: Snapshot | None, zone: ViewerZone, scored: Sequence[str]) -> pd.DataFrame:
+    """The per-annotator table, times in `zone`, agreement per question of `scored`; empty for anyone but an
+    admin (or no snapshot)."""
     rows = []
     for a in snapshot.admin.annotators if snapshot and snapshot.admin else ():
-        rows.append([a.user, a.answers, a.skips, a.median_seconds,
-                     None if a.agreement is None else round(100 * a.agreement, 1), a.compared,
+        agreement = [cell for q in scored for cell in (
+            None if a.agreement.get(q) is None else round(100 * a.agreement[q], 1), a.compared.get(q, 0))]
+        rows.append([a.user, a.answers, a.skips, a.median_seconds, *agreement,
                      zone.stamp(a.last_active, labelled=False) if a.last_active else "", "yes" if a.active else "", a.leases])
-    return pd.DataFrame(rows, columns=annotator_columns(zone))
+    return pd.DataFrame(rows, columns=annotator_columns(zone, scored))
 
 
-def annotator_columns(zone: ViewerZone) -> list[str]:
-    return [zone.column(c) if c == "last active" else c for c in ANNOTATOR_COLUMNS]
+def annotator_columns(zone: ViewerZone, scored: Sequence[str]) -> list[str]:
+    """The table's headers: the agreement pair once per question in `scored`."""
+    columns = []
+    for c in ANNOTATOR_COLUMNS:
+        if c in ("agreement %", "compared on"):
+            if c == "agreement %":
+                columns += [name for q in scored for name in
+                            ((f"agreement % {q}", f"compared on {q}") if len(scored) > 1 else (c, "compared on"))]
+            continue
+        columns.append(zone.column(c) if c == "last active" else c)
+    return columns
+
+
+def scored_questions(task: TaskSpec) -> list[str]:
+    """The questions annotators are compared on: all but text."""
+    return [q.name for q in task.questions if q.kind != "text"]
 
 
 def _result(name: str, r: AgreementResult | None) -> str:
@@ -113,24 +135,37 @@ def _result(name: str, r: AgreementResult | None) -> str:
            f"{r.n_answers} answers</td></tr>"
 
 
-def agreement_html(summary: AgreementSummary) -> str:
-    head = (f"<h3>Agreement</h3><p>Over the <b id='dash-agreement-n'>{summary.n_records}</b> record(s) with at "
+def agreement_html(summaries: Sequence[AgreementSummary]) -> str:
+    """One block per question (headed by its name when there are several)."""
+    blocks = "".join(_question_agreement_html(s, i, len(summaries) > 1) for i, s in enumerate(summaries))
+    return f"<div id='dash-agreement-box'><h3>Agreement</h3>{blocks}</div>"
+
+
+def _question_agreement_html(summary: AgreementSummary, index: int, named: bool) -> str:
+    count_id = "dash-agreement-n" if index == 0 else f"dash-agreement-n-{summary.question}"
+    title = f"<h4>{_esc(summary.question)} <span class='dash-muted'>({_esc(summary.kind)})</span></h4>" if named else ""
+    if summary.kind == "text":
+        return (f"{title}<p><b id='{count_id}'>{summary.n_answers}</b> answer(s) on {summary.n_records} record(s), "
+                f"{_num(summary.mean_chars, 1)} characters on average.</p>")
+    head = (f"{title}<p>Over the <b id='{count_id}'>{summary.n_records}</b> record(s) with at "
             f"least two answers ({summary.n_answers} answers).</p>")
     if not summary.n_records:
-        return f"<div id='dash-agreement-box'>{head}<p class='dash-muted'>Not enough data yet.</p></div>"
-    fleiss_note = "" if summary.equal_answers else (
+        return f"{head}<p class='dash-muted'>Not enough data yet.</p>"
+    fleiss_note = "" if summary.equal_answers or summary.kind == "rating" else (
         "<p class='dash-muted'>Fleiss' kappa needs the same number of answers on every record; those records "
         "differ, so only Krippendorff's alpha applies.</p>")
-    if summary.kind == "multi_label":
+    if summary.kind == "labels":
         rows = "".join(
             f"<tr><td>{_esc(l.label)}</td><td>{_num(l.alpha.value)}</td><td>{_num(l.fleiss.value)}</td></tr>"
             for l in summary.per_label)
         body = (f"<table class='dash-table'><tr><th>label (present / absent)</th><th>Krippendorff's alpha</th>"
                 f"<th>Fleiss' kappa</th></tr>{rows}</table>")
+    elif summary.kind == "rating":
+        body = "<table class='dash-table'>" + _result("Krippendorff's alpha (ordinal)", summary.alpha) + "</table>"
     else:
         rows = _result("Krippendorff's alpha (nominal)", summary.alpha) + _result("Fleiss' kappa", summary.fleiss)
         body = f"<table class='dash-table'>{rows}</table>"
-    return f"<div id='dash-agreement-box'>{head}{body}{fleiss_note}</div>"
+    return f"{head}{body}{fleiss_note}"
 
 
 def _bytes(n: int | None) -> str:
@@ -219,9 +254,11 @@ class DashboardView:
                                      y_lim=[0, None])  # from zero: the smallest label's bar is never cut away
         with gr.Column(visible=False, elem_id="dash-admin") as self.admin_section:
             gr.Markdown("### Annotators\nClick a column header to sort.")
-            self.annotators = gr.Dataframe(headers=annotator_columns(ViewerZone()), elem_id="dash-annotators", interactive=False,
-                                           datatype=["str", "number", "number", "number", "number", "number",
-                                                     "str", "str", "number"], max_height=400)
+            scored = scored_questions(self.rt.task)
+            self.annotators = gr.Dataframe(headers=annotator_columns(ViewerZone(), scored), elem_id="dash-annotators",
+                                           interactive=False, max_height=400,
+                                           datatype=["str", "number", "number", "number", *["number"] * (2 * len(scored)),
+                                                     "str", "str", "number"])
             with gr.Row():
                 self.agreement = gr.HTML(elem_id="dash-agreement")
                 self.health = gr.HTML(elem_id="dash-health")
@@ -239,13 +276,13 @@ class DashboardView:
         return [status, progress_html(snap.team),
                 # Vega draws the times in the browser's zone: the one named here
                 gr.LinePlot(value=timeline_frame(snap.team), x_title=zone.column("time")), labels_frame(snap.team),
-                gr.Column(visible=admin is not None), annotators_frame(snap, zone),
+                gr.Column(visible=admin is not None), annotators_frame(snap, zone, scored_questions(self.rt.task)),
                 agreement_html(admin.agreement) if admin else "", health_html(admin.health, zone) if admin else "",
                 self.actions.audit_frame(who, zone),
                 gr.Timer(value=REFRESH_SECONDS, active=admin is not None)]
 
     def _signed_out(self, message: str) -> list[Any]:
-        return [message, "", None, None, gr.Column(visible=False), annotators_frame(None, ViewerZone()), "", "",
+        return [message, "", None, None, gr.Column(visible=False), annotators_frame(None, ViewerZone(), scored_questions(self.rt.task)), "", "",
                 self.actions.audit_frame(None, ViewerZone()), gr.Timer(active=False)]
 
     def wire(self, tab: gr.Tab, other_tabs: Sequence[gr.Tab]) -> None:
