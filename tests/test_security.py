@@ -321,7 +321,7 @@ def test_wrong_answers_get_a_clear_message_and_change_nothing(pw):
         ([], "", ["choose a label"]),
         (["circle", "square"], "", ["exactly one label"]),
         (5, "", ["label name"]),
-        ({"label": "circle"}, "", ["label name"]),
+        ({"colour": "circle"}, "", ["'colour' is not a question"]),  # an object names questions (issue 15)
         ([["circle"]], "", ["label name"]),
         ([None], "", ["label name"]),
         (["circle"], "x" * 201, ["too long", "200"]),
