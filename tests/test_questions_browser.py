@@ -69,7 +69,7 @@ def test_the_keys_dialog_lists_each_questions_keys(browser, server):
                  "rate 1 to 5 (barely to obvious)", "the next question"):
         expect(dialog).to_contain_text(text)
     keys = page.locator("#ann-keys kbd").all_inner_texts()
-    assert keys[:10] == ["Tab", "1", "2", "3", "4", "n", "o", "m", "1-5", "T"], keys
+    assert keys[:11] == ["Tab", "Enter", "1", "2", "3", "4", "n", "o", "m", "1-5", "T"], keys
     page.context.close()
 
 

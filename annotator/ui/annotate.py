@@ -126,7 +126,8 @@ def _question_keys(task: TaskSpec) -> list[tuple[str | None, str]]:
     """The ? overlay's rows for a page of question blocks: a heading per question (key None), its keys."""
     esc = html.escape
     rows: list[tuple[str | None, str]] = [
-        ("Tab", "the next question (Shift+Tab: the one before); the outlined question takes the keys")]
+        ("Tab", "the next question (Shift+Tab: the one before); the outlined question takes the keys"),
+        ("Enter", "submit, once every required question has an answer (a suggestion counts)")]
     for q in task.questions:
         rows.append((None, f"{esc(q.title)}{'' if q.required else ' (optional)'}"))
         if q.kind == "label":
@@ -141,7 +142,7 @@ def _question_keys(task: TaskSpec) -> list[tuple[str | None, str]]:
         else:
             rows.append((q.key.upper() if q.key else "Tab",
                          "write in the box; Esc leaves it, Ctrl+Enter submits from it"))
-    rows.append(("Enter", "submit, once every required question has an answer (a suggestion counts)"))
+    rows.append((None, "Any time"))
     return rows
 
 
