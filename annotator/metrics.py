@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter, deque
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -358,28 +359,12 @@ def annotator_agreement(
     ``n_records`` = comparisons, ``n_answers`` = all answers the annotator
     gave, compared or not.
     """
-    agree: Counter = Counter()
-    compared: Counter = Counter()
-    answered: Counter = Counter()
-    for answers in units.values():
-        present = {who: label for who, label in answers.items() if label is not None}
-        for who, label in present.items():
-            answered[who] += 1
-            others = [lab for other, lab in present.items() if other != who]
-            if not others:
-                continue
-            compared[who] += 1
-            vote = majority(others)
-            if vote.label == label or label in vote.tied:
-                agree[who] += 1
-    return {
-        who: AgreementResult(
-            value=(agree[who] / compared[who]) if compared[who] else None,
-            n_records=compared[who],
-            n_answers=answered[who],
-        )
-        for who in sorted(answered)
-    }
+    return _agreement_with_others(units, _matches_majority)
+
+
+def _matches_majority(label: Hashable, others: list) -> bool:
+    vote = majority(others)
+    return vote.label == label or label in vote.tied
 
 
 def annotator_agreement_ordinal(
@@ -391,18 +376,30 @@ def annotator_agreement_ordinal(
     values (an even number of others) is matched by either of them, so a
     rating that sits at the others' centre always counts as agreement.
     """
+    return _agreement_with_others(units, _matches_median)
+
+
+def _matches_median(value: int, others: list) -> bool:
+    centre = median(others)
+    return centre is not None and math.floor(centre) <= value <= math.ceil(centre)
+
+
+def _agreement_with_others(units: Mapping[Hashable, Mapping[str, Any]],
+                           matches: Callable[[Any, list], bool]) -> dict[str, AgreementResult]:
+    """Per annotator: the share of records where `matches(their answer, the others' answers)`, over the
+    records where someone else answered too (see annotator_agreement for the counts)."""
     agree: Counter = Counter()
     compared: Counter = Counter()
     answered: Counter = Counter()
-    for ratings in units.values():
-        present = {who: value for who, value in ratings.items() if value is not None}
+    for answers in units.values():
+        present = {who: value for who, value in answers.items() if value is not None}
         for who, value in present.items():
             answered[who] += 1
-            centre = median([v for other, v in present.items() if other != who])
-            if centre is None:
+            others = [v for other, v in present.items() if other != who]
+            if not others:
                 continue
             compared[who] += 1
-            if math.floor(centre) <= value <= math.ceil(centre):
+            if matches(value, others):
                 agree[who] += 1
     return {
         who: AgreementResult(

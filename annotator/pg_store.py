@@ -46,16 +46,17 @@ from annotator.sql_shared import (DATA_ERRORS, RECORD_COLUMNS, RESPONSE_COLUMNS,
 def _typed_answer_columns(conn: psycopg.Connection, legacy: LegacyQuestion | None, where: str) -> None:
     """Migration 5: `answer` turns from a list of labels (text[]) into one typed jsonb answer (model.Answer).
 
-    As in the DuckDB store: each list becomes a JSON array in place, then each
-    distinct (status, array) is replaced by its typed answer. Runs in the
-    migration's transaction, so a crash leaves the old schema or the new one.
+    Each list becomes a JSON array in place (the column keeps its position),
+    then each distinct (status, array) is replaced by its typed answer
+    (LegacyQuestion.answer). Runs in the migration's transaction, so a crash
+    leaves the old schema or the new one.
     """
     for table in ("responses", "response_history"):
         conn.execute(f"ALTER TABLE {table} ALTER COLUMN answer TYPE jsonb USING to_jsonb(answer)")
         conv = typed_answers(conn.execute(f"SELECT DISTINCT status, answer FROM {table}").fetchall(), legacy, where)
         conn.execute(f"UPDATE {table} t SET answer = c.new::jsonb FROM unnest(%s::text[], %s::text[], %s::text[]) "
                      f"AS c(status, old, new) WHERE t.status = c.status AND t.answer = c.old::jsonb",
-                     [conv["status"], conv["old"], conv["new"]])
+                     [conv["status"], [json.dumps(old) for old in conv["old"]], conv["new"]])
         left = conn.execute(f"SELECT count(*) FROM {table} WHERE jsonb_typeof(answer) <> 'object'").fetchone()[0]
         if left:
             raise StoreError(f"the database {where}: {left} answers in {table} could not be carried over to typed "

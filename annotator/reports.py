@@ -277,31 +277,32 @@ def agreement(rows: Iterable[tuple[int, str, Answer]], questions: Sequence[Quest
     return tuple(summaries), per_user
 
 
-def _question_agreement(q: Question, by_record: dict[int, dict[str, AnswerValue]]
+def _question_agreement(q: Question, by_record: dict[int, dict[str, Any]]
                         ) -> tuple[AgreementSummary, dict[str, AgreementResult]]:
-    """One label, labels or rating question's agreement over records with two answers or more."""
+    """One label, labels or rating question's agreement over records with two answers or more (user -> the
+    question's value: a label, a list of labels or a rating, as the question's kind says)."""
     sizes = {len(answers) for answers in by_record.values()}
     n_answers = sum(len(answers) for answers in by_record.values())
     alpha = fleiss = None
     per_label: tuple[LabelAgreement, ...] = ()
     if q.kind == "labels":
-        sets = {rid: [frozenset(a) for a in answers.values()] for rid, answers in by_record.items()}  # type: ignore[arg-type]
+        sets = {rid: [frozenset(a) for a in answers.values()] for rid, answers in by_record.items()}
         alphas = metrics.krippendorff_alpha_multilabel(sets, q.label_names)
         per_label = tuple(
             LabelAgreement(label, alphas[label],
                            metrics.fleiss_kappa({rid: [label in s for s in ss] for rid, ss in sets.items()}))
             for label in alphas)
-        votes = {rid: {user: "+".join(sorted(a)) for user, a in answers.items()}  # type: ignore[arg-type]
+        votes = {rid: {user: "+".join(sorted(a)) for user, a in answers.items()}
                  for rid, answers in by_record.items()}
         per_user = metrics.annotator_agreement(votes)
     elif q.kind == "rating":
-        alpha = metrics.krippendorff_alpha_ordinal({rid: list(a.values()) for rid, a in by_record.items()})  # type: ignore[misc]
-        per_user = metrics.annotator_agreement_ordinal(by_record)  # type: ignore[arg-type]
+        alpha = metrics.krippendorff_alpha_ordinal({rid: list(a.values()) for rid, a in by_record.items()})
+        per_user = metrics.annotator_agreement_ordinal(by_record)
     else:
         units = {rid: list(answers.values()) for rid, answers in by_record.items()}
-        alpha = metrics.krippendorff_alpha_nominal(units)  # type: ignore[arg-type]
-        fleiss = metrics.fleiss_kappa(units)  # type: ignore[arg-type]
-        per_user = metrics.annotator_agreement(by_record)  # type: ignore[arg-type]
+        alpha = metrics.krippendorff_alpha_nominal(units)
+        fleiss = metrics.fleiss_kappa(units)
+        per_user = metrics.annotator_agreement(by_record)
     summary = AgreementSummary(question=q.name, kind=q.kind, n_records=len(by_record), n_answers=n_answers,
                                equal_answers=len(sizes) <= 1, alpha=alpha, fleiss=fleiss, per_label=per_label)
     return summary, per_user

@@ -40,12 +40,10 @@ def typed_answers(rows: Iterable[tuple[str, Any]], legacy: LegacyQuestion | None
                   ) -> dict[str, list[Any]]:
     """The migration to typed answers: {status, old, new} columns for each distinct (status, old answer).
 
-    `rows` are the distinct (status, answer) of a table whose answer column was
-    just turned from a list of labels into a JSON array (text from DuckDB, a
-    list from PostgreSQL); `old` is that value as given, so the store joins on
-    it exactly, and `new` the canonical JSON text of the typed answer
-    (LegacyQuestion.answer). Raises StoreError when there are answers and no
-    label question to give them to.
+    `rows` are the distinct (status, list of labels) of a table; `old` is that
+    list as given, so the store joins on it exactly, and `new` the canonical
+    JSON text of the typed answer (LegacyQuestion.answer). Raises StoreError
+    when there are answers and no label question to give them to.
     """
     columns: dict[str, list[Any]] = {"status": [], "old": [], "new": []}
     for status, old in rows:
@@ -53,10 +51,9 @@ def typed_answers(rows: Iterable[tuple[str, Any]], legacy: LegacyQuestion | None
             raise StoreError(f"the database {where} holds answers from before typed answers (lists of labels); "
                              f"the first question of the task (TASK_FILE) must be the label or labels question "
                              f"they answered, so that they can be carried over.")
-        labels = json.loads(old) if isinstance(old, str) else old
         columns["status"].append(status)
-        columns["old"].append(old if isinstance(old, str) else json.dumps(old))
-        columns["new"].append(encode_answer(legacy.answer(labels, status)))
+        columns["old"].append(old)
+        columns["new"].append(encode_answer(legacy.answer(old, status)))
     return columns
 
 

@@ -70,24 +70,35 @@ def _read(method: Callable[..., _T]) -> Callable[..., _T]:
 def _typed_answer_columns(cur: duckdb.DuckDBPyConnection, legacy: LegacyQuestion | None, where: str) -> None:
     """Migration 2: `answer` turns from a list of labels (VARCHAR[]) into one typed JSON answer (model.Answer).
 
-    Each list becomes a JSON array in place (the column keeps its position),
-    then each distinct (status, array) is replaced by its typed answer
-    (LegacyQuestion.answer). Part of the migration's transaction: a crash
-    leaves the old schema or the new one, never half of it.
+    Each table is copied into a new one of the same columns with a JSON
+    answer, each distinct (status, list) replaced by its typed answer
+    (LegacyQuestion.answer), and takes the old one's name. Not ALTER ... TYPE
+    JSON USING: DuckDB 2.0.1 cannot replay that from the WAL (it tries to
+    download the json extension), so a crash before the next checkpoint
+    would leave a file that does not open. Part of the migration's
+    transaction: a crash leaves the old schema or the new one, never half.
     """
-    for table in ("responses", "response_history"):
-        cur.execute(f"ALTER TABLE {table} ALTER answer SET DATA TYPE JSON USING to_json(answer)")
-        conv = pa.table(typed_answers(cur.execute(f"SELECT DISTINCT status, answer::VARCHAR FROM {table}").fetchall(),
-                                      legacy, where), schema=_CONVERSION)
-        cur.execute(f"UPDATE {table} SET answer = conv.new FROM conv "
-                    f"WHERE {table}.status = conv.status AND {table}.answer::VARCHAR = conv.old")
-        left = cur.execute(f"SELECT count(*) FROM {table} WHERE json_type(answer) <> 'OBJECT'").fetchall()[0][0]
-        if left:
-            raise StoreError(f"the database {where}: {left} answers in {table} could not be carried over to typed "
-                             f"answers; nothing was changed.")
+    for table, extra in (("responses", ", PRIMARY KEY (record_id, user_id)"),
+                         ("response_history", ", replaced_at TIMESTAMP NOT NULL")):
+        pairs = cur.execute(f"SELECT DISTINCT status, answer FROM {table}").fetchall()
+        conv = pa.table(typed_answers(pairs, legacy, where), schema=_CONVERSION)
+        cur.execute(f"CREATE TABLE {table}_typed (record_id INTEGER NOT NULL, user_id VARCHAR NOT NULL, "
+                    f"status VARCHAR NOT NULL, answer JSON NOT NULL, comment VARCHAR, time_spent_ms INTEGER, "
+                    f"created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL{extra})")
+        columns = RESPONSE_COLUMNS + (", replaced_at" if table == "response_history" else "")
+        picked = ", ".join("conv.new" if c == "answer" else f"t.{c}" for c in columns.split(", "))
+        cur.execute(f"INSERT INTO {table}_typed SELECT {picked} FROM {table} t "
+                    f"JOIN conv ON conv.status = t.status AND conv.old = t.answer")
+        [(before,), (after,)] = cur.execute(f"SELECT count(*) FROM {table} UNION ALL "
+                                            f"SELECT count(*) FROM {table}_typed").fetchall()
+        if before != after:
+            raise StoreError(f"the database {where}: {before - after} answers in {table} could not be carried "
+                             f"over to typed answers; nothing was changed.")
+        cur.execute(f"DROP TABLE {table}")
+        cur.execute(f"ALTER TABLE {table}_typed RENAME TO {table}")
 
 
-_CONVERSION = pa.schema([("status", pa.string()), ("old", pa.string()), ("new", pa.string())])
+_CONVERSION = pa.schema([("status", pa.string()), ("old", pa.list_(pa.string())), ("new", pa.string())])
 
 # each step is SQL, or a function of (cursor, the question old answers were given to, the database's name)
 _MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection, LegacyQuestion | None, str], None], ...] = (
@@ -793,7 +804,11 @@ class Store:
             "SELECT record_id, user_id, answer FROM (SELECT record_id, user_id, answer, "
             "count(*) OVER (PARTITION BY record_id) AS n FROM responses WHERE status = 'submitted') "
             "WHERE n >= 2 ORDER BY record_id, user_id").fetchall()
-        return [(rid, user, decode_answer(answer)) for rid, user, answer in rows]
+        # the same answer text recurs on many records: each is parsed once (the dicts are shared, read-only)
+        decoded: dict[str, Answer] = {}
+        for text in {answer for _, _, answer in rows}:
+            decoded[text] = decode_answer(text)
+        return [(rid, user, decoded[answer]) for rid, user, answer in rows]
 
 
 _ANSWER_VALUES = 'record_id, user_id, status, answer, comment, time_spent_ms, "at", "at"'

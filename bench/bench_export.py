@@ -90,7 +90,7 @@ def setup(folder: Path, n: int, answers: int) -> None:
     labels = ("cat", "dog", "bird", "fish")
     for rid in store.record_ids():
         for k in range(answers):
-            ops.append(ResponseWrite(rid, f"user{(rid + k) % 30}", "submitted", (rng.choice(labels),), None,
+            ops.append(ResponseWrite(rid, f"user{(rid + k) % 30}", "submitted", {"label": rng.choice(labels)}, None,
                                      rng.randint(300, 5000), t0 + timedelta(seconds=rid * answers + k)))
         if len(ops) >= 5000:
             store.apply(ops)

@@ -68,8 +68,8 @@ def fsync_probe_ms(folder: Path) -> float:
 def response(i: int) -> ResponseWrite:
     # distinct (record, user) per write: USERS people working through the records; first answers,
     # marked as the backend marks them (the scheduler knows), so they take the plain insert
-    return ResponseWrite(i // USERS + 1, f"user{i % USERS:03d}", "submitted", (("cat", "dog", "bird")[i % 3],),
-                         None, 1500, utcnow(), first=True)
+    return ResponseWrite(i // USERS + 1, f"user{i % USERS:03d}", "submitted",
+                         {"label": ("cat", "dog", "bird")[i % 3]}, None, 1500, utcnow(), first=True)
 
 
 def open_store(folder: Path, n: int):

@@ -53,6 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import loadgen  # noqa: E402
 from loadgen import Browser, EventError, Person, Profile, Recorder  # noqa: E402
 
+from annotator.model import decode_answer  # noqa: E402
+
 FAILSYNC_SOURCE = Path(__file__).resolve().parent / "failsync.c"
 # uvicorn re-raises the SIGTERM it handled once the graceful shutdown (flush, close) is done
 CLEAN_EXIT = (0, -signal.SIGTERM)
@@ -188,7 +190,7 @@ def read_answers(data_dir: Path) -> dict[tuple[int, str], list[str]]:
         rows = con.execute("SELECT record_id, user_id, answer FROM responses").fetchall()
     finally:
         con.close()
-    return {(r, u): list(a) for r, u, a in rows}
+    return {(r, u): list(decode_answer(a).values()) for r, u, a in rows}  # the one question's label
 
 
 def missing(persons: list[Person], got: dict[tuple[int, str], list[str]], saved_only: bool,

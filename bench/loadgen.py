@@ -54,6 +54,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from annotator.model import decode_answer  # noqa: E402
 from annotator.ui.annotate import CLICK_ROUTE  # noqa: E402  (where the page posts its clicks)
 
 BENCH = ROOT / "bench"
@@ -751,7 +752,7 @@ class BaselineBrowser(_Tab):
 def _our_facts(query: Callable[..., list[tuple]], overlap: int) -> tuple[dict, int, list[tuple], int]:
     """(answers by (record, user), records over overlap, open records, records) from our schema."""
     rows = query("SELECT record_id, user_id, status, answer FROM responses")
-    got = {(r, u): (s, list(a)) for r, u, s, a in rows}
+    got = {(r, u): (s, list(decode_answer(a).values())) for r, u, s, a in rows}  # the one question's label
     over = query("SELECT count(*) FROM (SELECT record_id, count(*) AS n FROM responses WHERE status = 'submitted' "
                  "GROUP BY 1) s JOIN records r ON r.id = s.record_id WHERE s.n > ? + r.extra_answers", [overlap])
     open_records = query(

@@ -42,7 +42,7 @@ def main() -> None:
         while True:
             record_id = i % records_n + 1
             now = datetime.now(timezone.utc).replace(tzinfo=None)
-            ack = writer.put(ResponseWrite(record_id, user, "submitted", (f"v{i}",), None, 10, now))
+            ack = writer.put(ResponseWrite(record_id, user, "submitted", {"label": f"v{i}"}, None, 10, now))
             if i % 10 == 0:
                 writer.put(UserSeen(user, now))  # unacknowledged side writes in the same batches
             ack.result()

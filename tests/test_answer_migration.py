@@ -7,8 +7,12 @@ and filled the way the old code wrote answers: lists of label names.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import ModuleType
+from typing import Callable
 
 import duckdb
 import psycopg
@@ -21,6 +25,7 @@ from annotator.pg_store import PgStore
 from annotator.store import Store
 
 T0 = datetime(2025, 3, 1, 9, 0, 0)
+ROOT = Path(__file__).resolve().parent.parent
 # (record, user, status, answer as the old code stored it)
 OLD_SINGLE = [(1, "ana", "submitted", ["cat"]), (1, "bo", "skipped", []), (2, "ana", "submitted", ["chat été 猫"])]
 OLD_MULTI = [(1, "ana", "submitted", ["a", "b"]), (1, "bo", "submitted", []), (2, "ana", "skipped", [])]
@@ -58,40 +63,10 @@ def make_old_duckdb(path: Path, kind: str) -> None:
     con.close()
 
 
-def answers(store: Store | PgStore) -> tuple[dict, list]:
-    current = {(r.record_id, r.user_id): r.answer for batch in store.iter_responses() for r in batch}
-    return current, [h.answer for h in store.history(1, "ana")]
-
-
-@pytest.mark.parametrize("kind", ["label", "labels"])
-def test_duckdb_file_of_the_old_schema_opens_with_typed_answers(tmp_path: Path, kind: str) -> None:
-    path = tmp_path / "annotator.duckdb"
-    make_old_duckdb(path, kind)
-    legacy = LegacyQuestion(kind, kind)  # type: ignore[arg-type]
-    with_store = Store(path, legacy=legacy)
-    try:
-        assert with_store.schema_version() == Store.SCHEMA_VERSION
-        assert answers(with_store) == (WANT[kind], WANT_HISTORY[kind])
-        stored = dict(((rid, user), text) for rid, user, text in
-                      with_store._cur().execute("SELECT record_id, user_id, answer FROM responses").fetchall())
-        assert stored == {key: encode_answer(value) for key, value in WANT[kind].items()}  # the one JSON form
-        fingerprint = with_store.export_fingerprint()
-    finally:
-        with_store.close()
-    again = Store(path, legacy=legacy)  # idempotent: nothing left to migrate, nothing changes
-    try:
-        assert answers(again) == (WANT[kind], WANT_HISTORY[kind]) and again.export_fingerprint() == fingerprint
-        versions = again._cur().execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
-        assert versions == [(v,) for v in range(1, Store.SCHEMA_VERSION + 1)]
-    finally:
-        again.close()
-
-
-def test_duckdb_migration_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A failure after `responses` was converted (as a crash would) leaves the old schema and answers whole."""
-    path = tmp_path / "annotator.duckdb"
-    make_old_duckdb(path, "label")
-    convert = duck_store.typed_answers
+def crash_on_the_history(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> Callable:
+    """Make the migration fail after `responses` was converted, before `response_history` (as a crash
+    would); returns the real conversion, to put back."""
+    convert = module.typed_answers
     calls: list[int] = []
 
     def fail_on_history(*args):  # type: ignore[no-untyped-def]
@@ -100,7 +75,51 @@ def test_duckdb_migration_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.
             raise RuntimeError("crash in the middle of the migration")
         return convert(*args)
 
-    monkeypatch.setattr(duck_store, "typed_answers", fail_on_history)
+    monkeypatch.setattr(module, "typed_answers", fail_on_history)
+    return convert
+
+
+def answers(store: Store | PgStore) -> tuple[dict, list]:
+    current = {(r.record_id, r.user_id): r.answer for batch in store.iter_responses() for r in batch}
+    return current, [h.answer for h in store.history(1, "ana")]
+
+
+def migrated_twice(open_store: Callable[[], Store | PgStore], kind: str) -> None:
+    """Opening carries the answers over; opening again changes nothing (same answers, same fingerprint)."""
+    fingerprints = []
+    for _ in range(2):
+        store = open_store()
+        try:
+            assert store.schema_version() == store.SCHEMA_VERSION
+            assert answers(store) == (WANT[kind], WANT_HISTORY[kind])
+            fingerprints.append(store.export_fingerprint())
+        finally:
+            store.close()
+    assert fingerprints[0] == fingerprints[1]
+
+
+@pytest.mark.parametrize("kind", ["label", "labels"])
+def test_duckdb_file_of_the_old_schema_opens_with_typed_answers(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "annotator.duckdb"
+    make_old_duckdb(path, kind)
+    legacy = LegacyQuestion(kind, kind)  # type: ignore[arg-type]
+    migrated_twice(lambda: Store(path, legacy=legacy), kind)
+    store = Store(path, legacy=legacy)
+    try:
+        stored = dict(((rid, user), text) for rid, user, text in
+                      store._cur().execute("SELECT record_id, user_id, answer FROM responses").fetchall())
+        assert stored == {key: encode_answer(value) for key, value in WANT[kind].items()}  # the one JSON form
+        versions = store._cur().execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
+        assert versions == [(v,) for v in range(1, Store.SCHEMA_VERSION + 1)]  # each migration once
+    finally:
+        store.close()
+
+
+def test_duckdb_migration_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure after `responses` was converted (as a crash would) leaves the old schema and answers whole."""
+    path = tmp_path / "annotator.duckdb"
+    make_old_duckdb(path, "label")
+    convert = crash_on_the_history(monkeypatch, duck_store)
     with pytest.raises(RuntimeError, match="crash"):
         Store(path, legacy=LegacyQuestion("label", "label"))
     con = duckdb.connect(str(path))
@@ -112,11 +131,19 @@ def test_duckdb_migration_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.
     finally:
         con.close()
     monkeypatch.setattr(duck_store, "typed_answers", convert)
-    store = Store(path, legacy=LegacyQuestion("label", "label"))
-    try:
-        assert answers(store) == (WANT["label"], WANT_HISTORY["label"])
-    finally:
-        store.close()
+    migrated_twice(lambda: Store(path, legacy=LegacyQuestion("label", "label")), "label")
+
+
+def test_a_kill_right_after_the_migration_leaves_a_file_that_opens(tmp_path: Path) -> None:
+    """The process dies right after the migration commits, before any close: the next open finds the new
+    schema (from the WAL, or the checkpoint DuckDB made at the commit). DuckDB 2.0.1 cannot replay an
+    ALTER ... TYPE JSON USING to_json from its WAL, so the migration must not use one."""
+    path = tmp_path / "annotator.duckdb"
+    make_old_duckdb(path, "label")
+    child = ("import os, sys; from annotator.model import LegacyQuestion; from annotator.store import Store; "
+             "Store(sys.argv[1], legacy=LegacyQuestion('label', 'label')); os._exit(0)")
+    subprocess.run([sys.executable, "-c", child, str(path)], cwd=ROOT, check=True, timeout=60)
+    migrated_twice(lambda: Store(path, legacy=LegacyQuestion("label", "label")), "label")
 
 
 def test_old_answers_without_a_label_question_are_refused_and_kept(tmp_path: Path) -> None:
@@ -160,33 +187,12 @@ def make_old_pg(url: str, kind: str) -> None:
 @pytest.mark.parametrize("kind", ["label", "labels"])
 def test_postgresql_database_of_the_old_schema_opens_with_typed_answers(pg_db: str, kind: str) -> None:
     make_old_pg(pg_db, kind)
-    legacy = LegacyQuestion(kind, kind)  # type: ignore[arg-type]
-    store = PgStore(pg_db, legacy=legacy)
-    try:
-        assert store.schema_version() == PgStore.SCHEMA_VERSION
-        assert answers(store) == (WANT[kind], WANT_HISTORY[kind])
-        fingerprint = store.export_fingerprint()
-    finally:
-        store.close()
-    again = PgStore(pg_db, legacy=legacy)
-    try:
-        assert answers(again) == (WANT[kind], WANT_HISTORY[kind]) and again.export_fingerprint() == fingerprint
-    finally:
-        again.close()
+    migrated_twice(lambda: PgStore(pg_db, legacy=LegacyQuestion(kind, kind)), kind)  # type: ignore[arg-type]
 
 
 def test_postgresql_migration_is_all_or_nothing(pg_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     make_old_pg(pg_db, "labels")
-    convert = pg_store.typed_answers
-    calls: list[int] = []
-
-    def fail_on_history(*args):  # type: ignore[no-untyped-def]
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("crash in the middle of the migration")
-        return convert(*args)
-
-    monkeypatch.setattr(pg_store, "typed_answers", fail_on_history)
+    convert = crash_on_the_history(monkeypatch, pg_store)
     with pytest.raises(RuntimeError, match="crash"):
         PgStore(pg_db, legacy=LegacyQuestion("labels", "labels"))
     with psycopg.connect(pg_db) as conn:
@@ -195,8 +201,4 @@ def test_postgresql_migration_is_all_or_nothing(pg_db: str, monkeypatch: pytest.
     with pytest.raises(StoreError, match="TASK_FILE"):
         PgStore(pg_db)  # answers and no label question: refused, nothing changed
     monkeypatch.setattr(pg_store, "typed_answers", convert)
-    store = PgStore(pg_db, legacy=LegacyQuestion("labels", "labels"))
-    try:
-        assert answers(store) == (WANT["labels"], WANT_HISTORY["labels"])
-    finally:
-        store.close()
+    migrated_twice(lambda: PgStore(pg_db, legacy=LegacyQuestion("labels", "labels")), "labels")

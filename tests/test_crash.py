@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from annotator.model import decode_answer
 from annotator.store import Store
 
 CHILD = Path(__file__).resolve().parent / "crash_child.py"
@@ -88,10 +89,10 @@ def test_acknowledged_responses_survive_sigkill(tmp_path: Path) -> None:
         try:
             cur = store._cur()
             current = {(r, u): a for r, u, a in cur.execute(
-                "SELECT record_id, user_id, answer[1] FROM responses WHERE user_id LIKE ?",
+                "SELECT record_id, user_id, answer ->> '$.label' FROM responses WHERE user_id LIKE ?",
                 [f"r{round_no}-%"]).fetchall()}
             history: dict[tuple[int, str], set[str]] = {}
-            for r, u, a in cur.execute("SELECT record_id, user_id, answer[1] FROM response_history "
+            for r, u, a in cur.execute("SELECT record_id, user_id, answer ->> '$.label' FROM response_history "
                                        "WHERE user_id LIKE ?", [f"r{round_no}-%"]).fetchall():
                 history.setdefault((r, u), set()).add(a)
 
@@ -138,8 +139,8 @@ def _writes(db: Path) -> tuple[dict[tuple[int, str], list[str]], list[tuple]]:
     """(current answers, every stored write as (record, user, updated_at) across answers and history)."""
     con = duckdb.connect(str(db), read_only=True)
     try:
-        current = {(r, u): list(a) for r, u, a in con.execute("SELECT record_id, user_id, answer FROM responses")
-                   .fetchall()}
+        current = {(r, u): list(decode_answer(a).values()) for r, u, a in
+                   con.execute("SELECT record_id, user_id, answer FROM responses").fetchall()}
         writes = con.execute("SELECT record_id, user_id, updated_at FROM responses UNION ALL "
                              "SELECT record_id, user_id, updated_at FROM response_history").fetchall()
     finally:

@@ -188,4 +188,4 @@ def test_the_other_persons_stored_answers_are_unchanged(app):
     stored = read_store(server.data_dir)
     mine = stored.by_user("victim")
     assert len(mine) == victim_before["mine_total"] == 3, mine
-    assert sorted(r.answer[0] for r in mine.values()) == ["circle", "square", "triangle"]
+    assert sorted(r.answer["label"] for r in mine.values()) == ["circle", "square", "triangle"]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from clients import SHAPES, ApiUser, add_users, labels_of, make_images, read_store, start_many, write_task
+from clients import SHAPES, ApiUser, add_users, make_images, read_store, start_many, write_task
 from oauth_cookies import oauth_space_env
 
 USERS = [f"user{i:02d}" for i in range(20)]
@@ -230,7 +230,7 @@ def test_twenty_users_at_once(crowd_server):
         r = stored[key]
         assert r.status == status, key
         if status == "submitted":
-            assert labels_of(r.answer) == (label,) and r.comment == comment, (key, r)
+            assert r.answer == {"label": label} and r.comment == comment, (key, r)
         else:
             assert r.answer == {} and not r.comment, (key, r)
     assert snap.history == {}  # nothing was written twice

@@ -164,7 +164,7 @@ def machine(url: str, overlap: int) -> type[RuleBasedStateMachine]:
             before = self.facts()
             held = (rid, user) in before.leases
             previous = before.answers.get((rid, user))
-            backend.answer(ResponseWrite(rid, user, status, ("a",) if status == "submitted" else (), None, None,
+            backend.answer(ResponseWrite(rid, user, status, {"label": "a"} if status == "submitted" else {}, None, None,
                                          utcnow()))
             assert backend.flush(30)
             if status == "submitted" and (previous == "skipped" or (previous is None and not held)):
@@ -241,7 +241,7 @@ def work_until_done(backend: PgBackend, user: str, prefetch: int, shown: list[tu
             threading.Event().wait(0.01)
             continue
         shown.append((user, state.record_id))
-        backend.answer(ResponseWrite(state.record_id, user, "submitted", ("a",), None, None, utcnow()))
+        backend.answer(ResponseWrite(state.record_id, user, "submitted", {"label": "a"}, None, None, utcnow()))
 
 
 @pytest.mark.parametrize("prefetch", [0, 2])
@@ -287,7 +287,7 @@ def test_takeover_waiting_expiry_and_open_records_first(pg_url: str) -> None:
         assert waiting.frees_at == pytest.approx(clock.t - 1 + TTL)
         clock.t += TTL + 1  # everyone idle past the ttl: their leases go (I4)
         assert b.next("cat").kind == "ready"
-        a.answer(ResponseWrite(2, "ann", "submitted", ("a",), None, None, utcnow()))
+        a.answer(ResponseWrite(2, "ann", "submitted", {"label": "a"}, None, None, utcnow()))
         assert a.flush(30)
         leases = b.leases()
         assert "ann" not in leases and [k for _, k in leases["cat"]] == ["hard"]
@@ -311,7 +311,7 @@ def test_an_answered_record_never_comes_back_before_its_commit(pg_url: str) -> N
         assert backend.next("ann").record_id == 1  # nothing else left: her own soft lease goes on screen
         with psycopg.connect(pg_url) as blocker:  # hold the writer's commit back
             blocker.execute("LOCK TABLE responses IN EXCLUSIVE MODE")
-            backend.answer(ResponseWrite(1, "ann", "submitted", ("a",), None, None, utcnow()))
+            backend.answer(ResponseWrite(1, "ann", "submitted", {"label": "a"}, None, None, utcnow()))
             assert not backend.promote("ann", 1), "shown again while its commit was pending"
             assert backend.has_seen("ann", 1)
         assert backend.flush(30)
@@ -338,7 +338,7 @@ def test_records_added_after_start_take_the_task_overlap_and_the_hand_out_skips_
             got = []
             while (state := backend.next(person)).kind == "ready" and state.record_id not in got:
                 got.append(state.record_id)
-                backend.answer(ResponseWrite(state.record_id, person, "submitted", ("a",), None, None, utcnow()))
+                backend.answer(ResponseWrite(state.record_id, person, "submitted", {"label": "a"}, None, None, utcnow()))
             assert late in got, (person, got)
         assert backend.flush(30)
         assert backend.next("dan").kind == "done", "each record has its 3 answers"

@@ -111,7 +111,7 @@ def test_poisoned_comment_is_refused_and_everyone_else_keeps_saving(tmp_path: Pa
     assert "UnicodeEncodeError" not in log and "DataError" not in log and "retrying in" not in log, log[-3000:]
 
     snap = read_store(Path(env["DATA_DIR"]), store_url)
-    stored = {(r.record_id, r.user_id): (r.answer, r.comment) for r in snap.responses}
+    stored = {(r.record_id, r.user_id): (tuple(r.answer.values()), r.comment) for r in snap.responses}
     accepted = found["accepted"]
     assert len(stored) == sum(len(v) for v in accepted.values()) == 9  # type: ignore[union-attr]
     assert stored[(accepted["mal"][0][0], "mal")] == ((accepted["mal"][0][1],), "a clean comment")  # type: ignore[index]

@@ -33,7 +33,7 @@ def snapshot_settings(root: Path, **changes: object) -> Settings:
 
 
 def answer(record_id: int, user: str, minute: int, label: str = "cat") -> ResponseWrite:
-    return ResponseWrite(record_id, user, "submitted", (label,), None, 100, T0 + timedelta(minutes=minute))
+    return ResponseWrite(record_id, user, "submitted", {"label": label}, None, 100, T0 + timedelta(minutes=minute))
 
 
 def seeded(settings: Settings) -> Store:
@@ -176,11 +176,11 @@ settings = replace(load_settings(json.loads(sys.argv[2])), db_mode="snapshot")
 store = Store(settings.db_path)
 t = datetime(2025, 1, 1)
 n = int(sys.argv[3])
-store.apply([ResponseWrite(i % 5000, f"user{i}", "submitted", (f"label{i % 7}",), "x" * 60, i, t) for i in range(n)])
+store.apply([ResponseWrite(i % 5000, f"user{i}", "submitted", {"label": f"label{i % 7}"}, "x" * 60, i, t) for i in range(n)])
 snapshots = Snapshotter(store, settings)
 snapshots.snapshot_now()
 print("SNAP 1", flush=True)
-store.apply([ResponseWrite(1, "late", "submitted", ("z",), None, 1, t)])
+store.apply([ResponseWrite(1, "late", "submitted", {"label": "z"}, None, 1, t)])
 k = 2
 while True:
     snapshots.snapshot_now()

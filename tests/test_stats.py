@@ -23,7 +23,7 @@ def records(n: int) -> list[NewRecord]:
 
 
 def answer(record_id: int, user: str, status: str = "submitted") -> ResponseWrite:
-    return ResponseWrite(record_id, user, status, ("circle",) if status == "submitted" else (), None, 900, T0)
+    return ResponseWrite(record_id, user, status, {"label": "circle"} if status == "submitted" else {}, None, 900, T0)
 
 
 def fill(store: Store) -> list[int]:

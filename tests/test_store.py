@@ -6,6 +6,7 @@ PostgreSQL, see storehelpers); the rest are about the DuckDB file.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 import sys
@@ -18,9 +19,12 @@ from pathlib import Path
 import duckdb
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from storehelpers import rows, typed
 
-from annotator.model import AuditWrite, NewRecord, ReopenWrite, ResponseWrite, StoreClosedError, StoreError, UserSeen
+from annotator.model import (AuditWrite, NewRecord, ReopenWrite, ResponseWrite, StoreClosedError, StoreError, UserSeen,
+                             encode_answer)
 from annotator.store import Store, StoreLockedError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -426,3 +430,33 @@ def test_reads_from_many_threads(store3: Store) -> None:
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(read, range(200)))
     assert all(r[1:] == (2, 2) for r in results)
+
+
+# any typed answer (model.Answer): question names as the task allows them, any text but NUL and lone surrogates
+# (the service refuses those before they reach a store)
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
+_ANSWERS = st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True),
+                           st.one_of(_TEXT, st.integers(-2**31, 2**31 - 1), st.lists(_TEXT, max_size=4)), max_size=4)
+
+
+_EXAMPLES = itertools.count()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(answers=st.lists(_ANSWERS, min_size=1, max_size=4))
+def test_any_typed_answer_reads_back_as_written(store: Store, answers: list) -> None:
+    """Every engine gives back the answer object written, in the current row and in the history."""
+    store.add_records([rec("a")])  # once: the same key again adds nothing
+    at = T0 + timedelta(minutes=next(_EXAMPLES))  # each example later than the last: its history row is the newest
+    store.apply([ResponseWrite(1, f"u{i}", "submitted", a, None, 1, at) for i, a in enumerate(answers)])
+    store.apply([ResponseWrite(1, "u0", "skipped", {}, None, 1, at + timedelta(seconds=1))])
+    assert [store.response(1, f"u{i}").answer for i in range(1, len(answers))] == answers[1:]
+    assert store.response(1, "u0").answer == {} and store.history(1, "u0")[-1].answer == answers[0]
+
+
+def test_an_answer_that_is_not_an_object_is_a_data_error(store: Store) -> None:
+    store.add_records([rec("a")])
+    with pytest.raises(TypeError, match="object by question name") as refused:
+        store.apply([ResponseWrite(1, "ana", "submitted", ["cat"], None, 1, T0)])  # type: ignore[arg-type]
+    assert store.refuses(refused.value) and store.response(1, "ana") is None
+    assert encode_answer({"b": 1, "a": ["é"]}) == '{"a":["é"],"b":1}'  # the one canonical text
