@@ -95,6 +95,7 @@ def read_everything(store) -> dict:
         "groups": store.dashboard_record_groups(), "timeline5": store.dashboard_timeline(T0, 300),
         "timeline7": store.dashboard_timeline(T0 + timedelta(seconds=3), 7),
         "labels": store.dashboard_label_counts(["label", "labels"]), "users": store.dashboard_users(),
+        "texts": store.dashboard_text_lengths(["label"]),  # any string answer has a length
         "version": store.dashboard_answers_version(), "overlap": store.dashboard_overlapping_answers(),
     }
 
