@@ -2,8 +2,9 @@
 
 Every method here is on the click path and touches memory only: the
 scheduler decides, the writer queues, the prefetch buffer has the next
-record ready. The rules (what a valid answer is, which record a person may
-answer, what counts as a repeat) live here, not in the UI.
+record ready. The rules (which record a person may answer, what counts as
+a repeat; what a valid answer is, from annotator.answers) are applied here,
+not in the UI.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+from annotator.answers import AnswerError, check_answer, suggested_answer
 from annotator.auth import Identity
 from annotator.backend import WorkBackend
 from annotator.goal import Goal
 from annotator.task import TaskSpec
 from annotator.images import ImageCache
 from annotator.metrics import LatencyWindow
-from annotator.model import Answer, LegacyQuestion, Record, ResponseWrite, utcnow
+from annotator.model import Answer, Record, ResponseWrite, utcnow
 from annotator.prefetch import PrefetchBuffers, Slot
 from annotator.text import TextError, check_text
 from annotator.tickets import Signer, TicketError
@@ -106,9 +108,9 @@ class Shown:
     image_url: str
     width: int
     height: int
-    suggestion: str | None
+    suggestion: Answer  # per question (answers.suggested_answer); {} when none
     metadata: dict[str, Any]
-    answer: tuple[str, ...] = ()
+    answer: Answer = field(default_factory=dict)  # the earlier answer when editing; {} for a skip or none
     comment: str = ""
     editing: bool = False
     previous_status: str | None = None
@@ -116,7 +118,7 @@ class Shown:
     def as_dict(self) -> dict[str, Any]:
         return {"record": self.ticket, "record_id": self.record_id, "image_url": self.image_url,
                 "width": self.width, "height": self.height, "suggestion": self.suggestion,
-                "metadata": self.metadata, "answer": list(self.answer), "comment": self.comment,
+                "metadata": self.metadata, "answer": self.answer, "comment": self.comment,
                 "editing": self.editing}
 
 
@@ -146,7 +148,7 @@ class View:
 @dataclass
 class _Person:
     """What the service remembers of one annotator while the process runs."""
-    answers: dict[int, tuple[str, tuple[str, ...], str]]  # record -> (status, answer, comment)
+    answers: dict[int, tuple[str, Answer, str]]  # record -> (status, answer, comment)
     order: list[int]  # records in the order first answered
     today: set[int]  # records submitted (or changed to submitted) today; skips do not count
     today_date: str
@@ -179,8 +181,6 @@ class AnnotationService:
         self.images = images
         self.max_comment_chars = max_comment_chars
         self.click_latency = LatencyWindow()
-        self._labels = set(task.label_names)
-        self._question = LegacyQuestion(task.questions[0].name, task.questions[0].kind)  # type: ignore[arg-type]
         self._people: dict[str, _Person] = {}
         self._people_lock = threading.Lock()
         self._screens: dict[str, Slot] = {}  # the record each person has on screen
@@ -226,17 +226,20 @@ class AnnotationService:
         """Record an answer and return the next record at once; the commit follows in the background."""
         started = time.perf_counter()
         record_id, nonce = self._verify(ticket, who)
-        labels = self._check_answer(answer)
+        try:
+            checked = check_answer(self.task, answer)
+        except AnswerError as exc:
+            raise InputError(str(exc)) from None
         text = self._check_comment(comment)
         spent = self._check_time(time_spent_ms)
-        view = self._answer(who.name, record_id, nonce, "submitted", labels, text, spent)
+        view = self._answer(who.name, record_id, nonce, "submitted", checked, text, spent)
         self.click_latency.add(time.perf_counter() - started)
         return view
 
     def skip(self, who: Identity, ticket: object) -> View:
         started = time.perf_counter()
         record_id, nonce = self._verify(ticket, who)
-        view = self._answer(who.name, record_id, nonce, "skipped", (), "", None)
+        view = self._answer(who.name, record_id, nonce, "skipped", {}, "", None)
         self.click_latency.add(time.perf_counter() - started)
         return view
 
@@ -356,16 +359,6 @@ class AnnotationService:
                     person.saved_waits -= 1
         return self._saved(person, who.name), waiting
 
-    def suggestion_for(self, who: Identity, ticket: object) -> str | None:
-        """The suggested label of the record a ticket names, for "accept suggestion"."""
-        record_id, _ = self._verify(ticket, who)
-        slot = self._screens.get(who.name)
-        record = slot.record if slot is not None and slot.record.id == record_id else \
-            self.prefetch.rows([record_id]).get(record_id)
-        if record is None or record.suggestion not in self._labels:
-            return None
-        return record.suggestion
-
     # --- internals -----------------------------------------------------------
 
     def _person(self, user: str) -> _Person:
@@ -381,7 +374,7 @@ class AnnotationService:
                 rows = self.backend.user_responses(user)
                 today = _today()
                 person = _Person(
-                    answers={r.record_id: (r.status, _chosen(r.answer), r.comment or "") for r in rows},
+                    answers={r.record_id: (r.status, r.answer, r.comment or "") for r in rows},
                     order=[r.record_id for r in rows],
                     today={r.record_id for r in rows
                            if r.status == "submitted" and r.updated_at.date().isoformat() == today},
@@ -396,24 +389,6 @@ class AnnotationService:
             return self.signer.verify(ticket, who.name)
         except TicketError as exc:
             raise InputError(f"{exc}. Reload the page to get your next record.") from None
-
-    def _check_answer(self, answer: object) -> tuple[str, ...]:
-        if isinstance(answer, str):
-            answer = [answer]
-        if not isinstance(answer, (list, tuple)) or not all(isinstance(a, str) for a in answer):
-            raise InputError("The answer must be a label name or a list of label names.")
-        for a in answer:
-            checked_text(a, "The answer")
-        labels = tuple(dict.fromkeys(answer))
-        unknown = [a for a in labels if a not in self._labels]
-        if unknown:
-            raise InputError(f"{unknown[0][:80]!r} is not a label of this task; choose one of: "
-                             f"{', '.join(self.task.label_names)}.")
-        if not labels:
-            raise InputError("Choose a label first, or press S to skip.")
-        if self.task.kind == "single_label" and len(labels) != 1:
-            raise InputError("This task takes exactly one label per image.")
-        return labels
 
     def _check_comment(self, comment: object) -> str:
         if comment is None:
@@ -438,15 +413,15 @@ class AnnotationService:
             raise InputError("time_spent_ms must be a finite number of milliseconds.")
         return max(0, min(int(time_spent_ms), 86_400_000))
 
-    def _answer(self, user: str, record_id: int, nonce: str, status: str, labels: tuple[str, ...],
+    def _answer(self, user: str, record_id: int, nonce: str, status: str, answer: Answer,
                 comment: str, spent: int | None) -> View:
         person = self._person(user)
         self.backend.touch(user)
         with person.serial:
-            return self._answer_locked(user, person, record_id, nonce, status, labels, comment, spent)
+            return self._answer_locked(user, person, record_id, nonce, status, answer, comment, spent)
 
     def _answer_locked(self, user: str, person: _Person, record_id: int, nonce: str, status: str,
-                       labels: tuple[str, ...], comment: str, spent: int | None) -> View:
+                       answer: Answer, comment: str, spent: int | None) -> View:
         with person.lock:
             # a first-answer ticket for a record this person already answered is a repeat too,
             # which still holds after a restart, when the used tickets are forgotten
@@ -464,8 +439,7 @@ class AnnotationService:
         if spent is None and shown is not None:
             spent = int((time.monotonic() - shown) * 1000)
         # a first-answer ticket that is no repeat is a first answer (answers of one person are serial here)
-        write = ResponseWrite(record_id, user, status, self._question.answer(labels, status), comment or None, spent,
-                              utcnow(), first=first_ticket)
+        write = ResponseWrite(record_id, user, status, answer, comment or None, spent, utcnow(), first=first_ticket)
         try:
             _, ack = self.backend.answer(write)
         except KeyError:
@@ -474,7 +448,7 @@ class AnnotationService:
             if record_id not in person.answers:
                 person.order.append(record_id)
             self._count_today(person, record_id, status)
-            person.answers[record_id] = (status, labels, comment)
+            person.answers[record_id] = (status, answer, comment)
             person.pending[record_id] = ack
         return self._advance(user, person)
 
@@ -525,10 +499,10 @@ class AnnotationService:
         return Slot(record)  # leased outside the buffer: first call, takeover, going back
 
     def _shown(self, user: str, slot: Slot, *, editing: bool = False, upcoming: bool = False,
-               previous: tuple[str, tuple[str, ...], str] | None = None) -> Shown:
+               previous: tuple[str, Answer, str] | None = None) -> Shown:
         """What the page needs for a record; `upcoming`: not on screen yet (no time-spent clock starts)."""
         record: Record = slot.record
-        status, answer, comment = previous if previous else (None, (), "")
+        status, answer, comment = previous if previous else (None, {}, "")
         person = self._people.get(user)
         ticket = None
         if person is not None:
@@ -545,8 +519,8 @@ class AnnotationService:
                             person.issued.pop(next(iter(person.issued)))
         return Shown(ticket=ticket or self.signer.issue(record.id, user, edit=editing), record_id=record.id,
                      image_url=self.prefetch.image_url(record.id, user),
-                     width=record.width, height=record.height, suggestion=record.suggestion if
-                     record.suggestion in self._labels else None, metadata=record.metadata,
+                     width=record.width, height=record.height, suggestion=suggested_answer(self.task, record),
+                     metadata=record.metadata,
                      answer=answer, comment=comment, editing=editing, previous_status=status)
 
     def _show_answered(self, user: str, person: _Person, record_id: int) -> View:
@@ -603,7 +577,7 @@ class AnnotationService:
                         person.order.remove(rid)
                     person.today.discard(rid)
                 else:
-                    person.answers[rid] = (row.status, _chosen(row.answer), row.comment or "")
+                    person.answers[rid] = (row.status, row.answer, row.comment or "")
                     if row.status == "submitted" and row.updated_at.date().isoformat() == today:
                         person.today.add(rid)
                     else:
@@ -644,8 +618,3 @@ def _with_message(view: View, message: str) -> View:
 def _today() -> str:
     return datetime.now(timezone.utc).date().isoformat()
 
-
-def _chosen(answer: Answer) -> tuple[str, ...]:
-    """The labels of a stored answer to the task's one question, the form the page shows them in."""
-    value = next(iter(answer.values()), ())
-    return (value,) if isinstance(value, str) else tuple(value)  # type: ignore[arg-type]

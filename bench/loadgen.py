@@ -253,7 +253,6 @@ class View:
     message: str | None = None
     timer: float | None = None  # seconds, when a waiting page asks again
     comment: str = ""
-    choices: list[str] = field(default_factory=list)  # the earlier answer (editing) or the suggestion
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -275,7 +274,6 @@ def view_of(data: dict[str, Any]) -> View:
     if view.state == "ready" and item:
         view.ticket, view.record_id, view.image_url = item["record"], item["record_id"], item["image_url"]
         view.comment = item.get("comment") or ""
-        view.choices = list(item.get("answer") or ([item["suggestion"]] if item.get("suggestion") else []))
         view.upcoming = list(data.get("upcoming") or [])
     return view
 

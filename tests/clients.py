@@ -257,6 +257,12 @@ class StoreSnapshot:
         return counts
 
 
+def labels_of(answer: dict[str, Any]) -> tuple[str, ...]:
+    """A one-question task's stored answer ({"label": "cat"}, {"labels": [...]}, a skip's {}) as the tuple of
+    labels the tests written before typed answers (issue 15) compare with."""
+    return tuple(label for value in answer.values() for label in ([value] if isinstance(value, str) else value))
+
+
 def read_store(data_dir: Path, store_url: str | None = None) -> StoreSnapshot:
     """Read everything a *stopped* server stored: its DuckDB file (one process owns it), or PostgreSQL."""
     from annotator.pg_store import PgStore

@@ -43,7 +43,8 @@ def annotate(api: ApiUser, n: int, seed: int) -> list[int]:
     done = []
     while view["state"] == "ready" and len(done) < n:
         item = view["item"]
-        label = item["suggestion"] if item["suggestion"] and rng.random() < 0.7 else rng.choice(SHAPES[:3])
+        suggested = item["suggestion"].get("label")  # the one question of the shapes task
+        label = suggested if suggested and rng.random() < 0.7 else rng.choice(SHAPES[:3])
         done.append(item["record_id"])
         view = api.submit(item["record"], [label])
     return done

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from browserhelpers import chromium
-from clients import add_users, make_images, read_store, start_many, write_task
+from clients import add_users, labels_of, make_images, read_store, start_many, write_task
 from oauth_cookies import oauth_space_env, playwright_cookie
 
 WAIT = 20_000  # ms; generous, the machine may be busy
@@ -562,7 +562,7 @@ def test_stores_hold_exactly_what_the_browsers_did(servers):
     for mode, server in servers.items():
         assert server.stop() in (0, -signal.SIGTERM), server.log()[-2000:]
         snap = read_store(server.data_dir)
-        stored = {(r.record_id, r.user_id): (r.status, tuple(r.answer.values())) for r in snap.responses}
+        stored = {(r.record_id, r.user_id): (r.status, labels_of(r.answer)) for r in snap.responses}
         expected = {(rid, user): a for user, answers in EXPECTED[mode].items() for rid, a in answers.items()}
         assert stored == expected, mode
         assert set(snap.history) == HISTORY[mode], mode  # the changed answer, and no answer applied twice

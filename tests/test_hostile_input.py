@@ -217,6 +217,15 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         case("click: 200 KB ticket", lambda: mallory.click(0, "1." + big))
         case("click: label not in the task", lambda: mallory.click(0, m_ticket, answer=["zebra"]))
         case("click: answer is an object", lambda: mallory.click(0, m_ticket, answer={"$ne": 1}))
+        # the answer object (issue 15) on this one-question task
+        case("click: answer object names an unknown question",
+             lambda: mallory.click(0, m_ticket, answer={"label": "cat", "mood": "x"}))
+        case("click: answer object, the label is a number", lambda: mallory.click(0, m_ticket, answer={"label": 3}))
+        case("click: answer object, the label is a list", lambda: mallory.click(0, m_ticket, answer={"label": ["cat"]}))
+        case("api submit: answer object, NUL in the label",
+             lambda: mallory.call("submit", [m_ticket, {"label": "cat\x00"}, None]))
+        case("click: answer object, lone surrogate in a question name", lambda: _post_raw(
+            mallory, f"{loadgen.CLICK_ROUTE}/answer", ('{"ticket": "%s", "answer": {"\\ud800": "cat"}}' % m_ticket).encode()))
         case("click: 200 KB comment", lambda: mallory.click(0, m_ticket, comment=big))
         case("click: empty body", lambda: mallory.act("answer", {}))
         case("click: body is not an object", lambda: mallory.act("answer", ["x"]))
@@ -366,6 +375,9 @@ CASE_NAMES = [
     "click: another person's ticket (alice's)", "click: empty ticket", "click: ticket is a number",
     "click: ticket is a list", "click: ticket is an object", "click: 200 KB ticket",
     "click: label not in the task", "click: answer is an object", "click: 200 KB comment",
+    "click: answer object names an unknown question", "click: answer object, the label is a number",
+    "click: answer object, the label is a list", "api submit: answer object, NUL in the label",
+    "click: answer object, lone surrogate in a question name",
     "click: empty body", "click: body is not an object", "click: form post instead of JSON",
     "event: unknown fn_index", "event: fn_index is a string",
     "skip: forged ticket", "skip: another person's ticket", "back: forged ticket",
@@ -421,7 +433,8 @@ def test_hostile_cases_change_nothing_in_the_store(hostile: dict[str, Any]) -> N
     added = [r for r in s2["responses"] if r not in s1["responses"]]
     removed = [r for r in s1["responses"] if r not in s2["responses"]]
     assert removed == []
-    assert [(r[0], r[1], r[2], list(r[3])) for r in added] == [(legit_rid, legit_user, "submitted", ["bird"])]
+    assert [(r[0], r[1], r[2], json.loads(r[3])) for r in added] == \
+        [(legit_rid, legit_user, "submitted", {"label": "bird"})]  # the answer, typed: one JSON value
     assert set(s2["users"]) - set(s1["users"]) <= {"mallory", EVIL}
 
 

@@ -73,7 +73,7 @@ def test_next_then_submit_returns_the_following_record_and_commits(opener):
     svc = rt.service
     first = svc.next(ALICE)
     assert first.state == "ready" and first.record is not None
-    assert first.record.suggestion in ("circle", "square", "triangle")
+    assert first.record.suggestion["label"] in ("circle", "square", "triangle")
     assert first.record.image_url.startswith(f"/img/{first.record.record_id}?u=alice&")
     after = svc.submit(ALICE, first.record.ticket, ["square"], "  looks odd  ")
     assert after.state == "ready" and after.record.record_id != first.record.record_id
@@ -231,9 +231,9 @@ def test_skip_back_and_change_an_answer(opener):
 
     back1 = svc.back(ALICE, third.record.ticket)
     assert back1.record.record_id == second.record.record_id and back1.record.editing
-    assert back1.record.previous_status == "skipped" and back1.record.answer == ()
+    assert back1.record.previous_status == "skipped" and back1.record.answer == {}
     back2 = svc.back(ALICE, back1.record.ticket)
-    assert back2.record.record_id == first.record.record_id and back2.record.answer == ("circle",)
+    assert back2.record.record_id == first.record.record_id and back2.record.answer == {"label": "circle"}
     first_again = svc.back(ALICE, back2.record.ticket)
     assert first_again.message == "This is your first answer; there is none before it."
     # change the skip into an answer: the record on screen before going back comes back
@@ -364,9 +364,39 @@ def test_a_restart_keeps_answers_progress_and_outstanding_tickets(opener):
     assert got[(second.record.record_id, "alice")][0] == "skipped"
 
 
-def test_accept_suggestion_names_the_records_suggested_label(opener):
-    svc = opener().service
+@pytest.mark.parametrize("bad", ["hexagon", ["circle", "square"], [], {"label": "hexagon"}, {"colour": "red"},
+                                 {"label": 1}, 3, None, {"label": "circle\x00"}])
+def test_a_wrong_answer_is_refused_before_anything_is_queued(opener, bad):
+    rt = opener()
+    svc = rt.service
     view = svc.next(ALICE)
-    assert svc.suggestion_for(ALICE, view.record.ticket) == view.record.suggestion
     with pytest.raises(InputError):
-        svc.suggestion_for(BOB, view.record.ticket)
+        svc.submit(ALICE, view.record.ticket, bad)
+    assert svc.next(ALICE).record.record_id == view.record.record_id  # still the one to answer
+    assert svc.progress(ALICE, wait=0).mine_total == 0 and svc.wait_saved(ALICE, 1).pending == 0
+    rt.close()
+    assert stored(opener) == {}
+
+
+def test_several_questions_the_answer_object_its_suggestion_and_back(opener):
+    rt = opener(TASK_FILE=str(Path(__file__).resolve().parent.parent / "examples" / "questions" / "task.toml"))
+    svc = rt.service
+    first = svc.next(ALICE)
+    assert first.record.suggestion == {"shape": first.record.metadata["label"]}
+    assert first.record.as_dict()["suggestion"] == first.record.suggestion and first.record.answer == {}
+    for bad, words in (({"shape": "circle"}, r"\(clarity\) needs an answer"),
+                       ({"shape": "circle", "clarity": 6}, "6 is off the scale"),
+                       ({"shape": "circle", "clarity": True}, "whole number"),
+                       ({"shape": "circle", "clarity": 2, "caption": "x" * 201}, "too long"),
+                       ("circle", "an object with a value per question")):
+        with pytest.raises(InputError, match=words):
+            svc.submit(ALICE, first.record.ticket, bad)
+    answer = {"shape": "square", "issues": ["small"], "clarity": 2, "caption": " odd one "}
+    second = svc.submit(ALICE, first.record.ticket, answer)
+    back = svc.back(ALICE, second.record.ticket)
+    assert back.record.record_id == first.record.record_id
+    assert back.record.answer == {**answer, "caption": "odd one"}
+    assert back.record.as_dict()["answer"] == back.record.answer
+    assert svc.wait_saved(ALICE, timeout=5).text == "All answers saved"
+    rt.close()
+    assert stored(opener)[(first.record.record_id, "alice")] == ("submitted", {**answer, "caption": "odd one"}, None)

@@ -25,8 +25,9 @@ from typing import Any
 import gradio as gr
 from markdown_it import MarkdownIt
 
+from annotator.answers import question_specs
 from annotator.auth import AuthError
-from annotator.task import TaskSpec
+from annotator.task import Question, TaskSpec
 from annotator.runtime import Runtime
 from annotator.service import View
 from annotator.ui import assets
@@ -62,55 +63,83 @@ def script_json(value: Any) -> str:
     return json.dumps(value).translate(_SCRIPT_ESCAPES)
 
 
+def several(task: TaskSpec) -> bool:
+    """Whether the page shows question blocks (static/questions.js): several questions, or one that is
+    no label choice. A task of one label (or labels) question keeps the page it always had."""
+    return len(task.questions) > 1 or task.questions[0].kind not in ("label", "labels")
+
+
 def page_script(task: TaskSpec) -> str:
     """What the view puts in <head>: the task's settings as inert JSON, the script and style by versioned URL.
 
-    The script (static/annotate.js: keys, rendering, the answer queue, the saved check) and the style
-    are files served by annotator.ui.assets, so a browser loads them once, not with every page.
+    The script (static/annotate.js: keys, rendering, the answer queue, the saved check; with several
+    questions also static/questions.js and .css, loaded first: Gradio keeps the order of <head> scripts)
+    and the style are files served by annotator.ui.assets, so a browser loads them once, not with every page.
     """
-    config = script_json({"labels": [{"name": l.name, "key": l.key} for l in task.labels],
-                          "multi": task.kind == "multi_label", "route": CLICK_ROUTE,
-                          "savedDelay": SAVED_CHECK_DELAY_MS, "task": task_key(task)})
+    first = task.questions[0]
+    one = not several(task)
+    config = script_json({"labels": [{"name": l.name, "key": l.key} for l in first.labels] if one else [],
+                          "multi": first.kind == "labels", "question": first.name,
+                          "questions": None if one else question_specs(task),
+                          "route": CLICK_ROUTE, "savedDelay": SAVED_CHECK_DELAY_MS, "task": task_key(task)})
+    questions = "" if one else (f'<link rel="stylesheet" href="{assets.url("questions.css")}">\n'
+                                f'<script src="{assets.url("questions.js")}" defer></script>\n')
     return (f'<script type="application/json" id="ann-config">{config}</script>\n'
             f'<link rel="stylesheet" href="{assets.url("annotate.css")}">\n'
-            f'<script src="{assets.url("annotate.js")}" defer></script>')
+            f'{questions}<script src="{assets.url("annotate.js")}" defer></script>')
 
 
 def task_key(task: TaskSpec) -> str:
-    """A short name for what the task asks (title, guidelines, labels, kind): the page remembers per task that
+    """A short name for what the task asks (title, guidelines, its questions): the page remembers per task that
     a person has seen its first-visit card, so a new task (or new guidelines) shows the card again."""
-    what = [task.title, task.guidelines, task.kind, [(l.name, l.key) for l in task.labels]]
+    what = [task.title, task.guidelines,
+            [(q.name, q.kind, q.title, [(l.name, l.key) for l in q.labels]) for q in task.questions]]
     return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
 
 
-def _key_rows(task: TaskSpec) -> list[tuple[str, str]]:
-    """Every key the page answers to and what it does (HTML), for the ? dialog and the first-visit card."""
+def _uses_zero(task: TaskSpec) -> bool:
+    """Whether a question takes the key 0 (a label's key, or a rating value ending in 0): then 0 answers, and
+    Esc alone fits a zoomed image."""
+    return any(l.key == "0" for q in task.questions for l in q.labels) or \
+        any(q.kind == "rating" and (q.low == 0 or q.high == 10) for q in task.questions)
+
+
+def _key_rows(task: TaskSpec) -> list[tuple[str | None, str]]:
+    """Every key the page answers to and what it does (HTML), for the ? dialog and the first-visit card; with
+    question blocks, a heading row (key None) before each question's keys."""
     esc = html.escape
-    multi = task.kind == "multi_label"
-    rows = [(l.key, f"{'choose or un-choose' if multi else 'answer'} <b>{esc(l.name)}</b>") for l in task.labels if l.key]
-    enter = ("submit the chosen labels; with none chosen, accept the suggestion" if multi
-             else "accept the suggestion, or keep your earlier answer when changing one")
-    rows += [("Enter", enter), ("Ctrl+Enter", "submit, also from the comment box (Cmd+Enter on a Mac)"),
+    first = task.questions[0]
+    multi = first.kind == "labels"
+    if several(task):
+        rows = _question_keys(task)
+    else:
+        rows = [(l.key, f"{'choose or un-choose' if multi else 'answer'} <b>{esc(l.name)}</b>")
+                for l in first.labels if l.key]
+        rows.append(("Enter", "submit the chosen labels; with none chosen, accept the suggestion" if multi
+                     else "accept the suggestion, or keep your earlier answer when changing one"))
+    rows += [("Ctrl+Enter", "submit, also from the comment box (Cmd+Enter on a Mac)"),
              ("S", "skip this image"), ("Backspace", "go back to your previous answer, to change it")]
     if task.comment:
         rows.append(("C", "write a comment (optional; it goes with your answer)"))
     rows += [("Esc", "leave the comment box (the keys work again); close this help; fit a zoomed image"),
              ("G", "show or hide the guidelines (over the image)"),
              ("+ / -", "zoom in / out (also the mouse wheel or a pinch; drag or the arrow keys to move)")]
-    if all(l.key != "0" for l in task.labels):
+    if not _uses_zero(task):
         rows.append(("0", "fit the whole image again"))
     return [*rows, ("?", "show or hide this help")]
 
 
 def _keys_table(task: TaskSpec, table_id: str = "") -> str:
+    esc = html.escape
     ident = f' id="{table_id}"' if table_id else ""
-    cells = "".join(f"<tr><td><kbd>{html.escape(k)}</kbd></td><td>{what}</td></tr>" for k, what in _key_rows(task))
+    cells = "".join(f'<tr><th colspan="2" scope="rowgroup">{what}</th></tr>' if k is None
+                    else f"<tr><td><kbd>{esc(k)}</kbd></td><td>{what}</td></tr>" for k, what in _key_rows(task))
     return f"<table{ident}>{cells}</table>"
 
 
 def _keys_help(task: TaskSpec) -> str:
-    """The ? overlay: a dialog listing every key the page answers to."""
-    keyless = [l.name for l in task.labels if not l.key]
+    """The ? overlay: a dialog listing every key the page answers to (per question, with several)."""
+    keyless = [l.name for q in task.questions for l in q.labels if not l.key]
     more = (f'<p>Labels without a key (click them): {html.escape(", ".join(keyless))}</p>' if keyless else "")
     return (f'<div id="ann-help" class="ann-hidden" role="dialog" aria-modal="true" aria-labelledby="ann-help-title" '
             f'tabindex="-1"><div class="ann-dialog"><h2 id="ann-help-title">Keyboard keys</h2>'
@@ -135,6 +164,65 @@ def _welcome_card(task: TaskSpec) -> str:
             f'<button type="button" id="btn-welcome" class="ann-primary">Start (Enter)</button></div></div>')
 
 
+def _chip(elem_id: str, key: str, name: str, attrs: str) -> str:
+    """A choice's button: its key as a badge (and for assistive technology), its name."""
+    esc = html.escape
+    badge = f'<span class="ann-key">{esc(key)}</span> ' if key else ""
+    shortcut = f' aria-keyshortcuts="{esc(key)}"' if key else ""
+    return f'<button type="button" id="{elem_id}" class="ann-chip"{attrs}{shortcut}>{badge}{esc(name)}</button>'
+
+
+def _question_keys(task: TaskSpec) -> list[tuple[str | None, str]]:
+    """The ? overlay's rows for a page of question blocks: a heading per question (key None), its keys."""
+    esc = html.escape
+    rows: list[tuple[str | None, str]] = [
+        ("Tab", "the next question (Shift+Tab: the one before); the outlined question takes the keys"),
+        ("Enter", "submit, once every required question has an answer (a suggestion counts)")]
+    for q in task.questions:
+        rows.append((None, f"{esc(q.title)}{'' if q.required else ' (optional)'}"))
+        if q.kind == "label":
+            rows += [(l.key, f"answer <b>{esc(l.name)}</b>, then on to the next question") for l in q.labels if l.key]
+        elif q.kind == "labels":
+            rows += [(l.key, f"choose or un-choose <b>{esc(l.name)}</b>") for l in q.labels if l.key]
+        elif q.kind == "rating":
+            ends = f" ({esc(q.low_word or str(q.low))} to {esc(q.high_word or str(q.high))})"
+            rows.append((f"{str(q.low)[-1]}-{str(q.high)[-1]}",
+                         f"rate {q.low} to {q.high}{ends}" + (", 0 is 10" if q.high == 10 else "") +
+                         ", then on to the next question"))
+        else:
+            rows.append((q.key.upper() if q.key else "Tab",
+                         "write in the box; Esc leaves it, Ctrl+Enter submits from it"))
+    rows.append((None, "Any time"))
+    return rows
+
+
+def _question_block(i: int, q: Question) -> str:
+    """One question on the page: its title, and its chips (label, labels, rating) or its text box."""
+    esc = html.escape
+    title = f'<div class="ann-q-title" id="ann-q-{i}-title">{esc(q.title)}' + \
+        ("" if q.required else ' <span class="ann-hint">(optional)</span>') + "</div>"
+    pressed = ' aria-pressed="false"'
+    if q.kind in ("label", "labels"):
+        body = "".join(_chip(f"ann-q-{i}-{j}", l.key, l.name, f' data-value="{esc(l.name)}"{pressed}')
+                       for j, l in enumerate(q.labels))
+        body = f'<div class="ann-chips">{body}</div>'
+    elif q.kind == "rating":
+        # the number is the chip and its key (10's key is 0: said by its badge)
+        chips = "".join(_chip(f"ann-q-{i}-{v}", "0" if v == 10 else "", str(v),
+                              f' data-value="{v}"{pressed}' + ("" if v == 10 else f' aria-keyshortcuts="{v}"'))
+                        for v in q.scale)
+        low = f'<span class="ann-q-word">{esc(q.low_word)}</span>' if q.low_word else ""
+        high = f'<span class="ann-q-word">{esc(q.high_word)}</span>' if q.high_word else ""
+        body = f'<div class="ann-chips ann-rating">{low}{chips}{high}</div>'
+    else:
+        key = f' aria-keyshortcuts="{esc(q.key)}"' if q.key else ""
+        badge = f'<span class="ann-key">{esc(q.key.upper())}</span> ' if q.key else ""
+        body = (f'<label class="ann-q-text">{badge}<textarea rows="2" aria-labelledby="ann-q-{i}-title"{key}>'
+                f'</textarea></label><span class="ann-hint" id="ann-q-{i}-count"></span>')
+    return (f'<div class="ann-q" id="ann-q-{i}" data-q="{i}" role="group" aria-labelledby="ann-q-{i}-title">'
+            f'{title}{body}</div>')
+
+
 def skeleton(task: TaskSpec, display_side: int) -> str:
     """The view's fixed elements; the script fills in the record, progress and status.
 
@@ -142,29 +230,29 @@ def skeleton(task: TaskSpec, display_side: int) -> str:
     original is larger than that (a smaller one is shown whole already).
     """
     esc = html.escape
-    multi = task.kind == "multi_label"
+    first = task.questions[0]
+    multi = first.kind == "labels"
     pressed = ' aria-pressed="false"' if multi else ""
-
-    def chip(i: int, key: str, name: str) -> str:
-        badge = f'<span class="ann-key">{esc(key)}</span> ' if key else ""
-        shortcut = f' aria-keyshortcuts="{esc(key)}"' if key else ""
-        return (f'<button type="button" id="label-{i}" class="ann-chip" data-label="{esc(name)}"{pressed}{shortcut}>'
-                f'{badge}{esc(name)}</button>')
-
-    chips = "".join(chip(i, l.key, l.name) for i, l in enumerate(task.labels))
-    group = ' role="group" aria-label="Labels"'
-    choices = f'<div class="ann-chips ann-needs-item" id="ann-choices"{group}>{chips}</div>'
+    if several(task):
+        blocks = "".join(_question_block(i, q) for i, q in enumerate(task.questions))
+        choices = f'<div class="ann-needs-item" id="ann-questions">{blocks}</div>'
+    else:
+        chips = "".join(_chip(f"label-{i}", l.key, l.name, f' data-label="{esc(l.name)}"{pressed}')
+                        for i, l in enumerate(first.labels))
+        group = ' role="group" aria-label="Labels"'
+        choices = f'<div class="ann-chips ann-needs-item" id="ann-choices"{group}>{chips}</div>'
     # the comment takes no room until C (or its button) opens it over the image's bottom edge
     comment = ('<div id="ann-comment" class="ann-needs-item ann-hidden"><label>Comment <span class="ann-hint">'
                '(optional; Esc leaves the box, Ctrl+Enter submits)</span><textarea rows="2"></textarea></label></div>'
                if task.comment else "")
     comment_button = ('<button type="button" id="btn-comment" class="ann-needs-item" aria-expanded="false" '
                       'aria-controls="ann-comment">Comment (C)</button>' if task.comment else "")
-    accept = "Submit (Enter)" if multi else "Accept suggestion (Enter)"
+    accept = "Submit (Enter)" if multi or several(task) else "Accept suggestion (Enter)"
+    question = "" if several(task) else f"<p>{esc(first.title)}</p>"
     # the stage's height is the window's, not the image's (annotate.js fits it once per window size), and the
     # bar under it sticks to the window's bottom: the chips and buttons never move between records
     # the task's title is the page's one <h1>; title, question and progress share one compact line
-    return (f'<div id="ann-root"><div id="ann-head"><h1>{esc(task.title)}</h1><p>{esc(task.question)}</p>'
+    return (f'<div id="ann-root"><div id="ann-head"><h1>{esc(task.title)}</h1>{question}'
             f'<div id="ann-progress-box"><div id="ann-progress"></div></div></div>'
             f'<div id="ann-stage-box"><div id="ann-image" tabindex="-1" aria-label="The image to annotate" '
             f'data-display-side="{display_side}"><div class="ann-state" id="ann-loading">Loading…</div></div>'

@@ -6,6 +6,7 @@ from typing import Any
 
 import gradio as gr
 
+from annotator.answers import question_specs
 from annotator.reports import Dashboard
 from annotator.runtime import Runtime
 from annotator.ui.admin import register_api
@@ -36,15 +37,19 @@ def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, str]:
 def _api(runtime: Runtime) -> None:
     """Named endpoints for scripts and load tests; same identity rules as the page."""
     service, access = runtime.service, runtime.access
+    questions = question_specs(runtime.task)
 
     def next(profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
-        """The queue state and, when ready, the record to annotate (`item.record` is its reference)."""
+        """The queue state and, when ready, the record to annotate (`item.record` is its reference);
+        `questions`: the task's questions, what to answer each with and their keys."""
         who = speak(lambda: identify(access, profile, request))
-        return service.next(who).as_dict()
+        return {**service.next(who).as_dict(), "questions": questions}
 
-    def submit(record: str, answer: list[str], comment: str | None,
+    def submit(record: str, answer: dict[str, Any] | list[str] | str, comment: str | None,
                profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
-        """Answer the record named by `record` (from `next`); returns what `next` returns for the following one."""
+        """Answer the record named by `record` (from `next`) with a value per question name (a one-question
+        task also takes a label's name or a list of names); returns what `next` returns for the following
+        one, without `questions`."""
         who = speak(lambda: identify(access, profile, request))
         return speak(lambda: service.submit(who, record, answer, comment or None)).as_dict()
 

@@ -26,6 +26,21 @@
     spoken: '',           // the last saved/unsent state announced to a screen reader
     welcomed: false,      // the first-visit card was shown in this page already
   };
+  // --- issue 15: the server sends a record's answer and suggestion by question name. Several questions
+  // (or a rating or a text): static/questions.js draws and answers them (Q); one label (or labels) question:
+  // this page reads them as its label list and suggested label, as before questions. ---
+  const Q = C.questions ? window.annQuestions(C, {
+    answer: (value) => answer('answer', value), showError: (text) => showError(text),
+    focusStage: () => focusStage(), shown: () => A.shown, typing: (t) => typingIn(t)}) : null;
+  const oneQuestion = (item) => {
+    const chosen = item.answer[C.question], hint = item.suggestion[C.question];
+    return {...item, answer: chosen === undefined ? [] : [].concat(chosen),
+            suggestion: Array.isArray(hint) ? (hint.length === 1 ? hint[0] : null) : hint ?? null};
+  };
+  const adaptItem = Q ? Q.adaptItem : oneQuestion;
+  const adapt = (view) => (view.item === undefined ? view
+    : {...view, item: view.item && adaptItem(view.item), upcoming: (view.upcoming || []).map(adaptItem)});
+  // --- end of issue 15's adapter ---
   const unsent = () => A.outbox.filter((e) => e.record).length;  // answers the server has not replied to
   const answersQueued = () => unsent() > 0;
   // what closing the tab would lose: an answer not sent, or sent but not yet committed
@@ -122,6 +137,7 @@
       A.selected = new Set(C.multi && item.editing ? item.answer : []);
     }
     renderChoices();
+    if (Q) Q.show(item);  // issue 15: several questions
     const comment = document.querySelector('#ann-comment textarea');
     if (comment) { comment.value = item.comment || ''; showComment(!!comment.value); }  // collapsed unless it has text
     const where = A.view && A.view.progress ? `; ${A.view.progress.remaining_for_me} left for you` : '';
@@ -150,7 +166,7 @@
   // what Enter does on this record, on its button: keep the earlier answer, accept the suggestion, or submit
   const renderAccept = (item) => {
     const b = $('btn-accept');
-    if (!b) return;
+    if (!b || Q) return;  // issue 15: several questions always "Submit (Enter)", as drawn
     const keep = !C.multi && item.editing && item.answer.length;
     const suggestionOnly = C.multi && !A.selected.size && item.suggestion && !item.editing;
     const text = C.multi && !suggestionOnly ? 'Submit (Enter)' : keep ? 'Keep earlier answer (Enter)' : 'Accept suggestion (Enter)';
@@ -363,6 +379,7 @@
 
   // --- the server's answers ----------------------------------------------------------------
   const apply = (view, refill) => {
+    view = adapt(view);  // issue 15
     A.view = view;
     renderProgress(view); renderStatus();
     if (refill && A.shown && A.shown.editing) {
@@ -510,6 +527,7 @@
     enqueue({path: 'back', body: {ticket: A.shown ? A.shown.record : ''}, blocking: true});
   };
   const accept = () => {
+    if (Q) { Q.submit(); return; }  // issue 15: several questions
     const item = A.shown;
     if (!item) return;
     if (C.multi) {
@@ -601,6 +619,7 @@
       if (!e.repeat) { accept(); focusStage(); }
       return;
     }
+    if (Q && Q.key(e, t)) return;  // issue 15: Tab between questions, the active question's keys
     if (typingIn(t)) {  // a text field keeps every key it types; Esc leaves it
       if (e.key === 'Escape') { e.preventDefault(); t.blur(); if (t.closest('#ann-comment')) leaveComment(); else focusStage(); }
       return;

@@ -1,0 +1,226 @@
+"""What an answer to a task is: checked against the task's questions, and a record's suggested one.
+
+An answer is one value per question, by question name (`model.Answer`): a
+label's name, a list of label names, a whole number on a rating's scale, or a
+text. The service checks every answer here before anything is queued, so a
+value that the export, the agreement or a store could not take never gets in;
+the message speaks to whoever sent it (an annotator's page, or a script's
+author), naming the question. Pure: no I/O, no Gradio.
+
+A task of one question also takes today's forms, a label's name or a list of
+names, since the page and every script sent those before a task could have
+several questions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from annotator.model import Answer, AnswerValue, Record
+from annotator.task import Question, TaskSpec
+from annotator.text import text_problem
+
+__all__ = ["AnswerError", "check_answer", "question_specs", "suggested_answer"]
+
+# how much of a value the caller sent an error message repeats
+_ECHO = 80
+
+
+class AnswerError(ValueError):
+    """The answer does not fit the task; the message names the question and what to send instead."""
+
+
+def check_answer(task: TaskSpec, raw: object) -> Answer:
+    """`raw` (decoded JSON) as a valid answer to `task`, or AnswerError saying what is wrong.
+
+    `raw` is an object with a value per question name. An optional question
+    may be left out (or sent as null, or as "" for a text); it is then absent
+    from the answer. A one-question task also takes a label's name or a list
+    of names. Lists of labels lose repeated names; texts lose surrounding
+    whitespace.
+    """
+    questions = task.questions
+    solo = len(questions) == 1 and questions[0].kind in ("label", "labels")
+    if solo and (isinstance(raw, (str, list, tuple)) or not isinstance(raw, Mapping)):
+        raw = {questions[0].name: _legacy(questions[0], raw)}
+    if not isinstance(raw, Mapping):
+        raise AnswerError("The answer must be an object with a value per question ("
+                          f"{', '.join(_named(q) for q in questions)}).")
+    by_name = {q.name: q for q in questions}
+    unknown = [k for k in raw if k not in by_name]
+    if unknown:
+        raise AnswerError(f"{_echo(unknown[0])} is not a question of this task; its questions are "
+                          f"{', '.join(by_name)}.")
+    answer: Answer = {}
+    for q in questions:
+        value = _check_value(q, raw.get(q.name), "this task" if solo else _named(q))
+        if value is None:
+            if q.required:
+                raise AnswerError(f"{_named(q)} needs an answer ({_expects(q)}), or press S to skip the image.")
+            continue
+        answer[q.name] = value
+    return answer
+
+
+def suggested_answer(task: TaskSpec, record: Record) -> Answer:
+    """The answer a record suggests, per question; a question without a usable suggestion is absent.
+
+    A question's suggestion is the value of its `suggestion_column` in the
+    record's metadata (ingest keeps every field of a record there). The first
+    question first takes `record.suggestion`, the one value ingest kept for the
+    task, which may come from another column (`--suggestion-column`). A value
+    that would not pass `check_answer` (a name that is no label, a rating off
+    the scale) is no suggestion.
+    """
+    out: Answer = {}
+    for i, q in enumerate(task.questions):
+        candidates = [record.suggestion] if i == 0 and record.suggestion is not None else []
+        if q.suggestion_column and q.suggestion_column in record.metadata:
+            candidates.append(record.metadata[q.suggestion_column])
+        for candidate in candidates:
+            value = _suggested_value(q, candidate)
+            if value is not None:
+                out[q.name] = value
+                break
+    return out
+
+
+# --- checking one value --------------------------------------------------------
+
+def _legacy(q: Question, raw: object) -> object:
+    """Today's forms for a task's one label (or labels) question, with today's messages: a label's name,
+    or a list of names (of one name, for a label question)."""
+    if isinstance(raw, str):
+        return raw if q.kind == "label" else [raw]
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(v, str) for v in raw):
+        raise AnswerError("The answer must be a label name or a list of label names "
+                          f"(or an object: {{{q.name!r}: ...}}).")
+    if not raw:
+        raise AnswerError("Choose a label first, or press S to skip.")
+    names = list(dict.fromkeys(raw))
+    if q.kind == "labels":
+        return names
+    if len(names) != 1:
+        raise AnswerError("This task takes exactly one label per image.")
+    return names[0]
+
+
+def _check_value(q: Question, value: object, where: str) -> AnswerValue | None:
+    """The value checked and normalized for `q`; None for a question left open. `where` names the
+    question in a message about a label ("this task" when it is the task's one question)."""
+    if value is None:
+        return None
+    if q.kind == "label":
+        if not isinstance(value, str):
+            raise AnswerError(f"{_named(q)} takes one label's name as text, not {_type(value)}.")
+        return _label(q, value, where)
+    if q.kind == "labels":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise AnswerError(f"{_named(q)} takes a list of label names, not {_type(value)}.")
+        chosen = [_label(q, v, where) for v in dict.fromkeys(value)]
+        if not chosen and q.required:
+            raise AnswerError(f"{_named(q)} needs at least one label ({', '.join(q.label_names)}).")
+        return chosen
+    if q.kind == "rating":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise AnswerError(f"{_named(q)} takes a whole number from {q.low} to {q.high}, not {_type(value)}.")
+        if value not in q.scale:
+            raise AnswerError(f"{_named(q)} is rated from {q.low} to {q.high}; {value} is off the scale.")
+        return value
+    if not isinstance(value, str):
+        raise AnswerError(f"{_named(q)} takes text, not {_type(value)}.")
+    problem = text_problem(value)
+    if problem is not None:
+        raise AnswerError(f"{_named(q)} contains {problem}; remove it and send it again.")
+    text = value.strip()
+    if not text:
+        return None
+    if len(text) < q.min_chars:
+        raise AnswerError(f"{_named(q)} is too short ({len(text)} characters); write at least {q.min_chars}.")
+    if len(text) > q.max_chars:
+        raise AnswerError(f"{_named(q)} is too long ({len(text)} characters); keep it to at most {q.max_chars}.")
+    return text
+
+
+def _label(q: Question, name: str, where: str) -> str:
+    if name not in q.label_names:
+        problem = text_problem(name)
+        what = "a name with " + problem if problem else _echo(name)
+        raise AnswerError(f"{what} is not a label of {where}; choose one of: {', '.join(q.label_names)}.")
+    return name
+
+
+# --- suggestions ---------------------------------------------------------------
+
+def _suggested_value(q: Question, value: Any) -> AnswerValue | None:
+    """A metadata value read as a suggestion for `q`: the forms a dataset column takes (a label's name
+    or a list of one, a number or a numeric string, a caption), else None."""
+    if q.kind == "label":
+        if isinstance(value, (list, tuple)) and len(value) == 1:
+            value = value[0]
+        return _as_label(q, value)
+    if q.kind == "labels":
+        names = [_as_label(q, v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+        chosen = list(dict.fromkeys(n for n in names if n is not None))
+        return chosen or None
+    if q.kind == "rating":
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        elif isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value in q.scale else None
+    if isinstance(value, str) and value.strip() and text_problem(value) is None:
+        return value.strip()
+    return None
+
+
+def _as_label(q: Question, value: Any) -> str | None:
+    """A metadata value as one of the question's labels (a number column names a label "3" too)."""
+    if value is None or isinstance(value, (dict, list, tuple, bytes, bool)):
+        return None
+    name = str(value)
+    return name if name in q.label_names else None
+
+
+# --- messages ------------------------------------------------------------------
+
+def _named(q: Question) -> str:
+    """How a message names a question: its title as the page shows it, and the name a script sends."""
+    return f"{q.title!r} ({q.name})" if q.title != q.name else repr(q.name)
+
+
+def _expects(q: Question) -> str:
+    if q.kind == "label":
+        return "one of " + ", ".join(q.label_names)
+    if q.kind == "labels":
+        return "one or more of " + ", ".join(q.label_names)
+    if q.kind == "rating":
+        return f"a number from {q.low} to {q.high}"
+    return f"a text of {max(q.min_chars, 1)} to {q.max_chars} characters"
+
+
+def _echo(value: object) -> str:
+    """A value the caller sent, short and printable, for a message."""
+    return repr(str(value)[:_ECHO]) if isinstance(value, str) else repr(value)[:_ECHO]
+
+
+def _type(value: object) -> str:
+    return {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list",
+            tuple: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def question_specs(task: TaskSpec) -> list[dict[str, Any]]:
+    """The task's questions as plain JSON, as a script (the API's `next`) and the page read them: what
+    to send for each and which key answers what. Field names are the task file's."""
+    specs = []
+    for q in task.questions:
+        spec: dict[str, Any] = {"name": q.name, "title": q.title, "kind": q.kind, "required": q.required}
+        if q.kind in ("label", "labels"):
+            spec["labels"] = [{"name": label.name, "key": label.key} for label in q.labels]
+        elif q.kind == "rating":  # a value's key is its last digit
+            spec.update({"min": q.low, "max": q.high, "min_word": q.low_word, "max_word": q.high_word,
+                         "keys": {str(v): str(v)[-1] for v in q.scale}})
+        else:
+            spec.update({"min_chars": q.min_chars, "max_chars": q.max_chars, "key": q.key})
+        specs.append(spec)
+    return specs
