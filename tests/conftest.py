@@ -15,8 +15,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(TESTS.parent))
-pytest_plugins = ("pgserver",)  # the pg_url fixture: a fresh PostgreSQL database
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-pytest_plugins = ("pgserver", "storehelpers")
+pytest_plugins = ("pgserver", "storehelpers")  # pg_url, make_store: a fresh database per test

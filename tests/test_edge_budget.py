@@ -13,6 +13,9 @@ import pytest
 
 from edgehelpers import space_client, start_space_servers
 
+# a flood's requests are counted against the time it lasted, and bob must not be held: alone on the machine
+pytestmark = pytest.mark.serial
+
 FLOOD_MAX = 1000  # requests; the budget refills at 20/s, so any client faster than that meets a 429 well before
 
 

@@ -22,6 +22,9 @@ from clients import ApiUser, add_users, make_images, write_task
 
 from annotator.auth import PasswordFile, SignInLimits
 
+# clicks are timed against one sign-in, and a limit lasts seconds: alone on the machine (scripts/test.sh)
+pytestmark = pytest.mark.serial
+
 USERS = ["alice", "bob", "carol", "dave"]
 
 
