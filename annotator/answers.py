@@ -145,8 +145,10 @@ def _check_value(q: Question, value: object, where: str) -> AnswerValue | None:
 def _label(q: Question, name: str, where: str) -> str:
     if name not in q.label_names:
         problem = text_problem(name)
-        what = "a name with " + problem if problem else _echo(name)
-        raise AnswerError(f"{what} is not a label of {where}; choose one of: {', '.join(q.label_names)}.")
+        if problem:  # said as every other text with such a character is (annotator/text.py)
+            raise AnswerError(f"The answer contains {problem}, and no label of {where} does; choose one of: "
+                              f"{', '.join(q.label_names)}.")
+        raise AnswerError(f"{_echo(name)} is not a label of {where}; choose one of: {', '.join(q.label_names)}.")
     return name
 
 

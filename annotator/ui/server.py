@@ -109,8 +109,9 @@ def create_app(runtime: Runtime) -> FastAPI:
                         auth_message="Sign in with the name and password the organizer gave you.")
     slow_queue_polling(blocks, QUEUE_IDLE_POLL_S, QUEUE_PROGRESS_POLL_S)
     gradio_app = mounted_app(app)
-    add_click_routes(gradio_app, runtime)
+    # each moves its routes to the front: the click routes last, so a click is matched first of all
     add_projector_routes(gradio_app, runtime)  # the room's screen (annotator/ui/projector.py)
+    add_click_routes(gradio_app, runtime)
     _add_healthz(gradio_app, runtime)
     check_people(gradio_app, lambda request: identify_http(runtime.access, gradio_app, request), Budget())
     app.add_middleware(PartitionedSessionCookies)  # sign-in inside the Hub's frame (annotator/ui/cookies.py)
