@@ -41,7 +41,7 @@ def check_answer(task: TaskSpec, raw: object) -> Answer:
     """
     questions = task.questions
     solo = len(questions) == 1 and questions[0].kind in ("label", "labels")
-    if solo and (isinstance(raw, (str, list, tuple)) or not isinstance(raw, Mapping)):
+    if solo and not isinstance(raw, Mapping):
         raw = {questions[0].name: _legacy(questions[0], raw)}
     if not isinstance(raw, Mapping):
         raise AnswerError("The answer must be an object with a value per question ("
