@@ -3,7 +3,7 @@
 Against the real server of a simulated Space (OAuth, so that anonymous calls
 reach every handler, as on a real Space). Hypothesis sends arbitrary JSON
 (mixed with real tickets, labels and non-finite numbers) and arbitrary bytes
-to the page's click routes, arbitrary query strings to the image route, and
+to the page's click routes, arbitrary query strings to the image routes (display and large), and
 arbitrary argument lists to every named Gradio endpoint, as a signed-in person
 (mallory, not an admin) and as nobody. A crash inside a Gradio endpoint
 reaches the caller as an error event, so the server log is checked too: no
@@ -120,14 +120,15 @@ def test_image_route_answers_4xx_or_2xx(app):
     @FUZZ
     @given(who=st.sampled_from(["mallory", "nobody"]), rid=text | st.integers().map(str),
            params=st.dictionaries(st.sampled_from(["u", "e", "s", "x"]), text, max_size=4),
-           real=st.sampled_from(app["image_urls"] or ["/img/1"]), tamper=st.booleans())
-    def prop(who: str, rid: str, params: dict[str, str], real: str, tamper: bool) -> None:
+           real=st.sampled_from(app["image_urls"] or ["/img/1"]), tamper=st.booleans(),
+           large=st.sampled_from(["", "/large"]))  # the display rendition, or the zoomed view's
+    def prop(who: str, rid: str, params: dict[str, str], real: str, tamper: bool, large: str) -> None:
         if tamper:  # a real link with some parameters replaced
             path, _, query = real.partition("?")
             params = {**dict(parse_qsl(query)), **params}
         else:
             path = "/img/" + quote(rid, safe="", errors="surrogatepass")
-        r = app[who].http.get(path + "?" + urlencode(params, quote_via=quote, errors="surrogatepass"))
+        r = app[who].http.get(path + large + "?" + urlencode(params, quote_via=quote, errors="surrogatepass"))
         assert r.status_code < 500, (who, rid, params, r.status_code, r.text[:300])
 
     prop()
