@@ -130,7 +130,8 @@ def test_four_kinds_pushed_in_one_commit_load_as_ready_to_train_and_restore(hub,
         assert animal["features"]["label"].startswith("ClassLabel(")
         assert [(r["record_id"], r["label"], r["image"]) for r in animal["rows"]] == [
             (ids[0], 0, sha[ids[0]]), (ids[3], 2, sha[ids[3]])]  # record 1 tied, record 2 unanswered
-        assert tags["label_names"] == ["grass", "sky", "toy"] and tags["features"]["label"].startswith("List(ClassLabel(")
+        assert tags["label_names"] == ["grass", "sky", "toy"]
+        assert tags["features"]["label"].startswith("List(ClassLabel(")
         assert [(r["record_id"], r["label"]) for r in tags["rows"]] == [(ids[0], [1]), (ids[3], [0, 2])]
         assert [(r["record_id"], r["rating_median"], r["num_ratings"], r["image"]) for r in rating["rows"]] == [
             (ids[0], 4.0, 3, sha[ids[0]]), (ids[1], 2.5, 2, sha[ids[1]]), (ids[3], 1.0, 1, sha[ids[3]])]

@@ -78,7 +78,8 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
         "`n_answers`, `n_skipped`, `status` (complete / partial / untouched) and `answers` "
         "(annotator, answer by question, comment, time, time_spent_ms).",
         f"- `{RESPONSES}`: one row per answer, skips included (`status` = skipped): `record_id`, `source_key`, "
-        "`annotator`, `status`, a column per question, `comment`, `time_spent_ms`, `created_at`, `updated_at`.", "",
+        "`annotator`, `status`, a column per question, `comment`, `time_spent_ms`, `created_at`, `updated_at` "
+        "(times in UTC).", "",
         "```python", "from datasets import load_dataset", "",
         f'records = load_dataset("{repo_id}", "{RECORDS}", split="train")',
         f'responses = load_dataset("{repo_id}", "{RESPONSES}", split="train")', "```", "",

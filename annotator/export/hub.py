@@ -1,8 +1,9 @@
 """Push the export tables to the Hub dataset EXPORT_REPO, with its card, in one commit.
 
 `Exporter` pushes both tables as two configs of one dataset repo, with the
-ready-to-train configs beside them (`train_configs`) and a generated README card, on a schedule when something changed, on demand and at
-shutdown, in a background thread, never two at once, retrying failed pushes.
+ready-to-train configs beside them (`train_configs`) and a generated README
+card, on a schedule when something changed, on demand and at shutdown, in a
+background thread, never two at once, retrying failed pushes.
 Replicas sharing a PostgreSQL database all run one: the store's export lock
 lets one push at a time, and the store remembers what was pushed, so the same
 state is not pushed twice.
