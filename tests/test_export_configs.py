@@ -17,11 +17,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 from test_export import REPO, T0, add_images, export_commits, fill, hub, make_settings, make_task  # noqa: E402,F401
+from test_export_questions import _responses  # noqa: E402
 
 from annotator.export.hub import Exporter  # noqa: E402
 from annotator.export.restore import restore_from_hub  # noqa: E402
 from annotator.export.train_configs import owned_folder, train_configs  # noqa: E402
-from annotator.model import Response, ResponseWrite  # noqa: E402
+from annotator.model import ResponseWrite  # noqa: E402
 from annotator.store import Store  # noqa: E402
 from annotator.task import Label, Question, TaskSpec  # noqa: E402
 
@@ -74,10 +75,6 @@ def _load(hub, tmp_path: Path, *names: str) -> dict:
 
 def _front_matter(card: str) -> dict:
     return yaml.safe_load(card.split("---\n")[1])
-
-
-def _responses(store: Store) -> list[Response]:
-    return sorted((r for batch in store.iter_responses() for r in batch), key=lambda r: (r.record_id, r.user_id))
 
 
 def _push(store: Store, task: TaskSpec, settings, hub) -> None:
