@@ -42,6 +42,12 @@ poll that computes the view and of one served from the shared computation,
 and models the screens' cost per annotation from them (one computation per
 10 s plus N polls, over the run's annotations a second).
 
+`--task PATH` runs ours against that task file instead of the one-label
+task (e.g. examples/questions/task.toml: four questions of four kinds); the
+annotators read its questions from the app's `next` API and answer every one
+(bench/crowd_task.py); the overlap is the task's. The baseline knows one
+label question only, so `--task` takes `--app ours`.
+
 `--breakdown` adds, on the idle server after the crowd left, the server CPU
 and latency of single requests: a plain route (/healthz), a queue=False Gradio
 event (the page load), the saved check and the click on the page's JSON
@@ -52,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import os
@@ -71,6 +78,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import crowd_task  # noqa: E402
 import floods  # noqa: E402
 import loadgen  # noqa: E402
 from annotator.ui.annotate import SAVED_CHECK_DELAY_MS  # noqa: E402  (what the page does)
@@ -101,7 +109,7 @@ def server_env(kind: str, args: argparse.Namespace, run: Path, source: Path, use
     if args.profile_server:
         env["CROWD_PROFILE"] = str(folder / "server-profile.json")
     if kind == "ours":
-        task = loadgen.write_task(folder / "task.toml", LABELS, args.overlap)
+        task = args.task.resolve() if args.task else loadgen.write_task(folder / "task.toml", LABELS, args.overlap)
         passwords = loadgen.write_password_file(folder / "passwords.json", users + ["probe0000"])
         env.update({"CACHE_DIR": str(folder / "cache"), "TASK_FILE": str(task), "AUTH_MODE": "password",
                     "PASSWORD_FILE": str(passwords)})
@@ -244,8 +252,12 @@ class Sampler:
                 pass
 
 
+AnswerFor = Callable[[random.Random], dict[str, Any]]
+
+
 async def annotator(b: Browser | BaselineBrowser, kind: str, profile: Profile, start_at: float, end: float,
-                    think: float, rng: random.Random, rec: Recorder) -> None:
+                    think: float, rng: random.Random, rec: Recorder, answer_for: AnswerFor | None = None) -> None:
+    """One person; `answer_for`: the answer to send for a task of several questions (--task)."""
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     try:
         await b.open_page(profile)
@@ -254,13 +266,13 @@ async def annotator(b: Browser | BaselineBrowser, kind: str, profile: Profile, s
         return
     n_labels = len(profile.labels)
     if kind == "ours":
-        await _annotate_ours(b, n_labels, end, think, rng, rec)  # type: ignore[arg-type]
+        await _annotate_ours(b, n_labels, end, think, rng, rec, answer_for)  # type: ignore[arg-type]
     else:
         await _annotate_baseline(b, n_labels, end, think, rng, rec)  # type: ignore[arg-type]
 
 
 async def _annotate_ours(b: Browser, n_labels: int, end: float, think: float, rng: random.Random,
-                         rec: Recorder) -> None:
+                         rec: Recorder, answer_for: AnswerFor | None) -> None:
     # the page's saved check: asked once nothing is left to send and the reply said pending (the server
     # replies after the commit); at most one in flight, one more if an answer went out meanwhile; asked
     # again SAVED_CHECK_DELAY_MS after a reply that still says pending
@@ -288,7 +300,10 @@ async def _annotate_ours(b: Browser, n_labels: int, end: float, think: float, rn
                     break
                 await asyncio.sleep(wait)
                 try:
-                    view = await b.click_label(rng.randrange(n_labels), loadgen.comment_for(rng))
+                    if answer_for is None:
+                        view = await b.click_label(rng.randrange(n_labels), loadgen.comment_for(rng))
+                    else:
+                        view = await b.click_label(0, "", answer_for(rng))
                 except EventError:
                     await asyncio.sleep(1.0)  # the page shows the error; the person tries again
                     continue
@@ -366,6 +381,10 @@ async def drive(kind: str, servers: list[loadgen.Server], users: list[str], args
     info["login_s"] = round(time.monotonic() - t, 1)
     r = await browsers[0].client.get("/config")
     profile = Profile.from_config(r.json())
+    answer_for: AnswerFor | None = None
+    if args.task:
+        questions = await crowd_task.read_questions(browsers[0].client)
+        answer_for = functools.partial(crowd_task.random_answer, questions)
 
     sampler = Sampler([s.pid for s in servers], db_pids)
     stop = asyncio.Event()
@@ -375,7 +394,7 @@ async def drive(kind: str, servers: list[loadgen.Server], users: list[str], args
     rec.window = window
     rng = random.Random(args.seed)
     tasks = [asyncio.create_task(annotator(b, kind, profile, t0 + args.ramp * i / max(1, len(browsers)),
-                                           window[1], args.think, random.Random(rng.random()), rec))
+                                           window[1], args.think, random.Random(rng.random()), rec, answer_for))
              for i, b in enumerate(browsers)]
 
     async def marks() -> None:
@@ -769,7 +788,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flood-connections", type=int, default=8, help="--flood person: connections, back to back")
     p.add_argument("--projectors", type=int, default=0,
                    help="also run ours with this many projector screens polling beside the same crowd, and compare")
+    p.add_argument("--task", type=Path, default=None,
+                   help="run ours against this task file (its questions, its overlap) instead of one label question")
     args = p.parse_args(argv)
+    if args.task:
+        from annotator.task import load_task  # noqa: PLC0415
+        if args.app != "ours":
+            p.error("--task runs our app only (the baseline knows one label question): add --app ours")
+        args.overlap = load_task(args.task).overlap
     if args.ramp is None:
         args.ramp = max(2.0, args.annotators / 10)
     if not args.records:

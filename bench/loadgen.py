@@ -368,6 +368,11 @@ class Answer:
     comment: str
     at: float  # when the click's answer arrived (monotonic)
     pressed: float = 0.0  # when the key was pressed (monotonic)
+    answer: dict[str, Any] | None = None  # the object sent, for a task of several questions (crowd --task)
+
+    def held_in(self, stored: dict[str, Any]) -> bool:
+        """Whether the answer the store holds (a value by question) is this one."""
+        return list(stored.values()) == [self.label] if self.answer is None else stored == self.answer
 
 
 @dataclass
@@ -577,8 +582,9 @@ class Browser(_Tab):
                 self._bg.add(task)
                 task.add_done_callback(self._bg.discard)
 
-    async def click_label(self, label_index: int, comment: str = "") -> View:
-        """Press a label button: answer the record on screen; returns the next view."""
+    async def click_label(self, label_index: int, comment: str = "", answer: dict[str, Any] | None = None) -> View:
+        """Press a label button: answer the record on screen; returns the next view. `answer`: send this
+        object (a value per question) instead of the label."""
         assert self.view is not None and self.view.state == "ready"
         shown = self.view
         label = self.profile.labels[label_index] if self.profile and self.profile.labels else str(label_index)
@@ -591,7 +597,8 @@ class Browser(_Tab):
             # the page's last queued answer, with the next record already on screen, asks its reply to
             # wait for the commit (annotator.ui.clicks); an answer the person waits for does not
             data = await self.act("answer?saved=wait" if ahead else "answer",
-                                  {"ticket": shown.ticket, "answer": [label], "comment": comment})
+                                  {"ticket": shown.ticket, "answer": [label] if answer is None else answer,
+                                   "comment": comment})
         except EventError as exc:
             if self.rec.in_window(started):
                 self.rec.error("click_" + exc.kind)
@@ -604,7 +611,7 @@ class Browser(_Tab):
         retried = self.rec.events["retry_after_dropped_connection"] > retries  # the first try may have counted
         if shown.record_id is not None and (not replay or retried):
             self.person.accepted.append(Answer(self.person.user, shown.record_id, label, comment.strip(),
-                                               time.monotonic(), started))
+                                               time.monotonic(), started, answer))
         if view.saved == "saved" and len(self.person.accepted) > self.person.saved_upto \
                 and self.rec.in_window(started):
             self.rec.answer_to_saved.append(time.monotonic() - started)
@@ -752,7 +759,7 @@ class BaselineBrowser(_Tab):
 def _our_facts(query: Callable[..., list[tuple]], overlap: int) -> tuple[dict, int, list[tuple], int]:
     """(answers by (record, user), records over overlap, open records, records) from our schema."""
     rows = query("SELECT record_id, user_id, status, answer FROM responses")
-    got = {(r, u): (s, list(decode_answer(a).values())) for r, u, s, a in rows}  # the one question's label
+    got = {(r, u): (s, decode_answer(a)) for r, u, s, a in rows}
     over = query("SELECT count(*) FROM (SELECT record_id, count(*) AS n FROM responses WHERE status = 'submitted' "
                  "GROUP BY 1) s JOIN records r ON r.id = s.record_id WHERE s.n > ? + r.extra_answers", [overlap])
     open_records = query(
@@ -783,7 +790,7 @@ def check_store(kind: str, data_dir: Path, persons: list[Person], overlap: int,
     else:
         con = duckdb.connect(str(data_dir / "baseline.duckdb"), read_only=True)
         rows = con.execute("SELECT record_id, user_id, label FROM annotations").fetchall()
-        got = {(r, u): ("submitted", [label]) for r, u, label in rows}
+        got = {(r, u): ("submitted", {"label": label}) for r, u, label in rows}
         over = con.execute("SELECT count(*) FROM (SELECT record_id, count(*) AS n FROM annotations GROUP BY 1) "
                            "WHERE n > ?", [overlap]).fetchone()[0]
         open_records = con.execute(
@@ -798,7 +805,7 @@ def check_store(kind: str, data_dir: Path, persons: list[Person], overlap: int,
         for a in answers:
             last[(a.record_id, a.user)] = a
         return sum(1 for key, a in last.items()
-                   if got.get(key) is None or got[key][1] != [a.label])
+                   if got.get(key) is None or not a.held_in(got[key][1]))
 
     accepted = [a for p in persons for a in p.accepted]
     saved = [a for p in persons for a in p.accepted[:p.saved_upto]]

@@ -24,7 +24,7 @@ import random  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
-from datetime import datetime, timedelta  # noqa: E402
+from datetime import datetime, timedelta, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import huggingface_hub.constants  # noqa: E402
@@ -168,7 +168,9 @@ def test_build_tables_rows_and_summary(env):
     alice_r1 = next(r for r in responses if r["record_id"] == ids[1] and r["annotator"] == "alice")
     assert alice_r1["label"] == "cat" and alice_r1["comment"] == "changed my mind"
     assert all(r["label"] is None for r in responses if r["status"] == "skipped")
-    assert alice_r1["created_at"] == T0 + timedelta(minutes=3) and alice_r1["updated_at"] == T0 + timedelta(minutes=10)
+    utc = timezone.utc  # the export says its times are UTC; the store keeps them naive
+    assert alice_r1["created_at"] == (T0 + timedelta(minutes=3)).replace(tzinfo=utc)
+    assert alice_r1["updated_at"] == (T0 + timedelta(minutes=10)).replace(tzinfo=utc)
 
     s = tables.summary
     assert (s.records, s.submitted, s.skipped, len(s.annotators)) == (6, 7, 2, 3)

@@ -1,4 +1,4 @@
-"""The README.md of the Hub export: YAML front matter naming the two configs, and what they hold.
+"""The README.md of the Hub export: YAML front matter naming its configs, and what they hold.
 
 Written from the export's summary, so the figures are those of the tables
 pushed with it, in the same commit.
@@ -11,7 +11,8 @@ from datetime import timezone
 from annotator import metrics
 from annotator.task import Question, TaskSpec
 from annotator.export.format import RECORDS, RESPONSES
-from annotator.export.summary import ExportSummary, QuestionSummary
+from annotator.export.summary import ConfigSummary, ExportSummary, QuestionSummary
+from annotator.export.train_configs import task_categories
 
 
 def _size_category(n: int) -> str:
@@ -30,17 +31,21 @@ def _alpha_text(result: metrics.AgreementResult | None) -> str:
 
 
 def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
-    """README.md for the export: YAML front matter (the two configs) and a description."""
+    """README.md for the export: YAML front matter (every config: the two tables, then each ready-to-train
+    config with rows in `summary.configs`) and a description."""
     import yaml
+    published = [c for c in summary.configs.values() if c.rows]
     front = {
         "pretty_name": task.title,
         "tags": ["annotator", "image-annotation"],
-        "task_categories": _task_categories(task),
+        "task_categories": task_categories(task),
         "size_categories": [_size_category(summary.records)],
         "configs": [
             {"config_name": RECORDS, "data_files": [{"split": "train", "path": f"{RECORDS}/*.parquet"}],
              "default": True},
             {"config_name": RESPONSES, "data_files": [{"split": "train", "path": f"{RESPONSES}/*.parquet"}]},
+            *({"config_name": c.name, "data_files": [{"split": "train", "path": f"{c.name}/*.parquet"}]}
+              for c in published),
         ],
     }
     when = summary.created_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -73,10 +78,12 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
         "`n_answers`, `n_skipped`, `status` (complete / partial / untouched) and `answers` "
         "(annotator, answer by question, comment, time, time_spent_ms).",
         f"- `{RESPONSES}`: one row per answer, skips included (`status` = skipped): `record_id`, `source_key`, "
-        "`annotator`, `status`, a column per question, `comment`, `time_spent_ms`, `created_at`, `updated_at`.", "",
+        "`annotator`, `status`, a column per question, `comment`, `time_spent_ms`, `created_at`, `updated_at` "
+        "(times in UTC).", "",
         "```python", "from datasets import load_dataset", "",
         f'records = load_dataset("{repo_id}", "{RECORDS}", split="train")',
         f'responses = load_dataset("{repo_id}", "{RESPONSES}", split="train")', "```", "",
+        *_train_lines(summary, repo_id),
         "## How it was made", "",
         "Exported by annotator, a multi-user image annotation app: annotators signed in with their Hugging "
         "Face account and labelled images handed out by the server (each image to at most the wanted number "
@@ -86,10 +93,32 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
     return "\n".join(lines)
 
 
-def _task_categories(task: TaskSpec) -> list[str]:
-    """Hub task ids for the questions: text answers (captions) are image-to-text, the rest classification."""
-    kinds = {q.kind for q in task.questions}
-    return (["image-classification"] if kinds - {"text"} else []) + (["image-to-text"] if "text" in kinds else [])
+def _train_lines(summary: ExportSummary, repo_id: str) -> list[str]:
+    """The card's part on the ready-to-train configs: a section per config, and those left out for want of rows."""
+    if not summary.configs:
+        return []
+    lines = ["## Ready-to-train configs", "",
+             "Derived from `records` at each export, for training as they come: `record_id` and `image` "
+             "(embedded), then the question's columns.", ""]
+    for c in summary.configs.values():
+        if c.rows:
+            lines += _config_lines(c, repo_id)
+    empty = [c for c in summary.configs.values() if not c.rows]
+    if empty:
+        lines += ["Not published in this export, for want of rows: " + ", ".join(
+            f"`{c.name}` (question `{c.question}`{_left_out_text(c)})" for c in empty) + ".", ""]
+    return lines
+
+
+def _config_lines(c: ConfigSummary, repo_id: str) -> list[str]:
+    return [f"### `{c.name}`", "",
+            f"From question `{c.question}`: {c.holds}. **{c.rows} rows**{_left_out_text(c)}.", "",
+            "```python", f'ds = load_dataset("{repo_id}", "{c.name}", split="train")', "```", ""]
+
+
+def _left_out_text(c: ConfigSummary) -> str:
+    reasons = [f"{reason}: {n}" for reason, n in c.left_out.items() if n]
+    return f"; left out: {', '.join(reasons)}" if reasons else ""
 
 
 _KIND_TEXT = {"label": "one label", "labels": "any number of labels", "rating": "a whole-number rating",

@@ -10,6 +10,9 @@
   column per question (label and text: string, labels: list of strings,
   rating: int32; a question left open, or a skip, is null).
 
+Times are UTC and say so (`timestamp[us, tz=UTC]`); exports written before
+carried naive UTC times, which restore reads the same way.
+
 Exports written before typed answers had one `answer` list column in
 `responses`; `response_from_row` reads it through the task's first question
 (model.LegacyQuestion), as the store migration does.
@@ -23,6 +26,7 @@ back with `record_from_row` and `response_from_row` (and reads only
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from annotator.task import Question, TaskSpec
@@ -43,6 +47,7 @@ RECORD_COLUMNS = (IMAGE, "record_id", "source_key", "image_file", "sha256", "wid
 RESPONSE_COLUMNS = ("record_id", "source_key", "annotator", "status", "comment", "time_spent_ms", "created_at",
                     "updated_at")
 LEGACY_ANSWER = "answer"
+UTC_TIME = "timestamp[us, tz=UTC]"  # the store keeps naive UTC times; arrow reads those as UTC
 
 
 def answer_feature(q: Question) -> Any:
@@ -89,7 +94,7 @@ def records_features(task: TaskSpec) -> Any:
             "annotator": Value("string"),
             "answer": {q.name: answer_feature(q) for q in task.questions},
             "comment": Value("string"),
-            "time": Value("timestamp[us]"),
+            "time": Value(UTC_TIME),
             "time_spent_ms": Value("int32"),
         }),
         "position": Value("int32"),
@@ -108,8 +113,8 @@ def responses_features(task: TaskSpec) -> Any:
         **{q.name: answer_feature(q) for q in task.questions},
         "comment": Value("string"),
         "time_spent_ms": Value("int32"),
-        "created_at": Value("timestamp[us]"),
-        "updated_at": Value("timestamp[us]"),
+        "created_at": Value(UTC_TIME),
+        "updated_at": Value(UTC_TIME),
     })
 
 
@@ -184,5 +189,10 @@ def response_from_row(row: dict[str, Any], legacy: LegacyQuestion | None = None)
         answer = {name: value for name, value in row.items() if name not in RESPONSE_COLUMNS and value is not None}
     return Response(record_id=row["record_id"], user_id=row["annotator"], status=row["status"],
                     answer=answer, comment=row["comment"],
-                    time_spent_ms=row["time_spent_ms"], created_at=row["created_at"],
-                    updated_at=row["updated_at"])
+                    time_spent_ms=row["time_spent_ms"], created_at=_naive_utc(row["created_at"]),
+                    updated_at=_naive_utc(row["updated_at"]))
+
+
+def _naive_utc(time: datetime) -> datetime:
+    """A time as the store keeps it (naive UTC), from an export's UTC time or an older export's naive one."""
+    return time.astimezone(timezone.utc).replace(tzinfo=None) if time.tzinfo else time

@@ -1,8 +1,9 @@
 """Push the export tables to the Hub dataset EXPORT_REPO, with its card, in one commit.
 
-`Exporter` pushes both tables as two configs of one dataset repo with a
-generated README card, on a schedule when something changed, on demand and at
-shutdown, in a background thread, never two at once, retrying failed pushes.
+`Exporter` pushes both tables as two configs of one dataset repo, with the
+ready-to-train configs beside them (`train_configs`) and a generated README
+card, on a schedule when something changed, on demand and at shutdown, in a
+background thread, never two at once, retrying failed pushes.
 Replicas sharing a PostgreSQL database all run one: the store's export lock
 lets one push at a time, and the store remembers what was pushed, so the same
 state is not pushed twice.
@@ -31,10 +32,11 @@ from typing import Any
 from annotator.config import ConfigError, Settings
 from annotator.task import TaskSpec
 from annotator.export.card import dataset_card
-from annotator.export.format import CONFIGS, RECORDS, RESPONSES
+from annotator.export.format import RECORDS, RESPONSES
 from annotator.export.push_state import pushed_fingerprint, save_export_state
 from annotator.export.summary import ExportSummary
 from annotator.export.tables import SHARD_ROWS, ExportProgress, build_tables
+from annotator.export.train_configs import owned_folder, train_configs
 from annotator.export.token_scrub import describe_error, protect_token_in_logs, scrub
 from annotator.export.writers import table_sink
 from annotator.periodic import PeriodicJob, Run
@@ -57,20 +59,29 @@ class ExporterClosedError(ExportError):
 def write_hub_files(store: StoreProtocol, task: TaskSpec, images_dir: Path, folder: Path, *,
                     progress: ExportProgress | None = None, shard_rows: int = SHARD_ROWS,
                     file_bytes: int = HUB_FILE_BYTES) -> tuple[dict[str, list[Path]], ExportSummary]:
-    """Write `records/train-*.parquet` and `responses/train-*.parquet` under `folder` for a push."""
-    tables = build_tables(store, task, images_dir, shard_rows=shard_rows, progress=progress)
+    """Write `<config>/train-*.parquet` under `folder` for a push: `records`, `responses` and each
+    ready-to-train config that has rows (an empty one is left out: it would not load)."""
+    configs = train_configs(task)
+    tables = build_tables(store, task, images_dir, shard_rows=shard_rows, progress=progress, configs=configs)
+    schemas = {RECORDS: tables.records_schema, RESPONSES: tables.responses_schema,
+               **{c.name: c.schema for c in configs}}
     sinks = {}
-    for name, schema in ((RECORDS, tables.records_schema), (RESPONSES, tables.responses_schema)):
+    for name, schema in schemas.items():
         (folder / name).mkdir(parents=True, exist_ok=True)
-        sinks[name] = table_sink(folder / name, "part", name, schema, max_bytes=file_bytes)
+        sinks[name] = table_sink(folder / name, "part", schema, max_bytes=file_bytes,
+                                 empty_file=name in (RECORDS, RESPONSES))
     try:
         for shard in tables:
             sinks[RECORDS].write(shard.records)
             sinks[RESPONSES].write(shard.responses)
+            for name, table in shard.configs.items():
+                sinks[name].write(table)
     finally:
         produced = {name: sink.close() for name, sink in sinks.items()}
     files: dict[str, list[Path]] = {}
     for name, paths in produced.items():
+        if not paths:
+            continue
         files[name] = []
         for i, path in enumerate(paths):
             target = path.with_name(f"train-{i:05d}-of-{len(paths):05d}.parquet")
@@ -317,8 +328,9 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
         operations: list[Any] = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(local))
                                  for path, local in new_paths.items()]
         operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8")))
+        # stale shards of the export's configs, including configs this export no longer has
         operations += [CommitOperationDelete(path_in_repo=path) for path in existing
-                       if path.split("/", 1)[0] in CONFIGS and path not in new_paths]
+                       if "/" in path and owned_folder(path.split("/", 1)[0]) and path not in new_paths]
         info = self._api.create_commit(
             self.repo_id, operations, repo_type="dataset",
             commit_message=f"annotator export: {summary.records} records, {summary.responses} answers",

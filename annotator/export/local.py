@@ -56,7 +56,7 @@ def export_local(store: StoreProtocol, task: TaskSpec, out_dir: Path, images_dir
         text: dict[tuple[str, str], TextSink] = {}
         for name, schema in schemas.items():
             if "parquet" in formats:
-                parquet[name] = table_sink(work, name, name, schema, max_bytes=None)
+                parquet[name] = table_sink(work, name, schema, max_bytes=None)
             for kind in ("jsonl", "csv"):
                 if kind in formats:
                     text[(name, kind)] = TextSink(work / f"{name}.{kind}", schema, kind)

@@ -111,6 +111,17 @@ class QuestionSummary:
 
 
 @dataclass
+class ConfigSummary:
+    """One ready-to-train config's totals in an export: its rows, and what was left out and why."""
+    name: str
+    question: str
+    kind: str
+    holds: str                          # the card's words for one row
+    rows: int = 0
+    left_out: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
 class ExportSummary:
     """Totals of one export, filled while its tables are built; the card is written from it."""
     records: int = 0
@@ -118,6 +129,7 @@ class ExportSummary:
     skipped: int = 0
     status: Counter[str] = field(default_factory=Counter)
     questions: dict[str, QuestionSummary] = field(default_factory=dict)  # in task order
+    configs: dict[str, ConfigSummary] = field(default_factory=dict)      # the ready-to-train ones, if built
     annotators: set[str] = field(default_factory=set)
     missing_images: int = 0
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))

@@ -4,7 +4,9 @@ One pass over the store gives both tables, so memory stays flat in the number
 of records; the consensus of each record, question by question (majority
 label, the labels more than half chose, the median rating; ties stated),
 its agreement and status are computed here, and the export's totals are
-filled on the way.
+filled on the way. Given ready-to-train configs (`train_configs`), each shard
+also holds their rows for the same records, made from the same image bytes
+and consensus.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pyarrow as pa
 
@@ -22,6 +24,7 @@ from annotator import metrics
 from annotator.task import Question, TaskSpec
 from annotator.export.format import IMAGE, record_row, records_features, response_row, responses_features
 from annotator.export.summary import AlphaAccumulator, ExportSummary, OrdinalAccumulator, QuestionSummary
+from annotator.export.train_configs import RecordAnswers, TrainConfig
 from annotator.model import Record, Response, record_status
 from annotator.store_protocol import StoreProtocol
 
@@ -35,9 +38,11 @@ ExportProgress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class Shard:
-    """One shard of both tables: at most `shard_rows` records, and every answer to them."""
+    """One shard of both tables: at most `shard_rows` records, and every answer to them; by config name,
+    the ready-to-train rows of the same records."""
     records: pa.Table
     responses: pa.Table
+    configs: dict[str, pa.Table] = field(default_factory=dict)
 
 
 class ExportTables:
@@ -45,12 +50,14 @@ class ExportTables:
 
     One pass over a consistent snapshot of the store (`Store.iter_export`);
     each shard holds at most `shard_rows` records and about `shard_bytes` of
-    image bytes, so memory does not grow with the store. `summary` is complete
-    once iteration ends. Iterate once.
+    image bytes (counted in every table that holds them), so memory does not
+    grow with the store. `summary` is complete once iteration ends, with a
+    ConfigSummary per config in `configs`. Iterate once.
     """
 
     def __init__(self, store: StoreProtocol, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
-                 shard_bytes: int = SHARD_BYTES, progress: ExportProgress | None = None) -> None:
+                 shard_bytes: int = SHARD_BYTES, progress: ExportProgress | None = None,
+                 configs: Sequence[TrainConfig] = ()) -> None:
         self.store, self.task, self.images_dir = store, task, Path(images_dir)
         self._images_root = str(self.images_dir)
         self.shard_rows, self.shard_bytes = max(1, shard_rows), max(1, shard_bytes)
@@ -58,7 +65,9 @@ class ExportTables:
         self.records_schema: pa.Schema = records_features(task).arrow_schema
         self.responses_schema: pa.Schema = responses_features(task).arrow_schema
         self.total_records = store.record_count()
-        self.summary = ExportSummary(questions={q.name: QuestionSummary(q.name, q.kind) for q in task.questions})
+        self.configs = list(configs)
+        self.summary = ExportSummary(questions={q.name: QuestionSummary(q.name, q.kind) for q in task.questions},
+                                     configs={c.name: c.summary for c in self.configs})
         self._alpha: dict[str, AlphaAccumulator | OrdinalAccumulator] = {
             q.name: OrdinalAccumulator() if q.kind == "rating" else AlphaAccumulator()
             for q in task.questions if q.kind in ("label", "rating")}
@@ -69,6 +78,7 @@ class ExportTables:
         done = 0
         rec_rows: list[dict[str, Any]] = []
         resp_rows: list[dict[str, Any]] = []
+        train_rows: dict[str, list[dict[str, Any]]] = {c.name: [] for c in self.configs}
         size = 0
         if self.progress:
             self.progress(0, self.total_records)
@@ -78,27 +88,35 @@ class ExportTables:
                 by_record.setdefault(r.record_id, []).append(r)
             for record in records:
                 answers = by_record.get(record.id, [])
-                row = self._record_row(record, answers)
+                row, view = self._record_row(record, answers)
                 image = row[IMAGE]
-                size += len(image["bytes"]) if image else 0
+                image_size = len(image["bytes"]) if image else 0
+                size += image_size
                 rec_rows.append(row)
                 resp_rows.extend(response_row(record, r) for r in answers)
+                for config in self.configs:
+                    rows = config.rows(view)
+                    train_rows[config.name] += rows
+                    size += image_size * len(rows)
                 if len(rec_rows) >= self.shard_rows or size >= self.shard_bytes:
-                    yield self._shard(rec_rows, resp_rows)
+                    yield self._shard(rec_rows, resp_rows, train_rows)
                     done += len(rec_rows)
                     rec_rows, resp_rows, size = [], [], 0
+                    train_rows = {c.name: [] for c in self.configs}
                     if self.progress:
                         self.progress(done, self.total_records)
         if rec_rows or resp_rows:
-            yield self._shard(rec_rows, resp_rows)
+            yield self._shard(rec_rows, resp_rows, train_rows)
             done += len(rec_rows)
         self._finish()
         if self.progress:
             self.progress(done, max(done, self.total_records))
 
-    def _shard(self, rec_rows: list[dict[str, Any]], resp_rows: list[dict[str, Any]]) -> Shard:
+    def _shard(self, rec_rows: list[dict[str, Any]], resp_rows: list[dict[str, Any]],
+               train_rows: dict[str, list[dict[str, Any]]]) -> Shard:
         return Shard(pa.Table.from_pylist(rec_rows, schema=self.records_schema),
-                     pa.Table.from_pylist(resp_rows, schema=self.responses_schema))
+                     pa.Table.from_pylist(resp_rows, schema=self.responses_schema),
+                     {c.name: pa.Table.from_pylist(train_rows[c.name], schema=c.schema) for c in self.configs})
 
     def _image(self, record: Record) -> dict[str, Any] | None:
         try:  # os.path, not pathlib: pathlib interns every path part, a leak of ~100 B per record
@@ -112,7 +130,8 @@ class ExportTables:
             return None
         return {"bytes": data, "path": posixpath.basename(record.image_path)}
 
-    def _record_row(self, record: Record, answers: list[Response]) -> dict[str, Any]:
+    def _record_row(self, record: Record, answers: list[Response]) -> tuple[dict[str, Any], RecordAnswers]:
+        """The record's `records` row, and what the ready-to-train configs read of it."""
         s = self.summary
         submitted = [a for a in answers if a.status == "submitted"]
         s.records += 1
@@ -122,21 +141,25 @@ class ExportTables:
         consensus: dict[str, Any] = {}
         agreement: dict[str, float | None] = {}
         tied: list[dict[str, str]] = []
+        ties_by_question: dict[str, list[str]] = {}
+        values_by_question: dict[str, list[Any]] = {}
         for q in self.task.questions:
-            values = [a.answer[q.name] for a in submitted if q.name in a.answer]
+            values = values_by_question[q.name] = [a.answer[q.name] for a in submitted if q.name in a.answer]
             qs = s.questions[q.name]
             qs.answers += len(values)
             if q.kind == "text":
                 qs.chars += sum(len(v) for v in values)  # type: ignore[arg-type]
                 continue
-            ties = self._consensus(q, values, qs, consensus, agreement)
+            ties = ties_by_question[q.name] = self._consensus(q, values, qs, consensus, agreement)
             qs.ties += bool(ties)
             tied += [{"question": q.name, "label": label} for label in ties]
         needed = self.task.overlap + record.extra_answers
         status = record_status(len(submitted), needed)
         s.status[status] += 1
-        return record_row(record, self._image(record), submitted, skipped=len(answers) - len(submitted),
-                          consensus=consensus, tied=tied, agreement=agreement, status=status)
+        image = self._image(record)
+        row = record_row(record, image, submitted, skipped=len(answers) - len(submitted),
+                         consensus=consensus, tied=tied, agreement=agreement, status=status)
+        return row, RecordAnswers(record, image, values_by_question, consensus, ties_by_question)
 
     def _consensus(self, q: Question, values: list[Any], qs: QuestionSummary, consensus: dict[str, Any],
                    agreement: dict[str, float | None]) -> list[str]:
@@ -175,7 +198,9 @@ class ExportTables:
 
 
 def build_tables(store: StoreProtocol, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
-                 shard_bytes: int = SHARD_BYTES, progress: ExportProgress | None = None) -> ExportTables:
-    """The records and responses tables of `store`, to iterate shard by shard (see ExportTables)."""
+                 shard_bytes: int = SHARD_BYTES, progress: ExportProgress | None = None,
+                 configs: Sequence[TrainConfig] = ()) -> ExportTables:
+    """The records and responses tables of `store` (and the rows of `configs`), to iterate shard by shard
+    (see ExportTables)."""
     return ExportTables(store, task, images_dir, shard_rows=shard_rows, shard_bytes=shard_bytes,
-                        progress=progress)
+                        progress=progress, configs=configs)

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from annotator.export.format import IMAGE, RECORDS
+from annotator.export.format import IMAGE
 
 IMAGE_ROW_GROUP = 100  # rows per parquet row group in `records` (what `datasets` uses for images)
 
@@ -24,13 +24,15 @@ class ParquetSink:
     """Writes shards of one table to parquet files, starting a new file past `max_bytes`.
 
     Files are named `<stem>-NNNNN.parquet` while written; `close()` returns
-    them.
+    them. A table without rows gets one empty file (the config exists) unless
+    `empty_file` is False (a ready-to-train config: an empty one breaks
+    `load_dataset`, so it is left out).
     """
 
     def __init__(self, folder: Path, stem: str, schema: pa.Schema, *, max_bytes: int | None,
-                 row_group: int | None) -> None:
+                 row_group: int | None, empty_file: bool = True) -> None:
         self.folder, self.stem, self.schema = folder, stem, schema
-        self.max_bytes, self.row_group = max_bytes, row_group
+        self.max_bytes, self.row_group, self.empty_file = max_bytes, row_group, empty_file
         self.paths: list[Path] = []
         self._writer: pq.ParquetWriter | None = None
 
@@ -50,7 +52,7 @@ class ParquetSink:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if not self.paths:  # an empty table still gets one (empty) file, so the config exists
+        if not self.paths and self.empty_file:
             path = self.folder / f"{self.stem}-00000.parquet"
             pq.write_table(self.schema.empty_table(), path)
             self.paths.append(path)
@@ -91,7 +93,8 @@ class TextSink:
 
 
 
-def table_sink(folder: Path, stem: str, table: str, schema: pa.Schema, *, max_bytes: int | None) -> ParquetSink:
-    """A ParquetSink for the export table named `table`: `records` in row groups of IMAGE_ROW_GROUP rows."""
+def table_sink(folder: Path, stem: str, schema: pa.Schema, *, max_bytes: int | None,
+               empty_file: bool = True) -> ParquetSink:
+    """A ParquetSink for an export table: a table with images in row groups of IMAGE_ROW_GROUP rows."""
     return ParquetSink(folder, stem, schema, max_bytes=max_bytes,
-                       row_group=IMAGE_ROW_GROUP if table == RECORDS else None)
+                       row_group=IMAGE_ROW_GROUP if IMAGE in schema.names else None, empty_file=empty_file)
