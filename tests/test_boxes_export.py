@@ -119,3 +119,25 @@ def test_boxes_export_loads_ready_to_train_and_restores(hub, tmp_path: Path) -> 
             target.close()
     finally:
         source.close()
+
+
+def test_local_export_takes_the_iou_setting(tmp_path: Path) -> None:
+    """The download and `export --out` use BOX_IOU too: at 0.95 the two circles of record 0 (IoU 0.905) are
+    two objects, neither drawn by a majority."""
+    from annotator.export.local import export_local
+    settings = make_settings(tmp_path)
+    store = Store(settings.db_path)
+    try:
+        ids = add_images(store, settings, 4)
+        store.apply([ResponseWrite(ids[rec], user, "submitted", answer, None, 100, T0) for rec, user, answer in ANSWERS])
+        consensus = {}
+        for iou in (0.5, 0.95):
+            out = export_local(store, TASK, tmp_path / f"out-{iou}", settings.images_dir, formats=("jsonl", "csv"),
+                               box_iou=iou)
+            rows = [json.loads(line) for line in out.files[("records", "jsonl")].read_text().splitlines()]
+            consensus[iou] = {r["record_id"]: r["objects"] for r in rows}
+            assert "objects" in out.files[("responses", "csv")].read_text().splitlines()[0]
+        assert consensus[0.5][ids[0]] == [{"label": "circle", "bbox": [1.1, 1.0, 4.0, 4.0]}]
+        assert consensus[0.95][ids[0]] == [] and consensus[0.95][ids[1]] == consensus[0.5][ids[1]]
+    finally:
+        store.close()
