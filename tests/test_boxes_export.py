@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -117,6 +118,16 @@ def test_boxes_export_loads_ready_to_train_and_restores(hub, tmp_path: Path) -> 
             assert target.export_fingerprint() == source.export_fingerprint()
         finally:
             target.close()
+        # restored into a task whose "square" became "box": the answers naming it are counted
+        renamed = replace(TASK, questions=(replace(TASK.questions[0], labels=(Label("circle", "1"), Label("box", "2"))),
+                                           TASK.questions[1]))
+        other_settings = make_settings(tmp_path / "c")
+        other = Store(other_settings.db_path)
+        try:
+            report = restore_from_hub(other, other_settings, renamed, endpoint=hub.endpoint)
+            assert report is not None and report.unknown_labels == 4  # r0 alice and bob, r1 alice and bob
+        finally:
+            other.close()
     finally:
         source.close()
 
