@@ -122,7 +122,7 @@ def _left_out_text(c: ConfigSummary) -> str:
 
 
 _KIND_TEXT = {"label": "one label", "labels": "any number of labels", "rating": "a whole-number rating",
-              "text": "free text"}
+              "text": "free text", "boxes": "labelled boxes drawn on the image"}
 
 
 def _question_lines(q: Question, qs: QuestionSummary) -> list[str]:
@@ -136,6 +136,10 @@ def _question_lines(q: Question, qs: QuestionSummary) -> list[str]:
     elif q.kind == "labels":
         shape = ("column type list of strings, consensus: the labels more than half of the answers chose "
                  "(a label chosen by exactly half is listed in `tied`)")
+    elif q.kind == "boxes":
+        shape = ("column type list of {label, bbox [x, y, width, height] in original pixels, suggested (true: "
+                 "a pre-label accepted unchanged)}; consensus: the boxes more than half of the answers drew "
+                 "(same label, overlap at or above the IoU threshold), each at the median of their corners")
     else:
         shape = "column type string, consensus: the majority label (None on a tie, the tied labels in `tied`)"
     lines = [f"### `{q.name}`: {q.title}", "",
@@ -147,6 +151,13 @@ def _question_lines(q: Question, qs: QuestionSummary) -> list[str]:
     elif q.kind == "labels":
         lines.append("- **Agreement:** Krippendorff's alpha (nominal) per label, each label as present/absent, "
                      "in the table below")
+    elif q.kind == "boxes":
+        f1 = "not computable yet (" if qs.mean_f1 is None else f"{qs.mean_f1:.3f} (over "
+        lines.append(f"- **Agreement:** mean F1 of each pair of answers' boxes {f1}{qs.f1_records} records with "
+                     "two or more answers; per record in `agreement`)")
+        names = list(dict.fromkeys((*q.label_names, *sorted(qs.answer_counts))))
+        lines += ["", "| label | boxes drawn | boxes in the consensus |", "|---|---:|---:|"]
+        lines += [f"| {_cell(n)} | {qs.answer_counts[n]} | {qs.majority_counts[n]} |" for n in names]
     if qs.ties:
         lines.append(f"- **Ties:** {qs.ties} records have no consensus on some label (listed in `tied`)")
     if q.kind == "rating":

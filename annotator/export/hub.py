@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from annotator.boxes import DEFAULT_IOU
 from annotator.config import ConfigError, Settings
 from annotator.task import TaskSpec
 from annotator.export.card import dataset_card
@@ -58,11 +59,13 @@ class ExporterClosedError(ExportError):
 
 def write_hub_files(store: StoreProtocol, task: TaskSpec, images_dir: Path, folder: Path, *,
                     progress: ExportProgress | None = None, shard_rows: int = SHARD_ROWS,
-                    file_bytes: int = HUB_FILE_BYTES) -> tuple[dict[str, list[Path]], ExportSummary]:
+                    file_bytes: int = HUB_FILE_BYTES, box_iou: float = DEFAULT_IOU
+                    ) -> tuple[dict[str, list[Path]], ExportSummary]:
     """Write `<config>/train-*.parquet` under `folder` for a push: `records`, `responses` and each
     ready-to-train config that has rows (an empty one is left out: it would not load)."""
     configs = train_configs(task)
-    tables = build_tables(store, task, images_dir, shard_rows=shard_rows, progress=progress, configs=configs)
+    tables = build_tables(store, task, images_dir, shard_rows=shard_rows, progress=progress, configs=configs,
+                          box_iou=box_iou)
     schemas = {RECORDS: tables.records_schema, RESPONSES: tables.responses_schema,
                **{c.name: c.schema for c in configs}}
     sinks = {}
@@ -274,7 +277,7 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
             try:
                 files, summary = write_hub_files(self.store, self.task, self.settings.images_dir, work,
                                                  progress=report, shard_rows=self.shard_rows,
-                                                 file_bytes=self.file_bytes)
+                                                 file_bytes=self.file_bytes, box_iou=self.settings.box_iou)
                 card = scrub(dataset_card(self.task, summary, self.repo_id), self._token)
             except Exception as exc:
                 self._fail(describe_error(exc, self._token))

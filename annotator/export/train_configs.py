@@ -9,7 +9,9 @@ export publishes configs a training script loads as they come:
 * `rating`: `record_id`, `image`, `rating_median`, `rating_mean`, `num_ratings`,
   one row per record with a rating;
 * `captions` (text questions): `record_id`, `image`, `text`, one row per
-  non-empty answer.
+  non-empty answer;
+* `objects` (boxes questions, annotator/export/objects.py): the layout of the
+  Hub's object-detection guides, one row per complete record.
 
 A config is named after its kind (`classification`) when one question of the
 task has that kind, and `<kind>_<question>` (`classification_animal`) when
@@ -17,9 +19,8 @@ several have: names never collide, with each other nor with `records` and
 `responses`, and every folder the export owns is recognisable (`owned_folder`)
 so a re-export deletes the shards of configs that no longer exist.
 
-Plug-in point: a new kind (e.g. `preference` for records with several images,
-`objects` for bounding boxes) is one more `Kind` in `KINDS`, with its
-`features` (the columns of its config, as `datasets` types) and its `rows`
+Plug-in point: a new kind (e.g. `preference` for records with several images)
+is one more `Kind` in `KINDS`, with its `features` (the columns of its config, as `datasets` types) and its `rows`
 (what one record gives: zero or more rows, each reason to leave a record or an
 answer out counted in `left_out`). It reads the record's data from
 `RecordAnswers`, which the tables builder fills once per record (the image
@@ -39,6 +40,7 @@ from typing import Any, Callable, Mapping
 import pyarrow as pa
 
 from annotator.export.format import CONFIGS, IMAGE
+from annotator.export.objects import objects_features, objects_row
 from annotator.export.summary import ConfigSummary
 from annotator.model import Record
 from annotator.task import Question, TaskSpec
@@ -49,6 +51,7 @@ TIED = "tied records"
 UNKNOWN_LABEL = "records whose consensus names a label the task no longer has"
 NO_IMAGE = "records exported without their image"
 EMPTY_TEXT = "empty answers"
+NOT_COMPLETE = "records not complete yet"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class RecordAnswers:
     values: Mapping[str, list[Any]]
     consensus: Mapping[str, Any]
     ties: Mapping[str, list[str]]
+    status: str = "complete"  # model.record_status: complete / partial / untouched
 
 
 Rows = Callable[[Question, RecordAnswers, Counter[str]], list[dict[str, Any]]]
@@ -166,11 +170,33 @@ def _caption_holds(q: Question) -> str:
             "answers are left out")
 
 
+def _objects_rows(q: Question, view: RecordAnswers, left_out: Counter[str]) -> list[dict[str, Any]]:
+    """A complete record's consensus boxes (a partial record's few answers are no consensus to train on)."""
+    if view.status != "complete":
+        left_out[NOT_COMPLETE] += 1
+        return []
+    if view.image is None:
+        left_out[NO_IMAGE] += 1
+        return []
+    return [objects_row(q, view.record.id, view.image, view.record.width, view.record.height,
+                        view.consensus[q.name])]
+
+
+def _objects_holds(q: Question) -> str:
+    return ("the layout of the Hub's object-detection guides: `image_id`, `image`, `width`, `height` and "
+            "`objects` = {`id`, `area`, `bbox` (COCO `[x_min, y_min, width, height]` in the image's pixels), "
+            f"`category` (a `ClassLabel`: {', '.join(q.label_names)})}}, the consensus boxes of complete "
+            "records; the Transformers object-detection guide "
+            "(https://huggingface.co/docs/transformers/tasks/object_detection) trains on it from its data "
+            "augmentation step (`ds.features[\"objects\"][\"category\"].feature.names` are the labels)")
+
+
 CLASSIFICATION = Kind("classification", ("label", "labels"), "image-classification", _classification_features,
                       _classification_rows, _classification_holds)
 RATING = Kind("rating", ("rating",), "image-classification", _rating_features, _rating_rows, _rating_holds)
 CAPTIONS = Kind("captions", ("text",), "image-to-text", _caption_features, _caption_rows, _caption_holds)
-KINDS: tuple[Kind, ...] = (CLASSIFICATION, RATING, CAPTIONS)
+OBJECTS = Kind("objects", ("boxes",), "object-detection", objects_features, _objects_rows, _objects_holds)
+KINDS: tuple[Kind, ...] = (CLASSIFICATION, RATING, CAPTIONS, OBJECTS)
 
 
 class TrainConfig:
