@@ -1,8 +1,8 @@
 """What an answer to a task is: checked against the task's questions, and a record's suggested one.
 
 An answer is one value per question, by question name (`model.Answer`): a
-label's name, a list of label names, a whole number on a rating's scale, or a
-text. The service checks every answer here before anything is queued, so a
+label's name, a list of label names, a whole number on a rating's scale, a
+text, or a list of labelled boxes in the image's original pixels. The service checks every answer here before anything is queued, so a
 value that the export, the agreement or a store could not take never gets in;
 the message speaks to whoever sent it (an annotator's page, or a script's
 author), naming the question. Pure: no I/O, no Gradio.
@@ -14,9 +14,12 @@ several questions.
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any, Mapping
 
-from annotator.model import Answer, AnswerValue, Record
+from annotator.boxes import clamp_bbox
+from annotator.model import Answer, AnswerValue, Box, Record
 from annotator.task import Question, TaskSpec
 from annotator.text import text_problem
 
@@ -30,8 +33,11 @@ class AnswerError(ValueError):
     """The answer does not fit the task; the message names the question and what to send instead."""
 
 
-def check_answer(task: TaskSpec, raw: object) -> Answer:
+def check_answer(task: TaskSpec, raw: object, size: tuple[int, int] | None = None) -> Answer:
     """`raw` (decoded JSON) as a valid answer to `task`, or AnswerError saying what is wrong.
+
+    `size` is the record's (width, height) as shown, which a boxes question's
+    boxes must lie in; a task with a boxes question needs it.
 
     `raw` is an object with a value per question name. An optional question
     may be left out (or sent as null, or as "" for a text); it is then absent
@@ -53,7 +59,8 @@ def check_answer(task: TaskSpec, raw: object) -> Answer:
                           f"{', '.join(by_name)}.")
     answer: Answer = {}
     for q in questions:
-        value = _check_value(q, raw.get(q.name), "this task" if solo else _named(q))
+        value = (_check_boxes(q, raw.get(q.name), size) if q.kind == "boxes"
+                 else _check_value(q, raw.get(q.name), "this task" if solo else _named(q)))
         if value is None:
             if q.required:
                 raise AnswerError(f"{_named(q)} needs an answer ({_expects(q)}), or press S to skip the image.")
@@ -78,7 +85,8 @@ def suggested_answer(task: TaskSpec, record: Record) -> Answer:
         if q.suggestion_column and q.suggestion_column in record.metadata:
             candidates.append(record.metadata[q.suggestion_column])
         for candidate in candidates:
-            value = _suggested_value(q, candidate)
+            value = (_suggested_boxes(q, candidate, (record.width, record.height)) if q.kind == "boxes"
+                     else _suggested_value(q, candidate))
             if value is not None:
                 out[q.name] = value
                 break
@@ -152,6 +160,101 @@ def _label(q: Question, name: str, where: str) -> str:
     return name
 
 
+# --- boxes ---------------------------------------------------------------------
+
+# how far outside the image a box may reach (the page clamps; this forgives rounding) and the precision kept
+_BOX_SLACK = 0.5
+_BOX_KEYS = frozenset({"label", "bbox", "suggested"})
+
+
+def _check_boxes(q: Question, value: object, size: tuple[int, int] | None) -> list[Box] | None:
+    """A boxes question's value: a list of {"label", "bbox": [x, y, w, h], "suggested"?} inside the image,
+    each rounded to 0.1 px and clamped to it; None when left open."""
+    if value is None:
+        return None
+    if size is None:
+        raise TypeError("checking a boxes question needs the record's (width, height)")
+    if not isinstance(value, (list, tuple)):
+        raise AnswerError(f"{_named(q)} takes a list of boxes ({{\"label\": ..., \"bbox\": [x, y, w, h]}}), "
+                          f"not {_type(value)}.")
+    if len(value) > q.max_boxes:
+        raise AnswerError(f"{_named(q)} has {len(value)} boxes; an image takes at most {q.max_boxes}.")
+    if q.required and len(value) < q.min_boxes:
+        raise AnswerError(f"{_named(q)} has {len(value)} boxes; draw at least {q.min_boxes}.")
+    return [_check_box(q, i + 1, box, size) for i, box in enumerate(value)]
+
+
+def _check_box(q: Question, n: int, box: object, size: tuple[int, int]) -> Box:
+    where = f"{_named(q)}, box {n}"
+    if not isinstance(box, Mapping):
+        raise AnswerError(f"{where} is {_type(box)}; a box is an object {{\"label\": ..., \"bbox\": [x, y, w, h]}}.")
+    unknown = [k for k in box if k not in _BOX_KEYS]
+    if unknown:
+        raise AnswerError(f"{where} has the unknown key {_echo(unknown[0])}; a box takes label, bbox and suggested.")
+    label = box.get("label")
+    if not isinstance(label, str):
+        raise AnswerError(f"{where} needs a label's name as text; choose one of: {', '.join(q.label_names)}.")
+    if label not in q.label_names:
+        raise AnswerError(f"{where}: {_echo(label)} is not a label of this question; choose one of: "
+                          f"{', '.join(q.label_names)}.")
+    suggested = box.get("suggested", False)
+    if not isinstance(suggested, bool):
+        raise AnswerError(f"{where}: suggested is true or false, not {_type(suggested)}.")
+    bbox = box.get("bbox")
+    if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
+        raise AnswerError(f"{where}: bbox is a list of four numbers [x, y, width, height] in the image's pixels.")
+    if not all(math.isfinite(v) for v in bbox if isinstance(v, float)):
+        raise AnswerError(f"{where}: bbox holds a number that is not finite.")
+    x, y, w, h = bbox
+    width, height = size
+    if w <= 0 or h <= 0:
+        raise AnswerError(f"{where}: the width and height must be above 0 (got {_echo(w)} x {_echo(h)}).")
+    if x < -_BOX_SLACK or y < -_BOX_SLACK or x + w > width + _BOX_SLACK or y + h > height + _BOX_SLACK:
+        raise AnswerError(f"{where} reaches outside the image ({width} x {height} pixels): "
+                          f"[{_echo(x)}, {_echo(y)}, {_echo(w)}, {_echo(h)}].")
+    clamped = clamp_bbox((float(x), float(y), float(w), float(h)), size)
+    if clamped is None:
+        raise AnswerError(f"{where} has no area inside the image ({width} x {height} pixels).")
+    out: Box = {"label": label, "bbox": clamped}
+    if suggested:
+        out["suggested"] = True
+    return out
+
+
+def _suggested_boxes(q: Question, value: Any, size: tuple[int, int]) -> list[Box] | None:
+    """Pre-labels in COCO form (a list of {"bbox": [x, y, w, h], "category" or "label": name}, or that list
+    as JSON text) as the question's answer, each marked suggested and clamped to the image; boxes of an
+    unknown category, or with no area inside the image, are dropped; None when none is left."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if not isinstance(value, (list, tuple)):
+        return None
+    boxes: list[Box] = []
+    for item in value[:q.max_boxes]:
+        if not isinstance(item, Mapping):
+            continue
+        label = item.get("category", item.get("label"))
+        bbox = item.get("bbox")
+        if not isinstance(label, str) or label not in q.label_names or not isinstance(bbox, (list, tuple)):
+            continue
+        if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+            continue
+        try:
+            numbers = tuple(float(v) for v in bbox)
+        except OverflowError:
+            continue
+        if not all(math.isfinite(v) for v in numbers) or numbers[2] <= 0 or numbers[3] <= 0:
+            continue
+        clamped = clamp_bbox(numbers, size)  # type: ignore[arg-type]
+        if clamped is not None:
+            boxes.append({"label": label, "bbox": clamped, "suggested": True})
+    return boxes or None
+
+
 # --- suggestions ---------------------------------------------------------------
 
 def _suggested_value(q: Question, value: Any) -> AnswerValue | None:
@@ -198,6 +301,8 @@ def _expects(q: Question) -> str:
         return "one or more of " + ", ".join(q.label_names)
     if q.kind == "rating":
         return f"a number from {q.low} to {q.high}"
+    if q.kind == "boxes":
+        return f"at least {q.min_boxes} boxes" if q.min_boxes else "a list of boxes, empty when there is nothing"
     return f"a text of {max(q.min_chars, 1)} to {q.max_chars} characters"
 
 
@@ -219,6 +324,9 @@ def question_specs(task: TaskSpec) -> list[dict[str, Any]]:
         spec: dict[str, Any] = {"name": q.name, "title": q.title, "kind": q.kind, "required": q.required}
         if q.kind in ("label", "labels"):
             spec["labels"] = [{"name": label.name, "key": label.key} for label in q.labels]
+        elif q.kind == "boxes":
+            spec.update({"labels": [{"name": label.name, "key": label.key} for label in q.labels],
+                         "min_boxes": q.min_boxes, "max_boxes": q.max_boxes})
         elif q.kind == "rating":  # a value's key is its last digit
             spec.update({"min": q.low, "max": q.high, "min_word": q.low_word, "max_word": q.high_word,
                          "keys": {str(v): str(v)[-1] for v in q.scale}})

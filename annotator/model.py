@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal, Sequence, Union
 
 __all__ = [
-    "Answer", "AnswerValue", "AuditWrite", "LastPush", "LeaseKind", "LegacyQuestion", "NewRecord", "QueueState",
+    "Answer", "AnswerValue", "AuditWrite", "Box", "LastPush", "LeaseKind", "LegacyQuestion", "NewRecord", "QueueState",
     "Record", "RecordStatus", "ReopenWrite", "Response", "ResponseWrite", "StoreClosedError", "StoreError",
     "SubmitOutcome", "UserSeen", "WriteOp", "decode_answer", "encode_answer", "hand_out_order", "record_status",
     "utcnow",
@@ -38,8 +38,10 @@ class StoreClosedError(StoreError):
 
 # --- records and answers --------------------------------------------------------
 
-# One typed value per question: label -> str; labels -> list[str] (may be empty); rating -> int; text -> str.
-AnswerValue = Union[str, int, list[str]]
+# One typed value per question: label -> str; labels -> list[str] (may be empty); rating -> int; text -> str;
+# boxes -> list of {"label": str, "bbox": [x, y, w, h] (original pixels), "suggested": True (optional)}.
+Box = dict[str, Any]
+AnswerValue = Union[str, int, list[str], list[Box]]
 # An answer by question name: an optional question left open is absent; a skip is {}.
 Answer = dict[str, AnswerValue]
 

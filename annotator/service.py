@@ -227,7 +227,7 @@ class AnnotationService:
         started = time.perf_counter()
         record_id, nonce = self._verify(ticket, who)
         try:
-            checked = check_answer(self.task, answer)
+            checked = check_answer(self.task, answer, self._box_size(record_id))
         except AnswerError as exc:
             raise InputError(str(exc)) from None
         text = self._check_comment(comment)
@@ -235,6 +235,16 @@ class AnnotationService:
         view = self._answer(who.name, record_id, nonce, "submitted", checked, text, spent)
         self.click_latency.add(time.perf_counter() - started)
         return view
+
+    def _box_size(self, record_id: int) -> tuple[int, int] | None:
+        """The record's (width, height) that a boxes question's boxes must lie in; None (no read) when
+        the task has no boxes question."""
+        if not any(q.kind == "boxes" for q in self.task.questions):
+            return None
+        record = self.prefetch.rows([record_id]).get(record_id)
+        if record is None:
+            raise InputError("That record does not exist (any more). Reload the page.")
+        return record.width, record.height
 
     def skip(self, who: Identity, ticket: object) -> View:
         started = time.perf_counter()

@@ -17,8 +17,8 @@ from typing import Any, Literal
 from annotator.config import ConfigError
 from annotator.model import LegacyQuestion
 
-QuestionKind = Literal["label", "labels", "rating", "text"]
-QUESTION_KINDS: tuple[QuestionKind, ...] = ("label", "labels", "rating", "text")
+QuestionKind = Literal["label", "labels", "rating", "text", "boxes"]
+QUESTION_KINDS: tuple[QuestionKind, ...] = ("label", "labels", "rating", "text", "boxes")
 # today's top-level `kind` values, and the question kind each one is
 LEGACY_KINDS: dict[str, QuestionKind] = {"single_label": "label", "multi_label": "labels"}
 # a question's name becomes a column of the export and a key of the answer object
@@ -30,6 +30,8 @@ RESERVED_NAMES = frozenset({"record_id", "source_key", "image", "image_file", "i
                             "n_answers", "n_skipped", "status", "answers", "answer", "annotator", "user_id",
                             "comment", "time", "time_spent_ms", "created_at", "updated_at", "submitted", "skipped"})
 MAX_TEXT_CHARS = 10_000
+# a boxes question: how many boxes one answer may hold by default, and at most (each is checked on submit)
+DEFAULT_MAX_BOXES, MAX_BOXES_CEILING = 200, 500
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ class Question:
 
     label / labels: `labels` with their keys. rating: the integers `low`..`high`, the
     key of a value is its last digit, `low_word`/`high_word` name the ends. text:
-    `min_chars`..`max_chars`; `key` focuses the box (none: Tab reaches it).
+    `min_chars`..`max_chars`; `key` focuses the box (none: Tab reaches it). boxes: `labels` as
+    for a label question, and `min_boxes`..`max_boxes` boxes per answer.
     """
     name: str
     title: str
@@ -58,6 +61,8 @@ class Question:
     min_chars: int = 0
     max_chars: int = 2000
     key: str = ""
+    min_boxes: int = 0
+    max_boxes: int = DEFAULT_MAX_BOXES
     suggestion_column: str | None = None
 
     @property
@@ -145,6 +150,7 @@ _QUESTION_KEYS = {
     "labels": {"name", "title", "kind", "required", "labels", "suggestion_column"},
     "rating": {"name", "title", "kind", "required", "min", "max", "min_word", "max_word", "suggestion_column"},
     "text": {"name", "title", "kind", "required", "min_chars", "max_chars", "key", "suggestion_column"},
+    "boxes": {"name", "title", "kind", "required", "labels", "min_boxes", "max_boxes", "suggestion_column"},
 }
 
 
@@ -258,6 +264,9 @@ def _question(path: Path, where: str, raw: object) -> Question:
         return Question(**common, labels=_labels(path, raw.get("labels"), f"{where}.labels"))
     if kind == "rating":
         return Question(**common, **_rating(path, where, raw))
+    if kind == "boxes":
+        return Question(**common, labels=_labels(path, raw.get("labels"), f"{where}.labels"),
+                        **_box_counts(path, where, raw))
     return Question(**common, **_text(path, where, raw))
 
 
@@ -277,6 +286,17 @@ def _rating(path: Path, where: str, raw: dict[str, Any]) -> dict[str, Any]:
             raise _task_error(path, f"{where}.{key}", value, "it must be a string")
         words[key.replace("min", "low").replace("max", "high")] = value.strip()
     return dict(low=low, high=high, **words)
+
+
+def _box_counts(path: Path, where: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """How many boxes one answer holds: a cap, since every box of every answer is checked and stored."""
+    low, high = raw.get("min_boxes", 0), raw.get("max_boxes", DEFAULT_MAX_BOXES)
+    if not _whole(low) or not 0 <= low <= MAX_BOXES_CEILING:
+        raise _task_error(path, f"{where}.min_boxes", low, f"it must be a whole number from 0 to {MAX_BOXES_CEILING}")
+    if not _whole(high) or not max(low, 1) <= high <= MAX_BOXES_CEILING:
+        raise _task_error(path, f"{where}.max_boxes", high,
+                          f"it must be a whole number from {max(low, 1)} (min_boxes) to {MAX_BOXES_CEILING}")
+    return dict(min_boxes=low, max_boxes=high)
 
 
 def _text(path: Path, where: str, raw: dict[str, Any]) -> dict[str, Any]:
