@@ -89,7 +89,7 @@
       if (B.sel >= 0) text += `. Selected: box ${B.sel + 1}, ${B.list[B.sel].label}`;
       host.say(`${text}.`, B.label);
     };
-    const changed = () => { redraw(); say(); host.changed(); };
+    const changed = () => { redraw(); say(); host.showError(''); host.changed(); };  // a message on Enter is stale now
 
     // --- changes, each undoable ----------------------------------------------------------------------
     const copy = (box) => ({label: box.label, bbox: box.bbox.slice(), ...(box.suggested ? {suggested: true} : {})});
