@@ -180,8 +180,8 @@ def near(a, b, tolerance: float = 1.0) -> bool:
     return all(abs(p - q) <= tolerance for p, q in zip(a, b, strict=True))
 
 
-def submit(page, user: str) -> dict:
-    """Enter; the answer sent for the record shown, remembered for the store check."""
+def submit(page, user: str, into: dict | None = None) -> list[dict]:
+    """Enter; the boxes sent for the record shown, remembered in `into` (STORED) for the store check."""
     record, before = shown(page), len(page.sent)
     page.keyboard.press("Enter")
     page.wait_for_function(f"() => document.querySelector('#ann-img').dataset.record !== '{record}'", timeout=WAIT)
@@ -191,7 +191,7 @@ def submit(page, user: str) -> dict:
         page.wait_for_timeout(50)
     path, body = page.sent[-1]
     assert path == "answer", page.sent
-    STORED[(user, record)] = body["answer"]["objects"]
+    (STORED if into is None else into)[(user, record)] = body["answer"]["objects"]
     return body["answer"]["objects"]
 
 
