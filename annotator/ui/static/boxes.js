@@ -22,7 +22,7 @@
 
   window.annBoxes = (spec, host) => {
     const labels = spec.labels.map((l) => l.name);
-    const B = {list: [], sel: -1, label: labels[0], undo: [], W: 1, H: 1, space: false};
+    const B = {list: [], sel: -1, label: labels[0], undo: [], W: 1, H: 1, space: false, font: 13};
     // the pointer at work: its id, what it does (draw or move), where it started and is now (client px),
     // and the image-from-screen matrix taken when it went down (the zoom does not change mid-drag)
     const P = {id: null, mode: '', sx: 0, sy: 0, cx: 0, cy: 0, moved: false, a: 1, b: 0, c: 0, d: 1, e: 0, f: 0,
@@ -57,30 +57,45 @@
 
     // screen pixels per image pixel now (zoom included): the label's size and a key's step follow it
     const pxPerUnit = () => { const m = svg.getScreenCTM(); return m && m.a > 0 ? m.a : 1; };
+    // a box's rectangle and its label above it (inside it at the image's top edge)
+    const place = (s, x, y, w, h) => {
+      setRect(s.r, x, y, w, h);
+      s.t.setAttribute('x', x); s.t.setAttribute('y', y > B.font * 1.2 ? y - B.font * 0.3 : y + B.font);
+    };
+    // once per animation frame: every box when the list changed (`full`), else only what a pointer drags (the
+    // draft, or the selected box being moved): a drag reads no layout and writes four numbers per frame
+    let full = false;
     const draw = () => {
       frame = 0;
-      const font = 13 / pxPerUnit();
-      B.list.forEach((box, i) => {
-        const s = shape(i);
-        const [x, y, w, h] = P.id !== null && P.mode === 'move' && i === B.sel ? P.box : box.bbox;
-        s.g.setAttribute('class', `ann-box ann-box-c${labels.indexOf(box.label) % 8}` +
-          (box.suggested ? ' ann-box-suggested' : '') + (i === B.sel ? ' ann-box-selected' : ''));
-        s.g.removeAttribute('display');
-        setRect(s.r, x, y, w, h);
-        s.t.setAttribute('x', x); s.t.setAttribute('y', y > font * 1.2 ? y - font * 0.3 : y + font);
-        s.t.setAttribute('font-size', font);
-        s.t.textContent = box.suggested ? `${box.label} (suggested)` : box.label;
-      });
-      for (let i = B.list.length; i < pool.length; i++) pool[i].g.setAttribute('display', 'none');
-      if (P.id !== null && P.mode === 'draw' && P.moved) {
+      if (P.id !== null && P.moved) dragged();
+      const moving = P.id !== null && P.moved && P.mode === 'move';
+      if (full) {
+        full = false;
+        B.font = 13 / pxPerUnit();
+        B.list.forEach((box, i) => {
+          const s = shape(i), [x, y, w, h] = box.bbox;
+          s.g.setAttribute('class', `ann-box ann-box-c${labels.indexOf(box.label) % 8}` +
+            (box.suggested ? ' ann-box-suggested' : '') + (i === B.sel ? ' ann-box-selected' : ''));
+          s.g.removeAttribute('display');
+          s.t.setAttribute('font-size', B.font);
+          s.t.textContent = box.suggested ? `${box.label} (suggested)` : box.label;
+          place(s, x, y, w, h);
+        });
+        for (let i = B.list.length; i < pool.length; i++) pool[i].g.setAttribute('display', 'none');
+      }
+      if (moving) place(pool[B.sel], P.box[0], P.box[1], P.box[2], P.box[3]);
+      if (P.id !== null && P.moved && P.mode === 'draw') {
         draft.setAttribute('class', `ann-box-draft ann-box-c${labels.indexOf(B.label) % 8}`);
-        setRect(draft, ...P.box);
+        setRect(draft, P.box[0], P.box[1], P.box[2], P.box[3]);
         draft.setAttribute('visibility', 'visible');
       } else {
         draft.setAttribute('visibility', 'hidden');
       }
     };
-    const redraw = () => { if (!frame) frame = requestAnimationFrame(draw); };
+    const redraw = (all = true) => {
+      full = full || all;
+      if (!frame) frame = requestAnimationFrame(draw);
+    };
 
     // what a screen reader hears and the question shows: how many boxes, their labels, the selection
     const say = () => {
@@ -150,11 +165,12 @@
     };
 
     // --- pointers: draw, click to select, drag the selected box ----------------------------------------
-    const toImage = (cx, cy) => [P.a * cx + P.c * cy + P.e, P.b * cx + P.d * cy + P.f];
+    const imageX = (cx, cy) => P.a * cx + P.c * cy + P.e, imageY = (cx, cy) => P.b * cx + P.d * cy + P.f;
     const within = (box, x, y) => x >= box.bbox[0] && x <= box.bbox[0] + box.bbox[2] &&
       y >= box.bbox[1] && y <= box.bbox[1] + box.bbox[3];
-    const dragged = () => {
-      const [x0, y0] = toImage(P.sx, P.sy), [x1, y1] = toImage(P.cx, P.cy);
+    // P.box from where the pointer went down and where it is: the draft, or the selected box moved
+    function dragged() {
+      const x0 = imageX(P.sx, P.sy), y0 = imageY(P.sx, P.sy), x1 = imageX(P.cx, P.cy), y1 = imageY(P.cx, P.cy);
       if (P.mode === 'draw') {
         P.box[0] = Math.max(0, Math.min(x0, x1)); P.box[1] = Math.max(0, Math.min(y0, y1));
         P.box[2] = Math.min(B.W, Math.max(x0, x1)) - P.box[0]; P.box[3] = Math.min(B.H, Math.max(y0, y1)) - P.box[1];
@@ -163,7 +179,7 @@
         P.box[0] = Math.min(B.W - w, Math.max(0, x + x1 - x0)); P.box[1] = Math.min(B.H - h, Math.max(0, y + y1 - y0));
         P.box[2] = w; P.box[3] = h;
       }
-    };
+    }
     const cancel = () => { P.id = null; redraw(); };
     svg.addEventListener('pointerdown', (e) => {
       if (P.id !== null) { cancel(); return; }  // a second finger: the two pinch (annotate.js), nothing is drawn
@@ -173,8 +189,7 @@
       const inv = m.inverse();
       Object.assign(P, {id: e.pointerId, sx: e.clientX, sy: e.clientY, cx: e.clientX, cy: e.clientY, moved: false,
                         a: inv.a, b: inv.b, c: inv.c, d: inv.d, e: inv.e, f: inv.f});
-      const [x, y] = toImage(e.clientX, e.clientY);
-      P.mode = B.sel >= 0 && within(B.list[B.sel], x, y) ? 'move' : 'draw';
+      P.mode = B.sel >= 0 && within(B.list[B.sel], imageX(P.sx, P.sy), imageY(P.sx, P.sy)) ? 'move' : 'draw';
       e.preventDefault();  // no text selection, no focus change
     });
     document.addEventListener('pointermove', (e) => {
@@ -182,8 +197,7 @@
       P.cx = e.clientX; P.cy = e.clientY;
       if (!P.moved && Math.hypot(P.cx - P.sx, P.cy - P.sy) < CLICK_PX) return;
       P.moved = true;
-      dragged();
-      redraw();
+      redraw(false);  // the frame computes the box: many moves between two frames cost nothing
     });
     document.addEventListener('pointerup', (e) => {
       if (e.pointerId !== P.id) return;
@@ -192,7 +206,7 @@
       if (moved) dragged();
       P.id = null;
       if (!moved) {  // a click: the smallest box under it, or none
-        const [x, y] = toImage(e.clientX, e.clientY);
+        const x = imageX(P.cx, P.cy), y = imageY(P.cx, P.cy);
         let best = -1;
         B.list.forEach((box, i) => {
           if (within(box, x, y) && (best < 0 || box.bbox[2] * box.bbox[3] < B.list[best].bbox[2] * B.list[best].bbox[3])) best = i;
