@@ -118,7 +118,8 @@ def prepare_downloads(deps: AdminDeps, who: Identity, folders: DownloadFolders) 
     Access.require_admin(who)
     out_dir = folders.fresh()
     try:
-        written = export_local(deps.store, deps.task, out_dir, deps.settings.images_dir)
+        written = export_local(deps.store, deps.task, out_dir, deps.settings.images_dir,
+                               box_iou=deps.settings.box_iou)
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)
         raise

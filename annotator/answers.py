@@ -2,10 +2,11 @@
 
 An answer is one value per question, by question name (`model.Answer`): a
 label's name, a list of label names, a whole number on a rating's scale, a
-text, or a list of labelled boxes in the image's original pixels. The service checks every answer here before anything is queued, so a
-value that the export, the agreement or a store could not take never gets in;
-the message speaks to whoever sent it (an annotator's page, or a script's
-author), naming the question. Pure: no I/O, no Gradio.
+text, or a list of labelled boxes in the image's original pixels. The service
+checks every answer here before anything is queued, so a value that the
+export, the agreement or a store could not take never gets in; the message
+speaks to whoever sent it (an annotator's page, or a script's author), naming
+the question. Pure: no I/O, no Gradio.
 
 A task of one question also takes today's forms, a label's name or a list of
 names, since the page and every script sent those before a task could have
@@ -162,7 +163,7 @@ def _label(q: Question, name: str, where: str) -> str:
 
 # --- boxes ---------------------------------------------------------------------
 
-# how far outside the image a box may reach (the page clamps; this forgives rounding) and the precision kept
+# how far outside the image a box may reach (the page clamps; this forgives its rounding), and a box's keys
 _BOX_SLACK = 0.5
 _BOX_KEYS = frozenset({"label", "bbox", "suggested"})
 
@@ -225,7 +226,8 @@ def _check_box(q: Question, n: int, box: object, size: tuple[int, int]) -> Box:
 def _suggested_boxes(q: Question, value: Any, size: tuple[int, int]) -> list[Box] | None:
     """Pre-labels in COCO form (a list of {"bbox": [x, y, w, h], "category" or "label": name}, or that list
     as JSON text) as the question's answer, each marked suggested and clamped to the image; boxes of an
-    unknown category, or with no area inside the image, are dropped; None when none is left."""
+    unknown category, or with no area inside the image, are dropped, and only the first `max_boxes` are
+    read; None when none is left."""
     if isinstance(value, str):
         try:
             value = json.loads(value)

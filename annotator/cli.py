@@ -138,7 +138,8 @@ def _run_export(args: argparse.Namespace) -> int:
 
         if args.out:
             out = Path(args.out).expanduser()
-            result = export_local(store, task, out, settings.images_dir, progress=show)
+            result = export_local(store, task, out, settings.images_dir, progress=show,
+                                  box_iou=settings.box_iou)
             if not args.quiet:
                 print(file=sys.stderr)
             print(f"wrote {result.summary.records} records and {result.summary.responses} answers to {out} "

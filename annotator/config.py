@@ -69,6 +69,7 @@ class Settings:
     lock_wait: float = 30.0  # DATA_DIR_LOCK_WAIT: seconds to wait for another process to let go of DATA_DIR
     goal: Goal = Goal()  # GOAL: the team goal on the projector and each person's share of it; unset: the whole task
     leaderboard: LeaderboardMode = "off"  # LEADERBOARD: the projector's ranking (annotator/projector.py)
+    box_iou: float = 0.5  # BOX_IOU: the overlap two people's boxes need to count as the same object (annotator/boxes.py)
 
     @property
     def db_path(self) -> Path:
@@ -112,6 +113,7 @@ class Settings:
             "DATA_DIR_LOCK_WAIT": f"{self.lock_wait:g}",
             "GOAL": f"{self.goal.count} {self.goal.unit}" if self.goal.count else "(not set: the whole task)",
             "LEADERBOARD": self.leaderboard,
+            "BOX_IOU": f"{self.box_iou:g}",
         }
 
 
@@ -184,6 +186,15 @@ def _goal(env: Mapping[str, str]) -> Goal:
         return parse_goal(raw)
     except ValueError as exc:
         raise ConfigError(f"GOAL={raw!r} is not a goal: {exc}; or leave GOAL unset for the whole task.") from None
+
+
+def _box_iou(env: Mapping[str, str]) -> float:
+    """BOX_IOU: the intersection over union at which two boxes of one label are the same object."""
+    value = _number(env, "BOX_IOU", 0.5, minimum=0.05)
+    if value > 1:
+        raise ConfigError(f"BOX_IOU={env['BOX_IOU'].strip()!r} is too large; it is an overlap from 0.05 to 1 "
+                          "(0.5, the default, is the usual one for object detection).")
+    return value
 
 
 def _store_url(env: Mapping[str, str]) -> str | None:
@@ -274,4 +285,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lock_wait=_number(env, "DATA_DIR_LOCK_WAIT", 30.0, minimum=0),
         goal=_goal(env),
         leaderboard=_choice(env, "LEADERBOARD", "off", ("off", "on", "anonymous")),  # type: ignore[arg-type]
+        box_iou=_box_iou(env),
     )

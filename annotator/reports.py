@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from annotator import metrics
+from annotator import boxes, metrics
 from annotator.auth import Identity, SignInLimits, SignInStatus
 from annotator.backend import WorkBackend
 from annotator.task import Question, TaskSpec
@@ -44,7 +44,7 @@ from annotator.store_protocol import StoreProtocol
 
 __all__ = [
     "AdminView", "AgreementSummary", "AnnotatorStats", "Dashboard", "DashboardDeps", "ExportInfo", "Health",
-    "LabelAgreement", "LeaseHolder", "Snapshot", "TeamProgress", "TeamView", "TimelinePoint", "agreement",
+    "DisputedRecord", "LabelAgreement", "LeaseHolder", "Snapshot", "TeamProgress", "TeamView", "TimelinePoint", "agreement",
     "label_counts", "team_progress", "timeline", "EXPORT_NOT_CONFIGURED",
 ]
 
@@ -112,6 +112,20 @@ class LabelAgreement:
 
 
 @dataclass(frozen=True)
+class DisputedRecord:
+    """A record of a boxes question that people disagree on: what each drew, and the consensus.
+
+    `f1` is the mean F1 of its pairs of answers; `width`/`height` the image's pixels the boxes are in.
+    """
+    record_id: int
+    f1: float
+    width: int
+    height: int
+    drawn: tuple[tuple[str, tuple[dict[str, Any], ...]], ...]  # (user, boxes), by user
+    consensus: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
 class AgreementSummary:
     """Agreement on one question over records with at least two submitted answers to it.
 
@@ -121,6 +135,9 @@ class AgreementSummary:
     present/absent. rating: ordinal alpha (4 against 5 disagrees less than 1
     against 5). text: no agreement; `n_records`/`n_answers` count every
     record and answer that has one, and `mean_chars` their mean length.
+    boxes: `mean_f1`, the mean over records of their pairs' F1 (annotator.boxes);
+    `consensus_boxes`, the boxes a majority drew, per label; `disputed`, the
+    records with the lowest F1, lowest first.
     """
     question: str
     kind: str
@@ -131,6 +148,9 @@ class AgreementSummary:
     fleiss: AgreementResult | None
     per_label: tuple[LabelAgreement, ...]
     mean_chars: float | None = None
+    mean_f1: float | None = None
+    consensus_boxes: tuple[tuple[str, int], ...] = ()
+    disputed: tuple[DisputedRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -246,7 +266,7 @@ def timeline(rows: Iterable[tuple[datetime, str, int]], bucket: timedelta, until
 
 
 def agreement(rows: Iterable[tuple[int, str, Answer]], questions: Sequence[Question],
-              texts: Iterable[tuple[str, int, int, float | None]] = ()
+              texts: Iterable[tuple[str, int, int, float | None]] = (), *, box_iou: float = boxes.DEFAULT_IOU
               ) -> tuple[tuple[AgreementSummary, ...], dict[str, dict[str, AgreementResult]]]:
     """Per question, in task order: its agreement summary, and each annotator's agreement with the others'
     consensus (question -> user -> result; text questions have none).
@@ -255,8 +275,9 @@ def agreement(rows: Iterable[tuple[int, str, Answer]], questions: Sequence[Quest
     records with fewer than two answers to it are left out (a question left
     open is no answer). An annotator agrees with the others when their label
     is the others' majority label (label), their whole label set the others'
-    most frequent set (labels), their rating at the others' median (rating).
-    `texts` are (question, records, answers, mean length) of the text
+    most frequent set (labels), their rating at the others' median (rating);
+    for boxes, an annotator's value is their F1 against the others (boxes
+    matched at IoU >= `box_iou`). `texts` are (question, records, answers, mean length) of the text
     questions (`StoreProtocol.dashboard_text_lengths`).
     """
     by_question: dict[str, dict[int, dict[str, AnswerValue]]] = {q.name: defaultdict(dict) for q in questions}
@@ -272,7 +293,10 @@ def agreement(rows: Iterable[tuple[int, str, Answer]], questions: Sequence[Quest
             summaries.append(AgreementSummary(q.name, q.kind, records, answers, True, None, None, (), mean))
             continue
         by_record = {rid: a for rid, a in by_question[q.name].items() if len(a) >= 2}
-        summary, per_user[q.name] = _question_agreement(q, by_record)
+        if q.kind == "boxes":
+            summary, per_user[q.name] = _box_agreement(q, by_record, box_iou)
+        else:
+            summary, per_user[q.name] = _question_agreement(q, by_record)
         summaries.append(summary)
     return tuple(summaries), per_user
 
@@ -308,6 +332,38 @@ def _question_agreement(q: Question, by_record: dict[int, dict[str, Any]]
     return summary, per_user
 
 
+# records the dashboard's gallery of disagreements shows per boxes question
+DISPUTED_SHOWN = 6
+
+
+def _box_agreement(q: Question, by_record: dict[int, dict[str, Any]], threshold: float
+                   ) -> tuple[AgreementSummary, dict[str, AgreementResult]]:
+    """A boxes question's agreement over records with two answers or more: mean F1, each annotator's F1
+    against the others, the consensus boxes per label, and the records people disagree on most (sizes
+    0 until the caller fills them in)."""
+    scored = []
+    consensus_labels: Counter[str] = Counter()
+    for rid, answers in by_record.items():
+        ordered = sorted(answers.items())
+        f1 = boxes.record_f1([a for _, a in ordered], threshold)
+        agreed = boxes.consensus([a for _, a in ordered], threshold)
+        consensus_labels.update(box["label"] for box in agreed)
+        scored.append((f1, rid, ordered, agreed))
+    per_f1 = boxes.annotator_f1(by_record, threshold)
+    compared = Counter(user for answers in by_record.values() for user in answers)
+    per_user = {user: AgreementResult(value, compared[user], compared[user]) for user, value in per_f1.items()}
+    scored.sort(key=lambda item: (item[0], item[1]))
+    disputed = tuple(DisputedRecord(rid, f1, 0, 0, tuple((u, tuple(a)) for u, a in ordered), tuple(agreed))
+                     for f1, rid, ordered, agreed in scored[:DISPUTED_SHOWN] if f1 is not None and f1 < 1.0)
+    names = list(dict.fromkeys((*q.label_names, *sorted(consensus_labels))))
+    summary = AgreementSummary(
+        question=q.name, kind=q.kind, n_records=len(by_record),
+        n_answers=sum(len(a) for a in by_record.values()), equal_answers=True, alpha=None, fleiss=None,
+        per_label=(), mean_f1=sum(f for f, *_ in scored) / len(scored) if scored else None,
+        consensus_boxes=tuple((n, consensus_labels[n]) for n in names), disputed=disputed)
+    return summary, per_user
+
+
 def label_counts(questions: Sequence[Question], rows: Iterable[tuple[str, str, int]]
                  ) -> tuple[tuple[str, str, int], ...]:
     """(question, label, answers) from `StoreProtocol.dashboard_label_counts`: each label and labels question
@@ -337,6 +393,7 @@ class DashboardDeps:
     storage: StorageReport | None        # the storage probe's report at start; None: not measured
     exporter: Exporter | None            # None when EXPORT_REPO is unset
     sign_in_limits: SignInLimits | None  # password mode only
+    box_iou: float = boxes.DEFAULT_IOU    # BOX_IOU: when two people's boxes are the same object
 
 
 class Dashboard:
@@ -426,10 +483,22 @@ class Dashboard:
                 return self._agreement[1], self._agreement[2]
         texts = [q.name for q in task.questions if q.kind == "text"]
         summary, per_user = agreement(store.dashboard_overlapping_answers(), task.questions,
-                                      store.dashboard_text_lengths(texts) if texts else ())
+                                      store.dashboard_text_lengths(texts) if texts else (),
+                                      box_iou=self.deps.box_iou)
+        summary = self._with_sizes(summary)
         with self._lock:
             self._agreement = (version, summary, per_user)
         return summary, per_user
+
+    def _with_sizes(self, summaries: tuple[AgreementSummary, ...]) -> tuple[AgreementSummary, ...]:
+        """The disputed records' image sizes, which the gallery draws their boxes in (one read of a few)."""
+        ids = [d.record_id for s in summaries for d in s.disputed]
+        if not ids:
+            return summaries
+        found = self.deps.store.records(ids)
+        return tuple(dataclasses.replace(s, disputed=tuple(
+            dataclasses.replace(d, width=found[d.record_id].width, height=found[d.record_id].height)
+            for d in s.disputed if d.record_id in found)) for s in summaries)
 
     def _admin_view(self, team: TeamView, users: list[tuple]) -> AdminView:
         summary, per_user = self._agreement_now()

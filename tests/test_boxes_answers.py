@@ -181,3 +181,26 @@ def test_question_specs(task) -> None:
     assert question_specs(task)[0] == {
         "name": "objects", "title": "Draw a box around every shape", "kind": "boxes", "required": True,
         "labels": [{"name": "circle", "key": "1"}, {"name": "square", "key": "2"}], "min_boxes": 1, "max_boxes": 3}
+
+
+def test_the_sample_is_what_its_script_makes(tmp_path: Path) -> None:
+    """examples/boxes: the task loads, and the committed images and metadata are the script's (same seed)."""
+    import sys
+    from PIL import Image
+    root = Path(__file__).resolve().parent.parent / "examples" / "boxes"
+    task = load_task(root / "task.toml")
+    assert [(q.kind, q.suggestion_column, q.label_names) for q in task.questions] == \
+        [("boxes", "boxes", ("circle", "square", "triangle"))]
+    sys.path.insert(0, str(root))
+    from make_images import make
+    rows = make(tmp_path, 12)
+    assert (tmp_path / "metadata.jsonl").read_text() == (root / "images" / "metadata.jsonl").read_text()
+    for row in rows:
+        made, committed = Image.open(tmp_path / row["file_name"]), Image.open(root / "images" / row["file_name"])
+        assert made.size == committed.size == (320, 240) and made.tobytes() == committed.tobytes()
+        # every shape's pixels lie in its box
+        for t in row["truth"]:
+            x, y, w, h = t["bbox"]
+            assert made.getpixel((x + w // 2, y + h - 2)) != (245, 245, 240)
+    off = [i for i, row in enumerate(rows) if row["boxes"] != row["truth"]]
+    assert off == [2, 5, 8, 11]  # every third is deliberately off

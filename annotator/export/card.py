@@ -11,6 +11,7 @@ from datetime import timezone
 from annotator import metrics
 from annotator.task import Question, TaskSpec
 from annotator.export.format import RECORDS, RESPONSES
+from annotator.export.objects import OBJECTS, objects_question
 from annotator.export.summary import ExportSummary, QuestionSummary
 
 
@@ -43,6 +44,10 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
             {"config_name": RESPONSES, "data_files": [{"split": "train", "path": f"{RESPONSES}/*.parquet"}]},
         ],
     }
+    boxes = objects_question(task) if summary.objects else None
+    if boxes is not None:
+        front["configs"].append(  # type: ignore[attr-defined]
+            {"config_name": OBJECTS, "data_files": [{"split": "train", "path": f"{OBJECTS}/*.parquet"}]})
     when = summary.created_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     status = summary.status
     lines = [
@@ -77,6 +82,7 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
         "```python", "from datasets import load_dataset", "",
         f'records = load_dataset("{repo_id}", "{RECORDS}", split="train")',
         f'responses = load_dataset("{repo_id}", "{RESPONSES}", split="train")', "```", "",
+        *(_objects_lines(boxes, summary, repo_id) if boxes is not None else []),
         "## How it was made", "",
         "Exported by annotator, a multi-user image annotation app: annotators signed in with their Hugging "
         "Face account and labelled images handed out by the server (each image to at most the wanted number "
@@ -89,11 +95,12 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
 def _task_categories(task: TaskSpec) -> list[str]:
     """Hub task ids for the questions: text answers (captions) are image-to-text, the rest classification."""
     kinds = {q.kind for q in task.questions}
-    return (["image-classification"] if kinds - {"text"} else []) + (["image-to-text"] if "text" in kinds else [])
+    return ((["image-classification"] if kinds - {"text", "boxes"} else [])
+            + (["object-detection"] if "boxes" in kinds else []) + (["image-to-text"] if "text" in kinds else []))
 
 
 _KIND_TEXT = {"label": "one label", "labels": "any number of labels", "rating": "a whole-number rating",
-              "text": "free text"}
+              "text": "free text", "boxes": "labelled boxes drawn on the image"}
 
 
 def _question_lines(q: Question, qs: QuestionSummary) -> list[str]:
@@ -107,6 +114,10 @@ def _question_lines(q: Question, qs: QuestionSummary) -> list[str]:
     elif q.kind == "labels":
         shape = ("column type list of strings, consensus: the labels more than half of the answers chose "
                  "(a label chosen by exactly half is listed in `tied`)")
+    elif q.kind == "boxes":
+        shape = ("column type list of {label, bbox [x, y, width, height] in original pixels, suggested (true: "
+                 "a pre-label accepted unchanged)}; consensus: the boxes more than half of the answers drew "
+                 "(same label, overlap at or above the IoU threshold), each at the median of their corners")
     else:
         shape = "column type string, consensus: the majority label (None on a tie, the tied labels in `tied`)"
     lines = [f"### `{q.name}`: {q.title}", "",
@@ -118,6 +129,13 @@ def _question_lines(q: Question, qs: QuestionSummary) -> list[str]:
     elif q.kind == "labels":
         lines.append("- **Agreement:** Krippendorff's alpha (nominal) per label, each label as present/absent, "
                      "in the table below")
+    elif q.kind == "boxes":
+        f1 = "not computable yet (" if qs.mean_f1 is None else f"{qs.mean_f1:.3f} (over "
+        lines.append(f"- **Agreement:** mean F1 of each pair of answers' boxes {f1}{qs.f1_records} records with "
+                     "two or more answers; per record in `agreement`)")
+        names = list(dict.fromkeys((*q.label_names, *sorted(qs.answer_counts))))
+        lines += ["", "| label | boxes drawn | boxes in the consensus |", "|---|---:|---:|"]
+        lines += [f"| {_cell(n)} | {qs.answer_counts[n]} | {qs.majority_counts[n]} |" for n in names]
     if qs.ties:
         lines.append(f"- **Ties:** {qs.ties} records have no consensus on some label (listed in `tied`)")
     if q.kind == "rating":
@@ -136,6 +154,24 @@ def _question_lines(q: Question, qs: QuestionSummary) -> list[str]:
                 shown = f"{alpha.value:.3f} (n={alpha.n_records})" if alpha and alpha.value is not None else "n/a"
                 lines.append(f"| {_cell(n)} | {qs.answer_counts[n]} | {qs.majority_counts[n]} | {shown} |")
     return lines + [""]
+
+
+def _objects_lines(q: Question, summary: ExportSummary, repo_id: str) -> list[str]:
+    """The objects config: what it holds, and how to load it and train a detector on it."""
+    return [
+        f"### `{OBJECTS}`: ready to train an object detector", "",
+        f"{summary.objects} complete images with the consensus boxes of `{q.name}`, in the layout of the Hub's "
+        "object-detection guides: `image_id`, `image`, `width`, `height` and `objects` = {`id`, `area`, `bbox` "
+        "(COCO `[x_min, y_min, width, height]` in the image's pixels), `category` (a `ClassLabel`: "
+        f"{', '.join(_cell(n) for n in q.label_names)})}}.", "",
+        "```python", "from datasets import load_dataset", "",
+        f'ds = load_dataset("{repo_id}", "{OBJECTS}", split="train")',
+        'categories = ds.features["objects"]["category"].feature.names',
+        "id2label = dict(enumerate(categories))", "label2id = {v: k for k, v in id2label.items()}", "```", "",
+        "Then follow the Transformers object-detection guide "
+        "(https://huggingface.co/docs/transformers/tasks/object_detection) from its data augmentation step: "
+        "its `format_image_annotations_as_coco` reads `objects` as this config holds it.", "",
+    ]
 
 
 def _mean(value: float | None) -> str:

@@ -3,12 +3,14 @@
 * `records`: one row per record: the image (a `datasets` Image feature holding
   the original bytes), ids, metadata, the consensus of each question in a
   column named after it (label: the majority label, None on a tie; labels: the
-  labels more than half of the answers chose; rating: the median; text: none),
+  labels more than half of the answers chose; rating: the median; boxes: the
+  boxes a majority drew, annotator.boxes.consensus; text: none),
   the ties stated (`tied`), the record's agreement per question, answer
   counts, status (complete / partial / untouched) and the list of answers;
 * `responses`: one row per answer, skips included with status "skipped", one
   column per question (label and text: string, labels: list of strings,
-  rating: int32; a question left open, or a skip, is null).
+  rating: int32, boxes: list of {label, bbox [x, y, w, h] float64, suggested};
+  a question left open, or a skip, is null).
 
 Exports written before typed answers had one `answer` list column in
 `responses`; `response_from_row` reads it through the task's first question
@@ -46,16 +48,22 @@ LEGACY_ANSWER = "answer"
 
 
 def answer_feature(q: Question) -> Any:
-    """The `datasets` type of one question's answer: label and text a string, labels a list, rating int32."""
+    """The `datasets` type of one question's answer: label and text a string, labels a list, rating int32,
+    boxes a list of {label, bbox, suggested} (suggested: true for a pre-label accepted unchanged, else null)."""
     from datasets import List, Value
+    if q.kind == "boxes":
+        return List({"label": Value("string"), "bbox": List(Value("float64"), length=4),
+                     "suggested": Value("bool")})
     return {"label": Value("string"), "labels": List(Value("string")), "rating": Value("int32"),
             "text": Value("string")}[q.kind]
 
 
 def consensus_feature(q: Question) -> Any:
-    """The `datasets` type of a label, labels or rating question's consensus in `records` (the median rating
-    may fall between two values)."""
-    from datasets import Value
+    """The `datasets` type of a question's consensus in `records` (the median rating may fall between two
+    values; the consensus boxes carry no `suggested`)."""
+    from datasets import List, Value
+    if q.kind == "boxes":
+        return List({"label": Value("string"), "bbox": List(Value("float64"), length=4)})
     return Value("float64") if q.kind == "rating" else answer_feature(q)
 
 
@@ -181,8 +189,17 @@ def response_from_row(row: dict[str, Any], legacy: LegacyQuestion | None = None)
                              "question is not a label or labels question to give them to")
         answer: Answer = legacy.answer(row[LEGACY_ANSWER], row["status"])
     else:
-        answer = {name: value for name, value in row.items() if name not in RESPONSE_COLUMNS and value is not None}
+        answer = {name: _without_nulls(value) for name, value in row.items()
+                  if name not in RESPONSE_COLUMNS and value is not None}
     return Response(record_id=row["record_id"], user_id=row["annotator"], status=row["status"],
                     answer=answer, comment=row["comment"],
                     time_spent_ms=row["time_spent_ms"], created_at=row["created_at"],
                     updated_at=row["updated_at"])
+
+
+def _without_nulls(value: Any) -> Any:
+    """A boxes answer as it was sent: Parquet gives every box every field, null where the box had none
+    (`suggested` on a box drawn by hand)."""
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return [{k: v for k, v in box.items() if v is not None} for box in value]
+    return value

@@ -28,15 +28,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from annotator.boxes import DEFAULT_IOU
 from annotator.config import ConfigError, Settings
 from annotator.task import TaskSpec
 from annotator.export.card import dataset_card
 from annotator.export.format import CONFIGS, RECORDS, RESPONSES
+from annotator.export.objects import OBJECTS, objects_features, objects_question, objects_table
 from annotator.export.push_state import pushed_fingerprint, save_export_state
 from annotator.export.summary import ExportSummary
 from annotator.export.tables import SHARD_ROWS, ExportProgress, build_tables
 from annotator.export.token_scrub import describe_error, protect_token_in_logs, scrub
-from annotator.export.writers import table_sink
+from annotator.export.writers import IMAGE_ROW_GROUP, ParquetSink, table_sink
 from annotator.periodic import PeriodicJob, Run
 from annotator.store_protocol import StoreProtocol
 
@@ -56,17 +58,29 @@ class ExporterClosedError(ExportError):
 
 def write_hub_files(store: StoreProtocol, task: TaskSpec, images_dir: Path, folder: Path, *,
                     progress: ExportProgress | None = None, shard_rows: int = SHARD_ROWS,
-                    file_bytes: int = HUB_FILE_BYTES) -> tuple[dict[str, list[Path]], ExportSummary]:
-    """Write `records/train-*.parquet` and `responses/train-*.parquet` under `folder` for a push."""
-    tables = build_tables(store, task, images_dir, shard_rows=shard_rows, progress=progress)
+                    file_bytes: int = HUB_FILE_BYTES, box_iou: float = DEFAULT_IOU
+                    ) -> tuple[dict[str, list[Path]], ExportSummary]:
+    """Write `records/train-*.parquet` and `responses/train-*.parquet` under `folder` for a push, and
+    `objects/train-*.parquet` when the task has a boxes question (annotator/export/objects.py)."""
+    tables = build_tables(store, task, images_dir, shard_rows=shard_rows, progress=progress, box_iou=box_iou)
     sinks = {}
     for name, schema in ((RECORDS, tables.records_schema), (RESPONSES, tables.responses_schema)):
         (folder / name).mkdir(parents=True, exist_ok=True)
         sinks[name] = table_sink(folder / name, "part", name, schema, max_bytes=file_bytes)
+    boxes = objects_question(task)
+    if boxes is not None:
+        objects_schema = objects_features(boxes).arrow_schema
+        (folder / OBJECTS).mkdir(parents=True, exist_ok=True)
+        sinks[OBJECTS] = ParquetSink(folder / OBJECTS, "part", objects_schema, max_bytes=file_bytes,
+                                     row_group=IMAGE_ROW_GROUP)
     try:
         for shard in tables:
             sinks[RECORDS].write(shard.records)
             sinks[RESPONSES].write(shard.responses)
+            if boxes is not None:
+                objects = objects_table(boxes, shard.records, objects_schema)
+                tables.summary.objects += objects.num_rows
+                sinks[OBJECTS].write(objects)
     finally:
         produced = {name: sink.close() for name, sink in sinks.items()}
     files: dict[str, list[Path]] = {}
@@ -263,7 +277,7 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
             try:
                 files, summary = write_hub_files(self.store, self.task, self.settings.images_dir, work,
                                                  progress=report, shard_rows=self.shard_rows,
-                                                 file_bytes=self.file_bytes)
+                                                 file_bytes=self.file_bytes, box_iou=self.settings.box_iou)
                 card = scrub(dataset_card(self.task, summary, self.repo_id), self._token)
             except Exception as exc:
                 self._fail(describe_error(exc, self._token))
@@ -318,7 +332,7 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
                                  for path, local in new_paths.items()]
         operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8")))
         operations += [CommitOperationDelete(path_in_repo=path) for path in existing
-                       if path.split("/", 1)[0] in CONFIGS and path not in new_paths]
+                       if path.split("/", 1)[0] in (*CONFIGS, OBJECTS) and path not in new_paths]
         info = self._api.create_commit(
             self.repo_id, operations, repo_type="dataset",
             commit_message=f"annotator export: {summary.records} records, {summary.responses} answers",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from annotator.boxes import DEFAULT_IOU
 from annotator.task import TaskSpec
 from annotator.export.format import RECORDS, RESPONSES
 from annotator.export.summary import ExportSummary
@@ -32,12 +33,12 @@ class LocalExport:
 
 def export_local(store: StoreProtocol, task: TaskSpec, out_dir: Path, images_dir: Path, *,
                  formats: Sequence[str] = ("parquet", "jsonl", "csv"), progress: ExportProgress | None = None,
-                 shard_rows: int = SHARD_ROWS) -> LocalExport:
+                 shard_rows: int = SHARD_ROWS, box_iou: float = DEFAULT_IOU) -> LocalExport:
     """Write records.{parquet,jsonl,csv} and responses.{parquet,jsonl,csv} into `out_dir`.
 
     Parquet has the images embedded (bytes, a `datasets` Image feature); JSONL
     and CSV carry no image bytes, only `image_file` (the path under the images
-    folder) and the record id. Files are written under temporary names and
+    folder) and the record id. `box_iou`: BOX_IOU, for a boxes question's consensus. Files are written under temporary names and
     renamed when complete, so a reader never sees half a file.
     """
     started = time.monotonic()
@@ -50,7 +51,7 @@ def export_local(store: StoreProtocol, task: TaskSpec, out_dir: Path, images_dir
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     try:
-        tables = build_tables(store, task, images_dir, shard_rows=shard_rows, progress=progress)
+        tables = build_tables(store, task, images_dir, shard_rows=shard_rows, progress=progress, box_iou=box_iou)
         schemas = {RECORDS: tables.records_schema, RESPONSES: tables.responses_schema}
         parquet: dict[str, ParquetSink] = {}
         text: dict[tuple[str, str], TextSink] = {}

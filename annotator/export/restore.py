@@ -104,7 +104,8 @@ def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | 
         raise RestoreError(f"cannot download the export {repo}: {describe_error(exc, token)}. Check HF_TOKEN and "
                            f"the network, or unset EXPORT_REPO to start without restoring.") from None
     counts = {"missing_images": 0, "unknown_labels": 0}
-    labels = {q.name: set(q.label_names) for q in task.questions if q.kind in ("label", "labels")} if task else None
+    labels = ({q.name: set(q.label_names) for q in task.questions if q.kind in ("label", "labels", "boxes")}
+              if task else None)
     legacy = legacy_question(task) if task else None
     images_dir = settings.images_dir
 
@@ -152,9 +153,12 @@ def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | 
 
 
 def _unknown(response: Response, labels: dict[str, set[str]]) -> bool:
-    """Whether an answer names a label its question (label or labels) does not have in the task."""
+    """Whether an answer names a label its question (label, labels or boxes) does not have in the task."""
     for name, known in labels.items():
         value = response.answer.get(name)
-        if value is not None and not ({value} if isinstance(value, str) else set(value)) <= known:  # type: ignore[arg-type]
+        if value is None:
+            continue
+        names = {value} if isinstance(value, str) else {v["label"] if isinstance(v, dict) else v for v in value}  # type: ignore[union-attr]
+        if not names <= known:
             return True
     return False

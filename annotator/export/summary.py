@@ -93,7 +93,10 @@ class QuestionSummary:
     label / labels: `answer_counts` per label, `majority_counts` the records
     whose consensus holds the label, `ties` the records with a tie stated.
     rating: `answer_counts` per value. text: `chars` in all answers. `alpha`:
-    nominal (label) or ordinal (rating); `alpha_per_label` for labels.
+    nominal (label) or ordinal (rating); `alpha_per_label` for labels. boxes:
+    `answer_counts` / `majority_counts` count boxes per label (drawn / in the
+    consensus), `f1_total` sums the F1 of the `f1_records` records with two
+    or more answers.
     """
     name: str
     kind: str
@@ -104,10 +107,16 @@ class QuestionSummary:
     chars: int = 0
     alpha: metrics.AgreementResult | None = None
     alpha_per_label: dict[str, metrics.AgreementResult] = field(default_factory=dict)
+    f1_total: float = 0.0
+    f1_records: int = 0
 
     @property
     def mean_chars(self) -> float | None:
         return self.chars / self.answers if self.answers else None
+
+    @property
+    def mean_f1(self) -> float | None:
+        return self.f1_total / self.f1_records if self.f1_records else None
 
 
 @dataclass
@@ -120,6 +129,7 @@ class ExportSummary:
     questions: dict[str, QuestionSummary] = field(default_factory=dict)  # in task order
     annotators: set[str] = field(default_factory=set)
     missing_images: int = 0
+    objects: int = 0  # rows of the objects config (annotator/export/objects.py)
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property

@@ -2,7 +2,8 @@
 
 One pass over the store gives both tables, so memory stays flat in the number
 of records; the consensus of each record, question by question (majority
-label, the labels more than half chose, the median rating; ties stated),
+label, the labels more than half chose, the median rating, the boxes a majority
+drew; ties stated),
 its agreement and status are computed here, and the export's totals are
 filled on the way.
 """
@@ -18,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
-from annotator import metrics
+from annotator import boxes, metrics
 from annotator.task import Question, TaskSpec
 from annotator.export.format import IMAGE, record_row, records_features, response_row, responses_features
 from annotator.export.summary import AlphaAccumulator, ExportSummary, OrdinalAccumulator, QuestionSummary
@@ -50,8 +51,10 @@ class ExportTables:
     """
 
     def __init__(self, store: StoreProtocol, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
-                 shard_bytes: int = SHARD_BYTES, progress: ExportProgress | None = None) -> None:
+                 shard_bytes: int = SHARD_BYTES, progress: ExportProgress | None = None,
+                 box_iou: float = boxes.DEFAULT_IOU) -> None:
         self.store, self.task, self.images_dir = store, task, Path(images_dir)
+        self.box_iou = box_iou
         self._images_root = str(self.images_dir)
         self.shard_rows, self.shard_bytes = max(1, shard_rows), max(1, shard_bytes)
         self.progress = progress
@@ -129,6 +132,9 @@ class ExportTables:
             if q.kind == "text":
                 qs.chars += sum(len(v) for v in values)  # type: ignore[arg-type]
                 continue
+            if q.kind == "boxes":
+                self._box_consensus(q, submitted, qs, consensus, agreement)
+                continue
             ties = self._consensus(q, values, qs, consensus, agreement)
             qs.ties += bool(ties)
             tied += [{"question": q.name, "label": label} for label in ties]
@@ -167,6 +173,19 @@ class ExportTables:
             qs.majority_counts[vote.label] += 1
         return list(vote.tied)
 
+    def _box_consensus(self, q: Question, submitted: list[Response], qs: QuestionSummary,
+                       consensus: dict[str, Any], agreement: dict[str, float | None]) -> None:
+        """A boxes question's consensus (the boxes a majority drew) and agreement (mean pairwise F1)."""
+        values = [a.answer[q.name] for a in sorted(submitted, key=lambda a: a.user_id) if q.name in a.answer]
+        consensus[q.name] = boxes.consensus(values, self.box_iou)  # type: ignore[arg-type]
+        agreement[q.name] = f1 = boxes.record_f1(values, self.box_iou)  # type: ignore[arg-type]
+        for value in values:
+            qs.answer_counts.update(box["label"] for box in value)  # type: ignore[index, union-attr]
+        qs.majority_counts.update(box["label"] for box in consensus[q.name])
+        if f1 is not None:
+            qs.f1_total += f1
+            qs.f1_records += 1
+
     def _finish(self) -> None:
         for name, acc in self._alpha.items():
             self.summary.questions[name].alpha = acc.result()
@@ -175,7 +194,8 @@ class ExportTables:
 
 
 def build_tables(store: StoreProtocol, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
-                 shard_bytes: int = SHARD_BYTES, progress: ExportProgress | None = None) -> ExportTables:
+                 shard_bytes: int = SHARD_BYTES, progress: ExportProgress | None = None,
+                 box_iou: float = boxes.DEFAULT_IOU) -> ExportTables:
     """The records and responses tables of `store`, to iterate shard by shard (see ExportTables)."""
     return ExportTables(store, task, images_dir, shard_rows=shard_rows, shard_bytes=shard_bytes,
-                        progress=progress)
+                        progress=progress, box_iou=box_iou)

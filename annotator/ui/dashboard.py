@@ -13,15 +13,15 @@ a queued event. Every time shown is in the viewer's time zone and names it
 from __future__ import annotations
 
 import html
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import gradio as gr
 import pandas as pd
 
 from annotator.auth import AuthError, Identity, SignInStatus
 from annotator.metrics import AgreementResult
-from annotator.reports import (EXPORT_NOT_CONFIGURED, AgreementSummary, Dashboard, Health, Snapshot,
-                               TeamView)
+from annotator.reports import (EXPORT_NOT_CONFIGURED, AgreementSummary, Dashboard, DisputedRecord, Health,
+                               Snapshot, TeamView)
 from annotator.runtime import Runtime
 from annotator.task import TaskSpec
 from annotator.ui.admin import DASHBOARD_GROUP, AdminActions, AdminGate
@@ -47,6 +47,11 @@ CSS = """<style>
   .dash-table { border-collapse: collapse; font-size: 0.92em; }
   .dash-table td, .dash-table th { padding: 2px 10px 2px 0; text-align: left; vertical-align: top; }
   .dash-muted { color: #6b7280; }
+  .dash-gallery { display: flex; flex-wrap: wrap; gap: 12px; }
+  .dash-gallery figure { margin: 0; width: 240px; }
+  .dash-gallery svg { width: 240px; height: auto; background: #f3f4f6; }
+  .dash-gallery figcaption { font-size: 0.85em; }
+  .dash-swatch { display: inline-block; width: 10px; height: 10px; margin: 0 3px 0 8px; }
 </style>"""
 
 
@@ -136,13 +141,54 @@ def _result(name: str, r: AgreementResult | None) -> str:
            f"{r.n_answers} answers</td></tr>"
 
 
-def agreement_html(summaries: Sequence[AgreementSummary]) -> str:
-    """One block per question (headed by its name when there are several)."""
-    blocks = "".join(_question_agreement_html(s, i, len(summaries) > 1) for i, s in enumerate(summaries))
+# an annotator's boxes in the gallery, by their place in the record's list of answers; the consensus dashed
+BOX_COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
+
+
+def agreement_html(summaries: Sequence[AgreementSummary], image_url: Callable[[int], str] | None = None) -> str:
+    """One block per question (headed by its name when there are several); `image_url` gives a record's
+    image link for a boxes question's gallery (no gallery without it)."""
+    blocks = "".join(_question_agreement_html(s, i, len(summaries) > 1, image_url) for i, s in enumerate(summaries))
     return f"<div id='dash-agreement-box'><h3>Agreement</h3>{blocks}</div>"
 
 
-def _question_agreement_html(summary: AgreementSummary, index: int, named: bool) -> str:
+def _boxes_html(summary: AgreementSummary, image_url: Callable[[int], str] | None) -> str:
+    """A boxes question: mean F1, the consensus per label, and the records people disagree on most."""
+    counts = "".join(f"<tr><td>{_esc(label)}</td><td>{n}</td></tr>" for label, n in summary.consensus_boxes)
+    body = (f"<table class='dash-table'><tr><td>mean F1 of each pair's boxes</td><td><b>{_num(summary.mean_f1)}</b>"
+            "</td></tr></table><table class='dash-table'><tr><th>label</th><th>boxes a majority drew</th></tr>"
+            f"{counts}</table>")
+    if not summary.disputed or image_url is None:
+        return body
+    figures = "".join(_disputed_svg(d, image_url(d.record_id)) for d in summary.disputed)
+    return (f"{body}<p>Records people disagree on most (lowest F1 first); each person's boxes in their colour, "
+            f"the consensus dashed:</p><div class='dash-gallery' id='dash-gallery-{_esc(summary.question)}'>"
+            f"{figures}</div>")
+
+
+def _disputed_svg(d: DisputedRecord, url: str) -> str:
+    """One record's image with everyone's boxes drawn over it, in the image's own pixels."""
+    w, h = max(d.width, 1), max(d.height, 1)
+    shapes, legend = [], []
+    for i, (user, drawn) in enumerate(d.drawn):
+        colour = BOX_COLOURS[i % len(BOX_COLOURS)]
+        legend.append(f"<span class='dash-swatch' style='background:{colour}'></span>{_esc(user)} ({len(drawn)})")
+        shapes += [_rect(box, colour, f"{user}: {box['label']}", "") for box in drawn]
+    shapes += [_rect(box, "#111827", f"consensus: {box['label']}", " stroke-dasharray='6 4'") for box in d.consensus]
+    return (f"<figure><svg viewBox='0 0 {w} {h}' role='img' aria-label='record {d.record_id}'>"
+            f"<image href='{_esc(url)}' x='0' y='0' width='{w}' height='{h}' preserveAspectRatio='none'/>"
+            f"{''.join(shapes)}</svg><figcaption>record {d.record_id} · F1 {d.f1:.2f}<br>{''.join(legend)}"
+            "</figcaption></figure>")
+
+
+def _rect(box: dict[str, Any], colour: str, title: str, extra: str) -> str:
+    x, y, w, h = (float(v) for v in box["bbox"])
+    return (f"<rect x='{x:g}' y='{y:g}' width='{w:g}' height='{h:g}' fill='none' stroke='{colour}' "
+            f"stroke-width='2' vector-effect='non-scaling-stroke'{extra}><title>{_esc(title)}</title></rect>")
+
+
+def _question_agreement_html(summary: AgreementSummary, index: int, named: bool,
+                             image_url: Callable[[int], str] | None = None) -> str:
     count_id = "dash-agreement-n" if index == 0 else f"dash-agreement-n-{summary.question}"
     title = f"<h4>{_esc(summary.question)} <span class='dash-muted'>({_esc(summary.kind)})</span></h4>" if named else ""
     if summary.kind == "text":
@@ -155,6 +201,8 @@ def _question_agreement_html(summary: AgreementSummary, index: int, named: bool)
     fleiss_note = "" if summary.equal_answers or summary.kind == "rating" else (
         "<p class='dash-muted'>Fleiss' kappa needs the same number of answers on every record; those records "
         "differ, so only Krippendorff's alpha applies.</p>")
+    if summary.kind == "boxes":
+        return head + _boxes_html(summary, image_url)
     if summary.kind == "labels":
         rows = "".join(
             f"<tr><td>{_esc(l.label)}</td><td>{_num(l.alpha.value)}</td><td>{_num(l.fleiss.value)}</td></tr>"
@@ -280,7 +328,8 @@ class DashboardView:
                 # Vega draws the times in the browser's zone: the one named here
                 gr.LinePlot(value=timeline_frame(snap.team), x_title=zone.column("time")), labels_frame(snap.team),
                 gr.Column(visible=admin is not None), annotators_frame(snap, zone, scored_questions(self.rt.task)),
-                agreement_html(admin.agreement) if admin else "", health_html(admin.health, zone) if admin else "",
+                agreement_html(admin.agreement, lambda rid: self.rt.signer.image_url(
+                    rid, who.name, self.rt.settings.image_url_ttl)) if admin else "", health_html(admin.health, zone) if admin else "",
                 self.actions.audit_frame(who, zone),
                 gr.Timer(value=REFRESH_SECONDS, active=admin is not None)]
 
