@@ -450,6 +450,10 @@ def test_drawing_while_zoomed_lands_on_the_original_and_the_boxes_follow_the_zoo
     assert abs(page.evaluate(rect)[0] - (before[0] + moved)) < 1.5
     assert len(boxes(page)) == 1  # the pan drew nothing
     page.keyboard.press("0")
+    page.wait_for_timeout(150)
+    # the label's text keeps its screen size through the zoom (drawn at 3.4x, shown now at 1x)
+    label = page.evaluate("document.querySelector('#ann-boxes g.ann-box text').getBoundingClientRect().height")
+    assert 8 < label < 25, label
     sent = submit(page, "zoe")
     assert near(sent[0]["bbox"], drawn, 0.6) and near(drawn, part, 1.5 / (3.375 * whole))
     page.context.close()
@@ -457,7 +461,7 @@ def test_drawing_while_zoomed_lands_on_the_original_and_the_boxes_follow_the_zoo
 
 def test_the_store_holds_the_boxes_sent(browser, server):
     """(Runs last: it stops the app to read its DuckDB file.) Every answer sent above is stored as sent."""
-    assert len(STORED) >= 7, STORED.keys()
+    assert STORED, "run the module's drawing tests first: they send what this test finds stored"
     server.stop()
     snapshot = read_store(server.data_dir)
     stored = {(r.user_id, r.record_id): r.answer for r in snapshot.responses if r.status == "submitted"}

@@ -113,7 +113,7 @@ def test_a_box_on_an_exif_rotated_image_is_stored_in_the_pixels_as_shown(browser
 
 def test_the_store_holds_the_pre_labels_as_sent(browser, server):
     """(Runs last: it stops the app to read its DuckDB file.)"""
-    assert len(SENT) >= 2, SENT.keys()
+    assert SENT, "run the module's drawing tests first: they send what this test finds stored"
     server.stop()
     stored = {(r.user_id, r.record_id): r.answer for r in read_store(server.data_dir).responses
               if r.status == "submitted"}

@@ -138,6 +138,7 @@
       }
       remember();
       B.list.push({label: B.label, bbox});
+      host.activate();  // drawing makes the boxes question the outlined one: the label keys are its own now
       changed();
     };
     const select = (i) => {
@@ -190,7 +191,6 @@
       Object.assign(P, {id: e.pointerId, sx: e.clientX, sy: e.clientY, cx: e.clientX, cy: e.clientY, moved: false,
                         a: inv.a, b: inv.b, c: inv.c, d: inv.d, e: inv.e, f: inv.f});
       P.mode = B.sel >= 0 && within(B.list[B.sel], imageX(P.sx, P.sy), imageY(P.sx, P.sy)) ? 'move' : 'draw';
-      e.preventDefault();  // no text selection, no focus change
     });
     document.addEventListener('pointermove', (e) => {
       if (e.pointerId !== P.id) return;
@@ -220,6 +220,9 @@
       else redraw();
     });
     document.addEventListener('pointercancel', (e) => { if (e.pointerId === P.id) cancel(); });
+    // a zoom or a new window size: the labels' text is sized again for the screen (strokes never scale)
+    const zoomed = new MutationObserver(() => redraw());
+    window.addEventListener('resize', () => redraw());
     // Space held: a drag pans a zoomed image instead of drawing
     const spaceHeld = (on) => { B.space = on; svg.classList.toggle('ann-boxes-pan', on); };
     document.addEventListener('keyup', (e) => { if (e.key === ' ') spaceHeld(false); });
@@ -233,7 +236,11 @@
         if (fresh) { B.sel = -1; B.undo = []; P.id = null; }
         svg.setAttribute('viewBox', `0 0 ${B.W} ${B.H}`);
         const layer = document.getElementById('ann-zoom');
-        if (layer && svg.parentNode !== layer) layer.appendChild(svg);
+        if (layer && svg.parentNode !== layer) {
+          layer.appendChild(svg);
+          zoomed.disconnect();
+          zoomed.observe(layer, {attributes: true, attributeFilter: ['style']});
+        }
         redraw(); say();
       },
       // a label key or chip: new boxes get it, and the selected box becomes one
