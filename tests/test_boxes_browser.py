@@ -1,6 +1,7 @@
 """Drawing boxes on the annotate page (issue 16), in Debian's chromium through Playwright against the real app.
 
-The task asks one `boxes` question (circle 1, square 2, triangle 3; min_boxes 1) over 1600x1200 images shown
+The task asks a `boxes` question (circle 1, square 2, triangle 3; min_boxes 1) and an optional label question
+(crowded? y / n) over 1600x1200 images shown
 through a 480 px display rendition; every image has a circle in CIRCLE and a square in SQUARE (original
 pixels). The tests draw with the mouse, a finger (touch emulation) and while zoomed, and use every key of the
 boxes layer, one test per key; what the page sends is checked at once, and the last test stops the app and
@@ -38,6 +39,13 @@ kind = "boxes"
 min_boxes = 1
 suggestion_column = "boxes"
 labels = [{ name = "circle", key = "1" }, { name = "square", key = "2" }, { name = "triangle", key = "3" }]
+
+[[questions]]
+name = "crowded"
+title = "Is the picture crowded?"
+kind = "label"
+required = false
+labels = [{ name = "yes", key = "y" }, { name = "no", key = "n" }]
 """
 STORED: dict[tuple[str, int], list[dict]] = {}  # (user, record) -> the boxes sent: the last test finds them stored
 
@@ -172,6 +180,12 @@ def wait_boxes(page, n: int) -> list[dict]:
     return boxes(page)
 
 
+def active(page) -> list[int]:
+    """The questions outlined as active (exactly one, when all is well)."""
+    return page.evaluate("[...document.querySelectorAll('.ann-q')].filter(b => b.getAttribute('aria-current')"
+                         " === 'true').map(b => Number(b.dataset.q))")
+
+
 def selected(page) -> list[int]:
     return [i for i, b in enumerate(boxes(page)) if b["selected"]]
 
@@ -277,23 +291,30 @@ def test_a_label_key_relabels_the_selected_box_and_sets_the_label_of_new_ones(br
     page.context.close()
 
 
-def test_tab_walks_the_boxes_then_leaves_them(browser, server):
+def test_tab_walks_the_boxes_then_goes_on_to_the_next_question(browser, server):
     page = open_page(browser, server.url, "tabitha")
     for bbox in (CIRCLE, SQUARE, (700, 100, 200, 200)):
         draw(page, bbox)
     wait_boxes(page, 3)
     walk = []
-    for _ in range(5):
+    for _ in range(6):
         page.keyboard.press("Tab")
         page.wait_for_timeout(60)
-        walk.append(selected(page))
-    assert walk == [[0], [1], [2], [], [0]], walk  # after the last box none (the only question stays outlined)
+        walk.append((active(page), selected(page)))
+    # the boxes one by one; after the last, the next question (nothing selected), then round to the boxes
+    assert walk == [([0], [0]), ([0], [1]), ([0], [2]), ([1], []), ([0], []), ([0], [0])], walk
+    page.keyboard.press("Shift+Tab")  # from the first box: off the boxes, to the question before (round: 1)
+    page.wait_for_timeout(60)
+    assert (active(page), selected(page)) == ([1], [])
+    page.keyboard.press("y")  # the other question's key answers it
+    page.keyboard.press("Shift+Tab")
     page.keyboard.press("Shift+Tab")
     page.wait_for_timeout(60)
-    assert selected(page) == []
-    page.keyboard.press("Shift+Tab")
-    page.wait_for_timeout(60)
-    assert selected(page) == [2]
+    assert (active(page), selected(page)) == ([0], [2])  # from the question after: the last box first
+    record = shown(page)
+    page.keyboard.press("Escape")
+    submit(page, "tabitha")
+    assert page.sent[-1][1]["answer"]["crowded"] == "yes" and shown(page) != record
     page.context.close()
 
 
