@@ -15,6 +15,14 @@ markup in Gradio's config plus the first record's reply, as served and
 gzipped), and the command. Usage:
 
     python bench/browser_latency.py --presses 200 --baseline-rev 6181d89 --json out.json
+
+With `--boxes N` the task is one boxes question (issue 16): before each Enter the page gets N boxes drawn
+by mouse drags (real pointer events), so the figure is Enter to the next image with N boxes on screen;
+`--drag-seconds S` adds one drag of S seconds over the image, drawing a box, during which the page notes
+every `requestAnimationFrame` timestamp: the frame intervals and the frames dropped (an interval over 1.5
+times the median counts as the frames it spans, less one). Usage:
+
+    python bench/browser_latency.py --presses 100 --boxes 10 --drag-seconds 2
 """
 
 from __future__ import annotations
@@ -57,6 +65,16 @@ new MutationObserver(() => {
                     () => window.__lat.push(-1));
 }).observe(document.getElementById('ann-image'), {childList: true, subtree: true});
 """
+# every animation frame's timestamp, until __stopFrames: how smoothly the page drew while a box was dragged
+FRAMES = """
+window.__frames = []; window.__stopFrames = false;
+const tick = (t) => { window.__frames.push(t); if (!window.__stopFrames) requestAnimationFrame(tick); };
+requestAnimationFrame(tick);
+"""
+# where an original pixel (x, y) of the record on screen is on the screen: the boxes layer's own matrix
+TO_SCREEN = "() => { const m = document.getElementById('ann-boxes').getScreenCTM(); return [m.a, m.e, m.f]; }"
+BOX_TASK = ('title = "Latency, boxes"\noverlap = 1\n\n[[questions]]\nname = "objects"\ntitle = "Box every shape"\n'
+            'kind = "boxes"\nlabels = [{ name = "circle", key = "1" }, { name = "square", key = "2" }]\n')
 # the annotate view's markup as Gradio's config carries it (the same for every visitor)
 SKELETON = ("() => { const c = (window.gradio_config || {components: []}).components"
             ".find((c) => c.props && c.props.elem_id === 'ann-view'); return c ? c.props.value : ''; }")
@@ -128,6 +146,43 @@ def open_layout(browser: Any, layout: Layout, width: int, height: int) -> None:
     layout.weight = page_weight(page, next((b for b in bodies if b"ann-boot-data" in b), b""))
 
 
+def draw_boxes(page: Any, n: int) -> None:
+    """`n` boxes on the 1600x1200 record on screen, each a mouse drag (pointer events, as a person draws),
+    in a grid over the image's middle."""
+    scale, left, top = page.evaluate(TO_SCREEN)
+    for i in range(n):
+        x, y = 200 + (i % 5) * 250, 250 + (i // 5 % 3) * 300
+        page.mouse.move(left + x * scale, top + y * scale)
+        page.mouse.down()
+        page.mouse.move(left + (x + 180) * scale, top + (y + 220) * scale, steps=3)
+        page.mouse.up()
+
+
+def drag_frames(page: Any, seconds: float) -> dict[str, Any]:
+    """One drag of `seconds` drawing a box (a move every 4 ms, in a loop over the image), with every
+    animation frame's timestamp noted meanwhile: the intervals and the frames dropped."""
+    scale, left, top = page.evaluate(TO_SCREEN)
+    page.mouse.move(left + 300 * scale, top + 300 * scale)
+    page.mouse.down()
+    page.evaluate(FRAMES)
+    start = time.perf_counter()
+    i = 0
+    while time.perf_counter() - start < seconds:
+        i += 1
+        page.mouse.move(left + (700 + 400 * ((i % 200) / 200)) * scale, top + (700 + 300 * ((i % 150) / 150)) * scale)
+        time.sleep(0.004)
+    page.evaluate("window.__stopFrames = true")
+    page.mouse.up()
+    stamps = page.evaluate("window.__frames")
+    gaps = sorted(b - a for a, b in zip(stamps, stamps[1:]))
+    if not gaps:
+        return {"frames": len(stamps)}
+    median = gaps[len(gaps) // 2]
+    dropped = sum(round(g / median) - 1 for g in gaps if g > 1.5 * median)
+    return {"frames": len(stamps), "moves": i, "median_ms": round(median, 2), "max_ms": round(gaps[-1], 2),
+            "dropped": dropped}
+
+
 def summary(layout: Layout, presses: int) -> dict[str, Any]:
     samples, dom = layout.page.evaluate("window.__lat"), layout.page.evaluate("window.__dom")
     ok = [s for s in samples if s >= 0]
@@ -162,7 +217,12 @@ def main() -> int:
     parser.add_argument("--viewport", default="1280x720")
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--boxes", type=int, default=0, help="a boxes task: boxes drawn on each image before Enter")
+    parser.add_argument("--drag-seconds", type=float, default=0, help="with --boxes: one drag this long, "
+                        "its animation frames counted")
     args = parser.parse_args()
+    if args.boxes and args.baseline_rev:
+        parser.error("--boxes measures this checkout alone (a baseline before issue 16 has no boxes)")
     width, height = (int(v) for v in args.viewport.split("x"))
 
     from playwright.sync_api import sync_playwright
@@ -170,8 +230,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="annotator-browser-bench-"))
     make_dataset(work / "images", args.presses + 20)
     task = work / "task.toml"
-    task.write_text('title = "Latency"\nkind = "single_label"\noverlap = 1\n'
+    task.write_text(BOX_TASK if args.boxes else 'title = "Latency"\nkind = "single_label"\noverlap = 1\n'
                     '[[labels]]\nname = "circle"\n[[labels]]\nname = "square"\n')
+    frames = None
     layouts: list[Layout] = []
     try:
         layouts.append(start_layout("this checkout", ROOT, work, work / "images", task))
@@ -189,11 +250,15 @@ def main() -> int:
                 for layout in layouts if r % 2 == 0 else layouts[::-1]:  # alternate who goes first
                     layout.page.bring_to_front()
                     for _ in range(args.presses // rounds + (r < args.presses % rounds)):
-                        layout.page.keyboard.press("1")
+                        if args.boxes:
+                            draw_boxes(layout.page, args.boxes)
+                        layout.page.keyboard.press("Enter" if args.boxes else "1")
                         time.sleep(args.pause)
                     time.sleep(0.5)
             time.sleep(1)
             figures = {layout.name: summary(layout, args.presses) for layout in layouts}
+            if args.boxes and args.drag_seconds:
+                frames = drag_frames(layouts[0].page, args.drag_seconds)
             browser.close()
     finally:
         for layout in layouts:
@@ -203,10 +268,15 @@ def main() -> int:
     print(f"command: {command}")
     print(f"1600x1200 JPEG sources shown at IMAGE_MAX_SIDE=1280, a {args.viewport} window, "
           f"load average {os.getloadavg()[0]:.2f}")
+    if args.boxes:
+        print(f"a boxes task: {args.boxes} boxes drawn by mouse before each Enter")
     for name, found in figures.items():
         report(name, found)
+    if frames:
+        print(f"a {args.drag_seconds} s drag drawing a box: {frames}")
     if args.json:
-        args.json.write_text(json.dumps({"command": command, "load_avg": os.getloadavg(), **figures}, indent=2))
+        args.json.write_text(json.dumps({"command": command, "load_avg": os.getloadavg(), **figures,
+                                         "drag_frames": frames}, indent=2))
     return 0
 
 

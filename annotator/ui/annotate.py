@@ -84,6 +84,9 @@ def page_script(task: TaskSpec) -> str:
                           "route": CLICK_ROUTE, "savedDelay": SAVED_CHECK_DELAY_MS, "task": task_key(task)})
     questions = "" if one else (f'<link rel="stylesheet" href="{assets.url("questions.css")}">\n'
                                 f'<script src="{assets.url("questions.js")}" defer></script>\n')
+    if any(q.kind == "boxes" for q in task.questions):  # issue 16: the drawing layer, before annotate.js starts
+        questions += (f'<link rel="stylesheet" href="{assets.url("boxes.css")}">\n'
+                      f'<script src="{assets.url("boxes.js")}" defer></script>\n')
     return (f'<script type="application/json" id="ann-config">{config}</script>\n'
             f'<link rel="stylesheet" href="{assets.url("annotate.css")}">\n'
             f'{questions}<script src="{assets.url("annotate.js")}" defer></script>')
@@ -184,6 +187,8 @@ def _question_keys(task: TaskSpec) -> list[tuple[str | None, str]]:
             rows += [(l.key, f"answer <b>{esc(l.name)}</b>, then on to the next question") for l in q.labels if l.key]
         elif q.kind == "labels":
             rows += [(l.key, f"choose or un-choose <b>{esc(l.name)}</b>") for l in q.labels if l.key]
+        elif q.kind == "boxes":
+            rows += _box_keys(q)
         elif q.kind == "rating":
             ends = f" ({esc(q.low_word or str(q.low))} to {esc(q.high_word or str(q.high))})"
             rows.append((f"{str(q.low)[-1]}-{str(q.high)[-1]}",
@@ -196,16 +201,34 @@ def _question_keys(task: TaskSpec) -> list[tuple[str | None, str]]:
     return rows
 
 
+def _box_keys(q: Question) -> list[tuple[str | None, str]]:
+    """The ? overlay's rows for a boxes question (static/boxes.js): drawing, selecting and correcting boxes."""
+    esc = html.escape
+    return [*[(l.key, f"new boxes are <b>{esc(l.name)}</b>; a selected box becomes one") for l in q.labels if l.key],
+            ("Drag", "draw a box on the image (a finger or a pen too); drag the selected box to move it"),
+            ("Click", "select the box under the pointer (the smallest one); a click beside the boxes deselects"),
+            ("Tab", "with this question outlined: the next box (Shift+Tab: the one before); after the last one, "
+                    "the next question"),
+            ("Delete", "remove the selected box (Backspace too, when a box is selected)"),
+            ("Arrows", "move the selected box by a pixel of the screen; Shift+arrows: resize it"),
+            ("Ctrl+Z", "undo the last drawing, move, resize, label change or removal (Cmd+Z on a Mac)"),
+            ("Esc", "deselect the box"),
+            ("Space+drag", "move a zoomed image (so do two fingers, and the arrow keys when no box is selected)")]
+
+
 def _question_block(i: int, q: Question) -> str:
     """One question on the page: its title, and its chips (label, labels, rating) or its text box."""
     esc = html.escape
     title = f'<div class="ann-q-title" id="ann-q-{i}-title">{esc(q.title)}' + \
         ("" if q.required else ' <span class="ann-hint">(optional)</span>') + "</div>"
     pressed = ' aria-pressed="false"'
-    if q.kind in ("label", "labels"):
+    if q.kind in ("label", "labels", "boxes"):
         body = "".join(_chip(f"ann-q-{i}-{j}", l.key, l.name, f' data-value="{esc(l.name)}"{pressed}')
                        for j, l in enumerate(q.labels))
         body = f'<div class="ann-chips">{body}</div>'
+        if q.kind == "boxes":  # the label new boxes get, as text; the boxes drawn, spoken (static/boxes.js)
+            body += (f'<span class="ann-hint ann-q-boxes">New boxes: <b id="ann-q-{i}-label">{esc(q.labels[0].name)}'
+                     f'</b> · <span id="ann-q-{i}-boxes" aria-live="polite">No boxes.</span></span>')
     elif q.kind == "rating":
         # the number is the chip and its key (10's key is 0: said by its badge)
         chips = "".join(_chip(f"ann-q-{i}-{v}", "0" if v == 10 else "", str(v),

@@ -253,7 +253,7 @@
     Z.pointers.set(e.pointerId, at);
     try { at.stage.setPointerCapture(e.pointerId); } catch (err) { /* a pointer already gone */ }
     if (Z.pointers.size === 2) Z.pinch = spread();
-    Z.drag = Z.pointers.size === 1 ? at : null;
+    Z.drag = Z.pointers.size === 1 && !(Q && Q.draws(e)) ? at : null;  // issue 16: a drag that draws a box
   });
   document.addEventListener('pointermove', (e) => {
     if (!Z.pointers.has(e.pointerId)) return;

@@ -17,11 +17,29 @@
     const box = (i) => { const b = block(i); return b ? b.querySelector('textarea') : null; };
     const S = {key: null, active: 0, chosen: [], suggested: {}, typed: []};  // typed: text boxes edited by hand
     const kept = new Map();  // record -> its state, so a record that comes back (a refused answer) keeps it
+    // issue 16: the boxes question draws on the image (static/boxes.js, loaded with this file when the task has
+    // one); its value is the list of boxes, kept in S.chosen like any other question's
+    const boxIndex = QS.findIndex((q) => q.kind === 'boxes');
+    const B = boxIndex < 0 ? null : window.annBoxes(QS[boxIndex], {
+      shown: host.shown, showError: host.showError, changed: () => render(),
+      activate: () => { if (S.active !== boxIndex) { S.active = boxIndex; render(); } },
+      say: (text, label) => {
+        const live = $(`ann-q-${boxIndex}-boxes`), now = $(`ann-q-${boxIndex}-label`);
+        if (live && live.textContent !== text) live.textContent = text;
+        if (now && now.textContent !== label) now.textContent = label;
+        render();
+      }});
+    const boxProblem = (i) => {
+      const q = QS[i], n = S.chosen[i].length;
+      if (q.required && n < q.min_boxes) return `Draw at least ${q.min_boxes} box${q.min_boxes === 1 ? '' : 'es'} for “${q.title}” (${n} drawn), or press S to skip this image.`;
+      return n > q.max_boxes ? `“${q.title}” takes at most ${q.max_boxes} boxes (${n} drawn); remove some first.` : null;
+    };
 
     // a question's value as it would be sent: what was chosen, else the suggestion; null: none
     const valueOf = (i) => {
       const q = QS[i], chosen = S.chosen[i];
       if (q.kind === 'text') { const b = box(i); const v = b ? b.value.trim() : ''; return v || null; }
+      if (q.kind === 'boxes') return chosen.length || q.required ? B.value() : null;  // required: none is an answer
       if (q.kind === 'labels') {
         if (chosen.size) return q.labels.map((l) => l.name).filter((n) => chosen.has(n));
         const s = S.suggested[q.name];
@@ -40,7 +58,8 @@
     };
     const summary = (answers) => QS.filter((q) => answers[q.name] !== undefined).map((q) => {
       const v = answers[q.name];
-      const text = Array.isArray(v) ? v.join(', ') || 'none' : String(v);
+      const text = q.kind === 'boxes' ? `${v.length} box${v.length === 1 ? '' : 'es'}`
+        : Array.isArray(v) ? v.join(', ') || 'none' : String(v);
       return text.length > 40 ? text.slice(0, 39) + '…' : text;
     });
 
@@ -59,12 +78,12 @@
           if (count) count.textContent = `${chars(t.value.trim())} / ${q.min_chars ? q.min_chars + '–' : 'at most '}${q.max_chars} characters`;
           return;
         }
-        const chosen = S.chosen[i], suggested = S.suggested[q.name];
+        const chosen = q.kind === 'boxes' ? B.activeLabel() : S.chosen[i], suggested = S.suggested[q.name];
         b.querySelectorAll('button.ann-chip').forEach((c) => {
           const v = q.kind === 'rating' ? Number(c.dataset.value) : c.dataset.value;
           const on = q.kind === 'labels' ? chosen.has(v) : chosen === v;
           const nothing = q.kind === 'labels' ? !chosen.size : chosen === null;
-          const hinted = q.kind === 'labels' ? !!suggested && suggested.includes(v) : suggested === v;
+          const hinted = q.kind === 'labels' ? !!suggested && suggested.includes(v) : q.kind !== 'boxes' && suggested === v;
           c.classList.toggle('ann-selected', on);
           c.classList.toggle('ann-suggested', nothing && hinted);
           c.setAttribute('aria-pressed', on ? 'true' : 'false');
@@ -86,6 +105,7 @@
     const press = (i, value, byKey) => {
       const q = QS[i];
       S.active = i;
+      if (q.kind === 'boxes') { B.press(value); return; }  // the label of new boxes, and of the selected one
       if (q.kind === 'labels') {
         if (S.chosen[i].has(value)) S.chosen[i].delete(value); else S.chosen[i].add(value);
         render();
@@ -104,6 +124,8 @@
         host.showError(`Answer “${q.title}” first (it is required), or press S to skip this image.`);
         return;
       }
+      const few = QS.findIndex((q, i) => q.kind === 'boxes' && boxProblem(i) !== null);
+      if (few >= 0) { activate(few, false); host.showError(boxProblem(few)); return; }
       const long = QS.findIndex((q, i) => textProblem(i) !== null);
       if (long >= 0) { activate(long, true); host.showError(textProblem(long)); return; }
       const answer = {};
@@ -113,7 +135,7 @@
     // the keys of the active question first, then a text question's key (it focuses that box)
     const keyFor = (k) => {
       const q = QS[S.active];
-      if (q.kind === 'label' || q.kind === 'labels') {
+      if (q.kind === 'label' || q.kind === 'labels' || q.kind === 'boxes') {
         const l = q.labels.find((x) => x.key && x.key.toLowerCase() === k);
         if (l) return () => press(S.active, l.name, true);
       } else if (q.kind === 'rating') {
@@ -124,11 +146,14 @@
       return t >= 0 ? () => activate(t, true) : null;
     };
     const key = (e, target) => {
+      // the boxes' own keys (Ctrl+Z, Delete, arrows and Esc on a selected box) come first, outside text boxes
+      if (B && host.shown() && !host.typing(target) && B.key(e)) return true;
       if (e.ctrlKey || e.metaKey || e.altKey) return false;
       const inPage = !target || target === document.body || !!(target.closest && target.closest('#ann-root'));
       if (e.key === 'Tab' && inPage && host.shown()) {
         e.preventDefault();
-        activate(S.active + (e.shiftKey ? -1 : 1), true);
+        // on the boxes question Tab walks its boxes first, and leaves it after the last (Shift+Tab: the first)
+        if (S.active !== boxIndex || !B.tab(e.shiftKey ? -1 : 1)) activate(S.active + (e.shiftKey ? -1 : 1), true);
         return true;
       }
       if (host.typing(target) || !host.shown()) return false;
@@ -160,7 +185,7 @@
     // suggestion, with the first question active
     const show = (item) => {
       const k = `${item.record_id}${item.editing ? ':earlier' : ''}`;
-      if (S.key === k) { render(); return; }
+      if (S.key === k) { render(); if (B) B.show(S.chosen[boxIndex], item, false); return; }
       if (S.key !== null) {
         S.texts = QS.map((q, i) => (box(i) ? box(i).value : null));
         kept.set(S.key, {...S});
@@ -170,17 +195,26 @@
       const back = kept.get(k);
       Object.assign(S, back || {
         key: k, active: 0, suggested: item.editing ? {} : item.suggested, typed: QS.map(() => false),
-        chosen: QS.map((q) => (q.kind === 'labels' ? new Set(earlier[q.name] || []) : (earlier[q.name] ?? null))),
+        chosen: QS.map((q) => (q.kind === 'labels' ? new Set(earlier[q.name] || [])
+          : q.kind === 'boxes' ? startBoxes(item, q) : (earlier[q.name] ?? null))),
         texts: QS.map((q) => (q.kind === 'text' ? earlier[q.name] ?? (item.editing ? '' : item.suggested[q.name] ?? '') : null)),
       });
       QS.forEach((q, i) => { const t = box(i); if (t) t.value = S.texts[i] ?? ''; });
       render();
+      if (B) B.show(S.chosen[boxIndex], item, true);
+    };
+    // a record's boxes at first: its earlier answer's (Back), else its pre-labels, marked suggested
+    const startBoxes = (item, q) => {
+      const from = item.editing ? item.answers[q.name] : item.suggested[q.name];
+      return (Array.isArray(from) ? from : []).map((b) => ({label: b.label, bbox: b.bbox.slice(),
+                                                             ...(b.suggested || !item.editing ? {suggested: true} : {})}));
     };
     // the server sends an answer and a suggestion by question name: kept as `answers` and `suggested`;
     // `answer` becomes the values in question order (the page's "Changing your earlier answer: …") and the
     // one-question `suggestion` none (the questions show theirs)
     const adaptItem = (item) => ({...item, answers: item.answer, suggested: item.suggestion,
                                    answer: summary(item.answer), suggestion: null});
-    return {adaptItem, show, key, submit};
+    const draws = (e) => !!B && B.draws(e);  // a pointer that draws a box: annotate.js does not pan with it
+    return {adaptItem, show, key, submit, draws};
   };
 })();
