@@ -146,6 +146,8 @@ class LocalBackend(WriterBackend):
         self.store = store
         self.scheduler = Scheduler(order, overlap, lease_ttl, gold=gold, plan=plan)
         self.scheduler.restore(store.assignment_facts(), store.extra_answers())
+        for _, _, detail in store.audit_entries("set_quota"):  # admins' overrides, in the order they were made
+            self.scheduler.set_quota(detail["user"], detail["quota"])
         self._unsettled: dict[tuple[str, int], _Unsettled] = {}
         self._answers_lock = threading.Lock()
         self.writer = make_writer(store, recovery_dir)

@@ -19,7 +19,8 @@ from annotator.answers import AnswerError, check_answer
 from annotator.model import Answer, Record
 from annotator.task import TaskSpec
 
-__all__ = ["GoldAnswer", "GoldError", "GoldPlan", "gold_answers", "gold_due", "gold_rank", "plan_of", "quota_message"]
+__all__ = ["GoldAnswer", "GoldError", "GoldPlan", "gold_answers", "gold_due", "gold_rank", "plan_of", "quota_message",
+           "visible_metadata"]
 
 
 class GoldError(ValueError):
@@ -84,6 +85,14 @@ def gold_due(plan: GoldPlan, user: str, gold: int, total: int) -> bool:
 def gold_rank(user: str, record_id: int) -> bytes:
     """The order a person meets the gold records in: a fixed shuffle per person (the same on every engine)."""
     return hashlib.sha256(f"{user}\x00{record_id}".encode()).digest()
+
+
+def visible_metadata(metadata: dict[str, Any], column: str | None) -> dict[str, Any]:
+    """A record's metadata as the page may see it: without the gold answer and its explanation, for every
+    record alike (a gold record looks like any other)."""
+    if column is None or (column not in metadata and f"{column}_explanation" not in metadata):
+        return metadata
+    return {k: v for k, v in metadata.items() if k != column and k != f"{column}_explanation"}
 
 
 def quota_message(quota: int) -> str:
