@@ -220,7 +220,7 @@ class Runtime:
         """The parts the dashboard reads (annotator.reports), and no more of the runtime."""
         limits = self.access.sign_in_limits if self.settings.auth_mode == "password" else None
         return DashboardDeps(self.store, self.task, self.backend, self.service.click_latency,
-                             self.settings.data_dir, self.storage, self.exporter, limits)
+                             self.settings.data_dir, self.storage, self.exporter, limits, gold=self.service.gold)
 
     def admin_deps(self) -> AdminDeps:
         """The parts the admin actions use (annotator.admin_actions), and no more of the runtime."""

@@ -87,6 +87,14 @@ def test_warmup_feedback_quota_and_the_admins_override(tmp_path: Path) -> None:
         assert done["audited"] and done["detail"] == {"user": "ann", "quota": 6}
         more, last = run(ann, lambda item: "circle")
         assert last["state"] == "quota" and last["progress"]["mine_total"] == 6
+
+        # the dashboard: gold answers count nowhere, each person's gold accuracy with its count
+        ann.progress()  # waits for ann's answers to commit
+        snap = boss.call("dashboard")[0]
+        row = next(a for a in snap["annotators"] if a["user"] == "ann")
+        progress = snap["team"]["progress"]
+        assert (progress["records"], progress["answers"], row["answers"]) == (12, 6, 6)
+        assert sum(n for _, _, n in snap["team"]["labels"]) == 6
     finally:
         for user in users.values():
             user.close()
@@ -109,3 +117,8 @@ def test_warmup_feedback_quota_and_the_admins_override(tmp_path: Path) -> None:
     label, why = GOLD[int(records[answered[0]].source_key.rsplit("_", 1)[1][:3])]
     assert first == {"correct": label == "triangle", "expected": {"label": label}, "explanation": why}
     assert [(actor, detail) for _, actor, detail in audit] == [("boss", {"user": "ann", "quota": 6})]
+    gold_answers = {r.record_id: r.answer for r in mine if r.record_id in gold_ids}
+    right = sum(answer == {"label": GOLD[int(records[rid].source_key.rsplit("_", 1)[1][:3])][0]}
+                for rid, answer in gold_answers.items())
+    assert row["gold_answers"] == len(gold_answers) >= 2
+    assert row["gold_accuracy"] == pytest.approx(right / len(gold_answers))
