@@ -107,8 +107,9 @@ def _expected(task: TaskSpec, raw: object, where: str) -> Answer:
             raw = json.loads(raw)
         except ValueError:
             pass
-    if not isinstance(raw, Mapping) and len(task.questions) == 1:
-        raw = {task.questions[0].name: raw}
+    solo = task.questions[0] if len(task.questions) == 1 else None
+    if not isinstance(raw, Mapping) and solo is not None and solo.kind not in ("label", "labels"):
+        raw = {solo.name: raw}  # a rating's number, a text (a label question takes a name or a list as it is)
     try:
         return check_answer(task, raw)
     except AnswerError as exc:
