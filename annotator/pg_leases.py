@@ -149,11 +149,6 @@ class PgLeases:
                         "ON CONFLICT (user_id) DO UPDATE SET quota = excluded.quota", [user, quota])
         self._run(work)
 
-    def quota_of(self, user: str) -> int | None:
-        with self._pool.connection() as conn:
-            row = conn.execute("SELECT quota FROM quotas WHERE user_id = %s", [user]).fetchone()
-        return self.plan.quota if row is None else row[0]
-
     # --- leases ----------------------------------------------------------------
 
     @staticmethod

@@ -1,8 +1,8 @@
 """In-memory assignment of records to annotators: leases, overlap, priorities.
 
 Pure and thread-safe: no I/O, nothing imported from the project but its domain
-(model.py) and the pure gold rules (gold.py), time is passed in. Deciding "what next" in memory takes microseconds and is correct by
-construction (one lock), where the same decision in SQL took milliseconds and
+(model.py) and the pure gold rules (gold.py), time is passed in. Deciding
+"what next" in memory takes microseconds and is correct by construction (one lock), where the same decision in SQL took milliseconds and
 raced (see notes/duckdb-facts.md, section 4). The store keeps the facts
 (answers); this module is rebuilt from them at start-up with `restore`.
 """
@@ -295,9 +295,6 @@ class Scheduler:
         """An admin's override of the task's quota for one person (None: no limit); leases held stay."""
         with self._lock:
             self._quotas[user] = quota
-
-    def is_gold(self, rid: int) -> bool:
-        return rid in self._gold
 
     # --- users and leases --------------------------------------------------
 
