@@ -36,9 +36,10 @@ from annotator.store_protocol import StoreProtocol
 from annotator.writer import WriteRejected
 
 __all__ = ["ActionResult", "AdminDeps", "DownloadFolders", "MAX_EXTRA", "active_settings", "audit_log",
-           "export_now", "prepare_downloads", "release_user", "reopen_record"]
+           "export_now", "prepare_downloads", "release_user", "reopen_record", "set_quota"]
 
 MAX_EXTRA = 10
+MAX_QUOTA = 1_000_000
 AUDIT_WAIT = 5.0
 
 
@@ -161,6 +162,31 @@ def reopen_record(deps: AdminDeps, who: Identity, record_id: object, extra: obje
     need = deps.task.overlap + record.extra_answers + more
     return _audited(deps, who, "reopen", {"record_id": rid, "extra": more},
                     f"Record {rid} reopened: it now needs {need} answers.")
+
+
+def set_quota(deps: AdminDeps, who: Identity, user: object, quota: object) -> ActionResult:
+    """Give one annotator their own quota (1..MAX_QUOTA answers), or none ("" or "none": no limit).
+
+    Overrides the task's max_answers_per_person for that person on every replica; records they hold
+    stay theirs. The audit row is also how a DuckDB run remembers it after a restart."""
+    Access.require_admin(who)
+    name = user.strip() if isinstance(user, str) else ""
+    if not name or len(name) > 200:
+        raise InputError("Name the annotator whose quota to set (their user name, as in the table).")
+    checked_text(name, "The user name")
+    limit: int | None
+    if quota is None or (isinstance(quota, str) and quota.strip().lower() in ("", "none")):
+        limit = None
+    else:
+        limit = _whole(quota, "quota")
+        if not 1 <= limit <= MAX_QUOTA:
+            raise InputError(f"A quota is 1 to {MAX_QUOTA:,} answers (or none for no limit), not {limit}.")
+    deps.backend.set_quota(name, limit)
+    default = deps.task.quality.max_answers_per_person
+    message = (f"{name} may now give {limit} answers (the task's quota is "
+               f"{default if default is not None else 'none'})." if limit is not None
+               else f"{name} may now give answers without a limit.")
+    return _audited(deps, who, "set_quota", {"user": name, "quota": limit}, message)
 
 
 def active_settings(deps: AdminDeps, who: Identity) -> tuple[dict[str, str], ActionResult]:

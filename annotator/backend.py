@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from annotator import recovery
+from annotator.gold import GoldPlan
 from annotator.model import (AuditWrite, QueueState, Record, ReopenWrite, Response, ResponseWrite, SubmitOutcome,
                              UserSeen, WriteOp, utcnow)
 from annotator.scheduler import Scheduler
@@ -47,6 +48,7 @@ class WorkBackend(Protocol):
     def user_responses(self, user: str) -> list[Response]: ...
     def counts(self, max_age: float | None = None) -> dict[str, int]: ...
     def remaining_for(self, user: str) -> int: ...
+    def set_quota(self, user: str, quota: int | None) -> None: ...
     def leases(self) -> dict[str, list[tuple[int, str]]]: ...
     def writer_health(self) -> WriterHealth: ...
     def write_failure(self) -> str | None: ...
@@ -140,10 +142,12 @@ class LocalBackend(WriterBackend):
     """
 
     def __init__(self, store: StoreProtocol, order: Sequence[int], overlap: int, lease_ttl: float, *,
-                 recovery_dir: Path | None = None) -> None:
+                 recovery_dir: Path | None = None, gold: Sequence[int] = (), plan: GoldPlan = GoldPlan()) -> None:
         self.store = store
-        self.scheduler = Scheduler(order, overlap, lease_ttl)
+        self.scheduler = Scheduler(order, overlap, lease_ttl, gold=gold, plan=plan)
         self.scheduler.restore(store.assignment_facts(), store.extra_answers())
+        for _, _, detail in store.audit_entries("set_quota"):  # admins' overrides, in the order they were made
+            self.scheduler.set_quota(detail["user"], detail["quota"])
         self._unsettled: dict[tuple[str, int], _Unsettled] = {}
         self._answers_lock = threading.Lock()
         self.writer = make_writer(store, recovery_dir)
@@ -224,6 +228,9 @@ class LocalBackend(WriterBackend):
 
     def leases(self) -> dict[str, list[tuple[int, str]]]:
         return self.scheduler.leases()
+
+    def set_quota(self, user: str, quota: int | None) -> None:
+        self.scheduler.set_quota(user, quota)
 
     def close(self) -> None:
         """Write everything queued, then close the store. Idempotent."""

@@ -189,9 +189,10 @@ class QueueState:
     waiting: everything left for them is leased by others; `held_by_others`
     records, the first lease ends at `frees_at` unless its holder stays active.
     done: nothing is left that they could annotate.
+    quota: they gave the most answers one person gives (issue 17); work may remain for others.
     """
 
-    kind: Literal["ready", "waiting", "done"]
+    kind: Literal["ready", "waiting", "done", "quota"]
     record_id: int | None = None
     held_by_others: int = 0
     frees_at: float | None = None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from annotator.backend import WriterBackend, make_writer, relay
+from annotator.gold import GoldPlan
 from annotator.model import QueueState, ReopenWrite, ResponseWrite, SubmitOutcome
 from annotator.pg_leases import PgLeases
 from annotator.pg_store import PgStore
@@ -39,11 +40,13 @@ class PgBackend(WriterBackend):
 
     def __init__(self, store: PgStore, order: Sequence[int], overlap: int, lease_ttl: float, *,
                  replica: str | None = None, clock: Callable[[], float] = time.time,
-                 counts_every: float = 1.0, recovery_dir: Path | None = None) -> None:
+                 counts_every: float = 1.0, recovery_dir: Path | None = None, gold: Sequence[int] = (),
+                 plan: GoldPlan = GoldPlan()) -> None:
         self.store = store
         self._clock = clock
-        self.leases_db = PgLeases(store.pool, overlap, lease_ttl, replica or f"replica-{uuid.uuid4().hex[:8]}")
-        self.leases_db.set_order(order)
+        self.leases_db = PgLeases(store.pool, overlap, lease_ttl, replica or f"replica-{uuid.uuid4().hex[:8]}",
+                                  plan=plan)
+        self.leases_db.set_order(order, gold)
         self._screen: dict[str, int] = {}  # person -> record on their screen (a hard lease)
         # person -> records answered here whose commit is still queued -> whether it is their first answer
         self._pending: dict[str, dict[int, bool]] = {}
@@ -179,6 +182,10 @@ class PgBackend(WriterBackend):
 
     def leases(self) -> dict[str, list[tuple[int, str]]]:
         return self.leases_db.leases(self._clock())
+
+    def set_quota(self, user: str, quota: int | None) -> None:
+        """Shared: every replica reads it at the person's next hand-out."""
+        self.leases_db.set_quota(user, quota)
 
     def close(self) -> None:
         """Commit everything queued, hand this replica's leases back, close the store. Idempotent."""

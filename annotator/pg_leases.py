@@ -14,6 +14,12 @@ processes:
   expired rows (I4). A replica that dies leaves its leases to expire.
 - Takeover (I5) deletes a soft (buffered, unseen) lease of another person;
   hard leases (on screen, or answered but not yet committed) are never taken.
+- Gold records (issue 17) are rows marked `gold`: outside every count and
+  the regular hand-out, leased like any record but with no overlap, so a
+  person's gold lease and answer rows (primary keys) keep each gold once per
+  person. Whether the next hand-out is gold, and a quota, are decided from
+  the person's rows under a per-person advisory lock, so two replicas serving
+  the same person decide one after the other.
 - "done" is answered only after a plain read (no SKIP LOCKED) finds nothing
   left for the person; a record skipped only because another transaction had
   it locked makes the caller try again (I3).
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -33,6 +40,7 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
+from annotator.gold import GoldPlan, gold_due, gold_rank
 from annotator.model import QueueState, record_status
 
 T = TypeVar("T")
@@ -48,8 +56,21 @@ _ELIGIBLE = """
 """
 # not complete (model.record_status) in SQL: hand-outs filter on it, and migration 3's partial indexes match it
 _INCOMPLETE = "r.submitted < r.overlap + r.extra_answers"
+# a lease worth keeping on screen: a gold record never completes
+_LIVE = f"(r.gold OR {_INCOMPLETE})"
+# pg_advisory_xact_lock(class, key) classes: 7410001 the order (set_order), this one a person's hand-outs
+_PERSON_LOCK = 7410002
 _ONE = "user_id = %(u)s AND record_id = %(rid)s"
 _ALL = "user_id = %(u)s"
+
+
+@dataclass
+class _Dealt:
+    """One person's rows as gold and the quota count them: gold records answered or held, every record
+    answered or held, and how many more records of the order they may hold (inf: no quota)."""
+    gold: int
+    total: int
+    room: float
 
 
 def to_ts(seconds: float) -> datetime:
@@ -63,11 +84,14 @@ def from_ts(ts: datetime) -> float:
 class PgLeases:
     """Lease rows and the queries over them. Thread-safe: every call takes a pooled connection."""
 
-    def __init__(self, pool: ConnectionPool, overlap: int, ttl: float, replica: str) -> None:
+    def __init__(self, pool: ConnectionPool, overlap: int, ttl: float, replica: str, *,
+                 plan: GoldPlan = GoldPlan()) -> None:
         self._pool = pool
         self.overlap = overlap
         self.ttl = ttl
         self.replica = replica
+        self.plan = plan
+        self._gold = False  # any gold records (set_order)
 
     # --- plumbing ------------------------------------------------------------
 
@@ -92,13 +116,14 @@ class PgLeases:
 
     # --- the hand-out order --------------------------------------------------
 
-    def set_order(self, ids: Sequence[int]) -> None:
+    def set_order(self, ids: Sequence[int], gold: Sequence[int] = ()) -> None:
         """Store the hand-out rank of every record (dataset order or the seeded shuffle) and the overlap.
 
         Every replica computes the same order from the same task; an advisory
         lock keeps replicas starting together from writing it at once. The
         overlap sits on each row (and is the column's default for records
-        added later) so that the open records have a partial index.
+        added later) so that the open records have a partial index. `gold`:
+        the gold records' ids (not in `ids`).
         """
         def work(cur: psycopg.Cursor) -> None:
             cur.execute("SELECT pg_advisory_xact_lock(7410001)")
@@ -112,6 +137,16 @@ class PgLeases:
             cur.execute("UPDATE records r SET rank = v.rank, overlap = %s FROM unnest(%s::int[], %s::int[]) "
                         "AS v(id, rank) WHERE r.id = v.id AND (r.rank, r.overlap) IS DISTINCT FROM (v.rank, %s)",
                         [self.overlap, list(ids), list(range(len(ids))), self.overlap])
+            cur.execute("UPDATE records SET gold = (id = ANY(%(g)s)) WHERE gold IS DISTINCT FROM (id = ANY(%(g)s))",
+                        {"g": list(gold)})
+        self._run(work)
+        self._gold = bool(gold)
+
+    def set_quota(self, user: str, quota: int | None) -> None:
+        """An admin's override of the task's quota for one person (None: no limit), for every replica."""
+        def work(cur: psycopg.Cursor) -> None:
+            cur.execute("INSERT INTO quotas (user_id, quota) VALUES (%s, %s) "
+                        "ON CONFLICT (user_id) DO UPDATE SET quota = excluded.quota", [user, quota])
         self._run(work)
 
     # --- leases ----------------------------------------------------------------
@@ -152,7 +187,7 @@ class PgLeases:
         cur.execute(f"""
             WITH picked AS (
                 SELECT r.id, r.touched, r.rank FROM records r
-                WHERE r.submitted + r.leased < r.overlap + r.extra_answers AND {_ELIGIBLE}
+                WHERE r.submitted + r.leased < r.overlap + r.extra_answers AND NOT r.gold AND {_ELIGIBLE}
                 ORDER BY r.touched DESC, r.rank, r.id
                 LIMIT %(n)s
                 FOR UPDATE OF r SKIP LOCKED
@@ -167,15 +202,69 @@ class PgLeases:
             SELECT p.id FROM picked p JOIN added a ON a.record_id = p.id ORDER BY p.touched DESC, p.rank, p.id""", p)
         return [int(r) for (r,) in cur.fetchall()]
 
+    def _begin(self, cur: psycopg.Cursor, p: dict[str, Any]) -> "_Dealt | None":
+        """Start a hand-out: the person's advisory lock (first, before any row lock: no lock cycles) when gold
+        or a quota applies, the sweep, then what gold and the quota need of the person (None: neither)."""
+        cur.execute("SELECT quota FROM quotas WHERE user_id = %(u)s", p)
+        row = cur.fetchone()
+        quota = self.plan.quota if row is None else row[0]
+        if quota is not None or self._gold:
+            cur.execute(f"SELECT pg_advisory_xact_lock({_PERSON_LOCK}, hashtext(%(u)s))", p)
+        self._sweep(cur, p)
+        if quota is None and not self._gold:
+            return None
+        cur.execute("""
+            SELECT count(*) FILTER (WHERE r.gold), count(*), count(*) FILTER (WHERE NOT r.gold AND x.counts)
+            FROM (SELECT record_id, status = 'submitted' AS counts FROM responses WHERE user_id = %(u)s
+                  UNION ALL
+                  SELECT l.record_id, true FROM leases l WHERE l.user_id = %(u)s AND l.expires_at >= %(now)s
+                    AND NOT EXISTS (SELECT 1 FROM responses y WHERE y.record_id = l.record_id
+                                    AND y.user_id = %(u)s)) x
+            JOIN records r ON r.id = x.record_id""", p)
+        gold, total, counted = cur.fetchone()
+        room = float("inf") if quota is None else quota - counted
+        return _Dealt(int(gold), int(total), room)
+
+    def _gold_lease(self, cur: psycopg.Cursor, p: dict[str, Any], dealt: "_Dealt | None") -> int | None:
+        """A gold lease when one is due for the person (gold.gold_due) and one they have not met is left."""
+        if dealt is None or not self._gold or dealt.room <= 0 or \
+                not gold_due(self.plan, p["u"], dealt.gold, dealt.total):
+            return None
+        cur.execute(f"SELECT r.id FROM records r WHERE r.gold AND {_ELIGIBLE}", p)
+        unmet = [int(r) for (r,) in cur.fetchall()]
+        if not unmet:
+            return None
+        rid = min(unmet, key=lambda r: gold_rank(p["u"], r))
+        cur.execute("INSERT INTO leases (record_id, user_id, hard, replica, expires_at) "
+                    "VALUES (%(rid)s, %(u)s, %(hard)s, %(replica)s, %(exp)s)", {**p, "rid": rid})
+        cur.execute("UPDATE records SET leased = leased + 1 WHERE id = %s", [rid])
+        dealt.gold += 1
+        dealt.total += 1
+        return rid
+
     def lease_soft(self, user: str, n: int, now: float) -> list[int]:
-        """Up to n soft leases for the person's prefetch buffer; never a takeover."""
+        """Up to n soft leases for the person's prefetch buffer (gold where due, up to the quota); never a takeover."""
         if n <= 0:
             return []
         p = self._params(user, now, n=n, hard=False)
 
         def work(cur: psycopg.Cursor) -> list[int]:
-            self._sweep(cur, p)
-            return self._grant(cur, p)
+            dealt = self._begin(cur, p)
+            if dealt is None:
+                return self._grant(cur, p)
+            out: list[int] = []
+            while len(out) < n:
+                rid = self._gold_lease(cur, p, dealt)
+                if rid is None and dealt.room > 0:
+                    got = self._grant(cur, {**p, "n": 1})
+                    rid = got[0] if got else None
+                    if rid is not None:
+                        dealt.total += 1
+                        dealt.room -= 1
+                if rid is None:
+                    break
+                out.append(rid)
+            return out
         return self._run(work)
 
     def promote(self, user: str, record_id: int, now: float) -> bool:
@@ -186,7 +275,7 @@ class PgLeases:
             cur.execute(f"""
                 UPDATE leases l SET hard = true, expires_at = %(exp)s FROM records r
                 WHERE l.user_id = %(u)s AND l.record_id = %(rid)s AND l.expires_at >= %(now)s
-                  AND r.id = l.record_id AND {_INCOMPLETE}
+                  AND r.id = l.record_id AND {_LIVE}
                 RETURNING l.record_id""", p)
             if cur.fetchone() is not None:
                 return True
@@ -205,8 +294,12 @@ class PgLeases:
         p = self._params(user, now, n=1, hard=True, answered=list(answered))
 
         def work(cur: psycopg.Cursor) -> QueueState | None:
-            self._sweep(cur, p)
-            got = self._grant(cur, p)
+            dealt = self._begin(cur, p)
+            gold = self._gold_lease(cur, p, dealt)
+            if gold is not None:
+                return QueueState("ready", gold)
+            room = dealt is None or dealt.room > 0
+            got = self._grant(cur, p) if room else []
             if got:
                 return QueueState("ready", got[0])
             cur.execute(f"""
@@ -214,12 +307,14 @@ class PgLeases:
                 WHERE user_id = %(u)s AND record_id = (
                     SELECT l.record_id FROM leases l JOIN records r ON r.id = l.record_id
                     WHERE l.user_id = %(u)s AND NOT l.record_id = ANY(%(answered)s) AND l.expires_at >= %(now)s
-                      AND {_INCOMPLETE}
-                    ORDER BY r.rank, r.id LIMIT 1)
+                      AND {_LIVE}
+                    ORDER BY r.gold DESC, r.rank, r.id LIMIT 1)
                 RETURNING record_id""", p)
             own = cur.fetchone()
             if own is not None:
                 return QueueState("ready", int(own[0]))
+            if not room:
+                return QueueState("quota")
             taken = self._takeover(cur, p)
             if taken is not None:
                 return QueueState("ready", taken)
@@ -236,7 +331,7 @@ class PgLeases:
         """Take a record whose last slot sits unseen in someone else's buffer (I5)."""
         cur.execute(f"""
             SELECT r.id FROM records r
-            WHERE {_INCOMPLETE} AND {_ELIGIBLE}
+            WHERE {_INCOMPLETE} AND NOT r.gold AND {_ELIGIBLE}
               AND EXISTS (SELECT 1 FROM leases s WHERE s.record_id = r.id AND NOT s.hard
                           AND s.user_id <> %(u)s AND s.expires_at >= %(now)s)
             ORDER BY r.touched DESC, r.rank, r.id
@@ -262,7 +357,7 @@ class PgLeases:
         cur.execute(f"""
             SELECT count(*), count(*) FILTER (WHERE first_free IS NULL), min(first_free) FROM (
                 SELECT (SELECT min(l.expires_at) FROM leases l WHERE l.record_id = r.id) AS first_free
-                FROM records r WHERE {_INCOMPLETE} AND {_ELIGIBLE}) q""", p)
+                FROM records r WHERE {_INCOMPLETE} AND NOT r.gold AND {_ELIGIBLE}) q""", p)
         left, unheld, first_free = cur.fetchone()
         if not left:
             return QueueState("done")
@@ -309,12 +404,13 @@ class PgLeases:
         p = self._params(None, now)
         with self._pool.connection() as conn:
             # a handful of (submitted, need) groups whatever the number of records
-            groups = conn.execute("SELECT submitted, overlap + extra_answers, count(*) FROM records GROUP BY 1, 2"
-                                  ).fetchall()
+            groups = conn.execute("SELECT submitted, overlap + extra_answers, count(*) FROM records WHERE NOT gold "
+                                  "GROUP BY 1, 2").fetchall()
             # from the lease rows, not a probe per record (that was 0.3 s at 100,000 records)
-            leased = conn.execute("SELECT count(DISTINCT record_id) FROM leases WHERE expires_at >= %(now)s",
-                                  p).fetchone()[0]
-            skips = conn.execute("SELECT count(*) FROM responses WHERE status = 'skipped'").fetchone()[0]
+            leased = conn.execute("SELECT count(DISTINCT record_id) FROM leases WHERE expires_at >= %(now)s "
+                                  "AND record_id NOT IN (SELECT id FROM records WHERE gold)", p).fetchone()[0]
+            skips = conn.execute("SELECT count(*) FROM responses WHERE status = 'skipped' "
+                                 "AND record_id NOT IN (SELECT id FROM records WHERE gold)").fetchone()[0]
         by_status: Counter[str] = Counter()
         for submitted, need, n in groups:
             by_status[record_status(submitted, need)] += n
@@ -328,7 +424,7 @@ class PgLeases:
         with self._pool.connection() as conn:
             return int(conn.execute(f"""
                 SELECT count(*) FROM responses x JOIN records r ON r.id = x.record_id
-                WHERE x.user_id = %(u)s AND {_INCOMPLETE}""", p).fetchone()[0])
+                WHERE x.user_id = %(u)s AND {_INCOMPLETE} AND NOT r.gold""", p).fetchone()[0])
 
     def leases(self, now: float) -> dict[str, list[tuple[int, str]]]:
         """Live leases by person, in hand-out order: [(record_id, "soft"|"hard")]."""

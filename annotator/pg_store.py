@@ -156,6 +156,15 @@ _MIGRATIONS: tuple[str | Callable[[psycopg.Connection, LegacyQuestion | None, st
     """,
     # 5: answers are typed, one jsonb object per response (model.Answer)
     _typed_answer_columns,
+    # 6: gold records (issue 17; pg_leases.set_order marks them: outside the hand-out order and every count)
+    # and the admins' per-person quota overrides (NULL: no limit), shared by every replica
+    """
+    ALTER TABLE records ADD COLUMN gold BOOLEAN NOT NULL DEFAULT false;
+    CREATE TABLE quotas (
+        user_id TEXT PRIMARY KEY,
+        quota INTEGER
+    );
+    """,
 )
 
 # pg_advisory_xact_lock keys: one for migrations, one for ingest (ids continue after max(id));

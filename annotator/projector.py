@@ -16,7 +16,9 @@ lucky first match is not a perfect score; only people with at least one
 answer compared with someone else's are ranked. With overlap 1 nobody is
 ever compared, and the screen says why the board is empty. With overlap 2
 the others' majority is one person, so a disagreeing pair both lose: gold
-records (issue 17, later) are what can tell who was right.
+records are what can tell who was right, so when the task has gold records
+(issue 17) the weight is the person's gold accuracy instead (shrunk the same
+way towards the team's), and gold answers are not counted as answers.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
@@ -34,7 +36,7 @@ from annotator.metrics import AgreementResult
 from annotator.nicknames import Nicknames
 from annotator.reports import Dashboard, DashboardDeps, TimelinePoint
 
-__all__ = ["HOW_RANKED", "Leaderboard", "Projector", "ProjectorView", "Standing", "pace", "rank"]
+__all__ = ["HOW_RANKED", "HOW_RANKED_GOLD", "Leaderboard", "Projector", "ProjectorView", "Standing", "pace", "rank"]
 
 PACE_WINDOW = timedelta(minutes=10)   # answers a minute: over this much of the recent past
 SHOWN_MINUTES = 15                    # minutes drawn in the pace chart
@@ -45,6 +47,8 @@ LEADERBOARD_MAX_AGE_S = 30.0
 LEADERBOARD_SIZE = 10
 HOW_RANKED = ("Ranked by answers × agreement with the others' majority (each person's rate shrunk towards the "
               "team's until enough of their answers are compared), never by speed.")
+HOW_RANKED_GOLD = ("Ranked by answers × accuracy on the practice images with a known answer (each person's rate "
+                   "shrunk towards the team's until they answered enough of them), never by speed.")
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,11 @@ class Projector:
             return None
         if self._ranked is None or time.monotonic() - self._ranked[0] >= LEADERBOARD_MAX_AGE_S:
             answers = {user: n for user, n, *_ in self.deps.store.dashboard_users()}
-            board = rank(answers, self.board.annotator_agreement(), self.nicknames.names())
+            if self.deps.gold:  # gold accuracy tells who was right; gold answers are no work on the dataset
+                gold = self.board.gold()
+                answers = {user: n - gold.answers[user] for user, n in answers.items()}
+                board = replace(rank(answers, gold.accuracy, self.nicknames.names()), how=HOW_RANKED_GOLD)
+            else:
+                board = rank(answers, self.board.annotator_agreement(), self.nicknames.names())
             self._ranked = (time.monotonic(), board)
         return self._ranked[1]

@@ -18,6 +18,11 @@ answer but fewer, *only skipped* with no submitted answer but at least one
 skip, *untouched* with neither. The dashboard alone shows the fourth class
 (organizers see what people pass over); the scheduler, `annotator.stats` and
 the export count only-skipped records as untouched.
+
+Gold records (issue 17) are no work on the dataset: what their answers add
+to the store's aggregates (records, answers, labels, agreement, each
+person's answers) is taken back out here (`GoldTally`), and each person's
+share of right gold answers is shown with the count it rests on.
 """
 
 from __future__ import annotations
@@ -30,22 +35,24 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from annotator import boxes, metrics
 from annotator.auth import Identity, SignInLimits, SignInStatus
 from annotator.backend import WorkBackend
 from annotator.task import Question, TaskSpec
 from annotator.export.hub import Exporter, ExportStatus
+from annotator.gold import GoldAnswer
 from annotator.metrics import AgreementResult, LatencyWindow
-from annotator.model import Answer, AnswerValue, record_status, utcnow
+from annotator.model import Answer, AnswerValue, Record, Response, record_status, utcnow
 from annotator.storage_probe import StorageReport
 from annotator.store_protocol import StoreProtocol
 
 __all__ = [
     "AdminView", "AgreementSummary", "AnnotatorStats", "Dashboard", "DashboardDeps", "ExportInfo", "Health",
-    "DisputedRecord", "LabelAgreement", "LeaseHolder", "Snapshot", "TeamProgress", "TeamView", "TimelinePoint", "agreement",
-    "label_counts", "team_progress", "timeline", "EXPORT_NOT_CONFIGURED",
+    "AdminView", "AgreementSummary", "AnnotatorStats", "Dashboard", "DashboardDeps", "ExportInfo", "Health",
+    "DisputedRecord", "GoldTally", "LabelAgreement", "LeaseHolder", "Snapshot", "TeamProgress", "TeamView",
+    "TimelinePoint", "agreement", "gold_tally", "label_counts", "team_progress", "timeline", "EXPORT_NOT_CONFIGURED",
 ]
 
 EXPORT_NOT_CONFIGURED = "export not configured: set EXPORT_REPO and HF_TOKEN"
@@ -102,6 +109,8 @@ class AnnotatorStats:
     last_active: datetime | None          # naive UTC
     active: bool
     leases: int
+    gold_accuracy: float | None = None    # share of their submitted gold answers that were right (issue 17)
+    gold_answers: int = 0                 # how many that share rests on
 
 
 @dataclass(frozen=True)
@@ -380,6 +389,47 @@ def label_counts(questions: Sequence[Question], rows: Iterable[tuple[str, str, i
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class GoldTally:
+    """What answers to gold records add to the store's aggregates (to take back out), and gold accuracy."""
+    accuracy: dict[str, AgreementResult]          # user -> right / submitted gold answers (n_records: how many)
+    answers: Counter[str]                         # user -> submitted gold answers
+    skips: Counter[str]                           # user -> skipped gold records
+    groups: Counter[tuple[int, int, int]]         # (extra_answers, submitted, skipped) -> gold records
+    labels: Counter[tuple[str, str]]              # (question, label) -> answers on gold records
+
+
+def gold_tally(gold: Mapping[int, GoldAnswer], records: Mapping[int, Record],
+               responses: Mapping[int, Sequence[Response]]) -> GoldTally:
+    """Tally the answers to each gold record (`responses` by record id; `records` for their extra answers)."""
+    right: Counter[str] = Counter()
+    answers: Counter[str] = Counter()
+    skips: Counter[str] = Counter()
+    groups: Counter[tuple[int, int, int]] = Counter()
+    labels: Counter[tuple[str, str]] = Counter()
+    for rid, expected in gold.items():
+        rows = responses.get(rid, ())
+        submitted = [r for r in rows if r.status == "submitted"]
+        for r in submitted:
+            answers[r.user_id] += 1
+            right[r.user_id] += expected.matches(r.answer)
+            for question, value in r.answer.items():
+                for label in value if isinstance(value, list) else [value]:
+                    if isinstance(label, str):
+                        labels[(question, label)] += 1
+        for r in rows:
+            if r.status == "skipped":
+                skips[r.user_id] += 1
+        record = records.get(rid)
+        if record is not None:
+            groups[(record.extra_answers, len(submitted), len(rows) - len(submitted))] += 1
+    accuracy = {u: AgreementResult(right[u] / n, n, n) for u, n in answers.items()}
+    return GoldTally(accuracy, answers, skips, groups, labels)
+
+
+_NO_GOLD = GoldTally({}, Counter(), Counter(), Counter(), Counter())
+
+
 # --- the reader ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -394,6 +444,7 @@ class DashboardDeps:
     exporter: Exporter | None            # None when EXPORT_REPO is unset
     sign_in_limits: SignInLimits | None  # password mode only
     box_iou: float = boxes.DEFAULT_IOU    # BOX_IOU: when two people's boxes are the same object
+    gold: Mapping[int, GoldAnswer] = dataclasses.field(default_factory=dict)  # the gold records (issue 17)
 
 
 class Dashboard:
@@ -424,6 +475,7 @@ class Dashboard:
         self._lock = threading.Lock()
         self._team: tuple[float, TeamView, list[tuple]] | None = None
         self._agreement: tuple[tuple, tuple[AgreementSummary, ...], dict[str, dict[str, AgreementResult]]] | None = None
+        self._gold: tuple[tuple, GoldTally] | None = None
 
     def snapshot(self, who: Identity) -> Snapshot:
         """The team view for everyone; per-annotator, agreement and health only for admins."""
@@ -449,24 +501,43 @@ class Dashboard:
                 pooled[user] = [agreed + r.value * r.n_records, records + r.n_records, answers + r.n_answers]
         return {user: AgreementResult(agreed / records, int(records), int(answers))
                 for user, (agreed, records, answers) in pooled.items()}
+
+    def gold(self) -> GoldTally:
+        """Gold accuracy per person, and what gold answers add to the store's counts; re-read only when an
+        answer changed (one read of each gold record's answers)."""
+        gold = self.deps.gold
+        if not gold:
+            return _NO_GOLD
+        store = self.deps.store
+        version = store.dashboard_answers_version()
+        with self._lock:
+            if self._gold is not None and self._gold[0] == version:
+                return self._gold[1]
+        ids = list(gold)
+        tally = gold_tally(gold, store.records(ids), {rid: store.record_responses(rid) for rid in ids})
+        with self._lock:
+            self._gold = (version, tally)
+        return tally
     # --- end projector ---
 
     # --- internals -------------------------------------------------------------------------
 
     def _team_view(self) -> tuple[TeamView, list[tuple]]:
+        gold = self.gold()  # before the lock: it takes the lock itself
         with self._lock:
             cached = self._team
             if cached is not None and time.monotonic() - cached[0] < self.team_max_age:
                 return cached[1], cached[2]
             store, task = self.deps.store, self.deps.task
             now = utcnow()
-            progress = team_progress(store.dashboard_record_groups(), task.overlap)
+            progress = team_progress(_less(store.dashboard_record_groups(), gold.groups), task.overlap)
             since = now - self.span
             points = timeline(store.dashboard_timeline(since, int(self.bucket.total_seconds())), self.bucket, now,
                               since)
-            labels = label_counts(task.questions, store.dashboard_label_counts(
-                [q.name for q in task.questions if q.kind in ("label", "labels")]))
-            users = store.dashboard_users()
+            labels = label_counts(task.questions, [
+                (q, label, n - gold.labels[(q, label)]) for q, label, n in store.dashboard_label_counts(
+                    [q.name for q in task.questions if q.kind in ("label", "labels")])])
+            users = [(u, n - gold.answers[u], k - gold.skips[u], *rest) for u, n, k, *rest in store.dashboard_users()]
             holders = set(self.deps.backend.leases())
             cutoff = now - self.active_window
             active = tuple(sorted({u for u, *_rest, last in users if last is not None and last >= cutoff} | holders))
@@ -482,8 +553,9 @@ class Dashboard:
             if self._agreement is not None and self._agreement[0] == version:
                 return self._agreement[1], self._agreement[2]
         texts = [q.name for q in task.questions if q.kind == "text"]
-        summary, per_user = agreement(store.dashboard_overlapping_answers(), task.questions,
-                                      store.dashboard_text_lengths(texts) if texts else (),
+        gold = self.deps.gold
+        summary, per_user = agreement([row for row in store.dashboard_overlapping_answers() if row[0] not in gold],
+                                      task.questions, store.dashboard_text_lengths(texts) if texts else (),
                                       box_iou=self.deps.box_iou)
         summary = self._with_sizes(summary)
         with self._lock:
@@ -502,6 +574,7 @@ class Dashboard:
 
     def _admin_view(self, team: TeamView, users: list[tuple]) -> AdminView:
         summary, per_user = self._agreement_now()
+        gold = self.gold().accuracy
         leases = self.deps.backend.leases()
         rows = []
         for user, answers, skips, median_ms, last in users:
@@ -511,7 +584,9 @@ class Dashboard:
                 median_seconds=None if median_ms is None else round(median_ms / 1000.0, 2),
                 agreement={q: mine[q].value if q in mine else None for q in per_user},
                 compared={q: mine[q].n_records if q in mine else 0 for q in per_user},
-                last_active=last, active=user in team.active or user in leases, leases=len(leases.get(user, ()))))
+                last_active=last, active=user in team.active or user in leases, leases=len(leases.get(user, ())),
+                gold_accuracy=gold[user].value if user in gold else None,
+                gold_answers=gold[user].n_records if user in gold else 0))
         known = {r.user for r in rows}
         rows += [AnnotatorStats(user, 0, 0, None, dict.fromkeys(per_user), dict.fromkeys(per_user, 0), None, True,
                                 len(held))
@@ -567,6 +642,12 @@ class Dashboard:
             leases=holders, data_dir=str(data_dir), persistent=persistent, storage=facts,
             storage_recommendation=recommendation, free_bytes=free, total_bytes=total, export=export,
             warnings=tuple(warnings), sign_ins=sign_ins)
+
+
+def _less(groups: Iterable[tuple[int, int, int, int]], gold: Counter[tuple[int, int, int]]
+          ) -> list[tuple[int, int, int, int]]:
+    """The store's (extra, submitted, skipped, records) groups without the gold records' share."""
+    return [(e, s, k, n - gold[(e, s, k)]) for e, s, k, n in groups if n > gold[(e, s, k)]]
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -8,6 +8,7 @@ settings -> store -> scheduler/writer (backend) -> images, tickets, prefetch
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -27,6 +28,7 @@ from annotator.datadir_lock import DataDirLock
 from annotator.engine import Backend, describe, mode, open_engine, store_files
 from annotator.export.hub import Exporter
 from annotator.export.restore import restore_from_hub
+from annotator.gold import GoldAnswer, GoldError, gold_answers, plan_of
 from annotator.images import ImageCache
 from annotator.model import StoreError, hand_out_order
 from annotator.prefetch import PrefetchBuffers
@@ -79,6 +81,32 @@ def _abandon(store: StoreProtocol, created: list[Path]) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+def load_gold(store: StoreProtocol, task: TaskSpec) -> dict[int, GoldAnswer]:
+    """The task's gold records (gold_column, gold_file), read once at start; a wrong one stops the start
+    with a message naming the record or the line (gold.gold_answers)."""
+    quality = task.quality
+    if not quality.has_gold:
+        return {}
+    rows = []
+    if quality.gold_file:
+        with open(quality.gold_file, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as exc:
+                    raise ConfigError(f"gold_file {quality.gold_file!r} line {n} is not JSON ({exc}).") from None
+    try:
+        gold = gold_answers(task, store.records(store.record_ids()).values(), quality.gold_column, rows)
+    except GoldError as exc:
+        raise ConfigError(f"{exc}.") from None
+    if not gold:
+        log.warning("gold: the task names gold records but none was found (gold_column %r, gold_file %r)",
+                    quality.gold_column, quality.gold_file)
+    return gold
 
 
 def commit_recovered(store: StoreProtocol, settings: Settings, task: TaskSpec) -> None:
@@ -155,8 +183,11 @@ class Runtime:
                 if store.record_count() == 0 and not settings.allow_empty:
                     raise EmptySourceError(settings, report)
             commit_recovered(store, settings, task)
-            order = hand_out_order(store.record_ids(), task.order, task.seed)
-            backend = engine.backend(order, task.overlap, settings.lease_ttl, recovery_dir=settings.data_dir)
+            gold = load_gold(store, task)
+            order = hand_out_order([i for i in store.record_ids() if i not in gold] if gold else store.record_ids(),
+                                   task.order, task.seed)
+            backend = engine.backend(order, task.overlap, settings.lease_ttl, recovery_dir=settings.data_dir,
+                                     gold=sorted(gold), plan=plan_of(task))
         except BaseException as exc:
             _abandon(store, created)
             if isinstance(exc, psycopg.Error):
@@ -174,7 +205,7 @@ class Runtime:
         prefetch = PrefetchBuffers(backend, images, settings.prefetch_depth,
                                    lambda rid, user: signer.image_url(rid, user, ttl))
         service = AnnotationService(task, backend, prefetch, signer, images,
-                                     max_comment_chars=settings.max_comment_chars, goal=settings.goal)
+                                     max_comment_chars=settings.max_comment_chars, goal=settings.goal, gold=gold)
         service.start()
         exporter = Exporter(store, task, settings) if settings.export_repo else None
         if exporter is not None:
@@ -189,7 +220,8 @@ class Runtime:
         """The parts the dashboard reads (annotator.reports), and no more of the runtime."""
         limits = self.access.sign_in_limits if self.settings.auth_mode == "password" else None
         return DashboardDeps(self.store, self.task, self.backend, self.service.click_latency,
-                             self.settings.data_dir, self.storage, self.exporter, limits, self.settings.box_iou)
+                             self.settings.data_dir, self.storage, self.exporter, limits, self.settings.box_iou,
+                             gold=self.service.gold)
 
     def admin_deps(self) -> AdminDeps:
         """The parts the admin actions use (annotator.admin_actions), and no more of the runtime."""

@@ -1,8 +1,8 @@
 """In-memory assignment of records to annotators: leases, overlap, priorities.
 
 Pure and thread-safe: no I/O, nothing imported from the project but its domain
-(model.py), time is passed in. Deciding "what next" in memory takes microseconds and is correct by
-construction (one lock), where the same decision in SQL took milliseconds and
+(model.py) and the pure gold rules (gold.py), time is passed in. Deciding
+"what next" in memory takes microseconds and is correct by construction (one lock), where the same decision in SQL took milliseconds and
 raced (see notes/duckdb-facts.md, section 4). The store keeps the facts
 (answers); this module is rebuilt from them at start-up with `restore`.
 """
@@ -18,6 +18,7 @@ from bisect import bisect_left, insort
 from itertools import islice
 from typing import Iterable, Mapping, Sequence
 
+from annotator.gold import GoldPlan, gold_due, gold_rank
 from annotator.model import LeaseKind, QueueState, SubmitOutcome, record_status
 
 __all__ = ["Scheduler"]
@@ -74,9 +75,9 @@ class _Segment:
 class _Rec:
     """A touched record. Fresh records have no object: the tail of `order` costs nothing."""
 
-    __slots__ = ("rid", "pos", "submitted", "skipped", "holders", "extra", "complete", "partial", "where")
+    __slots__ = ("rid", "pos", "submitted", "skipped", "holders", "extra", "complete", "partial", "where", "gold")
 
-    def __init__(self, rid: int, pos: int) -> None:
+    def __init__(self, rid: int, pos: int, gold: bool = False) -> None:
         self.rid = rid
         self.pos = pos
         self.submitted: set[str] = set()
@@ -86,6 +87,7 @@ class _Rec:
         self.complete = False
         self.partial = False
         self.where = 0  # 0: in no list (new or complete), _AVAIL or _FULL
+        self.gold = gold  # a gold record: outside the order, no overlap, counts nowhere (issue 17)
 
 
 class Scheduler:
@@ -120,6 +122,13 @@ class Scheduler:
     (`current`, `counts`, `release`, ...) see leases as of the latest time any
     call carried.
 
+    Gold records and quotas (issue 17, `gold` and `plan`): gold records are
+    outside `order` and every count; each person meets each at most once (I1),
+    at `plan.rate` of their hand-outs after `plan.warmup` gold ones
+    (gold.gold_due), with no overlap and no completion. A person whose
+    submitted answers plus held leases reach their quota gets no new lease and
+    is told "quota" (never "done" while work remains).
+
     Memory is O(touched records + users); `order` is kept as given (a
     `range` of 1M ids costs nothing). Every public method holds one lock for
     microseconds.
@@ -132,7 +141,8 @@ class Scheduler:
         'new'
     """
 
-    def __init__(self, order: Sequence[int], overlap: int, lease_ttl: float) -> None:
+    def __init__(self, order: Sequence[int], overlap: int, lease_ttl: float, *, gold: Sequence[int] = (),
+                 plan: GoldPlan = GoldPlan()) -> None:
         if overlap < 1:
             raise ValueError("overlap must be at least 1")
         if lease_ttl <= 0:
@@ -160,6 +170,13 @@ class Scheduler:
         self._n_submissions = 0
         self._n_skips = 0
         self._clock = float("-inf")
+        self._plan = plan
+        self._quotas: dict[str, int | None] = {}  # per-person overrides of plan.quota (None: no limit)
+        self._gold: dict[int, _Rec] = {rid: _Rec(rid, -1, gold=True) for rid in gold}
+        self._recs.update(self._gold)
+        self._mine: dict[str, int] = {}    # user -> submitted answers to records in the order (the quota's count)
+        self._dealt: dict[str, int] = {}   # user -> records in the order they submitted or skipped
+        self._gold_n: dict[str, int] = {}  # user -> gold records they submitted or skipped
 
     @property
     def overlap(self) -> int:
@@ -235,22 +252,23 @@ class Scheduler:
                     ignored += 1
                     continue
                 submitted, skipped = rec.submitted, rec.skipped
+                counted = not rec.gold
                 if status == "submitted":
                     if skipped and user in skipped:
                         skipped.discard(user)
-                        n_skip -= 1
+                        n_skip -= counted
                     if user not in submitted:
                         submitted.add(user)
-                        n_sub += 1
+                        n_sub += counted
                 else:
                     if user in submitted:
                         submitted.discard(user)
-                        n_sub -= 1
+                        n_sub -= counted
                     if skipped is None:
                         skipped = rec.skipped = set()
                     if user not in skipped:
                         skipped.add(user)
-                        n_skip += 1
+                        n_skip += counted
                 if rec.holders and user in rec.holders:
                     self._unlease(user, rec)
             self._n_submissions += n_sub
@@ -273,6 +291,11 @@ class Scheduler:
             rec.extra += extra
             self._refresh(rec)
 
+    def set_quota(self, user: str, quota: int | None) -> None:
+        """An admin's override of the task's quota for one person (None: no limit); leases held stay."""
+        with self._lock:
+            self._quotas[user] = quota
+
     # --- users and leases --------------------------------------------------
 
     def touch(self, user: str, now: float | None = None) -> None:
@@ -287,6 +310,10 @@ class Scheduler:
             rid = self._hard.get(user)
             if rid is not None:
                 return QueueState("ready", rid)
+            gold = self._gold_pick(user)
+            if gold is not None:
+                self._grant(user, gold, "hard")
+                return QueueState("ready", gold.rid)
             source, target = self._pick(user)
             if source == "avail":
                 self._grant(user, target, "hard")
@@ -311,6 +338,9 @@ class Scheduler:
             rid = self._hard.get(user)
             if rid is not None:
                 return QueueState("ready", rid)
+            gold = self._gold_pick(user)
+            if gold is not None:
+                return QueueState("ready", gold.rid)
             source, target = self._pick(user)
             if source is None:
                 return self._waiting_or_done(user)
@@ -323,20 +353,16 @@ class Scheduler:
         with self._lock:
             self._begin(user, now)
             out: list[int] = []
-            if n <= 0:
-                return out
-            picked = []
-            for pos in self._avail:
-                rec = self._open[pos]
-                if self._eligible(user, rec):
-                    picked.append(rec)
-                    if len(picked) == n:
-                        break
-            for rec in picked:
-                self._grant(user, rec, "soft")
-                out.append(rec.rid)
-            while len(out) < n and self._peek_fresh() is not None:
-                rec = self._take_fresh()
+            avail = iter(list(self._avail))  # positions only move on to _full or out as leases are granted
+            while len(out) < n:
+                rec = self._gold_pick(user)
+                if rec is None and self._room(user) > 0:
+                    rec = next((r for r in map(self._open.get, avail)
+                                if r is not None and r.where == _AVAIL and self._eligible(user, r)), None)
+                    if rec is None and self._peek_fresh() is not None:
+                        rec = self._take_fresh()
+                if rec is None:
+                    break
                 self._grant(user, rec, "soft")
                 out.append(rec.rid)
             return out
@@ -394,55 +420,24 @@ class Scheduler:
         or skipped it (a skip becomes a submission); "late": no active lease,
         counted anyway, possibly as an extra answer beyond the target.
         """
-        with self._lock:
-            self._begin(user, now)
-            rec = self._get(rid)
-            had = bool(rec.holders) and user in rec.holders  # type: ignore[operator]
-            if had:
-                self._unlease(user, rec)
-            if user in rec.submitted:
-                outcome: SubmitOutcome = "edit"
-            elif rec.skipped and user in rec.skipped:
-                rec.skipped.discard(user)
-                rec.submitted.add(user)
-                self._n_skips -= 1
-                self._n_submissions += 1
-                outcome = "edit"
-            else:
-                rec.submitted.add(user)
-                self._n_submissions += 1
-                if not rec.complete:
-                    self._seen_open[user] = self._seen_open.get(user, 0) + 1
-                outcome = "new" if had else "late"
-            self._refresh(rec)
-            return outcome
+        return self._answer(user, rid, "submitted", now)
 
     def skip(self, user: str, rid: int, now: float | None = None) -> SubmitOutcome:
         """Mark the record seen without counting it; a previous submission by the user becomes a skip ("edit")."""
+        return self._answer(user, rid, "skipped", now)
+
+    def _answer(self, user: str, rid: int, status: str, now: float | None) -> SubmitOutcome:
         with self._lock:
             self._begin(user, now)
             rec = self._get(rid)
             had = bool(rec.holders) and user in rec.holders  # type: ignore[operator]
             if had:
                 self._unlease(user, rec)
-            if rec.skipped is None:
-                rec.skipped = set()
-            if user in rec.skipped:
-                outcome: SubmitOutcome = "edit"
-            elif user in rec.submitted:
-                rec.submitted.discard(user)
-                rec.skipped.add(user)
-                self._n_submissions -= 1
-                self._n_skips += 1
-                outcome = "edit"
-            else:
-                rec.skipped.add(user)
-                self._n_skips += 1
-                if not rec.complete:
-                    self._seen_open[user] = self._seen_open.get(user, 0) + 1
-                outcome = "new" if had else "late"
+            before = self._set_answer(user, rec, status)
             self._refresh(rec)
-            return outcome
+            if before is not None:
+                return "edit"
+            return "new" if had else "late"
 
     def correct(self, user: str, rid: int, status: str | None) -> None:
         """Set what the user's answer to `rid` counts as: "submitted", "skipped" or None (no answer).
@@ -458,27 +453,38 @@ class Scheduler:
             rec = self._recs.get(rid)
             if rec is None:
                 return
-            before = "submitted" if user in rec.submitted else \
-                "skipped" if rec.skipped and user in rec.skipped else None
-            if before == status:
-                return
-            if not rec.complete and (before is None) != (status is None):
-                self._seen_open[user] = self._seen_open.get(user, 0) + (1 if before is None else -1)
-            if before == "submitted":
-                rec.submitted.discard(user)
-                self._n_submissions -= 1
-            elif before == "skipped":
-                rec.skipped.discard(user)  # type: ignore[union-attr]
-                self._n_skips -= 1
-            if status == "submitted":
-                rec.submitted.add(user)
-                self._n_submissions += 1
-            elif status == "skipped":
-                if rec.skipped is None:
-                    rec.skipped = set()
-                rec.skipped.add(user)
-                self._n_skips += 1
+            self._set_answer(user, rec, status)
             self._refresh(rec)
+
+    def _set_answer(self, user: str, rec: _Rec, status: str | None) -> str | None:
+        """Make the user's answer to `rec` count as `status`, with every counter; returns what it was."""
+        before = "submitted" if user in rec.submitted else \
+            "skipped" if rec.skipped and user in rec.skipped else None
+        if before == status:
+            return before
+        counted = not rec.gold
+        if before == "submitted":
+            rec.submitted.discard(user)
+        elif before == "skipped":
+            rec.skipped.discard(user)  # type: ignore[union-attr]
+        if status == "submitted":
+            rec.submitted.add(user)
+        elif status == "skipped":
+            if rec.skipped is None:
+                rec.skipped = set()
+            rec.skipped.add(user)
+        d_sub = (status == "submitted") - (before == "submitted")
+        d_seen = (status is not None) - (before is not None)
+        if counted:
+            self._n_submissions += d_sub
+            self._n_skips += (status == "skipped") - (before == "skipped")
+            self._mine[user] = self._mine.get(user, 0) + d_sub
+            self._dealt[user] = self._dealt.get(user, 0) + d_seen
+            if not rec.complete and d_seen:
+                self._seen_open[user] = self._seen_open.get(user, 0) + d_seen
+        elif d_seen:
+            self._gold_n[user] = self._gold_n.get(user, 0) + d_seen
+        return before
 
     def answered(self, user: str, rid: int) -> str | None:
         """"submitted", "skipped" or None: how the user's answer to `rid` counts now."""
@@ -647,16 +653,21 @@ class Scheduler:
                     or (rec.holders and user in rec.holders))
 
     def _pick(self, user: str) -> tuple[str | None, _Rec | None]:
-        """The source and record of the next hard lease, in priority order; (None, None) if none."""
-        for pos in self._avail:
-            rec = self._open[pos]
-            if self._eligible(user, rec):
-                return "avail", rec
-        if self._peek_fresh() is not None:
-            return "fresh", None
+        """The source and record of the next hard lease, in priority order; (None, None) if none.
+        At the quota only a record the user holds already."""
+        room = self._room(user) > 0
+        if room:
+            for pos in self._avail:
+                rec = self._open[pos]
+                if self._eligible(user, rec):
+                    return "avail", rec
+            if self._peek_fresh() is not None:
+                return "fresh", None
         held = self._holds.get(user)
         if held:
             return "own", min((self._recs[r] for r in held), key=lambda r: r.pos)
+        if not room:
+            return None, None
         hard = self._hard
         for pos in self._full:
             rec = self._open[pos]
@@ -666,6 +677,8 @@ class Scheduler:
 
     def _waiting_or_done(self, user: str) -> QueueState:
         # Only fully held records can be left here: anything available or fresh would have been picked.
+        if self._room(user) <= 0:
+            return QueueState("quota")
         count = 0
         frees_at: float | None = None
         for pos in self._full:
@@ -680,10 +693,31 @@ class Scheduler:
             return QueueState("waiting", None, count, frees_at)
         return QueueState("done")
 
+    def _room(self, user: str) -> float:
+        """How many more records in the order the user may lease: quota - submitted - held (inf: no quota)."""
+        quota = self._quotas[user] if user in self._quotas else self._plan.quota
+        if quota is None:
+            return float("inf")
+        held = sum(1 for r in self._holds.get(user, ()) if not self._recs[r].gold)
+        return quota - self._mine.get(user, 0) - held
+
+    def _gold_pick(self, user: str) -> _Rec | None:
+        """The gold record due for the user now (gold.gold_due), first unmet in their order; None if none is."""
+        if not self._gold or self._room(user) <= 0:
+            return None
+        held = self._holds.get(user, ())
+        gold_held = sum(1 for r in held if self._recs[r].gold)
+        gold = self._gold_n.get(user, 0) + gold_held
+        total = self._dealt.get(user, 0) + len(held) + self._gold_n.get(user, 0)
+        if not gold_due(self._plan, user, gold, total):
+            return None
+        unmet = [rec for rec in self._gold.values() if self._eligible(user, rec)]
+        return min(unmet, key=lambda rec: gold_rank(user, rec.rid)) if unmet else None
+
     def _grant(self, user: str, rec: _Rec, kind: LeaseKind) -> None:
         if rec.holders is None:
             rec.holders = set()
-        if not rec.holders:
+        if not rec.holders and not rec.gold:
             self._n_leased += 1
         rec.holders.add(user)
         held = self._holds.get(user)
@@ -703,7 +737,7 @@ class Scheduler:
         if not holders or user not in holders:
             return
         holders.discard(user)
-        if not holders:
+        if not holders and not rec.gold:
             self._n_leased -= 1
         self._holds[user].discard(rec.rid)
         if self._hard.get(user) == rec.rid:
@@ -724,6 +758,8 @@ class Scheduler:
 
     def _refresh(self, rec: _Rec) -> None:
         """Bring counters and lists in line with the record's answers, leases and target."""
+        if rec.gold:
+            return
         target = self._overlap + rec.extra
         ns = len(rec.submitted)
         status = record_status(ns, target)  # skips are no answers: an only-skipped record counts as untouched
@@ -758,7 +794,16 @@ class Scheduler:
         self._open = {}
         self._avail = []
         self._full = []
+        self._mine, self._dealt, self._gold_n = {}, {}, {}
         for rec in self._recs.values():
+            for u in rec.submitted:
+                if not rec.gold:
+                    self._mine[u] = self._mine.get(u, 0) + 1
+            seen = self._gold_n if rec.gold else self._dealt
+            for u in (*rec.submitted, *(rec.skipped or ())):
+                seen[u] = seen.get(u, 0) + 1
+            if rec.gold:
+                continue
             target = self._overlap + rec.extra
             ns = len(rec.submitted)
             status = record_status(ns, target)

@@ -21,12 +21,13 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from annotator.answers import AnswerError, check_answer, suggested_answer
 from annotator.auth import Identity
 from annotator.backend import WorkBackend
 from annotator.goal import Goal
+from annotator.gold import GoldAnswer, quota_message, visible_metadata
 from annotator.task import TaskSpec
 from annotator.images import ImageCache
 from annotator.metrics import LatencyWindow
@@ -124,7 +125,7 @@ class Shown:
 
 @dataclass(frozen=True)
 class View:
-    state: Literal["ready", "waiting", "done"]
+    state: Literal["ready", "waiting", "done", "quota"]
     progress: PersonProgress
     saved: SaveStatus
     record: Shown | None = None
@@ -134,15 +135,20 @@ class View:
     held_by_others: int = 0
     frees_at: float | None = None
     message: str | None = None
+    # after a gold answer with feedback on (issue 17): the expected answer and why (GoldAnswer.feedback)
+    feedback: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The programmatic API's answer: plain JSON types only."""
-        return {"state": self.state, "item": self.record.as_dict() if self.record else None,
-                "preload": [u.image_url for u in self.upcoming], "upcoming": [u.as_dict() for u in self.upcoming],
-                "held_by_others": self.held_by_others, "frees_at": self.frees_at,
-                "message": self.message, "saved": self.saved.text, "pending": self.saved.pending,
-                "retrying": self.saved.retrying, "rejected": list(self.saved.rejected),
-                "progress": vars(self.progress)}
+        out = {"state": self.state, "item": self.record.as_dict() if self.record else None,
+               "preload": [u.image_url for u in self.upcoming], "upcoming": [u.as_dict() for u in self.upcoming],
+               "held_by_others": self.held_by_others, "frees_at": self.frees_at,
+               "message": self.message, "saved": self.saved.text, "pending": self.saved.pending,
+               "retrying": self.saved.retrying, "rejected": list(self.saved.rejected),
+               "progress": vars(self.progress)}
+        if self.feedback is not None:
+            out["feedback"] = self.feedback
+        return out
 
 
 @dataclass
@@ -172,8 +178,11 @@ class AnnotationService:
 
     def __init__(self, task: TaskSpec, backend: WorkBackend, prefetch: PrefetchBuffers, signer: Signer,
                  images: ImageCache, *, max_comment_chars: int = 2000, sweep_every: float = 5.0,
-                 goal: Goal = Goal()) -> None:
+                 goal: Goal = Goal(), gold: Mapping[int, GoldAnswer] | None = None) -> None:
         self.task = task
+        # gold records (issue 17): placed by the backend; here their answers are left out of every count of
+        # work done and, with feedback on or during the warm-up, answered with the expected answer
+        self.gold: Mapping[int, GoldAnswer] = gold or {}
         self.goal = goal  # projector (issue 17): each person's share of it in their progress
         self.backend = backend
         self.prefetch = prefetch
@@ -444,6 +453,7 @@ class AnnotationService:
                     person.used_tickets.popitem(last=False)
         if repeat:  # a key pressed twice, or a replay: the first one counted
             return _with_message(self._advance(user, person), "That answer was already recorded.")
+        feedback = self._feedback(person, record_id, status, answer)
         with person.lock:
             shown = person.shown_at.pop(record_id, None)
         if spent is None and shown is not None:
@@ -460,7 +470,21 @@ class AnnotationService:
             self._count_today(person, record_id, status)
             person.answers[record_id] = (status, answer, comment)
             person.pending[record_id] = ack
-        return self._advance(user, person)
+        view = self._advance(user, person)
+        return View(**{**vars(view), "feedback": feedback}) if feedback else view
+
+    def _feedback(self, person: _Person, record_id: int, status: str, answer: Answer) -> dict[str, Any] | None:
+        """The expected answer after a first answer to a gold record, when the task gives feedback or the
+        person is still in their warm-up (their first `warmup` gold answers)."""
+        gold = self.gold.get(record_id)
+        quality = self.task.quality
+        if gold is None or status != "submitted":
+            return None
+        with person.lock:
+            if record_id in person.answers:
+                return None
+            met = sum(1 for rid in person.answers if rid in self.gold)
+        return gold.feedback(answer) if quality.gold_feedback or met < quality.warmup else None
 
     @staticmethod
     def _count_today(person: _Person, record_id: int, status: str) -> None:
@@ -482,9 +506,11 @@ class AnnotationService:
             state = self.backend.next(user)
             if state.kind != "ready":
                 self.prefetch.refill(user)
-                return View(state=state.kind, progress=self._progress(user, person),
+                progress = self._progress(user, person)
+                return View(state=state.kind, progress=progress,
                             saved=self._saved(person, user), held_by_others=state.held_by_others,
-                            frees_at=state.frees_at)
+                            frees_at=state.frees_at,
+                            message=quota_message(progress.mine_total) if state.kind == "quota" else None)
             slot = self._slot_for_record(user, state.record_id)  # type: ignore[arg-type]
         self._screens[user] = slot
         self.prefetch.refill(user)
@@ -530,7 +556,7 @@ class AnnotationService:
         return Shown(ticket=ticket or self.signer.issue(record.id, user, edit=editing), record_id=record.id,
                      image_url=self.prefetch.image_url(record.id, user),
                      width=record.width, height=record.height, suggestion=suggested_answer(self.task, record),
-                     metadata=record.metadata,
+                     metadata=visible_metadata(record.metadata, self.task.quality.gold_column),
                      answer=answer, comment=comment, editing=editing, previous_status=status)
 
     def _show_answered(self, user: str, person: _Person, record_id: int) -> View:
@@ -545,8 +571,10 @@ class AnnotationService:
         with person.lock:
             if person.today_date != _today():
                 person.today, person.today_date = set(), _today()
-            mine_total = sum(1 for s, _, _ in person.answers.values() if s == "submitted")
-            today = len(person.today)
+            # gold answers are no work done for the dataset
+            mine_total = sum(1 for rid, (s, _, _) in person.answers.items()
+                             if s == "submitted" and rid not in self.gold)
+            today = sum(1 for rid in person.today if rid not in self.gold)
         return PersonProgress(mine_today=today, mine_total=mine_total, team_complete=counts["complete"],
                               team_total=counts["records"], team_answers=counts["submissions"],
                               remaining_for_me=self.backend.remaining_for(user),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,6 +76,21 @@ class Question:
 
 
 @dataclass(frozen=True)
+class Quality:
+    """Gold records, warm-up and quotas (issue 17; annotator/gold.py has the rules, docs/quality.md the how)."""
+    gold_column: str | None = None
+    gold_file: str | None = None
+    gold_rate: float = 0.0
+    gold_feedback: bool = False
+    warmup: int = 0
+    max_answers_per_person: int | None = None
+
+    @property
+    def has_gold(self) -> bool:
+        return self.gold_column is not None or self.gold_file is not None
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     title: str
     guidelines: str
@@ -84,6 +99,7 @@ class TaskSpec:
     overlap: int
     order: Literal["sequential", "shuffle"]
     seed: int
+    quality: Quality = field(default_factory=Quality)
 
     # Today's one classification question, for the callers that know only that kind (issue 15 moves
     # them to `questions` one by one; these go when the last one has moved).
@@ -143,7 +159,8 @@ def auto_key(position: int) -> str:
 
 
 _TASK_KEYS = {"title", "guidelines", "question", "kind", "labels", "comment", "overlap", "order",
-              "seed", "suggestion_column", "questions"}
+              "seed", "suggestion_column", "questions"} | {"gold_column", "gold_file", "gold_rate", "gold_feedback",
+                                                           "warmup", "max_answers_per_person"}
 _LEGACY_KEYS = {"question", "kind", "labels", "suggestion_column"}
 _QUESTION_KEYS = {
     "label": {"name", "title", "kind", "required", "labels", "suggestion_column"},
@@ -203,7 +220,42 @@ def load_task(path: Path) -> TaskSpec:
     else:
         questions = (_legacy_question(path, raw),)
     return TaskSpec(title=title, guidelines=guidelines, questions=questions, comment=comment, overlap=overlap,
-                    order=order, seed=seed)
+                    order=order, seed=seed, quality=_quality(path, raw))
+
+
+def _quality(path: Path, raw: dict[str, Any]) -> Quality:
+    """The gold, warm-up and quota keys; each wrong value gets its own start-up message."""
+    column = raw.get("gold_column")
+    if column is not None and (not isinstance(column, str) or not column.strip()):
+        raise _task_error(path, "gold_column", column, "it names the source column holding each gold record's "
+                          "expected answer (records with an empty value are not gold)")
+    gold_file = raw.get("gold_file")
+    if gold_file is not None and (not isinstance(gold_file, str) or not gold_file.strip()):
+        raise _task_error(path, "gold_file", gold_file, "it is the path of a JSONL file of "
+                          '{"key": ..., "answer": ..., "explanation": ...} lines, relative to the task file')
+    if gold_file is not None and not (path.parent / gold_file).is_file():
+        raise _task_error(path, "gold_file", gold_file, f"no such file next to the task file ({path.parent})")
+    has_gold = column is not None or gold_file is not None
+    rate = raw.get("gold_rate", 0.1 if has_gold else 0.0)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 0.5:
+        raise _task_error(path, "gold_rate", rate, "it is the share of each person's records that are gold, "
+                          "a number from 0 to 0.5")
+    feedback = raw.get("gold_feedback", False)
+    if not isinstance(feedback, bool):
+        raise _task_error(path, "gold_feedback", feedback, "use true or false")
+    warmup = raw.get("warmup", 0)
+    if not _whole(warmup) or not 0 <= warmup <= 100:
+        raise _task_error(path, "warmup", warmup, "it is how many gold records each person answers first, "
+                          "a whole number from 0 to 100")
+    if (rate or warmup or feedback) and not has_gold:
+        key = "gold_rate" if rate else "warmup" if warmup else "gold_feedback"
+        raise _task_error(path, key, raw[key], "it needs gold records: set gold_column or gold_file too")
+    quota = raw.get("max_answers_per_person")
+    if quota is not None and (not _whole(quota) or quota < 1):
+        raise _task_error(path, "max_answers_per_person", quota, "it is the most answers one person gives, a "
+                          "whole number >= 1 (leave it out for no limit)")
+    return Quality(gold_column=column, gold_file=str(path.parent / gold_file) if gold_file else None,
+                   gold_rate=float(rate), gold_feedback=feedback, warmup=warmup, max_answers_per_person=quota)
 
 
 def _legacy_question(path: Path, raw: dict[str, Any]) -> Question:

@@ -19,3 +19,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 pytest_plugins = ("pgserver", "storehelpers")  # pg_url, make_store: a fresh database per test
+
+# The longest files (start and kill many apps, or drive browsers), measured with --durations=0: run first, so
+# that with `--dist loadfile` no worker picks one of them up last while the others sit idle at the end.
+SLOWEST_FIRST = ("test_drills.py", "test_datadir_lock.py", "test_crash.py", "test_integration_api.py",
+                 "test_browser.py", "test_server.py", "test_private_files.py", "test_security.py",
+                 "test_fuzz_routes.py", "test_pg_assignment.py", "test_annotate_keys_browser.py",
+                 "test_poison_answer.py", "test_dashboard_page_browser.py", "test_hostile_input.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Collection order, except the files of SLOWEST_FIRST ahead (a stable sort: each file's tests keep theirs)."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -83,6 +83,9 @@ class AdminActions:
         with gr.Row(equal_height=True):
             self.user = gr.Textbox(label="Annotator", placeholder="user name", elem_id="admin-user", scale=2)
             self.release = gr.Button("Release all their records", elem_id="admin-release", size="sm", scale=1)
+            self.quota = gr.Textbox(label="Their quota (answers; none: no limit)", value="", placeholder="e.g. 50",
+                                    elem_id="admin-quota", scale=1)
+            self.set_quota = gr.Button("Set their quota", elem_id="admin-set-quota", size="sm", scale=1)
         with gr.Row(equal_height=True):
             # a textbox: empty until filled (a Number shows 0), and what was typed reaches the check as it is
             self.record = gr.Textbox(label="Record id", value="", placeholder="e.g. 42", elem_id="admin-record",
@@ -132,6 +135,10 @@ class AdminActions:
         def release_handler(user: str, zone: str, profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
             return run(zone, profile, request, lambda who: only(admin_actions.release_user(deps, who, user)))
 
+        def quota_handler(user: str, quota: str, zone: str, profile: gr.OAuthProfile | None,
+                          request: gr.Request) -> list[Any]:
+            return run(zone, profile, request, lambda who: only(admin_actions.set_quota(deps, who, user, quota)))
+
         def reopen_handler(record: str | None, extra: float | None, zone: str, profile: gr.OAuthProfile | None,
                            request: gr.Request) -> list[Any]:
             if not (record or "").strip():
@@ -159,6 +166,7 @@ class AdminActions:
         self.export.click(export_handler, [self.zone], outputs, **common)
         self.release.click(release_handler, [self.user, self.zone], outputs, **common)
         self.reopen.click(reopen_handler, [self.record, self.extra, self.zone], outputs, **common)
+        self.set_quota.click(quota_handler, [self.user, self.quota, self.zone], outputs, **common)
         self.show_settings.click(settings_handler, [self.zone], outputs, **common)
         self.download.click(download_handler, [self.zone], outputs, **common)
 
@@ -195,6 +203,11 @@ def register_api(runtime: Runtime, board: Dashboard, gate: AdminGate) -> None:
         return speak(lambda: gate.run(caller, lambda: admin_actions.reopen_record(deps, caller, record_id,
                                                                           extra))).as_dict()
 
+    def admin_set_quota(user: str, quota: str, profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
+        """Admins: `user` may give `quota` answers (a whole number), or any number ("none")."""
+        caller = who(profile, request)
+        return speak(lambda: gate.run(caller, lambda: admin_actions.set_quota(deps, caller, user, quota))).as_dict()
+
     def admin_settings(profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
         """Admins: the settings in force, secrets masked."""
         caller = who(profile, request)
@@ -202,5 +215,5 @@ def register_api(runtime: Runtime, board: Dashboard, gate: AdminGate) -> None:
         return {"settings": items, **result.as_dict()}
 
     gr.api(dashboard, api_name="dashboard", **DASHBOARD_GROUP)
-    for fn in (admin_export, admin_release_user, admin_reopen, admin_settings):
+    for fn in (admin_export, admin_release_user, admin_reopen, admin_set_quota, admin_settings):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=None)  # AdminGate limits the work

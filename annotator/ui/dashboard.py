@@ -34,6 +34,7 @@ REFRESH_SECONDS = 15.0
 # computed for (the question's name added when there are several)
 ANNOTATOR_COLUMNS = ["annotator", "answers", "skips", "median s / record", "agreement %", "compared on",
                      "last active", "active", "leases"]
+GOLD_COLUMNS = ["gold right %", "gold answers"]  # after agreement, when the task has gold records
 
 CSS = """<style>
   #dash-progress .dash-bar { display: flex; height: 18px; border-radius: 4px; overflow: hidden; background: #e5e7eb; }
@@ -103,26 +104,29 @@ def labels_frame(team: TeamView) -> pd.DataFrame:
     return frame
 
 
-def annotators_frame(snapshot: Snapshot | None, zone: ViewerZone, scored: Sequence[str]) -> pd.DataFrame:
-    """The per-annotator table, times in `zone`, agreement per question of `scored`; empty for anyone but an
-    admin (or no snapshot)."""
+def annotators_frame(snapshot: Snapshot | None, zone: ViewerZone, scored: Sequence[str],
+                     gold: bool = False) -> pd.DataFrame:
+    """The per-annotator table, times in `zone`, agreement per question of `scored` (and gold accuracy with
+    its count when the task has gold records); empty for anyone but an admin (or no snapshot)."""
     rows = []
     for a in snapshot.admin.annotators if snapshot and snapshot.admin else ():
         agreement = [cell for q in scored for cell in (
             None if a.agreement.get(q) is None else round(100 * a.agreement[q], 1), a.compared.get(q, 0))]
-        rows.append([a.user, a.answers, a.skips, a.median_seconds, *agreement,
+        accuracy = [None if a.gold_accuracy is None else round(100 * a.gold_accuracy, 1), a.gold_answers]
+        rows.append([a.user, a.answers, a.skips, a.median_seconds, *agreement, *(accuracy if gold else ()),
                      zone.stamp(a.last_active, labelled=False) if a.last_active else "", "yes" if a.active else "", a.leases])
-    return pd.DataFrame(rows, columns=annotator_columns(zone, scored))
+    return pd.DataFrame(rows, columns=annotator_columns(zone, scored, gold))
 
 
-def annotator_columns(zone: ViewerZone, scored: Sequence[str]) -> list[str]:
-    """The table's headers: the agreement pair once per question in `scored`."""
+def annotator_columns(zone: ViewerZone, scored: Sequence[str], gold: bool = False) -> list[str]:
+    """The table's headers: the agreement pair once per question in `scored`, then the gold pair (issue 17)."""
     columns = []
     for c in ANNOTATOR_COLUMNS:
         if c in ("agreement %", "compared on"):
             if c == "agreement %":
                 columns += [name for q in scored for name in
                             ((f"agreement % {q}", f"compared on {q}") if len(scored) > 1 else (c, "compared on"))]
+                columns += GOLD_COLUMNS if gold else []
             continue
         columns.append(zone.column(c) if c == "last active" else c)
     return columns
@@ -306,10 +310,11 @@ class DashboardView:
         with gr.Column(visible=False, elem_id="dash-admin") as self.admin_section:
             gr.Markdown("### Annotators\nClick a column header to sort.")
             scored = scored_questions(self.rt.task)
-            self.annotators = gr.Dataframe(headers=annotator_columns(ViewerZone(), scored), elem_id="dash-annotators",
-                                           interactive=False, max_height=400,
+            gold = self.rt.task.quality.has_gold
+            self.annotators = gr.Dataframe(headers=annotator_columns(ViewerZone(), scored, gold),
+                                           elem_id="dash-annotators", interactive=False, max_height=400,
                                            datatype=["str", "number", "number", "number", *["number"] * (2 * len(scored)),
-                                                     "str", "str", "number"])
+                                                     *["number"] * (2 * gold), "str", "str", "number"])
             with gr.Row():
                 self.agreement = gr.HTML(elem_id="dash-agreement")
                 self.health = gr.HTML(elem_id="dash-health")
@@ -327,14 +332,16 @@ class DashboardView:
         return [status, progress_html(snap.team),
                 # Vega draws the times in the browser's zone: the one named here
                 gr.LinePlot(value=timeline_frame(snap.team), x_title=zone.column("time")), labels_frame(snap.team),
-                gr.Column(visible=admin is not None), annotators_frame(snap, zone, scored_questions(self.rt.task)),
+                gr.Column(visible=admin is not None), annotators_frame(snap, zone, scored_questions(self.rt.task),
+                                                                      self.rt.task.quality.has_gold),
                 agreement_html(admin.agreement, lambda rid: self.rt.signer.image_url(
                     rid, who.name, self.rt.settings.image_url_ttl)) if admin else "", health_html(admin.health, zone) if admin else "",
                 self.actions.audit_frame(who, zone),
                 gr.Timer(value=REFRESH_SECONDS, active=admin is not None)]
 
     def _signed_out(self, message: str) -> list[Any]:
-        return [message, "", None, None, gr.Column(visible=False), annotators_frame(None, ViewerZone(), scored_questions(self.rt.task)), "", "",
+        return [message, "", None, None, gr.Column(visible=False), annotators_frame(None, ViewerZone(), scored_questions(self.rt.task),
+                                                                  self.rt.task.quality.has_gold), "", "",
                 self.actions.audit_frame(None, ViewerZone()), gr.Timer(active=False)]
 
     def wire(self, tab: gr.Tab, other_tabs: Sequence[gr.Tab]) -> None:

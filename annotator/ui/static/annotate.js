@@ -316,6 +316,24 @@
     $('ann-welcome').classList.add('ann-hidden');
     try { localStorage.setItem(SEEN_KEY, '1'); } catch (err) { /* storage blocked: shown once per page */ }
   };
+  // --- gold feedback (issue 17): after a gold answer, the expected one over the next record; Enter dismisses it
+  const feedbackOpen = () => !!$('ann-feedback');
+  const closeFeedback = () => { const card = $('ann-feedback'); if (card) { card.remove(); focusStage(); } };
+  const showFeedback = (fb) => {
+    closeFeedback();
+    const card = document.createElement('div');
+    card.id = 'ann-feedback'; card.setAttribute('role', 'alertdialog'); card.dataset.correct = String(!!fb.correct);
+    card.style.cssText = 'position:fixed;left:50%;top:18%;transform:translateX(-50%);z-index:50;max-width:32rem;' +
+      `padding:1rem 1.25rem;border-radius:.5rem;background:#fff;color:#111;box-shadow:0 8px 30px #0005;` +
+      `border-left:.4rem solid ${fb.correct ? '#16a34a' : '#dc2626'}`;
+    const shown = (v) => esc(Array.isArray(v) ? (v.length ? v.join(', ') : 'none') : String(v));
+    const expected = Object.entries(fb.expected || {}).map(([q, v]) => shown(v) + (Object.keys(fb.expected).length > 1 ? ` (${esc(q)})` : '')).join('; ');
+    card.innerHTML = `<strong>${fb.correct ? 'Right!' : 'Not quite.'}</strong> This was a practice image; the expected ` +
+      `answer is <strong>${expected}</strong>.` + (fb.explanation ? `<p>${esc(fb.explanation)}</p>` : '') +
+      '<p style="margin:.5rem 0 0;opacity:.7">Press Enter to go on.</p>';
+    card.addEventListener('click', closeFeedback);
+    document.body.appendChild(card);
+  };
   // the controls are there only while a record is on screen; Back stays (to change an earlier answer)
   const renderControls = () => {
     const root = $('ann-root');
@@ -331,8 +349,8 @@
         `annotated by others. The first one frees up ${esc(freesAt(view.frees_at))}; this page checks again by itself.</div>`;
     } else if (view.state === 'done') {
       box.innerHTML = '<div class="ann-state" id="ann-done">All done: there is nothing left for you to annotate. Thank you!</div>';
-    } else if (view.state === 'signed_out') {
-      box.innerHTML = `<div class="ann-state" id="ann-signin">${esc(view.message)}</div>`;
+    } else if (view.state === 'signed_out' || view.state === 'quota') {
+      box.innerHTML = `<div class="ann-state" id="ann-${view.state === 'quota' ? 'quota' : 'signin'}">${esc(view.message)}</div>`;
     } else {
       box.innerHTML = '<div class="ann-state" id="ann-loading">Loading the next image…</div>';
     }
@@ -381,6 +399,7 @@
   const apply = (view, refill) => {
     view = adapt(view);  // issue 15
     A.view = view;
+    if (view.feedback) showFeedback(view.feedback);
     renderProgress(view); renderStatus();
     if (refill && A.shown && A.shown.editing) {
       // a refill asked for before the person pressed Back only fills the buffer: the earlier answer stays on screen
@@ -600,6 +619,11 @@
   document.addEventListener('keydown', (e) => {
     if (e.isComposing || !visible() || !A.view || A.view.state === 'signed_out') return;
     const t = (e.composedPath && e.composedPath()[0]) || e.target;
+    if (feedbackOpen()) {  // modal: read it first; Enter (or Esc) dismisses it
+      if (e.key !== 'Tab') e.preventDefault();
+      if (e.key === 'Enter' || e.key === 'Escape') closeFeedback();
+      return;
+    }
     if (helpOpen()) {  // the overlay is modal: Esc or ? closes it, other keys do nothing behind it
       if (e.key === 'Escape' || e.key === '?') { e.preventDefault(); toggleHelp(false); }
       else if (e.key !== 'Tab') e.preventDefault();
