@@ -37,7 +37,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from annotator.config import scrub_url
 from annotator.model import (Answer, AuditWrite, LastPush, LegacyQuestion, NewRecord, Record, ReopenWrite, Response,
-                             ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, encode_answer, utcnow)
+                             ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, encode_answer,
+                             encode_images, utcnow)
 from annotator.sql_shared import (DATA_ERRORS, RECORD_COLUMNS, RESPONSE_COLUMNS, answers_in_record_order,
                                   record_from_row, response_from_row, split_answers, stats_result, typed_answers,
                                   user_spans)
@@ -156,6 +157,8 @@ _MIGRATIONS: tuple[str | Callable[[psycopg.Connection, LegacyQuestion | None, st
     """,
     # 5: answers are typed, one jsonb object per response (model.Answer)
     _typed_answer_columns,
+    # 6: a record's second, third... image (model.RecordImage, JSON); a record of one image keeps "[]"
+    "ALTER TABLE records ADD COLUMN more_images TEXT NOT NULL DEFAULT '[]'",
 )
 
 # pg_advisory_xact_lock keys: one for migrations, one for ingest (ids continue after max(id));
@@ -165,8 +168,9 @@ _INGEST_LOCK = 0x616E6E02
 _EXPORT_LOCK = 0x616E6E03
 
 _RECORD_INSERT = ("id, source_key, image_path, sha256, width, height, size_bytes, metadata, suggestion, position, "
-                  "extra_answers, created_at")
-_RECORD_TYPES = ["int4", "text", "text", "text", "int4", "int4", "int8", "text", "text", "int4", "int4", "timestamp"]
+                  "extra_answers, created_at, more_images")
+_RECORD_TYPES = ["int4", "text", "text", "text", "int4", "int4", "int8", "text", "text", "int4", "int4", "timestamp",
+                 "text"]
 _RESPONSE_TYPES = ["int4", "text", "text", "jsonb", "text", "int4", "timestamp", "timestamp"]
 # number of current submitted answers and "ever answered", for the given record ids
 _SET_SUBMITTED = ("UPDATE records r SET touched = true, submitted = (SELECT count(*) FROM responses s "
@@ -320,7 +324,8 @@ class PgStore:
                 copy.set_types(_RECORD_TYPES)
                 for rid, r in zip(ids, new_rows):
                     copy.write_row((rid, r.source_key, r.image_path, r.sha256, r.width, r.height, r.size_bytes,
-                                    _metadata_json(r.metadata), r.suggestion, rid, 0, now))
+                                    _metadata_json(r.metadata), r.suggestion, rid, 0, now,
+                                    encode_images(r.more_images)))
         return ids
 
     def source_keys(self) -> set[str]:
@@ -558,7 +563,8 @@ class PgStore:
                 for batch in records:
                     for r in batch:
                         copy.write_row((r.id, r.source_key, r.image_path, r.sha256, r.width, r.height, r.size_bytes,
-                                        _metadata_json(r.metadata), r.suggestion, r.position, r.extra_answers, now))
+                                        _metadata_json(r.metadata), r.suggestion, r.position, r.extra_answers, now,
+                                        encode_images(r.more_images)))
                     n_records += len(batch)
             with cur.copy(f"COPY responses ({RESPONSE_COLUMNS}) FROM STDIN") as copy:
                 copy.set_types(_RESPONSE_TYPES)

@@ -317,7 +317,7 @@ def label_counts(questions: Sequence[Question], rows: Iterable[tuple[str, str, i
         seen[question][label] = n
     out: list[tuple[str, str, int]] = []
     for q in questions:
-        if q.kind in ("label", "labels"):
+        if q.kind in ("label", "labels", "preference"):
             counts = seen.get(q.name, {})
             out += [(q.name, name, counts.pop(name, 0)) for name in q.label_names]
             out += [(q.name, name, n) for name, n in sorted(counts.items())]
@@ -408,7 +408,7 @@ class Dashboard:
             points = timeline(store.dashboard_timeline(since, int(self.bucket.total_seconds())), self.bucket, now,
                               since)
             labels = label_counts(task.questions, store.dashboard_label_counts(
-                [q.name for q in task.questions if q.kind in ("label", "labels")]))
+                [q.name for q in task.questions if q.kind in ("label", "labels", "preference")]))
             users = store.dashboard_users()
             holders = set(self.deps.backend.leases())
             cutoff = now - self.active_window

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from annotator.config import ConfigError
 from annotator.model import LegacyQuestion
 
-QuestionKind = Literal["label", "labels", "rating", "text"]
-QUESTION_KINDS: tuple[QuestionKind, ...] = ("label", "labels", "rating", "text")
+QuestionKind = Literal["label", "labels", "rating", "text", "preference"]
+QUESTION_KINDS: tuple[QuestionKind, ...] = ("label", "labels", "rating", "text", "preference")
+# a preference question's answers besides an image's number, and their keys (images take 1, 2, ...)
+TIE, BOTH_BAD = "tie", "both_bad"
+PREFERENCE_KEYS = {TIE: "t", BOTH_BAD: "b"}
+MAX_IMAGES = 9  # a record's images are chosen by one digit key each
 # today's top-level `kind` values, and the question kind each one is
 LEGACY_KINDS: dict[str, QuestionKind] = {"single_label": "label", "multi_label": "labels"}
 # a question's name becomes a column of the export and a key of the answer object
@@ -42,7 +46,10 @@ class Label:
 class Question:
     """One question of the task. Fields that do not belong to its kind keep their defaults.
 
-    label / labels: `labels` with their keys. rating: the integers `low`..`high`, the
+    label / labels: `labels` with their keys. preference: `labels` are the
+    record's images by number ("1", "2", ... typed by that digit), then "tie"
+    (key T) and "both_bad" (key B) when `tie` / `both_bad` allow them, so a
+    preference is checked, counted and agreed on as a label question is. rating: the integers `low`..`high`, the
     key of a value is its last digit, `low_word`/`high_word` name the ends. text:
     `min_chars`..`max_chars`; `key` focuses the box (none: Tab reaches it).
     """
@@ -59,6 +66,8 @@ class Question:
     max_chars: int = 2000
     key: str = ""
     suggestion_column: str | None = None
+    tie: bool = False
+    both_bad: bool = False
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -79,6 +88,10 @@ class TaskSpec:
     overlap: int
     order: Literal["sequential", "shuffle"]
     seed: int
+    # what a record shows (the task file's [record] table): the dataset / metadata columns of its images, in
+    # order (empty: the one image of today's records), and of the texts shown above them
+    image_columns: tuple[str, ...] = ()
+    text_columns: tuple[str, ...] = ()
 
     # Today's one classification question, for the callers that know only that kind (issue 15 moves
     # them to `questions` one by one; these go when the last one has moved).
@@ -138,13 +151,15 @@ def auto_key(position: int) -> str:
 
 
 _TASK_KEYS = {"title", "guidelines", "question", "kind", "labels", "comment", "overlap", "order",
-              "seed", "suggestion_column", "questions"}
+              "seed", "suggestion_column", "questions", "record"}
+_RECORD_KEYS = {"images", "texts"}
 _LEGACY_KEYS = {"question", "kind", "labels", "suggestion_column"}
 _QUESTION_KEYS = {
     "label": {"name", "title", "kind", "required", "labels", "suggestion_column"},
     "labels": {"name", "title", "kind", "required", "labels", "suggestion_column"},
     "rating": {"name", "title", "kind", "required", "min", "max", "min_word", "max_word", "suggestion_column"},
     "text": {"name", "title", "kind", "required", "min_chars", "max_chars", "key", "suggestion_column"},
+    "preference": {"name", "title", "kind", "required", "tie", "both_bad", "suggestion_column"},
 }
 
 
@@ -196,8 +211,46 @@ def load_task(path: Path) -> TaskSpec:
         questions = _questions(path, raw["questions"])
     else:
         questions = (_legacy_question(path, raw),)
+    image_columns, text_columns = _record(path, raw.get("record", {}))
+    questions = tuple(_with_images(path, q, len(image_columns)) if q.kind == "preference" else q for q in questions)
     return TaskSpec(title=title, guidelines=guidelines, questions=questions, comment=comment, overlap=overlap,
-                    order=order, seed=seed)
+                    order=order, seed=seed, image_columns=image_columns, text_columns=text_columns)
+
+
+def _record(path: Path, raw: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The [record] table: `images` (2 to MAX_IMAGES column names) and `texts` (column names)."""
+    if not isinstance(raw, dict):
+        raise _task_error(path, "record", raw, "it is a table: [record] with images = [...] and texts = [...]")
+    unknown = sorted(set(raw) - _RECORD_KEYS)
+    if unknown:
+        raise _task_error(path, f"record.{unknown[0]}", raw[unknown[0]], "[record] takes images and texts")
+    found: dict[str, tuple[str, ...]] = {}
+    for key in ("images", "texts"):
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value) \
+                or len(set(value)) != len(value):
+            raise _task_error(path, f"record.{key}", value, "it is a list of distinct column names")
+        found[key] = tuple(v.strip() for v in value)
+    images, texts = found["images"], found["texts"]
+    if len(images) == 1 or len(images) > MAX_IMAGES:
+        raise _task_error(path, "record.images", list(images),
+                          f"name 2 to {MAX_IMAGES} image columns (leave it out for records of one image)")
+    both = set(images) & set(texts)
+    if both:
+        raise _task_error(path, "record.texts", list(texts), f"{sorted(both)[0]!r} is an image column already")
+    return images, texts
+
+
+def _with_images(path: Path, q: Question, images: int) -> Question:
+    """A preference question's choices, once the number of images per record is known."""
+    if images < 2:
+        raise _task_error(path, f"the {q.name} question's kind", "preference",
+                          "a preference question chooses one of a record's images, so each record needs two or "
+                          "more: name their columns in [record] images = [\"image_a\", \"image_b\"]")
+    labels = [Label(str(n), str(n)) for n in range(1, images + 1)]
+    labels += [Label(name, PREFERENCE_KEYS[name]) for name, allowed in ((TIE, q.tie), (BOTH_BAD, q.both_bad))
+               if allowed]
+    return replace(q, labels=tuple(labels))
 
 
 def _legacy_question(path: Path, raw: dict[str, Any]) -> Question:
@@ -256,6 +309,12 @@ def _question(path: Path, where: str, raw: object) -> Question:
                   suggestion_column=_suggestion(path, raw, f"{where}.suggestion_column"))
     if kind in ("label", "labels"):
         return Question(**common, labels=_labels(path, raw.get("labels"), f"{where}.labels"))
+    if kind == "preference":  # its choices (labels) follow from [record] images: load_task adds them
+        flags = {key: raw.get(key, False) for key in ("tie", "both_bad")}
+        for key, value in flags.items():
+            if not isinstance(value, bool):
+                raise _task_error(path, f"{where}.{key}", value, "use true or false")
+        return Question(**common, **flags)
     if kind == "rating":
         return Question(**common, **_rating(path, where, raw))
     return Question(**common, **_text(path, where, raw))

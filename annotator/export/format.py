@@ -49,7 +49,8 @@ def answer_feature(q: Question) -> Any:
     """The `datasets` type of one question's answer: label and text a string, labels a list, rating int32."""
     from datasets import List, Value
     return {"label": Value("string"), "labels": List(Value("string")), "rating": Value("int32"),
-            "text": Value("string")}[q.kind]
+            "text": Value("string"),
+            "preference": Value("string")}[q.kind]
 
 
 def consensus_feature(q: Question) -> Any:

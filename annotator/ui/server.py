@@ -60,23 +60,23 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
-    def render(record_id: int, large: bool) -> ImageFile:
+    def render(record_id: int, large: bool, number: int) -> ImageFile:
         try:
-            found = runtime.service.image(record_id, large=large)
+            found = runtime.service.image(record_id, large=large, number=number)
         except ImageError as exc:
             raise HTTPException(status_code=422, detail=f"this image cannot be shown: {exc}") from None
         if found is None:
             raise HTTPException(status_code=404, detail="no such record")
         return found
 
-    async def serve(record_id: int, u: str, e: str, s: str, *, large: bool) -> Response:
+    async def serve(record_id: int, u: str, e: str, s: str, *, large: bool, number: int = 1) -> Response:
         # async, and the small rendered file read at once: a FileResponse's thread hops cost more than the read
         try:
-            runtime.signer.verify_image(record_id, u, e, s)
+            runtime.signer.verify_image(record_id, u, e, s, number=number)
         except TicketError as exc:
             raise HTTPException(status_code=403, detail=str(exc)) from None
-        found = (runtime.service.cached_image(record_id, large=large)
-                 or await run_in_threadpool(render, record_id, large))
+        found = (runtime.service.cached_image(record_id, large=large, number=number)
+                 or await run_in_threadpool(render, record_id, large, number))
         max_age = max(0, int(e) - int(time.time()))
         return Response(found.path.read_bytes(), media_type=found.media_type,
                         headers={"Cache-Control": f"private, max-age={max_age}, immutable"})
@@ -91,6 +91,15 @@ def create_app(runtime: Runtime) -> FastAPI:
         record's image was handed to this person until its expiry, whichever size they look at. Rendered
         when first asked for (the display rendition stays the click path's only work)."""
         return await serve(record_id, u, e, s, large=True)
+
+    @app.get(IMAGE_ROUTE + "/{record_id}/{number:int}")
+    async def further_image(record_id: int, number: int, u: str = "", e: str = "", s: str = "") -> Response:
+        """A record's second, third... image, under a signature over the record and the image's number
+        (`Signer.image_url`). The first image has only its own link (`/img/<id>`); no zoomed rendition
+        of the others (the page zooms a record of one image only)."""
+        if number < 2:
+            raise HTTPException(status_code=404, detail="no such image")
+        return await serve(record_id, u, e, s, large=False, number=number)
 
     add_static_routes(app)  # the page's script and style (annotator/ui/static), by content-versioned URL
     blocks, head = build_blocks(runtime)
