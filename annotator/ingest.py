@@ -36,7 +36,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from annotator.config import DEFAULT_MAX_IMAGE_PIXELS, ConfigError, Settings
 from annotator.task import TaskSpec
-from annotator.images import ImageError, SavedImage, save_original
+from annotator.images import ImageError, SavedImage, save_original, shown_size
 from annotator.model import NewRecord, RecordImage
 from annotator.store_protocol import StoreProtocol
 from annotator.text import TextError, check_tree
@@ -626,6 +626,37 @@ def ingest_dataset(store: StoreProtocol, dataset: Any, images_dir: Path, *, conf
     return report
 
 
+# --- sizes as shown -----------------------------------
+
+SHOWN_SIZES = "image sizes as shown"  # the store's mark (StoreProtocol.mark) that the fix below was made
+
+
+def fix_shown_sizes(store: StoreProtocol, images_dir: Path, batch_size: int = BATCH_SIZE) -> int:
+    """Give records ingested before sizes were stored as shown the size of their first image as shown.
+
+    Until then a record kept the size from its file's header; an image whose
+    EXIF orientation turns it a quarter (5-8) is shown with the sides swapped
+    (as the page, the export and a box drawn on it see it). Reads each
+    original's header once (no decoding) and corrects the records whose stored
+    size is the header's unturned one; idempotent. Images stored after this
+    version (`describe`) are right already. Returns the records corrected.
+    """
+    fixed = 0
+    ids = store.record_ids()
+    for start in range(0, len(ids), batch_size):
+        sizes = []
+        for record in store.records(ids[start:start + batch_size]).values():
+            try:
+                width, height = shown_size(images_dir / record.image_path)
+            except ImageError:
+                continue  # a missing or unreadable original: its size stays as it is; the page says it is broken
+            if (width, height) != (record.width, record.height) and (height, width) == (record.width, record.height):
+                sizes.append((record.id, width, height))
+        store.set_image_sizes(sizes)
+        fixed += len(sizes)
+    return fixed
+
+
 # --- from the settings ---------------------------------
 
 def ingest_from_settings(store: StoreProtocol, settings: Settings, task: TaskSpec,
@@ -646,5 +677,5 @@ def ingest_from_settings(store: StoreProtocol, settings: Settings, task: TaskSpe
                          text_columns=task.text_columns)
 
 
-__all__ = ["EmptySourceError", "IngestError", "IngestReport", "ingest_dataset", "ingest_folder",
-           "ingest_from_settings"]
+__all__ = ["EmptySourceError", "IngestError", "IngestReport", "SHOWN_SIZES", "fix_shown_sizes",
+           "ingest_dataset", "ingest_folder", "ingest_from_settings"]

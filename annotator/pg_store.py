@@ -157,8 +157,12 @@ _MIGRATIONS: tuple[str | Callable[[psycopg.Connection, LegacyQuestion | None, st
     """,
     # 5: answers are typed, one jsonb object per response (model.Answer)
     _typed_answer_columns,
-    # 6: a record's second, third... image (model.RecordImage, JSON); a record of one image keeps "[]"
-    "ALTER TABLE records ADD COLUMN more_images TEXT NOT NULL DEFAULT '[]'",
+    # 6: a record's second, third... image (model.RecordImage, JSON); a record of one image keeps "[]";
+    # and the one-time upkeep done on the data (`mark`), first the sizes as shown (ingest.fix_shown_sizes)
+    """
+    ALTER TABLE records ADD COLUMN more_images TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE marks (name TEXT PRIMARY KEY, "at" TIMESTAMP NOT NULL);
+    """,
 )
 
 # pg_advisory_xact_lock keys: one for migrations, one for ingest (ids continue after max(id));
@@ -347,6 +351,20 @@ class PgStore:
 
     def record_count(self) -> int:
         return self._one("SELECT count(*) FROM records")[0]
+
+    def marked(self, name: str) -> bool:
+        return self._one("SELECT count(*) FROM marks WHERE name = %s", [name])[0] > 0
+
+    def mark(self, name: str) -> None:
+        with self._conn() as conn:
+            conn.execute("INSERT INTO marks VALUES (%s, %s) ON CONFLICT DO NOTHING", [name, utcnow()])
+
+    def set_image_sizes(self, sizes: Sequence[tuple[int, int, int]]) -> None:
+        if not sizes:
+            return
+        with self._conn() as conn, conn.transaction():
+            conn.cursor().executemany("UPDATE records SET width = %s, height = %s WHERE id = %s",
+                                      [(w, h, rid) for rid, w, h in sizes])
 
     def extra_answers(self) -> dict[int, int]:
         return dict(self._all("SELECT id, extra_answers FROM records WHERE extra_answers > 0"))

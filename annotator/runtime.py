@@ -81,6 +81,18 @@ def _abandon(store: StoreProtocol, created: list[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
+def _sizes_as_shown(store: StoreProtocol, settings: Settings, fresh: bool) -> None:
+    """Once per database: the first image's size as shown (ingest.fix_shown_sizes) for records stored before
+    sizes were; a store filled at this start is right already. Done once (`StoreProtocol.mark`)."""
+    from annotator.ingest import SHOWN_SIZES, fix_shown_sizes
+    if store.marked(SHOWN_SIZES):
+        return
+    fixed = 0 if fresh else fix_shown_sizes(store, settings.images_dir)
+    if fixed:
+        log.info("%d records now have the size of their image as shown (EXIF orientation)", fixed)
+    store.mark(SHOWN_SIZES)
+
+
 def commit_recovered(store: StoreProtocol, settings: Settings, task: TaskSpec) -> None:
     """Commit what the last run could not save before it stopped (recovery files in DATA_DIR), once.
 
@@ -136,6 +148,7 @@ class Runtime:
         engine = open_engine(settings, task)
         store = engine.store
         try:
+            fresh = store.record_count() == 0  # what fills it now is stored with the sizes as shown
             if settings.export_repo and store.record_count() == 0:
                 # an empty disk with an export configured: the export is the second copy
                 try:
@@ -154,6 +167,7 @@ class Runtime:
                 log.info("ingest: %s", report.summary())
                 if store.record_count() == 0 and not settings.allow_empty:
                     raise EmptySourceError(settings, report)
+            _sizes_as_shown(store, settings, fresh)
             commit_recovered(store, settings, task)
             order = hand_out_order(store.record_ids(), task.order, task.seed)
             backend = engine.backend(order, task.overlap, settings.lease_ttl, recovery_dir=settings.data_dir)

@@ -154,8 +154,12 @@ _MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection, LegacyQuestion | N
     """,
     # 2: answers are typed, one JSON object per response (model.Answer)
     _typed_answer_columns,
-    # 3: a record's second, third... image (model.RecordImage, JSON); a record of one image keeps "[]"
-    "ALTER TABLE records ADD COLUMN more_images VARCHAR NOT NULL DEFAULT '[]'",
+    # 3: a record's second, third... image (model.RecordImage, JSON); a record of one image keeps "[]";
+    # and the one-time upkeep done on the data (`mark`), first the sizes as shown (ingest.fix_shown_sizes)
+    """
+    ALTER TABLE records ADD COLUMN more_images VARCHAR NOT NULL DEFAULT '[]';
+    CREATE TABLE marks (name VARCHAR PRIMARY KEY, "at" TIMESTAMP NOT NULL);
+    """,
 )
 
 # One DuckDB worker thread: the store's work is many small queries (a group commit, a row read), where
@@ -404,6 +408,28 @@ class Store:
     @_read
     def record_count(self) -> int:
         return self._cur().execute("SELECT count(*) FROM records").fetchone()[0]
+
+    @_read
+    def marked(self, name: str) -> bool:
+        return self._cur().execute("SELECT count(*) FROM marks WHERE name = ?", [name]).fetchone()[0] > 0
+
+    def mark(self, name: str) -> None:
+        self._cur().execute("INSERT INTO marks VALUES (?, ?) ON CONFLICT DO NOTHING", [name, utcnow()])
+
+    def set_image_sizes(self, sizes: Sequence[tuple[int, int, int]]) -> None:
+        if not sizes:
+            return
+        cur = self._cur()
+        fixed = pa.table({"id": pa.array([s[0] for s in sizes], pa.int32()),
+                          "width": pa.array([s[1] for s in sizes], pa.int32()),
+                          "height": pa.array([s[2] for s in sizes], pa.int32())})
+        cur.execute("BEGIN")
+        try:
+            cur.execute("UPDATE records SET width = f.width, height = f.height FROM fixed f WHERE records.id = f.id")
+            cur.execute("COMMIT")
+        except Exception:
+            cur.execute("ROLLBACK")
+            raise
 
     @_read
     def extra_answers(self) -> dict[int, int]:

@@ -9,6 +9,7 @@ checked; their agreement is the label question's (checked against a hand computa
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from contextlib import closing
@@ -313,3 +314,51 @@ def test_image_two_has_its_own_signed_link_and_no_other_opens_it(client: TestCli
     for url in refused:
         assert client.get(url).status_code == 403, url
     assert client.get(f"/img/{item['record_id']}/1?{query}").status_code == 404  # image 1 has one link only
+
+
+# --- sizes as shown ----------------------------------------------------------------------------------
+
+def turned_jpeg(orientation: int, size: tuple[int, int] = (40, 20)) -> bytes:
+    """A JPEG stored `size` wide and high whose EXIF orientation says how to show it."""
+    from PIL import Image
+
+    img = Image.new("RGB", size, (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def test_sizes_are_the_images_as_shown_and_an_old_database_is_fixed_once(tmp_path: Path, pg_url: str) -> None:
+    from annotator.images import describe, save_original
+    from annotator.ingest import SHOWN_SIZES, fix_shown_sizes
+    from annotator.runtime import _sizes_as_shown
+
+    for orientation, shown in ((1, (40, 20)), (3, (40, 20)), (6, (20, 40)), (8, (20, 40))):
+        assert describe(turned_jpeg(orientation))[1:] == shown, orientation
+    images = tmp_path / "images"
+    turned, plain = save_original(turned_jpeg(6), images), save_original(turned_jpeg(1, (30, 10)), images)
+    assert (turned.width, turned.height) == (20, 40)
+    settings = load_settings({"DATA_DIR": str(tmp_path), "TASK_FILE": str(ROOT / "data" / "task.toml")})
+    assert settings.images_dir == images
+    for store in (Store(tmp_path / "db.duckdb"), PgStore(pg_url)):
+        with closing(store):
+            # as an earlier version stored them: the header's size, unturned
+            ids = store.add_records([NewRecord("turned", turned.path, turned.sha256, 40, 20, 1),
+                                     NewRecord("plain", plain.path, plain.sha256, 30, 10, 1),
+                                     NewRecord("gone", "ab/gone.jpg", "ab" * 32, 40, 20, 1)])
+            assert fix_shown_sizes(store, images) == 1
+            got = store.records(ids)
+            assert [(got[i].width, got[i].height) for i in ids] == [(20, 40), (30, 10), (40, 20)]
+            assert fix_shown_sizes(store, images) == 0  # idempotent
+
+            store.set_image_sizes([(ids[0], 40, 20)])  # back to the old size: what start-up finds after an upgrade
+            assert not store.marked(SHOWN_SIZES)
+            _sizes_as_shown(store, settings, fresh=False)
+            assert store.marked(SHOWN_SIZES) and store.record(ids[0]).width == 20
+            store.set_image_sizes([(ids[0], 40, 20)])
+            _sizes_as_shown(store, settings, fresh=False)  # done once: not again at every start
+            assert store.record(ids[0]).width == 40
+            store.mark(SHOWN_SIZES)  # marking again changes nothing
+            assert store.marked(SHOWN_SIZES)
