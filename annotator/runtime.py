@@ -93,6 +93,21 @@ def _sizes_as_shown(store: StoreProtocol, settings: Settings, fresh: bool) -> No
     store.mark(SHOWN_SIZES)
 
 
+def _check_images_per_record(store: StoreProtocol, settings: Settings, task: TaskSpec) -> None:
+    """A preference question chooses among a record's images: refuse to start on records with fewer than the
+    task's [record] images (ingested before, or by a task of one image), naming how many and what to do."""
+    if not any(q.kind == "preference" for q in task.questions):
+        return
+    need, ids, short = len(task.image_columns), store.record_ids(), 0
+    for start in range(0, len(ids), 1000):
+        short += sum(r.image_count < need for r in store.records(ids[start:start + 1000]).values())
+    if short:
+        raise ConfigError(f"{short} of the {len(ids)} records in DATA_DIR={str(settings.data_dir)!r} have fewer than "
+                          f"the {need} images the task's preference question compares ([record] images = "
+                          f"{list(task.image_columns)}); they were ingested for another task. Point DATA_DIR at an "
+                          f"empty folder, so that the source is ingested with this task's image columns.")
+
+
 def commit_recovered(store: StoreProtocol, settings: Settings, task: TaskSpec) -> None:
     """Commit what the last run could not save before it stopped (recovery files in DATA_DIR), once.
 
@@ -168,6 +183,7 @@ class Runtime:
                 if store.record_count() == 0 and not settings.allow_empty:
                     raise EmptySourceError(settings, report)
             _sizes_as_shown(store, settings, fresh)
+            _check_images_per_record(store, settings, task)
             commit_recovered(store, settings, task)
             order = hand_out_order(store.record_ids(), task.order, task.seed)
             backend = engine.backend(order, task.overlap, settings.lease_ttl, recovery_dir=settings.data_dir)

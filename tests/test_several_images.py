@@ -362,3 +362,16 @@ def test_sizes_are_the_images_as_shown_and_an_old_database_is_fixed_once(tmp_pat
             assert store.record(ids[0]).width == 40
             store.mark(SHOWN_SIZES)  # marking again changes nothing
             assert store.marked(SHOWN_SIZES)
+
+
+def test_a_preference_task_on_records_of_one_image_does_not_start(tmp_path: Path) -> None:
+    from clients import make_images
+
+    make_images(tmp_path / "source", 3)
+    env = {"DATA_DIR": str(tmp_path / "data"), "CACHE_DIR": str(tmp_path / "cache"), "AUTH_MODE": "local",
+           "SOURCE_DIR": str(tmp_path / "source")}
+    Runtime.open(load_settings({**env, "TASK_FILE": str(ROOT / "data" / "task.toml")})).close()
+    with pytest.raises(ConfigError) as err:
+        Runtime.open(load_settings({**env, "TASK_FILE": str(SAMPLE / "task.toml")}))
+    assert "3 of the 3 records in DATA_DIR=" in str(err.value)
+    assert "fewer than the 2 images the task's preference question compares" in str(err.value)
