@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from contextlib import closing
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -20,6 +19,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from ingesthelpers import png
+from test_image_links import _view_with_buffer
 
 from annotator import cli, metrics
 from annotator.answers import AnswerError, check_answer, question_specs
@@ -282,17 +282,8 @@ def client(tmp_path: Path):
         yield c
 
 
-def _view(client: TestClient) -> dict:
-    deadline = time.monotonic() + 20
-    while True:
-        view = client.post("/ann/next", json={}).json()
-        if view["upcoming"] or time.monotonic() > deadline:
-            assert view["state"] == "ready" and view["upcoming"], view
-            return view
-
-
 def test_image_two_has_its_own_signed_link_and_no_other_opens_it(client: TestClient) -> None:
-    view = _view(client)
+    view = _view_with_buffer(client)
     item = view["item"]
     assert item["texts"] == [{"name": "prompt", "text": item["metadata"]["prompt"]}]
     one, two = item["images"]
