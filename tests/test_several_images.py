@@ -305,6 +305,9 @@ def test_image_two_has_its_own_signed_link_and_no_other_opens_it(client: TestCli
     for url in refused:
         assert client.get(url).status_code == 403, url
     assert client.get(f"/img/{item['record_id']}/1?{query}").status_code == 404  # image 1 has one link only
+    for number in ("10", "9" * 5000, "²", "-2", "2.0"):  # past the last image a record can have, or no number
+        assert client.get(f"/img/{item['record_id']}/{number}?" + two["url"].split("?")[1]).status_code == 404
+    assert client.get(f"/img/{item['record_id']}/9?" + two["url"].split("?")[1]).status_code == 403
 
 
 # --- sizes as shown ----------------------------------------------------------------------------------

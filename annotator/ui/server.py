@@ -15,6 +15,7 @@ where, with how large a body).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 # of CPU a second on an idle server (3 ms per annotation at 50 annotators). The page's clicks do not use
 # the queue; a queued event (the API endpoints, the dashboard) now waits at most 20 ms more to start.
 QUEUE_IDLE_POLL_S = 0.02
+_IMAGE_NUMBER = re.compile(r"[2-9]")  # a record's further images: 2 to task.MAX_IMAGES
 QUEUE_PROGRESS_POLL_S = 0.1
 
 
@@ -92,14 +94,15 @@ def create_app(runtime: Runtime) -> FastAPI:
         when first asked for (the display rendition stays the click path's only work)."""
         return await serve(record_id, u, e, s, large=True)
 
-    @app.get(IMAGE_ROUTE + "/{record_id}/{number:int}")
-    async def further_image(record_id: int, number: int, u: str = "", e: str = "", s: str = "") -> Response:
+    @app.get(IMAGE_ROUTE + "/{record_id}/{number}")  # after /large, which it would match too
+    async def further_image(record_id: int, number: str, u: str = "", e: str = "", s: str = "") -> Response:
         """A record's second, third... image, under a signature over the record and the image's number
         (`Signer.image_url`). The first image has only its own link (`/img/<id>`); no zoomed rendition
-        of the others (the page zooms a record of one image only)."""
-        if number < 2:
+        of the others (the page zooms a record of one image only). `number` is read here, not by a path
+        convertor: a number of thousands of digits is a plain 404, not a failed conversion."""
+        if not _IMAGE_NUMBER.fullmatch(number):
             raise HTTPException(status_code=404, detail="no such image")
-        return await serve(record_id, u, e, s, large=False, number=number)
+        return await serve(record_id, u, e, s, large=False, number=int(number))
 
     add_static_routes(app)  # the page's script and style (annotator/ui/static), by content-versioned URL
     blocks, head = build_blocks(runtime)
