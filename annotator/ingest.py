@@ -371,6 +371,9 @@ def _ingest_rows(store: StoreProtocol, folder: Path, root: Path, files: list[str
     existing = store.source_keys()
     batches = _Batches(store, report, batch_size)
     entries = list(_metadata_entries(folder, root, files, report))
+    if not any(posixpath.basename(rel) in METADATA_FILES for rel in files):
+        report.skipped.append((str(folder), f"no metadata.jsonl or metadata.csv: a record of several images is a "
+                                            f"line naming its files in {', '.join(image_columns)}"))
     for rel, rel_dir, number, entry in _progress(entries, progress, len(entries), "ingest"):
         where = f"{rel} line {number}"
         if not isinstance(entry, dict):

@@ -151,6 +151,10 @@ def test_a_folder_of_pairs_ingests_each_metadata_line_as_a_record(tmp_path: Path
         assert records["folder:b/2.png|a/1.png"].more_images[0].sha256 == first.sha256
         again = ingest_folder(store, folder, images, image_columns=("image_a", "image_b"))
         assert again.added == 0 and again.already_present == 3
+        (folder / ("metadata.csv" if csv else "metadata.jsonl")).unlink()
+        none = ingest_folder(store, folder, images, image_columns=("image_a", "image_b"))
+        assert none.added == 0 and none.skipped == [(str(folder), "no metadata.jsonl or metadata.csv: a record of "
+                                                     "several images is a line naming its files in image_a, image_b")]
 
 
 def test_a_bad_line_is_named_and_stores_nothing(tmp_path: Path) -> None:
