@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 from annotator.boxes import clamp_bbox
 from annotator.model import Answer, AnswerValue, Box, Record
-from annotator.task import Question, TaskSpec
+from annotator.task import BOTH_BAD, TIE, Question, TaskSpec
 from annotator.text import text_problem
 
 __all__ = ["AnswerError", "check_answer", "question_specs", "suggested_answer"]
@@ -119,6 +119,8 @@ def _check_value(q: Question, value: object, where: str) -> AnswerValue | None:
     question in a message about a label ("this task" when it is the task's one question)."""
     if value is None:
         return None
+    if q.kind == "preference":
+        return _preference(q, value)
     if q.kind == "label":
         if not isinstance(value, str):
             raise AnswerError(f"{_named(q)} takes one label's name as text, not {_type(value)}.")
@@ -257,12 +259,35 @@ def _suggested_boxes(q: Question, value: Any, size: tuple[int, int]) -> list[Box
     return boxes or None
 
 
+def _preference(q: Question, value: object) -> str:
+    """One of the record's images by number ("1", "2", ...; a script may send the number), or "tie" /
+    "both_bad" when the question allows them."""
+    if _whole(value):
+        value = str(value)
+    if not isinstance(value, str):
+        raise AnswerError(f"{_named(q)} takes an image's number or one of {', '.join(q.label_names)}, "
+                          f"not {_type(value)}.")
+    if value not in q.label_names:
+        allowed = [name for name, on in ((TIE, q.tie), (BOTH_BAD, q.both_bad)) if on]
+        if value in (TIE, BOTH_BAD):
+            raise AnswerError(f"{_named(q)} does not allow {value!r}: choose one of the images "
+                              f"({', '.join(n for n in q.label_names if n.isdigit())})"
+                              + (f" or {', '.join(repr(a) for a in allowed)}." if allowed else "."))
+        raise AnswerError(f"{_echo(value)} is not a choice of {_named(q)}; choose one of: "
+                          f"{', '.join(q.label_names)}.")
+    return value
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 # --- suggestions ---------------------------------------------------------------
 
 def _suggested_value(q: Question, value: Any) -> AnswerValue | None:
     """A metadata value read as a suggestion for `q`: the forms a dataset column takes (a label's name
     or a list of one, a number or a numeric string, a caption), else None."""
-    if q.kind == "label":
+    if q.kind in ("label", "preference"):
         if isinstance(value, (list, tuple)) and len(value) == 1:
             value = value[0]
         return _as_label(q, value)
@@ -297,7 +322,7 @@ def _named(q: Question) -> str:
 
 
 def _expects(q: Question) -> str:
-    if q.kind == "label":
+    if q.kind in ("label", "preference"):
         return "one of " + ", ".join(q.label_names)
     if q.kind == "labels":
         return "one or more of " + ", ".join(q.label_names)
@@ -324,7 +349,7 @@ def question_specs(task: TaskSpec) -> list[dict[str, Any]]:
     specs = []
     for q in task.questions:
         spec: dict[str, Any] = {"name": q.name, "title": q.title, "kind": q.kind, "required": q.required}
-        if q.kind in ("label", "labels"):
+        if q.kind in ("label", "labels", "preference"):  # a preference's labels: its choices, images first
             spec["labels"] = [{"name": label.name, "key": label.key} for label in q.labels]
         elif q.kind == "boxes":
             spec.update({"labels": [{"name": label.name, "key": label.key} for label in q.labels],

@@ -33,16 +33,22 @@ Subparsers = Any  # what ArgumentParser.add_subparsers returns (argparse keeps i
 
 def _run_ingest(args: argparse.Namespace) -> int:
     settings = load_settings()
+    task = load_task(settings.task_file)
     if args.suggestion_column is not None:
         suggestion = args.suggestion_column.strip() or None
     else:
-        suggestion = load_task(settings.task_file).suggestion_column
+        suggestion = task.suggestion_column
+    columns = dict(image_columns=_names(args.image_columns, task.image_columns),
+                   text_columns=_names(args.text_columns, task.text_columns))
+    if len(columns["image_columns"]) == 1:
+        raise IngestError("--image-columns names the columns of a record's several images: give two or more, "
+                          "or use --image-column for records of one image.")
     progress = not args.no_progress
     with closing(open_store(settings)) as store:
         if args.folder is not None:
             report = ingest_folder(store, Path(args.folder).expanduser(), settings.images_dir,
                                    suggestion_column=suggestion, progress=progress,
-                                   max_pixels=settings.max_image_pixels)
+                                   max_pixels=settings.max_image_pixels, **columns)
         elif args.dataset or settings.source_dataset:
             report = ingest_dataset(
                 store, args.dataset or settings.source_dataset, settings.images_dir,
@@ -50,19 +56,26 @@ def _run_ingest(args: argparse.Namespace) -> int:
                 split=args.split or settings.source_split,
                 image_column=args.image_column or settings.source_image_column,
                 suggestion_column=suggestion, token=settings.hf_token, progress=progress,
-                max_pixels=settings.max_image_pixels)
+                max_pixels=settings.max_image_pixels, **columns)
         else:
             if settings.source_dir is None:
                 raise IngestError("nothing to ingest: give --folder or --dataset, or set SOURCE_DIR or SOURCE_DATASET.")
             report = ingest_folder(store, settings.source_dir, settings.images_dir,
                                    suggestion_column=suggestion, progress=progress,
-                                   max_pixels=settings.max_image_pixels)
+                                   max_pixels=settings.max_image_pixels, **columns)
         total = store.record_count()
     print(report.summary())
     for item, reason in report.skipped:
         print(f"  skipped {item}: {reason}")
     print(f"the store now holds {total} records")
     return 0
+
+
+def _names(given: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list of column names from the command line, else the task file's."""
+    if given is None:
+        return default
+    return tuple(name.strip() for name in given.split(",") if name.strip())
 
 
 def add_ingest(subparsers: Subparsers) -> None:
@@ -78,6 +91,12 @@ def add_ingest(subparsers: Subparsers) -> None:
     parser.add_argument("--config", metavar="C", default=None, help="dataset config (default: SOURCE_CONFIG)")
     parser.add_argument("--split", default=None, help="dataset split (default: SOURCE_SPLIT, else train)")
     parser.add_argument("--image-column", default=None, help="image column (default: SOURCE_IMAGE_COLUMN, else image)")
+    parser.add_argument("--image-columns", metavar="A,B", default=None,
+                        help="records of several images: their columns (a dataset's, or the fields of a folder's "
+                             "metadata.jsonl/.csv naming the files); default: the task file's [record] images")
+    parser.add_argument("--text-columns", metavar="C", default=None,
+                        help="columns every record must hold as text, shown above the images (default: the task "
+                             "file's [record] texts)")
     parser.add_argument("--suggestion-column", metavar="COL", default=None,
                         help="metadata field holding a suggested label (default: the task's suggestion_column; "
                              "'' for none)")

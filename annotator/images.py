@@ -103,10 +103,37 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image
     return img
 
 
+# EXIF orientations that turn the picture a quarter (5-8): shown, its width is the stored height
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+
+def _shown_size(img: Image.Image) -> tuple[int, int]:
+    """The size of an opened image as a viewer shows it: sides swapped when its EXIF orientation turns it."""
+    width, height = img.size
+    try:
+        turned = img.getexif().get(0x0112, 1) in _QUARTER_TURNS
+    except Exception:  # noqa: BLE001 - EXIF a decoder cannot read: the picture is shown unturned (_render)
+        turned = False
+    return (height, width) if turned else (width, height)
+
+
+def shown_size(path: Path) -> tuple[int, int]:
+    """A stored original's size as shown (as `describe` gives it), read from its header only (a few KB, no
+    decoding). Raises ImageError when it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            return _shown_size(img)
+    except FileNotFoundError:
+        raise ImageError(f"{path.name} is missing") from None
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"{path.name}: {exc}") from None
+
+
 def describe(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[str, int, int]:
-    """Check that bytes are a complete image within `max_pixels`; return (format, width, height)."""
+    """Check that bytes are a complete image within `max_pixels`; return (format, width, height), the size
+    as shown (after the EXIF orientation: what the page draws, the export states and a box is measured on)."""
     with open_image(data, max_pixels) as img:
-        fmt, size = img.format or "", img.size
+        fmt = img.format or ""
         try:
             img.verify()
         except _DECODE_ERRORS as exc:
@@ -116,6 +143,7 @@ def describe(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[s
             img.load()
         except _DECODE_ERRORS as exc:
             raise ImageError(_reason(exc, max_pixels, data)) from None
+        size = _shown_size(img)
     return fmt, size[0], size[1]
 
 

@@ -32,12 +32,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from annotator.config import DEFAULT_MAX_IMAGE_PIXELS, ConfigError, Settings
 from annotator.task import TaskSpec
-from annotator.images import ImageError, save_original
-from annotator.model import NewRecord
+from annotator.images import ImageError, SavedImage, save_original, shown_size
+from annotator.model import NewRecord, RecordImage
 from annotator.store_protocol import StoreProtocol
 from annotator.text import TextError, check_tree
 
@@ -214,9 +214,9 @@ def _inside(rel_dir: str, file_name: object) -> str | None:
     return joined
 
 
-def _read_metadata(folder: Path, root: Path, files: list[str], report: IngestReport) -> dict[str, dict[str, Any]]:
-    """Fields per file from every metadata.jsonl / metadata.csv (its `file_name` is relative to its folder)."""
-    fields: dict[str, dict[str, Any]] = {}
+def _metadata_entries(folder: Path, root: Path, files: list[str], report: IngestReport
+                      ) -> Iterator[tuple[str, str, int, Any]]:
+    """(metadata file, its folder, line number, entry) for every line of every metadata.jsonl / .csv."""
     for rel in files:
         name = posixpath.basename(rel)
         if name not in METADATA_FILES:
@@ -243,22 +243,30 @@ def _read_metadata(folder: Path, root: Path, files: list[str], report: IngestRep
             reader = csv.DictReader(io.StringIO(text))
             entries = [(number, dict(row)) for number, row in enumerate(reader, 2)]
         for number, entry in entries:
-            if not isinstance(entry, dict) or "file_name" not in entry:
-                report.skipped.append((f"{rel} line {number}", "no file_name field"))
-                continue
-            target = _inside(rel_dir, entry["file_name"])
-            if target is None:
-                report.skipped.append((f"{rel} line {number}",
-                                       f"file_name {entry['file_name']!r} is outside the folder"))
-                continue
-            extra = {str(k): v for k, v in entry.items() if k != "file_name" and k is not None}
-            fields.setdefault(target, {}).update(extra)
+            yield rel, rel_dir, number, entry
+
+
+def _read_metadata(folder: Path, root: Path, files: list[str], report: IngestReport) -> dict[str, dict[str, Any]]:
+    """Fields per file from every metadata.jsonl / metadata.csv (its `file_name` is relative to its folder)."""
+    fields: dict[str, dict[str, Any]] = {}
+    for rel, rel_dir, number, entry in _metadata_entries(folder, root, files, report):
+        if not isinstance(entry, dict) or "file_name" not in entry:
+            report.skipped.append((f"{rel} line {number}", "no file_name field"))
+            continue
+        target = _inside(rel_dir, entry["file_name"])
+        if target is None:
+            report.skipped.append((f"{rel} line {number}",
+                                   f"file_name {entry['file_name']!r} is outside the folder"))
+            continue
+        extra = {str(k): v for k, v in entry.items() if k != "file_name" and k is not None}
+        fields.setdefault(target, {}).update(extra)
     return fields
 
 
 def ingest_folder(store: StoreProtocol, folder: Path, images_dir: Path, *, suggestion_column: str | None = "label",
                   progress: bool = False, batch_size: int = BATCH_SIZE,
-                  max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> IngestReport:
+                  max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, image_columns: Sequence[str] = (),
+                  text_columns: Sequence[str] = ()) -> IngestReport:
     """Ingest every image under `folder` (recursively, sorted by path).
 
     A file in a sub-folder gets the sub-folder's name (the first component under
@@ -269,6 +277,10 @@ def ingest_folder(store: StoreProtocol, folder: Path, images_dir: Path, *, sugge
     folders, and `images_dir` itself when it lies inside `folder`, are left out;
     links to outside `folder`, anything but regular files, and images above
     `max_pixels` are skipped with the reason.
+
+    With `image_columns` (records of several images), a record is a line of a
+    metadata file instead, naming its image files in those fields (see
+    `_ingest_rows`); `text_columns` are the fields each line must hold as text.
     """
     started = time.monotonic()
     folder = Path(folder)
@@ -282,6 +294,12 @@ def ingest_folder(store: StoreProtocol, folder: Path, images_dir: Path, *, sugge
                           f"of the images; move the source images to another folder and point SOURCE_DIR "
                           f"(or --folder) there.")
     files = _list_files(folder, resolved)
+    if image_columns:
+        _ingest_rows(store, folder, root, files, images_dir, report, image_columns=image_columns,
+                     text_columns=text_columns, suggestion_column=suggestion_column, progress=progress,
+                     batch_size=batch_size, max_pixels=max_pixels)
+        report.seconds = time.monotonic() - started
+        return report
     metadata_by_file = _read_metadata(folder, root, files, report)
     existing = store.source_keys()
     batches = _Batches(store, report, batch_size)
@@ -315,6 +333,88 @@ def ingest_folder(store: StoreProtocol, folder: Path, images_dir: Path, *, sugge
                                f"(put images in class sub-folders or add a metadata.jsonl)")
     report.seconds = time.monotonic() - started
     return report
+
+
+def _texts_missing(row: dict[str, Any], text_columns: Sequence[str]) -> str | None:
+    """Why a record's texts cannot be shown (a field missing or not text), else None."""
+    for col in text_columns:
+        if not isinstance(row.get(col), str):
+            return f"no {col!r} text" if row.get(col) is None else f"{col!r} is not text"
+    return None
+
+
+def _save_images(data: Sequence[bytes], columns: Sequence[str], images_dir: Path, max_pixels: int
+                 ) -> tuple[SavedImage, tuple[RecordImage, ...]]:
+    """A record's images stored (`images.save_original`, each checked like a one-image record's): the first as
+    the record's own, the rest as `more_images`. An ImageError names the column of the image at fault; the
+    images stored before it stay unreferenced (content-addressed: a later ingest of them reuses the file)."""
+    saved = []
+    for col, payload in zip(columns, data):
+        try:
+            saved.append(save_original(payload, images_dir, max_pixels))
+        except ImageError as exc:
+            raise ImageError(f"{col}: {exc}") from None
+    more = tuple(RecordImage(col, s.path, s.sha256, s.width, s.height, len(payload))
+                 for col, s, payload in zip(columns[1:], saved[1:], data[1:]))
+    return saved[0], more
+
+
+def _ingest_rows(store: StoreProtocol, folder: Path, root: Path, files: list[str], images_dir: Path,
+                 report: IngestReport, *, image_columns: Sequence[str], text_columns: Sequence[str],
+                 suggestion_column: str | None, progress: bool, batch_size: int, max_pixels: int) -> None:
+    """Records of several images from a folder: each line of a metadata.jsonl / .csv is one record, its
+    `image_columns` fields naming image files relative to the metadata file (inside the folder), e.g.
+    {"image_a": "a/1.png", "image_b": "b/1.png", "prompt": "..."}. Every other field is the record's
+    metadata. A line with a field missing, a file outside the folder or unreadable, or a text field that
+    is not text is skipped with the reason and stores no record. `source_key` is "folder:" + the image
+    paths joined by "|", so an edited metadata file adds only its new records."""
+    existing = store.source_keys()
+    batches = _Batches(store, report, batch_size)
+    entries = list(_metadata_entries(folder, root, files, report))
+    if not any(posixpath.basename(rel) in METADATA_FILES for rel in files):
+        report.skipped.append((str(folder), f"no metadata.jsonl or metadata.csv: a record of several images is a "
+                                            f"line naming its files in {', '.join(image_columns)}"))
+    for rel, rel_dir, number, entry in _progress(entries, progress, len(entries), "ingest"):
+        where = f"{rel} line {number}"
+        if not isinstance(entry, dict):
+            report.skipped.append((where, "not an object with a field per image"))
+            continue
+        paths = []
+        for col in image_columns:
+            target = _inside(rel_dir, entry.get(col))
+            if target is None:
+                reason = (f"no {col!r} field naming an image file" if not entry.get(col)
+                          else f"{col} {entry[col]!r} is outside the folder")
+                report.skipped.append((where, reason))
+                break
+            paths.append(target)
+        else:
+            key = "folder:" + "|".join(paths)
+            if key in existing:
+                report.already_present += 1
+                continue
+            problem = _texts_missing(entry, text_columns)
+            if problem is not None:
+                report.skipped.append((where, problem))
+                continue
+            try:
+                data = []
+                for col, path in zip(image_columns, paths):
+                    try:
+                        if not os.path.lexists(folder / path):
+                            raise ImageError("no such file in the folder")
+                        data.append(_read_file(folder / path, root))
+                    except ImageError as exc:
+                        raise ImageError(f"{col} ({path}): {exc}") from None
+                first, more = _save_images(data, image_columns, images_dir, max_pixels)
+            except ImageError as exc:
+                report.skipped.append((where, str(exc)))
+                continue
+            metadata = {str(k): v for k, v in entry.items() if k not in image_columns and k is not None}
+            batches.add(NewRecord(key, first.path, first.sha256, first.width, first.height, len(data[0]), metadata,
+                                  _suggestion(metadata, suggestion_column), more))
+            existing.add(key)
+    batches.flush()
 
 
 # --- datasets ---------------------------------------------------------------
@@ -397,6 +497,16 @@ def _image_bytes(value: Any, token: str | bool | None) -> bytes:
     return data
 
 
+def _named_image_bytes(value: Any, column: str | None, token: str | bool | None) -> bytes:
+    """`_image_bytes`, its ImageError naming the column when a record has several images."""
+    try:
+        return _image_bytes(value, token)
+    except ImageError as exc:
+        if column is None:
+            raise
+        raise ImageError(f"{column}: {exc}") from None
+
+
 def _load(dataset: str, config: str | None, split: str, streaming: bool, token: str | bool | None,
           data_dir: str | None, data_files: Any) -> Any:
     import datasets
@@ -420,7 +530,8 @@ def ingest_dataset(store: StoreProtocol, dataset: Any, images_dir: Path, *, conf
                    split: str = "train", image_column: str = "image", suggestion_column: str | None = None,
                    streaming: bool = True, progress: bool = False, name: str | None = None,
                    token: str | bool | None = None, data_dir: str | None = None, data_files: Any = None,
-                   batch_size: int = BATCH_SIZE, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> IngestReport:
+                   batch_size: int = BATCH_SIZE, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                   image_columns: Sequence[str] = (), text_columns: Sequence[str] = ()) -> IngestReport:
     """Ingest a `datasets` dataset: a Hub/packaged name, or an already loaded Dataset/IterableDataset.
 
     A name goes through `datasets.load_dataset(dataset, config, split=split,
@@ -431,9 +542,15 @@ def ingest_dataset(store: StoreProtocol, dataset: Any, images_dir: Path, *, conf
     `source_key` is f"hub:{name}:{config or 'default'}:{split}:{index}", where
     `name` defaults to the dataset name (or the loaded dataset's builder name).
     Images above `max_pixels` or MAX_FILE_BYTES are skipped with the reason.
+
+    `image_columns` (records of several images) replaces `image_column`: every
+    one is read like it, the first as the record's own image, the rest as its
+    `more_images`; a row missing one, or whose `text_columns` are not text, is
+    skipped with the reason.
     """
     started = time.monotonic()
     images_dir = Path(images_dir)
+    columns = tuple(image_columns) or (image_column,)
     if isinstance(dataset, str):
         name = name or dataset
         ds = _load(dataset, config, split, streaming, token, data_dir, data_files)
@@ -444,12 +561,16 @@ def ingest_dataset(store: StoreProtocol, dataset: Any, images_dir: Path, *, conf
     report = IngestReport(source=f"dataset {name}" + (f" ({config})" if config else "") + f" [{split}]")
     features = getattr(ds, "features", None)
     if features is not None:
-        if image_column not in features:
-            raise IngestError(f"the dataset {name} has no column {image_column!r}; its columns are "
-                              f"{', '.join(features)}. Set SOURCE_IMAGE_COLUMN (or --image-column).")
+        for column in (*columns, *text_columns):
+            if column not in features:
+                setting = ("the task file's [record] images or texts (or --image-columns, --text-columns)"
+                           if image_columns or text_columns else "SOURCE_IMAGE_COLUMN (or --image-column)")
+                raise IngestError(f"the dataset {name} has no column {column!r}; its columns are "
+                                  f"{', '.join(features)}. Set {setting}.")
         from datasets import Image
-        if isinstance(features[image_column], Image) and features[image_column].decode:
-            ds = ds.cast_column(image_column, Image(decode=False))
+        for column in columns:
+            if isinstance(features[column], Image) and features[column].decode:
+                ds = ds.cast_column(column, Image(decode=False))
         if suggestion_column and suggestion_column not in features:
             report.warnings.append(f"the dataset has no column {suggestion_column!r}, so no record has a "
                                    f"suggestion; its columns are {', '.join(features)}")
@@ -467,12 +588,16 @@ def ingest_dataset(store: StoreProtocol, dataset: Any, images_dir: Path, *, conf
             report.already_present += 1
             continue
         item = f"{split}[{index}]"
-        value = row.get(image_column)
+        value = row.get(columns[0])
         origin = value.get("path") if isinstance(value, dict) else value if isinstance(value, str) else None
         if origin:
             item += f" ({posixpath.basename(origin.replace(chr(92), '/'))})"
+        problem = _texts_missing(row, text_columns)
+        if problem is not None:
+            report.skipped.append((item, problem))
+            continue
         try:
-            data = _image_bytes(value, token)
+            data = [_named_image_bytes(row.get(col), col if image_columns else None, token) for col in columns]
         except ImageError as exc:
             report.skipped.append((item, str(exc)))
             continue
@@ -480,13 +605,14 @@ def ingest_dataset(store: StoreProtocol, dataset: Any, images_dir: Path, *, conf
             report.skipped.append((item, f"cannot read the image ({exc.strerror or exc})"))
             continue
         try:  # an OSError here is about images_dir (full, read-only): that stops the ingest
-            relative, sha, width, height = save_original(data, images_dir, max_pixels)
+            first, more = (_save_images(data, columns, images_dir, max_pixels) if image_columns
+                           else (save_original(data[0], images_dir, max_pixels), ()))
         except ImageError as exc:
             report.skipped.append((item, str(exc)))
             continue
         metadata: dict[str, Any] = {}
         for col, value in row.items():
-            if col == image_column:
+            if col in columns:
                 continue
             if col in labels:
                 label, is_list = labels[col]
@@ -495,12 +621,43 @@ def ingest_dataset(store: StoreProtocol, dataset: Any, images_dir: Path, *, conf
             value = _jsonable(value)
             if value is not _DROP:
                 metadata[col] = value
-        batches.add(NewRecord(key, relative, sha, width, height, len(data), metadata,
-                              _suggestion(metadata, suggestion_column)))
+        batches.add(NewRecord(key, first.path, first.sha256, first.width, first.height, len(data[0]), metadata,
+                              _suggestion(metadata, suggestion_column), more))
         existing.add(key)
     batches.flush()
     report.seconds = time.monotonic() - started
     return report
+
+
+# --- sizes as shown -----------------------------------
+
+SHOWN_SIZES = "image sizes as shown"  # the store's mark (StoreProtocol.mark) that the fix below was made
+
+
+def fix_shown_sizes(store: StoreProtocol, images_dir: Path, batch_size: int = BATCH_SIZE) -> int:
+    """Give records ingested before sizes were stored as shown the size of their first image as shown.
+
+    Until then a record kept the size from its file's header; an image whose
+    EXIF orientation turns it a quarter (5-8) is shown with the sides swapped
+    (as the page, the export and a box drawn on it see it). Reads each
+    original's header once (no decoding) and corrects the records whose stored
+    size is the header's unturned one; idempotent. Images stored after this
+    version (`describe`) are right already. Returns the records corrected.
+    """
+    fixed = 0
+    ids = store.record_ids()
+    for start in range(0, len(ids), batch_size):
+        sizes = []
+        for record in store.records(ids[start:start + batch_size]).values():
+            try:
+                width, height = shown_size(images_dir / record.image_path)
+            except ImageError:
+                continue  # a missing or unreadable original: its size stays as it is; the page says it is broken
+            if (width, height) != (record.width, record.height) and (height, width) == (record.width, record.height):
+                sizes.append((record.id, width, height))
+        store.set_image_sizes(sizes)
+        fixed += len(sizes)
+    return fixed
 
 
 # --- from the settings ---------------------------------
@@ -512,14 +669,16 @@ def ingest_from_settings(store: StoreProtocol, settings: Settings, task: TaskSpe
         return ingest_dataset(store, settings.source_dataset, settings.images_dir, config=settings.source_config,
                               split=settings.source_split, image_column=settings.source_image_column,
                               suggestion_column=task.suggestion_column, token=settings.hf_token,
-                              progress=progress, max_pixels=settings.max_image_pixels)
+                              progress=progress, max_pixels=settings.max_image_pixels,
+                              image_columns=task.image_columns, text_columns=task.text_columns)
     if settings.source_dir is None or not settings.source_dir.is_dir():
         raise IngestError(f"there is nothing to ingest: SOURCE_DIR={str(settings.source_dir or '')!r} is not a "
                           f"folder and SOURCE_DATASET is not set. Set one of them.")
     return ingest_folder(store, settings.source_dir, settings.images_dir,
                          suggestion_column=task.suggestion_column, progress=progress,
-                         max_pixels=settings.max_image_pixels)
+                         max_pixels=settings.max_image_pixels, image_columns=task.image_columns,
+                         text_columns=task.text_columns)
 
 
-__all__ = ["EmptySourceError", "IngestError", "IngestReport", "ingest_dataset", "ingest_folder",
-           "ingest_from_settings"]
+__all__ = ["EmptySourceError", "IngestError", "IngestReport", "SHOWN_SIZES", "fix_shown_sizes",
+           "ingest_dataset", "ingest_folder", "ingest_from_settings"]

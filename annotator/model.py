@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 from typing import Any, Literal, Sequence, Union
 
 __all__ = [
-    "Answer", "AnswerValue", "AuditWrite", "Box", "LastPush", "LeaseKind", "LegacyQuestion", "NewRecord", "QueueState",
-    "Record", "RecordStatus", "ReopenWrite", "Response", "ResponseWrite", "StoreClosedError", "StoreError",
-    "SubmitOutcome", "UserSeen", "WriteOp", "decode_answer", "encode_answer", "hand_out_order", "record_status",
-    "utcnow",
+    "Answer", "AnswerValue", "AuditWrite", "Box", "LastPush", "LeaseKind", "LegacyQuestion", "NewRecord",
+    "QueueState", "Record", "RecordImage", "RecordStatus", "ReopenWrite", "Response", "ResponseWrite",
+    "StoreClosedError", "StoreError", "SubmitOutcome", "UserSeen", "WriteOp", "decode_answer", "decode_images",
+    "encode_answer", "encode_images", "hand_out_order", "record_status", "utcnow",
 ]
 
 
@@ -85,6 +85,28 @@ class LegacyQuestion:
 
 
 @dataclass(frozen=True)
+class RecordImage:
+    """A record's second, third... image (the first keeps the record's own columns, as before there were
+    several): stored and checked like the first, its dataset or metadata column named in `column`."""
+    column: str
+    path: str
+    sha256: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+def encode_images(images: Sequence[RecordImage]) -> str:
+    """The `more_images` column's JSON text (a list of objects; "[]" for a record of one image)."""
+    return json.dumps([vars(i) for i in images], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_images(stored: str | None) -> tuple[RecordImage, ...]:
+    """The `more_images` column read back (NULL or "[]": a record of one image)."""
+    return tuple(RecordImage(**item) for item in json.loads(stored or "[]"))
+
+
+@dataclass(frozen=True)
 class NewRecord:
     """A record as ingest hands it over; the store assigns the id."""
     source_key: str
@@ -95,6 +117,7 @@ class NewRecord:
     size_bytes: int
     metadata: dict[str, Any] = field(default_factory=dict)
     suggestion: str | None = None
+    more_images: tuple[RecordImage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +133,20 @@ class Record:
     suggestion: str | None
     position: int
     extra_answers: int
+    more_images: tuple[RecordImage, ...] = ()
+
+    @property
+    def image_count(self) -> int:
+        return 1 + len(self.more_images)
+
+    def image(self, number: int) -> tuple[str, str, int, int]:
+        """Image `number` (1 is the record's own) as (path, sha256, width, height); IndexError past the last."""
+        if number == 1:
+            return self.image_path, self.sha256, self.width, self.height
+        if not 2 <= number <= self.image_count:
+            raise IndexError(number)
+        more = self.more_images[number - 2]
+        return more.path, more.sha256, more.width, more.height
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from annotator.config import scrub_url
 from annotator.model import (Answer, AuditWrite, LastPush, LegacyQuestion, NewRecord, Record, ReopenWrite, Response,
-                             ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, encode_answer, utcnow)
+                             ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, encode_answer,
+                             encode_images, utcnow)
 from annotator.sql_shared import (DATA_ERRORS, RECORD_COLUMNS, RESPONSE_COLUMNS, answers_in_record_order,
                                   record_from_row, response_from_row, split_answers, stats_result, typed_answers,
                                   user_spans)
@@ -165,6 +166,12 @@ _MIGRATIONS: tuple[str | Callable[[psycopg.Connection, LegacyQuestion | None, st
         quota INTEGER
     );
     """,
+    # 7: a record's second, third... image (model.RecordImage, JSON); a record of one image keeps "[]";
+    # and the one-time upkeep done on the data (`mark`), first the sizes as shown (ingest.fix_shown_sizes)
+    """
+    ALTER TABLE records ADD COLUMN more_images TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE marks (name TEXT PRIMARY KEY, "at" TIMESTAMP NOT NULL);
+    """,
 )
 
 # pg_advisory_xact_lock keys: one for migrations, one for ingest (ids continue after max(id));
@@ -174,8 +181,9 @@ _INGEST_LOCK = 0x616E6E02
 _EXPORT_LOCK = 0x616E6E03
 
 _RECORD_INSERT = ("id, source_key, image_path, sha256, width, height, size_bytes, metadata, suggestion, position, "
-                  "extra_answers, created_at")
-_RECORD_TYPES = ["int4", "text", "text", "text", "int4", "int4", "int8", "text", "text", "int4", "int4", "timestamp"]
+                  "extra_answers, created_at, more_images")
+_RECORD_TYPES = ["int4", "text", "text", "text", "int4", "int4", "int8", "text", "text", "int4", "int4", "timestamp",
+                 "text"]
 _RESPONSE_TYPES = ["int4", "text", "text", "jsonb", "text", "int4", "timestamp", "timestamp"]
 # number of current submitted answers and "ever answered", for the given record ids
 _SET_SUBMITTED = ("UPDATE records r SET touched = true, submitted = (SELECT count(*) FROM responses s "
@@ -329,7 +337,8 @@ class PgStore:
                 copy.set_types(_RECORD_TYPES)
                 for rid, r in zip(ids, new_rows):
                     copy.write_row((rid, r.source_key, r.image_path, r.sha256, r.width, r.height, r.size_bytes,
-                                    _metadata_json(r.metadata), r.suggestion, rid, 0, now))
+                                    _metadata_json(r.metadata), r.suggestion, rid, 0, now,
+                                    encode_images(r.more_images)))
         return ids
 
     def source_keys(self) -> set[str]:
@@ -351,6 +360,20 @@ class PgStore:
 
     def record_count(self) -> int:
         return self._one("SELECT count(*) FROM records")[0]
+
+    def marked(self, name: str) -> bool:
+        return self._one("SELECT count(*) FROM marks WHERE name = %s", [name])[0] > 0
+
+    def mark(self, name: str) -> None:
+        with self._conn() as conn:
+            conn.execute("INSERT INTO marks VALUES (%s, %s) ON CONFLICT DO NOTHING", [name, utcnow()])
+
+    def set_image_sizes(self, sizes: Sequence[tuple[int, int, int]]) -> None:
+        if not sizes:
+            return
+        with self._conn() as conn, conn.transaction():
+            conn.cursor().executemany("UPDATE records SET width = %s, height = %s WHERE id = %s",
+                                      [(w, h, rid) for rid, w, h in sizes])
 
     def extra_answers(self) -> dict[int, int]:
         return dict(self._all("SELECT id, extra_answers FROM records WHERE extra_answers > 0"))
@@ -567,7 +590,8 @@ class PgStore:
                 for batch in records:
                     for r in batch:
                         copy.write_row((r.id, r.source_key, r.image_path, r.sha256, r.width, r.height, r.size_bytes,
-                                        _metadata_json(r.metadata), r.suggestion, r.position, r.extra_answers, now))
+                                        _metadata_json(r.metadata), r.suggestion, r.position, r.extra_answers, now,
+                                        encode_images(r.more_images)))
                     n_records += len(batch)
             with cur.copy(f"COPY responses ({RESPONSE_COLUMNS}) FROM STDIN") as copy:
                 copy.set_types(_RESPONSE_TYPES)

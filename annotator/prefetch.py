@@ -39,7 +39,7 @@ class PrefetchBuffers:
     """Lifecycle: used by the service; `close()` stops the refill pool."""
 
     def __init__(self, backend: WorkBackend, images: ImageCache, depth: int,
-                 image_url: Callable[[int, str], str], workers: int = 2) -> None:
+                 image_url: Callable[..., str], workers: int = 2) -> None:
         self._backend = backend
         self._images = images
         self._depth = depth
@@ -98,9 +98,9 @@ class PrefetchBuffers:
         with self._lock:
             self._buffers.pop(user, None)
 
-    def image_url(self, record_id: int, user: str) -> str:
-        """The record's image link for this user as of now (see `Signer.image_url`)."""
-        return self._image_url(record_id, user)
+    def image_url(self, record_id: int, user: str, number: int = 1) -> str:
+        """The link to the record's image `number` for this user as of now (see `Signer.image_url`)."""
+        return self._image_url(record_id, user, number=number)
 
     def refill(self, user: str) -> None:
         """Top up a user's buffer in the background; at most one refill per user at a time.
@@ -136,10 +136,12 @@ class PrefetchBuffers:
                 if record is None:
                     self._backend.release(user, rid)
                     continue
-                try:
-                    self._images.prepare(record.sha256, record.image_path)
-                except ImageError as exc:  # still shown: the page says the image is broken, skip works
-                    log.warning("record %s: %s", rid, exc)
+                for number in range(1, record.image_count + 1):
+                    path, sha256, _, _ = record.image(number)
+                    try:
+                        self._images.prepare(sha256, path)
+                    except ImageError as exc:  # still shown: the page says the image is broken, skip works
+                        log.warning("record %s, image %s: %s", rid, number, exc)
                 slots.append(Slot(record))
             with self._lock:
                 self._buffers.setdefault(user, deque()).extend(slots)

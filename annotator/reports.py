@@ -382,7 +382,7 @@ def label_counts(questions: Sequence[Question], rows: Iterable[tuple[str, str, i
         seen[question][label] = n
     out: list[tuple[str, str, int]] = []
     for q in questions:
-        if q.kind in ("label", "labels"):
+        if q.kind in ("label", "labels", "preference"):
             counts = seen.get(q.name, {})
             out += [(q.name, name, counts.pop(name, 0)) for name in q.label_names]
             out += [(q.name, name, n) for name, n in sorted(counts.items())]
@@ -536,7 +536,7 @@ class Dashboard:
                               since)
             labels = label_counts(task.questions, [
                 (q, label, n - gold.labels[(q, label)]) for q, label, n in store.dashboard_label_counts(
-                    [q.name for q in task.questions if q.kind in ("label", "labels")])])
+                    [q.name for q in task.questions if q.kind in ("label", "labels", "preference")])])
             users = [(u, n - gold.answers[u], k - gold.skips[u], *rest) for u, n, k, *rest in store.dashboard_users()]
             holders = set(self.deps.backend.leases())
             cutoff = now - self.active_window

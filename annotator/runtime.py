@@ -109,6 +109,33 @@ def load_gold(store: StoreProtocol, task: TaskSpec) -> dict[int, GoldAnswer]:
     return gold
 
 
+def _sizes_as_shown(store: StoreProtocol, settings: Settings, fresh: bool) -> None:
+    """Once per database: the first image's size as shown (ingest.fix_shown_sizes) for records stored before
+    sizes were; a store filled at this start is right already. Done once (`StoreProtocol.mark`)."""
+    from annotator.ingest import SHOWN_SIZES, fix_shown_sizes
+    if store.marked(SHOWN_SIZES):
+        return
+    fixed = 0 if fresh else fix_shown_sizes(store, settings.images_dir)
+    if fixed:
+        log.info("%d records now have the size of their image as shown (EXIF orientation)", fixed)
+    store.mark(SHOWN_SIZES)
+
+
+def _check_images_per_record(store: StoreProtocol, settings: Settings, task: TaskSpec) -> None:
+    """A preference question chooses among a record's images: refuse to start on records with fewer than the
+    task's [record] images (ingested before, or by a task of one image), naming how many and what to do."""
+    if not any(q.kind == "preference" for q in task.questions):
+        return
+    need, ids, short = len(task.image_columns), store.record_ids(), 0
+    for start in range(0, len(ids), 1000):
+        short += sum(r.image_count < need for r in store.records(ids[start:start + 1000]).values())
+    if short:
+        raise ConfigError(f"{short} of the {len(ids)} records in DATA_DIR={str(settings.data_dir)!r} have fewer than "
+                          f"the {need} images the task's preference question compares ([record] images = "
+                          f"{list(task.image_columns)}); they were ingested for another task. Point DATA_DIR at an "
+                          f"empty folder, so that the source is ingested with this task's image columns.")
+
+
 def commit_recovered(store: StoreProtocol, settings: Settings, task: TaskSpec) -> None:
     """Commit what the last run could not save before it stopped (recovery files in DATA_DIR), once.
 
@@ -164,6 +191,7 @@ class Runtime:
         engine = open_engine(settings, task)
         store = engine.store
         try:
+            fresh = store.record_count() == 0  # what fills it now is stored with the sizes as shown
             if settings.export_repo and store.record_count() == 0:
                 # an empty disk with an export configured: the export is the second copy
                 try:
@@ -182,6 +210,8 @@ class Runtime:
                 log.info("ingest: %s", report.summary())
                 if store.record_count() == 0 and not settings.allow_empty:
                     raise EmptySourceError(settings, report)
+            _sizes_as_shown(store, settings, fresh)
+            _check_images_per_record(store, settings, task)
             commit_recovered(store, settings, task)
             gold = load_gold(store, task)
             order = hand_out_order([i for i in store.record_ids() if i not in gold] if gold else store.record_ids(),
@@ -203,7 +233,7 @@ class Runtime:
         signer = Signer(load_secret(settings.secret_key, settings.data_dir))
         ttl = settings.image_url_ttl
         prefetch = PrefetchBuffers(backend, images, settings.prefetch_depth,
-                                   lambda rid, user: signer.image_url(rid, user, ttl))
+                                   lambda rid, user, number=1: signer.image_url(rid, user, ttl, number=number))
         service = AnnotationService(task, backend, prefetch, signer, images,
                                      max_comment_chars=settings.max_comment_chars, goal=settings.goal, gold=gold)
         service.start()

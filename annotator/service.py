@@ -111,6 +111,10 @@ class Shown:
     height: int
     suggestion: Answer  # per question (answers.suggested_answer); {} when none
     metadata: dict[str, Any]
+    # every image of the record, the first being image_url's: {"url", "width", "height"}; and the task's
+    # [record] texts this record holds: {"name", "text"}
+    images: tuple[dict[str, Any], ...] = ()
+    texts: tuple[dict[str, str], ...] = ()
     answer: Answer = field(default_factory=dict)  # the earlier answer when editing; {} for a skip or none
     comment: str = ""
     editing: bool = False
@@ -120,7 +124,7 @@ class Shown:
         return {"record": self.ticket, "record_id": self.record_id, "image_url": self.image_url,
                 "width": self.width, "height": self.height, "suggestion": self.suggestion,
                 "metadata": self.metadata, "answer": self.answer, "comment": self.comment,
-                "editing": self.editing}
+                "editing": self.editing, "images": list(self.images), "texts": list(self.texts)}
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,7 @@ class View:
     def as_dict(self) -> dict[str, Any]:
         """The programmatic API's answer: plain JSON types only."""
         out = {"state": self.state, "item": self.record.as_dict() if self.record else None,
-               "preload": [u.image_url for u in self.upcoming], "upcoming": [u.as_dict() for u in self.upcoming],
+               "preload": [i["url"] for u in self.upcoming for i in u.images], "upcoming": [u.as_dict() for u in self.upcoming],
                "held_by_others": self.held_by_others, "frees_at": self.frees_at,
                "message": self.message, "saved": self.saved.text, "pending": self.saved.pending,
                "retrying": self.saved.retrying, "rejected": list(self.saved.rejected),
@@ -316,23 +320,27 @@ class AnnotationService:
         if last:
             self.release(user)
 
-    def cached_image(self, record_id: int, *, large: bool = False) -> ImageFile | None:
-        """The record's rendered image when its row is in memory and it is rendered already: no store
-        read and no rendering, so the image route can answer on the event loop. None: ask `image`.
+    def cached_image(self, record_id: int, *, large: bool = False, number: int = 1) -> ImageFile | None:
+        """The record's rendered image `number` when its row is in memory and it is rendered already: no
+        store read and no rendering, so the image route can answer on the event loop. None: ask `image`.
         `large`: the zoomed view's rendition (`ImageCache.large`)."""
         row = self.prefetch.row_in_memory(record_id)
-        cache = self.images.large if large else self.images
-        path = cache.cached(row.sha256) if row is not None else None
-        return ImageFile.at(path) if path is not None else None
-
-    def image(self, record_id: int, *, large: bool = False) -> ImageFile | None:
-        """The record's rendered image, read and rendered when needed (blocking: call it from a worker
-        thread); None when there is no such record. Raises ImageError when it cannot be shown."""
-        record = self.prefetch.rows([record_id]).get(record_id)
-        if record is None:
+        if row is None or not 1 <= number <= row.image_count:
             return None
         cache = self.images.large if large else self.images
-        return ImageFile.at(cache.prepare(record.sha256, record.image_path))
+        path = cache.cached(row.image(number)[1])
+        return ImageFile.at(path) if path is not None else None
+
+    def image(self, record_id: int, *, large: bool = False, number: int = 1) -> ImageFile | None:
+        """The record's rendered image `number`, read and rendered when needed (blocking: call it from a
+        worker thread); None when there is no such record or image. Raises ImageError when it cannot be
+        shown."""
+        record = self.prefetch.rows([record_id]).get(record_id)
+        if record is None or not 1 <= number <= record.image_count:
+            return None
+        path, sha256, _, _ = record.image(number)
+        cache = self.images.large if large else self.images
+        return ImageFile.at(cache.prepare(sha256, path))
 
     def progress(self, who: Identity, *, wait: float = 1.0) -> PersonProgress:
         """Counts that include this person's own answers: their commits are waited for (up to `wait`
@@ -557,7 +565,18 @@ class AnnotationService:
                      image_url=self.prefetch.image_url(record.id, user),
                      width=record.width, height=record.height, suggestion=suggested_answer(self.task, record),
                      metadata=visible_metadata(record.metadata, self.task.quality.gold_column),
+                     images=self._images_shown(record, user),
+                     texts=tuple({"name": c, "text": record.metadata[c]} for c in self.task.text_columns
+                                 if isinstance(record.metadata.get(c), str)),
                      answer=answer, comment=comment, editing=editing, previous_status=status)
+
+    def _images_shown(self, record: Record, user: str) -> tuple[dict[str, Any], ...]:
+        """Every image of the record as the page shows it: its signed link and size."""
+        out = []
+        for number in range(1, record.image_count + 1):
+            _, _, width, height = record.image(number)
+            out.append({"url": self.prefetch.image_url(record.id, user, number), "width": width, "height": height})
+        return tuple(out)
 
     def _show_answered(self, user: str, person: _Person, record_id: int) -> View:
         slot = self._slot_for_record(user, record_id)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 from annotator.model import (LegacyQuestion, Record, Response, ResponseWrite, StoreError, UserSeen, decode_answer,
-                             encode_answer)
+                             decode_images, encode_answer)
 
 # Errors of apply() that come from the data of an op, not from storage: building its rows failed (text that
 # cannot be encoded, a number out of range, a wrong type). They fail again on every retry, so the writer
@@ -23,12 +23,12 @@ DATA_ERRORS: tuple[type[BaseException], ...] = (UnicodeError, ValueError, TypeEr
 RESPONSE_COLUMNS = "record_id, user_id, status, answer, comment, time_spent_ms, created_at, updated_at"
 # the columns of `records` a Record is read from, in the order of its fields
 RECORD_COLUMNS = ("id, source_key, image_path, sha256, width, height, size_bytes, metadata, suggestion, "
-                  "position, extra_answers")
+                  "position, extra_answers, more_images")
 
 
 def record_from_row(row: tuple) -> Record:
-    """A Record from a row of RECORD_COLUMNS (metadata is stored as JSON text)."""
-    return Record(*row[:7], json.loads(row[7]), *row[8:])  # type: ignore[arg-type]
+    """A Record from a row of RECORD_COLUMNS (metadata and the further images are stored as JSON text)."""
+    return Record(*row[:7], json.loads(row[7]), *row[8:11], decode_images(row[11]))  # type: ignore[arg-type]
 
 
 def response_from_row(row: tuple) -> Response:

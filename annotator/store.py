@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from annotator.model import (Answer, AuditWrite, LastPush, LegacyQuestion, NewRecord, Record, ReopenWrite, Response,
                              ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, decode_answer,
-                             encode_answer, utcnow)
+                             encode_answer, encode_images, utcnow)
 from annotator.sql_shared import (DATA_ERRORS, RECORD_COLUMNS, RESPONSE_COLUMNS, answers_in_record_order,
                                   record_from_row, response_from_row, split_answers, stats_result, typed_answers,
                                   user_spans)
@@ -154,6 +154,12 @@ _MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection, LegacyQuestion | N
     """,
     # 2: answers are typed, one JSON object per response (model.Answer)
     _typed_answer_columns,
+    # 3: a record's second, third... image (model.RecordImage, JSON); a record of one image keeps "[]";
+    # and the one-time upkeep done on the data (`mark`), first the sizes as shown (ingest.fix_shown_sizes)
+    """
+    ALTER TABLE records ADD COLUMN more_images VARCHAR NOT NULL DEFAULT '[]';
+    CREATE TABLE marks (name VARCHAR PRIMARY KEY, "at" TIMESTAMP NOT NULL);
+    """,
 )
 
 # One DuckDB worker thread: the store's work is many small queries (a group commit, a row read), where
@@ -358,11 +364,12 @@ class Store:
             "suggestion": pa.array([r.suggestion for r in new_rows], pa.string()),
             "position": pa.array(ids, pa.int32()),
             "created_at": pa.array([now] * len(new_rows), pa.timestamp("us")),
+            "more_images": pa.array([encode_images(r.more_images) for r in new_rows], pa.string()),
         })
         cur.execute("BEGIN")
         try:
             cur.execute("INSERT INTO records (id, source_key, image_path, sha256, width, height, size_bytes, "
-                        "metadata, suggestion, position, created_at) SELECT * FROM new_records")
+                        "metadata, suggestion, position, created_at, more_images) SELECT * FROM new_records")
             cur.execute("COMMIT")
         except Exception:
             cur.execute("ROLLBACK")
@@ -401,6 +408,28 @@ class Store:
     @_read
     def record_count(self) -> int:
         return self._cur().execute("SELECT count(*) FROM records").fetchone()[0]
+
+    @_read
+    def marked(self, name: str) -> bool:
+        return self._cur().execute("SELECT count(*) FROM marks WHERE name = ?", [name]).fetchone()[0] > 0
+
+    def mark(self, name: str) -> None:
+        self._cur().execute("INSERT INTO marks VALUES (?, ?) ON CONFLICT DO NOTHING", [name, utcnow()])
+
+    def set_image_sizes(self, sizes: Sequence[tuple[int, int, int]]) -> None:
+        if not sizes:
+            return
+        cur = self._cur()
+        fixed = pa.table({"id": pa.array([s[0] for s in sizes], pa.int32()),
+                          "width": pa.array([s[1] for s in sizes], pa.int32()),
+                          "height": pa.array([s[2] for s in sizes], pa.int32())})
+        cur.execute("BEGIN")
+        try:
+            cur.execute("UPDATE records SET width = f.width, height = f.height FROM fixed f WHERE records.id = f.id")
+            cur.execute("COMMIT")
+        except Exception:
+            cur.execute("ROLLBACK")
+            raise
 
     @_read
     def extra_answers(self) -> dict[int, int]:
@@ -662,9 +691,11 @@ class Store:
                         "position": pa.array([r.position for r in batch], pa.int32()),
                         "extra_answers": pa.array([r.extra_answers for r in batch], pa.int32()),
                         "created_at": pa.array([now] * len(batch), pa.timestamp("us")),
+                        "more_images": pa.array([encode_images(r.more_images) for r in batch], pa.string()),
                     })
                     cur.execute("INSERT INTO records (id, source_key, image_path, sha256, width, height, size_bytes, "
-                                "metadata, suggestion, position, extra_answers, created_at) SELECT * FROM incoming")
+                                "metadata, suggestion, position, extra_answers, created_at, more_images) "
+                                "SELECT * FROM incoming")
                     n_records += len(batch)
                 for batch in responses:
                     if not batch:

@@ -42,6 +42,15 @@ class StoreProtocol(Protocol):
 
     def record_count(self) -> int: ...
 
+    def set_image_sizes(self, sizes: Sequence[tuple[int, int, int]]) -> None:
+        """(record id, width, height): correct the size of records' first images, in one transaction."""
+
+    def marked(self, name: str) -> bool:
+        """Whether the one-time upkeep `name` was done on this database (`mark`)."""
+
+    def mark(self, name: str) -> None:
+        """Record that the one-time upkeep `name` is done (again: nothing changes)."""
+
     def extra_answers(self) -> dict[int, int]:
         """record id -> extra answers asked for by a reopen, for records that have any."""
 

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from annotator.config import ConfigError
 from annotator.model import LegacyQuestion
 
-QuestionKind = Literal["label", "labels", "rating", "text", "boxes"]
-QUESTION_KINDS: tuple[QuestionKind, ...] = ("label", "labels", "rating", "text", "boxes")
+QuestionKind = Literal["label", "labels", "rating", "text", "preference", "boxes"]
+QUESTION_KINDS: tuple[QuestionKind, ...] = ("label", "labels", "rating", "text", "preference", "boxes")
+# a preference question's answers besides an image's number, and their keys (images take 1, 2, ...)
+TIE, BOTH_BAD = "tie", "both_bad"
+PREFERENCE_KEYS = {TIE: "t", BOTH_BAD: "b"}
+MAX_IMAGES = 9  # a record's images are chosen by one digit key each
 # today's top-level `kind` values, and the question kind each one is
 LEGACY_KINDS: dict[str, QuestionKind] = {"single_label": "label", "multi_label": "labels"}
 # a question's name becomes a column of the export and a key of the answer object
@@ -44,7 +48,10 @@ class Label:
 class Question:
     """One question of the task. Fields that do not belong to its kind keep their defaults.
 
-    label / labels: `labels` with their keys. rating: the integers `low`..`high`, the
+    label / labels: `labels` with their keys. preference: `labels` are the
+    record's images by number ("1", "2", ... typed by that digit), then "tie"
+    (key T) and "both_bad" (key B) when `tie` / `both_bad` allow them, so a
+    preference is checked, counted and agreed on as a label question is. rating: the integers `low`..`high`, the
     key of a value is its last digit, `low_word`/`high_word` name the ends. text:
     `min_chars`..`max_chars`; `key` focuses the box (none: Tab reaches it). boxes: `labels` as
     for a label question, and `min_boxes`..`max_boxes` boxes per answer.
@@ -64,6 +71,8 @@ class Question:
     min_boxes: int = 0
     max_boxes: int = DEFAULT_MAX_BOXES
     suggestion_column: str | None = None
+    tie: bool = False
+    both_bad: bool = False
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -100,6 +109,10 @@ class TaskSpec:
     order: Literal["sequential", "shuffle"]
     seed: int
     quality: Quality = field(default_factory=Quality)
+    # what a record shows (the task file's [record] table): the dataset / metadata columns of its images, in
+    # order (empty: the one image of today's records), and of the texts shown above them
+    image_columns: tuple[str, ...] = ()
+    text_columns: tuple[str, ...] = ()
 
     # Today's one classification question, for the callers that know only that kind (issue 15 moves
     # them to `questions` one by one; these go when the last one has moved).
@@ -159,8 +172,9 @@ def auto_key(position: int) -> str:
 
 
 _TASK_KEYS = {"title", "guidelines", "question", "kind", "labels", "comment", "overlap", "order",
-              "seed", "suggestion_column", "questions"} | {"gold_column", "gold_file", "gold_rate", "gold_feedback",
-                                                           "warmup", "max_answers_per_person"}
+              "seed", "suggestion_column", "questions", "record"} | {"gold_column", "gold_file", "gold_rate",
+                                                                     "gold_feedback", "warmup", "max_answers_per_person"}
+_RECORD_KEYS = {"images", "texts"}
 _LEGACY_KEYS = {"question", "kind", "labels", "suggestion_column"}
 _QUESTION_KEYS = {
     "label": {"name", "title", "kind", "required", "labels", "suggestion_column"},
@@ -168,6 +182,7 @@ _QUESTION_KEYS = {
     "rating": {"name", "title", "kind", "required", "min", "max", "min_word", "max_word", "suggestion_column"},
     "text": {"name", "title", "kind", "required", "min_chars", "max_chars", "key", "suggestion_column"},
     "boxes": {"name", "title", "kind", "required", "labels", "min_boxes", "max_boxes", "suggestion_column"},
+    "preference": {"name", "title", "kind", "required", "tie", "both_bad", "suggestion_column"},
 }
 
 
@@ -219,8 +234,16 @@ def load_task(path: Path) -> TaskSpec:
         questions = _questions(path, raw["questions"])
     else:
         questions = (_legacy_question(path, raw),)
+    image_columns, text_columns = _record(path, raw.get("record", {}))
+    questions = tuple(_with_images(path, q, len(image_columns)) if q.kind == "preference" else q for q in questions)
+    boxes = next((q for q in questions if q.kind == "boxes"), None)
+    if boxes is not None and image_columns:
+        raise _task_error(path, "record.images", list(image_columns),
+                          f"the boxes question {boxes.name!r} draws on a record's one image: leave [record] images "
+                          "out, or ask for boxes in a task of its own")
     return TaskSpec(title=title, guidelines=guidelines, questions=questions, comment=comment, overlap=overlap,
-                    order=order, seed=seed, quality=_quality(path, raw))
+                    order=order, seed=seed, quality=_quality(path, raw), image_columns=image_columns,
+                    text_columns=text_columns)
 
 
 def _quality(path: Path, raw: dict[str, Any]) -> Quality:
@@ -256,6 +279,44 @@ def _quality(path: Path, raw: dict[str, Any]) -> Quality:
                           "whole number >= 1 (leave it out for no limit)")
     return Quality(gold_column=column, gold_file=str(path.parent / gold_file) if gold_file else None,
                    gold_rate=float(rate), gold_feedback=feedback, warmup=warmup, max_answers_per_person=quota)
+
+
+
+
+def _record(path: Path, raw: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The [record] table: `images` (2 to MAX_IMAGES column names) and `texts` (column names)."""
+    if not isinstance(raw, dict):
+        raise _task_error(path, "record", raw, "it is a table: [record] with images = [...] and texts = [...]")
+    unknown = sorted(set(raw) - _RECORD_KEYS)
+    if unknown:
+        raise _task_error(path, f"record.{unknown[0]}", raw[unknown[0]], "[record] takes images and texts")
+    found: dict[str, tuple[str, ...]] = {}
+    for key in ("images", "texts"):
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value) \
+                or len(set(value)) != len(value):
+            raise _task_error(path, f"record.{key}", value, "it is a list of distinct column names")
+        found[key] = tuple(v.strip() for v in value)
+    images, texts = found["images"], found["texts"]
+    if len(images) == 1 or len(images) > MAX_IMAGES:
+        raise _task_error(path, "record.images", list(images),
+                          f"name 2 to {MAX_IMAGES} image columns (leave it out for records of one image)")
+    both = set(images) & set(texts)
+    if both:
+        raise _task_error(path, "record.texts", list(texts), f"{sorted(both)[0]!r} is an image column already")
+    return images, texts
+
+
+def _with_images(path: Path, q: Question, images: int) -> Question:
+    """A preference question's choices, once the number of images per record is known."""
+    if images < 2:
+        raise _task_error(path, f"the {q.name} question's kind", "preference",
+                          "a preference question chooses one of a record's images, so each record needs two or "
+                          "more: name their columns in [record] images = [\"image_a\", \"image_b\"]")
+    labels = [Label(str(n), str(n)) for n in range(1, images + 1)]
+    labels += [Label(name, PREFERENCE_KEYS[name]) for name, allowed in ((TIE, q.tie), (BOTH_BAD, q.both_bad))
+               if allowed]
+    return replace(q, labels=tuple(labels))
 
 
 def _legacy_question(path: Path, raw: dict[str, Any]) -> Question:
@@ -314,6 +375,12 @@ def _question(path: Path, where: str, raw: object) -> Question:
                   suggestion_column=_suggestion(path, raw, f"{where}.suggestion_column"))
     if kind in ("label", "labels"):
         return Question(**common, labels=_labels(path, raw.get("labels"), f"{where}.labels"))
+    if kind == "preference":  # its choices (labels) follow from [record] images: load_task adds them
+        flags = {key: raw.get(key, False) for key in ("tie", "both_bad")}
+        for key, value in flags.items():
+            if not isinstance(value, bool):
+                raise _task_error(path, f"{where}.{key}", value, "use true or false")
+        return Question(**common, **flags)
     if kind == "rating":
         return Question(**common, **_rating(path, where, raw))
     if kind == "boxes":

@@ -79,8 +79,11 @@ class Signer:
             raise TicketError("this record was not issued to you")
         return int(record), nonce
 
-    def image_url(self, record_id: int, user: str, ttl: int, now: float | None = None) -> str:
+    def image_url(self, record_id: int, user: str, ttl: int, now: float | None = None, number: int = 1) -> str:
         """A record's image URL for one user, valid for at most `ttl` seconds and at least half of it.
+
+        `number` > 1: the record's further image (`/img/<record>/<number>`), its signature over
+        "<record>/<number>", which no record id can be, so no link to one image opens another.
 
         The expiry is rounded up to the end of the next half-`ttl` window, so every call in one
         window gives the same URL (a preloaded image is not fetched again) while a link handed out
@@ -88,16 +91,24 @@ class Signer:
         """
         half = max(1, ttl // 2)
         expires = (int(time.time() if now is None else now) // half + 2) * half
-        query = urlencode({"u": user, "e": expires, "s": self._mac("image", record_id, user, expires)})
-        return f"{IMAGE_ROUTE}/{record_id}?{query}"
+        query = urlencode({"u": user, "e": expires, "s": self._mac("image", _image_id(record_id, number), user,
+                                                                  expires)})
+        return f"{IMAGE_ROUTE}/{_image_id(record_id, number)}?{query}"
 
-    def verify_image(self, record_id: int, user: str, expires: str, mac: str, now: float | None = None) -> None:
+    def verify_image(self, record_id: int, user: str, expires: str, mac: str, now: float | None = None,
+                     number: int = 1) -> None:
         if not _WHOLE.fullmatch(expires):
             raise TicketError("this image link is not valid")
         if int(expires) < (now or time.time()):
             raise TicketError("this image link has expired; reload the page")
-        if not _same(mac, self._mac("image", record_id, user, int(expires))):
+        if not _same(mac, self._mac("image", _image_id(record_id, number), user, int(expires))):
             raise TicketError("this image link is not valid")
+
+
+def _image_id(record_id: int, number: int) -> str:
+    """How a link names image `number` of a record: the record alone for its first image (as before records
+    had several), else "<record>/<number>"."""
+    return str(record_id) if number == 1 else f"{record_id}/{number}"
 
 
 def _same(given: str, expected: str) -> bool:

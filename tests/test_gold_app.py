@@ -40,7 +40,7 @@ def run(user: ApiUser, answer_for) -> tuple[list[dict], dict]:
         item = view["item"]
         assert "gold" not in item["metadata"] and "gold_explanation" not in item["metadata"]
         assert set(item) == {"record", "record_id", "image_url", "width", "height", "suggestion", "metadata",
-                             "answer", "comment", "editing"}
+                             "answer", "comment", "editing", "images", "texts"}
         view = user.click("answer", ticket=item["record"], answer=[answer_for(item)])
         replies.append({"item": item, "reply": view})
     return replies, view

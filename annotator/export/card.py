@@ -122,7 +122,8 @@ def _left_out_text(c: ConfigSummary) -> str:
 
 
 _KIND_TEXT = {"label": "one label", "labels": "any number of labels", "rating": "a whole-number rating",
-              "text": "free text", "boxes": "labelled boxes drawn on the image"}
+              "text": "free text", "boxes": "labelled boxes drawn on the image",
+              "preference": "one of the record's images (its number), or tie / both_bad"}
 
 
 def _question_lines(q: Question, qs: QuestionSummary) -> list[str]:
@@ -144,7 +145,7 @@ def _question_lines(q: Question, qs: QuestionSummary) -> list[str]:
         shape = "column type string, consensus: the majority label (None on a tie, the tied labels in `tied`)"
     lines = [f"### `{q.name}`: {q.title}", "",
              f"- **Kind:** {q.kind}, {_KIND_TEXT[q.kind]}{'' if q.required else ' (optional)'}; {shape}"]
-    if q.kind == "label":
+    if q.kind in ("label", "preference"):
         lines.append(f"- **Agreement:** Krippendorff's alpha (nominal) {_alpha_text(qs.alpha)}")
     elif q.kind == "rating":
         lines.append(f"- **Agreement:** Krippendorff's alpha (ordinal) {_alpha_text(qs.alpha)}")
@@ -163,9 +164,9 @@ def _question_lines(q: Question, qs: QuestionSummary) -> list[str]:
     if q.kind == "rating":
         lines += ["", "| rating | answers |", "|---:|---:|"]
         lines += [f"| {v} | {qs.answer_counts[str(v)]} |" for v in q.scale]
-    elif q.kind in ("label", "labels"):
+    elif q.kind in ("label", "labels", "preference"):
         names = list(dict.fromkeys((*q.label_names, *sorted(qs.answer_counts))))
-        if q.kind == "label":
+        if q.kind != "labels":
             lines += ["", "| label | answers | records with this majority |", "|---|---:|---:|"]
             lines += [f"| {_cell(n)} | {qs.answer_counts[n]} | {qs.majority_counts[n]} |" for n in names]
         else:

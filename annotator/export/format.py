@@ -60,7 +60,8 @@ def answer_feature(q: Question) -> Any:
         return List({"label": Value("string"), "bbox": List(Value("float64"), length=4),
                      "suggested": Value("bool")})
     return {"label": Value("string"), "labels": List(Value("string")), "rating": Value("int32"),
-            "text": Value("string")}[q.kind]
+            "text": Value("string"),
+            "preference": Value("string")}[q.kind]
 
 
 def consensus_feature(q: Question) -> Any:

@@ -72,7 +72,7 @@ class ExportTables:
                                      configs={c.name: c.summary for c in self.configs})
         self._alpha: dict[str, AlphaAccumulator | OrdinalAccumulator] = {
             q.name: OrdinalAccumulator() if q.kind == "rating" else AlphaAccumulator()
-            for q in task.questions if q.kind in ("label", "rating")}
+            for q in task.questions if q.kind in ("label", "rating", "preference")}
         self._alpha_labels: dict[str, dict[str, AlphaAccumulator]] = {
             q.name: {} for q in task.questions if q.kind == "labels"}
 

@@ -185,6 +185,8 @@ def _question_keys(task: TaskSpec) -> list[tuple[str | None, str]]:
         rows.append((None, f"{esc(q.title)}{'' if q.required else ' (optional)'}"))
         if q.kind == "label":
             rows += [(l.key, f"answer <b>{esc(l.name)}</b>, then on to the next question") for l in q.labels if l.key]
+        elif q.kind == "preference":
+            rows += [(l.key, f"choose <b>{esc(_choice_name(l.name))}</b>") for l in q.labels]
         elif q.kind == "labels":
             rows += [(l.key, f"choose or un-choose <b>{esc(l.name)}</b>") for l in q.labels if l.key]
         elif q.kind == "boxes":
@@ -216,13 +218,22 @@ def _box_keys(q: Question) -> list[tuple[str | None, str]]:
             ("Space+drag", "move a zoomed image (so do two fingers, and the arrow keys when no box is selected)")]
 
 
+def _choice_name(value: str) -> str:
+    """How the page names a preference's choice: "Image 1", "Tie", "Both bad"."""
+    return f"Image {value}" if value.isdigit() else value.replace("_", " ").capitalize()
+
+
 def _question_block(i: int, q: Question) -> str:
     """One question on the page: its title, and its chips (label, labels, rating) or its text box."""
     esc = html.escape
     title = f'<div class="ann-q-title" id="ann-q-{i}-title">{esc(q.title)}' + \
         ("" if q.required else ' <span class="ann-hint">(optional)</span>') + "</div>"
     pressed = ' aria-pressed="false"'
-    if q.kind in ("label", "labels", "boxes"):
+    if q.kind == "preference":  # a choice's value is the image's number, or tie / both_bad
+        body = "".join(_chip(f"ann-q-{i}-{j}", l.key.upper() if l.key.isalpha() else l.key, _choice_name(l.name),
+                             f' data-value="{esc(l.name)}"{pressed}') for j, l in enumerate(q.labels))
+        body = f'<div class="ann-chips">{body}</div>'
+    elif q.kind in ("label", "labels", "boxes"):
         body = "".join(_chip(f"ann-q-{i}-{j}", l.key, l.name, f' data-value="{esc(l.name)}"{pressed}')
                        for j, l in enumerate(q.labels))
         body = f'<div class="ann-chips">{body}</div>'

@@ -15,6 +15,7 @@ where, with how large a body).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 # of CPU a second on an idle server (3 ms per annotation at 50 annotators). The page's clicks do not use
 # the queue; a queued event (the API endpoints, the dashboard) now waits at most 20 ms more to start.
 QUEUE_IDLE_POLL_S = 0.02
+_IMAGE_NUMBER = re.compile(r"[2-9]")  # a record's further images: 2 to task.MAX_IMAGES
 QUEUE_PROGRESS_POLL_S = 0.1
 
 
@@ -60,23 +62,23 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
-    def render(record_id: int, large: bool) -> ImageFile:
+    def render(record_id: int, large: bool, number: int) -> ImageFile:
         try:
-            found = runtime.service.image(record_id, large=large)
+            found = runtime.service.image(record_id, large=large, number=number)
         except ImageError as exc:
             raise HTTPException(status_code=422, detail=f"this image cannot be shown: {exc}") from None
         if found is None:
             raise HTTPException(status_code=404, detail="no such record")
         return found
 
-    async def serve(record_id: int, u: str, e: str, s: str, *, large: bool) -> Response:
+    async def serve(record_id: int, u: str, e: str, s: str, *, large: bool, number: int = 1) -> Response:
         # async, and the small rendered file read at once: a FileResponse's thread hops cost more than the read
         try:
-            runtime.signer.verify_image(record_id, u, e, s)
+            runtime.signer.verify_image(record_id, u, e, s, number=number)
         except TicketError as exc:
             raise HTTPException(status_code=403, detail=str(exc)) from None
-        found = (runtime.service.cached_image(record_id, large=large)
-                 or await run_in_threadpool(render, record_id, large))
+        found = (runtime.service.cached_image(record_id, large=large, number=number)
+                 or await run_in_threadpool(render, record_id, large, number))
         max_age = max(0, int(e) - int(time.time()))
         return Response(found.path.read_bytes(), media_type=found.media_type,
                         headers={"Cache-Control": f"private, max-age={max_age}, immutable"})
@@ -91,6 +93,16 @@ def create_app(runtime: Runtime) -> FastAPI:
         record's image was handed to this person until its expiry, whichever size they look at. Rendered
         when first asked for (the display rendition stays the click path's only work)."""
         return await serve(record_id, u, e, s, large=True)
+
+    @app.get(IMAGE_ROUTE + "/{record_id}/{number}")  # after /large, which it would match too
+    async def further_image(record_id: int, number: str, u: str = "", e: str = "", s: str = "") -> Response:
+        """A record's second, third... image, under a signature over the record and the image's number
+        (`Signer.image_url`). The first image has only its own link (`/img/<id>`); no zoomed rendition
+        of the others (the page zooms a record of one image only). `number` is read here, not by a path
+        convertor: a number of thousands of digits is a plain 404, not a failed conversion."""
+        if not _IMAGE_NUMBER.fullmatch(number):
+            raise HTTPException(status_code=404, detail="no such image")
+        return await serve(record_id, u, e, s, large=False, number=int(number))
 
     add_static_routes(app)  # the page's script and style (annotator/ui/static), by content-versioned URL
     blocks, head = build_blocks(runtime)

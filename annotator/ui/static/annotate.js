@@ -58,16 +58,18 @@
     const slot = $('ann-error');
     if (slot) { slot.textContent = text || ''; slot.classList.toggle('ann-hidden', !text); }
   };
+  // every image of a record (several when it has more than one: each with its link and size)
+  const urlsOf = (item) => (item.images && item.images.length > 1 ? item.images.map((i) => i.url) : [item.image_url]);
   const preload = (items) => {
-    const keep = new Set(items.map((i) => i.image_url));
-    if (A.shown) keep.add(A.shown.image_url);
+    const keep = new Set(items.flatMap(urlsOf));
+    if (A.shown) urlsOf(A.shown).forEach((url) => keep.add(url));
     for (const url of A.images.keys()) if (!keep.has(url)) A.images.delete(url);
-    for (const item of items) {
-      if (A.images.has(item.image_url)) continue;
+    for (const url of keep) {
+      if (A.images.has(url)) continue;
       const img = new Image();
-      img.src = item.image_url;
+      img.src = url;
       img.decode().catch(() => {});
-      A.images.set(item.image_url, img);
+      A.images.set(url, img);
     }
   };
   // the server's word on saving counts only once the page has nothing left to send; offline, the page
@@ -114,9 +116,29 @@
       const how = C.multi ? 'press its key to choose it, or Enter to accept it alone' : 'press Enter to accept';
       notes = `<div class="ann-suggestion">Suggested: <b>${esc(item.suggestion)}</b> (${how})</div>`;
     }
-    let img = A.images.get(item.image_url);
-    if (!img) { img = new Image(); img.src = item.image_url; A.images.set(item.image_url, img); }
-    box.innerHTML = notes;
+    const texts = (item.texts || []).map((t) => `<div class="ann-text" data-name="${esc(t.name)}">${esc(t.text)}</div>`).join('');
+    if (item.images && item.images.length > 1) { renderSeveral(box, item, notes, texts); }
+    else { renderOne(box, item, notes, texts); }
+    const shownKey = `${item.record_id}${item.editing ? ':earlier' : ''}`;
+    if (A.selectedFor !== shownKey) {  // a new record: its earlier answer is chosen; a suggestion is only suggested
+      A.selectedFor = shownKey;
+      A.selected = new Set(C.multi && item.editing ? item.answer : []);
+    }
+    renderChoices();
+    if (Q) Q.show(item);  // issue 15: several questions
+    const comment = document.querySelector('#ann-comment textarea');
+    if (comment) { comment.value = item.comment || ''; showComment(!!comment.value); }  // collapsed unless it has text
+    const where = A.view && A.view.progress ? `; ${A.view.progress.remaining_for_me} left for you` : '';
+    const said = item.editing ? `Changing your earlier answer on image ${item.record_id}`
+                              : `Image ${item.record_id}${item.suggestion ? `, suggested: ${item.suggestion}` : ''}`;
+    announce('ann-live', `${said}${where}.`);
+  };
+  // a record of one image: the page it always had, the image in the zoom layer (texts, when the task
+  // has them, over the image as the notes are)
+  const renderOne = (box, item, notes, texts) => {
+    box.classList.remove('ann-several');
+    const img = preloaded(item.image_url);
+    box.innerHTML = notes + (texts ? `<div class="ann-texts ann-over">${texts}</div>` : '');
     // tiny images are enlarged with crisp pixels; every image fills the stage, contained
     img.className = item.width < 128 && item.height < 128 ? 'ann-main ann-tiny' : 'ann-main'; img.id = 'ann-img';
     img.alt = `record ${item.record_id}`; img.width = item.width; img.height = item.height;
@@ -131,19 +153,33 @@
     applyZoom();
     fitStage();
     if (img.complete && img.naturalWidth === 0) imageFailed(img);  // its preload had failed already
-    const shownKey = `${item.record_id}${item.editing ? ':earlier' : ''}`;
-    if (A.selectedFor !== shownKey) {  // a new record: its earlier answer is chosen; a suggestion is only suggested
-      A.selectedFor = shownKey;
-      A.selected = new Set(C.multi && item.editing ? item.answer : []);
-    }
-    renderChoices();
-    if (Q) Q.show(item);  // issue 15: several questions
-    const comment = document.querySelector('#ann-comment textarea');
-    if (comment) { comment.value = item.comment || ''; showComment(!!comment.value); }  // collapsed unless it has text
-    const where = A.view && A.view.progress ? `; ${A.view.progress.remaining_for_me} left for you` : '';
-    const said = item.editing ? `Changing your earlier answer on image ${item.record_id}`
-                              : `Image ${item.record_id}${item.suggestion ? `, suggested: ${item.suggestion}` : ''}`;
-    announce('ann-live', `${said}${where}.`);
+  };
+  const preloaded = (url) => {
+    let img = A.images.get(url);
+    if (!img) { img = new Image(); img.src = url; A.images.set(url, img); }
+    return img;
+  };
+  // a record of several images: its texts above them, the images side by side (stacked on a narrow window),
+  // each under its number as a large badge (the key that chooses it); no zoom
+  const renderSeveral = (box, item, notes, texts) => {
+    box.classList.add('ann-several');
+    box.innerHTML = `${notes}${texts ? `<div class="ann-texts">${texts}</div>` : ''}<div id="ann-pair"></div>`;
+    const pair = box.querySelector('#ann-pair');
+    item.images.forEach((info, i) => {
+      const figure = document.createElement('figure');
+      figure.className = 'ann-figure';
+      figure.innerHTML = `<span class="ann-badge" aria-hidden="true">${i + 1}</span>`;
+      const img = preloaded(info.url);
+      img.className = 'ann-main'; img.id = `ann-img-${i + 1}`; img.alt = `record ${item.record_id}, image ${i + 1}`;
+      img.width = info.width; img.height = info.height; img.draggable = false;
+      img.dataset.record = String(item.record_id);
+      img.onerror = () => showError(CANNOT_SHOW);
+      figure.appendChild(img);
+      pair.appendChild(figure);
+      if (img.complete && img.naturalWidth === 0) showError(CANNOT_SHOW);
+    });
+    Z.scale = 1; Z.x = 0; Z.y = 0; Z.large = null;
+    fitStage();
   };
   // the label buttons: chosen (pressed, ticked), suggested (a badge, not chosen), earlier answer
   const renderChoices = () => {

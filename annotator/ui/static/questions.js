@@ -135,7 +135,7 @@
     // the keys of the active question first, then a text question's key (it focuses that box)
     const keyFor = (k) => {
       const q = QS[S.active];
-      if (q.kind === 'label' || q.kind === 'labels' || q.kind === 'boxes') {
+      if (q.kind === 'label' || q.kind === 'labels' || q.kind === 'boxes' || q.kind === 'preference') {
         const l = q.labels.find((x) => x.key && x.key.toLowerCase() === k);
         if (l) return () => press(S.active, l.name, true);
       } else if (q.kind === 'rating') {
