@@ -26,7 +26,7 @@ Exports written before typed answers had one `answer` list column in
 Both directions live here, so a column is named in this module only: the
 export writes rows with `record_row` and `response_row`, restore reads them
 back with `record_from_row` and `response_from_row` (and reads only
-`RECORD_COLUMNS` of `records`).
+`RECORD_COLUMNS` of `records`, and `more_images` when it is there).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ BYTE_COLUMNS = (IMAGE, MORE_IMAGES)
 
 # the columns of `records` that hold the record as the store has it: all that restore reads back
 RECORD_COLUMNS = (IMAGE, "record_id", "source_key", "image_file", "sha256", "width", "height", "metadata",
-                  "suggestion", "position", "extra_answers", MORE_IMAGES)
+                  "suggestion", "position", "extra_answers")
 # the columns of `responses` beside the questions' own; an export before typed answers added `answer`
 RESPONSE_COLUMNS = ("record_id", "source_key", "annotator", "status", "comment", "time_spent_ms", "created_at",
                     "updated_at")

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 
 from annotator.config import Settings
 from annotator.task import TaskSpec, legacy_question
-from annotator.export.format import (CONFIGS, RECORD_COLUMNS, RECORDS, RESPONSES, image_bytes, more_image_bytes,
-                                     record_from_row, response_from_row)
+from annotator.export.format import (CONFIGS, MORE_IMAGES, RECORD_COLUMNS, RECORDS, RESPONSES, image_bytes,
+                                     more_image_bytes, record_from_row, response_from_row)
 from annotator.export.push_state import save_export_state
 from annotator.export.tables import SHARD_ROWS
 from annotator.export.token_scrub import describe_error, protect_token_in_logs
@@ -123,7 +123,8 @@ def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | 
     def record_batches() -> Iterator[list[Record]]:
         for path in sorted((local / RECORDS).glob("*.parquet")):
             file = pq.ParquetFile(path)
-            columns = [c for c in RECORD_COLUMNS if c in file.schema_arrow.names]  # more_images: several only
+            # more_images: only in the export of a task of several images
+            columns = [c for c in (*RECORD_COLUMNS, MORE_IMAGES) if c in file.schema_arrow.names]
             for batch in file.iter_batches(batch_size=SHARD_ROWS, columns=columns):
                 yield [record_from_row(row, saved_image(row, image_bytes(row)),
                                        [saved_image(row, data) for data in more_image_bytes(row)])
