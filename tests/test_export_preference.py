@@ -18,12 +18,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from test_export import REPO, T0, export_commits, hub, make_settings, png  # noqa: E402,F401
 
-from annotator.export.hub import Exporter  # noqa: E402
+from test_export_configs import _push  # noqa: E402
+
+from annotator.export.train_configs import RecordAnswers, train_configs  # noqa: E402
 from annotator.export.restore import restore_from_hub  # noqa: E402
 from annotator.ingest import ingest_folder  # noqa: E402
-from annotator.model import ResponseWrite  # noqa: E402
+from annotator.model import Record, ResponseWrite  # noqa: E402
 from annotator.store import Store  # noqa: E402
-from annotator.task import TaskSpec, load_task  # noqa: E402
+from annotator.task import load_task  # noqa: E402
 
 TASK_FILE = Path(__file__).resolve().parent.parent / "examples" / "preference" / "task.toml"
 # per record (in metadata order): the answers to `preferred`, one per person
@@ -69,12 +71,23 @@ def pairs(root: Path) -> list[tuple[bytes, bytes]]:
     return images
 
 
-def _push(store: Store, task: TaskSpec, settings, hub) -> None:
-    exporter = Exporter(store, task, settings, endpoint=hub.endpoint)
-    try:
-        exporter.push_now()
-    finally:
-        exporter.stop(final_push=False)
+def test_a_record_of_three_images_gives_the_chosen_one_against_each_other() -> None:
+    task = load_task(TASK_FILE)
+    (config,) = [c for c in train_configs(task) if c.name == "preference"]
+    record = Record(7, "k", "a.png", "a" * 64, 1, 1, 1, {"prompt": "p"}, None, 7, 0)
+    images = ({"bytes": b"1", "path": "1.png"}, {"bytes": b"2", "path": "2.png"}, {"bytes": b"3", "path": "3.png"})
+
+    def view(votes: list[str], ties: list[str], majority: str | None, more=images[1:]) -> RecordAnswers:
+        return RecordAnswers(record, images[0], {"preferred": votes}, {"preferred": majority}, {"preferred": ties},
+                             more_images=more, texts={"prompt": "p"})
+
+    rows = config.rows(view(["3", "3", "1"], [], "3"))
+    assert [(r["image_chosen"], r["image_rejected"], r["rejected"], r["votes_chosen"], r["votes_rejected"])
+            for r in rows] == [(images[2], images[0], 1, 2, 1), (images[2], images[1], 2, 2, 0)]
+    assert config.rows(view(["1", "tie"], ["1", "tie"], None)) == []
+    assert config.rows(view(["2"], [], "2", more=(images[1], None))) == []
+    assert config.summary.rows == 2 and dict(config.summary.left_out) == {
+        "tied records": 1, "records exported without their image": 1}
 
 
 def test_preference_pairs_export_as_chosen_and_rejected_and_restore_every_image(hub, tmp_path: Path) -> None:

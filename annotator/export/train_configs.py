@@ -24,7 +24,8 @@ several have: names never collide, with each other nor with `records` and
 `responses`, and every folder the export owns is recognisable (`owned_folder`)
 so a re-export deletes the shards of configs that no longer exist.
 
-Plug-in point: a new kind is one more `Kind` in `KINDS`, with its `features` (the columns of its config, as `datasets` types) and its `rows`
+Plug-in point: a new kind is one more `Kind` in `KINDS`, with its `features`
+(the columns of its config, as `datasets` types) and its `rows`
 (what one record gives: zero or more rows, each reason to leave a record or an
 answer out counted in `left_out`). It reads the record's data from
 `RecordAnswers`, which the tables builder fills once per record (the image
