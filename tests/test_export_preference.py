@@ -1,8 +1,8 @@
 """Records of several images through the Hub export and back: `records` carries every image (`image`, then
 `more_images`) and the texts; the `preference` config holds the majority's image against the other, with the
 vote counts, ties and "tie" / "both_bad" majorities left out and counted in the card; restore into an empty
-store gives every image back, stored and linked, with the same fingerprint. All through the stand-in Hub,
-loaded with `datasets`.
+store (DuckDB: with the same fingerprint; PostgreSQL) gives every image back, stored and linked. All through
+the stand-in Hub, loaded with `datasets`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from annotator.export.train_configs import RecordAnswers, train_configs  # noqa:
 from annotator.export.restore import restore_from_hub  # noqa: E402
 from annotator.ingest import ingest_folder  # noqa: E402
 from annotator.model import Record, ResponseWrite  # noqa: E402
+from annotator.pg_store import PgStore  # noqa: E402
 from annotator.store import Store  # noqa: E402
 from annotator.task import load_task  # noqa: E402
 
@@ -90,7 +91,8 @@ def test_a_record_of_three_images_gives_the_chosen_one_against_each_other() -> N
         "tied records": 1, "records exported without their image": 1}
 
 
-def test_preference_pairs_export_as_chosen_and_rejected_and_restore_every_image(hub, tmp_path: Path) -> None:
+def test_preference_pairs_export_as_chosen_and_rejected_and_restore_every_image(hub, tmp_path: Path,
+                                                                              pg_url: str) -> None:
     task = load_task(TASK_FILE)
     settings = make_settings(tmp_path / "a")
     images = pairs(tmp_path / "src")
@@ -160,3 +162,11 @@ def test_preference_pairs_export_as_chosen_and_rejected_and_restore_every_image(
                 first, (second,) = again[record_id], again[record_id].more_images
                 assert (target_settings.images_dir / first.image_path).read_bytes() == images[i][0]
                 assert (target_settings.images_dir / second.path).read_bytes() == images[i][1]
+
+        # and into an empty PostgreSQL store: the same records, every image linked
+        pg_settings = make_settings(tmp_path / "c", store_url=pg_url)
+        with closing(PgStore(pg_url)) as pg:
+            restored = restore_from_hub(pg, pg_settings, task, endpoint=hub.endpoint)
+            assert restored is not None and restored.records == len(VOTES) and restored.missing_images == 0
+            assert pg.records(ids) == source.records(ids)
+            assert all((pg_settings.images_dir / r.more_images[0].path).is_file() for r in pg.records(ids).values())
