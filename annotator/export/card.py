@@ -61,8 +61,8 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
         f"annotator{'s' if task.overlap != 1 else ''}",
     ]
     if summary.missing_images:
-        lines.append(f"- **Missing images:** {summary.missing_images} records were exported without their image "
-                     f"(the file could not be read)")
+        lines.append(f"- **Missing images:** {summary.missing_images} images were exported without their "
+                     f"bytes (the file could not be read)")
     lines += ["", "## Questions", "",
               "Each question is a column of `responses` (null when an answer left it open, and on skips) and, "
               "except text, a consensus column of `records`.", ""]

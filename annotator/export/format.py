@@ -7,6 +7,10 @@
   boxes a majority drew, annotator.boxes.consensus; text: none),
   the ties stated (`tied`), the record's agreement per question, answer
   counts, status (complete / partial / untouched) and the list of answers;
+  a task of several images per record (`[record] images`) adds `more_images`,
+  the record's images after the first (`image`), in task order, each
+  {`image`, `column`, `image_file`, `sha256`, `width`, `height`}, and, with
+  `[record] texts`, `texts`: {text column: the record's text};
 * `responses`: one row per answer, skips included with status "skipped", one
   column per question (label and text: string, labels: list of strings,
   rating: int32, boxes: list of {label, bbox [x, y, w, h] float64, suggested};
@@ -22,17 +26,17 @@ Exports written before typed answers had one `answer` list column in
 Both directions live here, so a column is named in this module only: the
 export writes rows with `record_row` and `response_row`, restore reads them
 back with `record_from_row` and `response_from_row` (and reads only
-`RECORD_COLUMNS` of `records`).
+`RECORD_COLUMNS` of `records`, and `more_images` when it is there).
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from annotator.task import Question, TaskSpec
-from annotator.model import Answer, LegacyQuestion, Record, Response
+from annotator.model import Answer, LegacyQuestion, Record, RecordImage, Response
 
 if TYPE_CHECKING:
     from annotator.images import SavedImage
@@ -41,6 +45,9 @@ RECORDS = "records"
 RESPONSES = "responses"
 CONFIGS = (RECORDS, RESPONSES)
 IMAGE = "image"  # the column of image bytes: in Parquet only, JSONL and CSV leave it out
+MORE_IMAGES = "more_images"  # a several-image record's images after the first: bytes too, Parquet only
+TEXTS = "texts"
+BYTE_COLUMNS = (IMAGE, MORE_IMAGES)
 
 # the columns of `records` that hold the record as the store has it: all that restore reads back
 RECORD_COLUMNS = (IMAGE, "record_id", "source_key", "image_file", "sha256", "width", "height", "metadata",
@@ -83,6 +90,9 @@ def records_features(task: TaskSpec) -> Any:
     from datasets import Features, Image, List, Value
     consensus = {q.name: consensus_feature(q) for q in scored(task)}
     agreement = {q.name: Value("float64") for q in scored(task)}
+    more = {MORE_IMAGES: List({IMAGE: Image(), "column": Value("string"), "image_file": Value("string"),
+                               "sha256": Value("string"), "width": Value("int32"), "height": Value("int32")})}
+    texts = {TEXTS: {name: Value("string") for name in task.text_columns}}
     return Features({
         IMAGE: Image(),
         "record_id": Value("int32"),
@@ -93,6 +103,8 @@ def records_features(task: TaskSpec) -> Any:
         "height": Value("int32"),
         "metadata": Value("string"),
         "suggestion": Value("string"),
+        **(more if task.image_columns else {}),
+        **(texts if task.text_columns else {}),
         **consensus,
         "tied": List({"question": Value("string"), "label": Value("string")}),
         **({"agreement": agreement} if agreement else {}),
@@ -129,9 +141,12 @@ def responses_features(task: TaskSpec) -> Any:
 
 def record_row(record: Record, image: dict[str, Any] | None, submitted: list[Response], *, skipped: int,
                consensus: dict[str, Any], tied: list[dict[str, str]], agreement: dict[str, float | None],
-               status: str) -> dict[str, Any]:
+               status: str, more: list[dict[str, Any] | None] | None = None,
+               texts: dict[str, str | None] | None = None) -> dict[str, Any]:
     """The `records` row of `record`: `image` as {"bytes", "path"}; the consensus (by question), the ties
-    ({"question", "label"}) and the agreement (by question) as computed by the caller."""
+    ({"question", "label"}) and the agreement (by question) as computed by the caller. `more` (a task of
+    several images): the record's further images as {"bytes", "path"}, None for one that could not be
+    read; `texts` (a task with texts): the record's texts by column."""
     return {
         IMAGE: image,
         "record_id": record.id,
@@ -142,6 +157,10 @@ def record_row(record: Record, image: dict[str, Any] | None, submitted: list[Res
         "height": record.height,
         "metadata": json.dumps(record.metadata, sort_keys=True, ensure_ascii=False, default=str),
         "suggestion": record.suggestion,
+        **({MORE_IMAGES: [{IMAGE: data, "column": i.column, "image_file": i.path, "sha256": i.sha256,
+                           "width": i.width, "height": i.height} for i, data in zip(record.more_images, more)]}
+           if more is not None else {}),
+        **({TEXTS: texts} if texts is not None else {}),
         **consensus,
         "tied": tied,
         **({"agreement": agreement} if agreement else {}),
@@ -167,8 +186,16 @@ def image_bytes(row: dict[str, Any]) -> bytes | None:
     return (row[IMAGE] or {}).get("bytes")
 
 
-def record_from_row(row: dict[str, Any], saved: SavedImage | None) -> Record:
-    """The Record a `records` row holds; `saved`: its image as stored again, None when there is none.
+def more_image_bytes(row: dict[str, Any]) -> list[bytes | None]:
+    """The bytes of each further image a `records` row carries (none in a one-image export), None for one
+    exported without its image."""
+    return [(item[IMAGE] or {}).get("bytes") for item in row.get(MORE_IMAGES) or []]
+
+
+def record_from_row(row: dict[str, Any], saved: SavedImage | None,
+                    more_saved: Sequence[SavedImage | None] = ()) -> Record:
+    """The Record a `records` row holds; `saved`: its image as stored again, None when there is none;
+    `more_saved`: likewise its further images, in `more_images` order.
 
     Without an image the row's file name, hash and size are kept (size 0: no file).
     """
@@ -182,7 +209,15 @@ def record_from_row(row: dict[str, Any], saved: SavedImage | None) -> Record:
         id=row["record_id"], source_key=row["source_key"], image_path=path, sha256=sha,
         width=width, height=height, size_bytes=size, metadata=json.loads(row["metadata"] or "{}"),
         suggestion=row["suggestion"], position=row["position"] if row["position"] is not None
-        else row["record_id"], extra_answers=row["extra_answers"] or 0)
+        else row["record_id"], extra_answers=row["extra_answers"] or 0,
+        more_images=tuple(_more_image(item, s) for item, s in zip(row.get(MORE_IMAGES) or [], more_saved)))
+
+
+def _more_image(item: dict[str, Any], saved: SavedImage | None) -> RecordImage:
+    if saved is None:
+        return RecordImage(item["column"] or "", item["image_file"] or "", item["sha256"] or "",
+                           item["width"] or 0, item["height"] or 0, 0)
+    return RecordImage(item["column"] or "", *saved, len((item[IMAGE] or {}).get("bytes") or b""))
 
 
 def response_from_row(row: dict[str, Any], legacy: LegacyQuestion | None = None) -> Response:

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 
 from annotator.config import Settings
 from annotator.task import TaskSpec, legacy_question
-from annotator.export.format import (CONFIGS, RECORD_COLUMNS, RECORDS, RESPONSES, image_bytes, record_from_row,
-                                     response_from_row)
+from annotator.export.format import (CONFIGS, MORE_IMAGES, RECORD_COLUMNS, RECORDS, RESPONSES, image_bytes,
+                                     more_image_bytes, record_from_row, response_from_row)
 from annotator.export.push_state import save_export_state
 from annotator.export.tables import SHARD_ROWS
 from annotator.export.token_scrub import describe_error, protect_token_in_logs
@@ -49,7 +49,7 @@ class RestoreReport:
         text = (f"restored {self.records} records and {self.responses} answers from {self.repo} "
                 f"in {self.seconds:.1f}s")
         if self.missing_images:
-            text += f"; {self.missing_images} records had no image in the export"
+            text += f"; {self.missing_images} images were not in the export"
         if self.unknown_labels:
             text += f"; {self.unknown_labels} answers use labels the task no longer has"
         return text
@@ -109,22 +109,26 @@ def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | 
     legacy = legacy_question(task) if task else None
     images_dir = settings.images_dir
 
-    def saved_image(row: dict[str, Any]) -> SavedImage | None:
-        data = image_bytes(row)
+    def saved_image(row: dict[str, Any], data: bytes | None) -> SavedImage | None:
         if not data:
             counts["missing_images"] += 1
             return None
         try:
             return save_original(data, images_dir, settings.max_image_pixels)
         except ImageError as exc:
-            log.warning("restore: the image of record %s is unreadable (%s)", row["record_id"], exc)
+            log.warning("restore: an image of record %s is unreadable (%s)", row["record_id"], exc)
             counts["missing_images"] += 1
             return None
 
     def record_batches() -> Iterator[list[Record]]:
         for path in sorted((local / RECORDS).glob("*.parquet")):
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=SHARD_ROWS, columns=list(RECORD_COLUMNS)):
-                yield [record_from_row(row, saved_image(row)) for row in batch.to_pylist()]
+            file = pq.ParquetFile(path)
+            # more_images: only in the export of a task of several images
+            columns = [c for c in (*RECORD_COLUMNS, MORE_IMAGES) if c in file.schema_arrow.names]
+            for batch in file.iter_batches(batch_size=SHARD_ROWS, columns=columns):
+                yield [record_from_row(row, saved_image(row, image_bytes(row)),
+                                       [saved_image(row, data) for data in more_image_bytes(row)])
+                       for row in batch.to_pylist()]
 
     def response_batches() -> Iterator[list[Response]]:
         for path in sorted((local / RESPONSES).glob("*.parquet")):

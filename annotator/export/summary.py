@@ -140,7 +140,7 @@ class ExportSummary:
     questions: dict[str, QuestionSummary] = field(default_factory=dict)  # in task order
     configs: dict[str, ConfigSummary] = field(default_factory=dict)      # the ready-to-train ones, if built
     annotators: set[str] = field(default_factory=set)
-    missing_images: int = 0
+    missing_images: int = 0  # images (any of a record's) whose file could not be read
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from annotator import boxes, metrics
 from annotator.task import Question, TaskSpec
-from annotator.export.format import IMAGE, record_row, records_features, response_row, responses_features
+from annotator.export.format import record_row, records_features, response_row, responses_features
 from annotator.export.summary import AlphaAccumulator, ExportSummary, OrdinalAccumulator, QuestionSummary
 from annotator.export.train_configs import RecordAnswers, TrainConfig
 from annotator.model import Record, Response, record_status
@@ -91,8 +91,7 @@ class ExportTables:
             for record in records:
                 answers = by_record.get(record.id, [])
                 row, view = self._record_row(record, answers)
-                image = row[IMAGE]
-                image_size = len(image["bytes"]) if image else 0
+                image_size = sum(len(image["bytes"]) for image in (view.image, *view.more_images) if image)
                 size += image_size
                 rec_rows.append(row)
                 resp_rows.extend(response_row(record, r) for r in answers)
@@ -120,17 +119,18 @@ class ExportTables:
                      pa.Table.from_pylist(resp_rows, schema=self.responses_schema),
                      {c.name: pa.Table.from_pylist(train_rows[c.name], schema=c.schema) for c in self.configs})
 
-    def _image(self, record: Record) -> dict[str, Any] | None:
+    def _image(self, record: Record, image_path: str) -> dict[str, Any] | None:
+        """One image of `record` as {"bytes", "path"}, None (counted, logged) when it cannot be read."""
         try:  # os.path, not pathlib: pathlib interns every path part, a leak of ~100 B per record
-            with open(os.path.join(self._images_root, record.image_path), "rb") as f:
+            with open(os.path.join(self._images_root, image_path), "rb") as f:
                 data = f.read()
         except OSError as exc:
             self.summary.missing_images += 1
             if self.summary.missing_images <= 5:
-                log.warning("export: the image of record %d (%s) cannot be read (%s); exported without it",
-                            record.id, record.image_path, exc.strerror or exc)
+                log.warning("export: an image of record %d (%s) cannot be read (%s); exported without it",
+                            record.id, image_path, exc.strerror or exc)
             return None
-        return {"bytes": data, "path": posixpath.basename(record.image_path)}
+        return {"bytes": data, "path": posixpath.basename(image_path)}
 
     def _record_row(self, record: Record, answers: list[Response]) -> tuple[dict[str, Any], RecordAnswers]:
         """The record's `records` row, and what the ready-to-train configs read of it."""
@@ -162,10 +162,15 @@ class ExportTables:
         needed = self.task.overlap + record.extra_answers
         status = record_status(len(submitted), needed)
         s.status[status] += 1
-        image = self._image(record)
+        image = self._image(record, record.image_path)
+        more = [self._image(record, i.path) for i in record.more_images] if self.task.image_columns else []
+        texts = {name: _text(record.metadata.get(name)) for name in self.task.text_columns}
         row = record_row(record, image, submitted, skipped=len(answers) - len(submitted),
-                         consensus=consensus, tied=tied, agreement=agreement, status=status)
-        return row, RecordAnswers(record, image, values_by_question, consensus, ties_by_question, status)
+                         consensus=consensus, tied=tied, agreement=agreement, status=status,
+                         more=more if self.task.image_columns else None,
+                         texts=texts if self.task.text_columns else None)
+        return row, RecordAnswers(record, image, values_by_question, consensus, ties_by_question, status,
+                                  tuple(more), texts)
 
     def _consensus(self, q: Question, values: list[Any], qs: QuestionSummary, consensus: dict[str, Any],
                    agreement: dict[str, float | None]) -> list[str]:
@@ -214,6 +219,11 @@ class ExportTables:
             self.summary.questions[name].alpha = acc.result()
         for name, per_label in self._alpha_labels.items():
             self.summary.questions[name].alpha_per_label = {label: acc.result() for label, acc in per_label.items()}
+
+
+def _text(value: Any) -> str | None:
+    """A record's text as the page shows it (a number in the metadata is text too)."""
+    return None if value is None else str(value)
 
 
 def build_tables(store: StoreProtocol, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,

@@ -11,7 +11,12 @@ export publishes configs a training script loads as they come:
 * `captions` (text questions): `record_id`, `image`, `text`, one row per
   non-empty answer;
 * `objects` (boxes questions, annotator/export/objects.py): the layout of the
-  Hub's object-detection guides, one row per complete record.
+  Hub's object-detection guides, one row per complete record;
+* `preference` (preference questions, records of several images): `record_id`,
+  `prompt` (the record's first text), `image_chosen` (the image the majority
+  chose), `image_rejected` (another image of the record: one row per image not
+  chosen, so a pair gives one row) and the vote counts; records whose majority
+  is a tie between images, "tie" or "both_bad" are left out and counted.
 
 A config is named after its kind (`classification`) when one question of the
 task has that kind, and `<kind>_<question>` (`classification_animal`) when
@@ -19,8 +24,8 @@ several have: names never collide, with each other nor with `records` and
 `responses`, and every folder the export owns is recognisable (`owned_folder`)
 so a re-export deletes the shards of configs that no longer exist.
 
-Plug-in point: a new kind (e.g. `preference` for records with several images)
-is one more `Kind` in `KINDS`, with its `features` (the columns of its config, as `datasets` types) and its `rows`
+Plug-in point: a new kind is one more `Kind` in `KINDS`, with its `features`
+(the columns of its config, as `datasets` types) and its `rows`
 (what one record gives: zero or more rows, each reason to leave a record or an
 answer out counted in `left_out`). It reads the record's data from
 `RecordAnswers`, which the tables builder fills once per record (the image
@@ -33,7 +38,7 @@ and the deletion of stale shards all go through this registry.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any, Callable, Mapping
 
@@ -43,7 +48,7 @@ from annotator.export.format import CONFIGS, IMAGE
 from annotator.export.objects import objects_features, objects_row
 from annotator.export.summary import ConfigSummary
 from annotator.model import Record
-from annotator.task import Question, TaskSpec
+from annotator.task import BOTH_BAD, TIE, Question, TaskSpec
 
 # why a record (or an answer) gave no row; counted per config and stated in the card
 UNANSWERED = "records without an answer"
@@ -52,6 +57,9 @@ UNKNOWN_LABEL = "records whose consensus names a label the task no longer has"
 NO_IMAGE = "records exported without their image"
 EMPTY_TEXT = "empty answers"
 NOT_COMPLETE = "records not complete yet"
+TIED_IMAGES = "records whose majority is a tie between images"
+MAJORITY_TIE = 'records whose majority answered "tie"'
+MAJORITY_BOTH_BAD = 'records whose majority answered "both_bad"'
 
 
 @dataclass(frozen=True)
@@ -61,9 +69,11 @@ class RecordAnswers:
     `image`: {"bytes", "path"} as in `records` (the same bytes, read once), None
     when the file could not be read. `values`: per question, the submitted
     answers that answer it (an optional question left open is not there).
-    `consensus` and `ties`: per label, labels or rating question, what
-    `metrics` gives (the majority label, the labels more than half chose, the
-    median rating; the tied labels).
+    `consensus` and `ties`: per label, labels, rating or preference question,
+    what `metrics` gives (the majority label, the labels more than half chose,
+    the median rating; the tied labels). `more_images`: the record's images
+    after the first, like `image` (empty for a task of one image); `texts`:
+    the record's texts by the task's text column.
     """
     record: Record
     image: dict[str, Any] | None
@@ -71,6 +81,8 @@ class RecordAnswers:
     consensus: Mapping[str, Any]
     ties: Mapping[str, list[str]]
     status: str = "complete"  # model.record_status: complete / partial / untouched
+    more_images: tuple[dict[str, Any] | None, ...] = ()
+    texts: Mapping[str, str | None] = field(default_factory=dict)
 
 
 Rows = Callable[[Question, RecordAnswers, Counter[str]], list[dict[str, Any]]]
@@ -191,12 +203,61 @@ def _objects_holds(q: Question) -> str:
             "augmentation step (`ds.features[\"objects\"][\"category\"].feature.names` are the labels)")
 
 
+def _preference_features(q: Question) -> dict[str, Any]:
+    from datasets import Image, Value
+    return {"record_id": Value("int32"), "prompt": Value("string"), "image_chosen": Image(),
+            "image_rejected": Image(), "chosen": Value("int32"), "rejected": Value("int32"),
+            "votes_chosen": Value("int32"), "votes_rejected": Value("int32"), "votes_tie": Value("int32"),
+            "votes_both_bad": Value("int32"), "num_votes": Value("int32")}
+
+
+def _preference_rows(q: Question, view: RecordAnswers, left_out: Counter[str]) -> list[dict[str, Any]]:
+    """The image the majority chose against each other image of the record; none on a tie between images,
+    a majority of "tie" or "both_bad", or a missing image."""
+    values = view.values[q.name]
+    if not values:
+        left_out[UNANSWERED] += 1
+        return []
+    if view.ties[q.name]:
+        left_out[TIED_IMAGES if all(v.isdigit() for v in view.ties[q.name]) else TIED] += 1
+        return []
+    chosen = view.consensus[q.name]
+    if chosen in (TIE, BOTH_BAD):
+        left_out[MAJORITY_TIE if chosen == TIE else MAJORITY_BOTH_BAD] += 1
+        return []
+    images = (view.image, *view.more_images)
+    if not chosen.isdigit() or not 1 <= int(chosen) <= len(images):
+        left_out[UNKNOWN_LABEL] += 1
+        return []
+    if any(image is None for image in images):
+        left_out[NO_IMAGE] += 1
+        return []
+    votes = Counter(values)
+    base = {"record_id": view.record.id, "prompt": next(iter(view.texts.values()), None),
+            "image_chosen": images[int(chosen) - 1],
+            "chosen": int(chosen), "votes_chosen": votes[chosen], "votes_tie": votes[TIE],
+            "votes_both_bad": votes[BOTH_BAD], "num_votes": len(values)}
+    return [{**base, "image_rejected": images[n - 1], "rejected": n, "votes_rejected": votes[str(n)]}
+            for n in range(1, len(images) + 1) if n != int(chosen)]
+
+
+def _preference_holds(q: Question) -> str:
+    return ("`prompt` (the record's first `[record] texts` column, null without one), `image_chosen` (the "
+            "image most answers chose) and `image_rejected` (another image of the record: a pair gives one "
+            "row, a record of n images n - 1 rows, the chosen one against each other), `chosen` and "
+            "`rejected` (the images' numbers, 1 the first), `votes_chosen`, `votes_rejected`, `votes_tie`, "
+            "`votes_both_bad` and `num_votes` (all answers); records whose majority is a tie between images, "
+            '"tie" or "both_bad" are left out')
+
+
 CLASSIFICATION = Kind("classification", ("label", "labels"), "image-classification", _classification_features,
                       _classification_rows, _classification_holds)
 RATING = Kind("rating", ("rating",), "image-classification", _rating_features, _rating_rows, _rating_holds)
 CAPTIONS = Kind("captions", ("text",), "image-to-text", _caption_features, _caption_rows, _caption_holds)
 OBJECTS = Kind("objects", ("boxes",), "object-detection", objects_features, _objects_rows, _objects_holds)
-KINDS: tuple[Kind, ...] = (CLASSIFICATION, RATING, CAPTIONS, OBJECTS)
+PREFERENCE = Kind("preference", ("preference",), "text-to-image", _preference_features,
+                  _preference_rows, _preference_holds)
+KINDS: tuple[Kind, ...] = (CLASSIFICATION, RATING, CAPTIONS, OBJECTS, PREFERENCE)
 
 
 class TrainConfig:

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from annotator.export.format import IMAGE
+from annotator.export.format import BYTE_COLUMNS, IMAGE
 
 IMAGE_ROW_GROUP = 100  # rows per parquet row group in `records` (what `datasets` uses for images)
 
@@ -69,7 +69,7 @@ class TextSink:
     """JSONL or CSV (`kind`) of one table without image bytes (lists and structs as JSON in CSV)."""
 
     def __init__(self, path: Path, schema: pa.Schema, kind: str) -> None:
-        columns = [c for c in schema.names if c != IMAGE]
+        columns = [c for c in schema.names if c not in BYTE_COLUMNS]
         self.path, self.columns, self.kind = path, columns, kind
         self._nested = [pa.types.is_nested(schema.field(c).type) for c in columns]
         self._file = open(path, "w", encoding="utf-8", newline="")
