@@ -25,7 +25,7 @@ def test_gold_answers_leave_the_records_and_get_their_own_rows():
     kept, answers, gold_answers = split_gold(records, responses, gold)
     assert [r.id for r in kept] == [1] and [r.record_id for r in answers] == [1]
     rows = gold_rows({r.id: r for r in records}, gold_answers, gold)
-    assert [(r["user_id"], r["correct"], json.loads(r["expected"])) for r in rows] == [
+    assert [(r["annotator"], r["correct"], json.loads(r["expected"])) for r in rows] == [
         ("ann", True, {"label": "cat"}), ("bob", None, {"label": "cat"})]
     assert rows[0]["source_key"] == "k2" and rows[0]["explanation"] == "whiskers"
     assert split_gold(records, responses, {}) == (records, responses, [])
