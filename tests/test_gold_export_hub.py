@@ -56,7 +56,8 @@ def _load(hub, tmp_path: Path, *names: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _push(store: StoreProtocol, task: TaskSpec, settings, hub, gold: dict[int, GoldAnswer] | None = None) -> ExportResult:
+def _push(store: StoreProtocol, task: TaskSpec, settings, hub,
+          gold: dict[int, GoldAnswer] | None = None) -> ExportResult:
     exporter = Exporter(store, task, settings, endpoint=hub.endpoint, gold=gold)
     try:
         return exporter.push_now()
@@ -159,7 +160,10 @@ def test_local_export_and_cli_write_gold_apart(tmp_path: Path, monkeypatch, caps
         ids = fill(store, settings)
         task = gold_task(tmp_path)
         gold = load_gold(store, task)
-        out = export_local(store, task, tmp_path / "out", settings.images_dir, gold=gold)
+        seen: list[tuple[int, int]] = []  # one record a shard: gold records count toward the progress too
+        out = export_local(store, task, tmp_path / "out", settings.images_dir, gold=gold, shard_rows=1,
+                           progress=lambda done, total: seen.append((done, total)))
+        assert list(dict.fromkeys(seen)) == [(n, 6) for n in range(7)]
         assert sorted(name for name, _ in out.files if _ == "jsonl") == ["gold", "records", "responses"]
         read = {name: [json.loads(line) for line in (tmp_path / "out" / f"{name}.jsonl").read_text().splitlines()]
                 for name in ("gold", "records", "responses")}

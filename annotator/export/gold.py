@@ -1,13 +1,14 @@
-"""Gold answers as their own export config (issue 17), and the export's records without them.
+"""Gold answers as their own export config (issue 17).
 
 Gold records are practice and quality checks, not data: their answers must
 not enter a record's consensus, the records config or the ready-to-train
-configs. This module gives the export the two pieces it needs, pure (no
-store, no Hub): `split_gold` takes the gold records and their answers out of
-a shard of the export, and `gold_rows` makes the rows of the `gold` config,
-one per answer to a gold record, with the expected answer and whether it
-matched. The exporter gets the gold records (`{record id: GoldAnswer}`) from
-the composition root, which reads them at start (runtime.load_gold).
+configs. The tables builder (export.tables) sets each gold record apart as
+it reads the store; this module gives it, pure (no store, no Hub), the
+config's columns (`gold_schema`), its rows (`gold_rows`: one per answer to a
+gold record, with the expected answer and whether it matched) and what the
+card says of it (`GoldSummary`). The exporter gets the gold records
+(`{record id: GoldAnswer}`) from the composition root, which reads them at
+start (runtime.load_gold), and the CLI from the same function.
 
 The Hub push also keeps the gold records and their answers as the store has
 them (`gold/records-*`, `gold/responses-*`, the `records` and `responses`
@@ -27,22 +28,12 @@ import pyarrow as pa
 from annotator.gold import GoldAnswer
 from annotator.model import Record, Response, encode_answer
 
-__all__ = ["GOLD_CONFIG", "GOLD_FILES", "GOLD_RECORDS", "GOLD_RESPONSES", "GoldSummary", "gold_rows", "gold_schema",
-           "split_gold"]
+__all__ = ["GOLD_CONFIG", "GOLD_FILES", "GOLD_RECORDS", "GOLD_RESPONSES", "GoldSummary", "gold_rows", "gold_schema"]
 
 GOLD_CONFIG = "gold"
 GOLD_FILES = "train"          # gold/train-*.parquet: the config people load
 GOLD_RECORDS = "records"      # gold/records-*.parquet: the gold records as `records` rows, for restore
 GOLD_RESPONSES = "responses"  # gold/responses-*.parquet: their answers as `responses` rows, for restore
-
-
-def split_gold(records: Sequence[Record], responses: Sequence[Response], gold: Mapping[int, GoldAnswer]
-               ) -> tuple[list[Record], list[Response], list[Response]]:
-    """(records that are not gold, the answers to them, the answers to gold records)."""
-    if not gold:
-        return list(records), list(responses), []
-    return ([r for r in records if r.id not in gold], [r for r in responses if r.record_id not in gold],
-            [r for r in responses if r.record_id in gold])
 
 
 def gold_rows(records: Mapping[int, Record], answers: Sequence[Response], gold: Mapping[int, GoldAnswer]

@@ -1,9 +1,10 @@
 """Push the export tables to the Hub dataset EXPORT_REPO, with its card, in one commit.
 
 `Exporter` pushes both tables as two configs of one dataset repo, with the
-ready-to-train configs beside them (`train_configs`) and a generated README
-card, on a schedule when something changed, on demand and at shutdown, in a
-background thread, never two at once, retrying failed pushes.
+ready-to-train configs beside them (`train_configs`), the gold answers in
+their own config (`export.gold`) and a generated README card, on a schedule
+when something changed, on demand and at shutdown, in a background thread,
+never two at once, retrying failed pushes.
 Replicas sharing a PostgreSQL database all run one: the store's export lock
 lets one push at a time, and the store remembers what was pushed, so the same
 state is not pushed twice.
@@ -34,7 +35,7 @@ from annotator.config import ConfigError, Settings
 from annotator.task import TaskSpec
 from annotator.export.card import dataset_card
 from annotator.export.format import RECORDS, RESPONSES
-from annotator.export.gold import GOLD_CONFIG, GOLD_FILES, GOLD_RECORDS, GOLD_RESPONSES, gold_schema
+from annotator.export.gold import GOLD_CONFIG, GOLD_FILES, GOLD_RECORDS, GOLD_RESPONSES
 from annotator.export.push_state import pushed_fingerprint, save_export_state
 from annotator.export.summary import ExportSummary
 from annotator.export.tables import SHARD_ROWS, ExportProgress, build_tables
@@ -74,7 +75,8 @@ def write_hub_files(store: StoreProtocol, task: TaskSpec, images_dir: Path, fold
     schemas = {(RECORDS, "train"): tables.records_schema, (RESPONSES, "train"): tables.responses_schema,
                **{(c.name, "train"): c.schema for c in configs}}
     if gold:
-        schemas.update({(GOLD_CONFIG, GOLD_FILES): gold_schema(), (GOLD_CONFIG, GOLD_RECORDS): tables.records_schema,
+        schemas.update({(GOLD_CONFIG, GOLD_FILES): tables.gold_schema,
+                        (GOLD_CONFIG, GOLD_RECORDS): tables.records_schema,
                         (GOLD_CONFIG, GOLD_RESPONSES): tables.responses_schema})
     sinks = {}
     for (name, stem), schema in schemas.items():

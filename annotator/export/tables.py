@@ -27,7 +27,7 @@ import pyarrow as pa
 from annotator import boxes, metrics
 from annotator.task import Question, TaskSpec
 from annotator.export.format import IMAGE, record_row, records_features, response_row, responses_features
-from annotator.export.gold import GoldSummary, gold_rows, gold_schema, split_gold
+from annotator.export.gold import GoldSummary, gold_rows, gold_schema
 from annotator.export.summary import AlphaAccumulator, ExportSummary, OrdinalAccumulator, QuestionSummary
 from annotator.export.train_configs import RecordAnswers, TrainConfig
 from annotator.gold import GoldAnswer
@@ -72,6 +72,7 @@ class ExportTables:
         self.store, self.task, self.images_dir = store, task, Path(images_dir)
         self.gold: Mapping[int, GoldAnswer] = gold or {}
         self.gold_schema = gold_schema()
+        self._gold_summary = GoldSummary()
         self.box_iou = box_iou
         self._images_root = str(self.images_dir)
         self.shard_rows, self.shard_bytes = max(1, shard_rows), max(1, shard_bytes)
@@ -82,7 +83,7 @@ class ExportTables:
         self.configs = list(configs)
         self.summary = ExportSummary(questions={q.name: QuestionSummary(q.name, q.kind) for q in task.questions},
                                      configs={c.name: c.summary for c in self.configs},
-                                     gold=GoldSummary() if self.gold else None)
+                                     gold=self._gold_summary if self.gold else None)
         self._alpha: dict[str, AlphaAccumulator | OrdinalAccumulator] = {
             q.name: OrdinalAccumulator() if q.kind == "rating" else AlphaAccumulator()
             for q in task.questions if q.kind in ("label", "rating", "preference")}
@@ -99,25 +100,24 @@ class ExportTables:
         if self.progress:
             self.progress(0, self.total_records)
         for records, responses in self.store.iter_export(self.shard_rows):
-            if self.gold:
-                kept, kept_answers, gold_answers = split_gold(records, responses, self.gold)
-                size += self._gold_rows([r for r in records if r.id in self.gold], gold_answers, gold)
-                records, responses = kept, kept_answers
             by_record: dict[int, list[Response]] = {}
             for r in responses:
                 by_record.setdefault(r.record_id, []).append(r)
             for record in records:
                 answers = by_record.get(record.id, [])
-                row, view = self._record_row(record, answers)
-                image = row[IMAGE]
-                image_size = len(image["bytes"]) if image else 0
-                size += image_size
-                rec_rows.append(row)
-                resp_rows.extend(response_row(record, r) for r in answers)
-                for config in self.configs:
-                    rows = config.rows(view)
-                    train_rows[config.name] += rows
-                    size += image_size * len(rows)
+                if record.id in self.gold:
+                    size += self._gold_record(record, answers, gold)
+                else:
+                    row, view = self._record_row(record, answers)
+                    image = row[IMAGE]
+                    image_size = len(image["bytes"]) if image else 0
+                    size += image_size
+                    rec_rows.append(row)
+                    resp_rows.extend(response_row(record, r) for r in answers)
+                    for config in self.configs:
+                        rows = config.rows(view)
+                        train_rows[config.name] += rows
+                        size += image_size * len(rows)
                 if len(rec_rows) + len(gold[1]) >= self.shard_rows or size >= self.shard_bytes:
                     yield self._shard(rec_rows, resp_rows, train_rows, gold)
                     done += len(rec_rows) + len(gold[1])
@@ -143,28 +143,20 @@ class ExportTables:
                        gold_records=pa.Table.from_pylist(gold[1], schema=self.records_schema),
                        gold_responses=pa.Table.from_pylist(gold[2], schema=self.responses_schema))
 
-    def _gold_rows(self, records: list[Record], answers: list[Response], out: list[list[dict[str, Any]]]) -> int:
-        """Add a batch's gold records and their answers to `out` (no consensus, no totals: they are practice
-        and checks, not data); the bytes of their images."""
-        rows = gold_rows({r.id: r for r in records}, answers, self.gold)
-        summary = self.summary.gold or GoldSummary()
-        summary.records += len(records)
-        summary.add(rows)
+    def _gold_record(self, record: Record, answers: list[Response], out: list[list[dict[str, Any]]]) -> int:
+        """Add a gold record and its answers to `out` (no consensus, no totals: they are practice and checks,
+        not data); the bytes of its image."""
+        rows = gold_rows({record.id: record}, answers, self.gold)
+        self._gold_summary.records += 1
+        self._gold_summary.add(rows)
         out[0] += rows
-        by_record: dict[int, list[Response]] = {}
-        for a in answers:
-            by_record.setdefault(a.record_id, []).append(a)
-        size = 0
-        for record in records:
-            given = by_record.get(record.id, [])
-            out[2] += (response_row(record, a) for a in given)
-            submitted = [a for a in given if a.status == "submitted"]
-            image = self._image(record)
-            size += len(image["bytes"]) if image else 0
-            out[1].append(record_row(record, image, submitted, skipped=len(given) - len(submitted), consensus={},
-                                     tied=[], agreement={},
-                                     status=record_status(len(submitted), self.task.overlap + record.extra_answers)))
-        return size
+        out[2] += (response_row(record, a) for a in answers)
+        submitted = [a for a in answers if a.status == "submitted"]
+        image = self._image(record)
+        out[1].append(record_row(record, image, submitted, skipped=len(answers) - len(submitted), consensus={},
+                                 tied=[], agreement={},
+                                 status=record_status(len(submitted), self.task.overlap + record.extra_answers)))
+        return len(image["bytes"]) if image else 0
 
     def _image(self, record: Record) -> dict[str, Any] | None:
         try:  # os.path, not pathlib: pathlib interns every path part, a leak of ~100 B per record
