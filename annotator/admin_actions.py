@@ -120,7 +120,7 @@ def prepare_downloads(deps: AdminDeps, who: Identity, folders: DownloadFolders) 
     out_dir = folders.fresh()
     try:
         written = export_local(deps.store, deps.task, out_dir, deps.settings.images_dir,
-                               box_iou=deps.settings.box_iou)
+                               box_iou=deps.settings.box_iou, gold=deps.service.gold)
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)
         raise

@@ -21,6 +21,7 @@ from annotator.task import load_task
 from annotator.export.hub import ExportError, Exporter
 from annotator.export.local import export_local
 from annotator.ingest import IngestError, ingest_dataset, ingest_folder
+from annotator.runtime import load_gold
 from annotator.snapshot import restore_snapshot
 from annotator.stats import format_text, summarize
 from annotator.store import StoreError
@@ -151,6 +152,8 @@ def _run_export(args: argparse.Namespace) -> int:
             print(f"error: the store {describe(settings)} has no records; nothing to export", file=sys.stderr)
             return 1
 
+        gold = load_gold(store, task)  # gold answers go to their own config, out of the consensus
+
         def show(done: int, total: int) -> None:
             if not args.quiet:
                 print(f"\r  {done}/{total} records", end="", file=sys.stderr, flush=True)
@@ -158,7 +161,7 @@ def _run_export(args: argparse.Namespace) -> int:
         if args.out:
             out = Path(args.out).expanduser()
             result = export_local(store, task, out, settings.images_dir, progress=show,
-                                  box_iou=settings.box_iou)
+                                  box_iou=settings.box_iou, gold=gold)
             if not args.quiet:
                 print(file=sys.stderr)
             print(f"wrote {result.summary.records} records and {result.summary.responses} answers to {out} "
@@ -166,7 +169,7 @@ def _run_export(args: argparse.Namespace) -> int:
             for (_, _), path in sorted(result.files.items()):
                 print(f"  {path}")
         if args.push:
-            exporter = Exporter(store, task, settings, retries=3, retry_initial=2.0)
+            exporter = Exporter(store, task, settings, retries=3, retry_initial=2.0, gold=gold)
             try:
                 pushed = exporter.push_now(progress=show)
             except ExportError as exc:

@@ -237,7 +237,7 @@ class Runtime:
         service = AnnotationService(task, backend, prefetch, signer, images,
                                      max_comment_chars=settings.max_comment_chars, goal=settings.goal, gold=gold)
         service.start()
-        exporter = Exporter(store, task, settings) if settings.export_repo else None
+        exporter = Exporter(store, task, settings, gold=gold) if settings.export_repo else None
         if exporter is not None:
             exporter.start()
         snapshots = Snapshotter(store, settings, owner=owner) if settings.db_mode == "snapshot" else None

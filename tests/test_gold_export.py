@@ -1,11 +1,13 @@
-"""The export's gold pieces (annotator/export/gold.py): gold answers out of the records, into their own rows."""
+"""The export's gold pieces (annotator/export/gold.py): the rows of the gold config and what the card says."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
 
-from annotator.export.gold import gold_rows, split_gold
+import pyarrow as pa
+
+from annotator.export.gold import GoldSummary, gold_rows, gold_schema
 from annotator.gold import GoldAnswer
 from annotator.model import Record, Response
 
@@ -16,16 +18,23 @@ def record(rid: int) -> Record:
     return Record(rid, f"k{rid}", f"{rid}.png", "0" * 64, 8, 8, 100, {}, None, rid, 0)
 
 
-def test_gold_answers_leave_the_records_and_get_their_own_rows():
+def test_gold_rows_say_who_what_was_expected_and_whether_it_was_right():
     gold = {2: GoldAnswer({"label": "cat"}, "whiskers")}
-    records = [record(1), record(2)]
-    responses = [Response(1, "ann", "submitted", {"label": "dog"}, None, None, AT, AT),
-                 Response(2, "ann", "submitted", {"label": "cat"}, None, None, AT, AT),
-                 Response(2, "bob", "skipped", {}, None, None, AT, AT)]
-    kept, answers, gold_answers = split_gold(records, responses, gold)
-    assert [r.id for r in kept] == [1] and [r.record_id for r in answers] == [1]
-    rows = gold_rows({r.id: r for r in records}, gold_answers, gold)
-    assert [(r["user_id"], r["correct"], json.loads(r["expected"])) for r in rows] == [
-        ("ann", True, {"label": "cat"}), ("bob", None, {"label": "cat"})]
+    records = {r.id: r for r in (record(1), record(2))}
+    answers = [Response(1, "ann", "submitted", {"label": "dog"}, None, None, AT, AT),  # not gold: no row
+               Response(2, "ann", "submitted", {"label": "cat"}, None, None, AT, AT),
+               Response(2, "bob", "skipped", {}, None, None, AT, AT),
+               Response(2, "cy", "submitted", {"label": "dog"}, None, None, AT, AT)]
+    rows = gold_rows(records, answers, gold)
+    assert [(r["annotator"], r["correct"], json.loads(r["expected"])) for r in rows] == [
+        ("ann", True, {"label": "cat"}), ("bob", None, {"label": "cat"}), ("cy", False, {"label": "cat"})]
     assert rows[0]["source_key"] == "k2" and rows[0]["explanation"] == "whiskers"
-    assert split_gold(records, responses, {}) == (records, responses, [])
+    assert pa.Table.from_pylist(rows, schema=gold_schema()).num_rows == 3
+
+    summary = GoldSummary(records=1)
+    summary.add(rows)
+    lines = summary.card_lines("o/n")
+    assert 'gold = load_dataset("o/n", "gold", split="train")' in lines
+    assert "| ann | 1 | 1 | 100.0% |" in lines and "| cy | 1 | 0 | 0.0% |" in lines
+    assert not any(line.startswith("| bob") for line in lines)  # a skip is no right or wrong answer
+    assert "not published" in "".join(GoldSummary(records=1).card_lines("o/n"))

@@ -11,6 +11,7 @@ from datetime import timezone
 from annotator import metrics
 from annotator.task import Question, TaskSpec
 from annotator.export.format import RECORDS, RESPONSES
+from annotator.export.gold import GOLD_CONFIG, GOLD_FILES
 from annotator.export.summary import ConfigSummary, ExportSummary, QuestionSummary
 from annotator.export.train_configs import task_categories
 
@@ -46,6 +47,9 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
             {"config_name": RESPONSES, "data_files": [{"split": "train", "path": f"{RESPONSES}/*.parquet"}]},
             *({"config_name": c.name, "data_files": [{"split": "train", "path": f"{c.name}/*.parquet"}]}
               for c in published),
+            *([{"config_name": GOLD_CONFIG,
+                "data_files": [{"split": "train", "path": f"{GOLD_CONFIG}/{GOLD_FILES}-*.parquet"}]}]
+              if summary.gold and summary.gold.answers else []),
         ],
     }
     when = summary.created_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -84,6 +88,7 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
         f'records = load_dataset("{repo_id}", "{RECORDS}", split="train")',
         f'responses = load_dataset("{repo_id}", "{RESPONSES}", split="train")', "```", "",
         *_train_lines(summary, repo_id),
+        *(summary.gold.card_lines(repo_id) if summary.gold else []),
         "## How it was made", "",
         "Exported by annotator, a multi-user image annotation app: annotators signed in with their Hugging "
         "Face account and labelled images handed out by the server (each image to at most the wanted number "

@@ -1,9 +1,10 @@
 """Push the export tables to the Hub dataset EXPORT_REPO, with its card, in one commit.
 
 `Exporter` pushes both tables as two configs of one dataset repo, with the
-ready-to-train configs beside them (`train_configs`) and a generated README
-card, on a schedule when something changed, on demand and at shutdown, in a
-background thread, never two at once, retrying failed pushes.
+ready-to-train configs beside them (`train_configs`), the gold answers in
+their own config (`export.gold`) and a generated README card, on a schedule
+when something changed, on demand and at shutdown, in a background thread,
+never two at once, retrying failed pushes.
 Replicas sharing a PostgreSQL database all run one: the store's export lock
 lets one push at a time, and the store remembers what was pushed, so the same
 state is not pushed twice.
@@ -27,19 +28,21 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from annotator.boxes import DEFAULT_IOU
 from annotator.config import ConfigError, Settings
 from annotator.task import TaskSpec
 from annotator.export.card import dataset_card
 from annotator.export.format import RECORDS, RESPONSES
+from annotator.export.gold import GOLD_CONFIG, GOLD_FILES, GOLD_RECORDS, GOLD_RESPONSES
 from annotator.export.push_state import pushed_fingerprint, save_export_state
 from annotator.export.summary import ExportSummary
 from annotator.export.tables import SHARD_ROWS, ExportProgress, build_tables
 from annotator.export.train_configs import owned_folder, train_configs
 from annotator.export.token_scrub import describe_error, protect_token_in_logs, scrub
 from annotator.export.writers import table_sink
+from annotator.gold import GoldAnswer
 from annotator.periodic import PeriodicJob, Run
 from annotator.store_protocol import StoreProtocol
 
@@ -59,37 +62,45 @@ class ExporterClosedError(ExportError):
 
 def write_hub_files(store: StoreProtocol, task: TaskSpec, images_dir: Path, folder: Path, *,
                     progress: ExportProgress | None = None, shard_rows: int = SHARD_ROWS,
-                    file_bytes: int = HUB_FILE_BYTES, box_iou: float = DEFAULT_IOU
-                    ) -> tuple[dict[str, list[Path]], ExportSummary]:
+                    file_bytes: int = HUB_FILE_BYTES, box_iou: float = DEFAULT_IOU,
+                    gold: Mapping[int, GoldAnswer] | None = None) -> tuple[dict[str, list[Path]], ExportSummary]:
     """Write `<config>/train-*.parquet` under `folder` for a push: `records`, `responses` and each
-    ready-to-train config that has rows (an empty one is left out: it would not load)."""
+    ready-to-train config that has rows (an empty one is left out: it would not load). With gold records
+    (`gold`), `gold/train-*` (when someone answered one) and, for restore, `gold/records-*` and
+    `gold/responses-*`."""
     configs = train_configs(task)
     tables = build_tables(store, task, images_dir, shard_rows=shard_rows, progress=progress, configs=configs,
-                          box_iou=box_iou)
-    schemas = {RECORDS: tables.records_schema, RESPONSES: tables.responses_schema,
-               **{c.name: c.schema for c in configs}}
+                          box_iou=box_iou, gold=gold)
+    # (folder, file stem) -> schema
+    schemas = {(RECORDS, "train"): tables.records_schema, (RESPONSES, "train"): tables.responses_schema,
+               **{(c.name, "train"): c.schema for c in configs}}
+    if gold:
+        schemas.update({(GOLD_CONFIG, GOLD_FILES): tables.gold_schema,
+                        (GOLD_CONFIG, GOLD_RECORDS): tables.records_schema,
+                        (GOLD_CONFIG, GOLD_RESPONSES): tables.responses_schema})
     sinks = {}
-    for name, schema in schemas.items():
+    for (name, stem), schema in schemas.items():
         (folder / name).mkdir(parents=True, exist_ok=True)
-        sinks[name] = table_sink(folder / name, "part", schema, max_bytes=file_bytes,
-                                 empty_file=name in (RECORDS, RESPONSES))
+        sinks[(name, stem)] = table_sink(folder / name, f"part-{stem}", schema, max_bytes=file_bytes,
+                                         empty_file=name in (RECORDS, RESPONSES))
     try:
         for shard in tables:
-            sinks[RECORDS].write(shard.records)
-            sinks[RESPONSES].write(shard.responses)
+            sinks[(RECORDS, "train")].write(shard.records)
+            sinks[(RESPONSES, "train")].write(shard.responses)
             for name, table in shard.configs.items():
-                sinks[name].write(table)
+                sinks[(name, "train")].write(table)
+            for stem, part in ((GOLD_FILES, shard.gold), (GOLD_RECORDS, shard.gold_records),
+                               (GOLD_RESPONSES, shard.gold_responses)):
+                if part is not None:
+                    sinks[(GOLD_CONFIG, stem)].write(part)
     finally:
-        produced = {name: sink.close() for name, sink in sinks.items()}
+        produced = {key: sink.close() for key, sink in sinks.items()}
     files: dict[str, list[Path]] = {}
-    for name, paths in produced.items():
-        if not paths:
-            continue
-        files[name] = []
+    for (name, stem), paths in produced.items():
         for i, path in enumerate(paths):
-            target = path.with_name(f"train-{i:05d}-of-{len(paths):05d}.parquet")
+            target = path.with_name(f"{stem}-{i:05d}-of-{len(paths):05d}.parquet")
             os.replace(path, target)
-            files[name].append(target)
+            files.setdefault(name, []).append(target)
     return files, tables.summary
 
 
@@ -138,6 +149,8 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
         endpoint: the Hub URL (default: huggingface_hub's, i.e. HF_ENDPOINT or huggingface.co).
         retries: attempts per push (default 5), with `retry_initial` seconds (default 5) doubling up to
             `retry_max` (default 120) between them. At shutdown, `final_attempts` (default 2).
+        gold: the gold records (runtime.load_gold): their answers leave `records` and `responses` for the
+            `gold` config (export.gold).
         lock_wait: seconds a trigger, the final push and `push_now()` wait while another replica
             exports (default LOCK_WAIT); a scheduled round does not wait, it skips.
 
@@ -165,12 +178,13 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
     def __init__(self, store: StoreProtocol, task: TaskSpec, settings: Settings, *, endpoint: str | None = None,
                  retries: int = 5, retry_initial: float = 5.0, retry_max: float = 120.0,
                  final_attempts: int = 2, shard_rows: int = SHARD_ROWS, file_bytes: int = HUB_FILE_BYTES,
-                 lock_wait: float = LOCK_WAIT) -> None:
+                 lock_wait: float = LOCK_WAIT, gold: Mapping[int, GoldAnswer] | None = None) -> None:
         if not settings.export_repo:
             raise ConfigError("EXPORT_REPO is not set; set it to a dataset id (owner/name) to push results "
                               "to the Hub.")
         from huggingface_hub import HfApi
         self.store, self.task, self.settings = store, task, settings
+        self.gold = gold or {}
         self.repo_id = settings.export_repo
         super().__init__(max(0.001, settings.export_every) * 60.0,
                          ExportStatus(self.repo_id, "idle", 0, 0, None, None, None, None, None, None, 0, 0, 0),
@@ -277,7 +291,8 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
             try:
                 files, summary = write_hub_files(self.store, self.task, self.settings.images_dir, work,
                                                  progress=report, shard_rows=self.shard_rows,
-                                                 file_bytes=self.file_bytes, box_iou=self.settings.box_iou)
+                                                 file_bytes=self.file_bytes, box_iou=self.settings.box_iou,
+                                                 gold=self.gold)
                 card = scrub(dataset_card(self.task, summary, self.repo_id), self._token)
             except Exception as exc:
                 self._fail(describe_error(exc, self._token))
@@ -333,9 +348,14 @@ class Exporter(PeriodicJob[ExportResult, ExportStatus]):
         operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8")))
         # stale shards of the export's configs, including configs this export no longer has
         operations += [CommitOperationDelete(path_in_repo=path) for path in existing
-                       if "/" in path and owned_folder(path.split("/", 1)[0]) and path not in new_paths]
+                       if "/" in path and _owned(path.split("/", 1)[0]) and path not in new_paths]
         info = self._api.create_commit(
             self.repo_id, operations, repo_type="dataset",
             commit_message=f"annotator export: {summary.records} records, {summary.responses} answers",
             commit_description=f"Exported by annotator on {summary.created_at:%Y-%m-%d %H:%M} UTC.")
         return getattr(info, "commit_url", None)
+
+
+def _owned(folder: str) -> bool:
+    """Whether a top-level folder of the export repo is the export's (its stale files are deleted)."""
+    return owned_folder(folder) or folder == GOLD_CONFIG

@@ -12,14 +12,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from annotator.boxes import DEFAULT_IOU
 from annotator.task import TaskSpec
 from annotator.export.format import RECORDS, RESPONSES
+from annotator.export.gold import GOLD_CONFIG
 from annotator.export.summary import ExportSummary
 from annotator.export.tables import SHARD_ROWS, ExportProgress, build_tables
 from annotator.export.writers import ParquetSink, TextSink, table_sink
+from annotator.gold import GoldAnswer
 from annotator.store_protocol import StoreProtocol
 
 
@@ -33,8 +35,10 @@ class LocalExport:
 
 def export_local(store: StoreProtocol, task: TaskSpec, out_dir: Path, images_dir: Path, *,
                  formats: Sequence[str] = ("parquet", "jsonl", "csv"), progress: ExportProgress | None = None,
-                 shard_rows: int = SHARD_ROWS, box_iou: float = DEFAULT_IOU) -> LocalExport:
-    """Write records.{parquet,jsonl,csv} and responses.{parquet,jsonl,csv} into `out_dir`.
+                 shard_rows: int = SHARD_ROWS, box_iou: float = DEFAULT_IOU,
+                 gold: Mapping[int, GoldAnswer] | None = None) -> LocalExport:
+    """Write records.{parquet,jsonl,csv} and responses.{parquet,jsonl,csv} into `out_dir`, and with gold
+    records (`gold`, runtime.load_gold) gold.{parquet,jsonl,csv}: their answers, left out of the other two.
 
     Parquet has the images embedded (bytes, a `datasets` Image feature); JSONL
     and CSV carry no image bytes, only `image_file` (the path under the images
@@ -51,8 +55,10 @@ def export_local(store: StoreProtocol, task: TaskSpec, out_dir: Path, images_dir
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     try:
-        tables = build_tables(store, task, images_dir, shard_rows=shard_rows, progress=progress, box_iou=box_iou)
-        schemas = {RECORDS: tables.records_schema, RESPONSES: tables.responses_schema}
+        tables = build_tables(store, task, images_dir, shard_rows=shard_rows, progress=progress, box_iou=box_iou,
+                              gold=gold)
+        schemas = {RECORDS: tables.records_schema, RESPONSES: tables.responses_schema,
+                   **({GOLD_CONFIG: tables.gold_schema} if gold else {})}
         parquet: dict[str, ParquetSink] = {}
         text: dict[tuple[str, str], TextSink] = {}
         for name, schema in schemas.items():
@@ -63,7 +69,8 @@ def export_local(store: StoreProtocol, task: TaskSpec, out_dir: Path, images_dir
                     text[(name, kind)] = TextSink(work / f"{name}.{kind}", schema, kind)
         try:
             for shard in tables:
-                for name, table in ((RECORDS, shard.records), (RESPONSES, shard.responses)):
+                for name, table in ((RECORDS, shard.records), (RESPONSES, shard.responses),
+                                    *(((GOLD_CONFIG, shard.gold),) if shard.gold is not None else ())):
                     if name in parquet:
                         parquet[name].write(table)
                     for kind in ("jsonl", "csv"):

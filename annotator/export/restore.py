@@ -20,6 +20,7 @@ from annotator.config import Settings
 from annotator.task import TaskSpec, legacy_question
 from annotator.export.format import (CONFIGS, MORE_IMAGES, RECORD_COLUMNS, RECORDS, RESPONSES, image_bytes,
                                      more_image_bytes, record_from_row, response_from_row)
+from annotator.export.gold import GOLD_CONFIG, GOLD_RECORDS, GOLD_RESPONSES
 from annotator.export.push_state import save_export_state
 from annotator.export.tables import SHARD_ROWS
 from annotator.export.token_scrub import describe_error, protect_token_in_logs
@@ -97,7 +98,9 @@ def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | 
             return None
         shutil.rmtree(work, ignore_errors=True)
         local = Path(api.snapshot_download(repo, repo_type="dataset", revision=revision,
-                                           allow_patterns=[f"{c}/*.parquet" for c in CONFIGS],
+                                           allow_patterns=[f"{c}/*.parquet" for c in CONFIGS] +
+                                           [f"{GOLD_CONFIG}/{GOLD_RECORDS}-*.parquet",
+                                            f"{GOLD_CONFIG}/{GOLD_RESPONSES}-*.parquet"],
                                            local_dir=work))
     except Exception as exc:
         shutil.rmtree(work, ignore_errors=True)
@@ -121,7 +124,7 @@ def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | 
             return None
 
     def record_batches() -> Iterator[list[Record]]:
-        for path in sorted((local / RECORDS).glob("*.parquet")):
+        for path in _parts(local, RECORDS, GOLD_RECORDS):
             file = pq.ParquetFile(path)
             # more_images: only in the export of a task of several images
             columns = [c for c in (*RECORD_COLUMNS, MORE_IMAGES) if c in file.schema_arrow.names]
@@ -131,7 +134,7 @@ def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | 
                        for row in batch.to_pylist()]
 
     def response_batches() -> Iterator[list[Response]]:
-        for path in sorted((local / RESPONSES).glob("*.parquet")):
+        for path in _parts(local, RESPONSES, GOLD_RESPONSES):
             for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
                 out = [response_from_row(row, legacy) for row in batch.to_pylist()]
                 if labels is not None:
@@ -154,6 +157,12 @@ def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | 
                            counts["unknown_labels"], time.monotonic() - started)
     log.info("restore: %s", report.summary())
     return report
+
+
+def _parts(local: Path, table: str, gold_stem: str) -> list[Path]:
+    """The files of one table: its config's, then the gold records' copy of it (export.gold), which the
+    export keeps apart from the config so a restored store has its gold records and their answers too."""
+    return sorted((local / table).glob("*.parquet")) + sorted((local / GOLD_CONFIG).glob(f"{gold_stem}-*.parquet"))
 
 
 def _unknown(response: Response, labels: dict[str, set[str]]) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from annotator import metrics
+from annotator.export.gold import GoldSummary
 
 
 class AlphaAccumulator:
@@ -141,6 +142,7 @@ class ExportSummary:
     configs: dict[str, ConfigSummary] = field(default_factory=dict)      # the ready-to-train ones, if built
     annotators: set[str] = field(default_factory=set)
     missing_images: int = 0  # images (any of a record's) whose file could not be read
+    gold: GoldSummary | None = None     # when the task has gold records (issue 17): left out of all the above
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property

@@ -7,7 +7,10 @@ drew; ties stated),
 its agreement and status are computed here, and the export's totals are
 filled on the way. Given ready-to-train configs (`train_configs`), each shard
 also holds their rows for the same records, made from the same image bytes
-and consensus.
+and consensus. Gold records (issue 17) and their answers are kept out of
+both tables and the totals: given the gold answers (`gold`), each shard holds
+them apart (the `gold` config's rows, and for the Hub push the records and
+answers as the store has them).
 """
 
 from __future__ import annotations
@@ -15,17 +18,19 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
 from annotator import boxes, metrics
 from annotator.task import Question, TaskSpec
 from annotator.export.format import record_row, records_features, response_row, responses_features
+from annotator.export.gold import GoldSummary, gold_rows, gold_schema
 from annotator.export.summary import AlphaAccumulator, ExportSummary, OrdinalAccumulator, QuestionSummary
 from annotator.export.train_configs import RecordAnswers, TrainConfig
+from annotator.gold import GoldAnswer
 from annotator.model import Record, Response, record_status
 from annotator.store_protocol import StoreProtocol
 
@@ -40,10 +45,14 @@ ExportProgress = Callable[[int, int], None]
 @dataclass(frozen=True)
 class Shard:
     """One shard of both tables: at most `shard_rows` records, and every answer to them; by config name,
-    the ready-to-train rows of the same records."""
+    the ready-to-train rows of the same records; when the task has gold records, those of this shard apart:
+    the `gold` config's rows, and the records and their answers as `records` and `responses` rows."""
     records: pa.Table
     responses: pa.Table
     configs: dict[str, pa.Table] = field(default_factory=dict)
+    gold: pa.Table | None = None
+    gold_records: pa.Table | None = None
+    gold_responses: pa.Table | None = None
 
 
 class ExportTables:
@@ -58,8 +67,12 @@ class ExportTables:
 
     def __init__(self, store: StoreProtocol, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
                  shard_bytes: int = SHARD_BYTES, progress: ExportProgress | None = None,
-                 configs: Sequence[TrainConfig] = (), box_iou: float = boxes.DEFAULT_IOU) -> None:
+                 configs: Sequence[TrainConfig] = (), box_iou: float = boxes.DEFAULT_IOU,
+                 gold: Mapping[int, GoldAnswer] | None = None) -> None:
         self.store, self.task, self.images_dir = store, task, Path(images_dir)
+        self.gold: Mapping[int, GoldAnswer] = gold or {}
+        self.gold_schema = gold_schema()
+        self._gold_summary = GoldSummary()
         self.box_iou = box_iou
         self._images_root = str(self.images_dir)
         self.shard_rows, self.shard_bytes = max(1, shard_rows), max(1, shard_bytes)
@@ -69,7 +82,8 @@ class ExportTables:
         self.total_records = store.record_count()
         self.configs = list(configs)
         self.summary = ExportSummary(questions={q.name: QuestionSummary(q.name, q.kind) for q in task.questions},
-                                     configs={c.name: c.summary for c in self.configs})
+                                     configs={c.name: c.summary for c in self.configs},
+                                     gold=self._gold_summary if self.gold else None)
         self._alpha: dict[str, AlphaAccumulator | OrdinalAccumulator] = {
             q.name: OrdinalAccumulator() if q.kind == "rating" else AlphaAccumulator()
             for q in task.questions if q.kind in ("label", "rating", "preference")}
@@ -81,6 +95,7 @@ class ExportTables:
         rec_rows: list[dict[str, Any]] = []
         resp_rows: list[dict[str, Any]] = []
         train_rows: dict[str, list[dict[str, Any]]] = {c.name: [] for c in self.configs}
+        gold: list[list[dict[str, Any]]] = [[], [], []]  # the gold config's, records' and responses' rows
         size = 0
         if self.progress:
             self.progress(0, self.total_records)
@@ -90,34 +105,59 @@ class ExportTables:
                 by_record.setdefault(r.record_id, []).append(r)
             for record in records:
                 answers = by_record.get(record.id, [])
-                row, view = self._record_row(record, answers)
-                image_size = sum(len(image["bytes"]) for image in (view.image, *view.more_images) if image)
-                size += image_size
-                rec_rows.append(row)
-                resp_rows.extend(response_row(record, r) for r in answers)
-                for config in self.configs:
-                    rows = config.rows(view)
-                    train_rows[config.name] += rows
-                    size += image_size * len(rows)
-                if len(rec_rows) >= self.shard_rows or size >= self.shard_bytes:
-                    yield self._shard(rec_rows, resp_rows, train_rows)
-                    done += len(rec_rows)
-                    rec_rows, resp_rows, size = [], [], 0
+                if record.id in self.gold:
+                    size += self._gold_record(record, answers, gold)
+                else:
+                    row, view = self._record_row(record, answers)
+                    image_size = sum(len(image["bytes"]) for image in (view.image, *view.more_images) if image)
+                    size += image_size
+                    rec_rows.append(row)
+                    resp_rows.extend(response_row(record, r) for r in answers)
+                    for config in self.configs:
+                        rows = config.rows(view)
+                        train_rows[config.name] += rows
+                        size += image_size * len(rows)
+                if len(rec_rows) + len(gold[1]) >= self.shard_rows or size >= self.shard_bytes:
+                    yield self._shard(rec_rows, resp_rows, train_rows, gold)
+                    done += len(rec_rows) + len(gold[1])
+                    rec_rows, resp_rows, size, gold = [], [], 0, [[], [], []]
                     train_rows = {c.name: [] for c in self.configs}
                     if self.progress:
                         self.progress(done, self.total_records)
-        if rec_rows or resp_rows:
-            yield self._shard(rec_rows, resp_rows, train_rows)
-            done += len(rec_rows)
+        if rec_rows or resp_rows or any(gold):
+            yield self._shard(rec_rows, resp_rows, train_rows, gold)
+            done += len(rec_rows) + len(gold[1])
         self._finish()
         if self.progress:
             self.progress(done, max(done, self.total_records))
 
     def _shard(self, rec_rows: list[dict[str, Any]], resp_rows: list[dict[str, Any]],
-               train_rows: dict[str, list[dict[str, Any]]]) -> Shard:
-        return Shard(pa.Table.from_pylist(rec_rows, schema=self.records_schema),
-                     pa.Table.from_pylist(resp_rows, schema=self.responses_schema),
-                     {c.name: pa.Table.from_pylist(train_rows[c.name], schema=c.schema) for c in self.configs})
+               train_rows: dict[str, list[dict[str, Any]]], gold: list[list[dict[str, Any]]]) -> Shard:
+        shard = Shard(pa.Table.from_pylist(rec_rows, schema=self.records_schema),
+                      pa.Table.from_pylist(resp_rows, schema=self.responses_schema),
+                      {c.name: pa.Table.from_pylist(train_rows[c.name], schema=c.schema) for c in self.configs})
+        if not self.gold:
+            return shard
+        return replace(shard, gold=pa.Table.from_pylist(gold[0], schema=self.gold_schema),
+                       gold_records=pa.Table.from_pylist(gold[1], schema=self.records_schema),
+                       gold_responses=pa.Table.from_pylist(gold[2], schema=self.responses_schema))
+
+    def _gold_record(self, record: Record, answers: list[Response], out: list[list[dict[str, Any]]]) -> int:
+        """Add a gold record and its answers to `out` (no consensus, no totals: they are practice and checks,
+        not data); the bytes of its image."""
+        rows = gold_rows({record.id: record}, answers, self.gold)
+        self._gold_summary.records += 1
+        self._gold_summary.add(rows)
+        out[0] += rows
+        out[2] += (response_row(record, a) for a in answers)
+        submitted = [a for a in answers if a.status == "submitted"]
+        image, more, texts = self._shown(record)
+        out[1].append(record_row(record, image, submitted, skipped=len(answers) - len(submitted), consensus={},
+                                 tied=[], agreement={},
+                                 status=record_status(len(submitted), self.task.overlap + record.extra_answers),
+                                 more=more if self.task.image_columns else None,
+                                 texts=texts if self.task.text_columns else None))
+        return sum(len(i["bytes"]) for i in (image, *more) if i)
 
     def _image(self, record: Record, image_path: str) -> dict[str, Any] | None:
         """One image of `record` as {"bytes", "path"}, None (counted, logged) when it cannot be read."""
@@ -162,15 +202,19 @@ class ExportTables:
         needed = self.task.overlap + record.extra_answers
         status = record_status(len(submitted), needed)
         s.status[status] += 1
-        image = self._image(record, record.image_path)
-        more = [self._image(record, i.path) for i in record.more_images] if self.task.image_columns else []
-        texts = {name: _text(record.metadata.get(name)) for name in self.task.text_columns}
+        image, more, texts = self._shown(record)
         row = record_row(record, image, submitted, skipped=len(answers) - len(submitted),
                          consensus=consensus, tied=tied, agreement=agreement, status=status,
                          more=more if self.task.image_columns else None,
                          texts=texts if self.task.text_columns else None)
         return row, RecordAnswers(record, image, values_by_question, consensus, ties_by_question, status,
                                   tuple(more), texts)
+
+    def _shown(self, record: Record) -> tuple[dict[str, Any] | None, list[dict[str, Any] | None], dict[str, str | None]]:
+        """What the record shows: its image, its further images (a task of several) and its texts, read once."""
+        image = self._image(record, record.image_path)
+        more = [self._image(record, i.path) for i in record.more_images] if self.task.image_columns else []
+        return image, more, {name: _text(record.metadata.get(name)) for name in self.task.text_columns}
 
     def _consensus(self, q: Question, values: list[Any], qs: QuestionSummary, consensus: dict[str, Any],
                    agreement: dict[str, float | None]) -> list[str]:
@@ -228,8 +272,9 @@ def _text(value: Any) -> str | None:
 
 def build_tables(store: StoreProtocol, task: TaskSpec, images_dir: Path, *, shard_rows: int = SHARD_ROWS,
                  shard_bytes: int = SHARD_BYTES, progress: ExportProgress | None = None,
-                 configs: Sequence[TrainConfig] = (), box_iou: float = boxes.DEFAULT_IOU) -> ExportTables:
-    """The records and responses tables of `store` (and the rows of `configs`), to iterate shard by shard
-    (see ExportTables)."""
+                 configs: Sequence[TrainConfig] = (), box_iou: float = boxes.DEFAULT_IOU,
+                 gold: Mapping[int, GoldAnswer] | None = None) -> ExportTables:
+    """The records and responses tables of `store` (and the rows of `configs`; `gold`: the gold records,
+    kept apart), to iterate shard by shard (see ExportTables)."""
     return ExportTables(store, task, images_dir, shard_rows=shard_rows, shard_bytes=shard_bytes,
-                        progress=progress, configs=configs, box_iou=box_iou)
+                        progress=progress, configs=configs, box_iou=box_iou, gold=gold)
