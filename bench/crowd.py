@@ -45,8 +45,12 @@ and models the screens' cost per annotation from them (one computation per
 `--task PATH` runs ours against that task file instead of the one-label
 task (e.g. examples/questions/task.toml: four questions of four kinds); the
 annotators read its questions from the app's `next` API and answer every one
-(bench/crowd_task.py); the overlap is the task's. The baseline knows one
-label question only, so `--task` takes `--app ours`.
+(bench/crowd_task.py); the overlap is the task's; `--source DIR` is its
+SOURCE_DIR (default: the generated JPEGs). Gold records (the task's
+gold_file/gold_column) are left out of the overlap and "done" checks, and a
+person at the task's quota leaves (not a false "done"; "over quota" counts
+anyone the store holds past it). The baseline knows one label question only,
+so `--task` takes `--app ours`. `bench/crowd_kinds.py` runs every kind in one go.
 
 `--breakdown` adds, on the idle server after the crowd left, the server CPU
 and latency of single requests: a plain route (/healthz), a queue=False Gradio
@@ -81,6 +85,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import crowd_task  # noqa: E402
 import floods  # noqa: E402
 import loadgen  # noqa: E402
+from annotator.task import load_task  # noqa: E402
 from annotator.ui.annotate import SAVED_CHECK_DELAY_MS  # noqa: E402  (what the page does)
 from annotator.ui.projector import REFRESH_SECONDS as PROJECTOR_EVERY_S  # noqa: E402  (what projector.js does)
 from loadgen import (Answer, BaselineBrowser, Browser, EventError, Person, Profile, Recorder,  # noqa: E402
@@ -252,7 +257,7 @@ class Sampler:
                 pass
 
 
-AnswerFor = Callable[[random.Random], dict[str, Any]]
+AnswerFor = Callable[[random.Random, dict[str, Any]], dict[str, Any]]  # (rng, the view's item) -> answer
 
 
 async def annotator(b: Browser | BaselineBrowser, kind: str, profile: Profile, start_at: float, end: float,
@@ -303,7 +308,7 @@ async def _annotate_ours(b: Browser, n_labels: int, end: float, think: float, rn
                     if answer_for is None:
                         view = await b.click_label(rng.randrange(n_labels), loadgen.comment_for(rng))
                     else:
-                        view = await b.click_label(0, "", answer_for(rng))
+                        view = await b.click_label(0, "", answer_for(rng, view.raw["item"]))
                 except EventError:
                     await asyncio.sleep(1.0)  # the page shows the error; the person tries again
                     continue
@@ -320,8 +325,8 @@ async def _annotate_ours(b: Browser, n_labels: int, end: float, think: float, rn
                 except EventError as exc:
                     rec.error("recheck_" + exc.kind)
                     await asyncio.sleep(1.0)
-            elif view.state == "done":
-                return  # the person leaves
+            elif view.state in ("done", "quota"):
+                return  # the person leaves (all done, or at the task's max_answers_per_person)
             else:
                 rec.error(f"view_{view.state}")
                 return
@@ -654,7 +659,8 @@ ROWS = [
 ]
 STORE_ROWS = [("accepted answers", "accepted"), ("reported saved", "reported_saved"),
               ("over overlap", "over_overlap"), ("accepted missing", "accepted_missing"),
-              ("saved missing", "saved_missing"), ("told done", "told_done"), ("false done", "false_done")]
+              ("saved missing", "saved_missing"), ("told done", "told_done"), ("false done", "false_done"),
+              ("gold answers", "gold_answers"), ("at quota", "at_quota"), ("over quota", "over_quota")]
 
 
 def _fmt(v: Any) -> str:
@@ -706,14 +712,16 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def run_one(kind: str, args: argparse.Namespace, run: Path, source: Path, users: list[str],
-            replicas: int = 0, edge: bool = True, flood: str | None = None, projectors: int = 0) -> dict[str, Any]:
+            replicas: int = 0, edge: bool = True, flood: str | None = None, projectors: int = 0,
+            name: str | None = None) -> dict[str, Any]:
     """One app under the crowd. `replicas` > 0: that many copies of ours on one PostgreSQL server
     (STORE_URL; one shared DATA_DIR for the images and one SECRET_KEY, as behind one URL).
     `edge=False`: ours with its edge replaced by a pass-through (see NO_EDGE_SITE).
     `flood`: the same crowd with a flood beside it (bench/floods.py).
-    `projectors`: the same crowd with that many projector screens polling (LEADERBOARD=on, a GOAL)."""
-    name = f"pg-x{replicas}" if replicas else f"{kind}+{flood}-flood" if flood else \
-        f"{kind}+{projectors}-projectors" if projectors else kind if edge else f"{kind}-without-edge"
+    `projectors`: the same crowd with that many projector screens polling (LEADERBOARD=on, a GOAL).
+    `name`: the run's name (its folder and report line) instead of one made of the above."""
+    name = name or (f"pg-x{replicas}" if replicas else f"{kind}+{flood}-flood" if flood else
+                    f"{kind}+{projectors}-projectors" if projectors else kind if edge else f"{kind}-without-edge")
     folder = run / name
     folder.mkdir(parents=True, exist_ok=True)
     env = server_env(kind, args, run, source, users, folder, edge)
@@ -742,7 +750,8 @@ def run_one(kind: str, args: argparse.Namespace, run: Path, source: Path, users:
     try:
         info["server_log_tracebacks"] = sum(server.log().count("Traceback") for server in servers)
         info["server_exit"] = codes[0] if len(codes) == 1 else codes
-        store = loadgen.check_store(kind, Path(env["DATA_DIR"]), persons, args.overlap, pg.url if pg else None)
+        store = loadgen.check_store(kind, Path(env["DATA_DIR"]), persons, args.overlap, pg.url if pg else None,
+                                    load_task(args.task) if args.task else None)
     finally:
         if pg is not None:
             pg.stop()
@@ -760,7 +769,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with what follows from it (the task's overlap, the ramp, the records needed)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--annotators", type=int, default=50)
     p.add_argument("--think", type=float, default=3.0, help="mean think time between clicks, seconds (exponential)")
@@ -790,9 +800,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="also run ours with this many projector screens polling beside the same crowd, and compare")
     p.add_argument("--task", type=Path, default=None,
                    help="run ours against this task file (its questions, its overlap) instead of one label question")
+    p.add_argument("--source", type=Path, default=None,
+                   help="SOURCE_DIR for --task (e.g. examples/preference/pairs); default: generated JPEGs")
     args = p.parse_args(argv)
     if args.task:
-        from annotator.task import load_task  # noqa: PLC0415
         if args.app != "ours":
             p.error("--task runs our app only (the baseline knows one label question): add --app ours")
         args.overlap = load_task(args.task).overlap
@@ -801,10 +812,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.records:
         answers = args.annotators * (args.ramp / 2 + args.duration) / args.think
         args.records = max(500, int(math.ceil(1.5 * answers / args.overlap)) + 8 * args.annotators)
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     run = args.workdir or Path(tempfile.mkdtemp(prefix="crowd-"))
     run.mkdir(parents=True, exist_ok=True)
-    source = run / "source"
+    source = args.source.resolve() if args.source else run / "source"
     if not source.exists():
         loadgen.make_images(source, args.records, seed=args.seed)
     users = loadgen.user_names(args.annotators)

@@ -243,7 +243,7 @@ _LABEL = re.compile(r'data-label="([^"]*)"')
 @dataclass
 class View:
     """The annotate view after one request, as the page's script would show it."""
-    state: str  # ready | waiting | done | signed_out | unknown
+    state: str  # ready | waiting | done | quota | signed_out | unknown
     ticket: str = ""
     record_id: int | None = None
     image_url: str | None = None
@@ -256,8 +256,18 @@ class View:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
+    def images(self) -> list[str]:
+        """Every image of the record on screen (a record may show several: docs/records.md)."""
+        return _image_urls(self.raw.get("item") or {}) if self.state == "ready" else []
+
+    @property
     def preload(self) -> list[str]:
-        return [u["image_url"] for u in self.upcoming]
+        """What the page preloads: every image of every buffered record."""
+        return [url for u in self.upcoming for url in _image_urls(u)]
+
+
+def _image_urls(item: dict[str, Any]) -> list[str]:
+    return [i["url"] for i in item.get("images") or ()] or [item["image_url"]]
 
 
 def saved_kind(data: dict[str, Any]) -> str:
@@ -383,6 +393,7 @@ class Person:
     saved_upto: int = 0  # accepted[:saved_upto] were reported committed ("All answers saved")
     failed_seen: bool = False  # the page said "not saved, retrying"
     told_done_at: float | None = None
+    quota_at: float | None = None  # told they gave the most answers one person gives (not "done")
     waiting_seen: int = 0
 
 
@@ -566,11 +577,14 @@ class Browser(_Tab):
             person.failed_seen = True
         if view.state == "done" and person.told_done_at is None:
             person.told_done_at = time.monotonic()
+        if view.state == "quota" and person.quota_at is None:
+            person.quota_at = time.monotonic()
         if view.state == "waiting":
             person.waiting_seen += 1
         click_took = time.monotonic() - click_started
-        if shown_at is None and view.state == "ready" and view.image_url and view.image_url not in self.cache:
-            await self.fetch_image(view.image_url, preload=False)
+        if shown_at is None:  # the page shows the record once all its images are in
+            missing = [url for url in view.images if url not in self.cache]
+            await asyncio.gather(*(self.fetch_image(url, preload=False) for url in missing))
         if record_click and self.rec.in_window(click_started):
             self.rec.click.append(click_took)
             self.rec.click_at.append(click_started)
@@ -756,36 +770,63 @@ class BaselineBrowser(_Tab):
 # --- the store ---------------------------------------------------------------------
 
 
-def _our_facts(query: Callable[..., list[tuple]], overlap: int) -> tuple[dict, int, list[tuple], int]:
-    """(answers by (record, user), records over overlap, open records, records) from our schema."""
+def _our_facts(query: Callable[..., list[tuple]], overlap: int, gold: set[int]
+               ) -> tuple[dict, int, set[int], int, Counter]:
+    """(answers by (record, user), records over overlap, open records, records, answers on work by user) from
+    our schema. Gold records (`gold`) are no work: no overlap, no completion (docs/quality.md)."""
     rows = query("SELECT record_id, user_id, status, answer FROM responses")
     got = {(r, u): (s, decode_answer(a)) for r, u, s, a in rows}
-    over = query("SELECT count(*) FROM (SELECT record_id, count(*) AS n FROM responses WHERE status = 'submitted' "
-                 "GROUP BY 1) s JOIN records r ON r.id = s.record_id WHERE s.n > ? + r.extra_answers", [overlap])
+    over = query("SELECT s.record_id FROM (SELECT record_id, count(*) AS n FROM responses WHERE status = "
+                 "'submitted' GROUP BY 1) s JOIN records r ON r.id = s.record_id WHERE s.n > ? + r.extra_answers",
+                 [overlap])
     open_records = query(
         "SELECT r.id FROM records r LEFT JOIN (SELECT record_id, count(*) AS n FROM responses "
         "WHERE status = 'submitted' GROUP BY 1) s ON s.record_id = r.id "
         "WHERE coalesce(s.n, 0) < ? + r.extra_answers", [overlap])
-    return got, over[0][0], open_records, query("SELECT count(*) FROM records")[0][0]
+    work = Counter(u for (r, u), (status, _) in got.items() if status == "submitted" and r not in gold)
+    return (got, sum(1 for (r,) in over if r not in gold), {r for (r,) in open_records} - gold,
+            query("SELECT count(*) FROM records")[0][0], work)
+
+
+def gold_ids(query: Callable[..., list[tuple]], task: Any) -> set[int]:
+    """The records a DuckDB app holds as gold (it keeps them in its scheduler, not in a column): as
+    annotator.gold.gold_answers finds them, by the gold file's source keys and the gold column."""
+    quality = task.quality
+    keys: set[str] = set()
+    if quality.gold_file:
+        with open(quality.gold_file, encoding="utf-8") as f:
+            keys = {json.loads(line)["key"] for line in f if line.strip()}
+    column = quality.gold_column
+    out = set()
+    for rid, key, metadata in query("SELECT id, source_key, metadata FROM records"):
+        value = json.loads(metadata or "{}").get(column) if column else None
+        if key in keys or value not in (None, "", []):
+            out.add(rid)
+    return out
 
 
 def check_store(kind: str, data_dir: Path, persons: list[Person], overlap: int,
-                store_url: str | None = None) -> dict[str, Any]:
-    """After the server stopped: over-overlap records, missing answers, false "done".
+                store_url: str | None = None, task: Any = None) -> dict[str, Any]:
+    """After the server stopped: over-overlap records, missing answers, false "done", people over the quota.
 
-    Ours reads its DuckDB file in `data_dir`, or PostgreSQL at `store_url`."""
+    Ours reads its DuckDB file in `data_dir`, or PostgreSQL at `store_url`. `task` (annotator.task.TaskSpec):
+    its gold records are left out of the overlap and completion checks, and its quota is checked."""
     import duckdb  # noqa: PLC0415
 
+    gold: set[int] = set()
+    work: Counter = Counter()
     if store_url:
         import psycopg  # noqa: PLC0415
 
         with psycopg.connect(store_url) as pg:
-            got, over, open_records, records = _our_facts(
-                lambda sql, params=(): pg.execute(sql.replace("?", "%s"), params).fetchall(), overlap)
+            gold = {r for (r,) in pg.execute("SELECT id FROM records WHERE gold").fetchall()}
+            got, over, open_ids, records, work = _our_facts(
+                lambda sql, params=(): pg.execute(sql.replace("?", "%s"), params).fetchall(), overlap, gold)
     elif kind == "ours":
         con = duckdb.connect(str(data_dir / "annotator.duckdb"), read_only=True)
-        got, over, open_records, records = _our_facts(
-            lambda sql, params=(): con.execute(sql, params).fetchall(), overlap)
+        query = lambda sql, params=(): con.execute(sql, params).fetchall()  # noqa: E731
+        gold = gold_ids(query, task) if task is not None and task.quality.has_gold else set()
+        got, over, open_ids, records, work = _our_facts(query, overlap, gold)
         con.close()
     else:
         con = duckdb.connect(str(data_dir / "baseline.duckdb"), read_only=True)
@@ -796,9 +837,10 @@ def check_store(kind: str, data_dir: Path, persons: list[Person], overlap: int,
         open_records = con.execute(
             "SELECT r.id FROM records r LEFT JOIN (SELECT record_id, count(*) AS n FROM annotations GROUP BY 1) s "
             "ON s.record_id = r.id WHERE coalesce(s.n, 0) < ?", [overlap]).fetchall()
+        open_ids = {r for (r,) in open_records}
         records = con.execute("SELECT count(*) FROM records").fetchone()[0]
         con.close()
-    open_ids = {r for (r,) in open_records}
+    quota = task.quality.max_answers_per_person if task is not None else None
 
     def missing(answers: list[Answer]) -> int:
         last: dict[tuple[int, str], Answer] = {}
@@ -819,6 +861,10 @@ def check_store(kind: str, data_dir: Path, persons: list[Person], overlap: int,
             false_done += 1
     return {
         "records": records,
+        "gold_records": len(gold),
+        "gold_answers": sum(1 for (r, _), (status, _) in got.items() if r in gold and status == "submitted"),
+        "at_quota": sum(1 for p in persons if p.quota_at is not None),
+        "over_quota": sum(1 for n in work.values() if n > quota) if quota is not None else 0,
         "answers_in_store": len(got),
         "accepted": len(accepted),
         "reported_saved": len(saved),
