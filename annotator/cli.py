@@ -17,7 +17,7 @@ from typing import Any
 
 from annotator.auth import AuthError, PasswordFile
 from annotator.config import ConfigError, load_settings
-from annotator.task import load_task
+from annotator.task import load_task, record_suggestion_column
 from annotator.export.hub import ExportError, Exporter
 from annotator.export.local import export_local
 from annotator.ingest import IngestError, ingest_dataset, ingest_folder
@@ -38,7 +38,7 @@ def _run_ingest(args: argparse.Namespace) -> int:
     if args.suggestion_column is not None:
         suggestion = args.suggestion_column.strip() or None
     else:
-        suggestion = task.suggestion_column
+        suggestion = record_suggestion_column(task)
     columns = dict(image_columns=_names(args.image_columns, task.image_columns),
                    text_columns=_names(args.text_columns, task.text_columns))
     if len(columns["image_columns"]) == 1:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from annotator.config import DEFAULT_MAX_IMAGE_PIXELS, ConfigError, Settings
-from annotator.task import TaskSpec
+from annotator.task import TaskSpec, record_suggestion_column
 from annotator.images import ImageError, SavedImage, save_original, shown_size
 from annotator.model import NewRecord, RecordImage
 from annotator.store_protocol import StoreProtocol
@@ -668,14 +668,14 @@ def ingest_from_settings(store: StoreProtocol, settings: Settings, task: TaskSpe
     if settings.source_dataset:
         return ingest_dataset(store, settings.source_dataset, settings.images_dir, config=settings.source_config,
                               split=settings.source_split, image_column=settings.source_image_column,
-                              suggestion_column=task.suggestion_column, token=settings.hf_token,
+                              suggestion_column=record_suggestion_column(task), token=settings.hf_token,
                               progress=progress, max_pixels=settings.max_image_pixels,
                               image_columns=task.image_columns, text_columns=task.text_columns)
     if settings.source_dir is None or not settings.source_dir.is_dir():
         raise IngestError(f"there is nothing to ingest: SOURCE_DIR={str(settings.source_dir or '')!r} is not a "
                           f"folder and SOURCE_DATASET is not set. Set one of them.")
     return ingest_folder(store, settings.source_dir, settings.images_dir,
-                         suggestion_column=task.suggestion_column, progress=progress,
+                         suggestion_column=record_suggestion_column(task), progress=progress,
                          max_pixels=settings.max_image_pixels, image_columns=task.image_columns,
                          text_columns=task.text_columns)
 

@@ -114,28 +114,6 @@ class TaskSpec:
     image_columns: tuple[str, ...] = ()
     text_columns: tuple[str, ...] = ()
 
-    # Today's one classification question, for the callers that know only that kind (issue 15 moves
-    # them to `questions` one by one; these go when the last one has moved).
-    @property
-    def kind(self) -> str:
-        return "multi_label" if self.questions[0].kind == "labels" else "single_label"
-
-    @property
-    def labels(self) -> tuple[Label, ...]:
-        return self.questions[0].labels
-
-    @property
-    def label_names(self) -> tuple[str, ...]:
-        return self.questions[0].label_names
-
-    @property
-    def question(self) -> str:
-        return self.questions[0].title
-
-    @property
-    def suggestion_column(self) -> str | None:
-        return self.questions[0].suggestion_column
-
 
 def legacy_question(task: TaskSpec) -> LegacyQuestion | None:
     """What answers stored as lists of labels (before typed answers) answered: the task's first question,
@@ -143,6 +121,13 @@ def legacy_question(task: TaskSpec) -> LegacyQuestion | None:
     the recovery files and the restore of an old export read those lists through it."""
     first = task.questions[0]
     return LegacyQuestion(first.name, first.kind) if first.kind in ("label", "labels") else None  # type: ignore[arg-type]
+
+
+def record_suggestion_column(task: TaskSpec) -> str | None:
+    """The column ingest keeps as a record's one `suggestion`: the first question's (a `--suggestion-column`
+    may name another). answers.suggested_answer offers it to that question; the other questions read their
+    own column from the record's metadata, which ingest keeps whole."""
+    return task.questions[0].suggestion_column
 
 
 def classification_task(title: str, labels: tuple[Label, ...], *, kind: str = "single_label",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from annotator.config import ConfigError, load_settings
-from annotator.task import load_task
+from annotator.task import load_task, record_suggestion_column
 
 GOOD_TASK = """
 title = "Cats"
@@ -37,15 +37,16 @@ def write_task(tmp_path: Path, text: str) -> Path:
 def test_good_task_is_read(tmp_path: Path) -> None:
     task = load_task(write_task(tmp_path, GOOD_TASK))
     assert task.title == "Cats"
-    assert task.label_names == ("cat", "dog")
-    assert [label.key for label in task.labels] == ["c", "2"]  # default keys follow position
+    (only,) = task.questions
+    assert only.label_names == ("cat", "dog")
+    assert [label.key for label in only.labels] == ["c", "2"]  # default keys follow position
     assert (task.overlap, task.order, task.seed, task.comment) == (2, "shuffle", 7, True)
-    assert task.suggestion_column == "label"
+    assert only.suggestion_column == record_suggestion_column(task) == "label"
 
 
 def test_shipped_sample_task_is_valid() -> None:
     task = load_task(Path(__file__).resolve().parent.parent / "data" / "task.toml")
-    assert task.labels and task.overlap >= 1
+    assert task.questions[0].labels and task.overlap >= 1
 
 
 @pytest.mark.parametrize("change, expected", [
@@ -138,13 +139,13 @@ def test_keys_past_nine_labels_are_assigned_automatically(tmp_path: Path) -> Non
     names = [f"class {i}" for i in range(30)]
     text = 'title = "Many"\n' + "".join(f'\n[[labels]]\nname = "{n}"\n' for n in names)
     task = load_task(write_task(tmp_path, text))
-    keys = [label.key for label in task.labels]
+    keys = [label.key for label in task.questions[0].labels]
     assert keys[:12] == list("1234567890ab")
     assert len(set(keys)) == 30 and not {"s", "c", "g", "?"} & set(keys)  # no action key, none kept for C/G
     assert keys == list(AUTO_KEYS[:30])
     # past the 33 keys there are, a label has no key (a button still answers it)
     text = 'title = "More"\n' + "".join(f'\n[[labels]]\nname = "l{i}"\n' for i in range(35))
-    assert [label.key for label in load_task(write_task(tmp_path, text)).labels][32:] == ["z", "", ""]
+    assert [label.key for label in load_task(write_task(tmp_path, text)).questions[0].labels][32:] == ["z", "", ""]
 
 
 def test_explicit_keys_are_still_checked_beside_automatic_ones(tmp_path: Path) -> None:
@@ -158,4 +159,5 @@ def test_explicit_keys_are_still_checked_beside_automatic_ones(tmp_path: Path) -
     with pytest.raises(ConfigError, match=r"labels\[11\]\.key = '\?'"):
         load_task(write_task(tmp_path, many + '\n[[labels]]\nname = "x"\nkey = "?"\n'))
     task = load_task(write_task(tmp_path, many + '\n[[labels]]\nname = "x"\nkey = "k"\n'))
-    assert task.labels[-1].key == "k" and task.labels[10].key == "a"
+    labels = task.questions[0].labels
+    assert labels[-1].key == "k" and labels[10].key == "a"

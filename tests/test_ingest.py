@@ -18,7 +18,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 from annotator import cli, ingest  # noqa: E402
 from annotator.config import load_settings  # noqa: E402
-from annotator.task import load_task  # noqa: E402
+from annotator.task import load_task, record_suggestion_column  # noqa: E402
 from annotator.ingest import IngestError, ingest_dataset, ingest_folder, ingest_from_settings  # noqa: E402
 from annotator.store import Store  # noqa: E402
 from ingesthelpers import png  # noqa: E402
@@ -282,9 +282,9 @@ def test_dataset_errors_name_the_problem(store: Store, tmp_path: Path, local_dat
 
 def test_the_shipped_sample_ingests(store: Store, tmp_path: Path) -> None:
     task = load_task(REPO / "data" / "task.toml")
-    assert task.suggestion_column == "label" and task.overlap == 2
+    assert record_suggestion_column(task) == "label" and task.overlap == 2
     report = ingest_folder(store, REPO / "data" / "images", tmp_path / "images",
-                           suggestion_column=task.suggestion_column, progress=True)
+                           suggestion_column=record_suggestion_column(task), progress=True)
     assert 90 <= report.added <= 110 and not report.skipped
     records = by_key(store).values()
     assert {r.suggestion for r in records} == {"circle", "square", "triangle"}
