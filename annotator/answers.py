@@ -24,7 +24,7 @@ from annotator.model import Answer, AnswerValue, Box, Record
 from annotator.task import BOTH_BAD, TIE, Question, TaskSpec
 from annotator.text import text_problem
 
-__all__ = ["AnswerError", "check_answer", "question_specs", "suggested_answer"]
+__all__ = ["AnswerError", "check_answer", "largest_answer_bytes", "question_specs", "suggested_answer"]
 
 # how much of a value the caller sent an error message repeats
 _ECHO = 80
@@ -280,6 +280,39 @@ def _preference(q: Question, value: object) -> str:
 
 def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+# --- size ------------------------------------------------------------------------
+
+# A code point takes at most 12 bytes in JSON (Python's json.dumps, as scripts send it, writes one beyond
+# U+FFFF as two \uXXXX escapes); a box's keys, brackets and four numbers as a browser or Python writes
+# them (17 significant digits) take under 200 more.
+_JSON_BYTES_PER_CHAR = 12
+_BOX_BYTES = 200
+
+
+def largest_answer_bytes(task: TaskSpec, comment_chars: int = 0) -> int:
+    """The most bytes a valid answer to `task` and a comment of up to `comment_chars` take as JSON.
+
+    The edge refuses a request body larger than its route allows before reading it; the routes that
+    carry an answer allow at least this, so a full-length caption or the most boxes a question takes
+    is never refused for its size, however the task is set.
+    """
+    def text(chars: int) -> int:
+        return chars * _JSON_BYTES_PER_CHAR + 2
+
+    def value(q: Question) -> int:
+        longest = max((text(len(name)) for name in q.label_names), default=0)
+        if q.kind == "label":
+            return longest
+        if q.kind == "labels":
+            return sum(text(len(name)) + 1 for name in q.label_names) + 2
+        if q.kind == "text":
+            return text(q.max_chars)
+        if q.kind == "boxes":
+            return q.max_boxes * (_BOX_BYTES + longest) + 2
+        return 32  # a rating's number, a preference's choice
+    return sum(text(len(q.name)) + 1 + value(q) + 1 for q in task.questions) + 2 + text(comment_chars)
 
 
 # --- suggestions ---------------------------------------------------------------

@@ -38,7 +38,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable, Literal, MutableMapping
 from urllib.parse import unquote, urlsplit
 
@@ -127,6 +127,22 @@ class Surface:
             if lowered.startswith(r.path[:-1]):
                 return r
         return self.default
+
+
+# the routes whose body carries an answer (the page's clicks, Gradio's events and the scripting API)
+ANSWER_ROUTES = frozenset({"/ann/*", "/gradio_api/queue/join", "/gradio_api/call/*", "/gradio_api/run/*",
+                           "/gradio_api/api/*"})
+# what such a request holds besides the answer and the comment: a ticket, names, Gradio's event fields
+REQUEST_ROOM = 16 * KB
+
+
+def surface_for(answer_bytes: int) -> Surface:
+    """The public surface with the routes that carry an answer allowing one of `answer_bytes` (the largest
+    valid answer and comment the task and settings admit): a long caption or hundreds of boxes are a
+    person's work, never a request too large."""
+    need = answer_bytes + REQUEST_ROOM
+    return Surface(tuple(replace(r, max_body=max(r.max_body, need)) if r.path in ANSWER_ROUTES else r
+                         for r in SURFACE))
 
 
 _SLASHES = re.compile("/{2,}")

@@ -25,6 +25,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from annotator.answers import largest_answer_bytes
 from annotator.auth import AuthError, PasswordFile
 from annotator.images import ImageError
 from annotator.runtime import Runtime
@@ -34,7 +35,7 @@ from annotator.ui.assets import add_static_routes
 from annotator.ui.blocks import build_blocks
 from annotator.ui.clicks import add_click_routes
 from annotator.ui.cookies import PartitionedSessionCookies
-from annotator.ui.edge import UPLOAD_MAX_BYTES, Budget, Edge, check_people
+from annotator.ui.edge import UPLOAD_MAX_BYTES, Budget, Edge, check_people, surface_for
 from annotator.ui.errors import hide_unexpected_errors
 from annotator.ui.frame import FrameCookieNotice
 from annotator.ui.gradio_glue import mounted_app, slow_queue_polling
@@ -128,7 +129,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     check_people(gradio_app, lambda request: identify_http(runtime.access, gradio_app, request), Budget())
     app.add_middleware(PartitionedSessionCookies)  # sign-in inside the Hub's frame (annotator/ui/cookies.py)
     app.add_middleware(FrameCookieNotice)  # ...and a notice where the frame refuses them (annotator/ui/frame.py)
-    app.add_middleware(Edge)  # outermost: nothing reaches Gradio or a route before the edge's rules
+    # outermost: nothing reaches Gradio or a route before the edge's rules; the routes carrying an answer
+    # take the largest answer and comment the task and MAX_COMMENT_CHARS admit
+    answer_bytes = largest_answer_bytes(runtime.task, runtime.settings.max_comment_chars)
+    app.add_middleware(Edge, surface=surface_for(answer_bytes))
     return app
 
 
