@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
-from annotator import boxes, metrics
+from annotator import boxes
 from annotator.task import Question, TaskSpec
 from annotator.export.format import record_row, records_features, response_row, responses_features
 from annotator.export.gold import GoldSummary, gold_rows, gold_schema
@@ -32,6 +32,7 @@ from annotator.export.summary import AlphaAccumulator, ExportSummary, OrdinalAcc
 from annotator.export.train_configs import RecordAnswers, TrainConfig
 from annotator.gold import GoldAnswer
 from annotator.model import Record, Response, record_status
+from annotator.review import question_consensus
 from annotator.store_protocol import StoreProtocol
 
 log = logging.getLogger(__name__)
@@ -220,37 +221,28 @@ class ExportTables:
                    agreement: dict[str, float | None]) -> list[str]:
         """Fill one label, labels or rating question's consensus and agreement for a record; its ties."""
         name = q.name
+        # labels: a label is in the consensus when more than half of the answers chose it; chosen by exactly
+        # half it is tied (stated, not decided)
+        consensus[name], ties, agreement[name] = question_consensus(q, values)
         if q.kind == "labels":
-            # a label is in the consensus when more than half of the answers chose it; chosen by exactly
-            # half it is tied (stated, not decided)
-            chosen, ties = metrics.label_set_majority(values)
-            labels = q.label_names
-            consensus[name] = chosen
-            agreement[name] = metrics.record_agreement_multi(values, labels)
             for value in values:
                 qs.answer_counts.update(value)
-            for label in dict.fromkeys((*labels, *sorted({v for value in values for v in value}))):
+            for label in dict.fromkeys((*q.label_names, *sorted({v for value in values for v in value}))):
                 self._alpha_labels[name].setdefault(label, AlphaAccumulator()).add([label in v for v in values])
-            qs.majority_counts.update(chosen)
+            qs.majority_counts.update(consensus[name])
             return ties
         self._alpha[name].add(values)
-        agreement[name] = metrics.record_agreement(values)
         qs.answer_counts.update(str(v) for v in values)
-        if q.kind == "rating":
-            consensus[name] = metrics.median(values)
-            return []
-        vote = metrics.majority(values)
-        consensus[name] = vote.label
-        if vote.label is not None:
-            qs.majority_counts[vote.label] += 1
-        return list(vote.tied)
+        if q.kind != "rating" and consensus[name] is not None:
+            qs.majority_counts[consensus[name]] += 1
+        return ties
 
     def _box_consensus(self, q: Question, submitted: list[Response], qs: QuestionSummary,
                        consensus: dict[str, Any], agreement: dict[str, float | None]) -> None:
         """A boxes question's consensus (the boxes a majority drew) and agreement (mean pairwise F1)."""
         values = [a.answer[q.name] for a in sorted(submitted, key=lambda a: a.user_id) if q.name in a.answer]
-        consensus[q.name] = boxes.consensus(values, self.box_iou)  # type: ignore[arg-type]
-        agreement[q.name] = f1 = boxes.record_f1(values, self.box_iou)  # type: ignore[arg-type]
+        consensus[q.name], _, agreement[q.name] = question_consensus(q, values, self.box_iou)
+        f1 = agreement[q.name]
         for value in values:
             qs.answer_counts.update(box["label"] for box in value)  # type: ignore[index, union-attr]
         qs.majority_counts.update(box["label"] for box in consensus[q.name])
