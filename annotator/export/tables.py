@@ -10,7 +10,8 @@ also holds their rows for the same records, made from the same image bytes
 and consensus. Gold records (issue 17) and their answers are kept out of
 both tables and the totals: given the gold answers (`gold`), each shard holds
 them apart (the `gold` config's rows, and for the Hub push the records and
-answers as the store has them).
+answers as the store has them). A record an admin settled carries its final
+answer (`final`) beside the consensus, and the ready-to-train configs prefer it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from annotator.export.gold import GoldSummary, gold_rows, gold_schema
 from annotator.export.summary import AlphaAccumulator, ExportSummary, OrdinalAccumulator, QuestionSummary
 from annotator.export.train_configs import RecordAnswers, TrainConfig
 from annotator.gold import GoldAnswer
-from annotator.model import Record, Response, record_status
+from annotator.model import Final, Record, Response, record_status
 from annotator.review import question_consensus
 from annotator.store_protocol import StoreProtocol
 
@@ -90,6 +91,7 @@ class ExportTables:
             for q in task.questions if q.kind in ("label", "rating", "preference")}
         self._alpha_labels: dict[str, dict[str, AlphaAccumulator]] = {
             q.name: {} for q in task.questions if q.kind == "labels"}
+        self._finals: dict[int, Final] = {}
 
     def __iter__(self) -> Iterator[Shard]:
         done = 0
@@ -100,6 +102,7 @@ class ExportTables:
         size = 0
         if self.progress:
             self.progress(0, self.total_records)
+        self._finals = self.store.finals()  # few (the records an admin settled); read after the fingerprint
         for records, responses in self.store.iter_export(self.shard_rows):
             by_record: dict[int, list[Response]] = {}
             for r in responses:
@@ -203,13 +206,15 @@ class ExportTables:
         needed = self.task.overlap + record.extra_answers
         status = record_status(len(submitted), needed)
         s.status[status] += 1
+        final = self._finals.get(record.id)
+        s.adjudicated += final is not None
         image, more, texts = self._shown(record)
         row = record_row(record, image, submitted, skipped=len(answers) - len(submitted),
                          consensus=consensus, tied=tied, agreement=agreement, status=status,
                          more=more if self.task.image_columns else None,
-                         texts=texts if self.task.text_columns else None)
+                         texts=texts if self.task.text_columns else None, final=final)
         return row, RecordAnswers(record, image, values_by_question, consensus, ties_by_question, status,
-                                  tuple(more), texts)
+                                  tuple(more), texts, final.answer if final else {})
 
     def _shown(self, record: Record) -> tuple[dict[str, Any] | None, list[dict[str, Any] | None], dict[str, str | None]]:
         """What the record shows: its image, its further images (a task of several) and its texts, read once."""
