@@ -34,13 +34,14 @@ from annotator.export.hub import Exporter
 from annotator.export.local import export_local
 from annotator.model import Answer, Record
 from annotator.reports import EXPORT_NOT_CONFIGURED
-from annotator.review import ReviewItem, review_queue as build_review_queue
+from annotator.review import ReviewItem, review_item as build_review_item, review_queue as build_review_queue
 from annotator.service import AnnotationService, InputError, checked_text
 from annotator.store_protocol import StoreProtocol
 from annotator.writer import WriteRejected
 
 __all__ = ["ActionResult", "AdminDeps", "DownloadFolders", "MAX_EXTRA", "active_settings", "audit_log",
            "clear_final", "export_now", "prepare_downloads", "release_user", "reopen_record", "review_queue",
+           "review_record",
            "set_final", "set_quota"]
 
 MAX_EXTRA = 10
@@ -197,17 +198,16 @@ def set_quota(deps: AdminDeps, who: Identity, user: object, quota: object) -> Ac
 def set_final(deps: AdminDeps, who: Identity, record_id: object, answer: object) -> ActionResult:
     """Settle a record: the admin's answer becomes its final one, which the export prefers to the consensus.
 
-    `answer` is an answer object as annotators send it (or its JSON text), checked against the task and the
+    `answer` is an answer as annotators send it (or its JSON text), checked against the task and the
     record's image size as theirs are; a gold record takes none (its answer is known). Setting it again
     replaces it."""
     Access.require_admin(who)
     record = _reviewable(deps, record_id)
-    if isinstance(answer, str):
+    if isinstance(answer, str):  # the API's JSON text; a text that is no JSON may be a label's name
         try:
             answer = json.loads(answer)
         except ValueError:
-            raise InputError("The final answer must be JSON: an object with a value per question, e.g. "
-                             f"{_example(deps)}.") from None
+            pass
     try:
         checked = check_answer(deps.task, answer, (record.width, record.height))
     except AnswerError as exc:
@@ -241,6 +241,15 @@ def review_queue(deps: AdminDeps, who: Identity, label: object = None, annotator
                               label=wanted[0] or None, annotator=wanted[1] or None, box_iou=deps.settings.box_iou)
 
 
+def review_record(deps: AdminDeps, who: Identity, record_id: object) -> tuple[Record, ReviewItem]:
+    """One record to settle: the record (its images and size) and its answers, consensus and final."""
+    Access.require_admin(who)
+    record = _reviewable(deps, record_id)
+    answers = [(r.user_id, r.answer) for r in deps.store.record_responses(record.id) if r.status == "submitted"]
+    return record, build_review_item(deps.task, record.id, answers, deps.store.final(record.id),
+                                     deps.settings.box_iou)
+
+
 def _reviewable(deps: AdminDeps, record_id: object) -> Record:
     """The record a final answer is about: it exists and is not gold (InputError otherwise)."""
     rid = _whole(record_id, "record id")
@@ -261,14 +270,6 @@ def _write_final(deps: AdminDeps, who: Identity, record_id: int, answer: Answer 
     except WriteRejected as exc:
         raise InputError(f"Record {record_id}: storage refused the final answer ({exc.cause}); nothing changed."
                          ) from None
-
-
-def _example(deps: AdminDeps) -> str:
-    q = deps.task.questions[0]
-    first = q.label_names[0] if q.label_names else ""
-    value = {"label": first, "preference": "1", "labels": [first], "rating": q.low,
-             "boxes": [{"label": first, "bbox": [0, 0, 10, 10]}]}.get(q.kind, "...")
-    return json.dumps({q.name: value})
 
 
 def _shown(answer: Answer) -> str:

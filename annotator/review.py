@@ -21,7 +21,7 @@ from annotator import boxes, metrics
 from annotator.model import Answer, AnswerValue, Final, Response
 from annotator.task import Question, TaskSpec
 
-__all__ = ["ReviewItem", "question_consensus", "record_consensus", "review_queue"]
+__all__ = ["ReviewItem", "question_consensus", "record_consensus", "review_item", "review_queue"]
 
 
 def question_consensus(q: Question, values: Sequence[Any], box_iou: float = boxes.DEFAULT_IOU
@@ -74,6 +74,13 @@ class ReviewItem:
                                                           "at": self.final.at.isoformat()}}
 
 
+def review_item(task: TaskSpec, record_id: int, answers: Sequence[tuple[str, Answer]], final: Final | None,
+                box_iou: float = boxes.DEFAULT_IOU) -> ReviewItem:
+    """One record for review from its submitted (user, answer) pairs and its final answer."""
+    consensus, agreement = record_consensus(task, answers, box_iou)
+    return ReviewItem(record_id, agreement, tuple(sorted(answers, key=lambda ua: ua[0])), consensus, final)
+
+
 def review_queue(task: TaskSpec, responses: Iterable[Response], finals: Mapping[int, Final],
                  gold: Container[int] = (), *, label: str | None = None, annotator: str | None = None,
                  box_iou: float = boxes.DEFAULT_IOU) -> list[ReviewItem]:
@@ -95,9 +102,7 @@ def review_queue(task: TaskSpec, responses: Iterable[Response], finals: Mapping[
         if label and not any(label in _labels(value) for _, a in answers for name, value in a.items()
                              if name in labelled):
             continue
-        consensus, agreement = record_consensus(task, answers, box_iou)
-        items.append(ReviewItem(rid, agreement, tuple(sorted(answers, key=lambda ua: ua[0])), consensus,
-                                finals.get(rid)))
+        items.append(review_item(task, rid, answers, finals.get(rid), box_iou))
     items.sort(key=lambda i: (i.agreement is None, i.agreement or 0.0, i.record_id))
     return items
 
