@@ -1,29 +1,19 @@
 """The Review section in a real browser (issue 17): the admin lists records by disagreement, opens one, sees
 every answer, chooses the final answer with the task's key and saves it with Enter, which opens the next
-record of the list; an annotator's dashboard has no Review section.
-
-Needs Debian's chromium at /usr/bin/chromium and the playwright package (never `playwright install`).
-Without them the test is skipped, or fails when ANNOTATOR_REQUIRE_BROWSER=1.
+record of the list; an annotator's dashboard has no Review section. Chromium as browserhelpers gives it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from browserhelpers import chromium
+from browserhelpers import browser  # noqa: F401,F811 - the module's fixture: one Chromium
 from dashhelpers import sign_in, signed_in_page, start_password_app
 
 from annotator.store import Store
 
 
-@pytest.fixture
-def browser():
-    with chromium() as b:
-        yield b
-
-
-def test_admin_settles_records_with_the_keys_and_enter(browser, tmp_path: Path) -> None:
+def test_admin_settles_records_with_the_keys_and_enter(browser, tmp_path: Path) -> None:  # noqa: F811
     from playwright.sync_api import expect
 
     server = start_password_app(tmp_path, images=4)
