@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from storehelpers import rows
+from test_boxes_dashboard import EVIL, box, runtime  # noqa: F401 - fixture
 from test_service import ALICE, BOB, opener  # noqa: F401 - fixture
 
 from annotator import admin_actions, recovery
@@ -85,6 +86,7 @@ def _answered_by_two(rt: Runtime) -> int:
     """alice and bob answer the first record differently; its id."""
     first = rt.service.next(ALICE).record
     rt.service.submit(ALICE, first.ticket, ["circle"])
+    assert rt.backend.flush(5)  # committed: on PostgreSQL a started record comes first once it is
     view = rt.service.next(BOB)
     assert view.record.record_id == first.record_id
     rt.service.submit(BOB, view.record.ticket, ["square"])
@@ -165,6 +167,7 @@ def test_review_of_a_labels_task_with_gold_left_out(opener) -> None:  # noqa: F8
     deps = rt.admin_deps()
     first = rt.service.next(ALICE).record
     rt.service.submit(ALICE, first.ticket, ["circle", "square"])
+    assert rt.backend.flush(5)
     rt.service.submit(BOB, rt.service.next(BOB).record.ticket, ["circle"])
     assert rt.backend.flush(5)
     with pytest.raises(InputError, match="not a label"):
@@ -212,3 +215,30 @@ def test_a_database_from_before_final_answers_migrates_and_keeps_everything(engi
         assert store.finals()[ids[0]].answer == {"label": "dog"}
     finally:
         store.close()
+
+
+# --- the Review section's pieces, for a boxes task (both engines: test_boxes_dashboard's runtime) ---------
+
+def test_the_review_view_draws_everyones_boxes_and_takes_one_persons_as_final(runtime) -> None:  # noqa: F811
+    from annotator.ui.admin import AdminGate
+    from annotator.ui.review import CONSENSUS, USER, ReviewView
+
+    rt, ids = runtime
+    deps = rt.admin_deps()
+    assert [i.record_id for i in admin_actions.review_queue(deps, BOSS)] == [ids[2], ids[1], ids[0], ids[3]]
+    view = ReviewView(rt, AdminGate())
+    record, item = admin_actions.review_record(deps, BOSS, ids[1])
+    page = view._detail(BOSS, record, item)
+    assert page.count("<rect") == 4 and "stroke-dasharray" in page  # ann's two, the other's one, the consensus
+    assert EVIL not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    [question] = rt.task.questions
+    choices = view._preset(question, None, item, final=False)
+    assert choices.value == CONSENSUS and [v for _, v in choices.choices] == [CONSENSUS, USER + EVIL, USER + "ann"]
+
+    ann = dict(item.answers)["ann"]["objects"]
+    assert view._answer(BOSS, str(ids[1]), [USER + "ann"]) == {"objects": ann}
+    assert view._answer(BOSS, str(ids[1]), [CONSENSUS]) == {"objects": item.consensus["objects"]}
+    admin_actions.set_final(deps, BOSS, ids[1], view._answer(BOSS, str(ids[1]), [USER + "ann"]))
+    assert rt.store.final(ids[1]).answer == {"objects": ann}
+    with pytest.raises(InputError, match="reaches outside the image"):
+        admin_actions.set_final(deps, BOSS, ids[1], {"objects": [box("circle", 30, 0, 50, 10)]})
