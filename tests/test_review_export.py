@@ -49,3 +49,39 @@ def test_final_answers_are_exported_preferred_by_the_configs_and_restored(hub, t
     target = make_store()
     _restores_the_same(hub, tmp_path, task, store, target)
     assert target.finals() == store.finals() and sorted(target.finals()) == [ids[1], ids[2], ids[5]]
+
+
+def test_every_ready_to_train_kind_prefers_the_final_answer() -> None:
+    from collections import Counter
+
+    from annotator.export.train_configs import CAPTIONS, OBJECTS, PREFERENCE, RATING, RecordAnswers
+    from annotator.model import Record
+    from annotator.task import Label, Question
+
+    record = Record(7, "k", "k.png", "ab" * 32, 40, 30, 10, {}, None, 7, 0)
+    image = {"bytes": b"png", "path": "k.png"}
+    boxes = Question("objects", "Objects", "boxes", labels=(Label("car", "c"),))
+    rating = Question("quality", "Quality", "rating")
+    caption = Question("caption", "Caption", "text")
+    pref = Question("pick", "Which?", "preference", labels=(Label("1", "1"), Label("2", "2"), Label("tie", "t")),
+                    tie=True)
+    final_box = [{"label": "car", "bbox": [1.0, 2.0, 3.0, 4.0]}]
+
+    def view(values: dict, consensus: dict, ties: dict, final: dict, status: str = "partial") -> RecordAnswers:
+        return RecordAnswers(record, image, values, consensus, ties, status, (dict(image),), {}, final)
+
+    left: Counter[str] = Counter()
+    # objects: a partial record an admin settled gives its final boxes
+    [row] = OBJECTS.rows(boxes, view({"objects": [[]]}, {"objects": []}, {"objects": []},
+                                     {"objects": final_box}), left)
+    assert row["objects"]["bbox"] == [[1.0, 2.0, 3.0, 4.0]] and not left
+    # rating: the final rating in rating_median, even with no rating given
+    [row] = RATING.rows(rating, view({"quality": []}, {"quality": None}, {}, {"quality": 2}), left)
+    assert (row["rating_median"], row["rating_mean"], row["num_ratings"]) == (2, None, 0)
+    # captions: one row, the final text, instead of each answer
+    rows = CAPTIONS.rows(caption, view({"caption": ["a", "b"]}, {}, {}, {"caption": "the final"}), left)
+    assert [r["text"] for r in rows] == ["the final"]
+    # preference: a tie between the images settled by the admin
+    rows = PREFERENCE.rows(pref, view({"pick": ["1", "2"]}, {"pick": None}, {"pick": ["1", "2"]}, {"pick": "2"}),
+                           left)
+    assert [(r["chosen"], r["rejected"], r["votes_chosen"]) for r in rows] == [(2, 1, 1)] and not left

@@ -185,7 +185,8 @@ def _caption_rows(q: Question, view: RecordAnswers, left_out: Counter[str]) -> l
     """One row per non-empty answer; a record an admin settled gives one row, the final text."""
     final = view.final.get(q.name)
     texts = [final] if final is not None else [v for v in view.values[q.name] if isinstance(v, str) and v.strip()]
-    left_out[EMPTY_TEXT] += 0 if final is not None else len(view.values[q.name]) - len(texts)
+    if final is None:
+        left_out[EMPTY_TEXT] += len(view.values[q.name]) - len(texts)
     if texts and view.image is None:
         left_out[NO_IMAGE] += 1
         return []
