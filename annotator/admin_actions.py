@@ -9,6 +9,10 @@ result can say whether the audit entry is saved.
 
 Bad input raises `InputError` (from the service) with a message for the
 organizer; the view shows it next to the action.
+
+Review and adjudication (issue 17): `review_queue` and `review_record` read
+what an admin settles, `set_final` / `clear_final` write the final answer
+(through the writer, like every other write) and audit it with the answer.
 """
 
 from __future__ import annotations
@@ -41,8 +45,7 @@ from annotator.writer import WriteRejected
 
 __all__ = ["ActionResult", "AdminDeps", "DownloadFolders", "MAX_EXTRA", "active_settings", "audit_log",
            "clear_final", "export_now", "prepare_downloads", "release_user", "reopen_record", "review_queue",
-           "review_record",
-           "set_final", "set_quota"]
+           "review_record", "set_final", "set_quota"]
 
 MAX_EXTRA = 10
 MAX_QUOTA = 1_000_000

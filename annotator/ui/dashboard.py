@@ -20,7 +20,7 @@ import pandas as pd
 
 from annotator.auth import AuthError, Identity, SignInStatus
 from annotator.metrics import AgreementResult
-from annotator.reports import (EXPORT_NOT_CONFIGURED, AgreementSummary, Dashboard, DisputedRecord, Health,
+from annotator.reports import (EXPORT_NOT_CONFIGURED, AgreementSummary, Dashboard, Health,
                                Snapshot, TeamView)
 from annotator.runtime import Runtime
 from annotator.task import TaskSpec
