@@ -38,6 +38,7 @@ def test_admin_settles_records_with_the_keys_and_enter(browser, tmp_path: Path) 
         record = page.locator("#review-record input, #review-record textarea").first
         expect(record).to_have_value(str(disputed))
         expect(page.locator("#review-answers")).to_contain_text("square")
+        page.locator("#review-box").screenshot(path=str(tmp_path / "review.png"))
         page.locator("#review-detail").click()  # focus out of any field: the keys choose
         page.keyboard.press("3")                 # triangle, the task's key 3
         expect(page.locator("#review-q-label input[value='triangle']")).to_be_checked()

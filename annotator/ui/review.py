@@ -111,10 +111,11 @@ class ReviewView:
     def _input(q: Question) -> Any:
         """The final answer's control for one question, as its kind is answered when annotating."""
         where = dict(label=q.title, elem_id=f"review-q-{q.name}")
+        keyed = [(f"{label.name} ({label.key})" if label.key else label.name, label.name) for label in q.labels]
         if q.kind in ("label", "preference"):
-            return gr.Radio(choices=list(q.label_names), **where)
+            return gr.Radio(choices=keyed, **where)
         if q.kind == "labels":
-            return gr.CheckboxGroup(choices=list(q.label_names), **where)
+            return gr.CheckboxGroup(choices=keyed, **where)
         if q.kind == "rating":
             return gr.Radio(choices=[str(v) for v in q.scale], **where)
         if q.kind == "boxes":
@@ -169,7 +170,9 @@ class ReviewView:
             return f"<tr{css}><td>{html.escape(who_)}</td>{cells}</tr>"
 
         rows = "".join(row(user, answer) for user, answer in item.answers)
-        rows += row("consensus", item.consensus, " class='review-consensus' style='font-style:italic'")
+        tied = {q.name: "(tie: no majority)" for q in self.task.questions
+                if q.kind in ("label", "preference") and q.name in item.consensus and item.consensus[q.name] is None}
+        rows += row("consensus", {**item.consensus, **tied}, " class='review-consensus' style='font-style:italic'")
         if item.final:
             rows += row(f"final ({item.final.admin})", item.final.answer,
                         " class='review-final' style='font-weight:600'")

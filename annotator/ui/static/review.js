@@ -14,13 +14,9 @@
       ?.querySelector('input, textarea')?.value;
   };
 
-  // the control of `name` whose value (or label text) is `value`
-  const control = (name, value) => {
-    const block = document.getElementById(`review-q-${name}`);
-    if (!block) return null;
-    return [...block.querySelectorAll('input')].find((input) => input.value === value ||
-      input.closest('label')?.textContent.trim() === value) || null;
-  };
+  // the radio or checkbox of question `name` that stands for `value` (Gradio gives it that value)
+  const control = (name, value) => [...document.querySelectorAll(`#review-q-${name} input`)]
+    .find((input) => input.value === value) || null;
 
   document.addEventListener('keydown', (e) => {
     if (e.isComposing || e.ctrlKey || e.metaKey || e.altKey || e.repeat || !shown()) return;
