@@ -102,8 +102,9 @@ class ReviewView:
             self.detail = gr.HTML(elem_id="review-detail")
             self.inputs = [self._input(q) for q in self.task.questions]
             with gr.Row():
-                self.save = gr.Button("Save the final answer and open the next (Enter)", variant="primary",
-                                      size="sm", elem_id="review-save")
+                # secondary: Gradio's primary (white on orange) fails the contrast check
+                self.save = gr.Button("Save the final answer and open the next (Enter)", size="sm",
+                                      elem_id="review-save")
                 self.clear = gr.Button("Take the final answer back", size="sm", elem_id="review-clear")
             self.result = gr.HTML(elem_id="review-result")
 
