@@ -1,6 +1,6 @@
 """The Review section in a real browser (issue 17): the admin lists records by disagreement, opens one, sees
 every answer, chooses the final answer with the task's key and saves it with Enter, which opens the next
-record of the list; an annotator's dashboard has no Review section. Chromium as browserhelpers gives it.
+record of the list, and takes it back; an annotator's dashboard has no Review section. Chromium as browserhelpers gives it.
 """
 
 from __future__ import annotations
@@ -45,7 +45,17 @@ def test_admin_settles_records_with_the_keys_and_enter(browser, tmp_path: Path) 
         page.keyboard.press("Enter")
         expect(page.locator("#review-result")).to_contain_text(f"Record {disputed} now has the final answer")
         expect(record).to_have_value(str(agreed))  # the next record of the list
+        expect(rows.nth(1)).to_contain_text("yes")  # the list says the first has a final answer now
         expect(page.locator("#review-q-label input[value='circle']")).to_be_checked()  # its consensus
+
+        # back to the first: its final answer is shown, and taken back
+        rows.nth(1).locator("[role='gridcell']").first.click()
+        expect(record).to_have_value(str(disputed))
+        expect(page.locator("#review-answers")).to_contain_text("final (admin)")
+        expect(page.locator("#review-q-label input[value='triangle']")).to_be_checked()
+        page.locator("#review-clear").click()
+        expect(page.locator("#review-result")).to_contain_text("taken back")
+        expect(rows.nth(1)).not_to_contain_text("yes")
 
         annotator = signed_in_page(browser, server.url, "ann")
         annotator.get_by_role("tab", name="Dashboard").click()
@@ -55,6 +65,8 @@ def test_admin_settles_records_with_the_keys_and_enter(browser, tmp_path: Path) 
         server.stop()
     store = Store(server.data_dir / "annotator.duckdb")
     try:
-        assert {r: f.answer for r, f in store.finals().items()} == {disputed: {"label": "triangle"}}
+        assert store.finals() == {}
+        assert [(d["record_id"], d.get("answer")) for a in ("set_final", "clear_final")
+                for _, _, d in store.audit_entries(a)] == [(disputed, {"label": "triangle"}), (disputed, None)]
     finally:
         store.close()

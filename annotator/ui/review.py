@@ -235,12 +235,12 @@ class ReviewView:
             return self._show(who, record, item, "")
 
         def save(data: dict[Any, Any], profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
-            """`data`: the record's textbox, the list's ids and each question's control, by component."""
+            """`data`: the list, its ids, the record's textbox and each question's control, by component."""
             record_id, ids = data[self.record], data[self.ids] or []
             try:
                 who = identify(self.rt.access, profile, request)
                 if not (record_id or "").strip():
-                    return [*blank, _error("Choose a record from the list first.")]
+                    return [gr.skip(), *blank, _error("Choose a record from the list first.")]
                 answer = self._answer(who, record_id, [data[c] for c in self.inputs])
                 result = gate.run(who, lambda: admin_actions.set_final(deps, who, record_id, answer))
                 done = result.detail["record_id"]
@@ -248,22 +248,32 @@ class ReviewView:
                 record, item = gate.run(who, lambda: admin_actions.review_record(deps, who,
                                                                                 after[0] if after else done))
             except (AuthError, InputError) as exc:
-                return [*blank, _error(str(exc))]
+                return [gr.skip(), *blank, _error(str(exc))]
             tail = "" if after else " That was the last record of the list."
-            return self._show(who, record, item, _ok(result.message + tail))  # the next record, or this one
+            return [_marked(data[self.table], done, "yes"),  # then the next record, or this one again
+                    *self._show(who, record, item, _ok(result.message + tail))]
 
-        def take_back(record_id: str, profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
+        def take_back(table: pd.DataFrame, record_id: str, profile: gr.OAuthProfile | None,
+                      request: gr.Request) -> list[Any]:
             try:
                 who = identify(self.rt.access, profile, request)
                 result = gate.run(who, lambda: admin_actions.clear_final(deps, who, record_id))
                 record, item = gate.run(who, lambda: admin_actions.review_record(deps, who, record_id))
             except (AuthError, InputError) as exc:
-                return [*blank, _error(str(exc))]
-            return self._show(who, record, item, _ok(result.message))
+                return [gr.skip(), *blank, _error(str(exc))]
+            return [_marked(table, record.id, ""), *self._show(who, record, item, _ok(result.message))]
 
         shown = [self.record, self.detail, *self.inputs, self.result]
         common = dict(api_name=False, concurrency_limit=None)  # AdminGate limits the work (annotator.ui.admin)
         self.load.click(show_list, [self.label, self.annotator], [self.table, self.ids, *shown], **common)
         self.table.select(open_record, [self.ids], shown, **common)
-        self.save.click(save, {self.record, self.ids, *self.inputs}, shown, **common)
-        self.clear.click(take_back, [self.record], shown, **common)
+        self.save.click(save, {self.table, self.ids, self.record, *self.inputs}, [self.table, *shown], **common)
+        self.clear.click(take_back, [self.table, self.record], [self.table, *shown], **common)
+
+
+def _marked(table: pd.DataFrame, record_id: int, final: str) -> pd.DataFrame:
+    """The list as shown, its row of `record_id` saying whether the record has a final answer now (the list
+    is not read again: its order stays while the admin works through it)."""
+    table = table.copy()
+    table.loc[table["record"].astype(str) == str(record_id), "final"] = final
+    return table
