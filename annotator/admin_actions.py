@@ -9,10 +9,15 @@ result can say whether the audit entry is saved.
 
 Bad input raises `InputError` (from the service) with a message for the
 organizer; the view shows it next to the action.
+
+Review and adjudication (issue 17): `review_queue` and `review_record` read
+what an admin settles, `set_final` / `clear_final` write the final answer
+(through the writer, like every other write) and audit it with the answer.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import secrets
@@ -24,19 +29,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from annotator.answers import AnswerError, check_answer
 from annotator.auth import Access, Identity
 from annotator.backend import WorkBackend
 from annotator.config import Settings
 from annotator.task import TaskSpec
 from annotator.export.hub import Exporter
 from annotator.export.local import export_local
+from annotator.model import Answer, Record
 from annotator.reports import EXPORT_NOT_CONFIGURED
+from annotator.review import ReviewItem, review_item as build_review_item, review_queue as build_review_queue
 from annotator.service import AnnotationService, InputError, checked_text
 from annotator.store_protocol import StoreProtocol
 from annotator.writer import WriteRejected
 
 __all__ = ["ActionResult", "AdminDeps", "DownloadFolders", "MAX_EXTRA", "active_settings", "audit_log",
-           "export_now", "prepare_downloads", "release_user", "reopen_record", "set_quota"]
+           "clear_final", "export_now", "prepare_downloads", "release_user", "reopen_record", "review_queue",
+           "review_record", "set_final", "set_quota"]
 
 MAX_EXTRA = 10
 MAX_QUOTA = 1_000_000
@@ -187,6 +196,89 @@ def set_quota(deps: AdminDeps, who: Identity, user: object, quota: object) -> Ac
                f"{default if default is not None else 'none'})." if limit is not None
                else f"{name} may now give answers without a limit.")
     return _audited(deps, who, "set_quota", {"user": name, "quota": limit}, message)
+
+
+def set_final(deps: AdminDeps, who: Identity, record_id: object, answer: object) -> ActionResult:
+    """Settle a record: the admin's answer becomes its final one, which the export prefers to the consensus.
+
+    `answer` is an answer as annotators send it (or its JSON text), checked against the task and the
+    record's image size as theirs are; a gold record takes none (its answer is known). Setting it again
+    replaces it."""
+    Access.require_admin(who)
+    record = _reviewable(deps, record_id)
+    if isinstance(answer, str):  # the API's JSON text; a text that is no JSON may be a label's name
+        try:
+            answer = json.loads(answer)
+        except ValueError:
+            pass
+    try:
+        checked = check_answer(deps.task, answer, (record.width, record.height))
+    except AnswerError as exc:
+        raise InputError(f"Record {record.id}: {exc}") from None
+    if not checked:
+        raise InputError(f"Record {record.id}: a final answer needs a value for at least one question.")
+    _write_final(deps, who, record.id, checked)
+    return _audited(deps, who, "set_final", {"record_id": record.id, "answer": checked},
+                    f"Record {record.id} now has the final answer {_shown(checked)}.")
+
+
+def clear_final(deps: AdminDeps, who: Identity, record_id: object) -> ActionResult:
+    """Take a record's final answer back: the export uses the consensus again."""
+    Access.require_admin(who)
+    record = _reviewable(deps, record_id)
+    if deps.store.final(record.id) is None:
+        raise InputError(f"Record {record.id} has no final answer; nothing to take back.")
+    _write_final(deps, who, record.id, None)
+    return _audited(deps, who, "clear_final", {"record_id": record.id},
+                    f"Record {record.id}'s final answer is taken back; the export uses the consensus again.")
+
+
+def review_queue(deps: AdminDeps, who: Identity, label: object = None, annotator: object = None
+                 ) -> list[ReviewItem]:
+    """The records people answered, lowest agreement first, each with every answer, the consensus and the
+    final; `label` / `annotator` ("" or None: any) narrow it down. Reading it is not audited."""
+    Access.require_admin(who)
+    wanted = [v.strip() if isinstance(v, str) else "" for v in (label, annotator)]
+    responses = (r for batch in deps.store.iter_responses() for r in batch)
+    return build_review_queue(deps.task, responses, deps.store.finals(), deps.service.gold,
+                              label=wanted[0] or None, annotator=wanted[1] or None, box_iou=deps.settings.box_iou)
+
+
+def review_record(deps: AdminDeps, who: Identity, record_id: object) -> tuple[Record, ReviewItem]:
+    """One record to settle: the record (its images and size) and its answers, consensus and final."""
+    Access.require_admin(who)
+    record = _reviewable(deps, record_id)
+    answers = [(r.user_id, r.answer) for r in deps.store.record_responses(record.id) if r.status == "submitted"]
+    return record, build_review_item(deps.task, record.id, answers, deps.store.final(record.id),
+                                     deps.settings.box_iou)
+
+
+def _reviewable(deps: AdminDeps, record_id: object) -> Record:
+    """The record a final answer is about: it exists and is not gold (InputError otherwise)."""
+    rid = _whole(record_id, "record id")
+    record = deps.backend.records([rid]).get(rid) if rid > 0 else None
+    if record is None:
+        raise InputError(f"There is no record {rid}; use an id from the review list or the export.")
+    if rid in deps.service.gold:
+        raise InputError(f"Record {rid} is a gold record: its answer is known, so it takes no final answer.")
+    return record
+
+
+def _write_final(deps: AdminDeps, who: Identity, record_id: int, answer: Answer | None) -> None:
+    """Queue the final answer and wait briefly for its commit; a write storage refuses changes nothing."""
+    try:
+        deps.backend.set_final(record_id, answer, who.name).result(timeout=AUDIT_WAIT)
+    except FutureTimeout:
+        pass  # queued: the writer commits it (the message of the audit says when storage is slow)
+    except WriteRejected as exc:
+        raise InputError(f"Record {record_id}: storage refused the final answer ({exc.cause}); nothing changed."
+                         ) from None
+
+
+def _shown(answer: Answer) -> str:
+    """An answer for a message: compact JSON, long ones cut."""
+    text = json.dumps(answer, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def active_settings(deps: AdminDeps, who: Identity) -> tuple[dict[str, str], ActionResult]:

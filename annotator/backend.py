@@ -22,8 +22,8 @@ from typing import Any, Callable, Protocol, Sequence
 
 from annotator import recovery
 from annotator.gold import GoldPlan
-from annotator.model import (AuditWrite, QueueState, Record, ReopenWrite, Response, ResponseWrite, SubmitOutcome,
-                             UserSeen, WriteOp, utcnow)
+from annotator.model import (Answer, AuditWrite, FinalWrite, QueueState, Record, ReopenWrite, Response,
+                             ResponseWrite, SubmitOutcome, UserSeen, WriteOp, utcnow)
 from annotator.scheduler import Scheduler
 from annotator.store_protocol import StoreProtocol
 from annotator.writer import Writer, WriterClosedError, WriterHealth, fail, resolve
@@ -44,6 +44,7 @@ class WorkBackend(Protocol):
     def user_seen(self, user: str) -> Future[None]: ...
     def audit(self, actor: str, action: str, detail: dict[str, Any]) -> Future[None]: ...
     def reopen(self, record_id: int, extra: int) -> Future[None]: ...
+    def set_final(self, record_id: int, answer: Answer | None, admin: str) -> Future[None]: ...
     def records(self, record_ids: Sequence[int]) -> dict[int, Record]: ...
     def user_responses(self, user: str) -> list[Response]: ...
     def counts(self, max_age: float | None = None) -> dict[str, int]: ...
@@ -103,6 +104,10 @@ class WriterBackend:
 
     def audit(self, actor: str, action: str, detail: dict[str, Any]) -> Future[None]:
         return self.writer.put(AuditWrite(actor, action, detail, utcnow()))
+
+    def set_final(self, record_id: int, answer: Answer | None, admin: str) -> Future[None]:
+        """Queue an admin's final answer to a record (None takes it back); assignment does not change."""
+        return self.writer.put(FinalWrite(record_id, answer, admin, utcnow()))
 
     def records(self, record_ids: Sequence[int]) -> dict[int, Record]:
         return self.store.records(record_ids)

@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 from typing import Any, Literal, Sequence, Union
 
 __all__ = [
-    "Answer", "AnswerValue", "AuditWrite", "Box", "LastPush", "LeaseKind", "LegacyQuestion", "NewRecord",
+    "Answer", "AnswerValue", "AuditWrite", "Box", "Final", "FinalWrite", "LastPush", "LeaseKind", "LegacyQuestion", "NewRecord",
     "QueueState", "Record", "RecordImage", "RecordStatus", "ReopenWrite", "Response", "ResponseWrite",
     "StoreClosedError", "StoreError", "SubmitOutcome", "UserSeen", "WriteOp", "decode_answer", "decode_images",
-    "encode_answer", "encode_images", "hand_out_order", "record_status", "utcnow",
+    "encode_answer", "encode_images", "hand_out_order", "latest_finals", "record_status", "utcnow",
 ]
 
 
@@ -201,7 +201,36 @@ class ReopenWrite:
     extra: int
 
 
-WriteOp = Union[ResponseWrite, UserSeen, AuditWrite, ReopenWrite]
+@dataclass(frozen=True)
+class FinalWrite:
+    """An admin's final answer to a record (issue 17, adjudication); `answer` None takes it back."""
+    record_id: int
+    answer: Answer | None
+    admin: str
+    at: datetime
+
+    __hash__ = None  # type: ignore[assignment]  # the answer is a dict
+
+
+WriteOp = Union[ResponseWrite, UserSeen, AuditWrite, ReopenWrite, FinalWrite]
+
+
+@dataclass(frozen=True)
+class Final:
+    """A record's final answer, set by an admin over the answers given; the export prefers it to the consensus."""
+    record_id: int
+    answer: Answer
+    admin: str
+    at: datetime  # naive UTC
+
+    __hash__ = None  # type: ignore[assignment]  # the answer is a dict
+
+
+def latest_finals(ops: Sequence[WriteOp]) -> tuple[list[FinalWrite], list[int]]:
+    """A batch's final answers as a store writes them: the last write per record wins; (to set, to clear)."""
+    latest = {op.record_id: op for op in ops if isinstance(op, FinalWrite)}
+    return ([op for op in latest.values() if op.answer is not None],
+            [rid for rid, op in latest.items() if op.answer is None])
 
 
 @dataclass(frozen=True)

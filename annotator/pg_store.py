@@ -36,12 +36,12 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from annotator.config import scrub_url
-from annotator.model import (Answer, AuditWrite, LastPush, LegacyQuestion, NewRecord, Record, ReopenWrite, Response,
-                             ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, encode_answer,
-                             encode_images, utcnow)
-from annotator.sql_shared import (DATA_ERRORS, RECORD_COLUMNS, RESPONSE_COLUMNS, answers_in_record_order,
-                                  record_from_row, response_from_row, split_answers, stats_result, typed_answers,
-                                  user_spans)
+from annotator.model import (Answer, AuditWrite, Final, LastPush, LegacyQuestion, NewRecord, Record, ReopenWrite,
+                             Response, ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, encode_answer,
+                             encode_images, latest_finals, utcnow)
+from annotator.sql_shared import (DATA_ERRORS, FINAL_COLUMNS, RECORD_COLUMNS, RESPONSE_COLUMNS,
+                                  answers_in_record_order, final_from_row, record_from_row, response_from_row,
+                                  split_answers, stats_result, typed_answers, user_spans)
 
 
 def _typed_answer_columns(conn: psycopg.Connection, legacy: LegacyQuestion | None, where: str) -> None:
@@ -171,6 +171,15 @@ _MIGRATIONS: tuple[str | Callable[[psycopg.Connection, LegacyQuestion | None, st
     """
     ALTER TABLE records ADD COLUMN more_images TEXT NOT NULL DEFAULT '[]';
     CREATE TABLE marks (name TEXT PRIMARY KEY, "at" TIMESTAMP NOT NULL);
+    """,
+    # 8: an admin's final answer per record (issue 17, adjudication): the typed answer object, as responses keep it
+    """
+    CREATE TABLE finals (
+        record_id INTEGER PRIMARY KEY,
+        answer jsonb NOT NULL,
+        admin TEXT NOT NULL,
+        "at" TIMESTAMP NOT NULL
+    );
     """,
 )
 
@@ -413,6 +422,14 @@ class PgStore:
             while batch := cur.fetchmany(batch_size):
                 yield [response_from_row(r) for r in batch]
 
+    def finals(self) -> dict[int, Final]:
+        """Every final answer an admin set, by record id."""
+        return {row[0]: final_from_row(row) for row in self._all(f"SELECT {FINAL_COLUMNS} FROM finals ORDER BY record_id")}
+
+    def final(self, record_id: int) -> Final | None:
+        row = self._one(f"SELECT {FINAL_COLUMNS} FROM finals WHERE record_id = %s", [record_id])
+        return final_from_row(row) if row else None
+
     def audit_log(self, limit: int = 100) -> list[tuple[datetime, str, str, dict[str, Any]]]:
         rows = self._all('SELECT "at", actor, action, detail FROM audit ORDER BY "at" DESC LIMIT %s', [limit])
         return [(at, actor, action, json.loads(detail)) for at, actor, action, detail in rows]
@@ -503,6 +520,20 @@ class PgStore:
                 conn.execute("UPDATE records r SET extra_answers = r.extra_answers + b.n "
                              "FROM unnest(%s::int[], %s::int[]) AS b(id, n) WHERE r.id = b.id",
                              [ids, [reopens[i] for i in ids]])
+            self._write_finals(conn, ops)
+
+    @staticmethod
+    def _write_finals(conn: psycopg.Connection, ops: Sequence[WriteOp]) -> None:
+        """The batch's final answers (the last per record): set ones upserted, taken back ones deleted."""
+        to_set, to_clear = latest_finals(ops)
+        if to_clear:
+            conn.execute("DELETE FROM finals WHERE record_id = ANY(%s)", [to_clear])
+        if to_set:
+            conn.execute(f"INSERT INTO finals ({FINAL_COLUMNS}) SELECT * FROM unnest(%s::int[], %s::jsonb[], "
+                         "%s::text[], %s::timestamp[]) ON CONFLICT (record_id) DO UPDATE SET answer = excluded.answer, "
+                         'admin = excluded.admin, "at" = excluded."at"',
+                         [[f.record_id for f in to_set], [encode_answer(f.answer) for f in to_set],  # type: ignore[arg-type]
+                          [f.admin for f in to_set], [f.at for f in to_set]])
 
     @staticmethod
     def _write_responses(conn: psycopg.Connection, rows: Sequence[ResponseWrite]) -> None:
@@ -535,11 +566,12 @@ class PgStore:
     # --- export and restore ------------------------------------------------
 
     def export_fingerprint(self) -> str:
-        """A short string that changes whenever a record, an answer or a reopen changes (see Store)."""
+        """A short string that changes whenever a record, an answer, a reopen or a final answer changes (see Store)."""
         row = self._one(
             "SELECT (SELECT count(*) FROM records), (SELECT coalesce(sum(extra_answers), 0) FROM records), "
             "count(*), coalesce(bit_xor(hashtextextended(row(record_id, user_id, status, answer, comment, "
-            "time_spent_ms, updated_at)::text, 0)), 0) FROM responses")
+            "time_spent_ms, updated_at)::text, 0)), 0), (SELECT count(*) FROM finals), (SELECT coalesce(bit_xor("
+            'hashtextextended(row(record_id, answer, admin, "at")::text, 0)), 0) FROM finals) FROM responses')
         return ":".join(str(v) for v in row)
 
     def iter_export(self, batch_size: int = 500) -> Iterator[tuple[list[Record], list[Response]]]:
@@ -570,8 +602,8 @@ class PgStore:
                 yield records, answers_in_record_order(records, found)
 
     def import_snapshot(self, records: Iterable[Sequence[Record]], responses: Iterable[Sequence[Response]],
-                        audit: AuditWrite | None = None) -> tuple[int, int]:
-        """Load records and answers into an EMPTY store, in one transaction (see Store.import_snapshot).
+                        audit: AuditWrite | None = None, finals: Iterable[Final] = ()) -> tuple[int, int]:
+        """Load records, answers and final answers into an EMPTY store, in one transaction (see Store.import_snapshot).
 
         Also sets records.submitted and touched from the answers. Raises
         StoreError, and changes nothing, when the store holds a record or an answer.
@@ -605,6 +637,10 @@ class PgStore:
                          "WHERE s.record_id = r.id")
             conn.execute("INSERT INTO users SELECT user_id, min(created_at), max(updated_at) FROM responses "
                          "GROUP BY user_id ON CONFLICT DO NOTHING")
+            with cur.copy(f"COPY finals ({FINAL_COLUMNS}) FROM STDIN") as copy:
+                copy.set_types(["int4", "jsonb", "text", "timestamp"])
+                for f in finals:
+                    copy.write_row((f.record_id, Jsonb(f.answer, encode_answer), f.admin, f.at))
             if audit is not None:
                 conn.execute('INSERT INTO audit VALUES (%s, %s, %s, %s)',
                              [audit.at, audit.actor, audit.action,

@@ -11,6 +11,9 @@ commit:
   that record, or an older one (updated_at): never over a newer answer, and
   never twice (the same op committed before the stop has the same time);
 - an audit entry only when no entry with its time, actor and action exists;
+- a final answer (an admin's, issue 17) is written as it is: the latest
+  write of a record's final wins, and replaying one that was committed
+  changes nothing but its time;
 - user sightings are idempotent; a reopen (more answers asked for) is
   replayed as it is (it carries no time to compare; it is only spilled when
   its commit failed).
@@ -18,7 +21,7 @@ commit:
 File format, version 2: the first line is a header
 `{"kind": "annotator-unsaved-writes", "version": 2, "ops": N, "written_at": ISO}`;
 each further line one op: `{"type": "response" | "user_seen" | "audit" |
-"reopen", ...its fields}`, times as naive-UTC ISO strings, a response's
+"reopen" | "final", ...its fields}` (a final's answer null: taken back), times as naive-UTC ISO strings, a response's
 answer as its typed object (model.Answer). Version 1 files, written before
 typed answers, hold the answer as a list of labels; they are read through the
 task's first question (model.LegacyQuestion), as the store migration reads them.
@@ -35,7 +38,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from annotator.files import fsync_dir, write_atomic
-from annotator.model import AuditWrite, LegacyQuestion, ReopenWrite, ResponseWrite, UserSeen, WriteOp, utcnow
+from annotator.model import (AuditWrite, FinalWrite, LegacyQuestion, ReopenWrite, ResponseWrite, UserSeen, WriteOp,
+                             utcnow)
 from annotator.store_protocol import StoreProtocol
 from annotator.writer import Writer, WriteRejected
 
@@ -81,6 +85,9 @@ def encode(op: WriteOp) -> dict[str, Any]:
                 "detail": json.loads(json.dumps(op.detail, default=str)), "at": op.at.isoformat()}
     if isinstance(op, ReopenWrite):
         return {"type": "reopen", "record_id": op.record_id, "extra": op.extra}
+    if isinstance(op, FinalWrite):
+        return {"type": "final", "record_id": op.record_id, "answer": op.answer, "admin": op.admin,
+                "at": op.at.isoformat()}
     raise TypeError(f"not a write op: {op!r}")
 
 
@@ -105,6 +112,8 @@ def decode(row: dict[str, Any], legacy: LegacyQuestion | None = None) -> WriteOp
         return AuditWrite(row["actor"], row["action"], row["detail"], datetime.fromisoformat(row["at"]))
     if kind == "reopen":
         return ReopenWrite(int(row["record_id"]), int(row["extra"]))
+    if kind == "final":
+        return FinalWrite(int(row["record_id"]), row["answer"], row["admin"], datetime.fromisoformat(row["at"]))
     raise ValueError(f"unknown op type {kind!r}")
 
 

@@ -11,8 +11,8 @@ import json
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-from annotator.model import (LegacyQuestion, Record, Response, ResponseWrite, StoreError, UserSeen, decode_answer,
-                             decode_images, encode_answer)
+from annotator.model import (Final, LegacyQuestion, Record, Response, ResponseWrite, StoreError, UserSeen,
+                             decode_answer, decode_images, encode_answer)
 
 # Errors of apply() that come from the data of an op, not from storage: building its rows failed (text that
 # cannot be encoded, a number out of range, a wrong type). They fail again on every retry, so the writer
@@ -25,6 +25,9 @@ RESPONSE_COLUMNS = "record_id, user_id, status, answer, comment, time_spent_ms, 
 RECORD_COLUMNS = ("id, source_key, image_path, sha256, width, height, size_bytes, metadata, suggestion, "
                   "position, extra_answers, more_images")
 
+# the columns of `finals`, in table order
+FINAL_COLUMNS = 'record_id, answer, admin, "at"'
+
 
 def record_from_row(row: tuple) -> Record:
     """A Record from a row of RECORD_COLUMNS (metadata and the further images are stored as JSON text)."""
@@ -34,6 +37,11 @@ def record_from_row(row: tuple) -> Record:
 def response_from_row(row: tuple) -> Response:
     """A Response from a row of RESPONSE_COLUMNS (answer: JSON text from DuckDB, a dict from PostgreSQL)."""
     return Response(row[0], row[1], row[2], decode_answer(row[3]), *row[4:])
+
+
+def final_from_row(row: tuple) -> Final:
+    """A Final from a row of FINAL_COLUMNS (answer: JSON text from DuckDB, a dict from PostgreSQL)."""
+    return Final(row[0], decode_answer(row[1]), row[2], row[3])
 
 
 def typed_answers(rows: Iterable[tuple[str, Any]], legacy: LegacyQuestion | None, where: str

@@ -25,12 +25,12 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 import duckdb
 import pyarrow as pa
 
-from annotator.model import (Answer, AuditWrite, LastPush, LegacyQuestion, NewRecord, Record, ReopenWrite, Response,
-                             ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, decode_answer,
-                             encode_answer, encode_images, utcnow)
-from annotator.sql_shared import (DATA_ERRORS, RECORD_COLUMNS, RESPONSE_COLUMNS, answers_in_record_order,
-                                  record_from_row, response_from_row, split_answers, stats_result, typed_answers,
-                                  user_spans)
+from annotator.model import (Answer, AuditWrite, Final, FinalWrite, LastPush, LegacyQuestion, NewRecord, Record,
+                             ReopenWrite, Response, ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp,
+                             decode_answer, encode_answer, encode_images, latest_finals, utcnow)
+from annotator.sql_shared import (DATA_ERRORS, FINAL_COLUMNS, RECORD_COLUMNS, RESPONSE_COLUMNS,
+                                  answers_in_record_order, final_from_row, record_from_row, response_from_row,
+                                  split_answers, stats_result, typed_answers, user_spans)
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,15 @@ _MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection, LegacyQuestion | N
     """
     ALTER TABLE records ADD COLUMN more_images VARCHAR NOT NULL DEFAULT '[]';
     CREATE TABLE marks (name VARCHAR PRIMARY KEY, "at" TIMESTAMP NOT NULL);
+    """,
+    # 4: an admin's final answer per record (issue 17, adjudication): the typed answer object, as responses keep it
+    """
+    CREATE TABLE finals (
+        record_id INTEGER PRIMARY KEY,
+        answer JSON NOT NULL,
+        admin VARCHAR NOT NULL,
+        "at" TIMESTAMP NOT NULL
+    );
     """,
 )
 
@@ -480,6 +489,17 @@ class Store:
             cur.close()
 
     @_read
+    def finals(self) -> dict[int, Final]:
+        """Every final answer an admin set, by record id."""
+        rows = self._cur().execute(f"SELECT {FINAL_COLUMNS} FROM finals ORDER BY record_id").fetchall()
+        return {row[0]: final_from_row(row) for row in rows}
+
+    @_read
+    def final(self, record_id: int) -> Final | None:
+        rows = self._cur().execute(f"SELECT {FINAL_COLUMNS} FROM finals WHERE record_id = ?", [record_id]).fetchall()
+        return final_from_row(rows[0]) if rows else None
+
+    @_read
     def audit_log(self, limit: int = 100) -> list[tuple[datetime, str, str, dict[str, Any]]]:
         rows = self._cur().execute('SELECT "at", actor, action, detail FROM audit ORDER BY "at" DESC LIMIT ?',
                                    [limit]).fetchall()
@@ -562,6 +582,9 @@ class Store:
         seen_users = _seen_table([op for op in ops if isinstance(op, UserSeen)])
         audit_rows = _audit_table([op for op in ops if isinstance(op, AuditWrite)])
         reopened = _reopen_table([op for op in ops if isinstance(op, ReopenWrite)])
+        to_set, to_clear = latest_finals(ops)
+        set_finals = _finals_table(to_set) if to_set else None
+        cleared_finals = pa.table({"record_id": pa.array(to_clear, pa.int32())}) if to_clear else None
         fresh_answers = _answer_table(fresh) if fresh else None
         changed_answers = _answer_table([row for _, row in changed], [g for g, _ in changed]) if changed else None
         statements = ["BEGIN"]
@@ -587,6 +610,11 @@ class Store:
             statements.append("UPDATE records SET extra_answers = extra_answers + r.extra FROM "
                               "(SELECT record_id, sum(extra)::INTEGER AS extra FROM reopened GROUP BY record_id) r "
                               "WHERE records.id = r.record_id")
+        if cleared_finals is not None:
+            statements.append("DELETE FROM finals WHERE record_id IN (SELECT record_id FROM cleared_finals)")
+        if set_finals is not None:
+            statements.append(f'INSERT INTO finals ({FINAL_COLUMNS}) SELECT * FROM set_finals ON CONFLICT DO UPDATE '
+                              'SET answer = excluded.answer, admin = excluded.admin, "at" = excluded."at"')
         statements.append("COMMIT")
         cur = self._cur()
         try:
@@ -602,16 +630,17 @@ class Store:
 
     @_read
     def export_fingerprint(self) -> str:
-        """A short string that changes whenever a record, an answer or a reopen changes.
+        """A short string that changes whenever a record, an answer, a reopen or a final answer changes.
 
-        Cheap (one scan of `responses`); the exporter and the snapshotter
+        Cheap (one scan of `responses` and of `finals`); the exporter and the snapshotter
         compare it with the value at their last run to skip work when nothing
         changed. Users and the audit log are not part of it.
         """
         row = self._cur().execute(
             "SELECT (SELECT count(*) FROM records), (SELECT coalesce(sum(extra_answers), 0) FROM records), "
             "count(*), coalesce(bit_xor(hash(record_id, user_id, status, answer, comment, time_spent_ms, "
-            "updated_at)), 0) FROM responses").fetchone()
+            "updated_at)), 0), (SELECT count(*) FROM finals), (SELECT coalesce(bit_xor(hash(record_id, answer, "
+            'admin, "at")), 0) FROM finals) FROM responses').fetchone()
         return ":".join(str(v) for v in row)
 
     def iter_export(self, batch_size: int = 500) -> Iterator[tuple[list[Record], list[Response]]]:
@@ -652,14 +681,14 @@ class Store:
             cur.close()
 
     def import_snapshot(self, records: Iterable[Sequence[Record]], responses: Iterable[Sequence[Response]],
-                        audit: AuditWrite | None = None) -> tuple[int, int]:
-        """Load records (ids, positions and extra answers kept) and answers into an EMPTY store.
+                        audit: AuditWrite | None = None, finals: Iterable[Final] = ()) -> tuple[int, int]:
+        """Load records (ids, positions and extra answers kept), answers and final answers into an EMPTY store.
 
         Everything is written in one transaction: an interrupted restore
         leaves the store empty, so it can simply run again. Raises StoreError,
         and changes nothing, when the store already holds a record or an
-        answer. `records` is consumed before `responses`; both may be lazy
-        iterables of batches. Users are derived from the answers (first and
+        answer. `records` is consumed before `responses`, and `finals` last; the
+        first two may be lazy iterables of batches. Users are derived from the answers (first and
         last seen). Returns (records, responses) written. Not for use while
         the writer runs.
         """
@@ -714,6 +743,10 @@ class Store:
                     n_responses += len(batch)
                 cur.execute("INSERT INTO users SELECT user_id, min(created_at), max(updated_at) FROM responses "
                             "GROUP BY user_id ON CONFLICT DO NOTHING")
+                restored_finals = list(finals)
+                if restored_finals:
+                    incoming = _finals_table(restored_finals)
+                    cur.execute(f"INSERT INTO finals ({FINAL_COLUMNS}) SELECT * FROM incoming")
                 if audit is not None:
                     cur.execute("INSERT INTO audit VALUES (?, ?, ?, ?)",
                                 [audit.at, audit.actor, audit.action,
@@ -891,6 +924,13 @@ def _audit_table(audits: Sequence[AuditWrite]) -> pa.Table | None:
         "action": [a.action for a in audits],
         "detail": [json.dumps(a.detail, sort_keys=True, default=str) for a in audits],
     })
+
+
+def _finals_table(finals: Sequence[FinalWrite | Final]) -> pa.Table:
+    return pa.table({"record_id": pa.array([f.record_id for f in finals], pa.int32()),
+                     "answer": pa.array([encode_answer(f.answer) for f in finals], pa.string()),  # type: ignore[arg-type]
+                     "admin": pa.array([f.admin for f in finals], pa.string()),
+                     "at": pa.array([f.at for f in finals], pa.timestamp("us"))})
 
 
 def _reopen_table(reopens: Sequence[ReopenWrite]) -> pa.Table | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ContextManager, Iterable, Iterator, Protocol, Sequence
 
-from annotator.model import Answer, AuditWrite, LastPush, NewRecord, Record, Response, WriteOp
+from annotator.model import Answer, AuditWrite, Final, LastPush, NewRecord, Record, Response, WriteOp
 
 
 class StoreProtocol(Protocol):
@@ -74,6 +74,12 @@ class StoreProtocol(Protocol):
 
     def audit_log(self, limit: int = 100) -> list[tuple[datetime, str, str, dict[str, Any]]]: ...
 
+    # --- final answers (issue 17, adjudication; written through `apply` as FinalWrite) ---
+    def finals(self) -> dict[int, Final]:
+        """Every final answer an admin set, by record id."""
+
+    def final(self, record_id: int) -> Final | None: ...
+
     # --- projector (annotator/projector.py, annotator/nicknames.py) ---
     def audit_entries(self, action: str) -> list[tuple[datetime, str, dict[str, Any]]]:
         """(at, actor, detail) of every audit entry of `action`, oldest first (the nicknames: the latest wins)."""
@@ -100,14 +106,14 @@ class StoreProtocol(Protocol):
     # --- export and restore ------------------------------------------------------------
 
     def export_fingerprint(self) -> str:
-        """A short string that changes whenever a record, an answer or a reopen changes."""
+        """A short string that changes whenever a record, an answer, a reopen or a final answer changes."""
 
     def iter_export(self, batch_size: int = 500) -> Iterator[tuple[list[Record], list[Response]]]:
         """Every record in dataset order with its current answers, from one consistent snapshot."""
 
     def import_snapshot(self, records: Iterable[Sequence[Record]], responses: Iterable[Sequence[Response]],
-                        audit: AuditWrite | None = None) -> tuple[int, int]:
-        """Load records and answers into an EMPTY store, in one transaction."""
+                        audit: AuditWrite | None = None, finals: Iterable[Final] = ()) -> tuple[int, int]:
+        """Load records, answers and final answers into an EMPTY store, in one transaction (`finals` read last)."""
 
     # one exporter at a time: several PostgreSQL replicas share a database; a DuckDB file has one process,
     # so there the lock is always held and nothing is shared between exporters

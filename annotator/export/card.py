@@ -64,6 +64,9 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
         f"{len(summary.annotators)} annotators; each image is wanted from {task.overlap} "
         f"annotator{'s' if task.overlap != 1 else ''}",
     ]
+    lines.append(f"- **Adjudicated:** {summary.adjudicated} record{'s' if summary.adjudicated != 1 else ''} "
+                 f"settled by an admin: their final answer is in `records`' `final`, and the ready-to-train "
+                 f"configs use it instead of the consensus")
     if summary.missing_images:
         lines.append(f"- **Missing images:** {summary.missing_images} images were exported without their "
                      f"bytes (the file could not be read)")
@@ -77,7 +80,8 @@ def dataset_card(task: TaskSpec, summary: ExportSummary, repo_id: str) -> str:
     lines += [
         "", "## Configs", "",
         f"- `{RECORDS}` (default): one row per image: `image`, `record_id`, `source_key`, `metadata` (JSON), "
-        "`suggestion`, the consensus of each question in a column named after it, `tied` (question, label: "
+        "`suggestion`, the consensus of each question in a column named after it, `final` (the final answer "
+        "an admin set, by question; null when none) with `final_by` and `final_at`, `tied` (question, label: "
         "the ties left undecided), `agreement` (per question, the share of agreeing answer pairs), "
         "`n_answers`, `n_skipped`, `status` (complete / partial / untouched) and `answers` "
         "(annotator, answer by question, comment, time, time_spent_ms).",

@@ -16,6 +16,11 @@
   rating: int32, boxes: list of {label, bbox [x, y, w, h] float64, suggested};
   a question left open, or a skip, is null).
 
+`records` also holds each record's final answer (issue 17, adjudication):
+`final`, the admin's answer by question (a struct like `answers`' answer; null
+when no admin settled the record), `final_by` and `final_at`; restore reads
+them back (`final_from_row`).
+
 Times are UTC and say so (`timestamp[us, tz=UTC]`); exports written before
 carried naive UTC times, which restore reads the same way.
 
@@ -36,7 +41,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
 from annotator.task import Question, TaskSpec
-from annotator.model import Answer, LegacyQuestion, Record, RecordImage, Response
+from annotator.model import Answer, Final, LegacyQuestion, Record, RecordImage, Response
 
 if TYPE_CHECKING:
     from annotator.images import SavedImage
@@ -52,6 +57,9 @@ BYTE_COLUMNS = (IMAGE, MORE_IMAGES)
 # the columns of `records` that hold the record as the store has it: all that restore reads back
 RECORD_COLUMNS = (IMAGE, "record_id", "source_key", "image_file", "sha256", "width", "height", "metadata",
                   "suggestion", "position", "extra_answers")
+# the final answer an admin set (issue 17); exports before it have none of these columns
+FINAL = "final"
+FINAL_COLUMNS = (FINAL, "final_by", "final_at")
 # the columns of `responses` beside the questions' own; an export before typed answers added `answer`
 RESPONSE_COLUMNS = ("record_id", "source_key", "annotator", "status", "comment", "time_spent_ms", "created_at",
                     "updated_at")
@@ -106,6 +114,9 @@ def records_features(task: TaskSpec) -> Any:
         **(more if task.image_columns else {}),
         **(texts if task.text_columns else {}),
         **consensus,
+        FINAL: {q.name: answer_feature(q) for q in task.questions},
+        "final_by": Value("string"),
+        "final_at": Value(UTC_TIME),
         "tied": List({"question": Value("string"), "label": Value("string")}),
         **({"agreement": agreement} if agreement else {}),
         "n_answers": Value("int32"),
@@ -142,9 +153,10 @@ def responses_features(task: TaskSpec) -> Any:
 def record_row(record: Record, image: dict[str, Any] | None, submitted: list[Response], *, skipped: int,
                consensus: dict[str, Any], tied: list[dict[str, str]], agreement: dict[str, float | None],
                status: str, more: list[dict[str, Any] | None] | None = None,
-               texts: dict[str, str | None] | None = None) -> dict[str, Any]:
+               texts: dict[str, str | None] | None = None, final: Final | None = None) -> dict[str, Any]:
     """The `records` row of `record`: `image` as {"bytes", "path"}; the consensus (by question), the ties
-    ({"question", "label"}) and the agreement (by question) as computed by the caller. `more` (a task of
+    ({"question", "label"}) and the agreement (by question) as computed by the caller; `final`: the answer an
+    admin settled it with. `more` (a task of
     several images): the record's further images as {"bytes", "path"}, None for one that could not be
     read; `texts` (a task with texts): the record's texts by column."""
     return {
@@ -162,6 +174,9 @@ def record_row(record: Record, image: dict[str, Any] | None, submitted: list[Res
            if more is not None else {}),
         **({TEXTS: texts} if texts is not None else {}),
         **consensus,
+        FINAL: final.answer if final else None,
+        "final_by": final.admin if final else None,
+        "final_at": final.at if final else None,
         "tied": tied,
         **({"agreement": agreement} if agreement else {}),
         "n_answers": len(submitted),
@@ -230,12 +245,23 @@ def response_from_row(row: dict[str, Any], legacy: LegacyQuestion | None = None)
                              "question is not a label or labels question to give them to")
         answer: Answer = legacy.answer(row[LEGACY_ANSWER], row["status"])
     else:
-        answer = {name: _without_nulls(value) for name, value in row.items()
-                  if name not in RESPONSE_COLUMNS and value is not None}
+        answer = _answer({name: value for name, value in row.items() if name not in RESPONSE_COLUMNS})
     return Response(record_id=row["record_id"], user_id=row["annotator"], status=row["status"],
                     answer=answer, comment=row["comment"],
                     time_spent_ms=row["time_spent_ms"], created_at=_naive_utc(row["created_at"]),
                     updated_at=_naive_utc(row["updated_at"]))
+
+
+def final_from_row(row: dict[str, Any]) -> Final | None:
+    """The final answer a `records` row holds (FINAL_COLUMNS), None when the record has none."""
+    if not row.get(FINAL):
+        return None
+    return Final(row["record_id"], _answer(row[FINAL]), row["final_by"], _naive_utc(row["final_at"]))
+
+
+def _answer(values: dict[str, Any]) -> Answer:
+    """An answer from its columns by question: a question left open is null there."""
+    return {name: _without_nulls(value) for name, value in values.items() if value is not None}
 
 
 def _naive_utc(time: datetime) -> datetime:

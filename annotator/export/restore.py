@@ -18,14 +18,15 @@ import pyarrow.parquet as pq
 
 from annotator.config import Settings
 from annotator.task import TaskSpec, legacy_question
-from annotator.export.format import (CONFIGS, MORE_IMAGES, RECORD_COLUMNS, RECORDS, RESPONSES, image_bytes,
-                                     more_image_bytes, record_from_row, response_from_row)
+from annotator.export.format import (CONFIGS, FINAL_COLUMNS, MORE_IMAGES, RECORD_COLUMNS, RECORDS, RESPONSES,
+                                     final_from_row, image_bytes, more_image_bytes, record_from_row,
+                                     response_from_row)
 from annotator.export.gold import GOLD_CONFIG, GOLD_RECORDS, GOLD_RESPONSES
 from annotator.export.push_state import save_export_state
 from annotator.export.tables import SHARD_ROWS
 from annotator.export.token_scrub import describe_error, protect_token_in_logs
 from annotator.images import ImageError, SavedImage, save_original
-from annotator.model import AuditWrite, Record, Response, StoreError, utcnow
+from annotator.model import AuditWrite, Final, Record, Response, StoreError, utcnow
 from annotator.store_protocol import StoreProtocol
 
 log = logging.getLogger(__name__)
@@ -123,15 +124,19 @@ def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | 
             counts["missing_images"] += 1
             return None
 
+    finals: list[Final] = []  # filled while the records are read; the store reads it after them
+
     def record_batches() -> Iterator[list[Record]]:
         for path in _parts(local, RECORDS, GOLD_RECORDS):
             file = pq.ParquetFile(path)
-            # more_images: only in the export of a task of several images
-            columns = [c for c in (*RECORD_COLUMNS, MORE_IMAGES) if c in file.schema_arrow.names]
+            # more_images: only in the export of a task of several images; final...: since adjudication
+            columns = [c for c in (*RECORD_COLUMNS, MORE_IMAGES, *FINAL_COLUMNS) if c in file.schema_arrow.names]
             for batch in file.iter_batches(batch_size=SHARD_ROWS, columns=columns):
+                rows = batch.to_pylist()
+                finals.extend(f for f in map(final_from_row, rows) if f is not None)
                 yield [record_from_row(row, saved_image(row, image_bytes(row)),
                                        [saved_image(row, data) for data in more_image_bytes(row)])
-                       for row in batch.to_pylist()]
+                       for row in rows]
 
     def response_batches() -> Iterator[list[Response]]:
         for path in _parts(local, RESPONSES, GOLD_RESPONSES):
@@ -144,7 +149,8 @@ def restore_from_hub(store: StoreProtocol, settings: Settings, task: TaskSpec | 
     try:
         audit = AuditWrite("annotator", "restore", {"repo": repo, "revision": revision}, utcnow())
         try:
-            n_records, n_responses = store.import_snapshot(record_batches(), response_batches(), audit=audit)
+            n_records, n_responses = store.import_snapshot(record_batches(), response_batches(), audit=audit,
+                                                           finals=finals)
         except StoreError:
             raise
         except Exception as exc:

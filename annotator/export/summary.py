@@ -142,6 +142,7 @@ class ExportSummary:
     configs: dict[str, ConfigSummary] = field(default_factory=dict)      # the ready-to-train ones, if built
     annotators: set[str] = field(default_factory=set)
     missing_images: int = 0  # images (any of a record's) whose file could not be read
+    adjudicated: int = 0     # records with a final answer an admin set (issue 17)
     gold: GoldSummary | None = None     # when the task has gold records (issue 17): left out of all the above
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 

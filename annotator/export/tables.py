@@ -10,7 +10,8 @@ also holds their rows for the same records, made from the same image bytes
 and consensus. Gold records (issue 17) and their answers are kept out of
 both tables and the totals: given the gold answers (`gold`), each shard holds
 them apart (the `gold` config's rows, and for the Hub push the records and
-answers as the store has them).
+answers as the store has them). A record an admin settled carries its final
+answer (`final`) beside the consensus, and the ready-to-train configs prefer it.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
-from annotator import boxes, metrics
+from annotator import boxes
 from annotator.task import Question, TaskSpec
 from annotator.export.format import record_row, records_features, response_row, responses_features
 from annotator.export.gold import GoldSummary, gold_rows, gold_schema
 from annotator.export.summary import AlphaAccumulator, ExportSummary, OrdinalAccumulator, QuestionSummary
 from annotator.export.train_configs import RecordAnswers, TrainConfig
 from annotator.gold import GoldAnswer
-from annotator.model import Record, Response, record_status
+from annotator.model import Final, Record, Response, record_status
+from annotator.review import question_consensus
 from annotator.store_protocol import StoreProtocol
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class ExportTables:
             for q in task.questions if q.kind in ("label", "rating", "preference")}
         self._alpha_labels: dict[str, dict[str, AlphaAccumulator]] = {
             q.name: {} for q in task.questions if q.kind == "labels"}
+        self._finals: dict[int, Final] = {}
 
     def __iter__(self) -> Iterator[Shard]:
         done = 0
@@ -99,6 +102,7 @@ class ExportTables:
         size = 0
         if self.progress:
             self.progress(0, self.total_records)
+        self._finals = self.store.finals()  # few (the records an admin settled); read after the fingerprint
         for records, responses in self.store.iter_export(self.shard_rows):
             by_record: dict[int, list[Response]] = {}
             for r in responses:
@@ -202,13 +206,15 @@ class ExportTables:
         needed = self.task.overlap + record.extra_answers
         status = record_status(len(submitted), needed)
         s.status[status] += 1
+        final = self._finals.get(record.id)
+        s.adjudicated += final is not None
         image, more, texts = self._shown(record)
         row = record_row(record, image, submitted, skipped=len(answers) - len(submitted),
                          consensus=consensus, tied=tied, agreement=agreement, status=status,
                          more=more if self.task.image_columns else None,
-                         texts=texts if self.task.text_columns else None)
+                         texts=texts if self.task.text_columns else None, final=final)
         return row, RecordAnswers(record, image, values_by_question, consensus, ties_by_question, status,
-                                  tuple(more), texts)
+                                  tuple(more), texts, final.answer if final else {})
 
     def _shown(self, record: Record) -> tuple[dict[str, Any] | None, list[dict[str, Any] | None], dict[str, str | None]]:
         """What the record shows: its image, its further images (a task of several) and its texts, read once."""
@@ -220,37 +226,28 @@ class ExportTables:
                    agreement: dict[str, float | None]) -> list[str]:
         """Fill one label, labels or rating question's consensus and agreement for a record; its ties."""
         name = q.name
+        # labels: a label is in the consensus when more than half of the answers chose it; chosen by exactly
+        # half it is tied (stated, not decided)
+        consensus[name], ties, agreement[name] = question_consensus(q, values)
         if q.kind == "labels":
-            # a label is in the consensus when more than half of the answers chose it; chosen by exactly
-            # half it is tied (stated, not decided)
-            chosen, ties = metrics.label_set_majority(values)
-            labels = q.label_names
-            consensus[name] = chosen
-            agreement[name] = metrics.record_agreement_multi(values, labels)
             for value in values:
                 qs.answer_counts.update(value)
-            for label in dict.fromkeys((*labels, *sorted({v for value in values for v in value}))):
+            for label in dict.fromkeys((*q.label_names, *sorted({v for value in values for v in value}))):
                 self._alpha_labels[name].setdefault(label, AlphaAccumulator()).add([label in v for v in values])
-            qs.majority_counts.update(chosen)
+            qs.majority_counts.update(consensus[name])
             return ties
         self._alpha[name].add(values)
-        agreement[name] = metrics.record_agreement(values)
         qs.answer_counts.update(str(v) for v in values)
-        if q.kind == "rating":
-            consensus[name] = metrics.median(values)
-            return []
-        vote = metrics.majority(values)
-        consensus[name] = vote.label
-        if vote.label is not None:
-            qs.majority_counts[vote.label] += 1
-        return list(vote.tied)
+        if q.kind != "rating" and consensus[name] is not None:
+            qs.majority_counts[consensus[name]] += 1
+        return ties
 
     def _box_consensus(self, q: Question, submitted: list[Response], qs: QuestionSummary,
                        consensus: dict[str, Any], agreement: dict[str, float | None]) -> None:
         """A boxes question's consensus (the boxes a majority drew) and agreement (mean pairwise F1)."""
         values = [a.answer[q.name] for a in sorted(submitted, key=lambda a: a.user_id) if q.name in a.answer]
-        consensus[q.name] = boxes.consensus(values, self.box_iou)  # type: ignore[arg-type]
-        agreement[q.name] = f1 = boxes.record_f1(values, self.box_iou)  # type: ignore[arg-type]
+        consensus[q.name], _, agreement[q.name] = question_consensus(q, values, self.box_iou)
+        f1 = agreement[q.name]
         for value in values:
             qs.answer_counts.update(box["label"] for box in value)  # type: ignore[index, union-attr]
         qs.majority_counts.update(box["label"] for box in consensus[q.name])

@@ -24,6 +24,10 @@ several have: names never collide, with each other nor with `records` and
 `responses`, and every folder the export owns is recognisable (`owned_folder`)
 so a re-export deletes the shards of configs that no longer exist.
 
+A record an admin settled (issue 17, adjudication) has its final answer in
+`RecordAnswers.final`; every kind prefers it to the consensus, and takes the
+record even when its answers tied (or, for `objects`, it is not complete).
+
 Plug-in point: a new kind is one more `Kind` in `KINDS`, with its `features`
 (the columns of its config, as `datasets` types) and its `rows`
 (what one record gives: zero or more rows, each reason to leave a record or an
@@ -73,7 +77,8 @@ class RecordAnswers:
     what `metrics` gives (the majority label, the labels more than half chose,
     the median rating; the tied labels). `more_images`: the record's images
     after the first, like `image` (empty for a task of one image); `texts`:
-    the record's texts by the task's text column.
+    the record's texts by the task's text column. `final`: the admin's final
+    answer by question (issue 17), empty when nobody settled the record.
     """
     record: Record
     image: dict[str, Any] | None
@@ -83,6 +88,7 @@ class RecordAnswers:
     status: str = "complete"  # model.record_status: complete / partial / untouched
     more_images: tuple[dict[str, Any] | None, ...] = ()
     texts: Mapping[str, str | None] = field(default_factory=dict)
+    final: Mapping[str, Any] = field(default_factory=dict)
 
 
 Rows = Callable[[Question, RecordAnswers, Counter[str]], list[dict[str, Any]]]
@@ -110,14 +116,17 @@ def _classification_features(q: Question) -> dict[str, Any]:
 
 
 def _classification_rows(q: Question, view: RecordAnswers, left_out: Counter[str]) -> list[dict[str, Any]]:
-    """The record's consensus as class ids, unless it has no answer, a tie, an unknown label or no image."""
-    if not view.values[q.name]:
-        left_out[UNANSWERED] += 1
-        return []
-    if view.ties[q.name]:
-        left_out[TIED] += 1
-        return []
-    consensus = view.consensus[q.name]
+    """The record's final answer, else its consensus, as class ids, unless it has no answer, a tie, an
+    unknown label or no image."""
+    consensus = view.final.get(q.name)
+    if consensus is None:
+        if not view.values[q.name]:
+            left_out[UNANSWERED] += 1
+            return []
+        if view.ties[q.name]:
+            left_out[TIED] += 1
+            return []
+        consensus = view.consensus[q.name]
     chosen = set(consensus) if q.kind == "labels" else {consensus}
     names = q.label_names
     if not chosen <= set(names):
@@ -134,9 +143,11 @@ def _classification_rows(q: Question, view: RecordAnswers, left_out: Counter[str
 def _classification_holds(q: Question) -> str:
     names = ", ".join(q.label_names)
     if q.kind == "labels":
-        return (f"`label` is a list of `ClassLabel` ({names}): the labels more than half of the answers chose "
-                f"(possibly none); records with a label chosen by exactly half are left out")
-    return f"`label` is a `ClassLabel` ({names}): the majority label; tied records are left out"
+        return (f"`label` is a list of `ClassLabel` ({names}): the final answer an admin set, else the labels "
+                f"more than half of the answers chose (possibly none); records with a label chosen by exactly "
+                f"half and no final answer are left out")
+    return (f"`label` is a `ClassLabel` ({names}): the final answer an admin set, else the majority label; "
+            f"tied records without a final answer are left out")
 
 
 def _rating_features(q: Question) -> dict[str, Any]:
@@ -146,21 +157,23 @@ def _rating_features(q: Question) -> dict[str, Any]:
 
 
 def _rating_rows(q: Question, view: RecordAnswers, left_out: Counter[str]) -> list[dict[str, Any]]:
+    """The ratings' median (an admin's final rating instead, when set), mean and count."""
     values = view.values[q.name]
-    if not values:
+    final = view.final.get(q.name)
+    if not values and final is None:
         left_out[UNANSWERED] += 1
         return []
     if view.image is None:
         left_out[NO_IMAGE] += 1
         return []
-    return [{**_base(view), "rating_median": view.consensus[q.name], "rating_mean": fmean(values),
-             "num_ratings": len(values)}]
+    return [{**_base(view), "rating_median": view.consensus[q.name] if final is None else final,
+             "rating_mean": fmean(values) if values else None, "num_ratings": len(values)}]
 
 
 def _rating_holds(q: Question) -> str:
     ends = f", {q.low_word} to {q.high_word}" if q.low_word or q.high_word else ""
-    return (f"the ratings ({q.low} to {q.high}{ends}) of each record: `rating_median`, `rating_mean` "
-            f"and `num_ratings`")
+    return (f"the ratings ({q.low} to {q.high}{ends}) of each record: `rating_median` (the final rating when an "
+            f"admin set one), `rating_mean` and `num_ratings`")
 
 
 def _caption_features(q: Question) -> dict[str, Any]:
@@ -169,8 +182,11 @@ def _caption_features(q: Question) -> dict[str, Any]:
 
 
 def _caption_rows(q: Question, view: RecordAnswers, left_out: Counter[str]) -> list[dict[str, Any]]:
-    texts = [v for v in view.values[q.name] if isinstance(v, str) and v.strip()]
-    left_out[EMPTY_TEXT] += len(view.values[q.name]) - len(texts)
+    """One row per non-empty answer; a record an admin settled gives one row, the final text."""
+    final = view.final.get(q.name)
+    texts = [final] if final is not None else [v for v in view.values[q.name] if isinstance(v, str) and v.strip()]
+    if final is None:
+        left_out[EMPTY_TEXT] += len(view.values[q.name]) - len(texts)
     if texts and view.image is None:
         left_out[NO_IMAGE] += 1
         return []
@@ -178,27 +194,29 @@ def _caption_rows(q: Question, view: RecordAnswers, left_out: Counter[str]) -> l
 
 
 def _caption_holds(q: Question) -> str:
-    return ("`text`: one row per answer (an image captioned by three people has three rows); skips and empty "
-            "answers are left out")
+    return ("`text`: one row per answer (an image captioned by three people has three rows), or one row with the "
+            "final text when an admin set one; skips and empty answers are left out")
 
 
 def _objects_rows(q: Question, view: RecordAnswers, left_out: Counter[str]) -> list[dict[str, Any]]:
-    """A complete record's consensus boxes (a partial record's few answers are no consensus to train on)."""
-    if view.status != "complete":
+    """A complete record's consensus boxes (a partial record's few answers are no consensus to train on), or
+    the final boxes an admin set, complete or not."""
+    final = view.final.get(q.name)
+    if final is None and view.status != "complete":
         left_out[NOT_COMPLETE] += 1
         return []
     if view.image is None:
         left_out[NO_IMAGE] += 1
         return []
     return [objects_row(q, view.record.id, view.image, view.record.width, view.record.height,
-                        view.consensus[q.name])]
+                        view.consensus[q.name] if final is None else final)]
 
 
 def _objects_holds(q: Question) -> str:
     return ("the layout of the Hub's object-detection guides: `image_id`, `image`, `width`, `height` and "
             "`objects` = {`id`, `area`, `bbox` (COCO `[x_min, y_min, width, height]` in the image's pixels), "
             f"`category` (a `ClassLabel`: {', '.join(q.label_names)})}}, the consensus boxes of complete "
-            "records; the Transformers object-detection guide "
+            "records, or the final boxes an admin set; the Transformers object-detection guide "
             "(https://huggingface.co/docs/transformers/tasks/object_detection) trains on it from its data "
             "augmentation step (`ds.features[\"objects\"][\"category\"].feature.names` are the labels)")
 
@@ -212,16 +230,18 @@ def _preference_features(q: Question) -> dict[str, Any]:
 
 
 def _preference_rows(q: Question, view: RecordAnswers, left_out: Counter[str]) -> list[dict[str, Any]]:
-    """The image the majority chose against each other image of the record; none on a tie between images,
-    a majority of "tie" or "both_bad", or a missing image."""
+    """The image the majority chose (an admin's final choice instead, when set) against each other image of
+    the record; none on a tie between images, a majority of "tie" or "both_bad", or a missing image."""
     values = view.values[q.name]
-    if not values:
-        left_out[UNANSWERED] += 1
-        return []
-    if view.ties[q.name]:
-        left_out[TIED_IMAGES if all(v.isdigit() for v in view.ties[q.name]) else TIED] += 1
-        return []
-    chosen = view.consensus[q.name]
+    chosen = view.final.get(q.name)
+    if chosen is None:
+        if not values:
+            left_out[UNANSWERED] += 1
+            return []
+        if view.ties[q.name]:
+            left_out[TIED_IMAGES if all(v.isdigit() for v in view.ties[q.name]) else TIED] += 1
+            return []
+        chosen = view.consensus[q.name]
     if chosen in (TIE, BOTH_BAD):
         left_out[MAJORITY_TIE if chosen == TIE else MAJORITY_BOTH_BAD] += 1
         return []
@@ -243,7 +263,7 @@ def _preference_rows(q: Question, view: RecordAnswers, left_out: Counter[str]) -
 
 def _preference_holds(q: Question) -> str:
     return ("`prompt` (the record's first `[record] texts` column, null without one), `image_chosen` (the "
-            "image most answers chose) and `image_rejected` (another image of the record: a pair gives one "
+            "image most answers chose, or the one an admin chose as the final answer) and `image_rejected` (another image of the record: a pair gives one "
             "row, a record of n images n - 1 rows, the chosen one against each other), `chosen` and "
             "`rejected` (the images' numbers, 1 the first), `votes_chosen`, `votes_rejected`, `votes_tie`, "
             "`votes_both_bad` and `num_votes` (all answers); records whose majority is a tie between images, "

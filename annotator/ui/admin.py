@@ -208,6 +208,27 @@ def register_api(runtime: Runtime, board: Dashboard, gate: AdminGate) -> None:
         caller = who(profile, request)
         return speak(lambda: gate.run(caller, lambda: admin_actions.set_quota(deps, caller, user, quota))).as_dict()
 
+    def admin_set_final(record_id: int, answer_json: str, profile: gr.OAuthProfile | None,
+                        request: gr.Request) -> dict[str, Any]:
+        """Admins: settle record `record_id` with `answer_json`, an answer as annotators send it (JSON: a value
+        per question name); the export prefers it to the consensus."""
+        caller = who(profile, request)
+        return speak(lambda: gate.run(caller, lambda: admin_actions.set_final(deps, caller, record_id,
+                                                                          answer_json))).as_dict()
+
+    def admin_clear_final(record_id: int, profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
+        """Admins: take record `record_id`'s final answer back (the export uses the consensus again)."""
+        caller = who(profile, request)
+        return speak(lambda: gate.run(caller, lambda: admin_actions.clear_final(deps, caller, record_id))).as_dict()
+
+    def admin_review(label: str, annotator: str, profile: gr.OAuthProfile | None,
+                     request: gr.Request) -> dict[str, Any]:
+        """Admins: the records people answered, lowest agreement first, with every answer, the consensus and
+        the final answer; `label` / `annotator` ("" for any) narrow the list down."""
+        caller = who(profile, request)
+        items = speak(lambda: gate.run(caller, lambda: admin_actions.review_queue(deps, caller, label, annotator)))
+        return {"records": [item.as_dict() for item in items]}
+
     def admin_settings(profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
         """Admins: the settings in force, secrets masked."""
         caller = who(profile, request)
@@ -215,5 +236,6 @@ def register_api(runtime: Runtime, board: Dashboard, gate: AdminGate) -> None:
         return {"settings": items, **result.as_dict()}
 
     gr.api(dashboard, api_name="dashboard", **DASHBOARD_GROUP)
-    for fn in (admin_export, admin_release_user, admin_reopen, admin_set_quota, admin_settings):
+    for fn in (admin_export, admin_release_user, admin_reopen, admin_set_quota, admin_set_final, admin_clear_final,
+               admin_review, admin_settings):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=None)  # AdminGate limits the work

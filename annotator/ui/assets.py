@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_ROUTE = "/ann-static"
 FILES = ("annotate.js", "questions.js", "annotate.css", "questions.css", "projector.js", "projector.css",
-         "boxes.js", "boxes.css")
+         "boxes.js", "boxes.css", "review.js")
 IMMUTABLE = "public, max-age=31536000, immutable"
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 

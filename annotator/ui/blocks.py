@@ -12,6 +12,7 @@ from annotator.runtime import Runtime
 from annotator.ui.admin import register_api
 from annotator.ui.annotate import AnnotateView, page_script
 from annotator.ui.dashboard import DashboardView
+from annotator.ui.review import review_script
 from annotator.ui.identity import identify, speak
 
 
@@ -31,7 +32,7 @@ def build_blocks(runtime: Runtime) -> tuple[gr.Blocks, str]:
         dashboard.wire(dashboard_tab, [annotate_tab])
         _api(runtime)
         register_api(runtime, board, dashboard.actions.gate)
-    return demo, page_script(task)
+    return demo, page_script(task) + review_script(task)
 
 
 def _api(runtime: Runtime) -> None:

@@ -20,13 +20,15 @@ import pandas as pd
 
 from annotator.auth import AuthError, Identity, SignInStatus
 from annotator.metrics import AgreementResult
-from annotator.reports import (EXPORT_NOT_CONFIGURED, AgreementSummary, Dashboard, DisputedRecord, Health,
+from annotator.reports import (EXPORT_NOT_CONFIGURED, AgreementSummary, Dashboard, Health,
                                Snapshot, TeamView)
 from annotator.runtime import Runtime
 from annotator.task import TaskSpec
 from annotator.ui.admin import DASHBOARD_GROUP, AdminActions, AdminGate
+from annotator.ui.boxes_svg import disputed_svg
 from annotator.ui.identity import identify
 from annotator.ui.nickname import NicknameBox
+from annotator.ui.review import ReviewView
 from annotator.ui.zone import ZONE_JS, ViewerZone
 
 REFRESH_SECONDS = 15.0
@@ -145,10 +147,6 @@ def _result(name: str, r: AgreementResult | None) -> str:
            f"{r.n_answers} answers</td></tr>"
 
 
-# an annotator's boxes in the gallery, by their place in the record's list of answers; the consensus dashed
-BOX_COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
-
-
 def agreement_html(summaries: Sequence[AgreementSummary], image_url: Callable[[int], str] | None = None) -> str:
     """One block per question (headed by its name when there are several); `image_url` gives a record's
     image link for a boxes question's gallery (no gallery without it)."""
@@ -164,31 +162,10 @@ def _boxes_html(summary: AgreementSummary, image_url: Callable[[int], str] | Non
             f"{counts}</table>")
     if not summary.disputed or image_url is None:
         return body
-    figures = "".join(_disputed_svg(d, image_url(d.record_id)) for d in summary.disputed)
+    figures = "".join(disputed_svg(d, image_url(d.record_id)) for d in summary.disputed)
     return (f"{body}<p>Records people disagree on most (lowest F1 first); each person's boxes in their colour, "
             f"the consensus dashed:</p><div class='dash-gallery' id='dash-gallery-{_esc(summary.question)}'>"
             f"{figures}</div>")
-
-
-def _disputed_svg(d: DisputedRecord, url: str) -> str:
-    """One record's image with everyone's boxes drawn over it, in the image's own pixels."""
-    w, h = max(d.width, 1), max(d.height, 1)
-    shapes, legend = [], []
-    for i, (user, drawn) in enumerate(d.drawn):
-        colour = BOX_COLOURS[i % len(BOX_COLOURS)]
-        legend.append(f"<span class='dash-swatch' style='background:{colour}'></span>{_esc(user)} ({len(drawn)})")
-        shapes += [_rect(box, colour, f"{user}: {box['label']}", "") for box in drawn]
-    shapes += [_rect(box, "#111827", f"consensus: {box['label']}", " stroke-dasharray='6 4'") for box in d.consensus]
-    return (f"<figure><svg viewBox='0 0 {w} {h}' role='img' aria-label='record {d.record_id}'>"
-            f"<image href='{_esc(url)}' x='0' y='0' width='{w}' height='{h}' preserveAspectRatio='none'/>"
-            f"{''.join(shapes)}</svg><figcaption>record {d.record_id} · F1 {d.f1:.2f}<br>{''.join(legend)}"
-            "</figcaption></figure>")
-
-
-def _rect(box: dict[str, Any], colour: str, title: str, extra: str) -> str:
-    x, y, w, h = (float(v) for v in box["bbox"])
-    return (f"<rect x='{x:g}' y='{y:g}' width='{w:g}' height='{h:g}' fill='none' stroke='{colour}' "
-            f"stroke-width='2' vector-effect='non-scaling-stroke'{extra}><title>{_esc(title)}</title></rect>")
 
 
 def _question_agreement_html(summary: AgreementSummary, index: int, named: bool,
@@ -288,6 +265,7 @@ class DashboardView:
         self.rt = runtime
         self.board = board
         self.actions = AdminActions(runtime, AdminGate())
+        self.review = ReviewView(runtime, self.actions.gate)  # issue 17: adjudication, in the admin column
         self.nickname = NicknameBox(runtime)  # the projector link and one's name on it (annotator/ui/nickname.py)
 
     def build(self) -> None:
@@ -319,6 +297,7 @@ class DashboardView:
                 self.agreement = gr.HTML(elem_id="dash-agreement")
                 self.health = gr.HTML(elem_id="dash-health")
             self.actions.build(self.zone)
+            self.review.build()
         self.timer = gr.Timer(value=REFRESH_SECONDS, active=False)
 
     def outputs(self) -> list[Any]:
@@ -362,5 +341,6 @@ class DashboardView:
         for other in other_tabs:
             other.select(stop, None, [self.timer], api_name=False, queue=False, show_progress="hidden")
         self.actions.wire()
+        self.review.wire()
         self.nickname.wire()
 
