@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pytest
 
@@ -217,7 +217,8 @@ class CountingStore:
             self.scans += 1
         return [(0, 2, 0, 3), (0, 0, 0, 7)]
 
-    def dashboard_timeline(self, since: datetime, bucket_seconds: int) -> list[tuple[datetime, str, int]]:
+    def dashboard_timeline(self, since: datetime, bucket_seconds: int, exclude: Sequence[int] = ()
+                           ) -> list[tuple[datetime, str, int]]:
         return [(utcnow().replace(second=0, microsecond=0), "submitted", 6)]
 
     def dashboard_label_counts(self, questions: list[str]) -> list[tuple[str, str, int]]:
