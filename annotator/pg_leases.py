@@ -219,7 +219,7 @@ class PgLeases:
                   UNION ALL
                   SELECT l.record_id, true FROM leases l WHERE l.user_id = %(u)s AND l.expires_at >= %(now)s
                     AND NOT EXISTS (SELECT 1 FROM responses y WHERE y.record_id = l.record_id
-                                    AND y.user_id = %(u)s)) x
+                                    AND y.user_id = %(u)s AND y.status = 'submitted')) x
             JOIN records r ON r.id = x.record_id""", p)
         gold, total, counted = cur.fetchone()
         room = float("inf") if quota is None else quota - counted
@@ -241,6 +241,43 @@ class PgLeases:
         dealt.gold += 1
         dealt.total += 1
         return rid
+
+    def claim(self, user: str, record_id: int, now: float) -> bool:
+        """Room in the person's quota for an answer they give without holding the record (a late answer, a
+        skip turned into an answer); False when their quota is full (gold.QuotaFull).
+
+        Taken room is a hard lease row on the record, counted like any held record until the answer's
+        commit deletes it (or a refusal of the write releases it), so answers arriving together on several
+        replicas are counted one after the other under the person's lock. No quota, a gold record, a
+        record they hold or already submitted: True, with nothing written.
+        """
+        p = self._params(user, now, rid=record_id)
+
+        def work(cur: psycopg.Cursor) -> bool:
+            dealt = self._begin(cur, p)
+            if dealt is None or dealt.room == float("inf"):
+                return True
+            cur.execute("""
+                SELECT r.gold
+                    OR EXISTS (SELECT 1 FROM leases l WHERE l.record_id = r.id AND l.user_id = %(u)s
+                               AND l.expires_at >= %(now)s)
+                    OR EXISTS (SELECT 1 FROM responses x WHERE x.record_id = r.id AND x.user_id = %(u)s
+                               AND x.status = 'submitted')
+                FROM records r WHERE r.id = %(rid)s""", p)
+            row = cur.fetchone()
+            if row is None or row[0]:
+                return True  # an unknown record is the writer's to refuse
+            if dealt.room <= 0:
+                return False
+            cur.execute("""
+                INSERT INTO leases (record_id, user_id, hard, replica, expires_at)
+                VALUES (%(rid)s, %(u)s, true, %(replica)s, %(exp)s)
+                ON CONFLICT (record_id, user_id) DO UPDATE SET hard = true, expires_at = excluded.expires_at
+                RETURNING xmax = 0""", p)
+            if cur.fetchone()[0]:
+                cur.execute("UPDATE records SET leased = leased + 1 WHERE id = %(rid)s", p)
+            return True
+        return self._run(work)
 
     def lease_soft(self, user: str, n: int, now: float) -> list[int]:
         """Up to n soft leases for the person's prefetch buffer (gold where due, up to the quota); never a takeover."""
