@@ -198,8 +198,10 @@ def test_late_answers_under_32_threads_never_pass_the_quota(eng: Engine) -> None
     assert backends[0].next("same").kind == "quota"
 
 
-def test_the_page_is_told_kindly_and_the_quota_holds(tmp_path: Path) -> None:
-    """Through the real server: a late answer past the quota gets the quota view and a kind message."""
+def test_the_page_is_told_kindly_and_the_quota_holds(engine: str, tmp_path: Path,
+                                                      request: pytest.FixtureRequest) -> None:
+    """Through the real server, on either engine: a late answer past the quota gets the quota view and a kind
+    message."""
     make_images(tmp_path / "source", 8)
     task = write_task(tmp_path / "task.toml", overlap=1)
     task.write_text("max_answers_per_person = 1\n" + task.read_text())
@@ -208,7 +210,9 @@ def test_the_page_is_told_kindly_and_the_quota_holds(tmp_path: Path) -> None:
     data.mkdir()
     server = start_app(data, env={"AUTH_MODE": "password", "PASSWORD_FILE": str(tmp_path / "passwords.json"),
                                   "SOURCE_DIR": str(tmp_path / "source"), "TASK_FILE": str(task),
-                                  "EXPORT_REPO": "", "LEASE_TTL": "1"})
+                                  "EXPORT_REPO": "", "LEASE_TTL": "1",
+                                  **({"STORE_URL": request.getfixturevalue("pg_url")} if engine == "postgresql"
+                                     else {})})
     try:
         ann = ApiUser.with_password(server.url, "ann", passwords["ann"])
         bob = ApiUser.with_password(server.url, "bob", passwords["bob"])
