@@ -37,6 +37,7 @@ from annotator.task import TaskSpec
 from annotator.export.hub import Exporter
 from annotator.export.local import export_local
 from annotator.model import Answer, Record
+from annotator.nicknames import ACTION as NICKNAME, current_nicknames
 from annotator.reports import EXPORT_NOT_CONFIGURED
 from annotator.review import ReviewItem, review_item as build_review_item, review_queue as build_review_queue
 from annotator.service import AnnotationService, InputError, checked_text
@@ -44,8 +45,8 @@ from annotator.store_protocol import StoreProtocol
 from annotator.writer import WriteRejected
 
 __all__ = ["ActionResult", "AdminDeps", "DownloadFolders", "MAX_EXTRA", "active_settings", "audit_log",
-           "clear_final", "export_now", "prepare_downloads", "release_user", "reopen_record", "review_queue",
-           "review_record", "set_final", "set_quota"]
+           "clear_final", "clear_nickname", "export_now", "prepare_downloads", "release_user", "reopen_record",
+           "review_queue", "review_record", "set_final", "set_quota"]
 
 MAX_EXTRA = 10
 MAX_QUOTA = 1_000_000
@@ -144,10 +145,7 @@ def prepare_downloads(deps: AdminDeps, who: Identity, folders: DownloadFolders) 
 def release_user(deps: AdminDeps, who: Identity, user: object) -> ActionResult:
     """End every lease `user` holds (records on screen and in the prefetch buffer) at once."""
     Access.require_admin(who)
-    name = user.strip() if isinstance(user, str) else ""
-    if not name or len(name) > 200:
-        raise InputError("Name the annotator whose records to release (their user name, as in the table).")
-    checked_text(name, "The user name")  # it goes into the audit log
+    name = _user_name(user, "whose records to release")
     released = deps.service.release(name)
     message = (f"Released {released} record(s) held by {name}; others can take them now." if released
                else f"{name} held no records; nothing to release.")
@@ -179,10 +177,7 @@ def set_quota(deps: AdminDeps, who: Identity, user: object, quota: object) -> Ac
     Overrides the task's max_answers_per_person for that person on every replica; records they hold
     stay theirs. The audit row is also how a DuckDB run remembers it after a restart."""
     Access.require_admin(who)
-    name = user.strip() if isinstance(user, str) else ""
-    if not name or len(name) > 200:
-        raise InputError("Name the annotator whose quota to set (their user name, as in the table).")
-    checked_text(name, "The user name")
+    name = _user_name(user, "whose quota to set")
     limit: int | None
     if quota is None or (isinstance(quota, str) and quota.strip().lower() in ("", "none")):
         limit = None
@@ -280,6 +275,20 @@ def _shown(answer: Answer) -> str:
     text = json.dumps(answer, ensure_ascii=False, sort_keys=True)
     return text if len(text) <= 200 else text[:197] + "..."
 
+def clear_nickname(deps: AdminDeps, who: Identity, user: object) -> ActionResult:
+    """Take one person's nickname off the projector's leaderboard (a rude one in a live room): they show
+    as their number again, and nobody may choose that nickname again (annotator.nicknames).
+
+    Nicknames are audit entries, so the audit row written here is the change itself."""
+    Access.require_admin(who)
+    name = _user_name(user, "whose nickname to clear")
+    current = current_nicknames(deps.store.audit_entries(NICKNAME)).get(name)
+    if current is None:
+        raise InputError(f"{name} has no nickname on the leaderboard; nothing to clear.")
+    return _audited(deps, who, NICKNAME, {"user": name, "nickname": "", "cleared": current},
+                    f"{name}'s nickname {current!r} is cleared: the room's screen shows them as a number from its "
+                    f"next update, and nobody can choose that nickname again.")
+
 
 def active_settings(deps: AdminDeps, who: Identity) -> tuple[dict[str, str], ActionResult]:
     """The settings in force, by environment name, secrets masked."""
@@ -292,6 +301,15 @@ def audit_log(deps: AdminDeps, who: Identity, limit: int = 20) -> list[tuple[dat
     """The latest audit entries, newest first: (at, actor, action, detail). Reading it is not audited."""
     Access.require_admin(who)
     return deps.store.audit_log(limit)
+
+
+def _user_name(user: object, purpose: str) -> str:
+    """The annotator an action names, checked: it goes into the audit log."""
+    name = user.strip() if isinstance(user, str) else ""
+    if not name or len(name) > 200:
+        raise InputError(f"Name the annotator {purpose} (their user name, as in the table).")
+    checked_text(name, "The user name")
+    return name
 
 
 def _whole(value: object, what: str) -> int:

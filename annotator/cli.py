@@ -109,9 +109,10 @@ def add_ingest(subparsers: Subparsers) -> None:
 
 def _run_stats(args: argparse.Namespace) -> int:
     settings = load_settings()
-    overlap = args.overlap if args.overlap is not None else load_task(settings.task_file).overlap
+    task = load_task(settings.task_file)
+    overlap = args.overlap if args.overlap is not None else task.overlap
     with closing(open_store(settings)) as store:
-        summary = summarize(store, overlap)
+        summary = summarize(store, overlap, load_gold(store, task))
     print(json.dumps(summary, indent=2, sort_keys=True) if args.json else format_text(summary))
     return 0
 
@@ -128,7 +129,8 @@ def add_stats(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "stats", help="print progress counts",
         description="Print records, responses, complete / partly done / untouched records and per-user "
-                    "counts. Do not run while the app uses the same DATA_DIR.")
+                    "counts, leaving the task's gold records out (their answers are counted apart). Do not run "
+                    "while the app uses the same DATA_DIR.")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--overlap", type=_positive, default=None,
                         help="answers a record needs (default: the task file's overlap)")

@@ -19,8 +19,8 @@ from annotator.answers import AnswerError, check_answer
 from annotator.model import Answer, Record
 from annotator.task import TaskSpec
 
-__all__ = ["GoldAnswer", "GoldError", "GoldPlan", "gold_answers", "gold_due", "gold_rank", "plan_of", "quota_message",
-           "visible_metadata"]
+__all__ = ["GoldAnswer", "GoldError", "GoldPlan", "QuotaFull", "gold_answers", "gold_due", "gold_rank", "plan_of",
+           "quota_late_message", "quota_message", "visible_metadata"]
 
 
 class GoldError(ValueError):
@@ -95,9 +95,22 @@ def visible_metadata(metadata: dict[str, Any], column: str | None) -> dict[str, 
     return {k: v for k, v in metadata.items() if k != column and k != f"{column}_explanation"}
 
 
+class QuotaFull(Exception):
+    """A new answer the person gives without holding the record (their lease expired, or a skip turned into
+    an answer) would take them past their quota: refused, nothing stored. Every record handed out is
+    counted in the quota while held, so an answer on a live lease is never refused."""
+
+
 def quota_message(quota: int) -> str:
     return (f"You have given your {quota} answers — thank you! That is the most one person gives in this "
             f"task, so that many voices decide it. Others finish the rest.")
+
+
+def quota_late_message(quota: int) -> str:
+    """Why an answer past the quota (QuotaFull) was not kept, without blame: it came after the record's
+    lease had lapsed, and the answers they gave meanwhile filled their quota."""
+    return (f"You have given your {quota} answers — thank you! Your last answer came after that record was "
+            f"no longer held for you, and your quota is full, so it was not needed and not saved.")
 
 
 def _expected(task: TaskSpec, raw: object, where: str) -> Answer:

@@ -16,6 +16,12 @@ user name, nor a nickname someone else holds (case and width folded), nor
 "Annotator <number>"; at most MAX_CHANGES changes a person, so the log stays
 small. Two people choosing the same name at once on two replicas: the first
 stored keeps it, the other shows as their number.
+
+An admin can clear a person's nickname (a rude one in a live room,
+admin_actions.clear_nickname): an entry of the same action, written by the
+admin for the person (detail "user", and "cleared": the nickname taken off).
+The person shows as their number again, and nobody may choose a cleared
+nickname again.
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ from annotator.store_protocol import StoreProtocol
 from annotator.text import TextError, check_text
 from annotator.writer import WriteRejected
 
-__all__ = ["ACTION", "MAX_CHANGES", "MAX_CHARS", "NicknameError", "Nicknames", "current_nicknames",
-           "display_names", "neutral_name"]
+__all__ = ["ACTION", "MAX_CHANGES", "MAX_CHARS", "NicknameError", "Nicknames", "cleared_nicknames",
+           "current_nicknames", "display_names", "neutral_name"]
 
 ACTION = "nickname"
 MAX_CHARS = 24
@@ -63,13 +69,29 @@ def _fold(name: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
 
 
+def _subject(actor: str, detail: Mapping[str, Any]) -> str:
+    """Whose nickname an entry sets: the actor's own, or the person an admin cleared it for."""
+    return str(detail.get("user") or actor)
+
+
+def _changes(entries: Iterable[tuple[datetime, str, Mapping[str, Any]]], user: str) -> int:
+    """How many times the person chose a nickname themselves (an admin's clear is not one of theirs)."""
+    return sum(1 for _, actor, detail in entries if actor == user and _subject(actor, detail) == user)
+
+
+def cleared_nicknames(entries: Iterable[tuple[datetime, str, Mapping[str, Any]]]) -> set[str]:
+    """The nicknames admins cleared (folded): nobody may choose them again."""
+    return {_fold(str(detail["cleared"])) for _, _, detail in entries if detail.get("cleared")}
+
+
 def current_nicknames(entries: Iterable[tuple[datetime, str, Mapping[str, Any]]]) -> dict[str, str]:
-    """user -> nickname from the audit entries (oldest first): each person's latest; a nickname held
-    by someone stored earlier is not taken over (the later claimant shows as their number)."""
+    """user -> nickname from the audit entries (oldest first): each person's latest (an admin's clear
+    included); a nickname held by someone stored earlier is not taken over (the later claimant shows as
+    their number)."""
     latest: dict[str, tuple[datetime, str]] = {}
     for at, actor, detail in entries:
         nickname = str(detail.get("nickname") or "")
-        latest[actor] = (at, nickname)
+        latest[_subject(actor, detail)] = (at, nickname)
     holders: dict[str, str] = {}
     out: dict[str, str] = {}
     for actor, (_, nickname) in sorted(latest.items(), key=lambda kv: kv[1][0]):
@@ -126,7 +148,7 @@ class Nicknames:
         entries = self.store.audit_entries(ACTION) if self.mode == "on" else []
         chosen = current_nicknames(entries)
         names = display_names(self.store.users_by_first_seen(), chosen, self.mode)
-        changes = sum(1 for _, actor, _ in entries if actor == who.name)
+        changes = _changes(entries, who.name)
         return NicknameStatus(shown_as=names.get(who.name, "a number, once you have answered"),
                               nickname=chosen.get(who.name), can_choose=self.mode == "on",
                               changes_left=max(0, MAX_CHANGES - changes))
@@ -155,8 +177,7 @@ class Nicknames:
                                 f"use letters, digits, spaces and punctuation.")
         entries = self.store.audit_entries(ACTION)
         chosen = current_nicknames(entries)
-        mine = [e for e in entries if e[1] == who.name]
-        if len(mine) >= MAX_CHANGES:
+        if _changes(entries, who.name) >= MAX_CHANGES:
             raise NicknameError(f"You have changed your nickname {MAX_CHANGES} times, the most allowed; ask an "
                                 f"organizer if it must change again.")
         key = _fold(nickname)
@@ -168,6 +189,8 @@ class Nicknames:
             held = {_fold(n) for u, n in chosen.items() if u != who.name}
             if key in others or key in held:
                 raise NicknameError(f"{nickname!r} is someone else's name or nickname here; choose another.")
+            if key in cleared_nicknames(entries):
+                raise NicknameError(f"An organizer took {nickname!r} off the room's screen; choose another.")
         if (chosen.get(who.name) or "") == nickname:
             return "That is already your nickname." if nickname else "You already show as a number."
         ack = self.writer.audit(who.name, ACTION, {"nickname": nickname})

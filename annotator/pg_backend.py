@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from annotator.backend import WriterBackend, make_writer, relay
-from annotator.gold import GoldPlan
+from annotator.gold import GoldPlan, QuotaFull
 from annotator.model import QueueState, ReopenWrite, ResponseWrite, SubmitOutcome
 from annotator.pg_leases import PgLeases
 from annotator.pg_store import PgStore
@@ -128,13 +128,18 @@ class PgBackend(WriterBackend):
         """Queue the answer for the next group commit; the lease becomes the answer in that transaction.
 
         Until the commit the lease row stays (hard, so nobody takes it over),
-        which keeps the record's slot counted, exactly once.
+        which keeps the record's slot counted, exactly once. An answer to a
+        record not on this person's screen here first claims room in their
+        quota (PgLeases.claim; QuotaFull when there is none).
         """
         key = (write.user_id, write.record_id)
         seen = not write.first and self.has_seen(*key)  # `first`: the service checked it already
         with self._lock:
             on_screen = self._screen.get(write.user_id) == write.record_id
-            if on_screen:
+        if write.status == "submitted" and not on_screen and not self.leases_db.claim(*key, self._clock()):
+            raise QuotaFull()
+        with self._lock:
+            if self._screen.get(write.user_id) == write.record_id:
                 del self._screen[write.user_id]
             self._pending.setdefault(write.user_id, {})[write.record_id] = not seen
         outcome: SubmitOutcome = "edit" if seen else ("new" if on_screen else "late")

@@ -60,6 +60,10 @@ _INCOMPLETE = "r.submitted < r.overlap + r.extra_answers"
 _LIVE = f"(r.gold OR {_INCOMPLETE})"
 # pg_advisory_xact_lock(class, key) classes: 7410001 the order (set_order), this one a person's hand-outs
 _PERSON_LOCK = 7410002
+# How long a replica uses the admins' quota overrides it read (all of them, one small read) before reading them
+# again: a hand-out costs no extra round trip, and an override set on another replica applies here within this
+# many seconds (on the replica that set it, at once).
+QUOTA_OVERRIDES_MAX_AGE = 5.0
 _ONE = "user_id = %(u)s AND record_id = %(rid)s"
 _ALL = "user_id = %(u)s"
 
@@ -92,6 +96,7 @@ class PgLeases:
         self.replica = replica
         self.plan = plan
         self._gold = False  # any gold records (set_order)
+        self._overrides: tuple[float, dict[str, int | None]] | None = None  # (read at, user -> quota)
 
     # --- plumbing ------------------------------------------------------------
 
@@ -143,11 +148,23 @@ class PgLeases:
         self._gold = bool(gold)
 
     def set_quota(self, user: str, quota: int | None) -> None:
-        """An admin's override of the task's quota for one person (None: no limit), for every replica."""
+        """An admin's override of the task's quota for one person (None: no limit), for every replica: here
+        from the next hand-out, elsewhere within QUOTA_OVERRIDES_MAX_AGE seconds."""
         def work(cur: psycopg.Cursor) -> None:
             cur.execute("INSERT INTO quotas (user_id, quota) VALUES (%s, %s) "
                         "ON CONFLICT (user_id) DO UPDATE SET quota = excluded.quota", [user, quota])
         self._run(work)
+        self._overrides = None
+
+    def _quota(self, cur: psycopg.Cursor, user: str, now: float) -> int | None:
+        """The person's quota: an admin's override, else the task's. The overrides are read all at once, at
+        most every QUOTA_OVERRIDES_MAX_AGE seconds (a small table: one row per override)."""
+        cached = self._overrides
+        if cached is None or not 0 <= now - cached[0] < QUOTA_OVERRIDES_MAX_AGE:
+            cur.execute("SELECT user_id, quota FROM quotas")
+            cached = self._overrides = (now, {u: q for u, q in cur.fetchall()})
+        overrides = cached[1]
+        return overrides[user] if user in overrides else self.plan.quota
 
     # --- leases ----------------------------------------------------------------
 
@@ -205,9 +222,7 @@ class PgLeases:
     def _begin(self, cur: psycopg.Cursor, p: dict[str, Any]) -> "_Dealt | None":
         """Start a hand-out: the person's advisory lock (first, before any row lock: no lock cycles) when gold
         or a quota applies, the sweep, then what gold and the quota need of the person (None: neither)."""
-        cur.execute("SELECT quota FROM quotas WHERE user_id = %(u)s", p)
-        row = cur.fetchone()
-        quota = self.plan.quota if row is None else row[0]
+        quota = self._quota(cur, p["u"], from_ts(p["now"]))
         if quota is not None or self._gold:
             cur.execute(f"SELECT pg_advisory_xact_lock({_PERSON_LOCK}, hashtext(%(u)s))", p)
         self._sweep(cur, p)
@@ -219,7 +234,7 @@ class PgLeases:
                   UNION ALL
                   SELECT l.record_id, true FROM leases l WHERE l.user_id = %(u)s AND l.expires_at >= %(now)s
                     AND NOT EXISTS (SELECT 1 FROM responses y WHERE y.record_id = l.record_id
-                                    AND y.user_id = %(u)s)) x
+                                    AND y.user_id = %(u)s AND y.status = 'submitted')) x
             JOIN records r ON r.id = x.record_id""", p)
         gold, total, counted = cur.fetchone()
         room = float("inf") if quota is None else quota - counted
@@ -241,6 +256,43 @@ class PgLeases:
         dealt.gold += 1
         dealt.total += 1
         return rid
+
+    def claim(self, user: str, record_id: int, now: float) -> bool:
+        """Room in the person's quota for an answer they give without holding the record (a late answer, a
+        skip turned into an answer); False when their quota is full (gold.QuotaFull).
+
+        Taken room is a hard lease row on the record, counted like any held record until the answer's
+        commit deletes it (or a refusal of the write releases it), so answers arriving together on several
+        replicas are counted one after the other under the person's lock. No quota, a gold record, a
+        record they hold or already submitted: True, with nothing written.
+        """
+        p = self._params(user, now, rid=record_id)
+
+        def work(cur: psycopg.Cursor) -> bool:
+            dealt = self._begin(cur, p)
+            if dealt is None or dealt.room == float("inf"):
+                return True
+            cur.execute("""
+                SELECT r.gold
+                    OR EXISTS (SELECT 1 FROM leases l WHERE l.record_id = r.id AND l.user_id = %(u)s
+                               AND l.expires_at >= %(now)s)
+                    OR EXISTS (SELECT 1 FROM responses x WHERE x.record_id = r.id AND x.user_id = %(u)s
+                               AND x.status = 'submitted')
+                FROM records r WHERE r.id = %(rid)s""", p)
+            row = cur.fetchone()
+            if row is None or row[0]:
+                return True  # an unknown record is the writer's to refuse
+            if dealt.room <= 0:
+                return False
+            cur.execute("""
+                INSERT INTO leases (record_id, user_id, hard, replica, expires_at)
+                VALUES (%(rid)s, %(u)s, true, %(replica)s, %(exp)s)
+                ON CONFLICT (record_id, user_id) DO UPDATE SET hard = true, expires_at = excluded.expires_at
+                RETURNING xmax = 0""", p)
+            if cur.fetchone()[0]:
+                cur.execute("UPDATE records SET leased = leased + 1 WHERE id = %(rid)s", p)
+            return True
+        return self._run(work)
 
     def lease_soft(self, user: str, n: int, now: float) -> list[int]:
         """Up to n soft leases for the person's prefetch buffer (gold where due, up to the quota); never a takeover."""

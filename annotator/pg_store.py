@@ -705,15 +705,18 @@ class PgStore:
             "count(*) FILTER (WHERE status = 'skipped') AS skipped FROM responses GROUP BY 1) s "
             "ON s.record_id = r.id GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
 
-    def dashboard_timeline(self, since: datetime, bucket_seconds: int) -> list[tuple[datetime, str, int]]:
-        """(bucket start, status, answers) of current answers first given at or after `since`, oldest first.
+    def dashboard_timeline(self, since: datetime, bucket_seconds: int, exclude: Sequence[int] = ()
+                           ) -> list[tuple[datetime, str, int]]:
+        """(bucket start, status, answers) of current answers first given at or after `since`, oldest first,
+        without the answers to the records in `exclude`.
 
         Buckets start from 2000-01-03, DuckDB's time_bucket origin, so both engines cut alike.
         """
         return self._all(
             "SELECT date_bin(make_interval(secs => %s), created_at, timestamp '2000-01-03') AS bucket, status, "
-            "count(*) FROM responses WHERE created_at >= %s GROUP BY 1, 2 ORDER BY 1, status COLLATE \"C\"",
-            [int(bucket_seconds), since])
+            "count(*) FROM responses WHERE created_at >= %s AND record_id <> ALL(%s::int[]) "
+            "GROUP BY 1, 2 ORDER BY 1, status COLLATE \"C\"",
+            [int(bucket_seconds), since, list(exclude)])
 
     def dashboard_label_counts(self, questions: Sequence[str]) -> list[tuple[str, str, int]]:
         """(question, label, submitted answers carrying it) for the named label and labels questions."""

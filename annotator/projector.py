@@ -159,7 +159,8 @@ class Projector:
                                span=timedelta(minutes=max(SHOWN_MINUTES, PACE_WINDOW.total_seconds() / 60) + 1))
         self._lock = threading.Lock()
         self._cached: tuple[float, ProjectorView, bytes] | None = None
-        self._ranked: tuple[float, Leaderboard] | None = None
+        # (when, answers by user, their weights, how ranked): what the ranking rests on
+        self._ranked: tuple[float, dict[str, int], Mapping[str, AgreementResult], str] | None = None
 
     def view(self) -> ProjectorView:
         return self._current()[0]
@@ -192,7 +193,9 @@ class Projector:
                              refresh_seconds=self.max_age)
 
     def _leaderboard(self) -> Leaderboard | None:
-        """The ranking, recomputed at most every LEADERBOARD_MAX_AGE_S (called under the lock); None: off."""
+        """The ranking (called under the lock); None: off. What it rests on (answers, agreement or gold
+        accuracy) is recomputed at most every LEADERBOARD_MAX_AGE_S; the names at every computation, so a
+        nickname an admin cleared leaves the screen at its next refresh."""
         if self.mode == "off":
             return None
         if self._ranked is None or time.monotonic() - self._ranked[0] >= LEADERBOARD_MAX_AGE_S:
@@ -200,8 +203,8 @@ class Projector:
             if self.deps.gold:  # gold accuracy tells who was right; gold answers are no work on the dataset
                 gold = self.board.gold()
                 answers = {user: n - gold.answers[user] for user, n in answers.items()}
-                board = replace(rank(answers, gold.accuracy, self.nicknames.names()), how=HOW_RANKED_GOLD)
+                self._ranked = (time.monotonic(), answers, gold.accuracy, HOW_RANKED_GOLD)
             else:
-                board = rank(answers, self.board.annotator_agreement(), self.nicknames.names())
-            self._ranked = (time.monotonic(), board)
-        return self._ranked[1]
+                self._ranked = (time.monotonic(), answers, self.board.annotator_agreement(), HOW_RANKED)
+        _, answers, weights, how = self._ranked
+        return replace(rank(answers, weights, self.nicknames.names()), how=how)

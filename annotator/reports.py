@@ -397,6 +397,7 @@ class GoldTally:
     skips: Counter[str]                           # user -> skipped gold records
     groups: Counter[tuple[int, int, int]]         # (extra_answers, submitted, skipped) -> gold records
     labels: Counter[tuple[str, str]]              # (question, label) -> answers on gold records
+    right: Counter[str]                           # user -> right gold answers
 
 
 def gold_tally(gold: Mapping[int, GoldAnswer], records: Mapping[int, Record],
@@ -424,10 +425,10 @@ def gold_tally(gold: Mapping[int, GoldAnswer], records: Mapping[int, Record],
         if record is not None:
             groups[(record.extra_answers, len(submitted), len(rows) - len(submitted))] += 1
     accuracy = {u: AgreementResult(right[u] / n, n, n) for u, n in answers.items()}
-    return GoldTally(accuracy, answers, skips, groups, labels)
+    return GoldTally(accuracy, answers, skips, groups, labels, right)
 
 
-_NO_GOLD = GoldTally({}, Counter(), Counter(), Counter(), Counter())
+_NO_GOLD = GoldTally({}, Counter(), Counter(), Counter(), Counter(), Counter())
 
 
 # --- the reader ------------------------------------------------------------------------------
@@ -532,8 +533,8 @@ class Dashboard:
             now = utcnow()
             progress = team_progress(_less(store.dashboard_record_groups(), gold.groups), task.overlap)
             since = now - self.span
-            points = timeline(store.dashboard_timeline(since, int(self.bucket.total_seconds())), self.bucket, now,
-                              since)
+            points = timeline(store.dashboard_timeline(since, int(self.bucket.total_seconds()), list(self.deps.gold)),
+                              self.bucket, now, since)
             labels = label_counts(task.questions, [
                 (q, label, n - gold.labels[(q, label)]) for q, label, n in store.dashboard_label_counts(
                     [q.name for q in task.questions if q.kind in ("label", "labels", "preference")])])

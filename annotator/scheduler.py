@@ -18,7 +18,7 @@ from bisect import bisect_left, insort
 from itertools import islice
 from typing import Iterable, Mapping, Sequence
 
-from annotator.gold import GoldPlan, gold_due, gold_rank
+from annotator.gold import GoldPlan, QuotaFull, gold_due, gold_rank
 from annotator.model import LeaseKind, QueueState, SubmitOutcome, record_status
 
 __all__ = ["Scheduler"]
@@ -127,7 +127,9 @@ class Scheduler:
     at `plan.rate` of their hand-outs after `plan.warmup` gold ones
     (gold.gold_due), with no overlap and no completion. A person whose
     submitted answers plus held leases reach their quota gets no new lease and
-    is told "quota" (never "done" while work remains).
+    is told "quota" (never "done" while work remains); an answer of theirs
+    without a lease that would add to their submitted answers then is refused
+    (QuotaFull), so submitted answers never pass the quota.
 
     Memory is O(touched records + users); `order` is kept as given (a
     `range` of 1M ids costs nothing). Every public method holds one lock for
@@ -414,11 +416,14 @@ class Scheduler:
     # --- answers -----------------------------------------------------------
 
     def submit(self, user: str, rid: int, now: float | None = None) -> SubmitOutcome:
-        """Count a submission; never refused. KeyError if `rid` is not a record.
+        """Count a submission. KeyError if `rid` is not a record.
 
         "new": answered under a lease; "edit": the user had already submitted
         or skipped it (a skip becomes a submission); "late": no active lease,
         counted anyway, possibly as an extra answer beyond the target.
+        QuotaFull (nothing counted) when an answer without the user's lease
+        would add to their submitted answers while those plus the records
+        they hold already reach their quota (gold.QuotaFull).
         """
         return self._answer(user, rid, "submitted", now)
 
@@ -431,6 +436,9 @@ class Scheduler:
             self._begin(user, now)
             rec = self._get(rid)
             had = bool(rec.holders) and user in rec.holders  # type: ignore[operator]
+            if status == "submitted" and not had and not rec.gold and user not in rec.submitted \
+                    and self._room(user) < 1:
+                raise QuotaFull()
             if had:
                 self._unlease(user, rec)
             before = self._set_answer(user, rec, status)

@@ -27,7 +27,7 @@ from annotator.answers import AnswerError, check_answer, suggested_answer
 from annotator.auth import Identity
 from annotator.backend import WorkBackend
 from annotator.goal import Goal
-from annotator.gold import GoldAnswer, quota_message, visible_metadata
+from annotator.gold import GoldAnswer, QuotaFull, quota_late_message, quota_message, visible_metadata
 from annotator.task import TaskSpec
 from annotator.images import ImageCache
 from annotator.metrics import LatencyWindow
@@ -472,6 +472,11 @@ class AnnotationService:
             _, ack = self.backend.answer(write)
         except KeyError:
             raise InputError("That record does not exist (any more). Reload the page.") from None
+        except QuotaFull:
+            with person.lock:
+                person.used_tickets.pop(nonce, None)  # not recorded: the same answer may come again later
+            view = self._advance(user, person)
+            return _with_message(view, quota_late_message(view.progress.mine_total))
         with person.lock:
             if record_id not in person.answers:
                 person.order.append(record_id)

@@ -824,11 +824,14 @@ class Store:
             "GROUP BY ALL ORDER BY ALL").fetchall()
 
     @_read
-    def dashboard_timeline(self, since: datetime, bucket_seconds: int) -> list[tuple[datetime, str, int]]:
-        """(bucket start, status, answers) of current answers first given at or after `since`, oldest first."""
+    def dashboard_timeline(self, since: datetime, bucket_seconds: int, exclude: Sequence[int] = ()
+                           ) -> list[tuple[datetime, str, int]]:
+        """(bucket start, status, answers) of current answers first given at or after `since`, oldest first,
+        without the answers to the records in `exclude`."""
         return self._cur().execute(
             "SELECT time_bucket(to_seconds(?), created_at) AS bucket, status, count(*) FROM responses "
-            "WHERE created_at >= ? GROUP BY ALL ORDER BY ALL", [int(bucket_seconds), since]).fetchall()
+            "WHERE created_at >= ? AND NOT list_contains(?::INTEGER[], record_id) GROUP BY ALL ORDER BY ALL",
+            [int(bucket_seconds), since, list(exclude)]).fetchall()
 
     @_read
     def dashboard_label_counts(self, questions: Sequence[str]) -> list[tuple[str, str, int]]:

@@ -132,8 +132,10 @@ class StoreProtocol(Protocol):
     def dashboard_record_groups(self) -> list[tuple[int, int, int, int]]:
         """(extra_answers, submitted, skipped, records): how many records share each combination."""
 
-    def dashboard_timeline(self, since: datetime, bucket_seconds: int) -> list[tuple[datetime, str, int]]:
-        """(bucket start, status, answers) of current answers first given at or after `since`."""
+    def dashboard_timeline(self, since: datetime, bucket_seconds: int, exclude: Sequence[int] = ()
+                           ) -> list[tuple[datetime, str, int]]:
+        """(bucket start, status, answers) of current answers first given at or after `since`, without the
+        answers to the records in `exclude` (the gold records: checks, not work done)."""
 
     def dashboard_label_counts(self, questions: Sequence[str]) -> list[tuple[str, str, int]]:
         """(question, label, submitted answers carrying it) for the named label and labels questions."""

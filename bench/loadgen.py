@@ -622,8 +622,10 @@ class Browser(_Tab):
             self.rec.events["swapped_to_another_record"] += 1  # the page corrects itself to the server's record
             shown_at = None
         replay = bool(view.message and "already recorded" in view.message)
+        # a late answer past the person's quota is refused with the quota view (gold.quota_late_message)
+        refused = bool(view.message and "not saved" in view.message)
         retried = self.rec.events["retry_after_dropped_connection"] > retries  # the first try may have counted
-        if shown.record_id is not None and (not replay or retried):
+        if shown.record_id is not None and not refused and (not replay or retried):
             self.person.accepted.append(Answer(self.person.user, shown.record_id, label, comment.strip(),
                                                time.monotonic(), started, answer))
         if view.saved == "saved" and len(self.person.accepted) > self.person.saved_upto \

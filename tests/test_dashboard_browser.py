@@ -53,6 +53,8 @@ def test_admin_sees_plots_and_annotator_table(browser, tmp_path: Path) -> None:
         page.locator("#admin-release").click()
         expect(page.locator("#admin-result")).to_contain_text("bob")
         expect(page.locator("#admin-audit")).to_contain_text("release_user")
+        page.locator("#admin-clear-nickname").click()  # the same Annotator box names whose nickname to clear
+        expect(page.locator("#admin-result")).to_contain_text("bob has no nickname on the leaderboard")
 
         # the results as files, offered for download to the admin
         page.locator("#admin-download").click()

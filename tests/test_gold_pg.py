@@ -14,6 +14,7 @@ import psycopg
 from annotator.gold import GoldPlan
 from annotator.model import NewRecord, ResponseWrite, utcnow
 from annotator.pg_backend import PgBackend
+from annotator.pg_leases import QUOTA_OVERRIDES_MAX_AGE
 from annotator.pg_store import PgStore
 
 TTL = 60.0
@@ -165,8 +166,12 @@ def test_an_admins_quota_override_is_seen_by_every_replica(pg_url: str) -> None:
         assert len(work([a, b], "ann")) == 2
         assert b.next("ann").kind == "quota"
         a.set_quota("ann", 5)
-        assert len(work([b], "ann")) == 3
+        assert b.next("ann").kind == "quota", "b still uses the overrides it read (no read per hand-out)"
+        assert len(a.lease_soft("ann", 1)) == 1, "at once on the replica that set it"
+        clock.t += QUOTA_OVERRIDES_MAX_AGE
+        assert len(work([b], "ann")) == 3, "within the stated bound on every replica"
         a.set_quota("ann", None)
+        clock.t += QUOTA_OVERRIDES_MAX_AGE
         assert len(work([b, a], "ann")) == 15
         assert b.next("ann").kind == "done"
         assert len(work([a], "bob")) == 0  # nothing left for anyone: done, not quota
@@ -174,3 +179,26 @@ def test_an_admins_quota_override_is_seen_by_every_replica(pg_url: str) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_a_hand_out_does_not_read_the_quota_overrides(pg_url: str) -> None:
+    """The overrides come from the replica's copy: a hand-out goes through while the quotas table is locked."""
+    order, gold = setup(pg_url, 20, 0)
+    clock = Clock()
+    a = replica(pg_url, order, gold, GoldPlan(quota=3), clock, "a")
+    try:
+        a.set_quota("bob", 1)
+        assert a.next("ann").kind == "ready"  # reads the overrides once
+        with psycopg.connect(pg_url) as locker:
+            locker.execute("LOCK TABLE quotas IN ACCESS EXCLUSIVE MODE")  # until this transaction ends
+            pool = ThreadPoolExecutor(1)
+            try:
+                got = pool.submit(lambda: [a.lease_soft("ann", 2), a.next("bob").kind]).result(timeout=10)
+            finally:
+                locker.rollback()  # a hand-out that waited for the table goes on, and the test fails above
+                pool.shutdown()
+        assert len(got[0]) == 2 and got[1] == "ready"
+        answer(a, "bob", a.current("bob"))  # type: ignore[arg-type]
+        assert a.next("bob").kind == "quota", "bob's override of 1"
+    finally:
+        a.close()

@@ -6,6 +6,12 @@ step the invariants are checked against the rows themselves (answers, lease
 rows with their expiry), not against the backend's own counters, and the
 counters are checked against the rows. Time is simulated. Two backends on
 one database stand for two replicas.
+
+One run has gold records (issue 17) at a rate, a warm-up and a quota: there the
+rows also show gold never counted toward completion or the team's progress,
+never handed to a person who answered it, a person's answers plus held records
+never past the quota (a late answer past it is refused, gold.QuotaFull), and
+"quota", never "done", while work remains for them.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from annotator.gold import GoldPlan, QuotaFull
 from annotator.model import NewRecord, ResponseWrite, utcnow
 from annotator.pg_backend import PgBackend
 from annotator.pg_leases import to_ts
@@ -28,6 +35,9 @@ from annotator.pg_store import PgStore
 TTL = 10.0
 MAX_USERS = 50
 RECORDS = 5
+GOLD_RECORDS = 2
+# with gold: the warm-up and half of the later hand-outs are gold, two answers a person (soon reached)
+GOLD_PLAN = GoldPlan(rate=0.5, warmup=1, quota=2)
 # most steps by a few people (so queues run dry and buffers get taken over), some by any of 50
 PEOPLE = st.integers(0, 3) | st.integers(0, MAX_USERS - 1)
 
@@ -44,20 +54,23 @@ def new_records(n: int) -> list[NewRecord]:
     return [NewRecord(f"r{i:04d}", f"r{i:04d}.png", "0" * 64, 8, 8, 100) for i in range(n)]
 
 
-def reset(url: str, n: int) -> None:
-    """An empty workshop of n records (the schema stays)."""
+def reset(url: str, n: int, n_gold: int = 0) -> tuple[list[int], list[int]]:
+    """An empty workshop of n records and n_gold gold records after them (the schema stays): (order, gold)."""
     store = PgStore(url)
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("TRUNCATE leases, responses, response_history, users, audit, records")
-        store.add_records(new_records(n))
+        ids = store.add_records(new_records(n + n_gold))
     finally:
         store.close()
+    return ids[:n], ids[n:]
 
 
-def open_backend(url: str, overlap: int, clock: Clock, replica: str) -> PgBackend:
+def open_backend(url: str, overlap: int, clock: Clock, replica: str, order: list[int] | None = None,
+                 gold: list[int] = (), plan: GoldPlan = GoldPlan()) -> PgBackend:
     store = PgStore(url)
-    return PgBackend(store, store.record_ids(), overlap, TTL, replica=replica, clock=clock, counts_every=0)
+    return PgBackend(store, store.record_ids() if order is None else order, overlap, TTL, replica=replica,
+                     clock=clock, counts_every=0, gold=gold, plan=plan)
 
 
 class Facts:
@@ -65,8 +78,9 @@ class Facts:
 
     def __init__(self, url: str, now: float) -> None:
         with psycopg.connect(url) as conn:
-            self.records = {rid: (extra, submitted, leased) for rid, extra, submitted, leased in conn.execute(
-                "SELECT id, extra_answers, submitted, leased FROM records")}
+            rows = conn.execute("SELECT id, extra_answers, submitted, leased, gold FROM records").fetchall()
+            self.records = {rid: (extra, submitted, leased) for rid, extra, submitted, leased, _ in rows}
+            self.gold = {rid for rid, *_, gold in rows if gold}
             self.answers = {(rid, user): status for rid, user, status in conn.execute(
                 "SELECT record_id, user_id, status FROM responses")}
             rows = conn.execute("SELECT record_id, user_id, hard, expires_at FROM leases").fetchall()
@@ -84,20 +98,31 @@ class Facts:
         return overlap + self.records[rid][0]
 
     def complete(self, rid: int, overlap: int) -> bool:
-        return self.submitted(rid) >= self.target(rid, overlap)
+        return rid not in self.gold and self.submitted(rid) >= self.target(rid, overlap)
+
+    def work(self) -> list[int]:
+        """The records of the order (gold records are checks, not work)."""
+        return sorted(r for r in self.records if r not in self.gold)
 
     def eligible(self, user: str, rid: int, overlap: int) -> bool:
         return (not self.complete(rid, overlap) and (rid, user) not in self.answers
                 and (rid, user) not in self.leases)
 
+    def counted(self, user: str) -> int:
+        """What the quota counts: their submitted answers plus the records they hold, gold left out."""
+        return sum(1 for r in self.work() if self.answers.get((r, user)) == "submitted"
+                   or ((r, user) in self.leases and (r, user) not in self.answers))
 
-def machine(url: str, overlap: int) -> type[RuleBasedStateMachine]:
+
+def machine(url: str, overlap: int, with_gold: bool = False) -> type[RuleBasedStateMachine]:
+    plan = GOLD_PLAN if with_gold else GoldPlan()
+
     class PgAssignment(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            reset(url, RECORDS)
+            order, gold = reset(url, RECORDS, GOLD_RECORDS if with_gold else 0)
             self.clock = Clock()
-            self.replicas = [open_backend(url, overlap, self.clock, "a"), open_backend(url, overlap, self.clock, "b")]
+            self.replicas = [open_backend(url, overlap, self.clock, name, order, gold, plan) for name in "ab"]
             self.unleased: Counter[int] = Counter()  # submissions made without a lease: the only way past I2
 
         def teardown(self) -> None:
@@ -123,7 +148,10 @@ def machine(url: str, overlap: int) -> type[RuleBasedStateMachine]:
                 assert (rid, user) not in f.answers, "I1: shown a record they already answered"
                 assert (rid, user) in f.leases, "the record on screen is leased to them"
                 return
-            left = [r for r in f.records if f.eligible(user, r, overlap)]
+            left = [r for r in f.work() if f.eligible(user, r, overlap)]
+            if state.kind == "quota":
+                assert f.counted(user) >= plan.quota, f"told quota at {f.counted(user)} of {plan.quota}"  # type: ignore[operator]
+                return
             if state.kind == "done":
                 assert not left, f"I3: told done while {left} are left for {user}"
                 return
@@ -156,16 +184,34 @@ def machine(url: str, overlap: int) -> type[RuleBasedStateMachine]:
 
         @rule(i=PEOPLE, data=st.data(), status=st.sampled_from(["submitted", "skipped"]))
         def answer(self, i: int, data: st.DataObject, status: str) -> None:
-            user = self.user(i)
-            backend = self.on(i)
-            rid = backend.current(user)
+            rid = self.on(i).current(self.user(i))
             if rid is None or data.draw(st.booleans()):
                 rid = data.draw(st.sampled_from(sorted(self.facts().records)))  # a late or repeated answer
+            self.answer_one(i, rid, status)
+
+        @rule(i=PEOPLE)
+        def click(self, i: int) -> None:
+            """An annotator's click: the record on screen is answered, the next one comes (people reach their
+            quota, and then answer late what they held before)."""
+            self.next(i)
+            rid = self.on(i).current(self.user(i))
+            if rid is not None:
+                self.answer_one(i, rid, "submitted")
+
+        def answer_one(self, i: int, rid: int, status: str) -> None:
+            user = self.user(i)
+            backend = self.on(i)
             before = self.facts()
             held = (rid, user) in before.leases
             previous = before.answers.get((rid, user))
-            backend.answer(ResponseWrite(rid, user, status, {"label": "a"} if status == "submitted" else {}, None, None,
-                                         utcnow()))
+            try:
+                backend.answer(ResponseWrite(rid, user, status, {"label": "a"} if status == "submitted" else {},
+                                             None, None, utcnow()))
+            except QuotaFull:
+                assert status == "submitted" and rid not in before.gold and not held and previous != "submitted"
+                assert plan.quota is not None and before.counted(user) >= plan.quota
+                assert self.facts().answers.get((rid, user)) == previous, "a refused answer is not stored"
+                return
             assert backend.flush(30)
             if status == "submitted" and (previous == "skipped" or (previous is None and not held)):
                 self.unleased[rid] += 1
@@ -182,7 +228,7 @@ def machine(url: str, overlap: int) -> type[RuleBasedStateMachine]:
 
         @rule(data=st.data())
         def reopen(self, data: st.DataObject) -> None:
-            rid = data.draw(st.sampled_from(sorted(self.facts().records)))
+            rid = data.draw(st.sampled_from(self.facts().work()))
             self.replicas[0].reopen(rid, 1)
             assert self.replicas[0].flush(30)
 
@@ -208,22 +254,28 @@ def machine(url: str, overlap: int) -> type[RuleBasedStateMachine]:
             for rid, (extra, submitted, leased) in f.records.items():
                 assert submitted == f.submitted(rid), f"records.submitted of {rid} is off"
                 assert leased == f.all_leases[rid], f"records.leased of {rid} is off"
+            for rid in f.work():
                 assert f.submitted(rid) + len(f.holders(rid)) <= f.target(rid, overlap) + self.unleased[rid], \
                     f"I2: record {rid} over its overlap"
-            complete = sum(f.complete(rid, overlap) for rid in f.records)
-            partial = sum(0 < f.submitted(rid) and not f.complete(rid, overlap) for rid in f.records)
+            work = f.work()
+            complete = sum(f.complete(rid, overlap) for rid in work)
+            partial = sum(0 < f.submitted(rid) and not f.complete(rid, overlap) for rid in work)
             counts = self.replicas[0].leases_db.counts(self.clock())
-            assert (counts["complete"], counts["partial"], counts["untouched"], counts["submissions"]) == \
-                (complete, partial, len(f.records) - complete - partial, sum(map(f.submitted, f.records))), \
-                "the team progress is off from the rows"
+            assert (counts["records"], counts["complete"], counts["partial"], counts["untouched"],
+                    counts["submissions"]) == \
+                (len(work), complete, partial, len(work) - complete - partial, sum(map(f.submitted, work))), \
+                "the team progress is off from the rows (gold counts nowhere)"
+            if plan.quota is not None:
+                for user in {u for _, u in f.answers} | {u for _, u in f.leases}:
+                    assert f.counted(user) <= plan.quota, f"{user} passed the quota"
 
     return PgAssignment
 
 
-@pytest.mark.parametrize("overlap", [1, 3])
-def test_invariants_hold_under_random_interleavings(pg_url: str, overlap: int) -> None:
+@pytest.mark.parametrize("overlap,with_gold", [(1, False), (3, False), (2, True)])
+def test_invariants_hold_under_random_interleavings(pg_url: str, overlap: int, with_gold: bool) -> None:
     PgStore(pg_url).close()  # the schema
-    run = machine(pg_url, overlap)
+    run = machine(pg_url, overlap, with_gold)
     run.TestCase.settings = settings(max_examples=12, stateful_step_count=40, deadline=None,
                                      suppress_health_check=list(HealthCheck))
     run.TestCase().runTest()

@@ -1,6 +1,7 @@
 """The projector view in a real browser (issue 17): the goal bar, the estimate in the viewer's time zone,
 the dark big-screen page, the leaderboard off by default and on by setting, nicknames chosen on the
-Dashboard tab.
+Dashboard tab; axe-core finds no serious or critical violation on the page (signed out, leaderboard off and
+on).
 
 Needs Debian's chromium at /usr/bin/chromium and the playwright package (never `playwright install`).
 Without them the test is skipped, or fails when ANNOTATOR_REQUIRE_BROWSER=1.
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from axehelpers import serious_violations
 from browserhelpers import chromium
 import dashhelpers
 from dashhelpers import annotate, sign_in, start_password_app
@@ -22,6 +24,11 @@ ZONE = "Asia/Tokyo"
 def browser():
     with chromium() as b:
         yield b
+
+
+def assert_accessible(page) -> None:
+    found = serious_violations(page)
+    assert not found, "axe-core on /projector:\n" + "\n".join(found)
 
 
 def signed_in_page(browser, url: str, user: str):
@@ -41,6 +48,7 @@ def test_goal_bar_estimate_and_no_leaderboard_by_default(browser, tmp_path: Path
         anonymous.goto(server.url + "/projector")
         expect(anonymous.locator("#proj-status")).to_contain_text("signed in", timeout=20_000)
         expect(anonymous.locator("#proj-status a")).to_have_attribute("href", "/")
+        assert_accessible(anonymous)
 
         page = signed_in_page(browser, server.url, "bob")
         # the annotator's own screen: their count and their share of the goal (1 of 10 answers)
@@ -62,6 +70,7 @@ def test_goal_bar_estimate_and_no_leaderboard_by_default(browser, tmp_path: Path
                               "parseFloat(getComputedStyle(document.querySelector('h1')).fontSize)]")
         assert style[0] == "rgb(11, 15, 25)" and style[1] >= 48  # dark, and large type on a 1920 px screen
         page.screenshot(path=str(tmp_path / "projector-off.png"))
+        assert_accessible(page)
 
         # it refreshes itself: a new answer shows without a reload
         with sign_in(server, "ann") as api:
@@ -98,5 +107,6 @@ def test_leaderboard_on_shows_a_chosen_nickname_and_numbers(browser, tmp_path: P
         assert "ann" not in page.locator("#proj-board-rows").inner_text().split()
         expect(page.locator("#proj-estimate")).to_contain_text("more than this task holds")
         page.screenshot(path=str(tmp_path / "projector-on.png"))
+        assert_accessible(page)
     finally:
         server.stop()

@@ -3,6 +3,13 @@
 The model keeps the facts (answers, leases, last activity) in the plainest
 form and decides every expected outcome by scanning all records; the
 scheduler must agree on every call. Time is simulated.
+
+Runs may have gold records (issue 17) at a rate, a warm-up and a quota: gold is
+never counted toward completion, the counts or a person's "done", never handed
+to a person who answered it, and a person's submitted answers plus the records
+they hold never pass the quota, late answers included (those past it are
+refused, gold.QuotaFull). Where gold comes is the rule's (gold.gold_due,
+gold.gold_rank), applied to the model's facts.
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ import time
 from collections import Counter
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from annotator.gold import GoldPlan, QuotaFull, gold_due, gold_rank
 from annotator.model import QueueState
 from annotator.scheduler import Scheduler
 
@@ -27,12 +36,14 @@ MAX_USERS = 50
 class Model:
     """The contract in its plainest form: every answer is a scan over all records."""
 
-    def __init__(self, ids: list[int], overlap: int) -> None:
+    def __init__(self, ids: list[int], overlap: int, gold: list[int] = (), plan: GoldPlan = GoldPlan()) -> None:
         self.ids = ids
-        self.pos = {rid: i for i, rid in enumerate(ids)}
+        self.gold = list(gold)  # outside the order: no position in it, no target, no completion
+        self.plan = plan
+        self.pos = {rid: i for i, rid in enumerate(ids)} | {rid: -1 for rid in gold}
         self.target = {rid: overlap for rid in ids}
-        self.sub: dict[int, set[str]] = {rid: set() for rid in ids}
-        self.skp: dict[int, set[str]] = {rid: set() for rid in ids}
+        self.sub: dict[int, set[str]] = {rid: set() for rid in ids + self.gold}
+        self.skp: dict[int, set[str]] = {rid: set() for rid in ids + self.gold}
         self.unleased = Counter()  # submissions that arrived without a lease: the only way past I2
         self.touched: set[int] = set()
         self.leases: dict[str, dict[int, str]] = {}
@@ -40,7 +51,7 @@ class Model:
 
     # facts
     def complete(self, rid: int) -> bool:
-        return len(self.sub[rid]) >= self.target[rid]
+        return rid not in self.gold and len(self.sub[rid]) >= self.target[rid]
 
     def seen(self, user: str, rid: int) -> bool:
         return user in self.sub[rid] or user in self.skp[rid]
@@ -59,6 +70,33 @@ class Model:
 
     def remaining(self, user: str) -> list[int]:
         return [r for r in self.ids if not self.complete(r) and not self.seen(user, r)]
+
+    # gold and the quota
+    def mine(self, user: str) -> int:
+        """Submitted answers to records of the order: what the quota counts."""
+        return sum(1 for r in self.ids if user in self.sub[r])
+
+    def quota_room(self, user: str) -> float:
+        if self.plan.quota is None:
+            return float("inf")
+        held = sum(1 for r in self.leases.get(user, {}) if r not in self.gold)
+        return self.plan.quota - self.mine(user) - held
+
+    def gold_pick(self, user: str) -> int | None:
+        """The gold record due for the user now, by the rule over their facts; None if none is."""
+        if not self.gold or self.quota_room(user) <= 0:
+            return None
+        held = self.leases.get(user, {})
+        met = sum(1 for g in self.gold if self.seen(user, g))
+        dealt = sum(1 for r in self.ids if self.seen(user, r))
+        if not gold_due(self.plan, user, met + sum(1 for r in held if r in self.gold), dealt + len(held) + met):
+            return None
+        unmet = [g for g in self.gold if self.eligible(user, g)]
+        return min(unmet, key=lambda g: gold_rank(user, g)) if unmet else None
+
+    def own(self, user: str) -> list[int]:
+        """The user's leases in order position; gold (no position) first, in no order among themselves."""
+        return sorted(self.leases.get(user, {}), key=self.pos.get)
 
     # time
     def sweep(self, now: float) -> int:
@@ -87,7 +125,9 @@ class Model:
 
     # changes
     def grant(self, user: str, rid: int, kind: str) -> None:
-        self.touched.add(rid)
+        assert not self.seen(user, rid), (user, rid)  # I1, gold included: never met twice
+        if rid not in self.gold:
+            self.touched.add(rid)
         held = self.leases.setdefault(user, {})
         if kind == "hard":
             for r in held:
@@ -97,7 +137,8 @@ class Model:
     def answer(self, user: str, rid: int, status: str) -> str:
         had = self.leases.get(user, {}).pop(rid, None) is not None
         was_complete = self.complete(rid)
-        self.touched.add(rid)
+        if rid not in self.gold:
+            self.touched.add(rid)
         mine, other = (self.sub[rid], self.skp[rid]) if status == "submitted" else (self.skp[rid], self.sub[rid])
         if user in mine:
             outcome = "edit"
@@ -124,8 +165,8 @@ class Model:
         return {"records": len(self.ids), "complete": complete, "partial": partial,
                 "untouched": len(self.ids) - complete - partial,
                 "leased": sum(1 for r in self.ids if self.holders(r)),
-                "submissions": sum(len(s) for s in self.sub.values()),
-                "skips": sum(len(s) for s in self.skp.values())}
+                "submissions": sum(len(self.sub[r]) for r in self.ids),
+                "skips": sum(len(self.skp[r]) for r in self.ids)}
 
 
 class SchedulerMachine(RuleBasedStateMachine):
@@ -133,7 +174,9 @@ class SchedulerMachine(RuleBasedStateMachine):
     def setup(self, data):
         n_records = data.draw(st.integers(0, 30), label="records")
         self.overlap = data.draw(st.sampled_from([1, 3]), label="overlap")
-        n_users = data.draw(st.integers(1, MAX_USERS), label="users")
+        quota = data.draw(st.none() | st.integers(1, 6), label="quota")
+        # with a quota, few people: each of them reaches it within a run, and then answers late
+        n_users = data.draw(st.integers(1, MAX_USERS if quota is None else 6), label="users")
         if data.draw(st.booleans(), label="range order"):
             start = data.draw(st.integers(-5, 5))
             order = range(start, start + n_records)
@@ -143,8 +186,12 @@ class SchedulerMachine(RuleBasedStateMachine):
                                      unique=True), label="shuffled ids")
             order = list(ids)
         self.users = [f"u{i}" for i in range(n_users)]
-        self.sched = Scheduler(order, self.overlap, TTL)
-        self.model = Model(ids, self.overlap)
+        gold = [5000 + k for k in range(data.draw(st.integers(0, 4), label="gold records"))]
+        plan = GoldPlan(rate=data.draw(st.sampled_from([0.0, 0.2, 0.5]), label="gold rate") if gold else 0.0,
+                        warmup=data.draw(st.integers(0, 2), label="warm-up") if gold else 0,
+                        quota=quota)
+        self.sched = Scheduler(order, self.overlap, TTL, gold=gold, plan=plan)
+        self.model = Model(ids, self.overlap, gold, plan)
         self.now = 1000.0
         self.clock = self.now  # the latest time the scheduler was told
 
@@ -160,9 +207,31 @@ class SchedulerMachine(RuleBasedStateMachine):
         held = sorted(self.model.leases.get(user, {}))
         if held and data.draw(st.integers(0, 3), label="own lease?") > 0:
             return data.draw(st.sampled_from(held), label="held record")
-        if not self.model.ids:
+        every = self.model.ids + self.model.gold
+        if not every:
             return None
-        return data.draw(st.sampled_from(self.model.ids), label="any record")
+        return data.draw(st.sampled_from(every), label="any record")
+
+    def expected_next(self, u: str) -> tuple[QueueState | None, set[int]]:
+        """What `next`/`state` must answer (None: ready with one of the records in the set), before the call;
+        the model has begun the user's call."""
+        m = self.model
+        hard = m.hard(u)
+        if hard is not None:  # idempotent: the record on screen
+            return QueueState("ready", hard), set()
+        gold = m.gold_pick(u)
+        if gold is not None:
+            return QueueState("ready", gold), set()
+        room = m.quota_room(u) > 0
+        first = (m.open_candidates(u) or m.fresh()) if room else []
+        if first:
+            return QueueState("ready", first[0]), set()
+        own = m.own(u)
+        if own:  # several gold leases share the first place
+            return None, {r for r in own if m.pos[r] == m.pos[own[0]]}
+        if not room:
+            return QueueState("quota"), set()
+        return None, set()
 
     # rules
     @rule(i=st.integers(0, MAX_USERS - 1))
@@ -171,19 +240,22 @@ class SchedulerMachine(RuleBasedStateMachine):
         now = self.at()
         m.begin(u, now)
         hard = m.hard(u)
-        candidates = m.open_candidates(u)
-        fresh = m.fresh()
-        own = sorted(m.leases.get(u, {}), key=m.pos.get)
-        takeover = m.takeover(u)
+        want, among = self.expected_next(u)
+        takeover = m.takeover(u) if want is None and not among else None
         got = self.sched.next(u, now)
-        if hard is not None:  # idempotent: the record on screen
-            assert got == QueueState("ready", hard)
+        if hard is not None:
+            assert got == want
             return
-        if candidates or fresh or own or takeover is not None:
-            expected = (candidates or fresh or own or [takeover])[0]
+        if want is not None and want.kind == "quota":  # at the quota: told so, never "done" while work remains
+            assert got == want and m.quota_room(u) <= 0
+            return
+        if want is not None or among or takeover is not None:
+            if among:
+                assert got.kind == "ready" and got.record_id in among, (got, among)
+            expected = want.record_id if want is not None else got.record_id if among else takeover
             assert got == QueueState("ready", expected), (got, expected)
             assert not m.seen(u, expected)  # I1
-            if not (candidates or fresh or own):  # I5: nothing else, so a soft lease changes hands
+            if want is None and not among:  # I5: nothing else, so a soft lease changes hands
                 soft = [v for v, k in m.holders(expected).items() if k == "soft"]
                 victim = min(soft, key=lambda v: (m.last[v], v))
                 del m.leases[victim][expected]
@@ -192,7 +264,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             m.grant(u, expected, "hard")
             return
         rest = m.remaining(u)
-        if got.kind == "done":  # I3: brute force over all records
+        if got.kind == "done":  # I3: brute force over all records (gold is no work left)
             assert rest == [], rest
             return
         assert got.kind == "waiting" and rest, got
@@ -208,14 +280,15 @@ class SchedulerMachine(RuleBasedStateMachine):
         u, m = self.user(i), self.model
         now = self.at()
         m.begin(u, now)
+        want, among = self.expected_next(u)
+        takeover = m.takeover(u) if want is None and not among else None
         got = self.sched.state(u, now)
-        hard = m.hard(u)
-        options = m.open_candidates(u) or m.fresh() or sorted(m.leases.get(u, {}), key=m.pos.get)
-        takeover = m.takeover(u)
-        if hard is not None:
-            assert got == QueueState("ready", hard)
-        elif options or takeover is not None:
-            assert got == QueueState("ready", (options or [takeover])[0])
+        if want is not None:
+            assert got == want
+        elif among:
+            assert got.kind == "ready" and got.record_id in among, (got, among)
+        elif takeover is not None:
+            assert got == QueueState("ready", takeover)
         else:
             assert got.kind == ("waiting" if m.remaining(u) else "done")
 
@@ -224,12 +297,16 @@ class SchedulerMachine(RuleBasedStateMachine):
         u, m = self.user(i), self.model
         now = self.at()
         m.begin(u, now)
-        expected = (m.open_candidates(u) + m.fresh())[:n]
         got = self.sched.lease_soft(u, n, now)
-        assert got == expected
-        for r in got:
-            assert not m.seen(u, r)  # I1
-            m.grant(u, r, "soft")
+        for k in range(n):  # one at a time: each lease changes what is due next (gold, the quota)
+            pick = m.gold_pick(u)
+            if pick is None and m.quota_room(u) > 0:
+                pick = next(iter(m.open_candidates(u) + m.fresh()), None)
+            if pick is None:
+                assert got[k:] == [], (got, k)
+                break
+            assert got[k:k + 1] == [pick], (got, k, pick)
+            m.grant(u, pick, "soft")  # I1 checked there
 
     @rule(i=st.integers(0, MAX_USERS - 1), data=st.data())
     def promote(self, i, data):
@@ -246,14 +323,31 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     @rule(i=st.integers(0, MAX_USERS - 1), data=st.data(), status=st.sampled_from(["submitted", "skipped"]))
     def answer(self, i, data, status):
-        u, m = self.user(i), self.model
+        u = self.user(i)
         rid = self.pick_record(data, u)
-        if rid is None:
-            return
+        if rid is not None:
+            self.answer_one(u, rid, status)
+
+    @rule(i=st.integers(0, MAX_USERS - 1))
+    def click(self, i):
+        """An annotator's click: the record on screen is answered and the next one comes (people reach
+        their quota, and then answer late what they held before)."""
+        self.next(i)
+        rid = self.model.hard(self.user(i))
+        if rid is not None:
+            self.answer_one(self.user(i), rid, "submitted")
+
+    def answer_one(self, u: str, rid: int, status: str) -> None:
+        m = self.model
         now = self.at()
         m.begin(u, now)
-        expected = m.answer(u, rid, status)
         call = self.sched.submit if status == "submitted" else self.sched.skip
+        if status == "submitted" and rid not in m.gold and u not in m.sub[rid] \
+                and rid not in m.leases.get(u, {}) and m.quota_room(u) < 1:
+            with pytest.raises(QuotaFull):  # late, and past the quota: refused, nothing counted
+                call(u, rid, now)
+            return
+        expected = m.answer(u, rid, status)
         assert call(u, rid, now) == expected
 
     @rule(i=st.integers(0, MAX_USERS - 1), data=st.data(), one=st.booleans())
@@ -343,13 +437,17 @@ class SchedulerMachine(RuleBasedStateMachine):
         got = s.leases(self.clock)  # no sweep beyond what the last call did
         want = {u: sorted(((r, k) for r, k in held.items()), key=lambda x: m.pos[x[0]])
                 for u, held in m.leases.items() if held}
-        assert got == want
+        assert {u: sorted(v, key=lambda x: (m.pos[x[0]], x[0])) for u, v in got.items()} == \
+            {u: sorted(v, key=lambda x: (m.pos[x[0]], x[0])) for u, v in want.items()}
+        assert {u: [r for r, _ in held if r not in m.gold] for u, held in got.items()} == \
+            {u: [r for r, _ in held if r not in m.gold] for u, held in want.items()}  # in order position
         for r in m.ids:  # I2
             assert len(m.sub[r]) + len(m.holders(r)) <= m.target[r] + m.unleased[r], r
         assert s.counts() == m.counts()
         for u in self.users:
             assert s.remaining_for(u) == len(m.remaining(u))
             assert s.current(u) == m.hard(u)
+            assert m.quota_room(u) >= 0, f"{u} passed the quota {m.plan.quota}"
 
 
 SchedulerMachine.TestCase.settings = settings(max_examples=250, stateful_step_count=50, deadline=None,

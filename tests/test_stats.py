@@ -58,8 +58,10 @@ def test_summarize_counts(store: Store) -> None:
     assert s["answers_needed"] == 6 * 2 + 1
     assert s["answers_done"] == 2 + 1 + 2 + 0 + 2 + 0
     assert s["percent_done"] == round(100 * 7 / 13, 1)
-    assert s["users"] == {"ann": {"submitted": 3, "skipped": 1}, "bob": {"submitted": 2, "skipped": 1},
-                          "cy": {"submitted": 3, "skipped": 0}}
+    none = {"submitted": 0, "right": 0}
+    assert s["users"] == {"ann": {"submitted": 3, "skipped": 1, "gold": none},
+                          "bob": {"submitted": 2, "skipped": 1, "gold": none},
+                          "cy": {"submitted": 3, "skipped": 0, "gold": none}}
     json.dumps(s)  # JSON-ready as it is
 
     one = summarize(store, overlap=1)
@@ -100,7 +102,7 @@ def test_stats_command_json(stats_env: Path, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert (out["records"], out["complete"], out["partial"], out["untouched"]) == (6, 2, 2, 2)
     assert out["overlap"] == 2
-    assert out["users"]["cy"] == {"submitted": 3, "skipped": 0}
+    assert out["users"]["cy"] == {"submitted": 3, "skipped": 0, "gold": {"submitted": 0, "right": 0}}
 
 
 def test_stats_command_text_and_overlap(stats_env: Path, capsys) -> None:

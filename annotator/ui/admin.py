@@ -62,7 +62,8 @@ def _error(message: str) -> str:
 
 
 class AdminActions:
-    """Export now, release a person's records, reopen a record, show settings; and the audit log."""
+    """Export now, release a person's records, set their quota, clear their nickname, reopen a record, show
+    settings; and the audit log."""
 
     def __init__(self, runtime: Runtime, gate: AdminGate) -> None:
         self.access = runtime.access
@@ -86,6 +87,8 @@ class AdminActions:
             self.quota = gr.Textbox(label="Their quota (answers; none: no limit)", value="", placeholder="e.g. 50",
                                     elem_id="admin-quota", scale=1)
             self.set_quota = gr.Button("Set their quota", elem_id="admin-set-quota", size="sm", scale=1)
+            self.clear_nickname = gr.Button("Clear their nickname", elem_id="admin-clear-nickname", size="sm",
+                                            scale=1)
         with gr.Row(equal_height=True):
             # a textbox: empty until filled (a Number shows 0), and what was typed reaches the check as it is
             self.record = gr.Textbox(label="Record id", value="", placeholder="e.g. 42", elem_id="admin-record",
@@ -139,6 +142,9 @@ class AdminActions:
                           request: gr.Request) -> list[Any]:
             return run(zone, profile, request, lambda who: only(admin_actions.set_quota(deps, who, user, quota)))
 
+        def nickname_handler(user: str, zone: str, profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
+            return run(zone, profile, request, lambda who: only(admin_actions.clear_nickname(deps, who, user)))
+
         def reopen_handler(record: str | None, extra: float | None, zone: str, profile: gr.OAuthProfile | None,
                            request: gr.Request) -> list[Any]:
             if not (record or "").strip():
@@ -167,6 +173,7 @@ class AdminActions:
         self.release.click(release_handler, [self.user, self.zone], outputs, **common)
         self.reopen.click(reopen_handler, [self.record, self.extra, self.zone], outputs, **common)
         self.set_quota.click(quota_handler, [self.user, self.quota, self.zone], outputs, **common)
+        self.clear_nickname.click(nickname_handler, [self.user, self.zone], outputs, **common)
         self.show_settings.click(settings_handler, [self.zone], outputs, **common)
         self.download.click(download_handler, [self.zone], outputs, **common)
 
@@ -208,6 +215,11 @@ def register_api(runtime: Runtime, board: Dashboard, gate: AdminGate) -> None:
         caller = who(profile, request)
         return speak(lambda: gate.run(caller, lambda: admin_actions.set_quota(deps, caller, user, quota))).as_dict()
 
+    def admin_clear_nickname(user: str, profile: gr.OAuthProfile | None, request: gr.Request) -> dict[str, Any]:
+        """Admins: take `user`'s nickname off the projector's leaderboard (they show as their number)."""
+        caller = who(profile, request)
+        return speak(lambda: gate.run(caller, lambda: admin_actions.clear_nickname(deps, caller, user))).as_dict()
+
     def admin_set_final(record_id: int, answer_json: str, profile: gr.OAuthProfile | None,
                         request: gr.Request) -> dict[str, Any]:
         """Admins: settle record `record_id` with `answer_json`, an answer as annotators send it (JSON: a value
@@ -236,6 +248,6 @@ def register_api(runtime: Runtime, board: Dashboard, gate: AdminGate) -> None:
         return {"settings": items, **result.as_dict()}
 
     gr.api(dashboard, api_name="dashboard", **DASHBOARD_GROUP)
-    for fn in (admin_export, admin_release_user, admin_reopen, admin_set_quota, admin_set_final, admin_clear_final,
-               admin_review, admin_settings):
+    for fn in (admin_export, admin_release_user, admin_reopen, admin_set_quota, admin_clear_nickname,
+               admin_set_final, admin_clear_final, admin_review, admin_settings):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=None)  # AdminGate limits the work

@@ -46,7 +46,8 @@ def page_html() -> str:
 <h1 id="proj-title">Loading…</h1>
 <section id="proj-goal" aria-label="Team goal">
   <div id="proj-goal-text"></div>
-  <div id="proj-bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"><div id="proj-bar-fill"></div></div>
+  <div id="proj-bar" role="progressbar" aria-label="Progress toward the team goal" aria-valuemin="0"
+       aria-valuemax="100"><div id="proj-bar-fill"></div></div>
   <div id="proj-estimate"></div>
 </section>
 <div id="proj-row">
