@@ -719,12 +719,15 @@ class PgStore:
             [int(bucket_seconds), since, list(exclude)])
 
     def dashboard_label_counts(self, questions: Sequence[str]) -> list[tuple[str, str, int]]:
-        """(question, label, submitted answers carrying it) for the named label and labels questions."""
+        """(question, label, submitted answers carrying it) for the named questions (reports.labels_in):
+        a boxes answer counts once per box."""
         return self._all(
-            "SELECT q.key, l.label, count(*) FROM responses, jsonb_each(answer) q, jsonb_array_elements_text("
-            "CASE jsonb_typeof(q.value) WHEN 'array' THEN q.value ELSE jsonb_build_array(q.value) END) l(label) "
-            "WHERE status = 'submitted' AND q.key = ANY(%s) GROUP BY 1, 2 "
-            "ORDER BY q.key COLLATE \"C\", l.label COLLATE \"C\"", [list(questions)])
+            "SELECT question, label, count(*) FROM (SELECT q.key AS question, CASE jsonb_typeof(l.value) "
+            "WHEN 'object' THEN l.value ->> 'label' ELSE l.value #>> '{}' END AS label "
+            "FROM responses, jsonb_each(answer) q, jsonb_array_elements("
+            "CASE jsonb_typeof(q.value) WHEN 'array' THEN q.value ELSE jsonb_build_array(q.value) END) l(value) "
+            "WHERE status = 'submitted' AND q.key = ANY(%s)) carried GROUP BY 1, 2 "
+            "ORDER BY question COLLATE \"C\", label COLLATE \"C\"", [list(questions)])
 
     def dashboard_text_lengths(self, questions: Sequence[str]) -> list[tuple[str, int, int, float | None]]:
         """(question, records, submitted answers, mean characters) for the named text questions that have answers."""

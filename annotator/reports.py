@@ -35,7 +35,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from annotator import boxes, metrics
 from annotator.auth import Identity, SignInLimits, SignInStatus
@@ -91,8 +91,8 @@ class TeamView:
     progress: TeamProgress
     timeline: tuple[TimelinePoint, ...]
     bucket_minutes: float
-    # (question, label, answers) for each label and labels question, in task order: its labels in task order,
-    # then any other seen
+    # (question, label, answers) for each question of a LABELLED_KINDS kind (boxes: boxes drawn), in task
+    # order: its labels in task order, then any other seen
     labels: tuple[tuple[str, str, int], ...]
     active: tuple[str, ...]               # annotators active within the active window, sorted
 
@@ -373,16 +373,29 @@ def _box_agreement(q: Question, by_record: dict[int, dict[str, Any]], threshold:
     return summary, per_user
 
 
+LABELLED_KINDS = ("label", "labels", "preference", "boxes")  # the questions the label chart counts
+
+
+def labels_in(value: Any) -> Iterator[str]:
+    """The labels an answer's value carries, as the label chart counts them: a label, each of a list of
+    labels, each box's label (the store's `dashboard_label_counts` reads them alike)."""
+    for item in value if isinstance(value, list) else [value]:
+        label = item.get("label") if isinstance(item, dict) else item
+        if isinstance(label, str):
+            yield label
+
+
 def label_counts(questions: Sequence[Question], rows: Iterable[tuple[str, str, int]]
                  ) -> tuple[tuple[str, str, int], ...]:
-    """(question, label, answers) from `StoreProtocol.dashboard_label_counts`: each label and labels question
-    in task order, its labels in task order (unused ones at 0), then any other label seen, sorted."""
+    """(question, label, answers) from `StoreProtocol.dashboard_label_counts`: each question of a
+    LABELLED_KINDS kind in task order, its labels in task order (unused ones at 0), then any other label
+    seen, sorted. A boxes question counts boxes: an answer of three cats counts three."""
     seen: dict[str, dict[str, int]] = defaultdict(dict)
     for question, label, n in rows:
         seen[question][label] = n
     out: list[tuple[str, str, int]] = []
     for q in questions:
-        if q.kind in ("label", "labels", "preference"):
+        if q.kind in LABELLED_KINDS:
             counts = seen.get(q.name, {})
             out += [(q.name, name, counts.pop(name, 0)) for name in q.label_names]
             out += [(q.name, name, n) for name, n in sorted(counts.items())]
@@ -415,9 +428,8 @@ def gold_tally(gold: Mapping[int, GoldAnswer], records: Mapping[int, Record],
             answers[r.user_id] += 1
             right[r.user_id] += expected.matches(r.answer)
             for question, value in r.answer.items():
-                for label in value if isinstance(value, list) else [value]:
-                    if isinstance(label, str):
-                        labels[(question, label)] += 1
+                for label in labels_in(value):
+                    labels[(question, label)] += 1
         for r in rows:
             if r.status == "skipped":
                 skips[r.user_id] += 1
@@ -537,7 +549,7 @@ class Dashboard:
                               self.bucket, now, since)
             labels = label_counts(task.questions, [
                 (q, label, n - gold.labels[(q, label)]) for q, label, n in store.dashboard_label_counts(
-                    [q.name for q in task.questions if q.kind in ("label", "labels", "preference")])])
+                    [q.name for q in task.questions if q.kind in LABELLED_KINDS])])
             users = [(u, n - gold.answers[u], k - gold.skips[u], *rest) for u, n, k, *rest in store.dashboard_users()]
             holders = set(self.deps.backend.leases())
             cutoff = now - self.active_window

@@ -835,12 +835,14 @@ class Store:
 
     @_read
     def dashboard_label_counts(self, questions: Sequence[str]) -> list[tuple[str, str, int]]:
-        """(question, label, submitted answers carrying it) for the named label and labels questions.
+        """(question, label, submitted answers carrying it) for the named questions (reports.labels_in).
 
-        A labels answer counts once per label it holds; a question left open counts nowhere.
+        A labels answer counts once per label it holds, a boxes answer once per box; a question left open
+        counts nowhere.
         """
         return self._cur().execute(
-            "SELECT q.key, l.value ->> '$', count(*) FROM responses, json_each(answer) q, "
+            "SELECT q.key, CASE json_type(l.value) WHEN 'OBJECT' THEN l.value ->> 'label' ELSE l.value ->> '$' END, "
+            "count(*) FROM responses, json_each(answer) q, "
             "json_each(CASE json_type(q.value) WHEN 'ARRAY' THEN q.value ELSE json_array(q.value) END) l "
             "WHERE status = 'submitted' AND q.key IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1, 2 ORDER BY 1, 2",
             [list(questions)]).fetchall()

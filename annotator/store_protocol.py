@@ -138,7 +138,8 @@ class StoreProtocol(Protocol):
         answers to the records in `exclude` (the gold records: checks, not work done)."""
 
     def dashboard_label_counts(self, questions: Sequence[str]) -> list[tuple[str, str, int]]:
-        """(question, label, submitted answers carrying it) for the named label and labels questions."""
+        """(question, label, submitted answers carrying it) for the named questions; a boxes answer counts
+        once per box (reports.labels_in reads an answer alike)."""
 
     def dashboard_text_lengths(self, questions: Sequence[str]) -> list[tuple[str, int, int, float | None]]:
         """(question, records, submitted answers, mean characters) for the named text questions that have answers."""

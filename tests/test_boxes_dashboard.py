@@ -1,6 +1,7 @@
 """A boxes question on the dashboard (issue 16): mean F1, each annotator's F1 against the others, the
-consensus per label and a gallery of the records people disagree on most, read from a real store (DuckDB
-and PostgreSQL) and drawn as escaped SVG over each image's signed link, for admins only."""
+consensus per label, the boxes of each label in the team's chart and a gallery of the records people
+disagree on most, read from a real store (DuckDB and PostgreSQL) and drawn as escaped SVG over each
+image's signed link, for admins only."""
 
 from __future__ import annotations
 
@@ -84,6 +85,8 @@ def test_boxes_agreement_on_the_dashboard(runtime: tuple[Runtime, list[int]]) ->
     assert dict(g.disputed[1].drawn)["ann"] == (box("circle", 0, 0, 10, 10), box(SQ, 20, 5, 8, 8))
     assert g.disputed[1].consensus == (box("circle", 0, 0, 10, 9.5),)
     assert snap.as_dict()["agreement"][0]["mean_f1"] == pytest.approx(5 / 9)
+    # the team's label chart counts boxes: six circles and two squares were drawn
+    assert snap.team.labels == (("objects", "circle", 6), ("objects", SQ, 2))
 
     page = agreement_html(snap.admin.agreement, lambda rid: f"/img/{rid}?u=boss&e=1&s=x")
     assert "<b>0.556</b>" in page and f"id='dash-gallery-objects'" in page
