@@ -334,13 +334,15 @@ class Profile:
             targets = dep.get("targets") or []
             trigger[name] = targets[0][0] if targets and targets[0] and isinstance(targets[0][0], int) else None
         labels: list[str] = []
+        radio: list[str] = []
         for comp in config.get("components", []):
             props = comp.get("props", {})
             if props.get("elem_id") == "ann-view":  # the view's label buttons name the labels
                 labels = [html.unescape(n) for n in _LABEL.findall(str(props.get("value", "")))]
-            elif comp.get("type") == "radio" and props.get("choices"):  # the baseline
-                labels = [c[0] if isinstance(c, (list, tuple)) else c for c in props["choices"]]
-        return cls(fn, trigger, labels)
+            elif comp.get("type") == "radio" and props.get("choices") and not radio:  # the baseline's
+                radio = [c[0] if isinstance(c, (list, tuple)) else c for c in props["choices"]]
+        # ours has no radio on the annotate view (the admins' Review section has, with other names)
+        return cls(fn, trigger, labels or radio)
 
 
 # --- recording -------------------------------------------------------------------
