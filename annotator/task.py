@@ -32,7 +32,8 @@ NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
 RESERVED_NAMES = frozenset({"record_id", "source_key", "image", "image_file", "image_path", "sha256", "width",
                             "height", "metadata", "suggestion", "position", "extra_answers", "tied", "agreement",
                             "n_answers", "n_skipped", "status", "answers", "answer", "annotator", "user_id",
-                            "comment", "time", "time_spent_ms", "created_at", "updated_at", "submitted", "skipped"})
+                            "comment", "time", "time_spent_ms", "created_at", "updated_at", "submitted", "skipped",
+                            "final", "final_by", "final_at"})
 MAX_TEXT_CHARS = 10_000
 # a boxes question: how many boxes one answer may hold by default, and at most (each is checked on submit)
 DEFAULT_MAX_BOXES, MAX_BOXES_CEILING = 200, 500
