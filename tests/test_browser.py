@@ -50,6 +50,8 @@ WATCH_SHOWN = """() => {
 # What the browser tests did, for the final comparison with the stores: user -> {record: (status, answer)}
 EXPECTED: dict[str, dict[str, dict[int, tuple[str, tuple[str, ...]]]]] = {"password": {}, "oauth": {}}
 HISTORY: dict[str, set[tuple[int, str]]] = {"password": set(), "oauth": set()}  # (record, user) changed once
+# people who try the Back-before-refill race in turn, until one gets it (test_back_pressed_before_...)
+RACERS = ("dave", "dave2", "dave3")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def servers(browser, tmp_path_factory):
                "MAX_COMMENT_CHARS": "40"}
         if mode == "password":
             env["AUTH_MODE"] = "password"
-            add_users(base / "data" / "passwords.json", ["alice", "bob", "carol", "dave"])
+            add_users(base / "data" / "passwords.json", ["alice", "bob", "carol", *RACERS])
         else:
             env.update(oauth_space_env())
         specs.append((base / "data", env))
@@ -270,13 +272,26 @@ def test_a_refusal_is_shown_on_the_page_and_enter_keeps_a_changed_answer(browser
 
 def test_back_pressed_before_the_buffer_refill_keeps_the_earlier_answer_on_screen(browser, servers):
     """The first view comes with nothing buffered, so the page asks for the buffer 0.7 s later. Its reply
-    must not replace an earlier answer the person opened with Backspace in the meantime (a flake once)."""
+    must not replace an earlier answer the person opened with Backspace in the meantime (a flake once).
+
+    The race needs the refill asked for after Backspace: a person answering and pressing Backspace within
+    0.7 s of the first view. A loaded machine may be slower than that; then the refill went out before
+    Back, the same steps check the plainer order, and the next person tries the race again."""
+    raced = next((user for user in RACERS if _back_before_refill(browser, servers["password"].url, user)), None)
+    assert raced, f"none of {len(RACERS)} people pressed Backspace within 0.7 s of the first view: the race " \
+                  f"this test is about never happened (the machine is too slow for it)"
+
+
+def _back_before_refill(browser, url: str, user: str) -> bool:
+    """Answer the first record, go back to it while Back is held, and change it; whether the page asked for
+    the refill after Backspace (the race)."""
     from playwright.sync_api import expect
 
     # signed in by hand: the usual helper's waits could use up the 0.7 s before the refill
-    page = login_form_filled(browser, servers["password"].url, "dave")
-    held = []
+    page = login_form_filled(browser, url, user)
+    held, refills = [], []
     page.route("**/ann/back", lambda route: held.append(route))
+    page.on("request", lambda request: refills.append(request) if request.url.endswith("/ann/next") else None)
     page.get_by_role("button", name="Login").click()
     page.wait_for_selector("#ann-img", timeout=WAIT)  # the first view is applied: the refill is 0.7 s away
     first = on_screen(page)
@@ -284,9 +299,13 @@ def test_back_pressed_before_the_buffer_refill_keeps_the_earlier_answer_on_scree
     page.wait_for_function(f"document.getElementById('ann-img').dataset.record !== '{first}'", timeout=WAIT)
     second = on_screen(page)
     page.keyboard.press("Backspace")
-    page.wait_for_timeout(1200)  # the refill is queued behind the held Back
+    page.wait_for_timeout(1200)  # the refill, if not sent yet, is queued behind the held Back
     assert len(held) == 1, "Back was not sent"
-    with page.expect_request("**/ann/next", timeout=5000):  # the refill goes out after Back's reply
+    raced = not refills
+    if raced:
+        with page.expect_request("**/ann/next", timeout=5000):  # the refill goes out after Back's reply
+            held[0].continue_()
+    else:
         held[0].continue_()
     expect(page.locator("#ann-editing")).to_contain_text("circle", timeout=WAIT)
     assert on_screen(page) == first
@@ -297,9 +316,10 @@ def test_back_pressed_before_the_buffer_refill_keeps_the_earlier_answer_on_scree
     page.keyboard.press("2")
     expect(page.locator("#ann-img")).to_have_attribute("data-record", str(second), timeout=WAIT)
     expect(page.locator("#ann-saved")).to_have_text("All answers saved", timeout=WAIT)
-    EXPECTED["password"]["dave"] = {first: ("submitted", ("square",))}
-    HISTORY["password"].add((first, "dave"))
+    EXPECTED["password"][user] = {first: ("submitted", ("square",))}
+    HISTORY["password"].add((first, user))
     page.context.close()
+    return raced
 
 
 def test_oauth_second_person_never_sees_the_first_persons_records(browser, servers):
