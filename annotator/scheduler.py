@@ -434,10 +434,13 @@ class Scheduler:
     def _answer(self, user: str, rid: int, status: str, now: float | None) -> SubmitOutcome:
         with self._lock:
             self._begin(user, now)
+            created = rid not in self._recs
             rec = self._get(rid)
             had = bool(rec.holders) and user in rec.holders  # type: ignore[operator]
             if status == "submitted" and not had and not rec.gold and user not in rec.submitted \
                     and self._room(user) < 1:
+                if created:  # refused before anyone touched it: it stays fresh, to be handed out (I3)
+                    del self._recs[rid]
                 raise QuotaFull()
             if had:
                 self._unlease(user, rec)
