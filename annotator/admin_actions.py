@@ -275,6 +275,7 @@ def _shown(answer: Answer) -> str:
     text = json.dumps(answer, ensure_ascii=False, sort_keys=True)
     return text if len(text) <= 200 else text[:197] + "..."
 
+
 def clear_nickname(deps: AdminDeps, who: Identity, user: object) -> ActionResult:
     """Take one person's nickname off the projector's leaderboard (a rude one in a live room): they show
     as their number again, and nobody may choose that nickname again (annotator.nicknames).
