@@ -64,6 +64,8 @@ def test_click_routes_refuse_other_sites_and_change_nothing(servers, kind):
     ("/gradio_api/call/progress", {"data": []}),
     ("/gradio_api/call/admin_settings", {"data": []}),
     ("/gradio_api/call/admin_release_user", {"data": ["alice"]}),
+    ("/gradio_api/call/admin_set_final", {"data": [1, '{"label": "cat"}']}),
+    ("/gradio_api/call/admin_clear_nickname", {"data": ["alice"]}),
     ("/gradio_api/queue/join", {"data": [], "fn_index": 0, "session_hash": "evil1", "event_data": None}),
 ])
 def test_named_endpoints_and_gradio_events_refuse_other_sites(servers, path, payload):
