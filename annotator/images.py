@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mimetypes
 import re
 import threading
+from collections import OrderedDict
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -44,6 +47,11 @@ ZOOM_FACTOR = 2
 # Large renditions rendered at once: each decodes an original of up to MAX_IMAGE_PIXELS (hundreds of MB
 # and up to a second of CPU), on request, so a crowd zooming at once queues here instead of filling memory.
 LARGE_RENDERS_AT_ONCE = 2
+# Display renditions kept in memory, the most recently made or sent: a record is rendered by the refill
+# just before it is handed out and then fetched by each of its overlap's people, so the image route sends
+# it from memory, with no file system call (about 500 to 1,000 images at display size)
+RECENT_BYTES = 64 * 2**20
+RECENT_LARGEST = 2 * 2**20  # a larger rendition (a huge PNG) is sent from disk instead of emptying the memory
 RENDERER_VERSION = 2  # bump when the same original and settings would render differently: old files go unused
 
 # formats every browser shows as they are: small originals are copied, not re-encoded
@@ -53,6 +61,14 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 # modes with more than 8 bits per sample: scaled to 8-bit grayscale (see _high_bit_to_l)
 _HIGH_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """A rendered file as the image route sends it."""
+    path: Path
+    data: bytes
+    media_type: str
 
 
 class ImageError(ValueError):
@@ -105,6 +121,26 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image
 
 # EXIF orientations that turn the picture a quarter (5-8): shown, its width is the stored height
 _QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+
+def _orientation(img: Image.Image, data: bytes) -> int:
+    """The EXIF orientation (1: as stored). Pillow decodes a whole PNG to look for an eXIf chunk after the
+    pixels; a walk over the chunk headers (`_png_has_exif`) tells first whether there is one at all."""
+    if img.format == "PNG" and "exif" not in img.info and not _png_has_exif(data):
+        return 1
+    return img.getexif().get(0x0112, 1)
+
+
+def _png_has_exif(data: bytes) -> bool:
+    at = 8  # after the signature: chunks of length (4 bytes), type (4), data, CRC (4)
+    while at + 8 <= len(data):
+        kind = data[at + 4:at + 8]
+        if kind == b"eXIf":
+            return True
+        if kind == b"IEND":
+            return False
+        at += 12 + int.from_bytes(data[at:at + 4], "big")
+    return False
 
 
 def _shown_size(img: Image.Image) -> tuple[int, int]:
@@ -267,7 +303,7 @@ class ImageCache:
 
     def __init__(self, source_dir: Path, cache_dir: Path, max_side: int,
                  max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, *, zoom_factor: int = ZOOM_FACTOR,
-                 renders_at_once: int | None = None) -> None:
+                 renders_at_once: int | None = None, keep_bytes: int = RECENT_BYTES) -> None:
         self.source_dir = source_dir.resolve()
         self.cache_dir = cache_dir / "renditions" / f"{max_side}px-q{JPEG_QUALITY}-v{RENDERER_VERSION}"
         self.max_side = max_side
@@ -275,11 +311,15 @@ class ImageCache:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._locks = [threading.Lock() for _ in range(64)]
         self._renders = threading.BoundedSemaphore(renders_at_once) if renders_at_once else nullcontext()
+        self._keep_bytes = keep_bytes
+        self._recent: OrderedDict[str, Rendition] = OrderedDict()  # by content hash, see RECENT_BYTES
+        self._recent_size = 0
+        self._recent_lock = threading.Lock()
         # the rendition a zoomed view loads: the same rules and cache, `zoom_factor` times the side, rendered
         # on demand only, a few at a time; the large cache's own `large` is itself
         self.large: ImageCache = (self if zoom_factor <= 1 else
                                   ImageCache(source_dir, cache_dir, max_side * zoom_factor, max_pixels, zoom_factor=1,
-                                             renders_at_once=LARGE_RENDERS_AT_ONCE))
+                                             renders_at_once=LARGE_RENDERS_AT_ONCE, keep_bytes=0))
 
     def original(self, relative: str) -> Path:
         """The original's path; refuses any name that leaves the images folder."""
@@ -305,6 +345,9 @@ class ImageCache:
         read or shown, or when its bytes do not have the hash the record was
         stored with (then no rendition is made: it would show another image).
         """
+        kept = self._recent.get(sha256)
+        if kept is not None:
+            return kept.path
         found = self.cached(sha256)
         if found is not None:
             return found
@@ -325,14 +368,43 @@ class ImageCache:
                 ext, out = self._render(data, relative)
             path = self.cache_dir / sha256[:2] / f"{sha256}{ext}"
             write_atomic(path, out)
+            self._keep(sha256, path, out)
             return path
+
+    def rendition(self, sha256: str) -> Rendition | None:
+        """The rendered file of this content hash, from memory or from disk; None if it is not rendered."""
+        with self._recent_lock:
+            kept = self._recent.get(sha256)
+            if kept is not None:
+                self._recent.move_to_end(sha256)
+                return kept
+        path = self.cached(sha256)
+        if path is None:
+            return None
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # the cache folder was cleared under us: rendered again when asked
+            return None
+        return self._keep(sha256, path, data)
+
+    def _keep(self, sha256: str, path: Path, data: bytes) -> Rendition:
+        found = Rendition(path, data, mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        if len(data) > min(self._keep_bytes, RECENT_LARGEST):
+            return found
+        with self._recent_lock:
+            old = self._recent.pop(sha256, None)
+            self._recent_size += len(data) - (len(old.data) if old is not None else 0)
+            self._recent[sha256] = found
+            while self._recent_size > self._keep_bytes:
+                self._recent_size -= len(self._recent.popitem(last=False)[1].data)
+        return found
 
     def _render(self, data: bytes, name: str) -> tuple[str, bytes]:
         try:
             with open_image(data, self.max_pixels) as img:
                 fmt = (img.format or "").upper()
                 small = max(img.size) <= self.max_side
-                oriented = img.getexif().get(0x0112, 1) == 1
+                oriented = _orientation(img, data) == 1
                 if small and oriented and fmt in _BROWSER_FORMATS and img.mode != "CMYK":
                     return _BROWSER_FORMATS[fmt], data
                 if fmt == "JPEG":

@@ -4,7 +4,10 @@ The click path pops from a buffer (memory only); a background pool refills
 it: soft leases from the backend, record rows from the store (or from the
 rows kept in memory: at overlap N the same record is read by N people, and
 a page reload or a takeover asks for rows read moments ago), images from
-the cache. A record in a buffer is held as a soft lease, so the scheduler can
+the cache. A store read costs about the same for one row as for dozens, and
+new records go out in the hand-out order, so a read for a record not in
+memory also takes the records that follow it in that order (`READ_AHEAD`):
+the next refills find their rows in memory. A record in a buffer is held as a soft lease, so the scheduler can
 hand it to someone with nothing else to do (I5); `pop` notices that when it
 tries to promote the lease and moves on to the next slot. Image links are
 signed when a record is handed out (`image_url`), not when it is buffered: a
@@ -27,6 +30,7 @@ from annotator.model import Record
 log = logging.getLogger(__name__)
 
 ROWS_KEPT = 4096  # record rows kept in memory (a few MB), the most recently used
+READ_AHEAD = 48  # rows read with a missing one: those after it in the hand-out order (one store read <= 64 ids)
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,10 @@ class PrefetchBuffers:
     """Lifecycle: used by the service; `close()` stops the refill pool."""
 
     def __init__(self, backend: WorkBackend, images: ImageCache, depth: int,
-                 image_url: Callable[..., str], workers: int = 2) -> None:
+                 image_url: Callable[..., str], workers: int = 2, order: Sequence[int] = ()) -> None:
         self._backend = backend
+        self._order = list(order)  # the hand-out order, for READ_AHEAD
+        self._index = {rid: i for i, rid in enumerate(self._order)}
         self._images = images
         self._depth = depth
         self._image_url = image_url
@@ -80,13 +86,23 @@ class PrefetchBuffers:
                     self._rows.move_to_end(rid)
                     found[rid] = row
         if missing:
-            read = self._backend.records(missing)
+            read = self._backend.records(missing + self._ahead_of(missing))
             with self._lock:
                 self._rows.update(read)
                 while len(self._rows) > ROWS_KEPT:
                     self._rows.popitem(last=False)
             found.update(read)
         return found
+
+    def _ahead_of(self, missing: list[int]) -> list[int]:
+        """Up to READ_AHEAD ids that follow the first missing one in the hand-out order and are not in memory."""
+        at = self._index.get(missing[0])
+        if at is None:
+            return []
+        wanted = set(missing)
+        with self._lock:
+            return [rid for rid in self._order[at + 1:at + 1 + READ_AHEAD] if rid not in self._rows
+                    and rid not in wanted]
 
     def row_in_memory(self, record_id: int) -> Record | None:
         """A record row if it was read recently, with no store read (for the image route's fast path)."""

@@ -233,7 +233,8 @@ class Runtime:
         signer = Signer(load_secret(settings.secret_key, settings.data_dir))
         ttl = settings.image_url_ttl
         prefetch = PrefetchBuffers(backend, images, settings.prefetch_depth,
-                                   lambda rid, user, number=1: signer.image_url(rid, user, ttl, number=number))
+                                   lambda rid, user, number=1: signer.image_url(rid, user, ttl, number=number),
+                                   order=order)
         service = AnnotationService(task, backend, prefetch, signer, images,
                                      max_comment_chars=settings.max_comment_chars, goal=settings.goal, gold=gold)
         service.start()

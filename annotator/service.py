@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import mimetypes
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -20,7 +19,6 @@ from concurrent import futures
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from annotator.answers import AnswerError, check_answer, suggested_answer
@@ -29,7 +27,7 @@ from annotator.backend import WorkBackend
 from annotator.goal import Goal
 from annotator.gold import GoldAnswer, QuotaFull, quota_late_message, quota_message, visible_metadata
 from annotator.task import TaskSpec
-from annotator.images import ImageCache
+from annotator.images import ImageCache, ImageError, Rendition
 from annotator.metrics import LatencyWindow
 from annotator.model import Answer, Record, ResponseWrite, utcnow
 from annotator.prefetch import PrefetchBuffers, Slot
@@ -88,17 +86,6 @@ class SaveStatus:
         if self.pending:
             return "Saving…"
         return "All answers saved"
-
-
-@dataclass(frozen=True)
-class ImageFile:
-    """A record's rendered image as the image route serves it."""
-    path: Path
-    media_type: str
-
-    @classmethod
-    def at(cls, path: Path) -> "ImageFile":
-        return cls(path, mimetypes.guess_type(path.name)[0] or "application/octet-stream")
 
 
 @dataclass(frozen=True)
@@ -320,7 +307,7 @@ class AnnotationService:
         if last:
             self.release(user)
 
-    def cached_image(self, record_id: int, *, large: bool = False, number: int = 1) -> ImageFile | None:
+    def cached_image(self, record_id: int, *, large: bool = False, number: int = 1) -> Rendition | None:
         """The record's rendered image `number` when its row is in memory and it is rendered already: no
         store read and no rendering, so the image route can answer on the event loop. None: ask `image`.
         `large`: the zoomed view's rendition (`ImageCache.large`)."""
@@ -328,10 +315,9 @@ class AnnotationService:
         if row is None or not 1 <= number <= row.image_count:
             return None
         cache = self.images.large if large else self.images
-        path = cache.cached(row.image(number)[1])
-        return ImageFile.at(path) if path is not None else None
+        return cache.rendition(row.image(number)[1])
 
-    def image(self, record_id: int, *, large: bool = False, number: int = 1) -> ImageFile | None:
+    def image(self, record_id: int, *, large: bool = False, number: int = 1) -> Rendition | None:
         """The record's rendered image `number`, read and rendered when needed (blocking: call it from a
         worker thread); None when there is no such record or image. Raises ImageError when it cannot be
         shown."""
@@ -340,7 +326,11 @@ class AnnotationService:
             return None
         path, sha256, _, _ = record.image(number)
         cache = self.images.large if large else self.images
-        return ImageFile.at(cache.prepare(sha256, path))
+        cache.prepare(sha256, path)
+        found = cache.rendition(sha256)
+        if found is None:
+            raise ImageError(f"{path}: its rendition was removed while it was sent; reload the page")
+        return found
 
     def progress(self, who: Identity, *, wait: float = 1.0) -> PersonProgress:
         """Counts that include this person's own answers: their commits are waited for (up to `wait`

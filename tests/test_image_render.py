@@ -186,3 +186,57 @@ def test_an_rgb_photos_colour_profile_goes_with_it(tmp_path: Path) -> None:
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()  # any RGB profile will do
     shown = render(tmp_path, save(Image.new("RGB", (W, H), (10, 200, 30)), "JPEG", icc_profile=icc))
     assert shown.info.get("icc_profile") == icc
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    import zlib
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize("where", ["before the pixels", "after the pixels"])
+def test_a_small_png_with_an_exif_orientation_is_turned_wherever_the_chunk_is(tmp_path: Path, where: str) -> None:
+    """The renderer looks for an eXIf chunk without decoding the PNG (images._png_has_exif): one after the
+    pixel data, which Pillow finds only by decoding, still turns the picture; one without is sent as is."""
+    img = Image.new("RGB", (30, 20), (255, 0, 0))
+    img.paste((0, 0, 255), (15, 0, 30, 20))  # left red, right blue as stored; smaller than SIDE
+    exif = img.getexif()
+    exif[0x0112] = 6
+    plain = save(img, "PNG")
+    iend = plain.rindex(b"IEND") - 4
+    chunk = _png_chunk(b"eXIf", exif.tobytes()[6:] if exif.tobytes().startswith(b"Exif") else exif.tobytes())
+    at = plain.index(b"IDAT") - 4 if where == "before the pixels" else iend
+    turned = render(tmp_path / "turned", plain[:at] + chunk + plain[at:])
+    assert turned.size == (20, 30)
+    rgb = turned.convert("RGB")
+    assert close([rgb.getpixel((10, 5)), rgb.getpixel((10, 24))], [(255, 0, 0), (0, 0, 255)])
+    originals = tmp_path / "plain"
+    originals.mkdir()
+    (originals / "x.png").write_bytes(plain)
+    sha = hashlib.sha256(plain).hexdigest()
+    assert ImageCache(originals, tmp_path / "cache", SIDE).prepare(sha, "x.png").read_bytes() == plain
+
+
+def test_renditions_are_sent_from_memory_the_most_recent_within_a_budget(tmp_path: Path) -> None:
+    originals = tmp_path / "originals"
+    originals.mkdir()
+    shas = []
+    for i in range(3):
+        data = save(Image.new("RGB", (W, H), (i * 80, 0, 0)), "PNG")
+        (originals / f"{i}.png").write_bytes(data)
+        shas.append(hashlib.sha256(data).hexdigest())
+    cache = ImageCache(originals, tmp_path / "cache", SIDE)
+    assert cache.rendition(shas[0]) is None  # not rendered yet
+    path = cache.prepare(shas[0], "0.png")
+    kept = cache.rendition(shas[0])
+    assert kept is not None and kept.path == path and kept.data == path.read_bytes()
+    assert kept.media_type == "image/jpeg"
+    path.unlink()  # a file system call is no longer needed to send it
+    assert cache.rendition(shas[0]) == kept and cache.prepare(shas[0], "0.png") == path
+    sizes = [len(cache.rendition(sha).data) if i else len(kept.data)  # type: ignore[union-attr]
+             for i, sha in enumerate(shas) if i == 0 or cache.prepare(sha, f"{i}.png")]
+    small = ImageCache(originals, tmp_path / "small", SIDE, keep_bytes=sizes[1] + sizes[2])
+    made = [small.prepare(sha, f"{i}.png") for i, sha in enumerate(shas)]
+    for p in made:
+        p.unlink()
+    assert [small.rendition(sha) is not None for sha in shas] == [False, True, True]  # the oldest went first
+    assert ImageCache(originals, tmp_path / "off", SIDE, keep_bytes=0).rendition(shas[1]) is None

@@ -316,6 +316,21 @@ def test_the_image_route_gets_the_rendered_file_from_the_service(opener):
     assert svc.image(999_999) is None and svc.cached_image(999_999) is None
 
 
+def test_a_row_read_brings_the_rows_that_follow_in_the_hand_out_order(opener):
+    """One store read per refill would cost a query per click or two; the rows after a missing one in the
+    hand-out order come with it (prefetch.READ_AHEAD), so forty answers take a few reads."""
+    rt = opener(records=120, PREFETCH_DEPTH="4")
+    reads: list[list[int]] = []
+    store_read = rt.backend.records
+    rt.backend.records = lambda ids: (reads.append(list(ids)), store_read(ids))[1]  # type: ignore[method-assign]
+    view, answered = rt.service.next(ALICE), 0
+    while view.state == "ready" and answered < 40:
+        view = rt.service.submit(ALICE, view.record.ticket, ["circle"])
+        answered += 1
+    assert answered == 40 and view.state == "ready"
+    assert 1 <= len(reads) <= 3, [len(r) for r in reads]
+
+
 def test_prefetched_records_are_taken_over_by_someone_with_nothing_else(opener):
     rt = opener(records=3, PREFETCH_DEPTH="2")
     svc = rt.service

@@ -27,9 +27,8 @@ from starlette.concurrency import run_in_threadpool
 
 from annotator.answers import largest_answer_bytes
 from annotator.auth import AuthError, PasswordFile
-from annotator.images import ImageError
+from annotator.images import ImageError, Rendition
 from annotator.runtime import Runtime
-from annotator.service import ImageFile
 from annotator.tickets import IMAGE_ROUTE, TicketError
 from annotator.ui.assets import add_static_routes
 from annotator.ui.blocks import build_blocks
@@ -63,7 +62,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
-    def render(record_id: int, large: bool, number: int) -> ImageFile:
+    def render(record_id: int, large: bool, number: int) -> Rendition:
         try:
             found = runtime.service.image(record_id, large=large, number=number)
         except ImageError as exc:
@@ -81,7 +80,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         found = (runtime.service.cached_image(record_id, large=large, number=number)
                  or await run_in_threadpool(render, record_id, large, number))
         max_age = max(0, int(e) - int(time.time()))
-        return Response(found.path.read_bytes(), media_type=found.media_type,
+        return Response(found.data, media_type=found.media_type,
                         headers={"Cache-Control": f"private, max-age={max_age}, immutable"})
 
     @app.get(IMAGE_ROUTE + "/{record_id}")
