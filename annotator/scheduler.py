@@ -75,7 +75,8 @@ class _Segment:
 class _Rec:
     """A touched record. Fresh records have no object: the tail of `order` costs nothing."""
 
-    __slots__ = ("rid", "pos", "submitted", "skipped", "holders", "extra", "complete", "partial", "where", "gold")
+    __slots__ = ("rid", "pos", "submitted", "skipped", "holders", "extra", "complete", "partial", "where", "gold",
+                 "handed")
 
     def __init__(self, rid: int, pos: int, gold: bool = False) -> None:
         self.rid = rid
@@ -88,6 +89,9 @@ class _Rec:
         self.partial = False
         self.where = 0  # 0: in no list (new or complete), _AVAIL or _FULL
         self.gold = gold  # a gold record: outside the order, no overlap, counts nowhere (issue 17)
+        # gold only: everyone ever granted a lease on it, so a lease that expired or was released unanswered
+        # does not bring it back to them (each gold record at most once per person)
+        self.handed: set[str] | None = set() if gold else None
 
 
 class Scheduler:
@@ -123,8 +127,9 @@ class Scheduler:
     call carried.
 
     Gold records and quotas (issue 17, `gold` and `plan`): gold records are
-    outside `order` and every count; each person meets each at most once (I1),
-    at `plan.rate` of their hand-outs after `plan.warmup` gold ones
+    outside `order` and every count; each person is handed each at most once,
+    even when that lease ended unanswered (expired, released), at `plan.rate`
+    of their hand-outs after `plan.warmup` gold ones
     (gold.gold_due), with no overlap and no completion. A person whose
     submitted answers plus held leases reach their quota gets no new lease and
     is told "quota" (never "done" while work remains); an answer of theirs
@@ -713,7 +718,11 @@ class Scheduler:
         return quota - self._mine.get(user, 0) - held
 
     def _gold_pick(self, user: str) -> _Rec | None:
-        """The gold record due for the user now (gold.gold_due), first unmet in their order; None if none is."""
+        """The gold record due for the user now (gold.gold_due), first never handed to them in their order;
+        None if none is.
+
+        A gold lease that ended unanswered counts in neither `gold` nor `total` (like any lapsed lease), so
+        when gold was due it stays due and a different gold record comes next."""
         if not self._gold or self._room(user) <= 0:
             return None
         held = self._holds.get(user, ())
@@ -722,7 +731,8 @@ class Scheduler:
         total = self._dealt.get(user, 0) + len(held) + self._gold_n.get(user, 0)
         if not gold_due(self._plan, user, gold, total):
             return None
-        unmet = [rec for rec in self._gold.values() if self._eligible(user, rec)]
+        unmet = [rec for rec in self._gold.values()
+                 if user not in rec.handed and self._eligible(user, rec)]  # type: ignore[operator]
         return min(unmet, key=lambda rec: gold_rank(user, rec.rid)) if unmet else None
 
     def _grant(self, user: str, rec: _Rec, kind: LeaseKind) -> None:
@@ -731,6 +741,8 @@ class Scheduler:
         if not rec.holders and not rec.gold:
             self._n_leased += 1
         rec.holders.add(user)
+        if rec.handed is not None:
+            rec.handed.add(user)
         held = self._holds.get(user)
         if held is None:
             held = self._holds[user] = set()

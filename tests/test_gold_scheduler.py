@@ -160,6 +160,39 @@ def test_restore_keeps_gold_out_of_the_counts():
     assert s.next("ann", 1).kind == "quota"
 
 
+def test_gold_lease_that_expires_unanswered_never_comes_back():
+    gold = [100, 101, 102]
+    s = Scheduler(range(30), overlap=1, lease_ttl=TTL, gold=gold, plan=GoldPlan(warmup=10))
+    first = s.next("ann", 0).record_id
+    assert first in gold
+    # ann walks away: the lease lapses unanswered; gold is still due, and it is another gold record
+    second = s.next("ann", TTL + 1).record_id
+    assert second in gold and second != first
+    assert s.state("ann", TTL + 1).record_id == second
+    s.submit("ann", second, TTL + 2)
+    # the third gold sits in the buffer, and the session ends before it is shown
+    third = s.lease_soft("ann", 1, TTL + 3)
+    assert third and third[0] in set(gold) - {first, second}
+    s.release("ann")
+    # every gold record was handed to ann once: from now on only records of the order
+    rest = drain(s, "ann", now=2 * TTL)
+    assert rest and not set(rest) & set(gold)
+    assert s.next("ann", 2 * TTL).kind == "done"
+    assert s.lease_soft("ann", 4, 2 * TTL) == []
+    # the lapsed gold records stay open to other people
+    assert sorted(drain(s, "bob", now=3 * TTL)) == gold
+
+
+def test_gold_in_a_lapsed_buffer_is_not_handed_again():
+    gold = [200, 201, 202, 203]
+    s = Scheduler(range(10), overlap=2, lease_ttl=TTL, gold=gold, plan=GoldPlan(warmup=4))
+    buffered = s.lease_soft("ann", 2, 0)
+    assert len(buffered) == 2 and set(buffered) <= set(gold)
+    later = drain(s, "ann", now=TTL + 1)  # the buffer lapsed unseen: the two other gold, then the order
+    assert sorted(later[:2]) == sorted(set(gold) - set(buffered))
+    assert later[2:] == list(range(10))
+
+
 class GoldMachine(RuleBasedStateMachine):
     """Random calls of many people; the facts are kept here, the scheduler must never break them."""
 
@@ -176,22 +209,31 @@ class GoldMachine(RuleBasedStateMachine):
         self.s = Scheduler(self.ids, self.overlap, TTL, gold=self.gold, plan=plan)
         self.sub: dict[int, set[str]] = {r: set() for r in self.ids + self.gold}
         self.seen: dict[str, set[int]] = {u: set() for u in self.users}
+        self.handed: dict[str, set[int]] = {u: set() for u in self.users}  # gold records ever leased to each
         self.late: Counter[int] = Counter()
         self.now = 0.0
 
     def mine(self, u: str) -> int:
         return sum(u in self.sub[r] for r in self.ids)
 
-    def check_handed(self, u: str, rid: int) -> None:
+    def held(self, u: str) -> set[int]:
+        return {r for r, _ in self.s.leases(self.now).get(u, [])}
+
+    def check_handed(self, u: str, rid: int, held: set[int]) -> None:
+        """`rid` handed to `u`, who held `held` before the call."""
         assert rid not in self.seen[u], (u, rid)  # I1, gold included: never twice
         assert rid in self.sub
+        if rid in self.gold and rid not in held:  # a new gold lease, even after one that lapsed unanswered
+            assert rid not in self.handed[u], (u, rid)
+            self.handed[u].add(rid)
 
     @rule(i=st.integers(0, 5))
     def next(self, i):
         u = self.users[i % len(self.users)]
+        held = self.held(u)
         state = self.s.next(u, self.now)
         if state.kind == "ready":
-            self.check_handed(u, state.record_id)
+            self.check_handed(u, state.record_id, held)
         elif state.kind == "quota":
             assert self.quota is not None and self.mine(u) >= self.quota
         elif state.kind == "done":  # I3: nothing left in the order for this person
@@ -200,8 +242,9 @@ class GoldMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, 5), n=st.integers(0, 4))
     def lease_soft(self, i, n):
         u = self.users[i % len(self.users)]
+        held = self.held(u)
         for rid in self.s.lease_soft(u, n, self.now):
-            self.check_handed(u, rid)
+            self.check_handed(u, rid, held)
 
     @rule(i=st.integers(0, 5), k=st.integers(0, 10), status=st.sampled_from(["submitted", "skipped"]))
     def answer_held(self, i, k, status):
