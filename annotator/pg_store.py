@@ -181,6 +181,15 @@ _MIGRATIONS: tuple[str | Callable[[psycopg.Connection, LegacyQuestion | None, st
         "at" TIMESTAMP NOT NULL
     );
     """,
+    # 9: every gold record ever leased to each person (issue 17; pg_leases._gold_lease), kept when the lease
+    # row expires or is released, so no replica hands that gold record to that person again
+    """
+    CREATE TABLE gold_handouts (
+        user_id TEXT NOT NULL,
+        record_id INTEGER NOT NULL REFERENCES records(id),
+        PRIMARY KEY (user_id, record_id)
+    );
+    """,
 )
 
 # pg_advisory_xact_lock keys: one for migrations, one for ingest (ids continue after max(id));
