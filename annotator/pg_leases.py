@@ -18,9 +18,10 @@ processes:
   the regular hand-out, leased like any record but with no overlap. Each
   gold lease granted is also kept in `gold_handouts`, which outlives the
   lease row, so a person is handed each gold record at most once, even when
-  that lease expired or was released unanswered, on any replica. Whether the next hand-out is gold, and a quota, are decided from
-  the person's rows under a per-person advisory lock, so two replicas serving
-  the same person decide one after the other.
+  that lease expired or was released unanswered, on any replica. Whether
+  the next hand-out is gold, and a quota, are decided from the person's rows
+  under a per-person advisory lock, so two replicas serving the same person
+  decide one after the other.
 - "done" is answered only after a plain read (no SKIP LOCKED) finds nothing
   left for the person; a record skipped only because another transaction had
   it locked makes the caller try again (I3).
