@@ -36,9 +36,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from annotator.config import scrub_url
-from annotator.model import (Answer, AuditWrite, Final, LastPush, LegacyQuestion, NewRecord, Record, ReopenWrite,
-                             Response, ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, encode_answer,
-                             encode_images, latest_finals, utcnow)
+from annotator.model import (Answer, AuditWrite, Final, GoldHandout, LastPush, LegacyQuestion, NewRecord, Record,
+                             ReopenWrite, Response, ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp,
+                             encode_answer, encode_images, latest_finals, utcnow)
 from annotator.sql_shared import (DATA_ERRORS, FINAL_COLUMNS, RECORD_COLUMNS, RESPONSE_COLUMNS,
                                   answers_in_record_order, final_from_row, record_from_row, response_from_row,
                                   split_answers, stats_result, typed_answers, user_spans)
@@ -402,6 +402,10 @@ class PgStore:
         """(record_id, user_id, status) for every current answer: what the scheduler is rebuilt from."""
         return self._all("SELECT record_id, user_id, status FROM responses")
 
+    def gold_handouts(self) -> list[tuple[str, int]]:
+        """(user_id, record_id) for every gold record ever leased to someone (pg_leases writes them)."""
+        return self._all("SELECT user_id, record_id FROM gold_handouts")
+
     def response(self, record_id: int, user_id: str) -> Response | None:
         row = self._one(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE record_id = %s AND user_id = %s",
                         [record_id, user_id])
@@ -530,6 +534,10 @@ class PgStore:
                              "FROM unnest(%s::int[], %s::int[]) AS b(id, n) WHERE r.id = b.id",
                              [ids, [reopens[i] for i in ids]])
             self._write_finals(conn, ops)
+            handouts = sorted({(op.user_id, op.record_id) for op in ops if isinstance(op, GoldHandout)})
+            if handouts:  # pg_leases writes them itself; a GoldHandout op means the same
+                conn.execute("INSERT INTO gold_handouts (user_id, record_id) SELECT * FROM unnest(%s::text[], "
+                             "%s::int[]) ON CONFLICT DO NOTHING", [[u for u, _ in handouts], [r for _, r in handouts]])
 
     @staticmethod
     def _write_finals(conn: psycopg.Connection, ops: Sequence[WriteOp]) -> None:

@@ -180,6 +180,9 @@ class Scheduler:
         self._plan = plan
         self._quotas: dict[str, int | None] = {}  # per-person overrides of plan.quota (None: no limit)
         self._gold: dict[int, _Rec] = {rid: _Rec(rid, -1, gold=True) for rid in gold}
+        # (user, gold record) leases granted since the caller last took them (take_handouts), for it to store;
+        # each pair comes once, so this holds at most users x gold records even if nobody takes them
+        self._handouts: list[tuple[str, int]] = []
         self._recs.update(self._gold)
         self._mine: dict[str, int] = {}    # user -> submitted answers to records in the order (the quota's count)
         self._dealt: dict[str, int] = {}   # user -> records in the order they submitted or skipped
@@ -232,13 +235,16 @@ class Scheduler:
             out.append(rid)
         return out
 
-    def restore(self, facts: Iterable[tuple[int, str, str]], extra: Mapping[int, int] | None = None) -> int:
-        """Rebuild from stored answers at start-up: (record_id, user, "submitted"|"skipped"), and reopen targets.
+    def restore(self, facts: Iterable[tuple[int, str, str]], extra: Mapping[int, int] | None = None,
+                handed: Iterable[tuple[str, int]] = ()) -> int:
+        """Rebuild from stored answers at start-up: (record_id, user, "submitted"|"skipped"), reopen targets,
+        and the gold hand-outs stored from `take_handouts` ((user, gold record id): never handed to them again).
 
         Later facts for the same (record, user) win. Facts and extras for ids
-        not in the order are ignored (records removed since), and counted in
-        the return value, so that start-up never fails on stale data. An
-        unknown status raises ValueError before anything changes.
+        not in the order, and hand-outs of records that are no gold records
+        now, are ignored (records removed since), and counted in the return
+        value, so that start-up never fails on stale data. An unknown status
+        raises ValueError before anything changes.
         """
         facts = facts if isinstance(facts, (list, tuple)) else list(facts)
         extra = dict(extra or {})
@@ -286,6 +292,12 @@ class Scheduler:
                     ignored += 1
                     continue
                 rec.extra = max(0, int(n))
+            for user, rid in handed:
+                rec = self._gold.get(rid)
+                if rec is None:
+                    ignored += 1
+                    continue
+                rec.handed.add(user)  # type: ignore[union-attr]
             self._rebuild()
             return ignored
 
@@ -302,6 +314,13 @@ class Scheduler:
         """An admin's override of the task's quota for one person (None: no limit); leases held stay."""
         with self._lock:
             self._quotas[user] = quota
+
+    def take_handouts(self) -> list[tuple[str, int]]:
+        """The gold leases granted since the last call, as (user, record id), each once: what the caller
+        stores for `restore` to keep every gold record at most once per person across a restart."""
+        with self._lock:
+            out, self._handouts = self._handouts, []
+            return out
 
     # --- users and leases --------------------------------------------------
 
@@ -743,6 +762,7 @@ class Scheduler:
         rec.holders.add(user)
         if rec.handed is not None:
             rec.handed.add(user)
+            self._handouts.append((user, rec.rid))
         held = self._holds.get(user)
         if held is None:
             held = self._holds[user] = set()

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 
 from annotator.gold import GoldPlan
-from annotator.model import NewRecord, ResponseWrite, utcnow
+from annotator.model import GoldHandout, NewRecord, ResponseWrite, utcnow
 from annotator.pg_backend import PgBackend
 from annotator.pg_leases import QUOTA_OVERRIDES_MAX_AGE
 from annotator.pg_store import PgStore
@@ -132,6 +132,10 @@ def test_a_gold_lease_that_lapses_unanswered_never_comes_back(pg_url: str) -> No
         assert not set(work([c], "ann")) & set(gold)
         assert c.next("ann").kind == "done"
         assert sorted(work([c], "bob")) == sorted(gold), "the lapsed gold records stay open to others"
+        handed = {("ann", r) for r in gold} | {("bob", r) for r in gold}
+        assert sorted(c.store.gold_handouts()) == sorted(handed)
+        c.store.apply([GoldHandout("ann", gold[0]), GoldHandout("ann", gold[0])])  # the op means the same here
+        assert sorted(c.store.gold_handouts()) == sorted(handed)
     finally:
         c.close()
 

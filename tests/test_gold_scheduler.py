@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from pathlib import Path
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from annotator import recovery
+from annotator.backend import LocalBackend
 from annotator.gold import GoldPlan, gold_due
-from annotator.model import QueueState
+from annotator.model import GoldHandout, NewRecord, QueueState, ResponseWrite, utcnow
 from annotator.scheduler import Scheduler
+from annotator.store import Store
 
 TTL = 10.0
 
@@ -191,6 +195,56 @@ def test_gold_in_a_lapsed_buffer_is_not_handed_again():
     later = drain(s, "ann", now=TTL + 1)  # the buffer lapsed unseen: the two other gold, then the order
     assert sorted(later[:2]) == sorted(set(gold) - set(buffered))
     assert later[2:] == list(range(10))
+
+
+def test_restore_keeps_the_gold_handed_out_before():
+    plan = GoldPlan(warmup=2)
+    s = Scheduler(range(5), overlap=1, lease_ttl=TTL, gold=[7, 8], plan=plan)
+    first = s.next("ann", 0).record_id
+    assert s.take_handouts() == [("ann", first)] and s.take_handouts() == []
+    again = Scheduler(range(5), overlap=1, lease_ttl=TTL, gold=[7, 8], plan=plan)
+    assert again.restore([], handed=[("ann", first), ("ann", 3)]) == 1  # 3 is no gold record (any more)
+    got = drain(again, "ann")
+    assert [r for r in got if r in (7, 8)] == [15 - first] and len(got) == 6
+
+
+def test_gold_handed_out_on_duckdb_is_not_handed_again_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "annotator.duckdb"
+    store = Store(path)
+    ids = store.add_records([NewRecord(f"r{i}", f"r{i}.png", "0" * 64, 8, 8, 100) for i in range(8)])
+    order, gold, plan = ids[:5], ids[5:], GoldPlan(warmup=3)
+    backend = LocalBackend(store, order, 1, TTL, gold=gold, plan=plan)
+    first = backend.next("ann").record_id
+    buffered = backend.lease_soft("ann", 1)
+    assert {first, *buffered} < set(gold)
+    backend.close()  # ann walked away and the app restarted: both leases are gone, unanswered
+
+    store = Store(path)
+    assert sorted(store.gold_handouts()) == sorted(("ann", r) for r in (first, *buffered))
+    backend = LocalBackend(store, order, 1, TTL, gold=gold, plan=plan)
+    try:
+        got = []
+        while (state := backend.next("ann")).kind == "ready":
+            got.append(state.record_id)
+            _, ack = backend.answer(ResponseWrite(state.record_id, "ann", "submitted", {"label": "a"}, None, None,
+                                                  utcnow(), first=True))
+            ack.result(10)
+        assert [r for r in got if r in gold] == sorted(set(gold) - {first, *buffered})
+        assert sorted(r for r in got if r not in gold) == order
+    finally:
+        backend.close()
+
+
+def test_gold_handouts_are_stored_once_and_kept_in_a_recovery_file(tmp_path: Path) -> None:
+    ops = [GoldHandout("ann", 1), GoldHandout("ann", 1), GoldHandout("bob", 1)]
+    assert [recovery.decode(recovery.encode(op)) for op in ops] == ops
+    store = Store(tmp_path / "annotator.duckdb")
+    try:
+        store.apply(ops)  # the same pair twice in one batch
+        store.apply(ops[:1])  # and again later
+        assert sorted(store.gold_handouts()) == [("ann", 1), ("bob", 1)]
+    finally:
+        store.close()
 
 
 class GoldMachine(RuleBasedStateMachine):
