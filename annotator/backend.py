@@ -22,7 +22,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from annotator import recovery
 from annotator.gold import GoldPlan
-from annotator.model import (Answer, AuditWrite, FinalWrite, QueueState, Record, ReopenWrite, Response,
+from annotator.model import (Answer, AuditWrite, FinalWrite, GoldHandout, QueueState, Record, ReopenWrite, Response,
                              ResponseWrite, SubmitOutcome, UserSeen, WriteOp, utcnow)
 from annotator.scheduler import Scheduler
 from annotator.store_protocol import StoreProtocol
@@ -150,7 +150,7 @@ class LocalBackend(WriterBackend):
                  recovery_dir: Path | None = None, gold: Sequence[int] = (), plan: GoldPlan = GoldPlan()) -> None:
         self.store = store
         self.scheduler = Scheduler(order, overlap, lease_ttl, gold=gold, plan=plan)
-        self.scheduler.restore(store.assignment_facts(), store.extra_answers())
+        self.scheduler.restore(store.assignment_facts(), store.extra_answers(), store.gold_handouts())
         for _, _, detail in store.audit_entries("set_quota"):  # admins' overrides, in the order they were made
             self.scheduler.set_quota(detail["user"], detail["quota"])
         self._unsettled: dict[tuple[str, int], _Unsettled] = {}
@@ -161,10 +161,24 @@ class LocalBackend(WriterBackend):
         self._close_lock = threading.Lock()
 
     def next(self, user: str) -> QueueState:
-        return self.scheduler.next(user)
+        state = self.scheduler.next(user)
+        self._store_handouts()
+        return state
 
     def lease_soft(self, user: str, n: int) -> list[int]:
-        return self.scheduler.lease_soft(user, n)
+        leased = self.scheduler.lease_soft(user, n)
+        self._store_handouts()
+        return leased
+
+    def _store_handouts(self) -> None:
+        """Queue the gold leases just granted for the store, so that a restart still hands each gold record at
+        most once per person. Nobody waits for them: one lost (a crash, the app shutting down) only lets that
+        gold record come back once to that person after the restart."""
+        try:
+            for user, rid in self.scheduler.take_handouts():
+                self.writer.put(GoldHandout(user, rid))
+        except WriterClosedError:
+            pass
 
     def promote(self, user: str, record_id: int) -> bool:
         return self.scheduler.promote(user, record_id)

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from typing import Any, Literal, Sequence, Union
 
 __all__ = [
-    "Answer", "AnswerValue", "AuditWrite", "Box", "Final", "FinalWrite", "LastPush", "LeaseKind", "LegacyQuestion", "NewRecord",
+    "Answer", "AnswerValue", "AuditWrite", "Box", "Final", "FinalWrite", "GoldHandout", "LastPush", "LeaseKind",
+    "LegacyQuestion", "NewRecord",
     "QueueState", "Record", "RecordImage", "RecordStatus", "ReopenWrite", "Response", "ResponseWrite",
     "StoreClosedError", "StoreError", "SubmitOutcome", "UserSeen", "WriteOp", "decode_answer", "decode_images",
     "encode_answer", "encode_images", "hand_out_order", "latest_finals", "record_status", "utcnow",
@@ -212,7 +213,15 @@ class FinalWrite:
     __hash__ = None  # type: ignore[assignment]  # the answer is a dict
 
 
-WriteOp = Union[ResponseWrite, UserSeen, AuditWrite, ReopenWrite, FinalWrite]
+@dataclass(frozen=True)
+class GoldHandout:
+    """A gold record was leased to a person (issue 17): stored so that after a restart it is still never handed
+    to them again, even when that lease lapsed unanswered."""
+    user_id: str
+    record_id: int
+
+
+WriteOp = Union[ResponseWrite, UserSeen, AuditWrite, ReopenWrite, FinalWrite, GoldHandout]
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,13 @@ processes:
 - Takeover (I5) deletes a soft (buffered, unseen) lease of another person;
   hard leases (on screen, or answered but not yet committed) are never taken.
 - Gold records (issue 17) are rows marked `gold`: outside every count and
-  the regular hand-out, leased like any record but with no overlap, so a
-  person's gold lease and answer rows (primary keys) keep each gold once per
-  person. Whether the next hand-out is gold, and a quota, are decided from
-  the person's rows under a per-person advisory lock, so two replicas serving
-  the same person decide one after the other.
+  the regular hand-out, leased like any record but with no overlap. Each
+  gold lease granted is also kept in `gold_handouts`, which outlives the
+  lease row, so a person is handed each gold record at most once, even when
+  that lease expired or was released unanswered, on any replica. Whether
+  the next hand-out is gold, and a quota, are decided from the person's rows
+  under a per-person advisory lock, so two replicas serving the same person
+  decide one after the other.
 - "done" is answered only after a plain read (no SKIP LOCKED) finds nothing
   left for the person; a record skipped only because another transaction had
   it locked makes the caller try again (I3).
@@ -53,6 +55,10 @@ _ATTEMPTS = 8
 _ELIGIBLE = """
     NOT EXISTS (SELECT 1 FROM responses x WHERE x.record_id = r.id AND x.user_id = %(u)s)
     AND NOT EXISTS (SELECT 1 FROM leases m WHERE m.record_id = r.id AND m.user_id = %(u)s)
+"""
+# a gold record for this person: eligible, and never leased to them before (a lapsed lease included)
+_GOLD_UNMET = f"""r.gold AND {_ELIGIBLE}
+    AND NOT EXISTS (SELECT 1 FROM gold_handouts h WHERE h.user_id = %(u)s AND h.record_id = r.id)
 """
 # not complete (model.record_status) in SQL: hand-outs filter on it, and migration 3's partial indexes match it
 _INCOMPLETE = "r.submitted < r.overlap + r.extra_answers"
@@ -241,17 +247,22 @@ class PgLeases:
         return _Dealt(int(gold), int(total), room)
 
     def _gold_lease(self, cur: psycopg.Cursor, p: dict[str, Any], dealt: "_Dealt | None") -> int | None:
-        """A gold lease when one is due for the person (gold.gold_due) and one they have not met is left."""
+        """A gold lease when one is due for the person (gold.gold_due) and one never handed to them is left.
+
+        A gold lease that ended unanswered counts in neither of `_begin`'s gold counts (its row is gone), so
+        when gold was due it stays due and a different gold record comes next."""
         if dealt is None or not self._gold or dealt.room <= 0 or \
                 not gold_due(self.plan, p["u"], dealt.gold, dealt.total):
             return None
-        cur.execute(f"SELECT r.id FROM records r WHERE r.gold AND {_ELIGIBLE}", p)
+        cur.execute(f"SELECT r.id FROM records r WHERE {_GOLD_UNMET}", p)
         unmet = [int(r) for (r,) in cur.fetchall()]
         if not unmet:
             return None
         rid = min(unmet, key=lambda r: gold_rank(p["u"], r))
         cur.execute("INSERT INTO leases (record_id, user_id, hard, replica, expires_at) "
                     "VALUES (%(rid)s, %(u)s, %(hard)s, %(replica)s, %(exp)s)", {**p, "rid": rid})
+        cur.execute("INSERT INTO gold_handouts (user_id, record_id) VALUES (%(u)s, %(rid)s) ON CONFLICT DO NOTHING",
+                    {**p, "rid": rid})
         cur.execute("UPDATE records SET leased = leased + 1 WHERE id = %s", [rid])
         dealt.gold += 1
         dealt.total += 1

@@ -36,9 +36,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from annotator.config import scrub_url
-from annotator.model import (Answer, AuditWrite, Final, LastPush, LegacyQuestion, NewRecord, Record, ReopenWrite,
-                             Response, ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp, encode_answer,
-                             encode_images, latest_finals, utcnow)
+from annotator.model import (Answer, AuditWrite, Final, GoldHandout, LastPush, LegacyQuestion, NewRecord, Record,
+                             ReopenWrite, Response, ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp,
+                             encode_answer, encode_images, latest_finals, utcnow)
 from annotator.sql_shared import (DATA_ERRORS, FINAL_COLUMNS, RECORD_COLUMNS, RESPONSE_COLUMNS,
                                   answers_in_record_order, final_from_row, record_from_row, response_from_row,
                                   split_answers, stats_result, typed_answers, user_spans)
@@ -179,6 +179,15 @@ _MIGRATIONS: tuple[str | Callable[[psycopg.Connection, LegacyQuestion | None, st
         answer jsonb NOT NULL,
         admin TEXT NOT NULL,
         "at" TIMESTAMP NOT NULL
+    );
+    """,
+    # 9: every gold record ever leased to each person (issue 17; pg_leases._gold_lease), kept when the lease
+    # row expires or is released, so no replica hands that gold record to that person again
+    """
+    CREATE TABLE gold_handouts (
+        user_id TEXT NOT NULL,
+        record_id INTEGER NOT NULL REFERENCES records(id),
+        PRIMARY KEY (user_id, record_id)
     );
     """,
 )
@@ -393,6 +402,10 @@ class PgStore:
         """(record_id, user_id, status) for every current answer: what the scheduler is rebuilt from."""
         return self._all("SELECT record_id, user_id, status FROM responses")
 
+    def gold_handouts(self) -> list[tuple[str, int]]:
+        """(user_id, record_id) for every gold record ever leased to someone (pg_leases writes them)."""
+        return self._all("SELECT user_id, record_id FROM gold_handouts")
+
     def response(self, record_id: int, user_id: str) -> Response | None:
         row = self._one(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE record_id = %s AND user_id = %s",
                         [record_id, user_id])
@@ -521,6 +534,10 @@ class PgStore:
                              "FROM unnest(%s::int[], %s::int[]) AS b(id, n) WHERE r.id = b.id",
                              [ids, [reopens[i] for i in ids]])
             self._write_finals(conn, ops)
+            handouts = sorted({(op.user_id, op.record_id) for op in ops if isinstance(op, GoldHandout)})
+            if handouts:  # pg_leases writes them itself; a GoldHandout op means the same
+                conn.execute("INSERT INTO gold_handouts (user_id, record_id) SELECT * FROM unnest(%s::text[], "
+                             "%s::int[]) ON CONFLICT DO NOTHING", [[u for u, _ in handouts], [r for _, r in handouts]])
 
     @staticmethod
     def _write_finals(conn: psycopg.Connection, ops: Sequence[WriteOp]) -> None:

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from annotator.files import fsync_dir, write_atomic
-from annotator.model import (AuditWrite, FinalWrite, LegacyQuestion, ReopenWrite, ResponseWrite, UserSeen, WriteOp,
-                             utcnow)
+from annotator.model import (AuditWrite, FinalWrite, GoldHandout, LegacyQuestion, ReopenWrite, ResponseWrite, UserSeen,
+                             WriteOp, utcnow)
 from annotator.store_protocol import StoreProtocol
 from annotator.writer import Writer, WriteRejected
 
@@ -88,6 +88,8 @@ def encode(op: WriteOp) -> dict[str, Any]:
     if isinstance(op, FinalWrite):
         return {"type": "final", "record_id": op.record_id, "answer": op.answer, "admin": op.admin,
                 "at": op.at.isoformat()}
+    if isinstance(op, GoldHandout):
+        return {"type": "gold_handout", "user_id": op.user_id, "record_id": op.record_id}
     raise TypeError(f"not a write op: {op!r}")
 
 
@@ -114,6 +116,8 @@ def decode(row: dict[str, Any], legacy: LegacyQuestion | None = None) -> WriteOp
         return ReopenWrite(int(row["record_id"]), int(row["extra"]))
     if kind == "final":
         return FinalWrite(int(row["record_id"]), row["answer"], row["admin"], datetime.fromisoformat(row["at"]))
+    if kind == "gold_handout":
+        return GoldHandout(row["user_id"], int(row["record_id"]))
     raise ValueError(f"unknown op type {kind!r}")
 
 

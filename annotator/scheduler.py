@@ -75,7 +75,8 @@ class _Segment:
 class _Rec:
     """A touched record. Fresh records have no object: the tail of `order` costs nothing."""
 
-    __slots__ = ("rid", "pos", "submitted", "skipped", "holders", "extra", "complete", "partial", "where", "gold")
+    __slots__ = ("rid", "pos", "submitted", "skipped", "holders", "extra", "complete", "partial", "where", "gold",
+                 "handed")
 
     def __init__(self, rid: int, pos: int, gold: bool = False) -> None:
         self.rid = rid
@@ -88,6 +89,9 @@ class _Rec:
         self.partial = False
         self.where = 0  # 0: in no list (new or complete), _AVAIL or _FULL
         self.gold = gold  # a gold record: outside the order, no overlap, counts nowhere (issue 17)
+        # gold only: everyone ever granted a lease on it, so a lease that expired or was released unanswered
+        # does not bring it back to them (each gold record at most once per person)
+        self.handed: set[str] | None = set() if gold else None
 
 
 class Scheduler:
@@ -123,8 +127,9 @@ class Scheduler:
     call carried.
 
     Gold records and quotas (issue 17, `gold` and `plan`): gold records are
-    outside `order` and every count; each person meets each at most once (I1),
-    at `plan.rate` of their hand-outs after `plan.warmup` gold ones
+    outside `order` and every count; each person is handed each at most once,
+    even when that lease ended unanswered (expired, released), at `plan.rate`
+    of their hand-outs after `plan.warmup` gold ones
     (gold.gold_due), with no overlap and no completion. A person whose
     submitted answers plus held leases reach their quota gets no new lease and
     is told "quota" (never "done" while work remains); an answer of theirs
@@ -175,6 +180,9 @@ class Scheduler:
         self._plan = plan
         self._quotas: dict[str, int | None] = {}  # per-person overrides of plan.quota (None: no limit)
         self._gold: dict[int, _Rec] = {rid: _Rec(rid, -1, gold=True) for rid in gold}
+        # (user, gold record) leases granted since the caller last took them (take_handouts), for it to store;
+        # each pair comes once, so this holds at most users x gold records even if nobody takes them
+        self._handouts: list[tuple[str, int]] = []
         self._recs.update(self._gold)
         self._mine: dict[str, int] = {}    # user -> submitted answers to records in the order (the quota's count)
         self._dealt: dict[str, int] = {}   # user -> records in the order they submitted or skipped
@@ -227,13 +235,16 @@ class Scheduler:
             out.append(rid)
         return out
 
-    def restore(self, facts: Iterable[tuple[int, str, str]], extra: Mapping[int, int] | None = None) -> int:
-        """Rebuild from stored answers at start-up: (record_id, user, "submitted"|"skipped"), and reopen targets.
+    def restore(self, facts: Iterable[tuple[int, str, str]], extra: Mapping[int, int] | None = None,
+                handed: Iterable[tuple[str, int]] = ()) -> int:
+        """Rebuild from stored answers at start-up: (record_id, user, "submitted"|"skipped"), reopen targets,
+        and the gold hand-outs stored from `take_handouts` ((user, gold record id): never handed to them again).
 
         Later facts for the same (record, user) win. Facts and extras for ids
-        not in the order are ignored (records removed since), and counted in
-        the return value, so that start-up never fails on stale data. An
-        unknown status raises ValueError before anything changes.
+        not in the order, and hand-outs of records that are no gold records
+        now, are ignored (records removed since), and counted in the return
+        value, so that start-up never fails on stale data. An unknown status
+        raises ValueError before anything changes.
         """
         facts = facts if isinstance(facts, (list, tuple)) else list(facts)
         extra = dict(extra or {})
@@ -281,6 +292,12 @@ class Scheduler:
                     ignored += 1
                     continue
                 rec.extra = max(0, int(n))
+            for user, rid in handed:
+                rec = self._gold.get(rid)
+                if rec is None:
+                    ignored += 1
+                    continue
+                rec.handed.add(user)  # type: ignore[union-attr]
             self._rebuild()
             return ignored
 
@@ -297,6 +314,13 @@ class Scheduler:
         """An admin's override of the task's quota for one person (None: no limit); leases held stay."""
         with self._lock:
             self._quotas[user] = quota
+
+    def take_handouts(self) -> list[tuple[str, int]]:
+        """The gold leases granted since the last call, as (user, record id), each once: what the caller
+        stores for `restore` to keep every gold record at most once per person across a restart."""
+        with self._lock:
+            out, self._handouts = self._handouts, []
+            return out
 
     # --- users and leases --------------------------------------------------
 
@@ -713,7 +737,11 @@ class Scheduler:
         return quota - self._mine.get(user, 0) - held
 
     def _gold_pick(self, user: str) -> _Rec | None:
-        """The gold record due for the user now (gold.gold_due), first unmet in their order; None if none is."""
+        """The gold record due for the user now (gold.gold_due), first never handed to them in their order;
+        None if none is.
+
+        A gold lease that ended unanswered counts in neither `gold` nor `total` (like any lapsed lease), so
+        when gold was due it stays due and a different gold record comes next."""
         if not self._gold or self._room(user) <= 0:
             return None
         held = self._holds.get(user, ())
@@ -722,7 +750,8 @@ class Scheduler:
         total = self._dealt.get(user, 0) + len(held) + self._gold_n.get(user, 0)
         if not gold_due(self._plan, user, gold, total):
             return None
-        unmet = [rec for rec in self._gold.values() if self._eligible(user, rec)]
+        unmet = [rec for rec in self._gold.values()
+                 if user not in rec.handed and self._eligible(user, rec)]  # type: ignore[operator]
         return min(unmet, key=lambda rec: gold_rank(user, rec.rid)) if unmet else None
 
     def _grant(self, user: str, rec: _Rec, kind: LeaseKind) -> None:
@@ -731,6 +760,9 @@ class Scheduler:
         if not rec.holders and not rec.gold:
             self._n_leased += 1
         rec.holders.add(user)
+        if rec.handed is not None:
+            rec.handed.add(user)
+            self._handouts.append((user, rec.rid))
         held = self._holds.get(user)
         if held is None:
             held = self._holds[user] = set()

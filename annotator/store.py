@@ -25,9 +25,9 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 import duckdb
 import pyarrow as pa
 
-from annotator.model import (Answer, AuditWrite, Final, FinalWrite, LastPush, LegacyQuestion, NewRecord, Record,
-                             ReopenWrite, Response, ResponseWrite, StoreClosedError, StoreError, UserSeen, WriteOp,
-                             decode_answer, encode_answer, encode_images, latest_finals, utcnow)
+from annotator.model import (Answer, AuditWrite, Final, FinalWrite, GoldHandout, LastPush, LegacyQuestion, NewRecord,
+                             Record, ReopenWrite, Response, ResponseWrite, StoreClosedError, StoreError, UserSeen,
+                             WriteOp, decode_answer, encode_answer, encode_images, latest_finals, utcnow)
 from annotator.sql_shared import (DATA_ERRORS, FINAL_COLUMNS, RECORD_COLUMNS, RESPONSE_COLUMNS,
                                   answers_in_record_order, final_from_row, record_from_row, response_from_row,
                                   split_answers, stats_result, typed_answers, user_spans)
@@ -167,6 +167,15 @@ _MIGRATIONS: tuple[str | Callable[[duckdb.DuckDBPyConnection, LegacyQuestion | N
         answer JSON NOT NULL,
         admin VARCHAR NOT NULL,
         "at" TIMESTAMP NOT NULL
+    );
+    """,
+    # 5: every gold record ever leased to each person (issue 17; model.GoldHandout), read back into the scheduler
+    # at start, so a restart does not hand it to them again after that lease lapsed unanswered
+    """
+    CREATE TABLE gold_handouts (
+        user_id VARCHAR NOT NULL,
+        record_id INTEGER NOT NULL,
+        PRIMARY KEY (user_id, record_id)
     );
     """,
 )
@@ -452,6 +461,11 @@ class Store:
         return self._cur().execute("SELECT record_id, user_id, status FROM responses").fetchall()
 
     @_read
+    def gold_handouts(self) -> list[tuple[str, int]]:
+        """(user_id, record_id) for every gold record ever leased to someone (GoldHandout)."""
+        return self._cur().execute("SELECT user_id, record_id FROM gold_handouts").fetchall()
+
+    @_read
     def response(self, record_id: int, user_id: str) -> Response | None:
         row = self._cur().execute(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE record_id = ? AND user_id = ?",
                                   [record_id, user_id]).fetchone()
@@ -582,6 +596,7 @@ class Store:
         seen_users = _seen_table([op for op in ops if isinstance(op, UserSeen)])
         audit_rows = _audit_table([op for op in ops if isinstance(op, AuditWrite)])
         reopened = _reopen_table([op for op in ops if isinstance(op, ReopenWrite)])
+        handouts = _handout_table([op for op in ops if isinstance(op, GoldHandout)])
         to_set, to_clear = latest_finals(ops)
         set_finals = _finals_table(to_set) if to_set else None
         cleared_finals = pa.table({"record_id": pa.array(to_clear, pa.int32())}) if to_clear else None
@@ -606,6 +621,8 @@ class Store:
                 "last_seen = greatest(users.last_seen, excluded.last_seen)")
         if audit_rows is not None:
             statements.append("INSERT INTO audit SELECT * FROM audit_rows")
+        if handouts is not None:
+            statements.append("INSERT INTO gold_handouts SELECT * FROM handouts ON CONFLICT DO NOTHING")
         if reopened is not None:
             statements.append("UPDATE records SET extra_answers = extra_answers + r.extra FROM "
                               "(SELECT record_id, sum(extra)::INTEGER AS extra FROM reopened GROUP BY record_id) r "
@@ -936,6 +953,15 @@ def _finals_table(finals: Sequence[FinalWrite | Final]) -> pa.Table:
                      "answer": pa.array([encode_answer(f.answer) for f in finals], pa.string()),  # type: ignore[arg-type]
                      "admin": pa.array([f.admin for f in finals], pa.string()),
                      "at": pa.array([f.at for f in finals], pa.timestamp("us"))})
+
+
+def _handout_table(handouts: Sequence[GoldHandout]) -> pa.Table | None:
+    """The batch's gold hand-outs, each pair once (a duplicate key would abort the batch)."""
+    pairs = list(dict.fromkeys((h.user_id, h.record_id) for h in handouts))
+    if not pairs:
+        return None
+    return pa.table({"user_id": pa.array([u for u, _ in pairs], pa.string()),
+                     "record_id": pa.array([r for _, r in pairs], pa.int32())})
 
 
 def _reopen_table(reopens: Sequence[ReopenWrite]) -> pa.Table | None:

@@ -59,6 +59,9 @@ class StoreProtocol(Protocol):
     def assignment_facts(self) -> list[tuple[int, str, str]]:
         """(record_id, user_id, status) for every current answer: what assignment is rebuilt from."""
 
+    def gold_handouts(self) -> list[tuple[str, int]]:
+        """(user_id, record_id) for every gold record ever leased to someone: never handed to them again."""
+
     def response(self, record_id: int, user_id: str) -> Response | None: ...
 
     def user_responses(self, user_id: str) -> list[Response]:

@@ -45,7 +45,7 @@ BEFORE_MIGRATION_3 = """
 def fill(url: str, records: int, complete: int) -> None:
     """Rows as ingest and a crowd leave them: answered records carry their counters and a response."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE records, responses, response_history, leases")
+        conn.execute("TRUNCATE records, responses, response_history, leases, gold_handouts")
         conn.execute("""INSERT INTO records (id, source_key, image_path, sha256, width, height, size_bytes,
                                              position, created_at, rank)
                         SELECT g, 'key-' || g, 'images/' || g || '.jpg', md5(g::text), 640, 480, 50000,

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 
 from annotator.gold import GoldPlan
-from annotator.model import NewRecord, ResponseWrite, utcnow
+from annotator.model import GoldHandout, NewRecord, ResponseWrite, utcnow
 from annotator.pg_backend import PgBackend
 from annotator.pg_leases import QUOTA_OVERRIDES_MAX_AGE
 from annotator.pg_store import PgStore
@@ -104,6 +104,40 @@ def test_gold_in_buffers_of_two_replicas_is_never_handed_twice(pg_url: str) -> N
     finally:
         a.close()
         b.close()
+
+
+def test_a_gold_lease_that_lapses_unanswered_never_comes_back(pg_url: str) -> None:
+    order, gold = setup(pg_url, 20, 3)
+    clock = Clock()
+    plan = GoldPlan(warmup=10)
+    a, b = (replica(pg_url, order, gold, plan, clock, name) for name in "ab")
+    try:
+        first = a.next("ann").record_id
+        assert first in gold
+        clock.t += TTL + 1  # ann walked away: the lease lapses unanswered; gold is still due, another one
+        second = b.next("ann").record_id
+        assert second in gold and second != first
+        answer(b, "ann", second)
+        third = a.lease_soft("ann", 1)  # in the buffer, and the session ends before it is shown
+        assert third and third[0] in set(gold) - {first, second}
+        a.release("ann")
+        rest = work([a, b], "ann", limit=5)
+        assert rest and not set(rest) & set(gold), "every gold record was handed to ann once"
+    finally:
+        a.close()
+        b.close()
+    c = replica(pg_url, order, gold, plan, clock, "c")  # a replica started later: the hand-outs are shared
+    try:
+        clock.t += TTL + 1
+        assert not set(work([c], "ann")) & set(gold)
+        assert c.next("ann").kind == "done"
+        assert sorted(work([c], "bob")) == sorted(gold), "the lapsed gold records stay open to others"
+        handed = {("ann", r) for r in gold} | {("bob", r) for r in gold}
+        assert sorted(c.store.gold_handouts()) == sorted(handed)
+        c.store.apply([GoldHandout("ann", gold[0]), GoldHandout("ann", gold[0])])  # the op means the same here
+        assert sorted(c.store.gold_handouts()) == sorted(handed)
+    finally:
+        c.close()
 
 
 def test_gold_share_over_many_people_is_the_rate(pg_url: str) -> None:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from pathlib import Path
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from annotator import recovery
+from annotator.backend import LocalBackend
 from annotator.gold import GoldPlan, gold_due
-from annotator.model import QueueState
+from annotator.model import GoldHandout, NewRecord, QueueState, ResponseWrite, utcnow
 from annotator.scheduler import Scheduler
+from annotator.store import Store
 
 TTL = 10.0
 
@@ -160,6 +164,89 @@ def test_restore_keeps_gold_out_of_the_counts():
     assert s.next("ann", 1).kind == "quota"
 
 
+def test_gold_lease_that_expires_unanswered_never_comes_back():
+    gold = [100, 101, 102]
+    s = Scheduler(range(30), overlap=1, lease_ttl=TTL, gold=gold, plan=GoldPlan(warmup=10))
+    first = s.next("ann", 0).record_id
+    assert first in gold
+    # ann walks away: the lease lapses unanswered; gold is still due, and it is another gold record
+    second = s.next("ann", TTL + 1).record_id
+    assert second in gold and second != first
+    assert s.state("ann", TTL + 1).record_id == second
+    s.submit("ann", second, TTL + 2)
+    # the third gold sits in the buffer, and the session ends before it is shown
+    third = s.lease_soft("ann", 1, TTL + 3)
+    assert third and third[0] in set(gold) - {first, second}
+    s.release("ann")
+    # every gold record was handed to ann once: from now on only records of the order
+    rest = drain(s, "ann", now=2 * TTL)
+    assert rest and not set(rest) & set(gold)
+    assert s.next("ann", 2 * TTL).kind == "done"
+    assert s.lease_soft("ann", 4, 2 * TTL) == []
+    # the lapsed gold records stay open to other people
+    assert sorted(drain(s, "bob", now=3 * TTL)) == gold
+
+
+def test_gold_in_a_lapsed_buffer_is_not_handed_again():
+    gold = [200, 201, 202, 203]
+    s = Scheduler(range(10), overlap=2, lease_ttl=TTL, gold=gold, plan=GoldPlan(warmup=4))
+    buffered = s.lease_soft("ann", 2, 0)
+    assert len(buffered) == 2 and set(buffered) <= set(gold)
+    later = drain(s, "ann", now=TTL + 1)  # the buffer lapsed unseen: the two other gold, then the order
+    assert sorted(later[:2]) == sorted(set(gold) - set(buffered))
+    assert later[2:] == list(range(10))
+
+
+def test_restore_keeps_the_gold_handed_out_before():
+    plan = GoldPlan(warmup=2)
+    s = Scheduler(range(5), overlap=1, lease_ttl=TTL, gold=[7, 8], plan=plan)
+    first = s.next("ann", 0).record_id
+    assert s.take_handouts() == [("ann", first)] and s.take_handouts() == []
+    again = Scheduler(range(5), overlap=1, lease_ttl=TTL, gold=[7, 8], plan=plan)
+    assert again.restore([], handed=[("ann", first), ("ann", 3)]) == 1  # 3 is no gold record (any more)
+    got = drain(again, "ann")
+    assert [r for r in got if r in (7, 8)] == [15 - first] and len(got) == 6
+
+
+def test_gold_handed_out_on_duckdb_is_not_handed_again_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "annotator.duckdb"
+    store = Store(path)
+    ids = store.add_records([NewRecord(f"r{i}", f"r{i}.png", "0" * 64, 8, 8, 100) for i in range(8)])
+    order, gold, plan = ids[:5], ids[5:], GoldPlan(warmup=3)
+    backend = LocalBackend(store, order, 1, TTL, gold=gold, plan=plan)
+    first = backend.next("ann").record_id
+    buffered = backend.lease_soft("ann", 1)
+    assert {first, *buffered} < set(gold)
+    backend.close()  # ann walked away and the app restarted: both leases are gone, unanswered
+
+    store = Store(path)
+    assert sorted(store.gold_handouts()) == sorted(("ann", r) for r in (first, *buffered))
+    backend = LocalBackend(store, order, 1, TTL, gold=gold, plan=plan)
+    try:
+        got = []
+        while (state := backend.next("ann")).kind == "ready":
+            got.append(state.record_id)
+            _, ack = backend.answer(ResponseWrite(state.record_id, "ann", "submitted", {"label": "a"}, None, None,
+                                                  utcnow(), first=True))
+            ack.result(10)
+        assert [r for r in got if r in gold] == sorted(set(gold) - {first, *buffered})
+        assert sorted(r for r in got if r not in gold) == order
+    finally:
+        backend.close()
+
+
+def test_gold_handouts_are_stored_once_and_kept_in_a_recovery_file(tmp_path: Path) -> None:
+    ops = [GoldHandout("ann", 1), GoldHandout("ann", 1), GoldHandout("bob", 1)]
+    assert [recovery.decode(recovery.encode(op)) for op in ops] == ops
+    store = Store(tmp_path / "annotator.duckdb")
+    try:
+        store.apply(ops)  # the same pair twice in one batch
+        store.apply(ops[:1])  # and again later
+        assert sorted(store.gold_handouts()) == [("ann", 1), ("bob", 1)]
+    finally:
+        store.close()
+
+
 class GoldMachine(RuleBasedStateMachine):
     """Random calls of many people; the facts are kept here, the scheduler must never break them."""
 
@@ -176,22 +263,31 @@ class GoldMachine(RuleBasedStateMachine):
         self.s = Scheduler(self.ids, self.overlap, TTL, gold=self.gold, plan=plan)
         self.sub: dict[int, set[str]] = {r: set() for r in self.ids + self.gold}
         self.seen: dict[str, set[int]] = {u: set() for u in self.users}
+        self.handed: dict[str, set[int]] = {u: set() for u in self.users}  # gold records ever leased to each
         self.late: Counter[int] = Counter()
         self.now = 0.0
 
     def mine(self, u: str) -> int:
         return sum(u in self.sub[r] for r in self.ids)
 
-    def check_handed(self, u: str, rid: int) -> None:
+    def held(self, u: str) -> set[int]:
+        return {r for r, _ in self.s.leases(self.now).get(u, [])}
+
+    def check_handed(self, u: str, rid: int, held: set[int]) -> None:
+        """`rid` handed to `u`, who held `held` before the call."""
         assert rid not in self.seen[u], (u, rid)  # I1, gold included: never twice
         assert rid in self.sub
+        if rid in self.gold and rid not in held:  # a new gold lease, even after one that lapsed unanswered
+            assert rid not in self.handed[u], (u, rid)
+            self.handed[u].add(rid)
 
     @rule(i=st.integers(0, 5))
     def next(self, i):
         u = self.users[i % len(self.users)]
+        held = self.held(u)
         state = self.s.next(u, self.now)
         if state.kind == "ready":
-            self.check_handed(u, state.record_id)
+            self.check_handed(u, state.record_id, held)
         elif state.kind == "quota":
             assert self.quota is not None and self.mine(u) >= self.quota
         elif state.kind == "done":  # I3: nothing left in the order for this person
@@ -200,8 +296,9 @@ class GoldMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, 5), n=st.integers(0, 4))
     def lease_soft(self, i, n):
         u = self.users[i % len(self.users)]
+        held = self.held(u)
         for rid in self.s.lease_soft(u, n, self.now):
-            self.check_handed(u, rid)
+            self.check_handed(u, rid, held)
 
     @rule(i=st.integers(0, 5), k=st.integers(0, 10), status=st.sampled_from(["submitted", "skipped"]))
     def answer_held(self, i, k, status):

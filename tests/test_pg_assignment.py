@@ -59,7 +59,7 @@ def reset(url: str, n: int, n_gold: int = 0) -> tuple[list[int], list[int]]:
     store = PgStore(url)
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("TRUNCATE leases, responses, response_history, users, audit, records")
+            conn.execute("TRUNCATE leases, gold_handouts, responses, response_history, users, audit, records")
         ids = store.add_records(new_records(n + n_gold))
     finally:
         store.close()

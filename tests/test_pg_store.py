@@ -127,7 +127,7 @@ def test_fresh_database_migrates_once_and_reopening_changes_nothing(pg_url: str)
             (v,) for v in range(1, PgStore.SCHEMA_VERSION + 1)]  # each migration recorded once
         assert {t for (t,) in rows(store, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")} == {
             "records", "responses", "response_history", "users", "audit", "leases", "export_pushes",
-            "schema_version", "quotas", "marks", "finals"}
+            "schema_version", "quotas", "marks", "finals", "gold_handouts"}
         indexes = {i for (i,) in rows(store, "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'")}
         for column in ("records USING btree (\"position\")", "responses USING btree (user_id)",
                        "leases USING btree (user_id)", "leases USING btree (expires_at)"):

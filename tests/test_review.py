@@ -198,7 +198,8 @@ def test_a_database_from_before_final_answers_migrates_and_keeps_everything(engi
     kind = Store if engine == "duckdb" else PgStore
     where = str(tmp_path / "old.duckdb") if engine == "duckdb" else request.getfixturevalue("pg_url")
     with monkeypatch.context() as old:
-        old.setattr(kind, "SCHEMA_VERSION", kind.SCHEMA_VERSION - 1)  # the app before this change
+        # the app before this change: PostgreSQL's migration 8 and DuckDB's 4 added the final answers
+        old.setattr(kind, "SCHEMA_VERSION", 7 if engine == "postgresql" else 3)
         store = kind(where)
         ids = store.add_records([NewRecord(f"k{i}", f"k{i}.png", "ab" * 32, 4, 3, 10) for i in range(3)])
         store.apply([ResponseWrite(ids[0], "ann", "submitted", {"label": "cat"}, "hm", 5, T0),

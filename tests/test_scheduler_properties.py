@@ -6,7 +6,8 @@ scheduler must agree on every call. Time is simulated.
 
 Runs may have gold records (issue 17) at a rate, a warm-up and a quota: gold is
 never counted toward completion, the counts or a person's "done", never handed
-to a person who answered it, and a person's submitted answers plus the records
+twice to one person (not even after that lease expired or was released
+unanswered), and a person's submitted answers plus the records
 they hold never pass the quota, late answers included (those past it are
 refused, gold.QuotaFull). Where gold comes is the rule's (gold.gold_due,
 gold.gold_rank), applied to the model's facts.
@@ -48,6 +49,7 @@ class Model:
         self.touched: set[int] = set()
         self.leases: dict[str, dict[int, str]] = {}
         self.last: dict[str, float] = {}
+        self.handed: dict[str, set[int]] = {}  # gold records each person was ever granted a lease on
 
     # facts
     def complete(self, rid: int) -> bool:
@@ -91,7 +93,7 @@ class Model:
         dealt = sum(1 for r in self.ids if self.seen(user, r))
         if not gold_due(self.plan, user, met + sum(1 for r in held if r in self.gold), dealt + len(held) + met):
             return None
-        unmet = [g for g in self.gold if self.eligible(user, g)]
+        unmet = [g for g in self.gold if self.eligible(user, g) and g not in self.handed.get(user, ())]
         return min(unmet, key=lambda g: gold_rank(user, g)) if unmet else None
 
     def own(self, user: str) -> list[int]:
@@ -129,6 +131,10 @@ class Model:
         if rid not in self.gold:
             self.touched.add(rid)
         held = self.leases.setdefault(user, {})
+        if rid in self.gold and rid not in held:  # a new gold lease: never a second one for this person
+            handed = self.handed.setdefault(user, set())
+            assert rid not in handed, (user, rid)
+            handed.add(rid)
         if kind == "hard":
             for r in held:
                 held[r] = "soft"
