@@ -584,6 +584,15 @@ class Store:
             self._invalid = True  # the next call reconnects
             raise
 
+    def _insert_few(self, rows: Sequence[ResponseWrite]) -> None:
+        """A few new answers and nothing else, a crowd's usual batch: one INSERT of parameters, a transaction
+        of its own. Half the CPU of the Arrow path (`_apply`), whose set-up outweighs a handful of rows."""
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+        self._cur().execute(
+            f"INSERT INTO responses ({RESPONSE_COLUMNS}) VALUES {values}",
+            [v for r in rows for v in (r.record_id, r.user_id, r.status, encode_answer(r.answer), r.comment,
+                                       r.time_spent_ms, r.at, r.at)])
+
     def _apply(self, ops: Sequence[WriteOp], *, trust_first: bool) -> None:
         """Build the batch's Arrow tables, then run BEGIN ... COMMIT as one execute().
 
@@ -593,6 +602,9 @@ class Store:
         their local names in this frame.
         """
         fresh, changed = split_answers([op for op in ops if isinstance(op, ResponseWrite)], trust_first)
+        if len(fresh) == len(ops) <= FEW_ANSWERS:
+            self._insert_few(fresh)
+            return
         seen_users = _seen_table([op for op in ops if isinstance(op, UserSeen)])
         audit_rows = _audit_table([op for op in ops if isinstance(op, AuditWrite)])
         reopened = _reopen_table([op for op in ops if isinstance(op, ReopenWrite)])
@@ -909,6 +921,8 @@ class Store:
         return [(rid, user, decoded[answer]) for rid, user, answer in rows]
 
 
+# new answers up to this many, and nothing else, in a batch take one parameterized INSERT (Store._insert_few)
+FEW_ANSWERS = 3  # measured: 1.3-2.0 ms of CPU a commit of 1-2 answers against 2.6-3.2 by Arrow; even at 4
 _ANSWER_VALUES = 'record_id, user_id, status, answer, comment, time_spent_ms, "at", "at"'
 
 

@@ -25,6 +25,7 @@ from storehelpers import rows, typed
 
 from annotator.model import (AuditWrite, NewRecord, ReopenWrite, ResponseWrite, StoreClosedError, StoreError, UserSeen,
                              encode_answer)
+from annotator import store as store_module
 from annotator.store import Store, StoreLockedError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -299,6 +300,37 @@ def test_answers_marked_first_are_written_like_unmarked_ones(tmp_path: Path) -> 
     finally:
         marked.close()
         unmarked.close()
+
+
+def test_a_few_first_answers_alone_are_written_like_a_large_batch(tmp_path: Path, monkeypatch) -> None:
+    """The crowd's usual batch, a few new answers and nothing else, takes one parameterized INSERT
+    (Store._insert_few); it stores what the Arrow path stores, and falls back like it."""
+    batches = [
+        [first(1, "ana", "cat", at=0)],
+        [first(2, "ana", "dog", at=1), replace(first(1, "bo", at=2), comment="é 🐱", time_spent_ms=None)],
+        [replace(first(3, "cy", at=3), answer={"box": {"objects": [{"bbox": [1.5, 2, 3, 4], "category": "x"}]},
+                                                "note": "a\u2028b"})],
+        [first(1, "ana", "bird", at=4), first(3, "ana", "cat", at=5)],  # marked first, but ana answered 1 before
+    ]
+    few, large = Store(tmp_path / "few.duckdb"), Store(tmp_path / "large.duckdb")
+    try:
+        for s in (few, large):
+            s.add_records([rec("a"), rec("b"), rec("c")])
+        for batch in batches:
+            assert len(batch) <= store_module.FEW_ANSWERS
+            few.apply(batch)
+            with monkeypatch.context() as m:
+                m.setattr(store_module, "FEW_ANSWERS", 0)
+                large.apply(batch)
+        assert snapshot(few) == snapshot(large)
+        assert [h.answer for h in few.history(1, "ana")] == [{"label": "cat"}]
+        assert few.response(1, "bo").comment == "é 🐱" and few.response(1, "bo").time_spent_ms is None
+        with pytest.raises(TypeError, match="object by question name") as refused:
+            few.apply([replace(first(2, "cy"), answer=["cat"])])
+        assert few.refuses(refused.value) and few.response(2, "cy") is None
+    finally:
+        few.close()
+        large.close()
 
 
 def test_stats_counts(store3: Store) -> None:
