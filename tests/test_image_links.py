@@ -49,6 +49,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     runtime = Runtime.open(settings)
     with TestClient(create_app(runtime)) as c:  # closing it closes the runtime
         c.clock = clock  # type: ignore[attr-defined]
+        c.runtime = runtime  # type: ignore[attr-defined]
         yield c
 
 
@@ -95,3 +96,47 @@ def test_a_link_lives_at_most_the_ttl_and_at_least_half_of_it(offset: int) -> No
     expires = int(url.split("e=")[1].split("&")[0])
     assert TTL / 2 < expires - now <= TTL
     signer.verify_image(3, "alice", str(expires), url.split("s=")[1], now=now + TTL / 2)
+
+
+def test_the_image_lane_sends_rendered_images_and_leaves_everything_else_to_the_routes(client: TestClient) -> None:
+    """annotator/ui/image_lane.py: a verified link to a rendered image is answered inside the edge, with the
+    route's headers and bytes; a refused link, the zoomed view and a render go on to the routes."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    from annotator.ui.image_lane import ImageLane
+
+    url = _view_with_buffer(client)["item"]["image_url"]
+    got = client.get(url)
+    assert got.status_code == 200 and got.headers["cache-control"].startswith("private, max-age=")
+    assert got.headers["cache-control"].endswith(", immutable") and got.headers["content-type"] == "image/png"
+    assert int(got.headers["content-length"]) == len(got.content) > 0
+
+    passed: list[str] = []
+
+    async def routes(scope, receive, send) -> None:
+        passed.append(scope["path"])
+
+    lane = ImageLane(routes, client.runtime)  # type: ignore[attr-defined]
+
+    def call(link: str) -> bytes | None:
+        parts = urlsplit(link)
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": parts.path, "query_string": parts.query.encode()}
+        asyncio.run(lane(scope, None, send))  # type: ignore[arg-type]
+        return sent[1]["body"] if sent else None
+
+    assert call(url) == got.content and passed == []  # answered by the lane
+    path, query = url.split("?")
+    for link in (f"{path}?{query.replace('s=', 's=0')}",  # a forged signature: the route's 403 and message
+                 f"{path}/large?{query}",  # the zoomed view: rendered by the route when first asked for
+                 f"{path}/2?{query}",  # an image this link does not sign
+                 f"{path}0?{query}"):  # another record
+        assert call(link) is None
+    assert len(passed) == 4
+    assert client.get(f"{path}?{query.replace('s=', 's=0')}").status_code == 403
+    assert client.get(f"{path}/large?{query}").status_code == 200

@@ -39,6 +39,7 @@ from annotator.ui.errors import hide_unexpected_errors
 from annotator.ui.frame import FrameCookieNotice
 from annotator.ui.gradio_glue import mounted_app, slow_queue_polling
 from annotator.ui.identity import identify_http
+from annotator.ui.image_lane import ImageLane
 from annotator.ui.login import password_sign_in
 from annotator.ui.projector import add_projector_routes
 
@@ -128,6 +129,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     check_people(gradio_app, lambda request: identify_http(runtime.access, gradio_app, request), Budget())
     app.add_middleware(PartitionedSessionCookies)  # sign-in inside the Hub's frame (annotator/ui/cookies.py)
     app.add_middleware(FrameCookieNotice)  # ...and a notice where the frame refuses them (annotator/ui/frame.py)
+    app.add_middleware(ImageLane, runtime=runtime)  # rendered images sent right inside the edge (image_lane.py)
     # outermost: nothing reaches Gradio or a route before the edge's rules; the routes carrying an answer
     # take the largest answer and comment the task and MAX_COMMENT_CHARS admit
     answer_bytes = largest_answer_bytes(runtime.task, runtime.settings.max_comment_chars)
