@@ -594,7 +594,8 @@ class Store:
                                        r.time_spent_ms, r.at, r.at)])
 
     def _apply(self, ops: Sequence[WriteOp], *, trust_first: bool) -> None:
-        """Build the batch's Arrow tables, then run BEGIN ... COMMIT as one execute().
+        """Build the batch's Arrow tables, then run BEGIN ... COMMIT as one execute(); a batch of a few new
+        answers and nothing else takes `_insert_few` instead.
 
         One call instead of one per statement: each call is a Python/DuckDB
         round trip and a GIL hand-off on the writer thread, which every
@@ -602,7 +603,7 @@ class Store:
         their local names in this frame.
         """
         fresh, changed = split_answers([op for op in ops if isinstance(op, ResponseWrite)], trust_first)
-        if len(fresh) == len(ops) <= FEW_ANSWERS:
+        if fresh and len(fresh) == len(ops) <= FEW_ANSWERS:
             self._insert_few(fresh)
             return
         seen_users = _seen_table([op for op in ops if isinstance(op, UserSeen)])
