@@ -7,11 +7,12 @@ a page reload or a takeover asks for rows read moments ago), images from
 the cache. A store read costs about the same for one row as for dozens, and
 new records go out in the hand-out order, so a read for a record not in
 memory also takes the records that follow it in that order (`READ_AHEAD`):
-the next refills find their rows in memory. A record in a buffer is held as a soft lease, so the scheduler can
-hand it to someone with nothing else to do (I5); `pop` notices that when it
-tries to promote the lease and moves on to the next slot. Image links are
-signed when a record is handed out (`image_url`), not when it is buffered: a
-record can stay buffered or on screen longer than a link lives.
+the next refills find their rows in memory. A record in a buffer is held as
+a soft lease, so the scheduler can hand it to someone with nothing else to
+do (I5); `pop` notices that when it tries to promote the lease and moves on
+to the next slot. Image links are signed when a record is handed out
+(`image_url`), not when it is buffered: a record can stay buffered or on
+screen longer than a link lives.
 """
 
 from __future__ import annotations

@@ -26,6 +26,12 @@ from annotator.ui.edge import ASGIApp, Receive, Scope, Send
 _PATH = re.compile(re.escape(IMAGE_ROUTE) + r"/([1-9][0-9]{0,8})(?:/([2-9]))?")
 
 
+def cache_control(expires: str) -> str:
+    """An image's Cache-Control, on the lane and on the routes alike: kept by this browser only, until the
+    link (verified, so `expires` is a whole number) expires."""
+    return f"private, max-age={max(0, int(expires) - int(time.time()))}, immutable"
+
+
 class ImageLane:
     """Pure ASGI; `runtime` gives the signer and the service."""
 
@@ -59,7 +65,6 @@ class ImageLane:
         found = self.runtime.service.cached_image(record_id, number=number)
         if found is None:
             return None
-        max_age = max(0, int(expires) - int(time.time()))
         return found.data, [(b"content-type", found.media_type.encode()),
                             (b"content-length", str(len(found.data)).encode()),
-                            (b"cache-control", f"private, max-age={max_age}, immutable".encode())]
+                            (b"cache-control", cache_control(expires).encode())]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -39,7 +38,7 @@ from annotator.ui.errors import hide_unexpected_errors
 from annotator.ui.frame import FrameCookieNotice
 from annotator.ui.gradio_glue import mounted_app, slow_queue_polling
 from annotator.ui.identity import identify_http
-from annotator.ui.image_lane import ImageLane
+from annotator.ui.image_lane import ImageLane, cache_control
 from annotator.ui.login import password_sign_in
 from annotator.ui.projector import add_projector_routes
 
@@ -80,9 +79,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             raise HTTPException(status_code=403, detail=str(exc)) from None
         found = (runtime.service.cached_image(record_id, large=large, number=number)
                  or await run_in_threadpool(render, record_id, large, number))
-        max_age = max(0, int(e) - int(time.time()))
-        return Response(found.data, media_type=found.media_type,
-                        headers={"Cache-Control": f"private, max-age={max_age}, immutable"})
+        return Response(found.data, media_type=found.media_type, headers={"Cache-Control": cache_control(e)})
 
     @app.get(IMAGE_ROUTE + "/{record_id}")
     async def image(record_id: int, u: str = "", e: str = "", s: str = "") -> Response:
