@@ -416,15 +416,20 @@ class PgLeases:
         return None
 
     def _waiting_or_done(self, cur: psycopg.Cursor, p: dict[str, Any]) -> QueueState | None:
-        """Waiting when everything left is held by others; None when a locked record may still be free."""
+        """Waiting when everything left is held by others; None when a record the hand-out skipped may be free.
+
+        A record the grant skipped was locked (SKIP LOCKED) by another transaction, such as the writer's
+        commit of someone's answer to it: one with no lease, or with a slot left beside the leases of others
+        (overlap > 1), is free once that lock goes, so the caller looks again instead of saying "waiting"."""
         cur.execute(f"""
-            SELECT count(*), count(*) FILTER (WHERE first_free IS NULL), min(first_free) FROM (
-                SELECT (SELECT min(l.expires_at) FROM leases l WHERE l.record_id = r.id) AS first_free
+            SELECT count(*), count(*) FILTER (WHERE first_free IS NULL OR has_room), min(first_free) FROM (
+                SELECT (SELECT min(l.expires_at) FROM leases l WHERE l.record_id = r.id) AS first_free,
+                       r.submitted + r.leased < r.overlap + r.extra_answers AS has_room
                 FROM records r WHERE {_INCOMPLETE} AND NOT r.gold AND {_ELIGIBLE}) q""", p)
-        left, unheld, first_free = cur.fetchone()
+        left, free, first_free = cur.fetchone()
         if not left:
             return QueueState("done")
-        if unheld:
+        if free:
             return None
         return QueueState("waiting", None, int(left), from_ts(first_free))
 

@@ -17,6 +17,7 @@ never past the quota (a late answer past it is refused, gold.QuotaFull), and
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,7 +28,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from annotator.gold import GoldPlan, QuotaFull
-from annotator.model import NewRecord, ResponseWrite, utcnow
+from annotator.model import NewRecord, QueueState, ResponseWrite, utcnow
 from annotator.pg_backend import PgBackend
 from annotator.pg_leases import to_ts
 from annotator.pg_store import PgStore
@@ -369,6 +370,30 @@ def test_an_answered_record_never_comes_back_before_its_commit(pg_url: str) -> N
         assert backend.flush(30)
         assert not backend.promote("ann", 1)
         assert backend.next("ann").record_id == 2  # bob's unseen buffered record is taken over (I5)
+    finally:
+        backend.close()
+
+
+def test_a_record_locked_by_a_commit_with_a_slot_left_is_not_a_wait_for_the_lease(pg_url: str) -> None:
+    """Overlap 2: ann holds the record and the writer's commit of an answer has its row locked for a moment.
+    bob's hand-out skips the locked row; he must look again, not be told to wait until ann's lease ends
+    (the suite once saw "waiting" for a free slot, a person idle while work remained)."""
+    PgStore(pg_url).close()
+    (rid,), _ = reset(pg_url, 1)
+    clock = Clock()
+    backend = open_backend(pg_url, 2, clock, "a")
+    try:
+        assert backend.next("ann") == QueueState("ready", rid)
+        with psycopg.connect(pg_url) as commit:  # the row lock a commit takes, held through every attempt
+            commit.execute("SELECT id FROM records WHERE id = %s FOR UPDATE", [rid])
+            state = backend.next("bob")
+            assert state.kind == "waiting" and state.frees_at == clock.t + 1.0, state  # not ann's lease: TTL
+        with psycopg.connect(pg_url) as commit, ThreadPoolExecutor(1) as pool:  # the lock goes a moment later
+            commit.execute("SELECT id FROM records WHERE id = %s FOR UPDATE", [rid])
+            asked = pool.submit(backend.next, "cat")
+            time.sleep(0.01)
+            commit.rollback()
+            assert asked.result(10) == QueueState("ready", rid)
     finally:
         backend.close()
 
