@@ -54,8 +54,9 @@ RECENT_BYTES = 64 * 2**20
 RECENT_LARGEST = 2 * 2**20  # a larger rendition (a huge PNG) is sent from disk instead of emptying the memory
 RENDERER_VERSION = 2  # bump when the same original and settings would render differently: old files go unused
 
-# formats every browser shows as they are: small originals are copied, not re-encoded
-_BROWSER_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp"}
+# formats every browser shows as they are: small originals are copied, not re-encoded. MPO is a JPEG with
+# further pictures after it (many phones and cameras write it for a plain photo): a JPEG to every browser
+_BROWSER_FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp"}
 _RENDITION_SUFFIXES = (".jpg", ".png", ".gif", ".webp")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # modes with more than 8 bits per sample: scaled to 8-bit grayscale (see _high_bit_to_l)
@@ -407,7 +408,7 @@ class ImageCache:
                 oriented = _orientation(img, data) == 1
                 if small and oriented and fmt in _BROWSER_FORMATS and img.mode != "CMYK":
                     return _BROWSER_FORMATS[fmt], data
-                if fmt == "JPEG":
+                if fmt in ("JPEG", "MPO"):
                     img.draft("RGB", (self.max_side, self.max_side))  # decode at reduced scale: fast
                 shown, icc = _displayable(ImageOps.exif_transpose(img), self.max_side)
                 buf = io.BytesIO()

@@ -11,7 +11,14 @@ A file that is not a readable image is listed in the report with the reason and
 skipped; it never stops an ingest. Only regular files inside the folder are
 read (a link out of it, a FIFO, a device or a socket is a named skip, never
 opened), none larger than MAX_FILE_BYTES, and an image above MAX_IMAGE_PIXELS
-is refused from its header, before it is decoded.
+is refused from its header, before it is decoded. What operating systems leave
+beside images (Thumbs.db, desktop.ini, __MACOSX/) is left out like hidden files.
+
+Metadata files are read as spreadsheets write them: UTF-8 with or without a
+BOM, or UTF-16 with one; `,`, `;` or tab between fields; CRLF line ends. A
+line's `file_name` finds its file also in another Unicode form or case; a line
+naming no file, or giving a file a value an earlier line gave differently, is
+a named skip, so no label vanishes unsaid.
 
     store = open_store(settings)
     report = ingest_folder(store, Path("data/images"), settings.images_dir)
@@ -30,6 +37,7 @@ import posixpath
 import stat
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -44,6 +52,11 @@ from annotator.text import TextError, check_tree
 BATCH_SIZE = 1000
 MAX_FILE_BYTES = 100 * 1024 * 1024  # larger files are skipped unread: no annotator image is this big
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
+# what operating systems leave in folders and zips beside the images, left out like hidden files: Windows'
+# thumbnail cache and folder settings, and the folder of AppleDouble files macOS's zips carry
+SYSTEM_FILES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r"})
+SYSTEM_FOLDERS = frozenset({"__MACOSX"})
+LOGGED_SKIPS = 50  # skipped items the start-up log names one per line; the count says how many more
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff",
                             ".ico", ".jfif", ".avif", ".heic", ".ppm", ".pgm", ".pbm", ".tga"})
 
@@ -79,11 +92,18 @@ class IngestReport:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    def summary(self) -> str:
+    def summary(self, skipped: int = 0) -> str:
+        """The counts and warnings; with `skipped`, also that many skipped items with their reasons, so a log
+        read on a Space (where nobody runs the command line) says which files to fix, not only how many."""
         text = (f"{self.source}: {self.added} added, {self.already_present} already present, "
                 f"{len(self.skipped)} skipped in {self.seconds:.1f} s")
         for warning in self.warnings:
             text += f"\nwarning: {warning}"
+        for item, reason in self.skipped[:skipped]:
+            text += f"\n  skipped {item}: {reason}"
+        if 0 < skipped < len(self.skipped):
+            text += (f"\n  ... and {len(self.skipped) - skipped} more skipped (`python -m annotator ingest` "
+                     f"with the same settings lists them all)")
         return text
 
 
@@ -188,17 +208,46 @@ def _progress(items: Iterable[Any], enabled: bool, total: int | None, desc: str)
 # --- local folder -----------------------------------------------------------
 
 def _list_files(folder: Path, exclude: Path | None) -> list[str]:
-    """Every file under `folder` as a relative posix path, sorted; hidden files and folders left out."""
+    """Every file under `folder` as a relative posix path, sorted; hidden files and folders left out, and
+    the files operating systems leave beside images (SYSTEM_FILES, SYSTEM_FOLDERS): a folder unzipped from
+    a Mac or copied from Windows would otherwise list them all as skipped, burying the real problems."""
     found: list[str] = []
     for root, dirs, files in os.walk(folder):
         root_path = Path(root)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SYSTEM_FOLDERS
                          and (exclude is None or (root_path / d).resolve() != exclude))
         rel_root = root_path.relative_to(folder).as_posix()
         for name in files:
-            if not name.startswith("."):
+            if not name.startswith(".") and name.lower() not in SYSTEM_FILES:
                 found.append(name if rel_root == "." else f"{rel_root}/{name}")
     return sorted(found, key=lambda p: p.split("/"))
+
+
+def _printable(rel: str) -> str:
+    """A path from the file system as text a store keeps: a name that is not UTF-8 (a zip made on Windows,
+    unpacked on Linux, gives `caf\udc82.jpg`) has its odd bytes written out (`caf\\x82.jpg`), the same at
+    every ingest, so the image is ingested under that name instead of skipped for its name."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _csv_reader(text: str) -> csv.DictReader:
+    """A metadata.csv's rows. Its separator is the one its header line uses most of `,` `;` and tab (a
+    spreadsheet saved in a French or German locale separates with `;`), and its column names lose
+    surrounding spaces (`file_name, label`)."""
+    header = text.split("\n", 1)[0]
+    delimiter = max((",", ";", "\t"), key=header.count)
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    if reader.fieldnames is not None:
+        reader.fieldnames = [name.strip() for name in reader.fieldnames]
+    return reader
+
+
+def _metadata_text(data: bytes) -> str:
+    """A metadata file's text: UTF-8 (with or without a byte order mark), or UTF-16 with its mark (what
+    spreadsheets save as "Unicode text"); raises UnicodeDecodeError for anything else."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    return data.decode("utf-8-sig")
 
 
 def _inside(rel_dir: str, file_name: object) -> str | None:
@@ -223,12 +272,13 @@ def _metadata_entries(folder: Path, root: Path, files: list[str], report: Ingest
             continue
         rel_dir = posixpath.dirname(rel)
         try:
-            text = _read_file(folder / rel, root).decode("utf-8-sig")
+            text = _metadata_text(_read_file(folder / rel, root))
         except ImageError as exc:
             report.skipped.append((rel, f"cannot read the metadata file: {exc}"))
             continue
         except UnicodeDecodeError:
-            report.skipped.append((rel, "cannot read the metadata file: it is not UTF-8 text"))
+            report.skipped.append((rel, "cannot read the metadata file: it is not UTF-8 text (save it again as "
+                                        "UTF-8, in a spreadsheet \"CSV UTF-8\")"))
             continue
         entries: list[tuple[int, Any]] = []
         if name.endswith(".jsonl"):
@@ -240,26 +290,71 @@ def _metadata_entries(folder: Path, root: Path, files: list[str], report: Ingest
                 except json.JSONDecodeError as exc:
                     report.skipped.append((f"{rel} line {number}", f"not valid JSON ({exc.msg})"))
         else:
-            reader = csv.DictReader(io.StringIO(text))
-            entries = [(number, dict(row)) for number, row in enumerate(reader, 2)]
+            entries = [(number, dict(row)) for number, row in enumerate(_csv_reader(text), 2)]
         for number, entry in entries:
             yield rel, rel_dir, number, entry
 
 
+def _file_index(files: list[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The folder's files by their name in Unicode NFC, and by that name case-folded (see `_find_file`)."""
+    by_nfc: dict[str, str] = {}
+    by_folded: dict[str, list[str]] = {}
+    for rel in files:
+        nfc = unicodedata.normalize("NFC", rel)
+        by_nfc.setdefault(nfc, rel)
+        by_folded.setdefault(nfc.casefold(), []).append(rel)
+    return by_nfc, by_folded
+
+
+def _find_file(target: str, present: set[str], index: tuple[dict[str, str], dict[str, list[str]]]) -> str | None:
+    """The folder's file a metadata line names: exactly, else the same name in another Unicode form (a Mac
+    writes `café` decomposed, a spreadsheet composed), else the one file whose name differs only in case
+    (`IMG_1.jpg` for `IMG_1.JPG`, as Windows and macOS open it). None when there is no such file."""
+    if target in present:
+        return target
+    by_nfc, by_folded = index
+    nfc = unicodedata.normalize("NFC", target)
+    if nfc in by_nfc:
+        return by_nfc[nfc]
+    folded = by_folded.get(nfc.casefold(), [])
+    return folded[0] if len(folded) == 1 else None
+
+
 def _read_metadata(folder: Path, root: Path, files: list[str], report: IngestReport) -> dict[str, dict[str, Any]]:
-    """Fields per file from every metadata.jsonl / metadata.csv (its `file_name` is relative to its folder)."""
+    """Fields per file from every metadata.jsonl / metadata.csv (its `file_name` is relative to its folder).
+
+    A line is skipped and named when its file is not in the folder (a typo, a file left out of the zip:
+    otherwise its labels vanish unsaid) or when it gives a file a field value an earlier line gave
+    differently (the first stands; silently taking the last mislabels the image)."""
     fields: dict[str, dict[str, Any]] = {}
+    where_set: dict[tuple[str, str], str] = {}
+    present, index = set(files), _file_index(files)
     for rel, rel_dir, number, entry in _metadata_entries(folder, root, files, report):
+        where = f"{rel} line {number}"
         if not isinstance(entry, dict) or "file_name" not in entry:
-            report.skipped.append((f"{rel} line {number}", "no file_name field"))
+            report.skipped.append((where, "no file_name field"))
             continue
         target = _inside(rel_dir, entry["file_name"])
         if target is None:
-            report.skipped.append((f"{rel} line {number}",
-                                   f"file_name {entry['file_name']!r} is outside the folder"))
+            report.skipped.append((where, f"file_name {entry['file_name']!r} is outside the folder"))
+            continue
+        found = _find_file(target, present, index)
+        if found is None or posixpath.basename(found) in METADATA_FILES:
+            report.skipped.append((where, f"file_name {entry['file_name']!r}: no such file in the folder "
+                                          f"(hidden files are left out); correct the name or add the file"))
             continue
         extra = {str(k): v for k, v in entry.items() if k != "file_name" and k is not None}
-        fields.setdefault(target, {}).update(extra)
+        known = fields.setdefault(found, {})
+        clash = next((k for k, v in extra.items() if k in known and known[k] != v), None)
+        if clash is not None:
+            report.skipped.append((where, f"{found} is already given {clash} {known[clash]!r} on "
+                                          f"{where_set[(found, clash)]}; this line's {extra[clash]!r} is left "
+                                          f"out (keep one line per file)"))
+            continue
+        for k, v in extra.items():
+            if k not in known:
+                known[k] = v
+                where_set[(found, k)] = where
     return fields
 
 
@@ -306,7 +401,8 @@ def ingest_folder(store: StoreProtocol, folder: Path, images_dir: Path, *, sugge
     suggested = 0
     images = [rel for rel in files if posixpath.basename(rel) not in METADATA_FILES]
     for rel in _progress(images, progress, len(images), "ingest"):
-        key = "folder:" + rel
+        name = _printable(rel)
+        key = "folder:" + name
         if key in existing:
             report.already_present += 1
             continue
@@ -317,11 +413,11 @@ def ingest_folder(store: StoreProtocol, folder: Path, images_dir: Path, *, sugge
             reason = str(exc)
             if reason == "not an image" and Path(rel).suffix.lower() in IMAGE_SUFFIXES:
                 reason = "not an image this app can read (convert it to JPEG or PNG)"
-            report.skipped.append((rel, reason))
+            report.skipped.append((name, reason))
             continue
         metadata: dict[str, Any] = {}
         if "/" in rel:
-            metadata["label"] = rel.split("/", 1)[0]
+            metadata["label"] = name.split("/", 1)[0]
         metadata.update(metadata_by_file.get(rel, {}))
         suggestion = _suggestion(metadata, suggestion_column)
         suggested += suggestion is not None
@@ -370,6 +466,7 @@ def _ingest_rows(store: StoreProtocol, folder: Path, root: Path, files: list[str
     paths joined by "|", so an edited metadata file adds only its new records."""
     existing = store.source_keys()
     batches = _Batches(store, report, batch_size)
+    present, index = set(files), _file_index(files)
     entries = list(_metadata_entries(folder, root, files, report))
     if not any(posixpath.basename(rel) in METADATA_FILES for rel in files):
         report.skipped.append((str(folder), f"no metadata.jsonl or metadata.csv: a record of several images is a "
@@ -387,7 +484,7 @@ def _ingest_rows(store: StoreProtocol, folder: Path, root: Path, files: list[str
                           else f"{col} {entry[col]!r} is outside the folder")
                 report.skipped.append((where, reason))
                 break
-            paths.append(target)
+            paths.append(_find_file(target, present, index) or target)  # `café` in either Unicode form
         else:
             key = "folder:" + "|".join(paths)
             if key in existing:
@@ -488,6 +585,8 @@ def _image_bytes(value: Any, token: str | bool | None) -> bytes:
         raise ImageError("no image (neither bytes nor a path)")
     from datasets.utils.file_utils import is_local_path, xopen
     if is_local_path(path):
+        if not os.path.lexists(path):  # a dataset row naming a file that is not there (not one removed meanwhile)
+            raise ImageError(f"no such file: {path}")
         return _read_file(Path(path), None)
     from datasets import DownloadConfig
     with xopen(path, "rb", download_config=DownloadConfig(token=token)) as f:

@@ -205,9 +205,9 @@ class Runtime:
                 if restored_export is not None:
                     log.info("restore: %s", restored_export.summary())
             if ingest and store.record_count() == 0:
-                from annotator.ingest import EmptySourceError, ingest_from_settings
+                from annotator.ingest import LOGGED_SKIPS, EmptySourceError, ingest_from_settings
                 report = ingest_from_settings(store, settings, task)
-                log.info("ingest: %s", report.summary())
+                log.info("ingest: %s", report.summary(skipped=LOGGED_SKIPS))  # each skipped file named
                 if store.record_count() == 0 and not settings.allow_empty:
                     raise EmptySourceError(settings, report)
             _sizes_as_shown(store, settings, fresh)

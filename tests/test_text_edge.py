@@ -113,10 +113,11 @@ def test_ingest_skips_unstorable_file_names_and_metadata(tmp_path: Path) -> None
     store = Store(tmp_path / "a.duckdb")
     try:
         report = ingest_folder(store, source, tmp_path / "images")
-        assert report.added == 1
-        assert [r.source_key for r in (store.record(i) for i in store.record_ids())] == ["folder:good.png"]
+        assert report.added == 2  # a name that is not UTF-8 is kept with its odd byte written out
+        assert sorted(r.source_key for r in (store.record(i) for i in store.record_ids())) == [
+            "folder:caf\\xe9.png", "folder:good.png"]
         skipped = dict(report.skipped)
-        assert set(skipped) == {"folder:caf\\udce9.png", "folder:nul-meta.png", "folder:surrogate-meta.png"}
+        assert set(skipped) == {"folder:nul-meta.png", "folder:surrogate-meta.png"}
         assert all(why.startswith("Its file name or metadata") and " contains " in why for why in skipped.values())
     finally:
         store.close()
