@@ -206,6 +206,9 @@ def set_final(deps: AdminDeps, who: Identity, record_id: object, answer: object)
             answer = json.loads(answer)
         except ValueError:
             pass
+        except RecursionError:  # nested past Python's limit: no task's answer is
+            raise InputError(f"Record {record.id}: that answer is nested too deeply to be one; send an object "
+                             f"with a value per question.") from None
     try:
         checked = check_answer(deps.task, answer, (record.width, record.height))
     except AnswerError as exc:
@@ -233,10 +236,20 @@ def review_queue(deps: AdminDeps, who: Identity, label: object = None, annotator
     """The records people answered, lowest agreement first, each with every answer, the consensus and the
     final; `label` / `annotator` ("" or None: any) narrow it down. Reading it is not audited."""
     Access.require_admin(who)
-    wanted = [v.strip() if isinstance(v, str) else "" for v in (label, annotator)]
+    wanted = [_filter(v, what) for v, what in ((label, "label"), (annotator, "annotator"))]
     responses = (r for batch in deps.store.iter_responses() for r in batch)
     return build_review_queue(deps.task, responses, deps.store.finals(), deps.service.gold,
                               label=wanted[0] or None, annotator=wanted[1] or None, box_iou=deps.settings.box_iou)
+
+
+def _filter(value: object, what: str) -> str:
+    """A review filter as text ("": any). Another type is refused: taken as "any", a script's mistake would
+    list every record as if it had matched."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(f"The {what} to filter by must be text (empty: any), not {type(value).__name__}.")
+    return value.strip()
 
 
 def review_record(deps: AdminDeps, who: Identity, record_id: object) -> tuple[Record, ReviewItem]:

@@ -5,7 +5,7 @@ the busiest route of all. Through FastAPI it pays for routing, parameter
 parsing, the cookie layers and a Response object, more CPU than sending the
 bytes. `ImageLane` is a pure-ASGI layer just inside `Edge` (so the edge's
 rules still apply first) that answers `GET /img/<id>` and `/img/<id>/<n>`
-itself when the link verifies and the rendition is in memory or on disk
+(and HEAD: the same headers, no body) itself when the link verifies and the rendition is in memory or on disk
 (`AnnotationService.cached_image`). Everything else goes on to the routes in
 `server.py`, which answer it in full: a render, the zoomed view, and every
 refusal with its message. So the lane only ever answers 200, with the
@@ -23,6 +23,8 @@ from annotator.tickets import IMAGE_ROUTE, TicketError
 from annotator.ui.edge import ASGIApp, Receive, Scope, Send
 
 # a record's first image, or its image 2 to 9 (task.MAX_IMAGES), as server.py's routes take them
+# HEAD (a link checker, a proxy asking the size) gets GET's headers; server.py refuses the rest with 405
+IMAGE_METHODS = ("GET", "HEAD")
 _PATH = re.compile(re.escape(IMAGE_ROUTE) + r"/([1-9][0-9]{0,8})(?:/([2-9]))?")
 
 
@@ -40,12 +42,12 @@ class ImageLane:
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["method"] in IMAGE_METHODS:
             reply = self._in_memory(scope)
             if reply is not None:
                 body, headers = reply
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
                 return
         await self.app(scope, receive, send)
 

@@ -94,7 +94,10 @@ class ReviewView:
             self.annotator = gr.Textbox(label="Answered by", placeholder="user name (empty: anyone)",
                                         elem_id="review-annotator", scale=1)
             self.load = gr.Button("Show records by disagreement", elem_id="review-load", size="sm", scale=1)
-        self.ids = gr.State([])
+        # the list's rows as shown, kept on the server: the save and take-back handlers mark a row from this, never
+        # from a table the client sends back (which any caller can make up, and Gradio's own parsing of a made-up
+        # table fails before a handler runs)
+        self.rows = gr.State([])
         self.table = gr.Dataframe(headers=LIST_COLUMNS, interactive=False, elem_id="review-list", max_height=300,
                                   label="Records, lowest agreement first: click one to review it")
         with gr.Column(elem_id="review-box"):
@@ -125,9 +128,11 @@ class ReviewView:
 
     # --- what the handlers show ---------------------------------------------------------------
 
-    def _list(self, items: list[ReviewItem]) -> pd.DataFrame:
-        return pd.DataFrame([[i.record_id, None if i.agreement is None else round(100 * i.agreement, 1),
-                              len(i.answers), "yes" if i.final else ""] for i in items], columns=LIST_COLUMNS)
+    @staticmethod
+    def _rows(items: list[ReviewItem]) -> list[list[Any]]:
+        """The list's rows (LIST_COLUMNS), as kept in the session and shown."""
+        return [[i.record_id, None if i.agreement is None else round(100 * i.agreement, 1), len(i.answers),
+                 "yes" if i.final else ""] for i in items]
 
     def _show(self, who: Identity, record: Record, item: ReviewItem, message: str) -> list[Any]:
         """The record's textbox, its details, each control set to the final answer (else the consensus), the
@@ -215,18 +220,22 @@ class ReviewView:
                 who = identify(self.rt.access, profile, request)
                 items = gate.run(who, lambda: admin_actions.review_queue(deps, who, label, annotator))
                 if not items:
-                    return [self._list([]), [], *blank, _ok("No record matches: nothing to review.")]
+                    return [_table([]), [], *blank, _ok("No record matches: nothing to review.")]
                 record, item = gate.run(who, lambda: admin_actions.review_record(deps, who, items[0].record_id))
             except (AuthError, InputError) as exc:
                 return [gr.skip(), gr.skip(), *blank, _error(str(exc))]
-            return [self._list(items), [i.record_id for i in items],
+            rows = self._rows(items)
+            return [_table(rows), rows,
                     *self._show(who, record, item, _ok(f"{len(items)} record(s), lowest agreement first."))]
 
-        def open_record(ids: list[int], evt: gr.SelectData, profile: gr.OAuthProfile | None,
+        def open_record(rows: list[list[Any]], evt: gr.EventData, profile: gr.OAuthProfile | None,
                         request: gr.Request) -> list[Any]:
+            """`evt`: the row clicked. Plain EventData, read by `_clicked_row`: gr.SelectData's constructor
+            fails (a traceback in the log) on event data that lacks its keys, which any caller can send."""
             try:
                 who = identify(self.rt.access, profile, request)
-                rid = ids[evt.index[0]] if ids and 0 <= evt.index[0] < len(ids) else None
+                row = _clicked_row(getattr(evt, "_data", None), len(rows or []))
+                rid = None if row is None else rows[row][0]
                 if rid is None:
                     return [*blank, _error("Show the list again, then click a record.")]
                 record, item = gate.run(who, lambda: admin_actions.review_record(deps, who, rid))
@@ -235,12 +244,14 @@ class ReviewView:
             return self._show(who, record, item, "")
 
         def save(data: dict[Any, Any], profile: gr.OAuthProfile | None, request: gr.Request) -> list[Any]:
-            """`data`: the list, its ids, the record's textbox and each question's control, by component."""
-            record_id, ids = data[self.record], data[self.ids] or []
+            """`data`: the list's rows (the session's), the record's textbox and each question's control, by
+            component."""
+            record_id, rows = data[self.record], data[self.rows] or []
+            ids = [row[0] for row in rows]
             try:
                 who = identify(self.rt.access, profile, request)
                 if not (record_id or "").strip():
-                    return [gr.skip(), *blank, _error("Choose a record from the list first.")]
+                    return [gr.skip(), gr.skip(), *blank, _error("Choose a record from the list first.")]
                 answer = self._answer(who, record_id, [data[c] for c in self.inputs])
                 result = gate.run(who, lambda: admin_actions.set_final(deps, who, record_id, answer))
                 done = result.detail["record_id"]
@@ -248,32 +259,46 @@ class ReviewView:
                 record, item = gate.run(who, lambda: admin_actions.review_record(deps, who,
                                                                                 after[0] if after else done))
             except (AuthError, InputError) as exc:
-                return [gr.skip(), *blank, _error(str(exc))]
+                return [gr.skip(), gr.skip(), *blank, _error(str(exc))]
             tail = "" if after else " That was the last record of the list."
-            return [_marked(data[self.table], done, "yes"),  # then the next record, or this one again
+            marked = _marked(rows, done, "yes")
+            return [_table(marked), marked,  # then the next record, or this one again
                     *self._show(who, record, item, _ok(result.message + tail))]
 
-        def take_back(table: pd.DataFrame, record_id: str, profile: gr.OAuthProfile | None,
+        def take_back(rows: list[list[Any]], record_id: str, profile: gr.OAuthProfile | None,
                       request: gr.Request) -> list[Any]:
             try:
                 who = identify(self.rt.access, profile, request)
                 result = gate.run(who, lambda: admin_actions.clear_final(deps, who, record_id))
                 record, item = gate.run(who, lambda: admin_actions.review_record(deps, who, record_id))
             except (AuthError, InputError) as exc:
-                return [gr.skip(), *blank, _error(str(exc))]
-            return [_marked(table, record.id, ""), *self._show(who, record, item, _ok(result.message))]
+                return [gr.skip(), gr.skip(), *blank, _error(str(exc))]
+            marked = _marked(rows or [], record.id, "")
+            return [_table(marked), marked, *self._show(who, record, item, _ok(result.message))]
 
         shown = [self.record, self.detail, *self.inputs, self.result]
         common = dict(api_name=False, concurrency_limit=None)  # AdminGate limits the work (annotator.ui.admin)
-        self.load.click(show_list, [self.label, self.annotator], [self.table, self.ids, *shown], **common)
-        self.table.select(open_record, [self.ids], shown, **common)
-        self.save.click(save, {self.table, self.ids, self.record, *self.inputs}, [self.table, *shown], **common)
-        self.clear.click(take_back, [self.table, self.record], [self.table, *shown], **common)
+        self.load.click(show_list, [self.label, self.annotator], [self.table, self.rows, *shown], **common)
+        self.table.select(open_record, [self.rows], shown, **common)
+        self.save.click(save, {self.rows, self.record, *self.inputs}, [self.table, self.rows, *shown], **common)
+        self.clear.click(take_back, [self.rows, self.record], [self.table, self.rows, *shown], **common)
 
 
-def _marked(table: pd.DataFrame, record_id: int, final: str) -> pd.DataFrame:
+def _table(rows: list[list[Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=LIST_COLUMNS)
+
+
+def _marked(rows: list[list[Any]], record_id: int, final: str) -> list[list[Any]]:
     """The list as shown, its row of `record_id` saying whether the record has a final answer now (the list
     is not read again: its order stays while the admin works through it)."""
-    table = table.copy()
-    table.loc[table["record"].astype(str) == str(record_id), "final"] = final
-    return table
+    return [[*row[:3], final] if row[0] == record_id else row for row in rows]
+
+
+def _clicked_row(data: object, count: int) -> int | None:
+    """The row a table click names, from its raw event data (`{"index": [row, column], ...}` from the page);
+    None unless it is a whole number below `count`, whatever a caller made up."""
+    index = data.get("index") if isinstance(data, dict) else None
+    row = index[0] if isinstance(index, list) and index else None
+    if isinstance(row, int) and not isinstance(row, bool) and 0 <= row < count:
+        return row
+    return None

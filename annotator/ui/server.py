@@ -38,7 +38,7 @@ from annotator.ui.errors import hide_unexpected_errors
 from annotator.ui.frame import FrameCookieNotice
 from annotator.ui.gradio_glue import mounted_app, slow_queue_polling
 from annotator.ui.identity import identify_http
-from annotator.ui.image_lane import ImageLane, cache_control
+from annotator.ui.image_lane import IMAGE_METHODS, ImageLane, cache_control
 from annotator.ui.login import password_sign_in
 from annotator.ui.projector import add_projector_routes
 
@@ -81,18 +81,19 @@ def create_app(runtime: Runtime) -> FastAPI:
                  or await run_in_threadpool(render, record_id, large, number))
         return Response(found.data, media_type=found.media_type, headers={"Cache-Control": cache_control(e)})
 
-    @app.get(IMAGE_ROUTE + "/{record_id}")
+    @app.api_route(IMAGE_ROUTE + "/{record_id}", methods=list(IMAGE_METHODS))
     async def image(record_id: int, u: str = "", e: str = "", s: str = "") -> Response:
         return await serve(record_id, u, e, s, large=False)
 
-    @app.get(IMAGE_ROUTE + "/{record_id}/large")
+    @app.api_route(IMAGE_ROUTE + "/{record_id}/large", methods=list(IMAGE_METHODS))
     async def large_image(record_id: int, u: str = "", e: str = "", s: str = "") -> Response:
         """The zoomed view's rendition, under the display link's own signature: the link proves the
         record's image was handed to this person until its expiry, whichever size they look at. Rendered
         when first asked for (the display rendition stays the click path's only work)."""
         return await serve(record_id, u, e, s, large=True)
 
-    @app.get(IMAGE_ROUTE + "/{record_id}/{number}")  # after /large, which it would match too
+    # after /large, which it would match too
+    @app.api_route(IMAGE_ROUTE + "/{record_id}/{number}", methods=list(IMAGE_METHODS))
     async def further_image(record_id: int, number: str, u: str = "", e: str = "", s: str = "") -> Response:
         """A record's second, third... image, under a signature over the record and the image's number
         (`Signer.image_url`). The first image has only its own link (`/img/<id>`); no zoomed rendition
@@ -102,6 +103,14 @@ def create_app(runtime: Runtime) -> FastAPI:
             raise HTTPException(status_code=404, detail="no such image")
         return await serve(record_id, u, e, s, large=False, number=int(number))
 
+    async def image_method_not_allowed(path: str) -> JSONResponse:
+        """Any other method on an image address: a 405 that says so (without it, the request fell through
+        to Gradio's mount and got a bare 404, as if the image did not exist)."""
+        return JSONResponse({"detail": "images are only read here (GET or HEAD)"}, 405,
+                            headers={"Allow": ", ".join(IMAGE_METHODS)})
+
+    app.add_api_route(IMAGE_ROUTE + "/{path:path}", image_method_not_allowed, include_in_schema=False,
+                      methods=["POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
     add_static_routes(app)  # the page's script and style (annotator/ui/static), by content-versioned URL
     blocks, head = build_blocks(runtime)
     hide_unexpected_errors(blocks)
