@@ -8,7 +8,10 @@ back, so the browser does not fetch a preloaded image again.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -140,3 +143,78 @@ def test_the_image_lane_sends_rendered_images_and_leaves_everything_else_to_the_
     assert len(passed) == 4
     assert client.get(f"{path}?{query.replace('s=', 's=0')}").status_code == 403
     assert client.get(f"{path}/large?{query}").status_code == 200
+
+
+def test_one_persons_flood_of_slow_image_requests_takes_two_work_threads_and_others_still_load(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Links to images no longer in memory each cost a store read and a file read in the thread pool that
+    everyone's clicks use. One person's requests of that kind run two at a time (edge.PersonSlots), 64 more
+    wait on the event loop and the rest get a 429 at once; another person's image loads meanwhile."""
+    service = client.runtime.service  # type: ignore[attr-defined]
+    real_image = service.image
+    held = {"running": 0, "most": 0}
+    lock = threading.Lock()
+    release = threading.Event()
+    others = 12  # bob's record; the flood asks for records 1-11, whose renders wait for `release`
+
+    def slow_image(record_id: int, **kw):
+        if record_id != others:
+            with lock:
+                held["running"] += 1
+                held["most"] = max(held["most"], held["running"])
+            release.wait(20)
+            with lock:
+                held["running"] -= 1
+        return real_image(record_id, **kw)
+
+    monkeypatch.setattr(service, "cached_image", lambda *a, **kw: None)  # every request takes the slow path
+    monkeypatch.setattr(service, "image", slow_image)
+    signer = client.runtime.signer  # type: ignore[attr-defined]
+    mine = [signer.image_url(1 + i % 11, "local", ttl=TTL) for i in range(2 + 64 + 10)]
+    with ThreadPoolExecutor(len(mine) + 1) as pool:
+        try:
+            flood = [pool.submit(client.get, url) for url in mine]
+            deadline = time.monotonic() + 20
+            while sum(f.done() for f in flood) < 10 and time.monotonic() < deadline:
+                time.sleep(0.05)  # the 10 past two running and 64 waiting are refused at once
+            time.sleep(0.2)  # ... and no more than those
+            refused = [f.result() for f in flood if f.done()]
+            assert [r.status_code for r in refused] == [429] * 10, refused
+            assert all(r.headers["retry-after"] == "1" and "wait a second" in r.json()["detail"] for r in refused)
+            assert held == {"running": 2, "most": 2}, held  # two in work threads; 64 wait on the event loop
+            bob = client.get(signer.image_url(others, "bob", ttl=TTL))
+            assert bob.status_code == 200 and bob.headers["content-type"].startswith("image/")
+        finally:
+            release.set()
+        codes = sorted(f.result(20).status_code for f in flood)
+    assert codes == [200] * 66 + [429] * 10
+    assert held["most"] == 2
+
+
+def test_person_slots_queue_then_refuse_and_forget_people_with_nothing_in_flight() -> None:
+    from annotator.ui.edge import PersonSlots, SlotsFull
+
+    async def run() -> None:
+        slots = PersonSlots(running=1, waiting=1)
+        order: list[str] = []
+        gate = asyncio.Event()
+
+        async def hold(name: str, tag: str) -> None:
+            async with slots.slot(name):
+                order.append(tag)
+                await gate.wait()
+
+        first = asyncio.create_task(hold("ann", "a1"))
+        second = asyncio.create_task(hold("ann", "a2"))
+        await asyncio.sleep(0.01)
+        with pytest.raises(SlotsFull):
+            async with slots.slot("ann"):
+                pass
+        async with slots.slot("bob"):  # another person is not held up by ann
+            order.append("b1")
+        assert order == ["a1", "b1"]  # a2 waits its turn
+        gate.set()
+        await asyncio.gather(first, second)
+        assert order == ["a1", "b1", "a2"] and len(slots) == 0
+
+    asyncio.run(run())

@@ -14,6 +14,9 @@ buffered):
   already read the cookie): the person's identity and role, and their
   request budget, before the body is read.
 
+`PersonSlots` keeps work that no cookie budgets (an image link needs no
+cookie) to a few threads per person: the image route's renders and reads.
+
 Cross-site policy (Fetch Metadata, with Origin/Referer for browsers that do
 not send it): a browser request is served when it is same-origin or typed
 by the person (`Sec-Fetch-Site: same-origin|none`); another site may only
@@ -33,13 +36,14 @@ its own cookies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Awaitable, Callable, Literal, MutableMapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal, MutableMapping
 from urllib.parse import unquote, urlsplit
 
 from starlette.requests import Request
@@ -355,6 +359,46 @@ class Budget:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class SlotsFull(Exception):
+    """One person already has `PersonSlots.running + waiting` requests of this kind in flight."""
+
+
+class PersonSlots:
+    """At most `running` of one person's requests of a kind in the work threads at once, up to `waiting` more
+    queued on the event loop (cheap), the rest refused (SlotsFull).
+
+    For work that cannot be budgeted by the session cookie: an image link works without cookies, and one
+    person's flood of their own valid links to images no longer in memory costs a store read and a file
+    read each, in the thread pool the clicks of everyone else use. Honest pages stay far below: a page
+    preloads at most its buffered records' images, nearly all of them rendered already. Memory holds only
+    the people with a request in flight.
+    """
+
+    def __init__(self, running: int = 2, waiting: int = 64) -> None:
+        self.running, self.waiting = running, waiting
+        self._in_flight: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, name: str) -> AsyncIterator[None]:
+        gate, count = self._in_flight.get(name, (None, 0))
+        if count >= self.running + self.waiting:
+            raise SlotsFull()
+        gate = gate or asyncio.Semaphore(self.running)
+        self._in_flight[name] = (gate, count + 1)
+        try:
+            async with gate:
+                yield
+        finally:
+            left = self._in_flight[name][1] - 1
+            if left:
+                self._in_flight[name] = (gate, left)
+            else:
+                del self._in_flight[name]
+
+    def __len__(self) -> int:
+        return len(self._in_flight)
 
 
 def check_people(gradio_app: Any, who: Callable[[Request], Identity], budget: Budget) -> None:

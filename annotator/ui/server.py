@@ -33,7 +33,7 @@ from annotator.ui.assets import add_static_routes
 from annotator.ui.blocks import build_blocks
 from annotator.ui.clicks import add_click_routes
 from annotator.ui.cookies import PartitionedSessionCookies
-from annotator.ui.edge import UPLOAD_MAX_BYTES, Budget, Edge, check_people, surface_for
+from annotator.ui.edge import UPLOAD_MAX_BYTES, Budget, Edge, PersonSlots, SlotsFull, check_people, surface_for
 from annotator.ui.errors import hide_unexpected_errors
 from annotator.ui.frame import FrameCookieNotice
 from annotator.ui.gradio_glue import mounted_app, slow_queue_polling
@@ -62,6 +62,8 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
+    renders = PersonSlots()  # keyed by the link's person, verified before a slot is taken
+
     def render(record_id: int, large: bool, number: int) -> Rendition:
         try:
             found = runtime.service.image(record_id, large=large, number=number)
@@ -77,8 +79,15 @@ def create_app(runtime: Runtime) -> FastAPI:
             runtime.signer.verify_image(record_id, u, e, s, number=number)
         except TicketError as exc:
             raise HTTPException(status_code=403, detail=str(exc)) from None
-        found = (runtime.service.cached_image(record_id, large=large, number=number)
-                 or await run_in_threadpool(render, record_id, large, number))
+        found = runtime.service.cached_image(record_id, large=large, number=number)
+        if found is None:  # a store read, a file read or a render, in a work thread: a few at a time per person
+            try:
+                async with renders.slot(u):
+                    found = await run_in_threadpool(render, record_id, large, number)
+            except SlotsFull:
+                raise HTTPException(status_code=429, headers={"Retry-After": "1"},
+                                    detail="too many image requests at once from this person; wait a second, "
+                                           "then load the page again") from None
         return Response(found.data, media_type=found.media_type, headers={"Cache-Control": cache_control(e)})
 
     @app.api_route(IMAGE_ROUTE + "/{record_id}", methods=list(IMAGE_METHODS))
