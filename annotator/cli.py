@@ -87,7 +87,7 @@ def add_ingest(subparsers: Subparsers) -> None:
                     "--dataset, reads SOURCE_DATASET or SOURCE_DIR. Do not run while the app uses the same "
                     "DATA_DIR.")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--folder", metavar="DIR", help="a folder of images (class sub-folders become labels)")
+    source.add_argument("--folder", metavar="DIR", help="a folder of images (a class sub-folder's name becomes the image's label field)")
     source.add_argument("--dataset", metavar="NAME", help="a Hub dataset id (default: SOURCE_DATASET)")
     parser.add_argument("--config", metavar="C", default=None, help="dataset config (default: SOURCE_CONFIG)")
     parser.add_argument("--split", default=None, help="dataset split (default: SOURCE_SPLIT, else train)")
