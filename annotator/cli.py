@@ -22,7 +22,6 @@ from annotator.export.hub import ExportError, Exporter
 from annotator.export.local import export_local
 from annotator.ingest import IngestError, ingest_dataset, ingest_folder
 from annotator.runtime import load_gold
-from annotator.snapshot import restore_snapshot
 from annotator.stats import format_text, summarize
 from annotator.store import StoreError
 from annotator.engine import describe, open_store
@@ -147,8 +146,6 @@ def _run_export(args: argparse.Namespace) -> int:
     task = load_task(settings.task_file)
     if args.push and not settings.export_repo:
         raise ConfigError("EXPORT_REPO is not set; set it to the dataset id (owner/name) to push to.")
-    if settings.db_mode == "snapshot":
-        restore_snapshot(settings)
     with closing(open_store(settings, task)) as store:
         if store.record_count() == 0:
             print(f"error: the store {describe(settings)} has no records; nothing to export", file=sys.stderr)

@@ -19,6 +19,7 @@ from annotator.backend import LocalBackend
 from annotator.config import Settings, scrub_url
 from annotator.pg_backend import PgBackend
 from annotator.pg_store import PgStore
+from annotator.snapshot import restore_snapshot
 from annotator.store import Store
 from annotator.store_protocol import StoreProtocol
 from annotator.task import TaskSpec, legacy_question, load_task
@@ -71,7 +72,11 @@ def open_engine(settings: Settings, task: TaskSpec | None = None) -> Engine:
 
 
 def open_store(settings: Settings, task: TaskSpec | None = None) -> StoreProtocol:
-    """Open (and migrate) the store the settings name, without a backend (the command-line tools)."""
+    """Open (and migrate) the store the settings name, without a backend (the command-line tools). In
+    snapshot mode DATA_DIR's snapshot is restored first, as the app does: a tool never reads, or leaves
+    behind, a local file that does not hold DATA_DIR's answers."""
+    if settings.db_mode == "snapshot" and not uses_postgres(settings):
+        restore_snapshot(settings)
     return open_engine(settings, task).store
 
 

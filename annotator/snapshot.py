@@ -6,8 +6,16 @@ fsync may not behave as on a disk. In snapshot mode the live file is
 consistent copy to `DATA_DIR/annotator.duckdb` every SNAPSHOT_EVERY seconds
 when something changed, on request, and at shutdown. At start,
 `restore_snapshot(settings)` copies that file back when the local one is
-missing (a restarted Space). What a crash can cost: the answers committed
-since the last snapshot.
+missing (a restarted Space) or does not continue it. What a crash can cost:
+the answers committed since the last snapshot.
+
+Which local file continues the snapshot: beside the live file,
+`annotator.duckdb.continues` holds the identity of the snapshot it was
+restored from or last wrote (the owner marker). A local file without it, or
+with another snapshot's, was made by something else (a command-line tool
+run before the restore, a copy): kept under `annotator.duckdb.replaced-<time>`
+and the snapshot restored, never taken as the data and snapshotted over
+DATA_DIR's answers.
 
 How a snapshot is made, and why it is consistent without pausing the writer:
 
@@ -134,22 +142,66 @@ def _remove_leftovers(folder: Path, prefix: str) -> None:
             pass
 
 
+CONTINUES_SUFFIX = ".continues"
+
+
+def _remote_identity(settings: Settings) -> str:
+    """DATA_DIR's snapshot as one string: its owner marker (new at every snapshot), else its size and time
+    (a direct-mode file, before this mode's first snapshot)."""
+    marker, size, _ = _remote_state(settings)
+    if marker is not None:
+        return marker.decode("utf-8", "replace")
+    try:
+        return f"no marker; {size} bytes, modified {snapshot_path(settings).stat().st_mtime_ns}"
+    except FileNotFoundError:
+        return "no snapshot"
+
+
+def _continues_path(settings: Settings) -> Path:
+    return settings.db_path.with_name(settings.db_path.name + CONTINUES_SUFFIX)
+
+
+def _note_continues(settings: Settings) -> None:
+    """Record that the local file continues DATA_DIR's snapshot as it is now (after a restore or a write)."""
+    path = _continues_path(settings)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
+        out.write(_remote_identity(settings))
+    os.replace(tmp, path)
+
+
+def _continues(settings: Settings) -> bool:
+    try:
+        return _continues_path(settings).read_text(encoding="utf-8") == _remote_identity(settings)
+    except (FileNotFoundError, UnicodeDecodeError):
+        return False
+
+
 def restore_snapshot(settings: Settings) -> Path | None:
-    """At start in snapshot mode: copy DATA_DIR's snapshot to the local path when the local file is missing.
+    """At start in snapshot mode: copy DATA_DIR's snapshot to the local path when the local file is missing
+    or does not continue that snapshot (see the module's docstring; such a file is kept aside, not deleted).
 
     Returns the snapshot's path when it was copied, None otherwise (not
-    snapshot mode, a local file already there, or no snapshot yet). A stale
+    snapshot mode, the local file continues it, or no snapshot yet). A stale
     local WAL without its database is removed first (DuckDB would replay it
     onto the wrong file). Raises SnapshotError when the copy fails.
     """
     if settings.db_mode != "snapshot":
         return None
     local, remote = settings.db_path, snapshot_path(settings)
-    if local.exists() or not remote.exists():
+    if not remote.exists() or (local.exists() and _continues(settings)):
         return None
     started = time.monotonic()
     try:
         local.parent.mkdir(parents=True, exist_ok=True)
+        if local.exists():
+            aside = local.with_name(f"{local.name}.replaced-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
+            if _wal(local).exists():
+                os.replace(_wal(local), _wal(aside))
+            os.replace(local, aside)
+            log.warning("snapshot: %s does not continue DATA_DIR's snapshot %s (a command-line tool or a copy "
+                        "made it, or it predates this check): kept as %s, and the snapshot is restored", local,
+                        remote, aside)
         _wal(local).unlink(missing_ok=True)
         _remove_leftovers(local.parent, f".{local.name}.restore-")
         tmp = local.with_name(f".{local.name}.restore-{os.getpid()}")
@@ -159,6 +211,7 @@ def restore_snapshot(settings: Settings) -> Path | None:
             os.replace(wal_tmp, _wal(local))
         size = _copy_durably(remote, tmp)
         os.replace(tmp, local)
+        _note_continues(settings)
         fsync_dir(local.parent)
     except OSError as exc:
         raise SnapshotError(f"cannot copy the snapshot {remote} to {local} ({exc.strerror or exc}); check "
@@ -299,6 +352,7 @@ class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
             self._write_marker()
             fsync_dir(data)
             self._seen = _remote_state(self.settings)
+            _note_continues(self.settings)  # the live file goes on from what it just wrote
             return size
         finally:
             for leftover in (local_tmp, _wal(local_tmp), remote_tmp):

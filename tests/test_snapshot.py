@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import closing
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import duckdb
 import pytest
 
 from annotator.config import Settings, load_settings
+from annotator.engine import open_store
 from annotator.snapshot import (OWNER_MARKER, ForeignSnapshotError, SnapshotError, Snapshotter,
                                 SnapshotterClosedError, restore_snapshot, snapshot_path)
 from annotator.model import NewRecord, ResponseWrite
@@ -85,6 +87,42 @@ def test_snapshot_survives_the_loss_of_the_local_file(tmp_path):
         reopened.close()
     assert restore_snapshot(settings) is None  # the local file is there: nothing copied
     assert restore_snapshot(replace(settings, db_mode="direct")) is None
+
+
+def test_a_local_file_that_does_not_continue_the_snapshot_is_set_aside_and_the_snapshot_restored(tmp_path):
+    """A command-line tool run on an empty CACHE_DIR used to leave an empty local database; the app then
+    took it as the data (the local file was there), ingested the images again and snapshotted over every
+    answer in DATA_DIR. Now every tool restores first, and a local file that does not continue DATA_DIR's
+    snapshot is kept aside while the snapshot is restored."""
+    settings = snapshot_settings(tmp_path)
+    store = seeded(settings)
+    store.apply([answer(1, "alice", 1), answer(2, "bob", 2)])
+    snapshots = Snapshotter(store, settings)
+    snapshots.snapshot_now()
+    store.apply([answer(3, "carol", 3)])  # committed after the last snapshot: the live file is ahead
+    snapshots.stop(final=False)
+    store.close()
+    assert restore_snapshot(settings) is None  # it continues the snapshot: kept, with its newer answer
+    with closing(Store(settings.db_path)) as again:
+        assert len(all_responses(again)) == 3
+
+    for path in settings.cache_dir.iterdir():  # the Space restarted ...
+        path.unlink()
+    with closing(open_store(settings)) as tool:  # ... and an organizer ran `python -m annotator stats`
+        assert tool.record_count() == 5 and len(all_responses(tool)) == 2  # the snapshot's, not an empty file
+
+    for path in settings.cache_dir.iterdir():
+        path.unlink()
+    with closing(Store(settings.db_path)) as stray:  # a local file from elsewhere (an older tool, a copy)
+        stray.add_records([NewRecord("other", "cd/0.png", "cd" * 32, 4, 4, 10)])
+    assert restore_snapshot(settings) == snapshot_path(settings)
+    with closing(Store(settings.db_path)) as restored:
+        assert restored.record_count() == 5 and len(all_responses(restored)) == 2
+    aside = [p for p in settings.cache_dir.iterdir() if ".replaced-" in p.name]
+    assert len(aside) == 1  # kept, not deleted
+    with closing(Store(aside[0])) as kept:
+        assert kept.record_count() == 1
+    assert restore_snapshot(settings) is None  # now it continues the snapshot
 
 
 def test_scheduled_snapshots_only_after_changes(tmp_path):
