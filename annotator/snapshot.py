@@ -161,20 +161,25 @@ def _continues_path(settings: Settings) -> Path:
     return settings.db_path.with_name(settings.db_path.name + CONTINUES_SUFFIX)
 
 
-def _note_continues(settings: Settings) -> None:
-    """Record that the local file continues DATA_DIR's snapshot as it is now (after a restore or a write)."""
+def _note_continues(settings: Settings, coming: str | None = None) -> None:
+    """Record that the local file continues DATA_DIR's snapshot as it is now (after a restore), and the
+    marker `coming` about to replace it (a snapshot written): a kill between the two keeps the live file."""
     path = _continues_path(settings)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    identities = [_remote_identity(settings)] + ([coming] if coming is not None else [])
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
-        out.write(_remote_identity(settings))
+        json.dump(identities, out)
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(tmp, path)
 
 
 def _continues(settings: Settings) -> bool:
     try:
-        return _continues_path(settings).read_text(encoding="utf-8") == _remote_identity(settings)
-    except (FileNotFoundError, UnicodeDecodeError):
+        identities = json.loads(_continues_path(settings).read_text(encoding="utf-8"))
+    except (FileNotFoundError, UnicodeDecodeError, ValueError):
         return False
+    return isinstance(identities, list) and _remote_identity(settings) in identities
 
 
 def restore_snapshot(settings: Settings) -> Path | None:
@@ -349,10 +354,11 @@ class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
             # replayed onto the new snapshot: remove it first (its content is in the live store)
             _wal(target).unlink(missing_ok=True)
             os.replace(remote_tmp, target)
-            self._write_marker()
+            marker = self._next_marker()
+            _note_continues(self.settings, marker)  # the live file goes on from what it writes now
+            self._write_marker(marker)
             fsync_dir(data)
             self._seen = _remote_state(self.settings)
-            _note_continues(self.settings)  # the live file goes on from what it just wrote
             return size
         finally:
             for leftover in (local_tmp, _wal(local_tmp), remote_tmp):
@@ -383,14 +389,17 @@ class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
         except (ValueError, TypeError, AttributeError):
             return 0
 
-    def _write_marker(self) -> None:
-        """Record this owner and the next generation beside the snapshot (atomic replace)."""
+    def _next_marker(self) -> str:
+        """The owner marker of the snapshot being written: this owner and the next generation."""
         self._generation += 1
-        marker = snapshot_path(self.settings).with_name(OWNER_MARKER)
-        tmp = marker.with_name(f".{marker.name}.tmp-{os.getpid()}")
-        body = json.dumps({"owner": self._owner_id, "generation": self._generation, "pid": os.getpid(),
+        return json.dumps({"owner": self._owner_id, "generation": self._generation, "pid": os.getpid(),
                            "host": socket.gethostname(),
                            "written_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")})
+
+    def _write_marker(self, body: str) -> None:
+        """Put the marker beside the snapshot (atomic replace)."""
+        marker = snapshot_path(self.settings).with_name(OWNER_MARKER)
+        tmp = marker.with_name(f".{marker.name}.tmp-{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(fd, "w", encoding="utf-8") as out:
             out.write(body)

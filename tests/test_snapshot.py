@@ -105,6 +105,12 @@ def test_a_local_file_that_does_not_continue_the_snapshot_is_set_aside_and_the_s
     assert restore_snapshot(settings) is None  # it continues the snapshot: kept, with its newer answer
     with closing(Store(settings.db_path)) as again:
         assert len(all_responses(again)) == 3
+    marker = snapshot_path(settings).with_name(OWNER_MARKER)
+    before, written = json.loads(Path(str(settings.db_path) + ".continues").read_text())
+    assert written == marker.read_text()
+    marker.write_text(before)  # killed after the snapshot's rename, before its marker's: still continues
+    assert restore_snapshot(settings) is None
+    marker.write_text(written)
 
     for path in settings.cache_dir.iterdir():  # the Space restarted ...
         path.unlink()
