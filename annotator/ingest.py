@@ -65,14 +65,18 @@ class IngestError(ConfigError):
     """The source cannot be read at all (wrong name, split or column); the message says what to change."""
 
 
+def source_setting(settings: Settings) -> str:
+    """The setting the images come from, as an organizer would set it (for messages)."""
+    if settings.source_dataset:
+        return f"SOURCE_DATASET={settings.source_dataset!r} (split {settings.source_split!r})"
+    return f"SOURCE_DIR={str(settings.source_dir or '')!r}"
+
+
 class EmptySourceError(IngestError):
     """Start-up found nothing to annotate and ALLOW_EMPTY is not set: the message names every skipped file."""
 
     def __init__(self, settings: Settings, report: "IngestReport") -> None:
-        if settings.source_dataset:
-            source = f"SOURCE_DATASET={settings.source_dataset!r} (split {settings.source_split!r})"
-        else:
-            source = f"SOURCE_DIR={str(settings.source_dir or '')!r}"
+        source = source_setting(settings)
         lines = [f"there is nothing to annotate: {source} gave no usable image"
                  + (f" ({len(report.skipped)} skipped):" if report.skipped else " (it holds no image files).")]
         lines += [f"  {item}: {reason}" for item, reason in report.skipped]
@@ -420,7 +424,8 @@ def ingest_folder(store: StoreProtocol, folder: Path, images_dir: Path, *, sugge
             metadata["label"] = name.split("/", 1)[0]
         metadata.update(metadata_by_file.get(rel, {}))
         suggestion = _suggestion(metadata, suggestion_column)
-        suggested += suggestion is not None
+        # a field of another form (a boxes question's list of boxes) is a suggestion too, read per question
+        suggested += bool(suggestion_column) and metadata.get(suggestion_column) is not None
         batches.add(NewRecord(key, relative, sha, width, height, len(data), metadata, suggestion))
         existing.add(key)
     batches.flush()

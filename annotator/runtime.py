@@ -210,6 +210,11 @@ class Runtime:
                 log.info("ingest: %s", report.summary(skipped=LOGGED_SKIPS))  # each skipped file named
                 if store.record_count() == 0 and not settings.allow_empty:
                     raise EmptySourceError(settings, report)
+            elif ingest:  # a source changed after the first start is not read: say so, not nothing
+                from annotator.ingest import source_setting
+                log.info("ingest: the database already holds %d records, so %s is not read (images are imported "
+                         "only into an empty database; `python -m annotator ingest` adds new ones, a new DATA_DIR "
+                         "starts afresh)", store.record_count(), source_setting(settings))
             _sizes_as_shown(store, settings, fresh)
             _check_images_per_record(store, settings, task)
             commit_recovered(store, settings, task)

@@ -91,3 +91,22 @@ def test_the_refusal_names_the_dataset_setting_when_the_source_is_a_dataset(tmp_
     assert message.startswith("there is nothing to annotate: SOURCE_DATASET='someone/pictures' (split 'test') "
                               "gave no usable image (1 skipped):\n  test[0] (a.png): truncated\n")
     assert "ALLOW_EMPTY=1" in message
+
+
+def test_a_source_set_after_the_first_start_is_named_as_not_read(tmp_path: Path, caplog) -> None:
+    """Images are imported only into an empty database; a SOURCE_DIR changed later used to be ignored without
+    a word, so an organizer waited for images that never came."""
+    from clients import make_images
+
+    make_images(tmp_path / "first", 3, size=(32, 24))
+    make_images(tmp_path / "second", 2, size=(32, 24))
+    Runtime.open(load_settings(env_for(tmp_path, tmp_path / "first"))).close()
+    caplog.set_level("INFO", logger="annotator.runtime")
+    runtime = Runtime.open(load_settings(env_for(tmp_path, tmp_path / "second")))
+    try:
+        assert runtime.store.record_count() == 3
+    finally:
+        runtime.close()
+    said = [r.getMessage() for r in caplog.records if "already holds" in r.getMessage()]
+    assert len(said) == 1 and "3 records" in said[0] and str(tmp_path / "second") in said[0], said
+    assert "python -m annotator ingest" in said[0]

@@ -138,6 +138,26 @@ def test_metadata_csv_and_custom_suggestion_column(store: Store, tmp_path: Path)
     assert records["folder:y.png"].suggestion == ""  # an empty cell is kept as given
 
 
+def test_a_suggestion_field_of_boxes_is_no_missing_suggestion(store: Store, tmp_path: Path) -> None:
+    """A boxes question's suggestions are lists of boxes, read per question: the ingest must not warn that
+    no image has the field (the boxes example said so while every image had suggested boxes)."""
+    root = tmp_path / "boxed"
+    root.mkdir()
+    (root / "x.png").write_bytes(png((10, 20, 30)))
+    (root / "y.png").write_bytes(png((30, 20, 10)))
+    boxes = [{"bbox": [1, 2, 5, 5], "category": "square"}]
+    (root / "metadata.jsonl").write_text(json.dumps({"file_name": "x.png", "boxes": boxes}) + "\n")
+    report = ingest_folder(store, root, tmp_path / "images", suggestion_column="boxes")
+    assert report.added == 2 and not report.warnings, report.warnings
+    assert by_key(store)["folder:x.png"].metadata == {"boxes": boxes}
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "z.png").write_bytes(png((5, 5, 5)))
+    assert ingest_folder(store, bare, tmp_path / "images", suggestion_column="boxes").warnings == [
+        "no image has a 'boxes' field, so none has a suggestion (put images in class sub-folders or add a "
+        "metadata.jsonl)"]
+
+
 def test_path_tricks_are_harmless(store: Store, tmp_path: Path) -> None:
     outside = tmp_path / "secret.png"
     outside.write_bytes(png((5, 5, 5)))
