@@ -17,7 +17,7 @@ from typing import Any
 
 from annotator.auth import AuthError, PasswordFile
 from annotator.config import ConfigError, load_settings
-from annotator.task import load_task, record_suggestion_column
+from annotator.task import check_answers_fit, load_task, record_suggestion_column
 from annotator.export.hub import ExportError, Exporter
 from annotator.export.local import export_local
 from annotator.ingest import IngestError, ingest_dataset, ingest_folder
@@ -150,6 +150,9 @@ def _run_export(args: argparse.Namespace) -> int:
         if store.record_count() == 0:
             print(f"error: the store {describe(settings)} has no records; nothing to export", file=sys.stderr)
             return 1
+        for name in sorted(check_answers_fit(task, store.answered_questions(), settings.task_file)):
+            print(f"warning: the answers to the question {name!r} are not exported: TASK_FILE does not ask it",
+                  file=sys.stderr)
 
         gold = load_gold(store, task)  # gold answers go to their own config, out of the consensus
 

@@ -456,6 +456,10 @@ class PgStore:
         return [u for (u,) in self._all('SELECT user_id FROM users ORDER BY first_seen, user_id COLLATE "C"')]
     # --- end projector ---
 
+    def answered_questions(self) -> set[str]:
+        with self._conn() as conn:
+            return {name for (name,) in conn.execute("SELECT DISTINCT jsonb_object_keys(answer) FROM responses")}
+
     def stats(self) -> dict[str, Any]:
         """Counts for `python -m annotator stats` and the dashboard's first paint."""
         with self._conn() as conn:

@@ -23,7 +23,7 @@ import psycopg
 from annotator.admin_actions import AdminDeps
 from annotator.auth import Access
 from annotator.config import ConfigError, Settings, load_settings
-from annotator.task import TaskSpec, legacy_question, load_task
+from annotator.task import TaskSpec, check_answers_fit, legacy_question, load_task
 from annotator.datadir_lock import DataDirLock
 from annotator.engine import Backend, describe, mode, open_engine, store_files
 from annotator.export.hub import Exporter
@@ -217,6 +217,9 @@ class Runtime:
                          "starts afresh)", store.record_count(), source_setting(settings))
             _sizes_as_shown(store, settings, fresh)
             _check_images_per_record(store, settings, task)
+            for name in sorted(check_answers_fit(task, store.answered_questions(), settings.task_file)):
+                log.warning("task: the stored answers to the question %r are kept, but TASK_FILE no longer asks "
+                            "it, so they are neither shown nor exported (put the question back to have them)", name)
             commit_recovered(store, settings, task)
             gold = load_gold(store, task)
             order = hand_out_order([i for i in store.record_ids() if i not in gold] if gold else store.record_ids(),

@@ -532,6 +532,11 @@ class Store:
     # --- end projector ---
 
     @_read
+    def answered_questions(self) -> set[str]:
+        rows = self._cur().execute("SELECT DISTINCT unnest(json_keys(answer)) FROM responses").fetchall()
+        return {name for (name,) in rows}
+
+    @_read
     def stats(self) -> dict[str, Any]:
         """Counts for `python -m annotator stats` and the dashboard's first paint."""
         cur = self._cur()

@@ -94,6 +94,9 @@ class StoreProtocol(Protocol):
     def stats(self) -> dict[str, Any]:
         """Counts for the stats command and the dashboard (sql_shared.stats_result)."""
 
+    def answered_questions(self) -> set[str]:
+        """The question names the stored answers hold values for (task.check_answers_fit)."""
+
     # --- the write path (writer thread only) -----------------------------------------
 
     @staticmethod

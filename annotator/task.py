@@ -131,6 +131,19 @@ def record_suggestion_column(task: TaskSpec) -> str | None:
     return task.questions[0].suggestion_column
 
 
+def check_answers_fit(task: TaskSpec, answered: set[str], task_file: Path) -> set[str]:
+    """The questions the stored answers hold values for that this task does not ask (kept in the store,
+    but neither shown nor exported: a question renamed or removed). Raises ConfigError when the task asks
+    none of them: a TASK_FILE of another task, whose export would hold nothing but empty answers."""
+    asked = {q.name for q in task.questions}
+    if answered and not answered & asked:
+        raise ConfigError(
+            f"TASK_FILE={str(task_file)!r} is not the task the stored answers were given for: they answer "
+            f"{', '.join(sorted(answered))}; it asks {', '.join(sorted(asked))}. Set TASK_FILE to the task file "
+            f"these answers were given with, or use a new DATA_DIR to start afresh.")
+    return answered - asked
+
+
 def classification_task(title: str, labels: tuple[Label, ...], *, kind: str = "single_label",
                         question: str = "Choose a label", guidelines: str = "", comment: bool = False,
                         overlap: int = 1, order: Literal["sequential", "shuffle"] = "sequential", seed: int = 0,
