@@ -94,8 +94,13 @@ def _server_class():
 
 
 def main() -> int:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from annotator.config import ConfigError, log_level
+
+    try:
+        level = log_level()
+    except ConfigError as exc:
+        _refuse(str(exc))
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # the database, its WAL, snapshots, the lock, recovery and download files: readable by this user only
     os.umask(0o077)
     host = os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
@@ -106,7 +111,6 @@ def main() -> int:
     port = int(raw_port)
     sock = listen_socket(host, port)  # before the work of starting: a busy port fails at once
 
-    from annotator.config import ConfigError
     from annotator.datadir_lock import DataDirBusyError
     from annotator.export.restore import RestoreError
     from annotator.model import StoreError

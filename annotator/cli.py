@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
+import shlex
 import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from annotator.auth import AuthError, PasswordFile
-from annotator.config import ConfigError, load_settings
+from annotator.config import ConfigError, Settings, load_settings
 from annotator.task import check_answers_fit, load_task, record_suggestion_column
 from annotator.export.hub import ExportError, Exporter
 from annotator.export.local import export_local
@@ -53,7 +55,7 @@ def _run_ingest(args: argparse.Namespace) -> int:
             report = ingest_dataset(
                 store, args.dataset or settings.source_dataset, settings.images_dir,
                 config=args.config if args.config is not None else settings.source_config,
-                split=args.split or settings.source_split,
+                split=args.split or settings.source_split, where=_dataset_where(args, settings),
                 image_column=args.image_column or settings.source_image_column,
                 suggestion_column=suggestion, token=settings.hf_token, progress=progress,
                 max_pixels=settings.max_image_pixels, **columns)
@@ -69,6 +71,23 @@ def _run_ingest(args: argparse.Namespace) -> int:
         print(f"  skipped {item}: {reason}")
     print(f"the store now holds {total} records")
     return 0
+
+
+def _dataset_where(args: argparse.Namespace, settings: Settings) -> str:
+    """The dataset as the person gave it, for ingest's messages: `--dataset X` for what they typed, the
+    setting's name for what came from the settings, and the split's default named as one."""
+    name = args.dataset or settings.source_dataset
+    config = args.config if args.config is not None else settings.source_config
+    where = [f"--dataset {shlex.quote(name)}" if args.dataset else f"SOURCE_DATASET={name!r}"]
+    if config:
+        where.append(f"--config {shlex.quote(config)}" if args.config is not None else f"SOURCE_CONFIG={config!r}")
+    if args.split:
+        where.append(f"--split {shlex.quote(args.split)}")
+    elif os.environ.get("SOURCE_SPLIT", "").strip():
+        where.append(f"SOURCE_SPLIT={settings.source_split!r}")
+    else:
+        where.append(f"split {settings.source_split!r}, the default: --split to change it")
+    return ", ".join(where)
 
 
 def _names(given: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -201,20 +220,58 @@ def add_export(subparsers: Subparsers) -> None:
 
 def _run_adduser(args: argparse.Namespace) -> int:
     settings = load_settings()
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
+    password = _read_password(args)
+    if password is None:
+        return 2
     if len(password) < 8:
         print("error: the password must have at least 8 characters", file=sys.stderr)
         return 2
     PasswordFile(settings.password_file).add(args.name, password)
-    print(f"{args.name} can now sign in (users are kept in {settings.password_file})")
+    # the app reads PASSWORD_FILE once, at start: saying "can now sign in" was untrue while it ran
+    print(f"saved {args.name}'s password in {settings.password_file}. The app reads that file only when it "
+          f"starts: restart a running app, then {args.name} can sign in.")
+    if settings.auth_mode != "password":
+        print(f"note: AUTH_MODE is {settings.auth_mode}, so the app asks for no password; set AUTH_MODE=password "
+              f"for these users to sign in.")
     return 0
+
+
+def _stdin_example(name: str) -> str:
+    """How to pass a password without a terminal, as a line to copy."""
+    return f"printf '%s\\n' \"$PASSWORD\" | python -m annotator adduser {shlex.quote(name)} --password-stdin"
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    """The password from standard input or the terminal; None, with the message printed, when there is none.
+
+    Without a terminal getpass falls back to standard input (with a warning), and on an empty one ends in an
+    EOFError traceback: so without a terminal only --password-stdin reads one.
+    """
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            print(f"error: --password-stdin read nothing; give the password on standard input, for example: "
+                  f"{_stdin_example(args.name)}", file=sys.stderr)
+            return None
+        return line.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        print(f"error: there is no terminal to ask the password on; pass it on standard input with "
+              f"--password-stdin, for example: {_stdin_example(args.name)}", file=sys.stderr)
+        return None
+    try:
+        return getpass.getpass("password: ")
+    except (EOFError, KeyboardInterrupt):
+        print(file=sys.stderr)
+        print("error: no password given; nothing was changed", file=sys.stderr)
+        return None
 
 
 def add_adduser(subparsers: Subparsers) -> None:
     """Add `adduser`: a user for AUTH_MODE=password, or a new password for one."""
     cmd = subparsers.add_parser("adduser", help="add or change a user for AUTH_MODE=password")
     cmd.add_argument("name")
-    cmd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    cmd.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input (the way to give it without a terminal)")
     cmd.set_defaults(run=_run_adduser)
 
 

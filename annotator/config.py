@@ -216,6 +216,24 @@ def _store_url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str:
+    """LOG_LEVEL, in any case (`debug` is DEBUG); read before the rest, as logging starts before the settings.
+
+    `logging` itself would take only capitals and raise a bare ValueError at start-up on anything else.
+    """
+    env = os.environ if env is None else env
+    raw = env.get("LOG_LEVEL", "").strip()
+    if not raw:
+        return "INFO"
+    if raw.upper() not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL={raw!r} is not allowed; use one of: {', '.join(LOG_LEVELS)} "
+                          f"(in any case), or leave it unset for INFO.")
+    return raw.upper()
+
+
 def _default_data_dir() -> Path:
     data = Path("/data")
     if data.is_dir() and os.access(data, os.W_OK):

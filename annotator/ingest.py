@@ -612,7 +612,8 @@ def _named_image_bytes(value: Any, column: str | None, token: str | bool | None)
 
 
 def _load(dataset: str, config: str | None, split: str, streaming: bool, token: str | bool | None,
-          data_dir: str | None, data_files: Any) -> Any:
+          data_dir: str | None, data_files: Any, where: str | None = None) -> Any:
+    """`where`: the dataset as the caller's person gave it, for the message (default: the settings)."""
     import datasets
     kwargs: dict[str, Any] = {"split": split, "streaming": streaming}
     if token is not None:
@@ -624,8 +625,8 @@ def _load(dataset: str, config: str | None, split: str, streaming: bool, token: 
     try:
         return datasets.load_dataset(dataset, config, **kwargs)
     except Exception as exc:  # not found, no access, no network, wrong config or split: all end here
-        where = f"SOURCE_DATASET={dataset!r}" + (f", SOURCE_CONFIG={config!r}" if config else "") + \
-                f", SOURCE_SPLIT={split!r}"
+        where = where or (f"SOURCE_DATASET={dataset!r}" + (f", SOURCE_CONFIG={config!r}" if config else "")
+                          + f", SOURCE_SPLIT={split!r}")
         raise IngestError(f"cannot load the dataset ({where}): {type(exc).__name__}: {exc}. Check the "
                           f"name, config and split, and that HF_TOKEN can read it.") from exc
 
@@ -635,7 +636,8 @@ def ingest_dataset(store: StoreProtocol, dataset: Any, images_dir: Path, *, conf
                    streaming: bool = True, progress: bool = False, name: str | None = None,
                    token: str | bool | None = None, data_dir: str | None = None, data_files: Any = None,
                    batch_size: int = BATCH_SIZE, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-                   image_columns: Sequence[str] = (), text_columns: Sequence[str] = ()) -> IngestReport:
+                   image_columns: Sequence[str] = (), text_columns: Sequence[str] = (),
+                   where: str | None = None) -> IngestReport:
     """Ingest a `datasets` dataset: a Hub/packaged name, or an already loaded Dataset/IterableDataset.
 
     A name goes through `datasets.load_dataset(dataset, config, split=split,
@@ -650,14 +652,15 @@ def ingest_dataset(store: StoreProtocol, dataset: Any, images_dir: Path, *, conf
     `image_columns` (records of several images) replaces `image_column`: every
     one is read like it, the first as the record's own image, the rest as its
     `more_images`; a row missing one, or whose `text_columns` are not text, is
-    skipped with the reason.
+    skipped with the reason. `where`: the dataset as the caller's person gave it (`--dataset X`), named
+    when it cannot be loaded; default: the settings' names.
     """
     started = time.monotonic()
     images_dir = Path(images_dir)
     columns = tuple(image_columns) or (image_column,)
     if isinstance(dataset, str):
         name = name or dataset
-        ds = _load(dataset, config, split, streaming, token, data_dir, data_files)
+        ds = _load(dataset, config, split, streaming, token, data_dir, data_files, where)
     else:
         ds = dataset
         info = getattr(ds, "info", None)

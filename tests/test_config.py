@@ -161,3 +161,36 @@ def test_explicit_keys_are_still_checked_beside_automatic_ones(tmp_path: Path) -
     task = load_task(write_task(tmp_path, many + '\n[[labels]]\nname = "x"\nkey = "k"\n'))
     labels = task.questions[0].labels
     assert labels[-1].key == "k" and labels[10].key == "a"
+
+
+@pytest.mark.parametrize("raw, level", [("", "INFO"), ("debug", "DEBUG"), (" Warning ", "WARNING"),
+                                        ("CRITICAL", "CRITICAL")])
+def test_log_level_takes_the_standard_names_in_any_case(raw: str, level: str) -> None:
+    from annotator.config import log_level
+
+    assert log_level({"LOG_LEVEL": raw}) == level
+    assert log_level({}) == "INFO"
+
+
+@pytest.mark.parametrize("raw", ["foo", "debug"])
+def test_app_refuses_a_bad_log_level_in_one_line(tmp_path: Path, raw: str) -> None:
+    """`logging` took only capitals and raised a bare ValueError: a traceback and exit code 1.
+
+    A good one (`debug`) goes on to the next setting, here the port, which is refused with its own line:
+    so the test does not start a server.
+    """
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "LOG_LEVEL": raw, "GRADIO_SERVER_PORT": "0x", "DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, str(root / "app.py")], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=60)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2 and "Traceback" not in output, output[-3000:]
+    (line,) = done.stderr.splitlines()
+    expected = "LOG_LEVEL='foo' is not allowed" if raw == "foo" else "GRADIO_SERVER_PORT='0x'"
+    assert line.startswith(f"annotator cannot start: {expected}"), line
+    if raw == "foo":
+        assert "DEBUG, INFO, WARNING, ERROR, CRITICAL" in line

@@ -426,3 +426,22 @@ def test_agreement_per_question_and_kind_by_hand() -> None:
     assert (by_name["caption"].n_answers, by_name["caption"].mean_chars, by_name["caption"].alpha) == (2, 3.0, None)
     assert "caption" not in per_user  # text answers are not compared
     assert per_user["quality"]["x"].value == 0.0 and per_user["animal"]["y"].value == pytest.approx(1 / 2)
+
+
+def test_the_timeline_axis_reads_24_hour() -> None:
+    """Vega's default time labels are 12-hour without AM/PM (20:25 drawn as 08:25); the chart says HH:MM."""
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from annotator.reports import TimelinePoint
+    from annotator.ui.dashboard import timeline_frame, timeline_plot
+
+    with gr.Blocks():
+        plot = timeline_plot()
+    assert plot.get_config()["x_axis_format"] == "%H:%M"
+    evening = datetime(2024, 5, 6, 20, 25)
+    data = plot.postprocess(timeline_frame(SimpleNamespace(timeline=(TimelinePoint(evening, 3, 1),))))
+    assert data.datatypes["time"] == "temporal"  # so Vega reads the format as a time format (d3-time-format)
+    assert evening.strftime(plot.x_axis_format) == "20:25"  # d3's %H:%M is strftime's

@@ -37,6 +37,9 @@ REFRESH_SECONDS = 15.0
 ANNOTATOR_COLUMNS = ["annotator", "answers", "skips", "median s / record", "agreement %", "compared on",
                      "last active", "active", "leases"]
 GOLD_COLUMNS = ["gold right %", "gold answers"]  # after agreement, when the task has gold records
+# The timeline's time axis, a d3 time format: 24-hour like the "Updated 20:43:55" line above it. Vega's default
+# is 12-hour without AM/PM, so 20:25 read as 08:25.
+TIME_AXIS_FORMAT = "%H:%M"
 
 CSS = """<style>
   #dash-progress .dash-bar { display: flex; height: 18px; border-radius: 4px; overflow: hidden; background: #e5e7eb; }
@@ -95,6 +98,14 @@ def timeline_frame(team: TeamView) -> pd.DataFrame:
     frame["time"] = pd.to_datetime(frame["time"])
     frame["answers"] = frame["answers"].astype("int64")
     return frame
+
+
+def timeline_plot() -> gr.LinePlot:
+    """The "Answers per 5 minutes" chart, its time axis 24-hour (TIME_AXIS_FORMAT), as every other time shown."""
+    return gr.LinePlot(x="time", y="answers", color="kind", elem_id="dash-timeline",
+                       label="Answers per 5 minutes", x_title="time (UTC)", y_title="answers",
+                       x_axis_format=TIME_AXIS_FORMAT,
+                       color_map={"submitted": "#2563eb", "skipped": "#f59e0b"}, y_lim=[0, None])
 
 
 def labels_frame(team: TeamView) -> pd.DataFrame:
@@ -278,9 +289,7 @@ class DashboardView:
             self.refresh = gr.Button("Refresh", elem_id="dash-refresh", size="sm", scale=0)
         self.progress = gr.HTML(elem_id="dash-progress-box")
         with gr.Row():
-            self.timeline = gr.LinePlot(x="time", y="answers", color="kind", elem_id="dash-timeline",
-                                        label="Answers per 5 minutes", x_title="time (UTC)", y_title="answers",
-                                        color_map={"submitted": "#2563eb", "skipped": "#f59e0b"}, y_lim=[0, None])
+            self.timeline = timeline_plot()
             self.labels = gr.BarPlot(x="label", y="answers", elem_id="dash-labels", label="Label distribution",
                                      x_title="label", y_title="answers", sort=None,
                                      y_lim=[0, None])  # from zero: the smallest label's bar is never cut away
@@ -310,7 +319,8 @@ class DashboardView:
                                       if admin else " · press Refresh for newer numbers")
         return [status, progress_html(snap.team),
                 # Vega draws the times in the browser's zone: the one named here
-                gr.LinePlot(value=timeline_frame(snap.team), x_title=zone.column("time")), labels_frame(snap.team),
+                gr.LinePlot(value=timeline_frame(snap.team), x_title=zone.column("time"),
+                            x_axis_format=TIME_AXIS_FORMAT), labels_frame(snap.team),
                 gr.Column(visible=admin is not None), annotators_frame(snap, zone, scored_questions(self.rt.task),
                                                                       self.rt.task.quality.has_gold),
                 agreement_html(admin.agreement, lambda rid: self.rt.signer.image_url(
