@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 import gradio.oauth
+import gradio.queueing
 import pytest
 from fastapi import FastAPI, Request
 from gradio import processing_utils
@@ -171,3 +172,20 @@ def test_file_cache_dir_is_where_gradio_serves_files_without_a_copy(tmp_path: Pa
                                                   postprocess=True)
     assert served[0]["path"] == str(inside)  # served as it is
     assert served[1]["path"] != str(outside) and Path(served[1]["path"]).is_relative_to(folder)  # copied in
+
+
+def test_choice_refusals_keep_their_message_without_a_traceback() -> None:
+    """What quiet_choice_refusals relies on: the three classes refuse an unknown value with gradio's Error,
+    and the queue prints a traceback only when `print_exception` is true."""
+    from gradio.exceptions import Error
+
+    assert "e.print_exception" in inspect.getsource(gradio.queueing)
+    glue.quiet_choice_refusals()
+    glue.quiet_choice_refusals()  # idempotent: wrapped once
+    for component in (gr.Radio(choices=["a", "b"]), gr.Dropdown(choices=["a", "b"]),
+                      gr.CheckboxGroup(choices=["a", "b"])):
+        with pytest.raises(Error, match="not in the list of choices") as refused:
+            component.preprocess(["zzz"] if isinstance(component, gr.CheckboxGroup) else "zzz")
+        assert refused.value.print_exception is False
+        assert component.preprocess(["a"] if isinstance(component, gr.CheckboxGroup) else "a") in ("a", ["a"])
+        assert not hasattr(type(component).preprocess.__wrapped__, "__wrapped__")

@@ -236,6 +236,18 @@ def test_nickname_refuses_odd_values_and_html_stays_text(app: dict[str, Any]) ->
     ann.call("nickname", "")
 
 
+@pytest.mark.parametrize("who", ["ann", "admin"])
+def test_a_value_outside_a_choice_list_is_refused_without_a_traceback(app: dict[str, Any], who: str) -> None:
+    """Gradio refuses a label filter that is none of the Dropdown's choices before any handler runs, and
+    printed a traceback for each: any signed-in caller could fill the log (gradio_glue.quiet_choice_refusals)."""
+    load, _ = _event(app, "admin", "review-load", "click")
+    before = len(app["server"].log())
+    for value in ("zzz", 12, ["a"], {"x": 1}):
+        done = _join(app, who, load, [value, ""], None, f"odd-choice-{who}")
+        assert not done["success"] and "not in the list of choices" in json.dumps(done), done
+    assert "Traceback" not in app["server"].log()[before:]
+
+
 def test_no_traceback_from_these_cases_and_the_others_go_on(app: dict[str, Any]) -> None:
     """Nothing above left a traceback raised in the app's code or in Gradio's event-data parsing, and bob (who
     sent nothing odd) still annotates."""

@@ -10,12 +10,14 @@ themselves.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
 from fastapi import FastAPI, Request
+from gradio.exceptions import Error as GradioError
 from gradio.oauth import _get_valid_oauth_info_from_session
 from starlette.middleware import Middleware
 from starlette.routing import Mount
@@ -97,6 +99,32 @@ def replace_event_functions(blocks: gr.Blocks, replace: Callable[[EventFn], Even
     for block_fn in blocks.fns.values():
         if block_fn.fn is not None:
             block_fn.fn = replace(block_fn.fn)
+
+
+def quiet_choice_refusals() -> None:
+    """Keep Gradio's refusal of a value outside a Radio's, Dropdown's or CheckboxGroup's choices, without its
+    traceback in the log: the caller sees the message, and a script sending made-up values cannot fill the
+    log with tracebacks any more.
+
+    Relies on: those classes' `preprocess` raising `gradio.exceptions.Error`, and the queue printing a
+    traceback only when the Error's `print_exception` is true (gradio/queueing.py). Patched on the classes,
+    so the copies of a component that Gradio keeps per session are covered too; calling it again is a no-op.
+    """
+    for cls in (gr.Radio, gr.Dropdown, gr.CheckboxGroup):
+        original = cls.preprocess
+        if getattr(original, "_quiet_refusals", False):
+            continue
+
+        @functools.wraps(original)
+        def preprocess(self: Any, payload: Any, _original: Callable[..., Any] = original) -> Any:
+            try:
+                return _original(self, payload)
+            except GradioError as exc:
+                exc.print_exception = False
+                raise
+
+        preprocess._quiet_refusals = True  # type: ignore[attr-defined]
+        cls.preprocess = preprocess  # type: ignore[method-assign]
 
 
 def file_cache_dir(component: gr.components.Component) -> Path:

@@ -36,7 +36,7 @@ from annotator.ui.cookies import PartitionedSessionCookies
 from annotator.ui.edge import UPLOAD_MAX_BYTES, Budget, Edge, PersonSlots, SlotsFull, check_people, surface_for
 from annotator.ui.errors import hide_unexpected_errors
 from annotator.ui.frame import FrameCookieNotice
-from annotator.ui.gradio_glue import mounted_app, slow_queue_polling
+from annotator.ui.gradio_glue import mounted_app, quiet_choice_refusals, slow_queue_polling
 from annotator.ui.identity import identify_http
 from annotator.ui.image_lane import IMAGE_METHODS, ImageLane, cache_control
 from annotator.ui.login import password_sign_in
@@ -123,6 +123,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     add_static_routes(app)  # the page's script and style (annotator/ui/static), by content-versioned URL
     blocks, head = build_blocks(runtime)
     hide_unexpected_errors(blocks)
+    quiet_choice_refusals()
     auth = None
     if runtime.settings.auth_mode == "password":
         passwords = PasswordFile(runtime.settings.password_file)
