@@ -18,7 +18,9 @@ python3 -m compileall -q annotator bench tests
 pgdir=$(mktemp -d)
 pgport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 trap 'bash scripts/pg.sh stop "$pgdir"' EXIT
-bash scripts/pg.sh start "$pgdir" "$pgport"
+# no fsync in this server: the tests check the app's commits, never a crash of PostgreSQL itself, and the
+# suite's own disk traffic must not slow every PostgreSQL commit (the benches' server keeps fsync)
+bash scripts/pg.sh start "$pgdir" "$pgport" -c fsync=off -c synchronous_commit=off -c full_page_writes=off
 export ANNOTATOR_TEST_PG_URL="postgresql://postgres@127.0.0.1:$pgport/postgres" ANNOTATOR_REQUIRE_PG=1
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_DISABLE_TELEMETRY=1 ANNOTATOR_REQUIRE_BROWSER=1
 # pytest exits 5 when it collected no test: that is a failure here too
