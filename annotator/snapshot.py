@@ -63,7 +63,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from annotator.config import Settings
-from annotator.files import fsync_dir
+from annotator.files import fsync_dir, write_atomic
 from annotator.datadir_lock import DataDirLock, DataDirLostError
 from annotator.periodic import PeriodicJob, Run
 from annotator.store import Store
@@ -164,14 +164,8 @@ def _continues_path(settings: Settings) -> Path:
 def _note_continues(settings: Settings, coming: str | None = None) -> None:
     """Record that the local file continues DATA_DIR's snapshot as it is now (after a restore), and the
     marker `coming` about to replace it (a snapshot written): a kill between the two keeps the live file."""
-    path = _continues_path(settings)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     identities = [_remote_identity(settings)] + ([coming] if coming is not None else [])
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
-        json.dump(identities, out)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    write_atomic(_continues_path(settings), json.dumps(identities).encode(), durable=True)
 
 
 def _continues(settings: Settings) -> bool:
@@ -398,14 +392,7 @@ class Snapshotter(PeriodicJob[SnapshotResult, SnapshotStatus]):
 
     def _write_marker(self, body: str) -> None:
         """Put the marker beside the snapshot (atomic replace)."""
-        marker = snapshot_path(self.settings).with_name(OWNER_MARKER)
-        tmp = marker.with_name(f".{marker.name}.tmp-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "w", encoding="utf-8") as out:
-            out.write(body)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, marker)
+        write_atomic(snapshot_path(self.settings).with_name(OWNER_MARKER), body.encode(), durable=True)
 
     def _work(self, run: Run) -> SnapshotResult:
         """Every kind of run alike: a snapshot if something changed."""
